@@ -1,0 +1,1 @@
+//! Which sockets a user asked for.

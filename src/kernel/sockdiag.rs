@@ -1,0 +1,1 @@
+//! Netlink sock_diag dumps of TCP sockets.

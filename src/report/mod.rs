@@ -1,0 +1,1 @@
+//! One-shot outputs built from a snapshot.

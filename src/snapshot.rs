@@ -1,0 +1,155 @@
+//! The plain value one poll produces: every TCP socket the kernel reported, as
+//! fixed-size records, and the per-state counts.
+//!
+//! A snapshot never touches the kernel, so everything built on it (diff, watch
+//! analyses, outputs, views) is testable without root.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use crate::tcp::State;
+
+/// The address family of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    /// The name used in JSON output: `ipv4` or `ipv6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// What the kernel's socket timer is doing (`idiag_timer`), as `ss -o` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    Off,
+    /// Retransmission timer (also the SYN+ACK timer of a request socket).
+    On,
+    Keepalive,
+    TimeWait,
+    /// Zero-window probe timer.
+    Persist,
+    Unknown(u8),
+}
+
+impl Timer {
+    pub fn from_kernel(number: u8) -> Timer {
+        match number {
+            0 => Timer::Off,
+            1 => Timer::On,
+            2 => Timer::Keepalive,
+            3 => Timer::TimeWait,
+            4 => Timer::Persist,
+            other => Timer::Unknown(other),
+        }
+    }
+
+    /// The name `ss -o` prints for this timer.
+    pub fn name(self) -> &'static str {
+        match self {
+            Timer::Off => "off",
+            Timer::On => "on",
+            Timer::Keepalive => "keepalive",
+            Timer::TimeWait => "timewait",
+            Timer::Persist => "persist",
+            Timer::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// Where a connection is: family plus both endpoints. Linux replaces a SYN_RECV
+/// request socket and a closing socket's TIME_WAIT remnant with new kernel objects of
+/// the same endpoints, so this, not the cookie, is what identifies a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoints {
+    pub family: Family,
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+}
+
+/// One socket as the kernel reported it. Fixed-size and `Copy`: a snapshot of 100k
+/// sockets is one allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketRecord {
+    pub family: Family,
+    pub state: State,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+    /// For LISTEN: the accept queue length; otherwise unread bytes.
+    pub recv_q: u32,
+    /// For LISTEN: the backlog; otherwise unacknowledged bytes.
+    pub send_q: u32,
+    pub timer: Timer,
+    pub expires_ms: u32,
+    pub retransmits: u8,
+    pub uid: u32,
+    /// 0 for request sockets and TIME_WAIT remnants, which belong to no file.
+    pub inode: u32,
+    /// The kernel object's identity (`sock_gen_cookie`); changes when the kernel swaps
+    /// a request socket or TIME_WAIT remnant in for the same endpoints.
+    pub cookie: u64,
+    pub interface: u32,
+}
+
+impl SocketRecord {
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            family: self.family,
+            local: (self.local_addr, self.local_port),
+            remote: (self.remote_addr, self.remote_port),
+        }
+    }
+}
+
+/// The number of sockets in each state, indexed by [`State::index`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts([u32; 11]);
+
+impl Counts {
+    pub fn get(&self, state: State) -> u32 {
+        self.0[state.index()]
+    }
+
+    pub fn add(&mut self, state: State) {
+        self.0[state.index()] += 1;
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    /// Every state with its count, zeros included, in [`State::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (State, u32)> + '_ {
+        State::ALL.into_iter().map(|state| (state, self.get(state)))
+    }
+}
+
+/// Every socket one poll saw, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub taken_at: SystemTime,
+    pub sockets: Vec<SocketRecord>,
+}
+
+impl Snapshot {
+    pub fn new(taken_at: SystemTime, sockets: Vec<SocketRecord>) -> Snapshot {
+        Snapshot { taken_at, sockets }
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for socket in &self.sockets {
+            counts.add(socket.state);
+        }
+        counts
+    }
+}
