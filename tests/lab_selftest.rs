@@ -6,10 +6,10 @@
 
 mod lab;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use lab::{Entry, Lab, SETTLE, TcpState};
@@ -121,6 +121,69 @@ fn a_connect_into_the_sink_stays_syn_sent() -> Result<()> {
     let expected = syn_sent.entries();
     ensure!(entries_in(&expected, TcpState::SynSent) == 3);
     assert_held(&lab, &expected)
+}
+
+#[test]
+fn a_thousand_forged_syns_from_a_flood_of_sources_stay_syn_recv() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    let started = Instant::now();
+    let flood = lab.syn_flood(listener.addr_v4()?, 1000, 7)?;
+    let sending = started.elapsed();
+    ensure!(
+        sending < Duration::from_millis(500),
+        "sending 1000 SYNs took {sending:?}"
+    );
+    let spread: std::collections::HashSet<[u8; 3]> = flood
+        .sources
+        .iter()
+        .map(|source| {
+            let [a, b, c, _] = source.ip().octets();
+            [a, b, c]
+        })
+        .collect();
+    ensure!(
+        spread.len() > 900,
+        "the flood came from only {} /24s",
+        spread.len()
+    );
+    let expected = [listener.entries(), flood.entries()].concat();
+    assert_held(&lab, &expected)
+}
+
+#[test]
+fn forged_syns_from_two_hosts_fill_a_backlog_with_syn_recv() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    let busy = lab.syns_from_two_hosts(listener.addr_v4()?, 3000)?;
+    let hosts: std::collections::HashSet<Ipv4Addr> =
+        busy.sources.iter().map(|source| *source.ip()).collect();
+    ensure!(
+        hosts.len() == 2,
+        "the backlog came from {} hosts",
+        hosts.len()
+    );
+    let expected = [listener.entries(), busy.entries()].concat();
+    assert_held(&lab, &expected)
+}
+
+#[test]
+fn a_forged_syn_carries_valid_ip_and_tcp_checksums() -> Result<()> {
+    let source = SocketAddrV4::new(Ipv4Addr::new(127, 64, 1, 2), 40000);
+    let destination = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080);
+    let packet = lab::syn::syn_packet(source, destination, 0x1234_5678);
+    let (ip, tcp) = packet.split_at(20);
+    ensure!(
+        lab::syn::internet_checksum(&[ip]) == 0,
+        "bad IPv4 header checksum"
+    );
+    let pseudo_header = lab::syn::pseudo_header(source, destination, tcp.len());
+    ensure!(
+        lab::syn::internet_checksum(&[&pseudo_header, tcp]) == 0,
+        "bad TCP checksum"
+    );
+    ensure!(tcp[13] == 0x02, "the packet is not a bare SYN");
+    Ok(())
 }
 
 #[test]
