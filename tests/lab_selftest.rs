@@ -187,6 +187,35 @@ fn a_forged_syn_carries_valid_ip_and_tcp_checksums() -> Result<()> {
 }
 
 #[test]
+fn twenty_thousand_established_sockets_are_held_across_child_processes() -> Result<()> {
+    let lab = Lab::enter()?;
+    let started = Instant::now();
+    let crowd = lab.crowd(20_000)?;
+    let building = started.elapsed();
+    ensure!(crowd.sockets() == 20_000);
+    ensure!(
+        crowd.holders().len() >= 2,
+        "20,000 sockets do not fit in one process here"
+    );
+    ensure!(
+        building < Duration::from_secs(10),
+        "building took {building:?}"
+    );
+    ensure!(lab.ss_count(TcpState::Established)? == 20_000);
+    lab.wait_for_exactly(&crowd.entries(), Duration::ZERO)?;
+    Ok(())
+}
+
+#[test]
+fn five_thousand_time_wait_sockets_need_no_descriptors() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.time_wait_crowd(5_000)?;
+    ensure!(crowd.sockets() == 5_000);
+    lab.wait_for_exactly(&crowd.entries(), SETTLE)?;
+    Ok(())
+}
+
+#[test]
 fn the_lab_changes_neither_the_hosts_sysctls_nor_its_sockets() -> Result<()> {
     let before = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .context("reading the host's somaxconn")?;
@@ -220,6 +249,29 @@ fn the_lab_changes_neither_the_hosts_sysctls_nor_its_sockets() -> Result<()> {
         !ss.lines().any(|line| line.contains(&shown)),
         "the host sees the lab's listener {shown}"
     );
+    Ok(())
+}
+
+#[test]
+fn dropping_the_lab_kills_its_crowd_holders() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(2_000)?;
+    let holders = crowd.holders().to_vec();
+    ensure!(!holders.is_empty());
+    for pid in &holders {
+        ensure!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "holder {pid} is not running"
+        );
+    }
+    drop(lab);
+    for pid in &holders {
+        // Killed and reaped: no process, not even a zombie.
+        ensure!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "holder {pid} outlived the lab"
+        );
+    }
     Ok(())
 }
 
