@@ -10,7 +10,10 @@
 //! covers the processes of the pid namespace `/proc` was mounted for.
 
 mod netstat;
+mod processes;
+mod sys;
 mod sysctl;
 
 pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
+pub use processes::{Process, ProcessMap};
 pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};
