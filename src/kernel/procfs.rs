@@ -1,0 +1,19 @@
+//! What tcpscope reads from `/proc`: the TcpExt counters, the sysctls that bound listen
+//! queues, and which process holds each socket inode (for `-p`).
+//!
+//! Each job lives in its own submodule, with the text parsing split from the file
+//! reading so that the parsers are testable on recorded and corrupted input. This module
+//! only reads: it never writes a sysctl, and it knows nothing about netlink or output.
+//!
+//! The counters and sysctls are those of the calling thread's network namespace, so a
+//! thread that has `unshare(CLONE_NEWNET)`ed sees its own namespace's. The process map
+//! covers the processes of the pid namespace `/proc` was mounted for.
+
+mod netstat;
+mod processes;
+mod sys;
+mod sysctl;
+
+pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
+pub use processes::{Process, ProcessMap};
+pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};
