@@ -3,12 +3,14 @@
 //! Data flows one way. [`kernel`] is the only code that talks to Linux: it dumps every
 //! TCP socket over netlink sock_diag into a [`snapshot::Snapshot`], and reads the
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
-//! [`report`] turns snapshots into the one-shot outputs (`--grep` tables and `--json`).
-//! [`tcp`] names the protocol's states; [`cli`] parses the command line.
+//! [`filter`] says which sockets a user asked for, and [`report`] turns snapshots into
+//! the one-shot outputs (`--grep` tables and `--json`). [`tcp`] names the protocol's
+//! states; [`cli`] parses the command line.
 
 pub mod cli;
 pub mod filter;
 pub mod kernel;
+pub mod oneshot;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;

@@ -1,1 +1,52 @@
-fn main() {}
+//! The `tcpscope` binary: parse the command line, pick a mode, and map the outcome to
+//! an exit status (0 matched, 1 nothing matched, 2 error). Nothing else.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tcpscope::cli::{Cli, Mode};
+use tcpscope::oneshot::{self, Outcome};
+
+const EXIT_NO_MATCH: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.mode() {
+        Mode::Interactive if !io::stdout().is_terminal() => {
+            eprintln!(
+                "tcpscope: stdout is not a terminal; the interactive view needs one. \
+                 Use --json for a JSON document or --grep STATES for a table."
+            );
+            ExitCode::from(EXIT_ERROR)
+        }
+        _ => run_oneshot(&cli),
+    }
+}
+
+fn run_oneshot(cli: &Cli) -> ExitCode {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    match oneshot::run(cli, &mut out) {
+        Ok(Outcome::Matched) => ExitCode::SUCCESS,
+        Ok(Outcome::NothingMatched) => ExitCode::from(EXIT_NO_MATCH),
+        Err(error) if is_closed_pipe(&error) => {
+            // The reader (`| head`) has what it wanted: end quietly.
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let _ = out.flush();
+            let _ = writeln!(io::stderr(), "tcpscope: error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,1 +1,413 @@
-//! Netlink sock_diag dumps of TCP sockets.
+//! Netlink sock_diag dumps of TCP sockets: building the request, the receive loop, and
+//! parsing the replies in place.
+//!
+//! Replies are walked where they lie in one reused receive buffer: the crate's owned
+//! message types cost 70–200 ms of allocation at 100k sockets, a walk in place a few.
+//! Parsing lives in [`super::diag_msg`] as pure functions over bytes, so that it can be
+//! tested and fuzzed without a kernel. This module must not interpret what it reads
+//! beyond turning it into [`SocketRecord`]s.
+
+use std::io;
+use std::time::SystemTime;
+
+use netlink_packet_core::{
+    Emitable, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use super::bytecode;
+use super::diag_msg::{self, Batch, NLMSG_HEADER_BYTES, ParseError};
+use crate::filter::Filter;
+use crate::snapshot::{Family, Snapshot, SocketRecord};
+use crate::tcp::StateSet;
+
+/// How often a dump the kernel marked inconsistent (`NLM_F_DUMP_INTR`) is retried
+/// before giving up. Each retry is a full dump, so keep it small.
+const DUMP_ATTEMPTS: u32 = 4;
+
+/// The receive buffer. The kernel fills each dump reply up to about 32 KiB
+/// (`netlink_dump` sizes by `max_recvmsg_len`), so 64 KiB never truncates a reply.
+const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute that carries a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// The original inet_diag request type, still served by `inet_diag_rcv_msg_compat`.
+/// Unlike `SOCK_DIAG_BY_FAMILY`, it dumps both families in one walk of the socket
+/// tables, which is measurably cheaper than two walks.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `struct inet_diag_req`: family, src_len, dst_len, ext, the 48-byte
+/// `inet_diag_sockid`, states and dbs.
+const LEGACY_REQUEST_BYTES: usize = 60;
+
+/// Why a dump failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0}")]
+    Open(#[source] io::Error),
+    #[error("sending the sock_diag request failed: {0}")]
+    Send(#[source] io::Error),
+    #[error("receiving the sock_diag reply failed: {0}")]
+    Receive(#[source] io::Error),
+    #[error(
+        "the kernel refused the sock_diag request: {error}{hint}",
+        hint = refusal_hint(.error)
+    )]
+    Refused { error: io::Error },
+    #[error("the socket table changed during every one of {DUMP_ATTEMPTS} dumps; try again")]
+    Interrupted,
+    #[error("malformed sock_diag reply: {0}")]
+    Malformed(#[from] ParseError),
+}
+
+/// What a refusal most likely means, for the user who has to act on it.
+fn refusal_hint(error: &io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) => {
+            " (is the kernel built with CONFIG_INET_DIAG and CONFIG_INET_TCP_DIAG, or is the tcp_diag module missing?)"
+        }
+        Some(libc::EINVAL) => " (the kernel rejected the filter)",
+        Some(libc::EPERM) | Some(libc::EACCES) => " (permission denied)",
+        _ => "",
+    }
+}
+
+/// What to ask the kernel for. The kernel filters by state, family and (through
+/// `bytecode`) ports, so that a rare state among 100k sockets costs little.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    pub states: StateSet,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// An `INET_DIAG_REQ_BYTECODE` program, see [`super::bytecode`].
+    pub bytecode: Option<Vec<u8>>,
+}
+
+impl DumpRequest {
+    /// Every TCP socket of both families.
+    pub fn everything() -> DumpRequest {
+        DumpRequest {
+            states: StateSet::all(),
+            ipv4: true,
+            ipv6: true,
+            bytecode: None,
+        }
+    }
+
+    /// The request for a user's filter: states and families as the request's own
+    /// fields, port conditions compiled to a filter program.
+    pub fn for_filter(filter: &Filter) -> DumpRequest {
+        DumpRequest {
+            states: filter.states,
+            ipv4: filter.ipv4,
+            ipv6: filter.ipv6,
+            bytecode: filter.condition.as_ref().map(bytecode::compile),
+        }
+    }
+
+    fn families(&self) -> impl Iterator<Item = Family> {
+        [(self.ipv4, Family::Ipv4), (self.ipv6, Family::Ipv6)]
+            .into_iter()
+            .filter_map(|(wanted, family)| wanted.then_some(family))
+    }
+}
+
+/// An open sock_diag socket with its reusable buffers: keep one per poller.
+pub struct SockDiag {
+    socket: Socket,
+    receive: Vec<u8>,
+    request: Vec<u8>,
+    sequence: u32,
+    /// How many sockets the last snapshot held, to size the next one in one go.
+    last_size: usize,
+    /// Whether the kernel serves the one-walk `TCPDIAG_GETSOCK` request.
+    single_walk: bool,
+    /// The sockets parsed from one received buffer.
+    batch: Vec<SocketRecord>,
+}
+
+/// Which sockets one dump request walks.
+#[derive(Debug, Clone, Copy)]
+enum Walk {
+    Family(Family),
+    BothFamilies,
+}
+
+impl SockDiag {
+    pub fn open() -> Result<SockDiag, DumpError> {
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(DumpError::Open)?;
+        socket
+            .bind(&SocketAddr::new(0, 0))
+            .map_err(DumpError::Open)?;
+        Ok(SockDiag {
+            socket,
+            receive: vec![0; RECEIVE_BUFFER_BYTES],
+            request: Vec::with_capacity(256),
+            sequence: 0,
+            last_size: 0,
+            single_walk: true,
+            batch: Vec::with_capacity(RECEIVE_BUFFER_BYTES / diag_msg::INET_DIAG_MSG_BYTES),
+        })
+    }
+
+    /// A snapshot of the sockets `filter` matches. The kernel does the filtering it
+    /// can; the rest (and a check of the kernel's part) happens here.
+    pub fn snapshot(&mut self, filter: &Filter) -> Result<Snapshot, DumpError> {
+        let taken_at = SystemTime::now();
+        let mut sockets = Vec::with_capacity(self.last_size + self.last_size / 8);
+        self.dump_into(&DumpRequest::for_filter(filter), &mut sockets)?;
+        sockets.retain(|socket| filter.matches(socket));
+        self.last_size = sockets.len();
+        Ok(Snapshot::new(taken_at, sockets))
+    }
+
+    /// Dumps every socket the request matches, appending them to `out`. On error, `out`
+    /// holds what it held before the call.
+    pub fn dump_into(
+        &mut self,
+        request: &DumpRequest,
+        out: &mut Vec<SocketRecord>,
+    ) -> Result<(), DumpError> {
+        let start = out.len();
+        let result = self.stream(request, &mut |delivery| match delivery {
+            Delivery::Sockets(sockets) => out.extend_from_slice(sockets),
+            Delivery::Restart => out.truncate(start),
+        });
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Dumps every socket the request matches, handing them to `sink` one received
+    /// batch at a time, as the kernel produces them, so that a consumer on another
+    /// thread can work while the kernel is still walking its tables.
+    ///
+    /// When the kernel reports that the socket table changed during the dump, the whole
+    /// dump is repeated: `sink` first gets [`Delivery::Restart`] and must forget every
+    /// socket it was given before.
+    pub fn stream(
+        &mut self,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(Delivery<'_>),
+    ) -> Result<(), DumpError> {
+        for attempt in 0..DUMP_ATTEMPTS {
+            if attempt > 0 {
+                sink(Delivery::Restart);
+            }
+            if self.stream_once(request, sink)? == Completion::Consistent {
+                return Ok(());
+            }
+        }
+        Err(DumpError::Interrupted)
+    }
+
+    fn stream_once(
+        &mut self,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(Delivery<'_>),
+    ) -> Result<Completion, DumpError> {
+        if request.ipv4 && request.ipv6 && self.single_walk {
+            match self.walk(Walk::BothFamilies, request, sink) {
+                // A kernel without the compatibility request refuses it before sending
+                // any socket: use two walks from now on.
+                Err(DumpError::Refused { .. }) => self.single_walk = false,
+                other => return other,
+            }
+        }
+        let mut completion = Completion::Consistent;
+        for family in request.families() {
+            if self.walk(Walk::Family(family), request, sink)? == Completion::Interrupted {
+                completion = Completion::Interrupted;
+            }
+        }
+        Ok(completion)
+    }
+
+    /// One dump request and its replies.
+    fn walk(
+        &mut self,
+        walk: Walk,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(Delivery<'_>),
+    ) -> Result<Completion, DumpError> {
+        self.send_request(walk, request)?;
+        let mut completion = Completion::Consistent;
+        loop {
+            let length = match self.socket.recv(&mut &mut self.receive[..], 0) {
+                Ok(length) => length,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(DumpError::Receive(error)),
+            };
+            self.batch.clear();
+            let batch = &mut self.batch;
+            let Batch { done, interrupted } =
+                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r))
+                    .map_err(|error| match error {
+                        ParseError::Kernel(errno) => DumpError::Refused {
+                            error: io::Error::from_raw_os_error(errno),
+                        },
+                        other => DumpError::Malformed(other),
+                    })?;
+            if !self.batch.is_empty() {
+                sink(Delivery::Sockets(&self.batch));
+            }
+            if interrupted {
+                completion = Completion::Interrupted;
+            }
+            if done {
+                return Ok(completion);
+            }
+        }
+    }
+
+    fn send_request(&mut self, walk: Walk, request: &DumpRequest) -> Result<(), DumpError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        match walk {
+            Walk::Family(family) => {
+                encode_request(family, request, self.sequence, &mut self.request)
+            }
+            Walk::BothFamilies => encode_legacy_request(request, self.sequence, &mut self.request),
+        }
+        let kernel = SocketAddr::new(0, 0);
+        let sent = self
+            .socket
+            .send_to(&self.request, &kernel, 0)
+            .map_err(DumpError::Send)?;
+        if sent != self.request.len() {
+            return Err(DumpError::Send(io::Error::other("short write")));
+        }
+        Ok(())
+    }
+}
+
+/// What [`SockDiag::stream`] hands its consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery<'a> {
+    /// The next sockets of the dump.
+    Sockets(&'a [SocketRecord]),
+    /// The dump starts over: forget every socket delivered so far.
+    Restart,
+}
+
+/// Whether a dump finished without the kernel flagging it as interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    Consistent,
+    Interrupted,
+}
+
+/// Writes one `SOCK_DIAG_BY_FAMILY` dump request (an `inet_diag_req_v2`, plus the
+/// filter program when there is one) into `buffer`.
+fn encode_request(family: Family, request: &DumpRequest, sequence: u32, buffer: &mut Vec<u8>) {
+    let (family_number, socket_id) = match family {
+        Family::Ipv4 => (AF_INET, SocketId::new_v4()),
+        Family::Ipv6 => (AF_INET6, SocketId::new_v6()),
+    };
+    let inet_request = InetRequest {
+        family: family_number,
+        protocol: IPPROTO_TCP,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::from_bits_truncate(request.states.kernel_mask()),
+        socket_id,
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    let mut message = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(SockDiagMessage::InetRequest(inet_request)),
+    );
+    message.finalize();
+    buffer.clear();
+    buffer.resize(message.buffer_len(), 0);
+    message.serialize(buffer);
+
+    if let Some(program) = &request.bytecode {
+        append_attribute(buffer, INET_DIAG_REQ_BYTECODE, program);
+    }
+}
+
+/// Writes one `TCPDIAG_GETSOCK` dump request for both families. The crate has no type
+/// for this older `struct inet_diag_req`, so it is laid out here: all zeros (family
+/// `AF_UNSPEC`, no extensions, a wildcard socket id) but for the state mask.
+fn encode_legacy_request(request: &DumpRequest, sequence: u32, buffer: &mut Vec<u8>) {
+    let mut header = NetlinkHeader::default();
+    header.length = (NLMSG_HEADER_BYTES + LEGACY_REQUEST_BYTES) as u32;
+    header.message_type = TCPDIAG_GETSOCK;
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    buffer.clear();
+    buffer.resize(NLMSG_HEADER_BYTES + LEGACY_REQUEST_BYTES, 0);
+    header.emit(&mut buffer[..NLMSG_HEADER_BYTES]);
+    let states_at = NLMSG_HEADER_BYTES + 4 + 48;
+    buffer[states_at..states_at + 4].copy_from_slice(&request.states.kernel_mask().to_ne_bytes());
+    if let Some(program) = &request.bytecode {
+        append_attribute(buffer, INET_DIAG_REQ_BYTECODE, program);
+    }
+}
+
+/// Appends one `rtattr` to a netlink message and fixes up `nlmsg_len`.
+fn append_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let attribute_length = 4 + payload.len();
+    message.extend_from_slice(&(attribute_length as u16).to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
+    message.extend_from_slice(payload);
+    message.resize(message.len().next_multiple_of(4), 0);
+    let total = message.len() as u32;
+    message[0..4].copy_from_slice(&total.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_with_a_filter_carries_it_as_an_attribute_and_counts_it_in_the_length() {
+        let mut request = DumpRequest::everything();
+        request.bytecode = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut buffer = Vec::new();
+        encode_request(Family::Ipv4, &request, 7, &mut buffer);
+        // nlmsghdr (16) + inet_diag_req_v2 (56) + rtattr header (4) + program (8).
+        assert_eq!(buffer.len(), 84);
+        assert_eq!(u32::from_ne_bytes(buffer[0..4].try_into().unwrap()), 84);
+        assert_eq!(u16::from_ne_bytes(buffer[4..6].try_into().unwrap()), 20);
+        assert_eq!(buffer[16], AF_INET);
+        assert_eq!(buffer[17], IPPROTO_TCP);
+        assert_eq!(
+            u32::from_ne_bytes(buffer[20..24].try_into().unwrap()),
+            0xffe
+        );
+        assert_eq!(u16::from_ne_bytes(buffer[72..74].try_into().unwrap()), 12);
+        assert_eq!(u16::from_ne_bytes(buffer[74..76].try_into().unwrap()), 1);
+        assert_eq!(&buffer[76..84], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn the_one_walk_request_asks_for_both_families_and_the_wanted_states() {
+        let mut request = DumpRequest::everything();
+        request.states = StateSet::parse_list("SYN_RECV").unwrap();
+        let mut buffer = Vec::new();
+        encode_legacy_request(&request, 3, &mut buffer);
+        assert_eq!(buffer.len(), 76);
+        assert_eq!(u32::from_ne_bytes(buffer[0..4].try_into().unwrap()), 76);
+        assert_eq!(u16::from_ne_bytes(buffer[4..6].try_into().unwrap()), 18);
+        assert_eq!(buffer[16], 0, "AF_UNSPEC: both families");
+        assert_eq!(
+            u32::from_ne_bytes(buffer[68..72].try_into().unwrap()),
+            1 << 3
+        );
+    }
+
+    #[test]
+    fn a_request_without_a_filter_is_the_bare_v2_request() {
+        let mut buffer = Vec::new();
+        encode_request(Family::Ipv6, &DumpRequest::everything(), 1, &mut buffer);
+        assert_eq!(buffer.len(), 72);
+        assert_eq!(buffer[16], AF_INET6);
+    }
+}

@@ -50,6 +50,15 @@ impl Syncookies {
             _ => Syncookies::WhenQueueFull,
         }
     }
+
+    /// The sysctl's canonical value for this mode: 0, 1 or 2.
+    pub fn sysctl_value(self) -> u8 {
+        match self {
+            Syncookies::Off => 0,
+            Syncookies::WhenQueueFull => 1,
+            Syncookies::Always => 2,
+        }
+    }
 }
 
 /// A sysctl file whose text is not the single non-negative integer it should hold.

@@ -1,0 +1,146 @@
+//! The one-shot modes: take one snapshot, gather what the output needs from the
+//! kernel, and write it to stdout.
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow};
+
+use crate::cli::{Cli, Mode};
+use crate::filter::Filter;
+use crate::kernel::procfs::{self, ProcessMap};
+use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
+use crate::report::json::{Document, KernelCounters, RenderedSockets};
+use crate::report::table;
+use crate::snapshot::{Snapshot, SocketRecord};
+
+/// Received batches that may wait between the netlink reader and the JSON renderer.
+const BATCHES_IN_FLIGHT: usize = 64;
+
+/// Whether a one-shot mode found anything, for grep-like exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Matched,
+    NothingMatched,
+}
+
+/// Runs the mode the command line asks for and writes the result to `out`.
+pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let outcome = match cli.mode() {
+        Mode::Json => run_json(cli, out)?,
+        Mode::Grep => run_grep(cli, out)?,
+        Mode::Interactive => run_summary(cli, out)?,
+    };
+    out.flush()?;
+    Ok(outcome)
+}
+
+/// `--grep`: the table, or (like grep) nothing at all and exit status 1.
+fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let snapshot = take_snapshot(&cli.filter())?;
+    if snapshot.sockets.is_empty() {
+        return Ok(Outcome::NothingMatched);
+    }
+    let processes = cli.processes.then(scan_processes).transpose()?;
+    table::write_table(out, &snapshot.sockets, processes.as_ref())?;
+    Ok(Outcome::Matched)
+}
+
+/// The stand-in for the interactive view: counts per state.
+fn run_summary(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let snapshot = take_snapshot(&cli.filter())?;
+    table::write_counts(out, &snapshot.counts())?;
+    Ok(Outcome::Matched)
+}
+
+fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
+    let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
+    diag.snapshot(filter)
+        .context("dumping TCP sockets over netlink sock_diag")
+}
+
+/// What the netlink reader thread hands the renderer.
+enum Received {
+    Sockets(Vec<SocketRecord>),
+    Restart,
+}
+
+/// `--json`: the document, always exit status 0 (an empty `sockets` is an answer too).
+///
+/// The kernel's dump is most of the cost, so the sockets are rendered on this thread
+/// while another thread is still receiving them, and the process map and counters are
+/// read meanwhile too.
+fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let filter = cli.filter();
+    let request = DumpRequest::for_filter(&filter);
+    let taken_at = SystemTime::now();
+    let (sender, receiver) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
+
+    thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
+            diag.stream(&request, &mut |delivery| {
+                let received = match delivery {
+                    Delivery::Sockets(sockets) => Received::Sockets(sockets.to_vec()),
+                    Delivery::Restart => Received::Restart,
+                };
+                // A closed channel means the renderer gave up on an error of its own.
+                let _ = sender.send(received);
+            })
+            .context("dumping TCP sockets over netlink sock_diag")
+        });
+
+        let processes = cli.processes.then(scan_processes).transpose()?;
+        let kernel = read_kernel_counters()?;
+        let mut sockets = Vec::new();
+        let mut rendered = RenderedSockets::new(processes.as_ref());
+        for received in receiver {
+            match received {
+                Received::Sockets(batch) => {
+                    for socket in batch.iter().filter(|s| filter.matches(s)) {
+                        sockets.push(*socket);
+                        rendered.push(socket);
+                    }
+                }
+                Received::Restart => {
+                    sockets.clear();
+                    rendered.clear();
+                }
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow!("the netlink reader thread panicked"))??;
+
+        let snapshot = Snapshot::new(taken_at, sockets);
+        Document {
+            snapshot: &snapshot,
+            sockets: &rendered,
+            kernel,
+        }
+        .write(out)?;
+        Ok(Outcome::Matched)
+    })
+}
+
+fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
+    let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
+    let limits = procfs::read_listen_limits().context("reading listen-queue sysctls")?;
+    Ok(KernelCounters::new(&tcpext, &limits))
+}
+
+/// Maps socket inodes to processes, saying once on stderr when some processes could
+/// not be read.
+fn scan_processes() -> anyhow::Result<ProcessMap> {
+    let map = ProcessMap::scan().context("mapping sockets to processes through /proc")?;
+    if map.is_partial() {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: note: {} processes could not be read; their sockets show no owner (run as root to see all)",
+            map.skipped_processes()
+        );
+    }
+    Ok(map)
+}

@@ -1,0 +1,320 @@
+//! `--json`: one JSON document with the counts of all 11 states, every matching
+//! socket, and the kernel's SYN-cookie and listen-queue counters.
+//!
+//! The schema is `assets/tcpscope.schema.json`; bump [`SCHEMA_VERSION`] on any change
+//! that could break a reader. Sockets are rendered straight from their records into one
+//! growing buffer, with no allocation per socket, and can be rendered batch by batch
+//! while the kernel is still dumping.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
+use crate::snapshot::{Counts, Snapshot, SocketRecord};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What the kernel says about SYN handling, beside the sockets.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct KernelCounters {
+    pub syncookies_sent: u64,
+    pub syncookies_recv: u64,
+    pub syncookies_failed: u64,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+    pub req_q_full_do_cookies: u64,
+    pub req_q_full_drop: u64,
+    pub tcp_max_syn_backlog: u64,
+    pub somaxconn: u64,
+    pub syncookies: u64,
+}
+
+impl KernelCounters {
+    pub fn new(tcpext: &TcpExt, limits: &ListenLimits) -> KernelCounters {
+        KernelCounters {
+            syncookies_sent: tcpext.syncookies_sent,
+            syncookies_recv: tcpext.syncookies_recv,
+            syncookies_failed: tcpext.syncookies_failed,
+            listen_overflows: tcpext.listen_overflows,
+            listen_drops: tcpext.listen_drops,
+            req_q_full_do_cookies: tcpext.req_q_full_do_cookies,
+            req_q_full_drop: tcpext.req_q_full_drop,
+            tcp_max_syn_backlog: u64::from(limits.tcp_max_syn_backlog),
+            somaxconn: u64::from(limits.somaxconn),
+            syncookies: u64::from(limits.syncookies.sysctl_value()),
+        }
+    }
+}
+
+/// Everything one `--json` document holds.
+pub struct Document<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The snapshot's sockets, already rendered (see [`RenderedSockets`]).
+    pub sockets: &'a RenderedSockets<'a>,
+    pub kernel: KernelCounters,
+}
+
+impl Document<'_> {
+    /// Writes the document and a final newline.
+    pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(b"{\"schema_version\":")?;
+        serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
+        out.write_all(b",\"taken_at\":")?;
+        serde_json::to_writer(&mut *out, &Rfc3339(self.snapshot.taken_at))?;
+        out.write_all(b",\"counts\":")?;
+        serde_json::to_writer(&mut *out, &CountsByName(self.snapshot.counts()))?;
+        out.write_all(b",\"sockets\":[")?;
+        out.write_all(&self.sockets.bytes)?;
+        out.write_all(b"],\"kernel\":")?;
+        serde_json::to_writer(&mut *out, &self.kernel)?;
+        out.write_all(b"}\n")
+    }
+}
+
+/// Sockets as the comma-separated JSON objects of the `sockets` array.
+///
+/// Written by hand rather than through serde: at 100k sockets this is the largest part
+/// of `--json`'s own work, and every byte here is a number, a fixed name or an address,
+/// none of which needs escaping. Process names, which may hold any byte, go through
+/// serde_json's string escaping.
+pub struct RenderedSockets<'a> {
+    bytes: Vec<u8>,
+    count: usize,
+    /// Present with `-p`: adds `pid` and `process` to every socket.
+    processes: Option<&'a ProcessMap>,
+}
+
+impl<'a> RenderedSockets<'a> {
+    pub fn new(processes: Option<&'a ProcessMap>) -> RenderedSockets<'a> {
+        RenderedSockets {
+            bytes: Vec::new(),
+            count: 0,
+            processes,
+        }
+    }
+
+    /// All of `sockets`, rendered.
+    pub fn of(sockets: &[SocketRecord], processes: Option<&'a ProcessMap>) -> RenderedSockets<'a> {
+        let mut rendered = RenderedSockets::new(processes);
+        for socket in sockets {
+            rendered.push(socket);
+        }
+        rendered
+    }
+
+    /// Forgets every socket rendered so far (the dump started over).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn push(&mut self, s: &SocketRecord) {
+        let b = &mut self.bytes;
+        b.extend_from_slice(if self.count == 0 { b"{" } else { b",{" });
+        self.count += 1;
+        b.extend_from_slice(b"\"family\":\"");
+        b.extend_from_slice(s.family.name().as_bytes());
+        b.extend_from_slice(b"\",\"state\":\"");
+        b.extend_from_slice(s.state.name().as_bytes());
+        b.extend_from_slice(b"\",\"local_addr\":\"");
+        push_address(b, s.local_addr);
+        b.extend_from_slice(b"\",\"local_port\":");
+        push_number(b, s.local_port);
+        b.extend_from_slice(b",\"remote_addr\":\"");
+        push_address(b, s.remote_addr);
+        b.extend_from_slice(b"\",\"remote_port\":");
+        push_number(b, s.remote_port);
+        b.extend_from_slice(b",\"recv_q\":");
+        push_number(b, s.recv_q);
+        b.extend_from_slice(b",\"send_q\":");
+        push_number(b, s.send_q);
+        b.extend_from_slice(b",\"timer\":\"");
+        b.extend_from_slice(s.timer.name().as_bytes());
+        b.extend_from_slice(b"\",\"expires_ms\":");
+        push_number(b, s.expires_ms);
+        b.extend_from_slice(b",\"retransmits\":");
+        push_number(b, s.retransmits);
+        b.extend_from_slice(b",\"uid\":");
+        push_number(b, s.uid);
+        b.extend_from_slice(b",\"inode\":");
+        push_number(b, s.inode);
+        b.extend_from_slice(b",\"cookie\":");
+        push_number(b, s.cookie);
+        if let Some(processes) = self.processes {
+            match processes.lookup(s.inode).filter(|_| s.inode != 0) {
+                Some(owner) => {
+                    b.extend_from_slice(b",\"pid\":");
+                    push_number(b, owner.pid);
+                    b.extend_from_slice(b",\"process\":");
+                    // Writing into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *b, owner.name.as_str());
+                }
+                None => b.extend_from_slice(b",\"pid\":null,\"process\":null"),
+            }
+        }
+        b.push(b'}');
+    }
+}
+
+fn push_number(bytes: &mut Vec<u8>, number: impl itoa::Integer) {
+    bytes.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
+}
+
+/// Dotted quads by hand (the common case, and `Display` is slow for it); IPv6 through
+/// its `Display`, which gives the RFC 5952 form.
+fn push_address(bytes: &mut Vec<u8>, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    bytes.push(b'.');
+                }
+                push_number(bytes, octet);
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(bytes, "{v6}");
+        }
+    }
+}
+
+/// A time as RFC 3339 in UTC with milliseconds.
+pub struct Rfc3339(pub SystemTime);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+/// All 11 states as keys, zeros included, in the order a connection lives them.
+pub struct CountsByName(pub Counts);
+
+impl Serialize for CountsByName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(11))?;
+        for (state, count) in self.0.iter() {
+            map.serialize_entry(state.name(), &count)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::socket;
+    use crate::tcp::State;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn counters() -> KernelCounters {
+        KernelCounters {
+            syncookies_sent: 7,
+            syncookies_recv: 0,
+            syncookies_failed: 0,
+            listen_overflows: 3,
+            listen_drops: 3,
+            req_q_full_do_cookies: 7,
+            req_q_full_drop: 0,
+            tcp_max_syn_backlog: 4096,
+            somaxconn: 4096,
+            syncookies: 1,
+        }
+    }
+
+    fn render(snapshot: &Snapshot) -> serde_json::Value {
+        let mut out = Vec::new();
+        Document {
+            snapshot,
+            sockets: &RenderedSockets::of(&snapshot.sockets, None),
+            kernel: counters(),
+        }
+        .write(&mut out)
+        .unwrap();
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn counts_list_all_eleven_states_with_zeros() {
+        let snapshot = Snapshot::new(
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            vec![socket(State::SynRecv, "127.0.0.1", 80, "127.64.0.9", 1234)],
+        );
+        let json = render(&snapshot);
+        let counts = json["counts"].as_object().unwrap();
+        assert_eq!(counts.len(), 11);
+        assert_eq!(counts["SYN_RECV"], 1);
+        assert_eq!(counts["CLOSED"], 0);
+        assert_eq!(json["taken_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["kernel"]["syncookies_sent"], 7);
+        assert_eq!(json["kernel"]["somaxconn"], 4096);
+    }
+
+    #[test]
+    fn a_socket_carries_every_documented_field() {
+        let mut record = socket(State::Established, "::1", 443, "::1", 50000);
+        record.cookie = u64::MAX;
+        record.inode = 99;
+        let json = render(&Snapshot::new(UNIX_EPOCH, vec![record]));
+        let socket = &json["sockets"][0];
+        assert_eq!(socket["family"], "ipv6");
+        assert_eq!(socket["state"], "ESTABLISHED");
+        assert_eq!(socket["local_addr"], "::1");
+        assert_eq!(socket["local_port"], 443);
+        assert_eq!(socket["remote_port"], 50000);
+        assert_eq!(socket["timer"], "off");
+        assert_eq!(socket["cookie"], u64::MAX);
+        assert_eq!(socket["inode"], 99);
+        for field in ["recv_q", "send_q", "expires_ms", "retransmits", "uid"] {
+            assert!(socket[field].is_u64(), "{field}");
+        }
+        assert!(socket.get("pid").is_none(), "pid only with -p");
+    }
+
+    #[test]
+    fn sockets_render_to_exactly_the_json_serde_would_parse_back() {
+        let mut record = socket(State::SynRecv, "127.0.0.1", 80, "127.64.255.1", 65535);
+        record.timer = crate::snapshot::Timer::On;
+        record.expires_ms = 1234;
+        record.retransmits = 2;
+        let other = socket(State::Listen, "fe80::1:2", 443, "::", 0);
+        let rendered = RenderedSockets::of(&[record, other], None);
+        assert_eq!(rendered.len(), 2);
+        let text = format!("[{}]", String::from_utf8(rendered.bytes.clone()).unwrap());
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed[0]["remote_addr"], "127.64.255.1");
+        assert_eq!(parsed[0]["remote_port"], 65535);
+        assert_eq!(parsed[0]["timer"], "on");
+        assert_eq!(parsed[0]["expires_ms"], 1234);
+        assert_eq!(parsed[0]["retransmits"], 2);
+        assert_eq!(parsed[1]["local_addr"], "fe80::1:2");
+        assert_eq!(parsed[1]["remote_addr"], "::");
+    }
+
+    #[test]
+    fn clearing_forgets_what_was_rendered() {
+        let mut rendered = RenderedSockets::new(None);
+        rendered.push(&socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0));
+        rendered.clear();
+        rendered.push(&socket(State::Listen, "127.0.0.1", 81, "0.0.0.0", 0));
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&[b"[", &rendered.bytes[..], b"]"].concat()).unwrap();
+        assert_eq!(parsed.as_array().unwrap().len(), 1);
+        assert_eq!(parsed[0]["local_port"], 81);
+    }
+}

@@ -1,0 +1,167 @@
+//! Benchmark: tcpscope's one-shot modes against their `ss` twins, timed alternately in
+//! one run over the same sockets in a lab namespace.
+//!
+//! ```sh
+//! cargo test --release --test bench_snapshot   # 100k sockets, targets enforced
+//! cargo test --test bench_snapshot             # debug build: 10k sockets, figures only
+//! ```
+//!
+//! Targets (from the project's issue tracker): `--json` at most 0.5× `ss -tan`;
+//! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
+//! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`.
+
+mod lab;
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use lab::{Lab, SETTLE, TcpState};
+
+struct Scale {
+    established: usize,
+    half_open: usize,
+    rounds: usize,
+    /// `ss -tanp` is quadratic in open files: a few rounds say enough.
+    process_rounds: usize,
+    enforce: bool,
+}
+
+const RELEASE: Scale = Scale {
+    established: 100_000,
+    half_open: 1_000,
+    rounds: 7,
+    process_rounds: 3,
+    enforce: true,
+};
+
+const DEBUG: Scale = Scale {
+    established: 10_000,
+    half_open: 100,
+    rounds: 3,
+    process_rounds: 1,
+    enforce: false,
+};
+
+struct Comparison {
+    name: &'static str,
+    ours: Vec<&'static str>,
+    theirs: Vec<&'static str>,
+    rounds: usize,
+    target: f64,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench_snapshot: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool> {
+    let scale = if cfg!(debug_assertions) {
+        DEBUG
+    } else {
+        RELEASE
+    };
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(scale.established)?;
+    let listener = lab.listener_v4()?;
+    let _flood = lab.syn_flood(listener.addr_v4()?, scale.half_open, 11)?;
+    lab.wait_for_count(TcpState::SynRecv, scale.half_open, SETTLE)?;
+    ensure!(crowd.sockets() == scale.established, "the crowd is short");
+    println!(
+        "bench_snapshot: {} ESTABLISHED + {} SYN_RECV + 1 LISTEN in a lab namespace ({} build)",
+        scale.established,
+        scale.half_open,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    let comparisons = [
+        Comparison {
+            name: "--json vs ss -tan",
+            ours: vec!["--json"],
+            theirs: vec!["-tan"],
+            rounds: scale.rounds,
+            target: 0.5,
+        },
+        Comparison {
+            name: "--grep SYN_RECV vs ss -tan state syn-recv",
+            ours: vec!["--grep", "SYN_RECV"],
+            theirs: vec!["-tan", "state", "syn-recv"],
+            rounds: scale.rounds,
+            target: 1.0,
+        },
+        Comparison {
+            name: "--json -p vs ss -tanp",
+            ours: vec!["--json", "-p"],
+            theirs: vec!["-tanp"],
+            rounds: scale.process_rounds,
+            target: 0.1,
+        },
+    ];
+
+    let mut all_met = true;
+    for comparison in &comparisons {
+        let (ours, theirs) = time_alternately(comparison)?;
+        let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
+        let met = ratio <= comparison.target;
+        all_met &= met;
+        println!(
+            "  {:<42} tcpscope {:>8.1} ms   ss {:>8.1} ms   ratio {:.3} (target <= {}) {}",
+            comparison.name,
+            millis(ours),
+            millis(theirs),
+            ratio,
+            comparison.target,
+            if met { "met" } else { "MISSED" }
+        );
+    }
+    if !scale.enforce {
+        println!("  debug build: figures only; run with --release to hold the targets");
+        return Ok(true);
+    }
+    Ok(all_met)
+}
+
+/// Runs tcpscope and ss in turn, `rounds` times each, and returns the median times.
+fn time_alternately(comparison: &Comparison) -> Result<(Duration, Duration)> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..comparison.rounds {
+        ours.push(time(env!("CARGO_BIN_EXE_tcpscope"), &comparison.ours)?);
+        theirs.push(time("ss", &comparison.theirs)?);
+    }
+    Ok((median(ours), median(theirs)))
+}
+
+/// Wall time of one run, output discarded (both tools still format all of it).
+fn time(program: &str, args: &[&str]) -> Result<Duration> {
+    let start = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    let elapsed = start.elapsed();
+    ensure!(status.success(), "{program} {args:?} failed: {status}");
+    Ok(elapsed)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,78 @@
+//! The command line as a user meets it: bad input gets a clear message on stderr,
+//! nothing on stdout, and exit status 2. These need no privileges.
+
+use std::process::{Command, Output, Stdio};
+
+fn tcpscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the tcpscope binary runs")
+}
+
+fn assert_usage_error(args: &[&str], mentions: &[&str]) {
+    let output = tcpscope(args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for word in mentions {
+        assert!(stderr.contains(word), "{args:?}: {word:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_state_name_lists_the_valid_ones() {
+    assert_usage_error(
+        &["--grep", "SYN_RECIEVED"],
+        &[
+            "SYN_RECIEVED",
+            "SYN_RECV",
+            "TIME_WAIT",
+            "CLOSE_WAIT",
+            "connected",
+        ],
+    );
+}
+
+#[test]
+fn one_bad_name_in_a_list_is_enough_to_refuse_it() {
+    assert_usage_error(&["--grep", "LISTEN,nope"], &["'nope'"]);
+}
+
+#[test]
+fn an_empty_state_list_is_refused() {
+    assert_usage_error(&["--grep", ""], &["valid states"]);
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error() {
+    assert_usage_error(&["--frobnicate"], &["--frobnicate", "Usage"]);
+}
+
+#[test]
+fn a_port_that_is_not_a_port_is_a_usage_error() {
+    assert_usage_error(&["--port", "http"], &["--port"]);
+    assert_usage_error(&["--sport", "65536"], &["--sport"]);
+}
+
+#[test]
+fn asking_for_both_only_ipv4_and_only_ipv6_is_a_usage_error() {
+    assert_usage_error(&["-4", "-6"], &["cannot be used with"]);
+}
+
+#[test]
+fn without_a_mode_and_without_a_terminal_it_points_to_the_scripted_modes() {
+    // `output()` gives the child a pipe for stdout, never a terminal.
+    assert_usage_error(&[], &["not a terminal", "--json", "--grep"]);
+}
+
+#[test]
+fn help_lists_the_modes_and_exits_0() {
+    let output = tcpscope(&["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["--grep", "--json", "--processes", "--port"] {
+        assert!(help.contains(word), "{word} missing from --help");
+    }
+}
