@@ -4,7 +4,9 @@
 //! TCP socket over netlink sock_diag into a [`snapshot::Snapshot`], and reads the
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
 //! [`report`] turns snapshots into the one-shot outputs (`--grep` tables and `--json`).
-//! [`tcp`] names the protocol's states; [`cli`] parses the command line.
+//! [`watch`] reads snapshots for trouble: it groups half-open connections under their
+//! listener and says whether a SYN flood is under way. [`tcp`] names the protocol's
+//! states; [`cli`] parses the command line.
 
 pub mod cli;
 pub mod filter;
@@ -12,3 +14,4 @@ pub mod kernel;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod watch;

@@ -153,3 +153,42 @@ impl Snapshot {
         counts
     }
 }
+
+/// Hand-built records for unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A socket with the given endpoints and every other field zero.
+    pub fn socket(
+        state: State,
+        local: &str,
+        local_port: u16,
+        remote: &str,
+        remote_port: u16,
+    ) -> SocketRecord {
+        let local_addr: IpAddr = local.parse().expect("fixture address");
+        let family = if local_addr.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        };
+        SocketRecord {
+            family,
+            state,
+            local_addr,
+            local_port,
+            remote_addr: remote.parse().expect("fixture address"),
+            remote_port,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer::Off,
+            expires_ms: 0,
+            retransmits: 0,
+            uid: 0,
+            inode: 0,
+            cookie: 0,
+            interface: 0,
+        }
+    }
+}
