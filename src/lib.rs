@@ -4,7 +4,9 @@
 //! TCP socket over netlink sock_diag into a [`snapshot::Snapshot`], and reads the
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
 //! [`filter`] says which sockets a user asked for, and [`report`] turns snapshots into
-//! the one-shot outputs (`--grep` tables and `--json`). [`tcp`] names the protocol's
+//! the one-shot outputs (`--grep` tables and `--json`). [`watch`] reads snapshots for
+//! trouble: it groups half-open connections under their listener and says whether a
+//! SYN flood is under way. [`tcp`] names the protocol's
 //! states; [`cli`] parses the command line.
 
 pub mod cli;
@@ -14,3 +16,4 @@ pub mod oneshot;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod watch;

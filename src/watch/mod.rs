@@ -1,0 +1,23 @@
+//! The analyses built on snapshots. For now, the SYN watch: is a SYN flood under way?
+//!
+//! [`listeners`] groups half-open (SYN_RECV) connections under their listener and
+//! counts them; [`verdict`] says what one listener's numbers mean; [`tracker`] keeps a
+//! flood verdict up across polls while SYN cookies hide the evidence; [`counters`]
+//! turns two readings of the kernel's TcpExt counters into rates; [`syn_watch`] runs
+//! one poll of all that and holds the result the outputs show.
+//!
+//! Everything here is pure: no kernel, no clock. Snapshots, counter readings and the
+//! time between polls come in as values.
+
+pub mod counters;
+pub mod half_open_age;
+pub mod listeners;
+pub mod syn_watch;
+pub mod tracker;
+pub mod verdict;
+
+pub use counters::{CounterRates, Counters, HostNote};
+pub use listeners::{Listener, ListenerTable, SourceCount};
+pub use syn_watch::{ListenerWatch, SynWatch, SynWatcher};
+pub use tracker::FloodTracker;
+pub use verdict::{Thresholds, Verdict};
