@@ -4,9 +4,12 @@
 //! TCP socket over netlink sock_diag into a [`snapshot::Snapshot`], and reads the
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
 //! [`report`] turns snapshots into the one-shot outputs (`--grep` tables and `--json`).
-//! [`tcp`] names the protocol's states; [`cli`] parses the command line.
+//! [`diff`] turns each new snapshot, with the kernel's destroy messages, into the
+//! transitions since the last poll. [`tcp`] names the protocol's states and holds its
+//! state machine; [`cli`] parses the command line.
 
 pub mod cli;
+pub mod diff;
 pub mod filter;
 pub mod kernel;
 pub mod report;
