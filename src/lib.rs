@@ -5,8 +5,9 @@
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
 //! [`report`] turns snapshots into the one-shot outputs (`--grep` tables and `--json`).
 //! [`diff`] turns each new snapshot, with the kernel's destroy messages, into the
-//! transitions since the last poll. [`tcp`] names the protocol's states and holds its
-//! state machine; [`cli`] parses the command line.
+//! transitions since the last poll, and [`watch`] keeps the bounded history of counts
+//! and transitions that the live view draws. [`tcp`] names the protocol's states and
+//! holds its state machine; [`cli`] parses the command line.
 
 pub mod cli;
 pub mod diff;
@@ -15,3 +16,4 @@ pub mod kernel;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod watch;
