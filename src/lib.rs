@@ -4,12 +4,15 @@
 //! TCP socket over netlink sock_diag into a [`snapshot::Snapshot`], and reads the
 //! TcpExt counters and process table from `/proc`. Everything above it is pure:
 //! [`filter`] says which sockets a user asked for, and [`report`] turns snapshots into
-//! the one-shot outputs (`--grep` tables and `--json`). [`watch`] reads snapshots for
-//! trouble: it groups half-open connections under their listener and says whether a
-//! SYN flood is under way. [`tcp`] names the protocol's
-//! states; [`cli`] parses the command line.
+//! the one-shot outputs (`--grep` tables and `--json`). [`diff`] turns each new
+//! snapshot, with the kernel's destroy messages, into the transitions since the last
+//! poll. [`watch`] reads snapshots for trouble (half-open connections per listener and
+//! whether a SYN flood is under way) and keeps the bounded history of counts and
+//! transitions that the live view draws. [`tcp`] names the protocol's states and holds
+//! its state machine; [`cli`] parses the command line.
 
 pub mod cli;
+pub mod diff;
 pub mod filter;
 pub mod kernel;
 pub mod oneshot;

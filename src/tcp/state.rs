@@ -119,7 +119,7 @@ impl State {
     }
 
     /// A dense index 0..11 in [`State::ALL`] order, for per-state arrays.
-    pub fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         match self {
             State::Closed => 0,
             State::Listen => 1,

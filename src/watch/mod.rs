@@ -1,23 +1,29 @@
-//! The analyses built on snapshots. For now, the SYN watch: is a SYN flood under way?
+//! The analyses built on snapshots: is a SYN flood under way, and what happened
+//! lately.
 //!
 //! [`listeners`] groups half-open (SYN_RECV) connections under their listener and
 //! counts them; [`verdict`] says what one listener's numbers mean; [`tracker`] keeps a
 //! flood verdict up across polls while SYN cookies hide the evidence; [`counters`]
 //! turns two readings of the kernel's TcpExt counters into rates; [`syn_watch`] runs
-//! one poll of all that and holds the result the outputs show.
+//! one poll of all that and holds the result the outputs show. [`history`] keeps the
+//! bounded per-poll counts and transitions the live view draws, in [`ring`]s.
 //!
-//! Everything here is pure: no kernel, no clock. Snapshots, counter readings and the
-//! time between polls come in as values.
+//! Everything here is pure: no kernel, no clock, no terminal. Snapshots, counter
+//! readings, transitions and the time between polls come in as values.
 
 pub mod counters;
 pub mod half_open_age;
+pub mod history;
 pub mod listeners;
+pub mod ring;
 pub mod syn_watch;
 pub mod tracker;
 pub mod verdict;
 
 pub use counters::{CounterRates, Counters, HostNote};
+pub use history::{Event, History, Poll};
 pub use listeners::{Listener, ListenerTable, SourceCount};
+pub use ring::Ring;
 pub use syn_watch::{ListenerWatch, SynWatch, SynWatcher};
 pub use tracker::FloodTracker;
 pub use verdict::{Thresholds, Verdict};
