@@ -103,12 +103,17 @@ impl Default for Filter {
 
 impl Filter {
     pub fn matches(&self, socket: &SocketRecord) -> bool {
+        self.states.contains(socket.state) && self.matches_ignoring_state(socket)
+    }
+
+    /// Family and port conditions only: for a socket whose state says nothing, such
+    /// as one the kernel reports destroyed (always in CLOSED).
+    pub fn matches_ignoring_state(&self, socket: &SocketRecord) -> bool {
         let family_wanted = match socket.family {
             Family::Ipv4 => self.ipv4,
             Family::Ipv6 => self.ipv6,
         };
         family_wanted
-            && self.states.contains(socket.state)
             && self
                 .condition
                 .as_ref()

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod filter;
 pub mod kernel;
 pub mod oneshot;
+pub mod poller;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;

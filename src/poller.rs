@@ -1,0 +1,302 @@
+//! The live poller: on its own thread, every interval, it drains the kernel's destroy
+//! events, dumps the sockets, diffs against the previous poll, reads the TcpExt
+//! counters, runs the SYN watch, and sends the result as one [`Update`].
+//!
+//! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
+//! finished updates from a channel. A poll that takes longer than the interval is not
+//! queued behind: the next one starts when it finishes, and the update says how long
+//! it took. A failed poll is reported and retried at the next tick.
+
+use std::io;
+
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::diff::{DestroyedSocket, Differ, Transition};
+use crate::filter::Filter;
+use crate::kernel::events::DestroyEvents;
+use crate::kernel::procfs::{self, TcpExt};
+use crate::kernel::sockdiag::SockDiag;
+use crate::snapshot::{Snapshot, SocketRecord};
+use crate::tcp::StateSet;
+use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
+
+/// The shortest interval accepted: below it the poller would mostly measure itself.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How often a waiting poller looks for events and for a stop request.
+const WAKE_UP: Duration = Duration::from_millis(100);
+
+/// What to poll and how often.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    pub interval: Duration,
+    /// Family and port conditions apply to the dump. States do not: the diff needs
+    /// every state to follow a connection through them, so consumers filter
+    /// transitions and counts by state themselves.
+    pub filter: Filter,
+    /// Subscribe to destroy events so that connections that open and close between
+    /// two polls are still seen.
+    pub destroy_events: bool,
+    pub thresholds: Thresholds,
+}
+
+/// Whether the kernel's destroy events are arriving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventStatus {
+    Subscribed,
+    /// Not asked for.
+    Off,
+    /// The kernel refused the subscription; short-lived connections may be missed.
+    Refused(String),
+}
+
+/// One finished poll.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub snapshot: Arc<Snapshot>,
+    /// What changed since the previous poll (empty on the first).
+    pub transitions: Vec<Transition>,
+    pub counters: TcpExt,
+    pub syn_watch: SynWatch,
+    /// How long the dump, diff and analysis took.
+    pub took: Duration,
+    pub events: EventStatus,
+    /// How often the event queue overflowed since the last update: events were lost,
+    /// and the poll resynchronised the state.
+    pub event_overflows: u32,
+}
+
+/// What the poller sends.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Update(Box<Update>),
+    /// A poll failed; the poller tries again at the next tick.
+    PollFailed(String),
+}
+
+/// A running poller. Dropping it stops the thread.
+pub struct Poller {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    interval_nanos: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Poller {
+    /// Starts polling on a new thread, which inherits the caller's network namespace.
+    pub fn spawn(config: PollerConfig, updates: Sender<Message>) -> io::Result<Poller> {
+        let shared = Arc::new(Shared {
+            interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
+            stop: AtomicBool::new(false),
+        });
+        let thread = thread::Builder::new()
+            .name("tcpscope-poller".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || PollLoop::new(config, shared, updates).run()
+            })?;
+        Ok(Poller {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Changes the interval from the next tick on (never below [`MIN_INTERVAL`]).
+    pub fn set_interval(&self, interval: Duration) {
+        self.shared
+            .interval_nanos
+            .store(nanos(interval.max(MIN_INTERVAL)), Ordering::Relaxed);
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.shared.interval_nanos.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The poller thread's state.
+struct PollLoop {
+    config: PollerConfig,
+    shared: Arc<Shared>,
+    updates: Sender<Message>,
+    diag: Option<SockDiag>,
+    events: Option<DestroyEvents>,
+    event_status: EventStatus,
+    differ: Differ,
+    syn_watcher: SynWatcher,
+    destroyed_records: Vec<SocketRecord>,
+    destroyed: Vec<DestroyedSocket>,
+    overflows: u32,
+    previous: Option<(Instant, Counters)>,
+}
+
+impl PollLoop {
+    fn new(config: PollerConfig, shared: Arc<Shared>, updates: Sender<Message>) -> PollLoop {
+        let (events, event_status) = if config.destroy_events {
+            match DestroyEvents::subscribe(config.filter.ipv4, config.filter.ipv6) {
+                Ok(events) => (Some(events), EventStatus::Subscribed),
+                Err(error) => (None, EventStatus::Refused(error.to_string())),
+            }
+        } else {
+            (None, EventStatus::Off)
+        };
+        let syn_watcher = SynWatcher::new(config.thresholds);
+        PollLoop {
+            config,
+            shared,
+            updates,
+            diag: None,
+            events,
+            event_status,
+            differ: Differ::new(),
+            syn_watcher,
+            destroyed_records: Vec::new(),
+            destroyed: Vec::new(),
+            overflows: 0,
+            previous: None,
+        }
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now();
+        while !self.stopped() {
+            self.wait_until(next_tick);
+            if self.stopped() {
+                return;
+            }
+            let interval = Duration::from_nanos(self.shared.interval_nanos.load(Ordering::Relaxed));
+            let message = match self.poll() {
+                Ok(update) => Message::Update(Box::new(update)),
+                Err(error) => Message::PollFailed(format!("{error:#}")),
+            };
+            if self.updates.send(message).is_err() {
+                return;
+            }
+            // A slow poll does not make the next ones queue up behind it.
+            next_tick = (next_tick + interval).max(Instant::now());
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps until `deadline`, reading destroy events as they come so that the
+    /// kernel's queue does not overflow during a long interval.
+    fn wait_until(&mut self, deadline: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= deadline || self.stopped() {
+                return;
+            }
+            let nap = (deadline - now).min(WAKE_UP);
+            match &self.events {
+                Some(events) => {
+                    if matches!(events.wait(nap), Ok(true)) {
+                        self.drain_events();
+                    }
+                }
+                None => thread::sleep(nap),
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        let Some(events) = &mut self.events else {
+            return;
+        };
+        match events.drain(&mut self.destroyed_records) {
+            Ok(drained) => self.overflows += drained.overflows,
+            Err(error) => {
+                self.event_status = EventStatus::Refused(error.to_string());
+                self.events = None;
+            }
+        }
+    }
+
+    fn poll(&mut self) -> anyhow::Result<Update> {
+        // Events that arrived before the dump go with it.
+        self.drain_events();
+        let started = Instant::now();
+        let taken_at = SystemTime::now();
+        let dump_filter = Filter {
+            states: StateSet::all(),
+            ..self.config.filter.clone()
+        };
+        let diag = match &mut self.diag {
+            Some(diag) => diag,
+            None => self
+                .diag
+                .insert(SockDiag::open().context("opening the netlink sock_diag socket")?),
+        };
+        let mut snapshot = diag
+            .snapshot(&dump_filter)
+            .context("dumping TCP sockets over netlink sock_diag")?;
+        snapshot.taken_at = taken_at;
+
+        self.destroyed.clear();
+        self.destroyed.extend(
+            self.destroyed_records
+                .drain(..)
+                .filter(|record| dump_filter.matches_ignoring_state(record))
+                .map(|record| DestroyedSocket::from_record(&record)),
+        );
+        let transitions = self.differ.observe(&snapshot, &self.destroyed).to_vec();
+
+        let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
+        let counters = watch_counters(&tcpext);
+        let now = Instant::now();
+        let (rates, since_last) = match self.previous {
+            Some((then, before)) => {
+                let since = now - then;
+                (
+                    CounterRates::between(&before, &counters, since.as_secs_f64()),
+                    since,
+                )
+            }
+            None => (CounterRates::default(), Duration::ZERO),
+        };
+        self.previous = Some((now, counters));
+        let syn_watch = self.syn_watcher.poll(&snapshot, &rates, since_last);
+
+        Ok(Update {
+            snapshot: Arc::new(snapshot),
+            transitions,
+            counters: tcpext,
+            syn_watch,
+            took: started.elapsed(),
+            events: self.event_status.clone(),
+            event_overflows: std::mem::take(&mut self.overflows),
+        })
+    }
+}
+
+/// The TcpExt counters the SYN watch reads.
+pub fn watch_counters(tcpext: &TcpExt) -> Counters {
+    Counters {
+        syncookies_sent: tcpext.syncookies_sent,
+        req_q_full_do_cookies: tcpext.req_q_full_do_cookies,
+        req_q_full_drop: tcpext.req_q_full_drop,
+        listen_overflows: tcpext.listen_overflows,
+        listen_drops: tcpext.listen_drops,
+    }
+}
