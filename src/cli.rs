@@ -2,6 +2,8 @@
 //!
 //! Parsing only: nothing here touches the kernel or the terminal.
 
+use std::time::Duration;
+
 use clap::{ArgAction, Parser};
 
 use crate::filter::{Comparison, Condition, Filter, Side};
@@ -26,9 +28,18 @@ pub struct Cli {
     #[arg(long, value_name = "STATES", value_parser = parse_states)]
     pub grep: Option<StateSet>,
 
-    /// Print one JSON document: counts for all states, every socket, kernel counters.
+    /// Print one JSON document: counts for all states, every socket, kernel counters
+    /// (with --watch: one JSON object per line).
     #[arg(long)]
     pub json: bool,
+
+    /// Print every state transition as it happens, one line each, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Time between polls: 250ms, 1s, 2.5s, 1m (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
 
     /// Show the process that owns each socket (reads /proc/*/fd; slower).
     #[arg(short = 'p', long)]
@@ -62,13 +73,17 @@ pub enum Mode {
     Grep,
     /// `--json`: one JSON document.
     Json,
+    /// `--watch`: a stream of transitions, as text or (with `--json`) NDJSON.
+    Watch,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.json {
+        if self.watch {
+            Mode::Watch
+        } else if self.json {
             Mode::Json
         } else if self.grep.is_some() {
             Mode::Grep
@@ -99,6 +114,45 @@ impl Cli {
 
 fn parse_states(list: &str) -> Result<StateSet, String> {
     StateSet::parse_list(list).map_err(|error| error.to_string())
+}
+
+/// The shortest poll interval: below it the poller would mostly measure itself.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Parses a human duration: a number, optionally with a fraction, and a unit (`ms`,
+/// `s` or `m`): `250ms`, `1s`, `2.5s`, `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; write e.g. 250ms, 1s, 2.5s or 1m"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "" => return Err(format!("'{text}' needs a unit: ms, s or m (e.g. {text}s)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use ms, s or m"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("'{text}' is out of range"))
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "'{text}' is shorter than the minimum interval, 50ms"
+        ));
+    }
+    Ok(interval)
 }
 
 #[cfg(test)]
@@ -159,6 +213,35 @@ mod tests {
                 5000
             )))
         );
+    }
+
+    #[test]
+    fn intervals_are_human_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn the_interval_defaults_to_one_second_and_has_a_floor() {
+        assert_eq!(
+            parse(&["--watch"]).unwrap().interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            parse(&["--watch", "--interval", "10ms"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let cli = parse(&["--watch", "--json", "--interval", "50ms"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Watch);
+        assert_eq!(cli.interval, MIN_INTERVAL);
     }
 
     #[test]

@@ -19,5 +19,6 @@ pub mod oneshot;
 pub mod poller;
 pub mod report;
 pub mod snapshot;
+pub mod streaming;
 pub mod tcp;
 pub mod watch;
