@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser};
 
 use crate::filter::{Comparison, Condition, Filter, Side};
 use crate::tcp::StateSet;
+use crate::watch::Thresholds;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,22 @@ pub struct Cli {
     /// Sockets whose peer (destination) port is PORT.
     #[arg(long, value_name = "PORT")]
     pub dport: Option<u16>,
+
+    /// SYN flood verdict: half-open connections on one listener that count as many.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open, help_heading = "SYN flood verdict")]
+    pub flood_min_half_open: u32,
+
+    /// SYN flood verdict: distinct source addresses among them needed to call it a flood.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources, help_heading = "SYN flood verdict")]
+    pub flood_min_sources: u32,
+
+    /// SYN flood verdict: distinct /24 (IPv4) or /64 (IPv6) networks needed as well.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes, help_heading = "SYN flood verdict")]
+    pub flood_min_prefixes: u32,
+
+    /// Accept-queue length, as a share of the backlog, that counts as full (0 to 1).
+    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio, value_parser = parse_ratio, help_heading = "SYN flood verdict")]
+    pub accept_queue_full: f64,
 }
 
 /// What the user asked tcpscope to do.
@@ -89,6 +106,17 @@ impl Cli {
             Mode::Grep
         } else {
             Mode::Interactive
+        }
+    }
+
+    /// The SYN watch's thresholds, defaults overridden by the flags.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            min_half_open: self.flood_min_half_open,
+            min_distinct_sources: self.flood_min_sources,
+            min_distinct_prefixes: self.flood_min_prefixes,
+            accept_queue_full_ratio: self.accept_queue_full,
+            ..Thresholds::default()
         }
     }
 
@@ -143,6 +171,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(value * seconds_per_unit)
         .map_err(|_| format!("'{text}' is out of range"))
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!(
+            "'{text}' is not a ratio between 0 and 1 (e.g. 0.9)"
+        )),
+    }
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -242,6 +279,20 @@ mod tests {
         let cli = parse(&["--watch", "--json", "--interval", "50ms"]).unwrap();
         assert_eq!(cli.mode(), Mode::Watch);
         assert_eq!(cli.interval, MIN_INTERVAL);
+    }
+
+    #[test]
+    fn flood_thresholds_default_to_the_watch_defaults_and_can_be_changed() {
+        assert_eq!(parse(&[]).unwrap().thresholds(), Thresholds::default());
+        let cli = parse(&["--flood-min-half-open", "500", "--accept-queue-full", "0.5"]).unwrap();
+        assert_eq!(cli.thresholds().min_half_open, 500);
+        assert_eq!(cli.thresholds().accept_queue_full_ratio, 0.5);
+        assert_eq!(
+            parse(&["--accept-queue-full", "2"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 
     #[test]

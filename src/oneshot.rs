@@ -15,6 +15,7 @@ use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::report::json::{Document, KernelCounters, RenderedSockets};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
+use crate::watch::SynWatch;
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
@@ -115,10 +116,12 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             .map_err(|_| anyhow!("the netlink reader thread panicked"))??;
 
         let snapshot = Snapshot::new(taken_at, sockets);
+        let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
         Document {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
+            syn_watch: &syn_watch,
         }
         .write(out)?;
         Ok(Outcome::Matched)

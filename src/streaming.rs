@@ -12,7 +12,6 @@ use anyhow::Context;
 use crate::cli::Cli;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
 use crate::report::stream::{Format, StreamWriter};
-use crate::watch::Thresholds;
 
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -38,7 +37,7 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
             interval: cli.interval,
             filter,
             destroy_events: true,
-            thresholds: Thresholds::default(),
+            thresholds: cli.thresholds(),
         },
         sender,
     )
