@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-use crate::filter::{Comparison, Condition, Filter, Side};
+use crate::filter::{self, Comparison, Condition, Filter, Side};
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -28,6 +28,12 @@ pub struct Cli {
     /// (with --json: filter the JSON document).
     #[arg(long, value_name = "STATES", value_parser = parse_states)]
     pub grep: Option<StateSet>,
+
+    /// Keep the sockets an ss-style expression matches, e.g. 'state syn-recv and
+    /// ( dport = :443 or sport = :8080 ) and dst 10.0.0.0/8'. Alone, prints them as a
+    /// table like --grep; combines with --grep, --json, --watch and the other filters.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    pub filter: Option<Filter>,
 
     /// Print one JSON document: counts for all states, every socket, kernel counters
     /// (with --watch: one JSON object per line).
@@ -102,7 +108,7 @@ impl Cli {
             Mode::Watch
         } else if self.json {
             Mode::Json
-        } else if self.grep.is_some() {
+        } else if self.grep.is_some() || self.filter.is_some() {
             Mode::Grep
         } else {
             Mode::Interactive
@@ -131,13 +137,23 @@ impl Cli {
         ];
         let condition = conditions.into_iter().flatten().reduce(Condition::and);
         let only_one_family = self.ipv4 || self.ipv6;
-        Filter {
+        let flags = Filter {
             states: self.grep.unwrap_or_else(StateSet::all),
             ipv4: !only_one_family || self.ipv4,
             ipv6: !only_one_family || self.ipv6,
             condition,
+        };
+        match &self.filter {
+            Some(expression) => flags.and(expression.clone()),
+            None => flags,
         }
     }
+}
+
+/// A filter expression; the error shows the expression with a caret under the
+/// offending token.
+fn parse_filter(expression: &str) -> Result<Filter, String> {
+    filter::parse(expression).map_err(|error| error.to_string())
 }
 
 fn parse_states(list: &str) -> Result<StateSet, String> {
@@ -249,6 +265,49 @@ mod tests {
                 Comparison::Equal,
                 5000
             )))
+        );
+    }
+
+    #[test]
+    fn a_filter_expression_alone_prints_a_table_and_combines_with_the_other_flags() {
+        let cli = parse(&[
+            "--filter",
+            "state listen or dport = :443",
+            "--grep",
+            "listen,estab",
+        ])
+        .unwrap();
+        assert_eq!(cli.mode(), Mode::Grep);
+        let filter = cli.filter();
+        assert_eq!(
+            filter.states.iter().collect::<Vec<_>>(),
+            [State::Listen, State::Established]
+        );
+        assert!(filter.condition.is_some());
+        assert_eq!(
+            parse(&["--filter", "sport = :22"]).unwrap().mode(),
+            Mode::Grep
+        );
+        assert_eq!(
+            parse(&["--json", "--filter", "sport = :22"])
+                .unwrap()
+                .mode(),
+            Mode::Json
+        );
+    }
+
+    #[test]
+    fn a_bad_filter_expression_is_a_usage_error_pointing_at_the_token() {
+        let error = parse(&["--filter", "state estab and dport = :http"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let message = error.to_string();
+        assert!(
+            message.contains("'http'") || message.contains("':http'"),
+            "{message}"
+        );
+        assert!(
+            message.contains("  state estab and dport = :http\n                          ^^^^^"),
+            "{message}"
         );
     }
 

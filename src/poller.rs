@@ -23,7 +23,6 @@ use crate::kernel::events::DestroyEvents;
 use crate::kernel::procfs::{self, TcpExt};
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::tcp::StateSet;
 use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
@@ -33,9 +32,9 @@ const WAKE_UP: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
     pub interval: Duration,
-    /// Family and port conditions apply to the dump. States do not: the diff needs
-    /// every state to follow a connection through them, so consumers filter
-    /// transitions and counts by state themselves.
+    /// Family, port and address conditions apply to the dump. States do not: the diff
+    /// needs every state to follow a connection through them, so consumers filter
+    /// transitions and counts by state themselves ([`Filter::matches_endpoints`]).
     pub filter: Filter,
     /// Subscribe to destroy events so that connections that open and close between
     /// two polls are still seen.
@@ -237,10 +236,7 @@ impl PollLoop {
         self.drain_events();
         let started = Instant::now();
         let taken_at = SystemTime::now();
-        let dump_filter = Filter {
-            states: StateSet::all(),
-            ..self.config.filter.clone()
-        };
+        let dump_filter = self.config.filter.ignoring_states();
         let diag = match &mut self.diag {
             Some(diag) => diag,
             None => self

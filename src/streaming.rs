@@ -10,8 +10,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::diff::Transition;
+use crate::filter::Filter;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
 use crate::report::stream::{Format, StreamWriter};
+use crate::snapshot::{Counts, Snapshot};
 
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -35,7 +38,7 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     let _poller = Poller::spawn(
         PollerConfig {
             interval: cli.interval,
-            filter,
+            filter: filter.clone(),
             destroy_events: true,
             thresholds: cli.thresholds(),
         },
@@ -65,14 +68,41 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
                 if update.event_overflows > 0 {
                     writer.events_lost(at, update.event_overflows)?;
                 }
-                for transition in &update.transitions {
+                for transition in update
+                    .transitions
+                    .iter()
+                    .filter(|transition| wanted(&filter, transition))
+                {
                     writer.transition(at, transition)?;
                 }
-                writer.counts(at, &update.snapshot.counts())?;
+                writer.counts(at, &counts(&filter, &update.snapshot))?;
             }
             Message::PollFailed(message) => writer.poll_failed(SystemTime::now(), &message)?,
         }
     }
     writer.flush()?;
     Ok(())
+}
+
+/// A transition is shown when the connection matched the filter before or after it.
+/// The writer checks the state mask too; this adds the rest of the filter (ports,
+/// addresses, state tests under `or` or `not`), since the poller dumps every state.
+fn wanted(filter: &Filter, transition: &Transition) -> bool {
+    [transition.from, transition.to]
+        .into_iter()
+        .flatten()
+        .any(|state| filter.matches_endpoints(&transition.endpoints, state))
+}
+
+/// The per-state counts of the sockets the filter matches.
+fn counts(filter: &Filter, snapshot: &Snapshot) -> Counts {
+    if filter.condition.is_none() {
+        // The dump applied everything but the states, which the writer applies.
+        return snapshot.counts();
+    }
+    let mut counts = Counts::default();
+    for socket in snapshot.sockets.iter().filter(|s| filter.matches(s)) {
+        counts.add(socket.state);
+    }
+    counts
 }
