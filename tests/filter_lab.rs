@@ -498,3 +498,135 @@ fn filter_alone_prints_a_table_and_exits_1_when_nothing_matches() -> Result<()> 
     }
     Ok(())
 }
+
+/// `tcpscope --watch --json --filter EXPR` as a child of the lab's thread, and the
+/// lines it printed so far.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Watch {
+    fn start(expression: &str) -> Result<Watch> {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args([
+                "--watch",
+                "--json",
+                "--interval",
+                "100ms",
+                "--filter",
+                expression,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting tcpscope --watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut watch = Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        watch.wait_for("the first counts line", |line| line["type"] == "counts")?;
+        Ok(watch)
+    }
+
+    fn wait_for(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + SETTLE * 2;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                bail!("no {what}; the stream said:\n{:#?}", self.seen);
+            };
+            let value: serde_json::Value = serde_json::from_str(&line)?;
+            self.seen.push(value.clone());
+            if wanted(&value) {
+                return Ok(value);
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn line_endpoints(line: &serde_json::Value) -> Option<(SocketAddr, SocketAddr)> {
+    let address = |addr: &str, port: &str| -> Option<SocketAddr> {
+        Some(SocketAddr::new(
+            line[addr].as_str()?.parse().ok()?,
+            u16::try_from(line[port].as_u64()?).ok()?,
+        ))
+    };
+    Some((
+        address("local_addr", "local_port")?,
+        address("remote_addr", "remote_port")?,
+    ))
+}
+
+#[test]
+fn watch_with_a_filter_streams_only_the_matching_connections_and_counts() -> Result<()> {
+    let lab = Lab::enter()?;
+    // A state under `or`: the kernel cannot test it, so the poller dumps every
+    // socket and the stream decides.
+    let mut watch = Watch::start("dst 127.0.0.2 or state close-wait")?;
+    // Clients on loopback connect from 127.0.0.1, so of each connection only the
+    // client's end has the server's address as its destination.
+    let wanted = lab.established("127.0.0.2".parse()?)?;
+    let half_closed = lab.fin_wait2_close_wait("127.0.0.3".parse()?)?;
+    let _unwanted = lab.established("127.0.0.4".parse()?)?;
+
+    let close_wait = (half_closed.server_addr, half_closed.client_addr);
+    watch.wait_for("the server end entering CLOSE_WAIT", |line| {
+        line["type"] == "transition"
+            && line_endpoints(line) == Some(close_wait)
+            && line["to"] == "CLOSE_WAIT"
+    })?;
+    let client_end = (wanted.client_addr, wanted.server_addr);
+    watch.wait_for("the client end of the wanted connection", |line| {
+        line["type"] == "transition" && line_endpoints(line) == Some(client_end)
+    })?;
+    watch.wait_for("counts of the matching sockets", |line| {
+        line["type"] == "counts"
+            && line["counts"]["ESTABLISHED"] == 1
+            && line["counts"]["CLOSE_WAIT"] == 1
+    })?;
+
+    let wanted_ip: IpAddr = "127.0.0.2".parse()?;
+    let shown_but_unwanted: Vec<_> = watch
+        .seen
+        .iter()
+        .filter(|line| line["type"] == "transition")
+        .filter(|line| match line_endpoints(line) {
+            Some((local, remote)) => remote.ip() != wanted_ip && (local, remote) != close_wait,
+            None => true,
+        })
+        .collect();
+    ensure!(
+        shown_but_unwanted.is_empty(),
+        "transitions that do not match the filter: {shown_but_unwanted:#?}"
+    );
+    for line in watch.seen.iter().filter(|line| line["type"] == "counts") {
+        ensure!(
+            line["counts"]["ESTABLISHED"].as_u64() <= Some(1) && line["counts"]["FIN_WAIT2"] == 0,
+            "only the matching sockets are counted: {line}"
+        );
+    }
+    Ok(())
+}
