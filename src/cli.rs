@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-use crate::filter::{self, Comparison, Condition, Filter, Side};
+use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -34,6 +34,16 @@ pub struct Cli {
     /// table like --grep; combines with --grep, --json, --watch and the other filters.
     #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
     pub filter: Option<Filter>,
+
+    /// Close the sockets an ss-style expression matches (SOCK_DESTROY, as `ss -K`).
+    /// Without --yes, only prints what it would close. Never closes a LISTEN socket
+    /// unless the expression names the state: 'state listen and sport = :8080'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json"])]
+    pub kill: Option<Expression>,
+
+    /// With --kill: really close the sockets (needs CAP_NET_ADMIN).
+    #[arg(long, requires = "kill")]
+    pub yes: bool,
 
     /// Print one JSON document: counts for all states, every socket, kernel counters
     /// (with --watch: one JSON object per line).
@@ -98,13 +108,17 @@ pub enum Mode {
     Json,
     /// `--watch`: a stream of transitions, as text or (with `--json`) NDJSON.
     Watch,
+    /// `--kill`: close matching sockets (or, without `--yes`, list them).
+    Kill,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.watch {
+        if self.kill.is_some() {
+            Mode::Kill
+        } else if self.watch {
             Mode::Watch
         } else if self.json {
             Mode::Json
@@ -154,6 +168,10 @@ impl Cli {
 /// offending token.
 fn parse_filter(expression: &str) -> Result<Filter, String> {
     filter::parse(expression).map_err(|error| error.to_string())
+}
+
+fn parse_kill(expression: &str) -> Result<Expression, String> {
+    filter::parse_expression(expression).map_err(|error| error.to_string())
 }
 
 fn parse_states(list: &str) -> Result<StateSet, String> {
@@ -309,6 +327,24 @@ mod tests {
             message.contains("  state estab and dport = :http\n                          ^^^^^"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn kill_takes_an_expression_and_yes_only_goes_with_it() {
+        let cli = parse(&["--kill", "state listen and sport = :8080", "--yes"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Kill);
+        assert!(cli.yes);
+        assert!(cli.kill.unwrap().named_states.contains(State::Listen));
+        assert_eq!(parse(&["--yes"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--kill", "sport = :1", "--json"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(parse(&["--kill", "sport = "]).unwrap_err().exit_code(), 2);
+        let with_grep = parse(&["--kill", "sport = :1", "--grep", "estab"]).unwrap();
+        assert_eq!(with_grep.mode(), Mode::Kill);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
+use crate::kill;
 use crate::report::json::{Document, KernelCounters, RenderedSockets};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
@@ -32,6 +33,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
+        Mode::Kill => kill::run(cli, out)?,
         Mode::Interactive | Mode::Watch => run_summary(cli, out)?,
     };
     out.flush()?;
@@ -136,7 +138,7 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
 
 /// Maps socket inodes to processes, saying once on stderr when some processes could
 /// not be read.
-fn scan_processes() -> anyhow::Result<ProcessMap> {
+pub(crate) fn scan_processes() -> anyhow::Result<ProcessMap> {
     let map = ProcessMap::scan().context("mapping sockets to processes through /proc")?;
     if map.is_partial() {
         let _ = writeln!(
