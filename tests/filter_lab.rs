@@ -545,6 +545,9 @@ impl Watch {
         what: &str,
         wanted: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value> {
+        if let Some(found) = self.seen.iter().find(|line| wanted(line)) {
+            return Ok(found.clone());
+        }
         let deadline = std::time::Instant::now() + SETTLE * 2;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -557,6 +560,30 @@ impl Watch {
                 return Ok(value);
             }
         }
+    }
+}
+
+impl Watch {
+    /// Reads until `polls` more polls have been reported, so that everything built
+    /// before the call has been seen by a whole poll.
+    fn wait_for_polls(&mut self, polls: usize) -> Result<()> {
+        for _ in 0..polls {
+            let seen = self.seen.len();
+            let deadline = std::time::Instant::now() + SETTLE;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let Ok(line) = self.lines.recv_timeout(left) else {
+                    bail!("the stream stopped after {seen} lines");
+                };
+                let value: serde_json::Value = serde_json::from_str(&line)?;
+                let counts = value["type"] == "counts";
+                self.seen.push(value);
+                if counts {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -608,6 +635,8 @@ fn watch_with_a_filter_streams_only_the_matching_connections_and_counts() -> Res
             && line["counts"]["CLOSE_WAIT"] == 1
     })?;
 
+    // Two more polls: every connection built above has been seen by a whole poll.
+    watch.wait_for_polls(2)?;
     let wanted_ip: IpAddr = "127.0.0.2".parse()?;
     let shown_but_unwanted: Vec<_> = watch
         .seen
