@@ -13,10 +13,10 @@ use crate::filter::Filter;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::kill;
-use crate::report::json::{Document, KernelCounters, RenderedSockets};
+use crate::report::json::{Document, KernelCounters, LeaksSection, RenderedSockets};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::watch::SynWatch;
+use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
@@ -119,13 +119,26 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
         let snapshot = Snapshot::new(taken_at, sockets);
         let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
+        let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |inode| {
+            let process = processes.as_ref()?.lookup(inode)?;
+            Some(Owner {
+                pid: process.pid,
+                name: process.name.clone(),
+            })
+        });
         Document {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
             syn_watch: &syn_watch,
         }
-        .write(out)?;
+        .write_with_leaks(
+            out,
+            Some(LeaksSection {
+                leaks: &leaks,
+                with_processes: processes.is_some(),
+            }),
+        )?;
         Ok(Outcome::Matched)
     })
 }

@@ -15,7 +15,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
-use crate::watch::SynWatch;
+use crate::watch::{CloseWaitLeaks, SynWatch};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -64,6 +64,15 @@ pub struct Document<'a> {
 impl Document<'_> {
     /// Writes the document and a final newline.
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        self.write_with_leaks(out, None)
+    }
+
+    /// Writes the document with a `close_wait_leaks` section (see [`LeaksSection`]).
+    pub fn write_with_leaks(
+        &self,
+        out: &mut impl Write,
+        leaks: Option<LeaksSection<'_>>,
+    ) -> io::Result<()> {
         out.write_all(b"{\"schema_version\":")?;
         serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
         out.write_all(b",\"taken_at\":")?;
@@ -76,6 +85,10 @@ impl Document<'_> {
         serde_json::to_writer(&mut *out, &self.kernel)?;
         out.write_all(b",\"syn_watch\":")?;
         serde_json::to_writer(&mut *out, self.syn_watch)?;
+        if let Some(leaks) = leaks {
+            out.write_all(b",\"close_wait_leaks\":")?;
+            serde_json::to_writer(&mut *out, &leaks)?;
+        }
         out.write_all(b"}\n")
     }
 }
@@ -193,6 +206,69 @@ fn push_address(bytes: &mut Vec<u8>, address: IpAddr) {
             // Writing into a Vec cannot fail.
             let _ = write!(bytes, "{v6}");
         }
+    }
+}
+
+/// The `close_wait_leaks` object: CLOSE_WAIT sockets per process and per local port.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaksSection<'a> {
+    pub leaks: &'a CloseWaitLeaks,
+    /// Whether owners were looked up (`-p`); without, `processes` is empty rather than
+    /// one row of unknown owner.
+    pub with_processes: bool,
+}
+
+impl Serialize for LeaksSection<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Process<'a> {
+            pid: Option<i32>,
+            process: Option<&'a str>,
+            close_wait: u32,
+            oldest_seen_ms: u128,
+            growing: bool,
+            local_ports: &'a [u16],
+        }
+        #[derive(Serialize)]
+        struct Port {
+            local_port: u16,
+            close_wait: u32,
+            oldest_seen_ms: u128,
+            growing: bool,
+        }
+        #[derive(Serialize)]
+        struct Section<'a> {
+            processes: Vec<Process<'a>>,
+            ports: Vec<Port>,
+        }
+        let processes = if self.with_processes {
+            self.leaks
+                .processes
+                .iter()
+                .map(|row| Process {
+                    pid: row.owner.as_ref().map(|owner| owner.pid),
+                    process: row.owner.as_ref().map(|owner| owner.name.as_str()),
+                    close_wait: row.close_wait,
+                    oldest_seen_ms: row.oldest.as_millis(),
+                    growing: row.growing,
+                    local_ports: &row.local_ports,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ports = self
+            .leaks
+            .ports
+            .iter()
+            .map(|row| Port {
+                local_port: row.local_port,
+                close_wait: row.close_wait,
+                oldest_seen_ms: row.oldest.as_millis(),
+                growing: row.growing,
+            })
+            .collect();
+        Section { processes, ports }.serialize(serializer)
     }
 }
 
@@ -327,6 +403,49 @@ mod tests {
         assert_eq!(parsed[0]["retransmits"], 2);
         assert_eq!(parsed[1]["local_addr"], "fe80::1:2");
         assert_eq!(parsed[1]["remote_addr"], "::");
+    }
+
+    #[test]
+    fn close_wait_leaks_name_the_process_only_when_owners_were_looked_up() {
+        let mut held = socket(State::CloseWait, "10.0.0.1", 8080, "10.0.0.2", 5000);
+        held.inode = 7;
+        let snapshot = Snapshot::new(UNIX_EPOCH, vec![held]);
+        let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |_| {
+            Some(crate::watch::Owner {
+                pid: 42,
+                name: "java".into(),
+            })
+        });
+        let write = |with_processes| {
+            let mut out = Vec::new();
+            Document {
+                snapshot: &snapshot,
+                sockets: &RenderedSockets::of(&snapshot.sockets, None),
+                kernel: counters(),
+                syn_watch: &SynWatch::of(&snapshot, crate::watch::Thresholds::default()),
+            }
+            .write_with_leaks(
+                &mut out,
+                Some(LeaksSection {
+                    leaks: &leaks,
+                    with_processes,
+                }),
+            )
+            .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let json = write(true);
+        let process = &json["close_wait_leaks"]["processes"][0];
+        assert_eq!(process["pid"], 42);
+        assert_eq!(process["process"], "java");
+        assert_eq!(process["close_wait"], 1);
+        assert_eq!(process["oldest_seen_ms"], 0);
+        assert_eq!(process["growing"], false);
+        assert_eq!(process["local_ports"], serde_json::json!([8080]));
+        assert_eq!(json["close_wait_leaks"]["ports"][0]["local_port"], 8080);
+        let json = write(false);
+        assert_eq!(json["close_wait_leaks"]["processes"], serde_json::json!([]));
+        assert_eq!(json["close_wait_leaks"]["ports"][0]["close_wait"], 1);
     }
 
     #[test]
