@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
-        Mode::Interactive | Mode::Watch => run_summary(cli, out)?,
+        Mode::Interactive | Mode::Watch | Mode::Serve => run_summary(cli, out)?,
     };
     out.flush()?;
     Ok(outcome)

@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use crate::cli::MIN_INTERVAL;
 use crate::diff::{DestroyedSocket, Differ, Transition};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
+use crate::kernel::netns::NetnsHandle;
 use crate::kernel::procfs::{self, TcpExt};
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::{Snapshot, SocketRecord};
@@ -91,6 +92,48 @@ struct Shared {
 impl Poller {
     /// Starts polling on a new thread, which inherits the caller's network namespace.
     pub fn spawn(config: PollerConfig, updates: Sender<Message>) -> io::Result<Poller> {
+        Self::start(
+            config,
+            Box::new(move |message| updates.send(message).is_ok()),
+            || true,
+        )
+    }
+
+    /// Starts polling on a new thread that first enters the network namespace
+    /// `netns` (none: the caller's), and hands each message to `deliver`, which
+    /// returns false once nobody listens any more. Fails if the namespace cannot be
+    /// entered.
+    ///
+    /// The thread enters the namespace before it opens any netlink socket or `/proc`
+    /// file: a netlink socket belongs to the namespace it was created in.
+    pub fn spawn_in(
+        netns: Option<Arc<NetnsHandle>>,
+        config: PollerConfig,
+        deliver: impl FnMut(Message) -> bool + Send + 'static,
+    ) -> anyhow::Result<Poller> {
+        let (entered, outcome) = mpsc::sync_channel(1);
+        let poller = Self::start(config, Box::new(deliver), move || {
+            let result = match &netns {
+                Some(netns) => netns.enter(),
+                None => Ok(()),
+            };
+            let ok = result.is_ok();
+            let _ = entered.send(result);
+            ok
+        })
+        .context("starting the poller thread")?;
+        outcome
+            .recv()
+            .context("the poller thread ended before entering its namespace")??;
+        Ok(poller)
+    }
+
+    /// Spawns the thread: `prepare` runs on it first, and the loop only if it succeeds.
+    fn start(
+        config: PollerConfig,
+        deliver: Deliver,
+        prepare: impl FnOnce() -> bool + Send + 'static,
+    ) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
             stop: AtomicBool::new(false),
@@ -99,7 +142,11 @@ impl Poller {
             .name("tcpscope-poller".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || PollLoop::new(config, shared, updates).run()
+                move || {
+                    if prepare() {
+                        PollLoop::new(config, shared, deliver).run();
+                    }
+                }
             })?;
         Ok(Poller {
             shared,
@@ -132,11 +179,14 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Where the poller thread hands its messages; false when nobody listens any more.
+type Deliver = Box<dyn FnMut(Message) -> bool + Send>;
+
 /// The poller thread's state.
 struct PollLoop {
     config: PollerConfig,
     shared: Arc<Shared>,
-    updates: Sender<Message>,
+    deliver: Deliver,
     diag: Option<SockDiag>,
     events: Option<DestroyEvents>,
     event_status: EventStatus,
@@ -149,7 +199,7 @@ struct PollLoop {
 }
 
 impl PollLoop {
-    fn new(config: PollerConfig, shared: Arc<Shared>, updates: Sender<Message>) -> PollLoop {
+    fn new(config: PollerConfig, shared: Arc<Shared>, deliver: Deliver) -> PollLoop {
         let (events, event_status) = if config.destroy_events {
             match DestroyEvents::subscribe(config.filter.ipv4, config.filter.ipv6) {
                 Ok(events) => (Some(events), EventStatus::Subscribed),
@@ -162,7 +212,7 @@ impl PollLoop {
         PollLoop {
             config,
             shared,
-            updates,
+            deliver,
             diag: None,
             events,
             event_status,
@@ -187,7 +237,7 @@ impl PollLoop {
                 Ok(update) => Message::Update(Box::new(update)),
                 Err(error) => Message::PollFailed(format!("{error:#}")),
             };
-            if self.updates.send(message).is_err() {
+            if !(self.deliver)(message) {
                 return;
             }
             // A slow poll does not make the next ones queue up behind it.

@@ -1,8 +1,10 @@
 //! Everything that talks to Linux, and nothing else: netlink sock_diag dumps, the
-//! destroy-event multicast, and the files under `/proc`.
+//! destroy-event multicast, the files under `/proc`, and entering other network
+//! namespaces.
 
 pub mod bytecode;
 pub mod diag_msg;
 pub mod events;
+pub mod netns;
 pub mod procfs;
 pub mod sockdiag;
