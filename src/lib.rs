@@ -13,6 +13,7 @@
 //! polls as Prometheus metrics, and [`namespaces`] picks the network namespaces a run
 //! reads (`--netns`, `--all-netns`).
 
+pub mod all_netns;
 pub mod cli;
 pub mod diff;
 pub mod filter;

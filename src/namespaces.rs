@@ -31,7 +31,7 @@ impl Namespaces {
             if discovery.forbidden > 0 {
                 let _ = writeln!(
                     io::stderr(),
-                    "tcpscope: note: the network namespace of {} processes could not be read (run as root to see all)",
+                    "tcpscope: note: the network namespace of {} processes could not be read (permission denied); sockets only they hold are left out",
                     discovery.forbidden
                 );
             }
@@ -61,11 +61,9 @@ pub fn enter_chosen(cli: &Cli) -> anyhow::Result<()> {
 pub fn check_supported(cli: &Cli) -> anyhow::Result<()> {
     use crate::cli::Mode;
     match cli.mode() {
-        Mode::Watch | Mode::Interactive | Mode::Json | Mode::Grep if cli.all_netns => {
-            Err(anyhow::anyhow!(
-                "--all-netns works with --json, --grep and --serve; for the stream or the interactive view, pick one namespace with --netns"
-            ))
-        }
+        Mode::Watch | Mode::Interactive if cli.all_netns => Err(anyhow::anyhow!(
+            "--all-netns works with --json, --grep and --serve; for the stream or the interactive view, pick one namespace with --netns"
+        )),
         _ => Ok(()),
     }
 }

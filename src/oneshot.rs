@@ -8,11 +8,13 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
+use crate::all_netns;
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
-use crate::report::json::{Document, KernelCounters, RenderedSockets};
+use crate::namespaces::Namespaces;
+use crate::report::json::{Document, KernelCounters, RenderedSockets, SynWatchSection};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::watch::SynWatch;
@@ -29,6 +31,13 @@ pub enum Outcome {
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    if cli.all_netns
+        && let Namespaces::All(namespaces) = Namespaces::chosen(cli)?
+    {
+        let outcome = all_netns::run(cli, &namespaces, out)?;
+        out.flush()?;
+        return Ok(outcome);
+    }
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
@@ -121,7 +130,8 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
-            syn_watch: &syn_watch,
+            syn_watch: SynWatchSection::One(&syn_watch),
+            namespaces: None,
         }
         .write(out)?;
         Ok(Outcome::Matched)
@@ -136,7 +146,7 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
 
 /// Maps socket inodes to processes, saying once on stderr when some processes could
 /// not be read.
-fn scan_processes() -> anyhow::Result<ProcessMap> {
+pub(crate) fn scan_processes() -> anyhow::Result<ProcessMap> {
     let map = ProcessMap::scan().context("mapping sockets to processes through /proc")?;
     if map.is_partial() {
         let _ = writeln!(

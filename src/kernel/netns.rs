@@ -86,7 +86,7 @@ pub enum NetnsError {
     #[error("no network namespace at {path}{hint}", hint = not_found_hint(.path))]
     NotFound { path: String },
     #[error(
-        "reading other network namespaces needs privilege (run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE): {what}: {source}"
+        "reading other network namespaces needs privilege (run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE): {what}"
     )]
     Denied {
         what: String,
@@ -95,13 +95,13 @@ pub enum NetnsError {
     },
     #[error("{path} is not a network namespace")]
     NotNetwork { path: String },
-    #[error("cannot open the network namespace at {path}: {source}")]
+    #[error("cannot open the network namespace at {path}")]
     Open {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("cannot enter the network namespace at {path}: {source}")]
+    #[error("cannot enter the network namespace at {path}")]
     Enter {
         path: String,
         #[source]
