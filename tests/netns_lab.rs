@@ -373,3 +373,29 @@ fn without_privilege_another_namespace_is_refused_with_a_clear_message_and_statu
     }
     Ok(())
 }
+
+#[test]
+fn the_metrics_follow_namespaces_that_come_and_go() -> Result<()> {
+    let server = Server::start("127.0.0.1:0", &["--interval", "100ms", "--all-netns"])?;
+    let a = Neighbour::start(lab_a)?;
+    let inode = a.inode.to_string();
+    server.wait_for("the new namespace", |m| {
+        m.value(
+            "tcpscope_connections",
+            &[
+                ("netns", &inode),
+                ("state", "ESTABLISHED"),
+                ("family", "ipv4"),
+            ],
+        ) == Some(4.0)
+    })?;
+    drop(a);
+    server.wait_for("the namespace to be gone", |m| {
+        m.samples("tcpscope_netns_info", &[("netns", &inode)])
+            .next()
+            .is_none()
+    })?;
+    let (status, _) = server.terminate()?;
+    assert!(status.success());
+    Ok(())
+}

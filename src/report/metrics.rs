@@ -46,7 +46,9 @@ pub const TO_GONE: &str = "GONE";
 /// What the metrics show, for one or several network namespaces.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    namespaces: Vec<NamespaceMetrics>,
+    /// By namespace inode (0 for the single namespace of [`Metrics::single`]), so that
+    /// the output's order is stable as namespaces come and go.
+    namespaces: BTreeMap<u64, NamespaceMetrics>,
     /// Whether series carry a `netns` label: with `--all-netns`, where several
     /// namespaces share one endpoint.
     labelled: bool,
@@ -80,39 +82,54 @@ struct ListenerRow {
     suspected_flood: bool,
 }
 
+/// The key of the one namespace of [`Metrics::single`].
+pub const SINGLE: u64 = 0;
+
 impl Metrics {
-    /// Metrics for the namespace tcpscope runs in (or the one `--netns` named): no
-    /// `netns` label.
+    /// Metrics for the namespace tcpscope runs in (or the one `--netns` named), under
+    /// the key [`SINGLE`]: no `netns` label.
     pub fn single() -> Metrics {
         Metrics {
-            namespaces: vec![NamespaceMetrics::new(None)],
+            namespaces: BTreeMap::from([(SINGLE, NamespaceMetrics::new(None))]),
             labelled: false,
         }
     }
 
-    /// Metrics for several namespaces, each series labelled with its namespace. The
-    /// namespaces are referred to by their index in `namespaces` from then on.
+    /// Metrics for several namespaces, each series labelled with its namespace, which
+    /// is referred to by its inode from then on.
     pub fn per_namespace(namespaces: impl IntoIterator<Item = NetNamespace>) -> Metrics {
-        Metrics {
-            namespaces: namespaces
-                .into_iter()
-                .map(|namespace| NamespaceMetrics::new(Some(namespace)))
-                .collect(),
+        let mut metrics = Metrics {
+            namespaces: BTreeMap::new(),
             labelled: true,
+        };
+        for namespace in namespaces {
+            metrics.add(namespace);
         }
+        metrics
     }
 
-    /// Records a finished poll of namespace `index`. `table` is a reusable buffer for
+    /// Starts showing a namespace that appeared.
+    pub fn add(&mut self, namespace: NetNamespace) {
+        self.namespaces
+            .insert(namespace.inode, NamespaceMetrics::new(Some(namespace)));
+    }
+
+    /// Stops showing a namespace that is gone, with its series.
+    pub fn remove(&mut self, inode: u64) {
+        self.namespaces.remove(&inode);
+    }
+
+    /// Records a finished poll of namespace `key`. `table` is a reusable buffer for
     /// grouping the snapshot's listeners.
-    pub fn observe(&mut self, index: usize, update: &Update, table: &mut ListenerTable) {
-        if let Some(namespace) = self.namespaces.get_mut(index) {
+    pub fn observe(&mut self, key: u64, update: &Update, table: &mut ListenerTable) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
             namespace.observe(update, table);
         }
     }
 
-    /// Records a failed poll of namespace `index`.
-    pub fn poll_failed(&mut self, index: usize) {
-        if let Some(namespace) = self.namespaces.get_mut(index) {
+    /// Records a failed poll of namespace `key`.
+    pub fn poll_failed(&mut self, key: u64) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
             namespace.poll_errors += 1;
         }
     }
@@ -120,7 +137,9 @@ impl Metrics {
     /// Whether any namespace has been polled successfully: before that there is
     /// nothing worth a scrape.
     pub fn has_polled(&self) -> bool {
-        self.namespaces.iter().any(|namespace| namespace.polls > 0)
+        self.namespaces
+            .values()
+            .any(|namespace| namespace.polls > 0)
     }
 
     /// The Prometheus text exposition of everything.
@@ -244,7 +263,7 @@ impl Exposition {
         V: Sample,
     {
         let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-        for namespace in &self.0.namespaces {
+        for namespace in self.0.namespaces.values() {
             for (labels, value) in samples(namespace) {
                 let mut all = self.base(namespace);
                 all.extend(labels);
@@ -368,7 +387,7 @@ impl Collector for Exposition {
                 None,
                 MetricType::Info,
             )?;
-            for namespace in &self.0.namespaces {
+            for namespace in self.0.namespaces.values() {
                 if let Some(netns) = &namespace.namespace {
                     let mut labels: Labels = vec![
                         ("netns", Cow::Owned(netns.inode.to_string())),
@@ -541,7 +560,7 @@ mod tests {
             socket(State::Established, "::1", 80, "::1", 4000),
             listen("0.0.0.0", 80, 0, 128),
         ];
-        metrics.observe(0, &update(sockets), &mut ListenerTable::default());
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
         let text = metrics.render();
         let samples = lines(&text);
         let connections: Vec<_> = samples
@@ -570,7 +589,7 @@ mod tests {
             listen("127.0.0.1", 8080, 3, 4096),
             half_open,
         ];
-        metrics.observe(0, &update(sockets), &mut ListenerTable::default());
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
         let text = metrics.render();
         let samples = lines(&text);
         for expected in [
@@ -604,8 +623,8 @@ mod tests {
             Transition::closed(connection.endpoints(), State::Established, 1),
         ];
         let mut table = ListenerTable::default();
-        metrics.observe(0, &first, &mut table);
-        metrics.observe(0, &second, &mut table);
+        metrics.observe(SINGLE, &first, &mut table);
+        metrics.observe(SINGLE, &second, &mut table);
         let text = metrics.render();
         let samples = lines(&text);
         assert!(
@@ -623,8 +642,8 @@ mod tests {
     fn the_poller_reports_on_itself() {
         let mut metrics = Metrics::single();
         assert!(!metrics.has_polled());
-        metrics.poll_failed(0);
-        metrics.observe(0, &update(vec![]), &mut ListenerTable::default());
+        metrics.poll_failed(SINGLE);
+        metrics.observe(SINGLE, &update(vec![]), &mut ListenerTable::default());
         assert!(metrics.has_polled());
         let text = metrics.render();
         let samples = lines(&text);
@@ -667,8 +686,16 @@ mod tests {
             },
         ]);
         let mut table = ListenerTable::default();
-        metrics.observe(0, &update(vec![listen("0.0.0.0", 80, 0, 128)]), &mut table);
-        metrics.observe(1, &update(vec![listen("0.0.0.0", 80, 5, 64)]), &mut table);
+        metrics.observe(
+            4026531840,
+            &update(vec![listen("0.0.0.0", 80, 0, 128)]),
+            &mut table,
+        );
+        metrics.observe(
+            4026532999,
+            &update(vec![listen("0.0.0.0", 80, 5, 64)]),
+            &mut table,
+        );
         let text = metrics.render();
         let samples = lines(&text);
         assert!(samples.contains(

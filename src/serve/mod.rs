@@ -9,26 +9,32 @@
 
 pub mod http;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 
 use crate::cli::Cli;
+use crate::kernel::netns::{self, NetnsHandle};
 use crate::namespaces::Namespaces;
 use crate::poller::{Message, Poller, PollerConfig};
-use crate::report::metrics::{self, Metrics};
+use crate::report::metrics::{self, Metrics, SINGLE};
 use crate::watch::ListenerTable;
 
 use http::{Limits, Response, Server};
 
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// How often `--all-netns` looks for namespaces that appeared or went (containers
+/// started or stopped).
+const RESCAN: Duration = Duration::from_secs(5);
 
 const INDEX_PAGE: &[u8] = b"<!doctype html><title>tcpscope</title><p>tcpscope: TCP connection states as Prometheus metrics at <a href=\"/metrics\">/metrics</a>\n";
 
@@ -92,30 +98,35 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         .context("starting the HTTP thread")?;
 
     let (sender, receiver) = mpsc::channel();
-    let config = PollerConfig {
-        interval: cli.interval,
-        filter: cli.filter(),
-        destroy_events: true,
-        thresholds: cli.thresholds(),
+    let mut pollers = Pollers {
+        running: HashMap::new(),
+        refused: HashSet::new(),
+        config: PollerConfig {
+            interval: cli.interval,
+            filter: cli.filter(),
+            destroy_events: true,
+            thresholds: cli.thresholds(),
+        },
+        sender,
     };
-    let targets = match namespaces {
-        Namespaces::Current => vec![None],
-        Namespaces::One(handle) => vec![Some(handle)],
-        Namespaces::All(handles) => handles.into_iter().map(Some).collect(),
+    let mut metrics = match namespaces {
+        Namespaces::Current => {
+            pollers.start(SINGLE, None)?;
+            Metrics::single()
+        }
+        Namespaces::One(handle) => {
+            pollers.start(SINGLE, Some(handle))?;
+            Metrics::single()
+        }
+        Namespaces::All(handles) => {
+            let mut metrics = Metrics::per_namespace([]);
+            for handle in handles {
+                metrics.add(handle.namespace.clone());
+                pollers.start(handle.namespace.inode, Some(handle))?;
+            }
+            metrics
+        }
     };
-    let mut metrics = if cli.all_netns {
-        Metrics::per_namespace(targets.iter().flatten().map(|h| h.namespace.clone()))
-    } else {
-        Metrics::single()
-    };
-    let mut pollers = Vec::with_capacity(targets.len());
-    for (index, target) in targets.into_iter().enumerate() {
-        let sender = sender.clone();
-        pollers.push(Poller::spawn_in(target, config.clone(), move |message| {
-            sender.send((index, message)).is_ok()
-        })?);
-    }
-    drop(sender);
     let _ = writeln!(
         io::stderr(),
         "tcpscope: serving Prometheus metrics at http://{bound}/metrics"
@@ -123,7 +134,12 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 
     let mut table = ListenerTable::default();
     let mut last_error = None;
+    let mut last_scan = Instant::now();
     while !stop.load(Ordering::Relaxed) && !http.is_finished() {
+        if cli.all_netns && last_scan.elapsed() >= RESCAN {
+            last_scan = Instant::now();
+            pollers.follow_namespaces(&mut metrics);
+        }
         let first = match receiver.recv_timeout(STOP_CHECK) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => continue,
@@ -149,7 +165,71 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 
     stop.store(true, Ordering::Relaxed);
     drop(pollers);
+    drop(receiver);
     http.join()
         .map_err(|_| anyhow!("the HTTP thread panicked"))?
         .context("serving HTTP")
+}
+
+/// The pollers, one per namespace, under the same keys as the metrics.
+struct Pollers {
+    running: HashMap<u64, Poller>,
+    /// Namespaces that could not be entered: not tried again.
+    refused: HashSet<u64>,
+    config: PollerConfig,
+    sender: Sender<(u64, Message)>,
+}
+
+impl Pollers {
+    /// Starts polling a namespace (none: tcpscope's own); its messages come tagged
+    /// with `key`.
+    fn start(&mut self, key: u64, netns: Option<Arc<NetnsHandle>>) -> anyhow::Result<()> {
+        let sender = self.sender.clone();
+        let poller = Poller::spawn_in(netns, self.config.clone(), move |message| {
+            sender.send((key, message)).is_ok()
+        })?;
+        self.running.insert(key, poller);
+        Ok(())
+    }
+
+    /// Polls the namespaces that appeared since the last look, and stops polling (and
+    /// showing) those no process is in any more. A namespace that cannot be entered
+    /// is left out with a note; the others go on.
+    fn follow_namespaces(&mut self, metrics: &mut Metrics) {
+        let Ok(discovery) = netns::discover() else {
+            return;
+        };
+        let present: Vec<u64> = discovery
+            .namespaces
+            .iter()
+            .map(|handle| handle.namespace.inode)
+            .collect();
+        for handle in discovery.namespaces {
+            let inode = handle.namespace.inode;
+            if self.running.contains_key(&inode) || self.refused.contains(&inode) {
+                continue;
+            }
+            let namespace = handle.namespace.clone();
+            match self.start(inode, Some(Arc::new(handle))) {
+                Ok(()) => metrics.add(namespace),
+                Err(error) => {
+                    self.refused.insert(inode);
+                    let _ = writeln!(
+                        io::stderr(),
+                        "tcpscope: note: not polling network namespace {inode}: {error:#}"
+                    );
+                }
+            }
+        }
+        let gone: Vec<u64> = self
+            .running
+            .keys()
+            .copied()
+            .filter(|inode| !present.contains(inode))
+            .collect();
+        for inode in gone {
+            self.running.remove(&inode);
+            metrics.remove(inode);
+        }
+    }
 }

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use prometheus_parse::{Sample, Scrape, Value};
 
-/// How long the server may take to start and poll once.
-const START: Duration = Duration::from_secs(10);
+/// How long the server may take to start and poll once, or a scrape to show what a
+/// test waits for (with `--all-netns`, new namespaces are looked for every 5 s).
+const START: Duration = Duration::from_secs(15);
 
 /// A `tcpscope --serve` child process.
 pub struct Server {
