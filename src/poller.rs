@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +28,8 @@ use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
+/// How often a poller whose consumer is behind tries again to hand over an update.
+const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
 /// What to poll and how often.
 #[derive(Debug, Clone)]
@@ -90,7 +92,11 @@ struct Shared {
 
 impl Poller {
     /// Starts polling on a new thread, which inherits the caller's network namespace.
-    pub fn spawn(config: PollerConfig, updates: Sender<Message>) -> io::Result<Poller> {
+    ///
+    /// `updates` is a bounded channel on purpose: when the consumer falls behind, the
+    /// poller waits for it instead of piling up updates (and memory); the next poll
+    /// then starts late, and its update says so through `took` and the tick it missed.
+    pub fn spawn(config: PollerConfig, updates: SyncSender<Message>) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
             stop: AtomicBool::new(false),
@@ -136,7 +142,7 @@ fn nanos(duration: Duration) -> u64 {
 struct PollLoop {
     config: PollerConfig,
     shared: Arc<Shared>,
-    updates: Sender<Message>,
+    updates: SyncSender<Message>,
     diag: Option<SockDiag>,
     events: Option<DestroyEvents>,
     event_status: EventStatus,
@@ -149,7 +155,7 @@ struct PollLoop {
 }
 
 impl PollLoop {
-    fn new(config: PollerConfig, shared: Arc<Shared>, updates: Sender<Message>) -> PollLoop {
+    fn new(config: PollerConfig, shared: Arc<Shared>, updates: SyncSender<Message>) -> PollLoop {
         let (events, event_status) = if config.destroy_events {
             match DestroyEvents::subscribe(config.filter.ipv4, config.filter.ipv6) {
                 Ok(events) => (Some(events), EventStatus::Subscribed),
@@ -187,11 +193,31 @@ impl PollLoop {
                 Ok(update) => Message::Update(Box::new(update)),
                 Err(error) => Message::PollFailed(format!("{error:#}")),
             };
-            if self.updates.send(message).is_err() {
+            if !self.deliver(message) {
                 return;
             }
             // A slow poll does not make the next ones queue up behind it.
             next_tick = (next_tick + interval).max(Instant::now());
+        }
+    }
+
+    /// Hands a message to the consumer, waiting while its channel is full but still
+    /// reading destroy events meanwhile, and giving up when told to stop (so that
+    /// dropping the [`Poller`] never waits on a consumer that stopped reading). Returns
+    /// whether polling should go on.
+    fn deliver(&mut self, mut message: Message) -> bool {
+        loop {
+            match self.updates.try_send(message) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(returned)) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    message = returned;
+                    self.wait_until(Instant::now() + CONSUMER_RETRY);
+                }
+            }
         }
     }
 
