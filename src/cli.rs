@@ -6,6 +6,7 @@ use clap::{ArgAction, Parser};
 
 use crate::filter::{Comparison, Condition, Filter, Side};
 use crate::tcp::StateSet;
+use crate::watch::Thresholds;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +54,22 @@ pub struct Cli {
     /// Sockets whose peer (destination) port is PORT.
     #[arg(long, value_name = "PORT")]
     pub dport: Option<u16>,
+
+    /// SYN watch: half-open connections on one listener that count as many.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open)]
+    pub flood_min_half_open: u32,
+
+    /// SYN watch: distinct source addresses needed to call it a flood.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources)]
+    pub flood_min_sources: u32,
+
+    /// SYN watch: distinct /24 or /64 networks needed to call it a flood.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes)]
+    pub flood_min_prefixes: u32,
+
+    /// SYN watch: accept-queue fill (share of the backlog, 0 to 1) that counts as full.
+    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio)]
+    pub accept_queue_full: f64,
 }
 
 /// What the user asked tcpscope to do.
@@ -74,6 +91,17 @@ impl Cli {
             Mode::Grep
         } else {
             Mode::Interactive
+        }
+    }
+
+    /// The SYN watch thresholds the flags describe.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            min_half_open: self.flood_min_half_open,
+            min_distinct_sources: self.flood_min_sources,
+            min_distinct_prefixes: self.flood_min_prefixes,
+            accept_queue_full_ratio: self.accept_queue_full,
+            ..Thresholds::default()
         }
     }
 
@@ -158,6 +186,18 @@ mod tests {
                 Comparison::Equal,
                 5000
             )))
+        );
+    }
+
+    #[test]
+    fn syn_watch_thresholds_default_to_the_watch_defaults_and_can_be_changed() {
+        assert_eq!(parse(&[]).unwrap().thresholds(), Thresholds::default());
+        let thresholds = parse(&["--flood-min-half-open", "10", "--flood-min-sources", "5"])
+            .unwrap()
+            .thresholds();
+        assert_eq!(
+            (thresholds.min_half_open, thresholds.min_distinct_sources),
+            (10, 5)
         );
     }
 

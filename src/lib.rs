@@ -20,4 +20,5 @@ pub mod poller;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod tui;
 pub mod watch;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
 use tcpscope::oneshot::{self, Outcome};
+use tcpscope::tui;
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -21,7 +22,20 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_ERROR)
         }
+        Mode::Interactive => run_interactive(&cli),
         _ => run_oneshot(&cli),
+    }
+}
+
+fn run_interactive(cli: &Cli) -> ExitCode {
+    match tui::run(cli) {
+        Ok(tui::Ending::Quit) => ExitCode::SUCCESS,
+        // As a shell reports a process a signal ended: 128 + its number.
+        Ok(tui::Ending::Signal(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "tcpscope: error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
     }
 }
 
