@@ -110,3 +110,34 @@ fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     ensure!(terminal.wait(Duration::from_secs(10))?.success());
     Ok(())
 }
+
+/// Captures the real view under a flood for the README: run with
+/// `cargo test --test tui_e2e -- --ignored screenshot`, then
+/// `python3 tests/screenshot/render.py target/screenshot.json assets/screenshot.png`.
+#[test]
+#[ignore = "writes target/screenshot.json for the README's screenshot"]
+fn screenshot_of_the_view_under_a_flood() -> Result<()> {
+    let lab = Lab::enter()?;
+    let flooded = lab.listener_v4()?;
+    let busy = lab.listener_v4()?;
+    let _established: Vec<_> = (0..6)
+        .map(|_| lab.established("127.0.0.1".parse()?))
+        .collect::<Result<_>>()?;
+    let _time_wait = lab.time_wait("127.0.0.1".parse()?)?;
+    let _flood = lab.syn_flood(flooded.addr_v4()?, FLOOD, 42)?;
+    let _two_hosts = lab.syns_from_two_hosts(busy.addr_v4()?, FROM_TWO_HOSTS)?;
+    lab.wait_for_count(TcpState::SynRecv, FLOOD + FROM_TWO_HOSTS, SETTLE)?;
+    let mut terminal = tcpscope(120, 40)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the flood verdict", |screen| {
+        screen.contains("SYN flood suspected") && screen.contains("Δ")
+    })?;
+    // A second flood wave, so that the counts show a change and a rate.
+    let _second = lab.syn_flood(flooded.addr_v4()?, 100, 43)?;
+    std::thread::sleep(Duration::from_millis(2500));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshot.json");
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"))?;
+    std::fs::write(path, serde_json::to_vec(&terminal.cells_json())?)?;
+    terminal.send(b"q")?;
+    terminal.wait(Duration::from_secs(10))?;
+    Ok(())
+}

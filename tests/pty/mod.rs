@@ -191,3 +191,40 @@ fn open_pty(columns: u16, rows: u16) -> Result<(OwnedFd, OwnedFd)> {
     debug_assert!(master.as_raw_fd() >= 0);
     Ok((master, slave))
 }
+
+impl Terminal {
+    /// The screen's cells as JSON rows of `[text, fg, bg, bold, inverse]`, colours as
+    /// `"default"`, an xterm index or `"#rrggbb"`: what `tests/screenshot/render.py`
+    /// draws to a PNG.
+    pub fn cells_json(&self) -> serde_json::Value {
+        let Ok(parser) = self.screen.lock() else {
+            return serde_json::Value::Null;
+        };
+        let screen = parser.screen();
+        let (rows, columns) = screen.size();
+        let (rows, columns) = (rows.get(), columns.get());
+        let colour = |colour: vt100::Color| match colour {
+            vt100::Color::Default => serde_json::json!("default"),
+            vt100::Color::Idx(index) => serde_json::json!(index),
+            vt100::Color::Rgb(r, g, b) => serde_json::json!(format!("#{r:02x}{g:02x}{b:02x}")),
+        };
+        let rows: Vec<serde_json::Value> = (0..rows)
+            .map(|row| {
+                let cells: Vec<serde_json::Value> = (0..columns)
+                    .map(|column| match screen.cell(row, column) {
+                        Some(cell) => serde_json::json!([
+                            cell.contents(),
+                            colour(cell.fgcolor()),
+                            colour(cell.bgcolor()),
+                            cell.bold(),
+                            cell.inverse()
+                        ]),
+                        None => serde_json::json!([" ", "default", "default", false, false]),
+                    })
+                    .collect();
+                serde_json::Value::Array(cells)
+            })
+            .collect();
+        serde_json::Value::Array(rows)
+    }
+}
