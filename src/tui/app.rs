@@ -4,7 +4,7 @@
 //! loop to carry out. That keeps every key testable without a terminal or a kernel.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::buffer::Buffer;
@@ -26,9 +26,10 @@ use super::views::screen;
 const INTERVALS_MS: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000];
 /// Rows PageUp and PageDown move.
 const PAGE: usize = 20;
-/// Rescan processes after this many polls while the connections tab is shown: a scan
-/// reads every process's descriptors, which at 100k sockets costs a third of a second.
-const POLLS_PER_PROCESS_SCAN: u32 = 5;
+/// How old process names may get while the connections tab is shown. A scan reads
+/// every process's descriptors, which at 100k sockets costs a third of a second of CPU;
+/// every 30 s keeps that near 1% of a core. Measured by the snapshots' own clock.
+const PROCESS_SCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// Everything the event loop hands the app.
 #[derive(Debug)]
@@ -64,7 +65,8 @@ pub struct App {
     scroll: Scroll,
     theme: Theme,
     scan_in_flight: bool,
-    polls_since_scan: u32,
+    /// The snapshot time at the last scan request.
+    last_scan: Option<SystemTime>,
 }
 
 impl App {
@@ -76,7 +78,7 @@ impl App {
             scroll: Scroll::default(),
             theme,
             scan_in_flight: false,
-            polls_since_scan: POLLS_PER_PROCESS_SCAN,
+            last_scan: None,
         }
     }
 
@@ -109,7 +111,6 @@ impl App {
                 if self.ui.paused {
                     self.ui.behind += 1;
                 }
-                self.polls_since_scan += 1;
                 self.maybe_scan()
             }
             Event::Poll(Message::PollFailed(error)) => {
@@ -118,7 +119,6 @@ impl App {
             }
             Event::Processes(result) => {
                 self.scan_in_flight = false;
-                self.polls_since_scan = 0;
                 match result {
                     Ok(processes) => {
                         self.each_model(|model| model.set_processes(Arc::clone(&processes)))
@@ -144,11 +144,14 @@ impl App {
     }
 
     fn maybe_scan(&mut self) -> Vec<Effect> {
-        if self.ui.tab == Tab::Connections
-            && !self.scan_in_flight
-            && self.polls_since_scan >= POLLS_PER_PROCESS_SCAN
-        {
+        let now = self.live.connections.snapshot().taken_at;
+        let due = self.last_scan.is_none_or(|last| {
+            now.duration_since(last)
+                .is_ok_and(|age| age >= PROCESS_SCAN_EVERY)
+        });
+        if self.ui.tab == Tab::Connections && !self.scan_in_flight && due {
             self.scan_in_flight = true;
+            self.last_scan = Some(now);
             vec![Effect::ScanProcesses]
         } else {
             Vec::new()
@@ -347,6 +350,15 @@ mod tests {
         let mut app = app();
         assert_eq!(press(&mut app, KeyCode::Char('q')), [Effect::Quit]);
         assert_eq!(app.handle(Event::Signal(15)), [Effect::QuitOnSignal(15)]);
+    }
+
+    #[test]
+    fn processes_are_scanned_on_entering_connections_and_not_again_for_30_seconds() {
+        let mut app = app();
+        assert_eq!(press(&mut app, KeyCode::Char('2')), [Effect::ScanProcesses]);
+        app.handle(Event::Processes(Ok(Arc::new(ProcessMap::default()))));
+        assert_eq!(press(&mut app, KeyCode::Char('2')), []);
+        assert_eq!(app.shown().status.processes_partial, Some(false));
     }
 
     #[test]
