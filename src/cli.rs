@@ -2,6 +2,8 @@
 //!
 //! Parsing only: nothing here touches the kernel or the terminal.
 
+use std::time::Duration;
+
 use clap::{ArgAction, Parser};
 
 use crate::filter::{Comparison, Condition, Filter, Side};
@@ -27,9 +29,18 @@ pub struct Cli {
     #[arg(long, value_name = "STATES", value_parser = parse_states)]
     pub grep: Option<StateSet>,
 
-    /// Print one JSON document: counts for all states, every socket, kernel counters.
+    /// Print one JSON document: counts for all states, every socket, kernel counters
+    /// (with --watch: one JSON object per line).
     #[arg(long)]
     pub json: bool,
+
+    /// Print every state transition as it happens, one line each, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Time between polls: 250ms, 1s, 2.5s, 1m (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
 
     /// Show the process that owns each socket (reads /proc/*/fd; slower).
     #[arg(short = 'p', long)]
@@ -55,20 +66,20 @@ pub struct Cli {
     #[arg(long, value_name = "PORT")]
     pub dport: Option<u16>,
 
-    /// SYN watch: half-open connections on one listener that count as many.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open)]
+    /// SYN flood verdict: half-open connections on one listener that count as many.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open, help_heading = "SYN flood verdict")]
     pub flood_min_half_open: u32,
 
-    /// SYN watch: distinct source addresses needed to call it a flood.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources)]
+    /// SYN flood verdict: distinct source addresses among them needed to call it a flood.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources, help_heading = "SYN flood verdict")]
     pub flood_min_sources: u32,
 
-    /// SYN watch: distinct /24 or /64 networks needed to call it a flood.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes)]
+    /// SYN flood verdict: distinct /24 (IPv4) or /64 (IPv6) networks needed as well.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes, help_heading = "SYN flood verdict")]
     pub flood_min_prefixes: u32,
 
-    /// SYN watch: accept-queue fill (share of the backlog, 0 to 1) that counts as full.
-    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio)]
+    /// Accept-queue length, as a share of the backlog, that counts as full (0 to 1).
+    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio, value_parser = parse_ratio, help_heading = "SYN flood verdict")]
     pub accept_queue_full: f64,
 }
 
@@ -79,13 +90,17 @@ pub enum Mode {
     Grep,
     /// `--json`: one JSON document.
     Json,
+    /// `--watch`: a stream of transitions, as text or (with `--json`) NDJSON.
+    Watch,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.json {
+        if self.watch {
+            Mode::Watch
+        } else if self.json {
             Mode::Json
         } else if self.grep.is_some() {
             Mode::Grep
@@ -94,7 +109,7 @@ impl Cli {
         }
     }
 
-    /// The SYN watch thresholds the flags describe.
+    /// The SYN watch's thresholds, defaults overridden by the flags.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
             min_half_open: self.flood_min_half_open,
@@ -127,6 +142,54 @@ impl Cli {
 
 fn parse_states(list: &str) -> Result<StateSet, String> {
     StateSet::parse_list(list).map_err(|error| error.to_string())
+}
+
+/// The shortest poll interval: below it the poller would mostly measure itself.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Parses a human duration: a number, optionally with a fraction, and a unit (`ms`,
+/// `s` or `m`): `250ms`, `1s`, `2.5s`, `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; write e.g. 250ms, 1s, 2.5s or 1m"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "" => return Err(format!("'{text}' needs a unit: ms, s or m (e.g. {text}s)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use ms, s or m"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("'{text}' is out of range"))
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!(
+            "'{text}' is not a ratio between 0 and 1 (e.g. 0.9)"
+        )),
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "'{text}' is shorter than the minimum interval, 50ms"
+        ));
+    }
+    Ok(interval)
 }
 
 #[cfg(test)]
@@ -190,14 +253,45 @@ mod tests {
     }
 
     #[test]
-    fn syn_watch_thresholds_default_to_the_watch_defaults_and_can_be_changed() {
-        assert_eq!(parse(&[]).unwrap().thresholds(), Thresholds::default());
-        let thresholds = parse(&["--flood-min-half-open", "10", "--flood-min-sources", "5"])
-            .unwrap()
-            .thresholds();
+    fn intervals_are_human_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn the_interval_defaults_to_one_second_and_has_a_floor() {
         assert_eq!(
-            (thresholds.min_half_open, thresholds.min_distinct_sources),
-            (10, 5)
+            parse(&["--watch"]).unwrap().interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            parse(&["--watch", "--interval", "10ms"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let cli = parse(&["--watch", "--json", "--interval", "50ms"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Watch);
+        assert_eq!(cli.interval, MIN_INTERVAL);
+    }
+
+    #[test]
+    fn flood_thresholds_default_to_the_watch_defaults_and_can_be_changed() {
+        assert_eq!(parse(&[]).unwrap().thresholds(), Thresholds::default());
+        let cli = parse(&["--flood-min-half-open", "500", "--accept-queue-full", "0.5"]).unwrap();
+        assert_eq!(cli.thresholds().min_half_open, 500);
+        assert_eq!(cli.thresholds().accept_queue_full_ratio, 0.5);
+        assert_eq!(
+            parse(&["--accept-queue-full", "2"])
+                .unwrap_err()
+                .exit_code(),
+            2
         );
     }
 

@@ -19,6 +19,7 @@ pub mod oneshot;
 pub mod poller;
 pub mod report;
 pub mod snapshot;
+pub mod streaming;
 pub mod tcp;
 pub mod tui;
 pub mod watch;

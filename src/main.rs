@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
 use tcpscope::oneshot::{self, Outcome};
+use tcpscope::streaming;
 use tcpscope::tui;
 
 const EXIT_NO_MATCH: u8 = 1;
@@ -23,7 +24,18 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
         Mode::Interactive => run_interactive(&cli),
-        _ => run_oneshot(&cli),
+        // Standard output is line-buffered: each stream line reaches the reader at once.
+        Mode::Watch => {
+            exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
+        }
+        _ => {
+            let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+            let outcome = oneshot::run(&cli, &mut out);
+            if outcome.is_err() {
+                let _ = out.flush();
+            }
+            exit_status(outcome)
+        }
     }
 }
 
@@ -39,18 +51,13 @@ fn run_interactive(cli: &Cli) -> ExitCode {
     }
 }
 
-fn run_oneshot(cli: &Cli) -> ExitCode {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    match oneshot::run(cli, &mut out) {
+fn exit_status(outcome: anyhow::Result<Outcome>) -> ExitCode {
+    match outcome {
         Ok(Outcome::Matched) => ExitCode::SUCCESS,
         Ok(Outcome::NothingMatched) => ExitCode::from(EXIT_NO_MATCH),
-        Err(error) if is_closed_pipe(&error) => {
-            // The reader (`| head`) has what it wanted: end quietly.
-            ExitCode::SUCCESS
-        }
+        // The reader (`| head`) has what it wanted: end quietly.
+        Err(error) if is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = out.flush();
             let _ = writeln!(io::stderr(), "tcpscope: error: {error:#}");
             ExitCode::from(EXIT_ERROR)
         }

@@ -15,6 +15,7 @@ use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::report::json::{Document, KernelCounters, RenderedSockets};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
+use crate::watch::SynWatch;
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
@@ -31,7 +32,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
-        Mode::Interactive => run_summary(cli, out)?,
+        Mode::Interactive | Mode::Watch => run_summary(cli, out)?,
     };
     out.flush()?;
     Ok(outcome)
@@ -115,10 +116,12 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             .map_err(|_| anyhow!("the netlink reader thread panicked"))??;
 
         let snapshot = Snapshot::new(taken_at, sockets);
+        let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
         Document {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
+            syn_watch: &syn_watch,
         }
         .write(out)?;
         Ok(Outcome::Matched)

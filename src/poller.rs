@@ -16,6 +16,7 @@ use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cli::MIN_INTERVAL;
 use crate::diff::{DestroyedSocket, Differ, Transition};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
@@ -25,8 +26,6 @@ use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::StateSet;
 use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
-/// The shortest interval accepted: below it the poller would mostly measure itself.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
 

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::tcp::State;
+use crate::tcp::{State, StateSet};
 
 /// The address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +125,15 @@ impl Counts {
 
     pub fn total(&self) -> u32 {
         self.0.iter().sum()
+    }
+
+    /// These counts with every state outside `states` set to zero.
+    pub fn only(&self, states: StateSet) -> Counts {
+        let mut kept = Counts::default();
+        for state in states.iter() {
+            kept.0[state.index()] = self.get(state);
+        }
+        kept
     }
 
     /// Every state with its count, zeros included, in [`State::ALL`] order.

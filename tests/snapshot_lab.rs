@@ -229,6 +229,28 @@ fn json_counts_every_state_and_lists_what_ss_lists() -> Result<()> {
 }
 
 #[test]
+fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
+    let lab = Lab::enter()?;
+    let _built = every_state(&lab)?;
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../assets/tcpscope.schema.json"))?;
+    let validator = jsonschema::validator_for(&schema).context("compiling the schema")?;
+    for args in [
+        &["--json"][..],
+        &["--json", "-p"],
+        &["--json", "--grep", "syn-recv"],
+    ] {
+        let document = json(args)?;
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{args:?}: {errors:#?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn json_grep_filters_to_the_states_asked_for() -> Result<()> {
     let lab = Lab::enter()?;
     let built = every_state(&lab)?;
@@ -435,5 +457,41 @@ fn tcpext_counters_are_the_namespaces_own() -> Result<()> {
         .context("syncookies_sent")?;
     assert!(sent > 0, "cookies were sent: {}", document["kernel"]);
     assert_eq!(document["kernel"]["syncookies"], 1);
+    Ok(())
+}
+
+#[test]
+fn json_flags_a_random_source_flood_but_not_a_backlog_from_two_hosts() -> Result<()> {
+    let lab = Lab::enter()?;
+    let flooded = lab.listener_v4()?;
+    let busy = lab.listener_v4()?;
+    lab.syn_flood(flooded.addr_v4()?, 200, 5)?;
+    lab.syns_from_two_hosts(busy.addr_v4()?, 200)?;
+    lab.wait_for_count(TcpState::SynRecv, 400, SETTLE)?;
+
+    let document = json(&["--json"])?;
+    let listeners = document["syn_watch"]["listeners"]
+        .as_array()
+        .context("no syn_watch.listeners")?;
+    let row = |port: u16| {
+        listeners
+            .iter()
+            .find(|row| row["local_port"] == port)
+            .with_context(|| format!("no row for port {port}: {listeners:?}"))
+    };
+    let flood = row(flooded.addr.port())?;
+    assert_eq!(flood["half_open"], 200);
+    assert_eq!(flood["distinct_sources"], 200);
+    assert_eq!(flood["suspected_flood"], true);
+    assert_eq!(flood["verdict"], "SYN flood suspected");
+    assert_eq!(flood["local_addr"], "127.0.0.1");
+    assert_eq!(flood["backlog"], 65535);
+
+    let backlog = row(busy.addr.port())?;
+    assert_eq!(backlog["half_open"], 200);
+    assert_eq!(backlog["distinct_sources"], 2);
+    assert_eq!(backlog["distinct_prefixes"], 1);
+    assert_eq!(backlog["suspected_flood"], false);
+    assert_eq!(backlog["verdict"], "backlog from few hosts");
     Ok(())
 }

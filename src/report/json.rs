@@ -15,6 +15,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
+use crate::watch::SynWatch;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -56,6 +57,8 @@ pub struct Document<'a> {
     /// The snapshot's sockets, already rendered (see [`RenderedSockets`]).
     pub sockets: &'a RenderedSockets<'a>,
     pub kernel: KernelCounters,
+    /// Half-open connections per listener and the flood verdict.
+    pub syn_watch: &'a SynWatch,
 }
 
 impl Document<'_> {
@@ -71,6 +74,8 @@ impl Document<'_> {
         out.write_all(&self.sockets.bytes)?;
         out.write_all(b"],\"kernel\":")?;
         serde_json::to_writer(&mut *out, &self.kernel)?;
+        out.write_all(b",\"syn_watch\":")?;
+        serde_json::to_writer(&mut *out, self.syn_watch)?;
         out.write_all(b"}\n")
     }
 }
@@ -241,6 +246,7 @@ mod tests {
             snapshot,
             sockets: &RenderedSockets::of(&snapshot.sockets, None),
             kernel: counters(),
+            syn_watch: &SynWatch::of(snapshot, crate::watch::Thresholds::default()),
         }
         .write(&mut out)
         .unwrap();
@@ -263,6 +269,23 @@ mod tests {
         assert_eq!(json["schema_version"], 1);
         assert_eq!(json["kernel"]["syncookies_sent"], 7);
         assert_eq!(json["kernel"]["somaxconn"], 4096);
+        let listener = &json["syn_watch"]["listeners"][0];
+        assert_eq!(listener["local_port"], 80);
+        assert_eq!(listener["half_open"], 1);
+        assert_eq!(listener["suspected_flood"], false);
+        for field in [
+            "local_addr",
+            "accept_queue",
+            "backlog",
+            "distinct_sources",
+            "distinct_prefixes",
+            "verdict",
+        ] {
+            assert!(
+                !listener[field].is_null(),
+                "syn_watch listener lacks {field}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! One-shot outputs built from a snapshot: the `--grep` table and the `--json`
-//! document. Pure: they take values and write text.
+//! Outputs built from snapshots and transitions: the `--grep` table, the `--json`
+//! document and the `--watch` stream. Pure: they take values and write text.
 
 pub mod endpoint;
 pub mod json;
+pub mod stream;
 pub mod table;

@@ -10,9 +10,10 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 
+use crate::cli::MIN_INTERVAL;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info::TcpInfo;
-use crate::poller::{MIN_INTERVAL, Message};
+use crate::poller::Message;
 use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
 

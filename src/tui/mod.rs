@@ -43,8 +43,6 @@ use theme::Theme;
 
 /// How often the view redraws when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
-/// The interval the view starts with.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the view ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +57,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
-    let interval = DEFAULT_INTERVAL;
+    let interval = cli.interval;
     let (poll_sender, polls) = mpsc::channel();
     let poller = Poller::spawn(
         PollerConfig {

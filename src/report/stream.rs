@@ -1,0 +1,271 @@
+//! `--watch`: each poll's transitions as lines, text for people or NDJSON for
+//! programs (one object per line, every one with a `type`).
+//!
+//! Pure formatting: the caller hands in values and a writer.
+
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::endpoint::Endpoint;
+use super::json::{CountsByName, Rfc3339};
+use crate::diff::Transition;
+use crate::snapshot::Counts;
+use crate::tcp::{State, StateSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Ndjson,
+}
+
+/// Writes stream lines for the states a user asked for.
+pub struct StreamWriter<W: Write> {
+    out: W,
+    format: Format,
+    states: StateSet,
+}
+
+impl<W: Write> StreamWriter<W> {
+    pub fn new(out: W, format: Format, states: StateSet) -> StreamWriter<W> {
+        StreamWriter {
+            out,
+            format,
+            states,
+        }
+    }
+
+    /// A transition is shown when it leaves or enters one of the states asked for.
+    pub fn wants(&self, transition: &Transition) -> bool {
+        [transition.from, transition.to]
+            .into_iter()
+            .flatten()
+            .any(|state| self.states.contains(state))
+    }
+
+    pub fn transition(&mut self, at: SystemTime, transition: &Transition) -> io::Result<()> {
+        if !self.wants(transition) {
+            return Ok(());
+        }
+        match self.format {
+            Format::Ndjson => self.json_line(&TransitionLine::new(at, transition)),
+            Format::Text => self.text_transition(at, transition),
+        }
+    }
+
+    /// The per-state counts after a poll, for the states asked for (others are 0).
+    /// Only NDJSON carries them; the text stream is transitions only.
+    pub fn counts(&mut self, at: SystemTime, counts: &Counts) -> io::Result<()> {
+        if self.format == Format::Text {
+            return Ok(());
+        }
+        self.json_line(&CountsLine {
+            kind: "counts",
+            at: Rfc3339(at),
+            counts: CountsByName(counts.only(self.states)),
+        })
+    }
+
+    /// The kernel dropped destroy events; the next poll resynchronises.
+    pub fn events_lost(&mut self, at: SystemTime, overflows: u32) -> io::Result<()> {
+        match self.format {
+            Format::Ndjson => self.json_line(&NoticeLine {
+                kind: "events_lost",
+                at: Rfc3339(at),
+                message: "the kernel's destroy-event queue overflowed: connections that opened and closed since the last poll may be missing; resynchronised from the poll",
+                count: Some(overflows),
+            }),
+            Format::Text => writeln!(
+                self.out,
+                "{}  events lost: the kernel's event queue overflowed {overflows} time(s); resynchronised from the poll",
+                clock(at)
+            ),
+        }
+    }
+
+    /// A poll failed; polling goes on.
+    pub fn poll_failed(&mut self, at: SystemTime, message: &str) -> io::Result<()> {
+        match self.format {
+            Format::Ndjson => self.json_line(&NoticeLine {
+                kind: "error",
+                at: Rfc3339(at),
+                message,
+                count: None,
+            }),
+            Format::Text => writeln!(self.out, "{}  poll failed: {message}", clock(at)),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn json_line(&mut self, line: &impl Serialize) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, line)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    fn text_transition(&mut self, at: SystemTime, t: &Transition) -> io::Result<()> {
+        let endpoints = &t.endpoints;
+        let mut line = format!(
+            "{}  {:<7}  {:>11} → {:<11}  {:<22} {:<22}",
+            clock(at),
+            t.kind.name(),
+            t.from.map_or("(new)", State::name),
+            t.to.map_or("(gone)", State::name),
+            Endpoint(endpoints.local.0, endpoints.local.1).to_string(),
+            Endpoint(endpoints.remote.0, endpoints.remote.1).to_string(),
+        );
+        if !t.via.is_empty() {
+            line.push_str(&format!("  via {}", t.via));
+        }
+        if let Some(ending) = t.ending {
+            line.push_str(&format!("  ({})", ending.describe()));
+        }
+        writeln!(self.out, "{}", line.trim_end())?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+    use crate::snapshot::fixtures::socket;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn transitions() -> Vec<Transition> {
+        let at = UNIX_EPOCH;
+        let open = socket(State::Established, "127.0.0.1", 5000, "127.0.0.1", 80);
+        let mut closing = open;
+        closing.state = State::TimeWait;
+        let mut differ = crate::diff::Differ::new();
+        differ.observe(&Snapshot::new(at, vec![open]), &[]);
+        differ
+            .observe(
+                &Snapshot::new(at + Duration::from_secs(1), vec![closing]),
+                &[],
+            )
+            .to_vec()
+    }
+
+    fn render(format: Format, states: &str) -> String {
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, format, StateSet::parse_list(states).unwrap());
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        for transition in transitions() {
+            writer.transition(at, &transition).unwrap();
+        }
+        let mut counts = Counts::default();
+        counts.add(State::TimeWait);
+        counts.add(State::Listen);
+        writer.counts(at, &counts).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_skipped_state_shows_its_inferred_path_in_text() {
+        assert_eq!(
+            render(Format::Text, "all"),
+            "22:13:20.250  changed  ESTABLISHED → TIME_WAIT    127.0.0.1:5000         127.0.0.1:80            via FIN_WAIT1 → FIN_WAIT2\n"
+        );
+    }
+
+    #[test]
+    fn ndjson_lines_carry_a_type_and_every_documented_field() {
+        let text = render(Format::Ndjson, "all");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let t = &lines[0];
+        assert_eq!(t["type"], "transition");
+        assert_eq!(t["at"], "2023-11-14T22:13:20.250Z");
+        assert_eq!(t["kind"], "changed");
+        assert_eq!(t["family"], "ipv4");
+        assert_eq!(t["local_port"], 5000);
+        assert_eq!(t["remote_addr"], "127.0.0.1");
+        assert_eq!(t["from"], "ESTABLISHED");
+        assert_eq!(t["to"], "TIME_WAIT");
+        assert_eq!(t["via"], serde_json::json!(["FIN_WAIT1", "FIN_WAIT2"]));
+        assert_eq!(t["exact"], false);
+        assert_eq!(lines[1]["type"], "counts");
+        assert_eq!(lines[1]["counts"]["TIME_WAIT"], 1);
+        assert_eq!(lines[1]["counts"].as_object().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn the_state_filter_keeps_transitions_into_or_out_of_its_states() {
+        let text = render(Format::Ndjson, "LISTEN");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "only the counts line: {text}");
+        assert!(lines[0].contains("\"LISTEN\":1"));
+        assert!(lines[0].contains("\"TIME_WAIT\":0"));
+        assert_eq!(render(Format::Ndjson, "time-wait").lines().count(), 2);
+    }
+}
+
+/// The time of day, UTC, to the millisecond: `13:52:01.123`.
+fn clock(at: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_millis(at).to_string();
+    stamp.get(11..23).unwrap_or(&stamp).to_string()
+}
+
+#[derive(Serialize)]
+struct TransitionLine {
+    #[serde(rename = "type")]
+    kind_of_line: &'static str,
+    at: Rfc3339,
+    kind: &'static str,
+    family: &'static str,
+    local_addr: String,
+    local_port: u16,
+    remote_addr: String,
+    remote_port: u16,
+    from: Option<&'static str>,
+    to: Option<&'static str>,
+    via: Vec<&'static str>,
+    exact: bool,
+    ending: Option<&'static str>,
+}
+
+impl TransitionLine {
+    fn new(at: SystemTime, t: &Transition) -> TransitionLine {
+        TransitionLine {
+            kind_of_line: "transition",
+            at: Rfc3339(at),
+            kind: t.kind.name(),
+            family: t.endpoints.family.name(),
+            local_addr: t.endpoints.local.0.to_string(),
+            local_port: t.endpoints.local.1,
+            remote_addr: t.endpoints.remote.0.to_string(),
+            remote_port: t.endpoints.remote.1,
+            from: t.from.map(State::name),
+            to: t.to.map(State::name),
+            via: t.via.iter().map(State::name).collect(),
+            exact: t.exact,
+            ending: t.ending.map(|e| e.describe()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CountsLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    at: Rfc3339,
+    counts: CountsByName,
+}
+
+#[derive(Serialize)]
+struct NoticeLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    at: Rfc3339,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u32>,
+}

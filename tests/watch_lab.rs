@@ -1,0 +1,286 @@
+//! `tcpscope --watch --json` as a process in a lab namespace while the test drives real
+//! connections through their states: every transition must show up in the stream, and
+//! connections that open and close entirely between two polls must still appear.
+
+mod lab;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use lab::Lab;
+use serde_json::Value;
+
+/// How long to wait for an expected line: a few poll intervals, with room for a
+/// loaded machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running `tcpscope --watch --json` and the lines it printed so far.
+struct Watch {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<Value>,
+}
+
+impl Watch {
+    /// Starts the stream inside the lab (children of the lab's thread inherit its
+    /// namespace) and waits for its first poll.
+    fn start(interval: &str) -> Result<Watch> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(["--watch", "--json", "--interval", interval])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting tcpscope --watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut watch = Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        watch.wait_for("the first counts line", |line| line["type"] == "counts")?;
+        Ok(watch)
+    }
+
+    /// Reads lines until one satisfies `wanted`, keeping them all in `seen`.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        if let Some(found) = self.seen.iter().find(|line| wanted(line)) {
+            return Ok(found.clone());
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => bail!(
+                    "no {what} within {PATIENCE:?}; the stream said:\n{}",
+                    self.seen
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            };
+            let value: Value = serde_json::from_str(&line)
+                .with_context(|| format!("the stream printed a line that is not JSON: {line}"))?;
+            ensure!(value["type"].is_string(), "a line without a type: {line}");
+            self.seen.push(value.clone());
+            if wanted(&value) {
+                return Ok(value);
+            }
+        }
+    }
+
+    /// Waits for a transition of the connection from `local` to `remote`.
+    fn transition(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        self.wait_for(&format!("transition of {local} → {remote}"), |line| {
+            line["type"] == "transition" && endpoints(line) == (local, remote) && wanted(line)
+        })
+    }
+
+    /// Ends the stream as a user would, with Ctrl-C, and checks it ends cleanly.
+    fn interrupt(self) -> Result<()> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal` and checks the stream ends with exit status 0.
+    fn stop_with(mut self, signal: libc::c_int) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        ensure!(sent == 0, "could not signal tcpscope");
+        let status = self.child.wait()?;
+        ensure!(
+            status.success(),
+            "tcpscope --watch ended with {status} on signal {signal}"
+        );
+        Ok(())
+    }
+}
+
+fn endpoints(line: &Value) -> (SocketAddr, SocketAddr) {
+    let address = |addr: &str, port: &str| -> SocketAddr {
+        let ip = line[addr]
+            .as_str()
+            .unwrap_or("0.0.0.0")
+            .parse()
+            .expect("an address");
+        SocketAddr::new(ip, line[port].as_u64().unwrap_or(0) as u16)
+    };
+    (
+        address("local_addr", "local_port"),
+        address("remote_addr", "remote_port"),
+    )
+}
+
+fn connect(listener: &TcpListener) -> Result<(TcpStream, TcpStream)> {
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    Ok((client, server))
+}
+
+#[test]
+fn new_connections_are_reported_opened_on_both_ends() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7001")?;
+    let mut watch = Watch::start("200ms")?;
+    let (client, server) = connect(&listener)?;
+    let (c, s) = (client.local_addr()?, server.local_addr()?);
+
+    for (local, remote) in [(c, s), (s, c)] {
+        let line = watch.transition(local, remote, |l| l["kind"] == "opened")?;
+        assert_eq!(line["from"], Value::Null);
+        assert_eq!(line["to"], "ESTABLISHED");
+        assert_eq!(line["family"], "ipv4");
+    }
+    watch.interrupt()
+}
+
+#[test]
+fn a_half_close_moves_one_end_to_fin_wait2_and_the_other_to_close_wait() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7002")?;
+    let (client, server) = connect(&listener)?;
+    let (c, s) = (client.local_addr()?, server.local_addr()?);
+    let mut watch = Watch::start("200ms")?;
+
+    client.shutdown(Shutdown::Write)?;
+    let active = watch.transition(c, s, |l| l["to"] == "FIN_WAIT2")?;
+    assert_eq!(active["kind"], "changed");
+    assert_eq!(active["from"], "ESTABLISHED");
+    let passive = watch.transition(s, c, |l| l["to"] == "CLOSE_WAIT")?;
+    assert_eq!(passive["from"], "ESTABLISHED");
+    assert_eq!(passive["via"], serde_json::json!([]));
+    assert_eq!(passive["exact"], true);
+    watch.interrupt()
+}
+
+#[test]
+fn a_full_close_leaves_the_active_closer_in_time_wait_and_closes_the_passive_side() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7003")?;
+    let (client, server) = connect(&listener)?;
+    let (c, s) = (client.local_addr()?, server.local_addr()?);
+    let mut watch = Watch::start("200ms")?;
+
+    drop(client);
+    // The passive side closes too once it has seen the peer's FIN.
+    watch.transition(s, c, |l| l["to"] == "CLOSE_WAIT")?;
+    drop(server);
+
+    let active = watch.transition(c, s, |l| l["to"] == "TIME_WAIT")?;
+    assert_eq!(
+        active["kind"], "changed",
+        "a TIME_WAIT remnant is the same connection"
+    );
+    let passive = watch.transition(s, c, |l| l["kind"] == "closed")?;
+    assert_eq!(passive["to"], Value::Null);
+    assert_eq!(passive["from"], "CLOSE_WAIT");
+    watch.interrupt()
+}
+
+#[test]
+fn every_connection_of_a_burst_between_two_polls_is_reported_closed() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7004")?;
+    // A long interval, so the whole burst fits between two polls.
+    let mut watch = Watch::start("2s")?;
+    watch.wait_for("a second poll", |line| line["type"] == "counts")?;
+
+    let started = Instant::now();
+    let mut burst = Vec::new();
+    for _ in 0..48 {
+        let (client, server) = connect(&listener)?;
+        let pair = (client.local_addr()?, server.local_addr()?);
+        // The server closes first and keeps the TIME_WAIT; the client's socket is
+        // destroyed outright, which only a destroy event can tell.
+        drop(server);
+        let mut buffer = [0u8; 1];
+        let _ = std::io::Read::read(&mut &client, &mut buffer);
+        drop(client);
+        burst.push(pair);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the burst took {:?}, longer than half an interval",
+        started.elapsed()
+    );
+
+    let mut missing: HashSet<(SocketAddr, SocketAddr)> = burst.iter().copied().collect();
+    let deadline = Instant::now() + PATIENCE;
+    while !missing.is_empty() && Instant::now() < deadline {
+        let line = watch.wait_for("closed transitions of the burst", |line| {
+            line["type"] == "transition"
+                && line["kind"] == "closed"
+                && missing.contains(&endpoints(line))
+        })?;
+        assert_eq!(
+            line["exact"], true,
+            "a destroy event is an observation: {line}"
+        );
+        missing.remove(&endpoints(&line));
+    }
+    assert!(missing.is_empty(), "never reported closed: {missing:?}");
+    watch.interrupt()
+}
+
+#[test]
+fn the_stream_counts_every_state_after_each_poll() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7005")?;
+    let _pair = connect(&listener)?;
+    let mut watch = Watch::start("200ms")?;
+    let counts = watch.wait_for("counts with the connection", |line| {
+        line["type"] == "counts" && line["counts"]["ESTABLISHED"] == 2
+    })?;
+    assert_eq!(counts["counts"]["LISTEN"], 1);
+    assert_eq!(counts["counts"].as_object().map(|o| o.len()), Some(11));
+    watch.interrupt()
+}
+
+#[test]
+fn sigterm_ends_the_stream_with_status_0() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let watch = Watch::start("100ms")?;
+    watch.stop_with(libc::SIGTERM)
+}
+
+#[test]
+fn a_closed_pipe_ends_the_stream_quietly() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let _listener = TcpListener::bind("127.0.0.1:7006")?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--watch", "--json", "--interval", "50ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    drop(stdout);
+    let output = child.wait_with_output()?;
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
