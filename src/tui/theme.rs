@@ -131,3 +131,18 @@ impl Theme {
             .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_color_set_to_anything_but_empty_turns_colours_off() {
+        assert_eq!(Theme::from_no_color(Some(OsStr::new("1"))), Theme::MONO);
+        assert_eq!(Theme::from_no_color(Some(OsStr::new(""))), Theme::COLOUR);
+        assert_eq!(Theme::from_no_color(None), Theme::COLOUR);
+        assert_eq!(Theme::MONO.state(State::SynRecv).fg, None);
+        assert!(Theme::COLOUR.state(State::SynRecv).fg.is_some());
+    }
+}
