@@ -21,4 +21,5 @@ pub mod report;
 pub mod snapshot;
 pub mod streaming;
 pub mod tcp;
+pub mod tui;
 pub mod watch;

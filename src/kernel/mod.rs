@@ -6,3 +6,4 @@ pub mod diag_msg;
 pub mod events;
 pub mod procfs;
 pub mod sockdiag;
+pub mod tcp_info;
