@@ -26,4 +26,5 @@ pub mod serve;
 pub mod snapshot;
 pub mod streaming;
 pub mod tcp;
+pub mod tui;
 pub mod watch;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
 use tcpscope::oneshot::{self, Outcome};
-use tcpscope::{namespaces, serve, streaming};
+use tcpscope::{namespaces, serve, streaming, tui};
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_ERROR)
         }
+        Mode::Interactive => run_interactive(&cli),
         // Standard output is line-buffered: each stream line reaches the reader at once.
         Mode::Watch => {
             exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
@@ -47,6 +48,18 @@ fn main() -> ExitCode {
                 let _ = out.flush();
             }
             exit_status(outcome)
+        }
+    }
+}
+
+fn run_interactive(cli: &Cli) -> ExitCode {
+    match tui::run(cli) {
+        Ok(tui::Ending::Quit) => ExitCode::SUCCESS,
+        // As a shell reports a process a signal ended: 128 + its number.
+        Ok(tui::Ending::Signal(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "tcpscope: error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

@@ -41,7 +41,9 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
-        Mode::Interactive | Mode::Watch | Mode::Serve => run_summary(cli, out)?,
+        Mode::Interactive | Mode::Watch | Mode::Serve => {
+            anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
+        }
     };
     out.flush()?;
     Ok(outcome)
@@ -55,13 +57,6 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     }
     let processes = cli.processes.then(scan_processes).transpose()?;
     table::write_table(out, &snapshot.sockets, processes.as_ref())?;
-    Ok(Outcome::Matched)
-}
-
-/// The stand-in for the interactive view: counts per state.
-fn run_summary(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    let snapshot = take_snapshot(&cli.filter())?;
-    table::write_counts(out, &snapshot.counts())?;
     Ok(Outcome::Matched)
 }
 

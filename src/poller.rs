@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +29,8 @@ use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
+/// How often a poller whose consumer is behind tries again to hand over an update.
+const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
 /// What to poll and how often.
 #[derive(Debug, Clone)]
@@ -91,25 +93,29 @@ struct Shared {
 
 impl Poller {
     /// Starts polling on a new thread, which inherits the caller's network namespace.
-    pub fn spawn(config: PollerConfig, updates: Sender<Message>) -> io::Result<Poller> {
+    ///
+    /// `updates` is a bounded channel on purpose: when the consumer falls behind, the
+    /// poller waits for it instead of piling up updates (and memory); the next poll
+    /// then starts late, and its update says so through `took` and the tick it missed.
+    pub fn spawn(config: PollerConfig, updates: SyncSender<Message>) -> io::Result<Poller> {
         Self::start(
             config,
-            Box::new(move |message| updates.send(message).is_ok()),
+            Box::new(move |message| updates.try_send(message)),
             || true,
         )
     }
 
     /// Starts polling on a new thread that first enters the network namespace
-    /// `netns` (none: the caller's), and hands each message to `deliver`, which
-    /// returns false once nobody listens any more. Fails if the namespace cannot be
-    /// entered.
+    /// `netns` (none: the caller's), and offers each message to `deliver`, which
+    /// works like [`SyncSender::try_send`] (a full consumer makes the poller wait and
+    /// offer again). Fails if the namespace cannot be entered.
     ///
     /// The thread enters the namespace before it opens any netlink socket or `/proc`
     /// file: a netlink socket belongs to the namespace it was created in.
     pub fn spawn_in(
         netns: Option<Arc<NetnsHandle>>,
         config: PollerConfig,
-        deliver: impl FnMut(Message) -> bool + Send + 'static,
+        deliver: impl FnMut(Message) -> Result<(), TrySendError<Message>> + Send + 'static,
     ) -> anyhow::Result<Poller> {
         let (entered, outcome) = mpsc::sync_channel(1);
         let poller = Self::start(config, Box::new(deliver), move || {
@@ -179,8 +185,9 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Where the poller thread hands its messages; false when nobody listens any more.
-type Deliver = Box<dyn FnMut(Message) -> bool + Send>;
+/// Where the poller thread offers its messages, with [`SyncSender::try_send`]'s
+/// answers: taken, full (offer again later), or nobody listens any more.
+type Deliver = Box<dyn FnMut(Message) -> Result<(), TrySendError<Message>> + Send>;
 
 /// The poller thread's state.
 struct PollLoop {
@@ -237,11 +244,31 @@ impl PollLoop {
                 Ok(update) => Message::Update(Box::new(update)),
                 Err(error) => Message::PollFailed(format!("{error:#}")),
             };
-            if !(self.deliver)(message) {
+            if !self.deliver(message) {
                 return;
             }
             // A slow poll does not make the next ones queue up behind it.
             next_tick = (next_tick + interval).max(Instant::now());
+        }
+    }
+
+    /// Hands a message to the consumer, waiting while its channel is full but still
+    /// reading destroy events meanwhile, and giving up when told to stop (so that
+    /// dropping the [`Poller`] never waits on a consumer that stopped reading). Returns
+    /// whether polling should go on.
+    fn deliver(&mut self, mut message: Message) -> bool {
+        loop {
+            match (self.deliver)(message) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(returned)) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    message = returned;
+                    self.wait_until(Instant::now() + CONSUMER_RETRY);
+                }
+            }
         }
     }
 

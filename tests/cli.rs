@@ -76,3 +76,61 @@ fn help_lists_the_modes_and_exits_0() {
         assert!(help.contains(word), "{word} missing from --help");
     }
 }
+
+/// Malformed command lines, each of which must exit 2 with a message on stderr and
+/// nothing on stdout, before touching the kernel.
+const MALFORMED: &[&[&str]] = &[
+    &["--grep"],
+    &["--grep", ""],
+    &["--grep", ","],
+    &["--grep", "SYN_RECIEVED"],
+    &["--grep", "LISTEN,,nope"],
+    &["--grep", "established;rm -rf /"],
+    &["--grep", "SYN RECV"],
+    &["--grep", "12"],
+    &["--grep", "all", "--grep", "listen"],
+    &["--port"],
+    &["--port", "http"],
+    &["--port", "-1"],
+    &["--port", "65536"],
+    &["--port", "80.5"],
+    &["--port", "0x50"],
+    &["--sport", "99999"],
+    &["--dport", ""],
+    &["-4", "-6"],
+    &["--ipv4", "--ipv6"],
+    &["--interval", "fast", "--watch"],
+    &["--interval", "10ms", "--watch"],
+    &["--interval", "0s", "--watch"],
+    &["--interval", "5", "--watch"],
+    &["--interval", "5h", "--watch"],
+    &["--interval", "-1s", "--watch"],
+    &["--interval", "1e400s", "--watch"],
+    &["--flood-min-half-open", "many"],
+    &["--flood-min-sources", "-3"],
+    &["--flood-min-prefixes", "4294967296"],
+    &["--accept-queue-full", "2"],
+    &["--accept-queue-full", "-0.1"],
+    &["--accept-queue-full", "NaN"],
+    &["--json=yes"],
+    &["--frobnicate"],
+    &["-x"],
+    &["extra-argument"],
+    &["--grep", "listen", "stray"],
+];
+
+#[test]
+fn every_malformed_command_line_exits_2_with_a_message_and_no_output() {
+    assert!(MALFORMED.len() >= 30);
+    for args in MALFORMED {
+        let output = tcpscope(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
+        assert!(
+            stderr.contains("error"),
+            "{args:?}: no error message: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}

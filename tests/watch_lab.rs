@@ -97,14 +97,19 @@ impl Watch {
     }
 
     /// Ends the stream as a user would, with Ctrl-C, and checks it ends cleanly.
-    fn interrupt(mut self) -> Result<()> {
+    fn interrupt(self) -> Result<()> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal` and checks the stream ends with exit status 0.
+    fn stop_with(mut self, signal: libc::c_int) -> Result<()> {
         // SAFETY: kill(2) on our own child's pid.
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         ensure!(sent == 0, "could not signal tcpscope");
         let status = self.child.wait()?;
         ensure!(
             status.success(),
-            "tcpscope --watch ended with {status} on SIGINT"
+            "tcpscope --watch ended with {status} on signal {signal}"
         );
         Ok(())
     }
@@ -248,6 +253,13 @@ fn the_stream_counts_every_state_after_each_poll() -> Result<()> {
     assert_eq!(counts["counts"]["LISTEN"], 1);
     assert_eq!(counts["counts"].as_object().map(|o| o.len()), Some(11));
     watch.interrupt()
+}
+
+#[test]
+fn sigterm_ends_the_stream_with_status_0() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let watch = Watch::start("100ms")?;
+    watch.stop_with(libc::SIGTERM)
 }
 
 #[test]

@@ -8,3 +8,4 @@ pub mod events;
 pub mod netns;
 pub mod procfs;
 pub mod sockdiag;
+pub mod tcp_info;

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use super::endpoint::{Cell, Endpoint};
 use crate::kernel::procfs::ProcessMap;
-use crate::snapshot::{Counts, SocketRecord, Timer};
+use crate::snapshot::{SocketRecord, Timer};
 
 /// The first column with `--all-netns`: the namespace's inode.
 const NETNS_HEADER: &str = "Netns";
@@ -137,14 +137,6 @@ where
         out.write_all(b"\n")?;
     }
     Ok(())
-}
-
-/// A summary of how many sockets are in each state, all 11 listed.
-pub fn write_counts(out: &mut impl Write, counts: &Counts) -> io::Result<()> {
-    for (state, count) in counts.iter() {
-        writeln!(out, "{:<12} {count:>8}", state.name())?;
-    }
-    writeln!(out, "{:<12} {:>8}", "total", counts.total())
 }
 
 /// Numbers are right-aligned, text left-aligned; the last column is not padded.

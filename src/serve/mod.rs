@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,10 @@ use http::{Limits, Response, Server};
 
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Updates that may wait for the render loop; beyond that, pollers wait (see
+/// [`Poller::spawn`]), so a stalled loop cannot pile up snapshots.
+const UPDATES_IN_FLIGHT: usize = 64;
 
 /// How often `--all-netns` looks for namespaces that appeared or went (containers
 /// started or stopped).
@@ -97,7 +101,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         })
         .context("starting the HTTP thread")?;
 
-    let (sender, receiver) = mpsc::channel();
+    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
     let mut pollers = Pollers {
         running: HashMap::new(),
         refused: HashSet::new(),
@@ -177,7 +181,7 @@ struct Pollers {
     /// Namespaces that could not be entered: not tried again.
     refused: HashSet<u64>,
     config: PollerConfig,
-    sender: Sender<(u64, Message)>,
+    sender: SyncSender<(u64, Message)>,
 }
 
 impl Pollers {
@@ -186,7 +190,12 @@ impl Pollers {
     fn start(&mut self, key: u64, netns: Option<Arc<NetnsHandle>>) -> anyhow::Result<()> {
         let sender = self.sender.clone();
         let poller = Poller::spawn_in(netns, self.config.clone(), move |message| {
-            sender.send((key, message)).is_ok()
+            sender
+                .try_send((key, message))
+                .map_err(|error| match error {
+                    TrySendError::Full((_, message)) => TrySendError::Full(message),
+                    TrySendError::Disconnected((_, message)) => TrySendError::Disconnected(message),
+                })
         })?;
         self.running.insert(key, poller);
         Ok(())
