@@ -2,11 +2,13 @@
 //!
 //! Parsing only: nothing here touches the kernel or the terminal.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
+use crate::kernel::netns::NetnsSpec;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -38,7 +40,7 @@ pub struct Cli {
     /// Close the sockets an ss-style expression matches (SOCK_DESTROY, as `ss -K`).
     /// Without --yes, only prints what it would close. Never closes a LISTEN socket
     /// unless the expression names the state: 'state listen and sport = :8080'.
-    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json"])]
+    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json", "serve", "all_netns"])]
     pub kill: Option<Expression>,
 
     /// With --kill: really close the sockets (needs CAP_NET_ADMIN).
@@ -53,6 +55,21 @@ pub struct Cli {
     /// Print every state transition as it happens, one line each, until interrupted.
     #[arg(long)]
     pub watch: bool,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9464),
+    /// headless, until interrupted.
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_serve_address, conflicts_with_all = ["watch", "json", "grep"])]
+    pub serve: Option<SocketAddr>,
+
+    /// Inspect another network namespace: a name from /run/netns, a path such as
+    /// /proc/PID/ns/net, or a process id.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = NetnsSpec::parse, conflicts_with = "all_netns")]
+    pub netns: Option<NetnsSpec>,
+
+    /// Inspect the network namespaces of all processes (containers), each labelled
+    /// (with --json, --grep or --serve).
+    #[arg(long)]
+    pub all_netns: bool,
 
     /// Time between polls: 250ms, 1s, 2.5s, 1m (at least 50ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
@@ -108,6 +125,8 @@ pub enum Mode {
     Json,
     /// `--watch`: a stream of transitions, as text or (with `--json`) NDJSON.
     Watch,
+    /// `--serve`: Prometheus metrics over HTTP.
+    Serve,
     /// `--kill`: close matching sockets (or, without `--yes`, list them).
     Kill,
     /// No mode: the interactive view.
@@ -118,6 +137,8 @@ impl Cli {
     pub fn mode(&self) -> Mode {
         if self.kill.is_some() {
             Mode::Kill
+        } else if self.serve.is_some() {
+            Mode::Serve
         } else if self.watch {
             Mode::Watch
         } else if self.json {
@@ -205,6 +226,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(value * seconds_per_unit)
         .map_err(|_| format!("'{text}' is out of range"))
+}
+
+fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an address and port; write e.g. 127.0.0.1:9464 or [::]:9464")
+    })
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -384,6 +411,36 @@ mod tests {
         assert_eq!(cli.thresholds().accept_queue_full_ratio, 0.5);
         assert_eq!(
             parse(&["--accept-queue-full", "2"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn serve_takes_an_address_and_port_and_is_a_mode_of_its_own() {
+        let cli = parse(&["--serve", "127.0.0.1:9464"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Serve);
+        assert_eq!(cli.serve, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(parse(&["--serve", "[::]:9464", "-4", "--port", "80"]).is_ok());
+        assert_eq!(parse(&["--serve", "9464"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--serve", "127.0.0.1:9464", "--watch"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_namespace_is_named_one_way_or_all_are_asked_for() {
+        let cli = parse(&["--json", "--netns", "4242"]).unwrap();
+        assert_eq!(cli.netns, Some(NetnsSpec::Pid(4242)));
+        let cli = parse(&["--grep", "listen", "--netns", "blue"]).unwrap();
+        assert_eq!(cli.netns, Some(NetnsSpec::Name("blue".into())));
+        assert!(parse(&["--json", "--all-netns"]).unwrap().all_netns);
+        assert_eq!(
+            parse(&["--json", "--netns", "1", "--all-netns"])
                 .unwrap_err()
                 .exit_code(),
             2

@@ -7,13 +7,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
 use tcpscope::oneshot::{self, Outcome};
-use tcpscope::streaming;
+use tcpscope::{namespaces, serve, streaming, tui};
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = namespaces::check_supported(&cli) {
+        return exit_status(Err(error));
+    }
+    // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
+    if cli.mode() != Mode::Serve
+        && let Err(error) = namespaces::enter_chosen(&cli)
+    {
+        return exit_status(Err(error));
+    }
     match cli.mode() {
         Mode::Interactive if !io::stdout().is_terminal() => {
             eprintln!(
@@ -22,10 +31,16 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_ERROR)
         }
+        Mode::Interactive => run_interactive(&cli),
         // Standard output is line-buffered: each stream line reaches the reader at once.
         Mode::Watch => {
             exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
         }
+        Mode::Serve => exit_status(
+            cli.serve
+                .map_or(Ok(()), |address| serve::run(&cli, address))
+                .map(|()| Outcome::Matched),
+        ),
         _ => {
             let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
             let outcome = oneshot::run(&cli, &mut out);
@@ -33,6 +48,18 @@ fn main() -> ExitCode {
                 let _ = out.flush();
             }
             exit_status(outcome)
+        }
+    }
+}
+
+fn run_interactive(cli: &Cli) -> ExitCode {
+    match tui::run(cli) {
+        Ok(tui::Ending::Quit) => ExitCode::SUCCESS,
+        // As a shell reports a process a signal ended: 128 + its number.
+        Ok(tui::Ending::Signal(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "tcpscope: error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

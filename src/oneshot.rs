@@ -8,12 +8,16 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
+use crate::all_netns;
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::kill;
-use crate::report::json::{Document, KernelCounters, LeaksSection, RenderedSockets};
+use crate::namespaces::Namespaces;
+use crate::report::json::{
+    Document, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
+};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
@@ -30,11 +34,20 @@ pub enum Outcome {
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    if cli.all_netns
+        && let Namespaces::All(namespaces) = Namespaces::chosen(cli)?
+    {
+        let outcome = all_netns::run(cli, &namespaces, out)?;
+        out.flush()?;
+        return Ok(outcome);
+    }
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
         Mode::Kill => kill::run(cli, out)?,
-        Mode::Interactive | Mode::Watch => run_summary(cli, out)?,
+        Mode::Interactive | Mode::Watch | Mode::Serve => {
+            anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
+        }
     };
     out.flush()?;
     Ok(outcome)
@@ -48,13 +61,6 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     }
     let processes = cli.processes.then(scan_processes).transpose()?;
     table::write_table(out, &snapshot.sockets, processes.as_ref())?;
-    Ok(Outcome::Matched)
-}
-
-/// The stand-in for the interactive view: counts per state.
-fn run_summary(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    let snapshot = take_snapshot(&cli.filter())?;
-    table::write_counts(out, &snapshot.counts())?;
     Ok(Outcome::Matched)
 }
 
@@ -130,7 +136,8 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
-            syn_watch: &syn_watch,
+            syn_watch: SynWatchSection::One(&syn_watch),
+            namespaces: None,
         }
         .write_with_leaks(
             out,

@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use crate::cli::MIN_INTERVAL;
 use crate::diff::{DestroyedSocket, Differ, Transition};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
+use crate::kernel::netns::NetnsHandle;
 use crate::kernel::procfs::{self, TcpExt};
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::{Snapshot, SocketRecord};
@@ -27,6 +28,8 @@ use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
+/// How often a poller whose consumer is behind tries again to hand over an update.
+const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
 /// What to poll and how often.
 #[derive(Debug, Clone)]
@@ -89,7 +92,53 @@ struct Shared {
 
 impl Poller {
     /// Starts polling on a new thread, which inherits the caller's network namespace.
-    pub fn spawn(config: PollerConfig, updates: Sender<Message>) -> io::Result<Poller> {
+    ///
+    /// `updates` is a bounded channel on purpose: when the consumer falls behind, the
+    /// poller waits for it instead of piling up updates (and memory); the next poll
+    /// then starts late, and its update says so through `took` and the tick it missed.
+    pub fn spawn(config: PollerConfig, updates: SyncSender<Message>) -> io::Result<Poller> {
+        Self::start(
+            config,
+            Box::new(move |message| updates.try_send(message)),
+            || true,
+        )
+    }
+
+    /// Starts polling on a new thread that first enters the network namespace
+    /// `netns` (none: the caller's), and offers each message to `deliver`, which
+    /// works like [`SyncSender::try_send`] (a full consumer makes the poller wait and
+    /// offer again). Fails if the namespace cannot be entered.
+    ///
+    /// The thread enters the namespace before it opens any netlink socket or `/proc`
+    /// file: a netlink socket belongs to the namespace it was created in.
+    pub fn spawn_in(
+        netns: Option<Arc<NetnsHandle>>,
+        config: PollerConfig,
+        deliver: impl FnMut(Message) -> Result<(), TrySendError<Message>> + Send + 'static,
+    ) -> anyhow::Result<Poller> {
+        let (entered, outcome) = mpsc::sync_channel(1);
+        let poller = Self::start(config, Box::new(deliver), move || {
+            let result = match &netns {
+                Some(netns) => netns.enter(),
+                None => Ok(()),
+            };
+            let ok = result.is_ok();
+            let _ = entered.send(result);
+            ok
+        })
+        .context("starting the poller thread")?;
+        outcome
+            .recv()
+            .context("the poller thread ended before entering its namespace")??;
+        Ok(poller)
+    }
+
+    /// Spawns the thread: `prepare` runs on it first, and the loop only if it succeeds.
+    fn start(
+        config: PollerConfig,
+        deliver: Deliver,
+        prepare: impl FnOnce() -> bool + Send + 'static,
+    ) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
             stop: AtomicBool::new(false),
@@ -98,7 +147,11 @@ impl Poller {
             .name("tcpscope-poller".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || PollLoop::new(config, shared, updates).run()
+                move || {
+                    if prepare() {
+                        PollLoop::new(config, shared, deliver).run();
+                    }
+                }
             })?;
         Ok(Poller {
             shared,
@@ -131,11 +184,15 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Where the poller thread offers its messages, with [`SyncSender::try_send`]'s
+/// answers: taken, full (offer again later), or nobody listens any more.
+type Deliver = Box<dyn FnMut(Message) -> Result<(), TrySendError<Message>> + Send>;
+
 /// The poller thread's state.
 struct PollLoop {
     config: PollerConfig,
     shared: Arc<Shared>,
-    updates: Sender<Message>,
+    deliver: Deliver,
     diag: Option<SockDiag>,
     events: Option<DestroyEvents>,
     event_status: EventStatus,
@@ -148,7 +205,7 @@ struct PollLoop {
 }
 
 impl PollLoop {
-    fn new(config: PollerConfig, shared: Arc<Shared>, updates: Sender<Message>) -> PollLoop {
+    fn new(config: PollerConfig, shared: Arc<Shared>, deliver: Deliver) -> PollLoop {
         let (events, event_status) = if config.destroy_events {
             match DestroyEvents::subscribe(config.filter.ipv4, config.filter.ipv6) {
                 Ok(events) => (Some(events), EventStatus::Subscribed),
@@ -161,7 +218,7 @@ impl PollLoop {
         PollLoop {
             config,
             shared,
-            updates,
+            deliver,
             diag: None,
             events,
             event_status,
@@ -186,11 +243,31 @@ impl PollLoop {
                 Ok(update) => Message::Update(Box::new(update)),
                 Err(error) => Message::PollFailed(format!("{error:#}")),
             };
-            if self.updates.send(message).is_err() {
+            if !self.deliver(message) {
                 return;
             }
             // A slow poll does not make the next ones queue up behind it.
             next_tick = (next_tick + interval).max(Instant::now());
+        }
+    }
+
+    /// Hands a message to the consumer, waiting while its channel is full but still
+    /// reading destroy events meanwhile, and giving up when told to stop (so that
+    /// dropping the [`Poller`] never waits on a consumer that stopped reading). Returns
+    /// whether polling should go on.
+    fn deliver(&mut self, mut message: Message) -> bool {
+        loop {
+            match (self.deliver)(message) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(returned)) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    message = returned;
+                    self.wait_until(Instant::now() + CONSUMER_RETRY);
+                }
+            }
         }
     }
 

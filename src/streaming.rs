@@ -16,6 +16,9 @@ use crate::poller::{EventStatus, Message, Poller, PollerConfig};
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 
+/// Updates that may wait for the writer; beyond that the poller waits (see
+/// [`Poller::spawn`]).
+const UPDATES_IN_FLIGHT: usize = 2;
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -34,7 +37,7 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
         Format::Text
     };
     let mut writer = StreamWriter::new(out, format, filter.states);
-    let (sender, receiver) = mpsc::channel();
+    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
     let _poller = Poller::spawn(
         PollerConfig {
             interval: cli.interval,

@@ -43,10 +43,21 @@ impl DestroyEvents {
     /// Joins the destroy groups of the families asked for. Fails when the kernel
     /// refuses (older kernels require CAP_NET_ADMIN).
     pub fn subscribe(ipv4: bool, ipv6: bool) -> io::Result<DestroyEvents> {
+        Self::subscribe_with_queue(ipv4, ipv6, RECEIVE_QUEUE_BYTES)
+    }
+
+    /// Like [`DestroyEvents::subscribe`], with the kernel-side queue sized for about
+    /// `queue_bytes` (the kernel caps it at `net.core.rmem_max` and doubles it for
+    /// bookkeeping): a bigger queue rides out longer bursts between reads.
+    pub fn subscribe_with_queue(
+        ipv4: bool,
+        ipv6: bool,
+        queue_bytes: usize,
+    ) -> io::Result<DestroyEvents> {
         let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
         socket.bind(&SocketAddr::new(0, 0))?;
-        // A larger queue only helps; without privilege the kernel caps it at rmem_max.
-        let _ = socket.set_rx_buf_sz(RECEIVE_QUEUE_BYTES);
+        // A larger queue only helps; the kernel caps it at rmem_max.
+        let _ = socket.set_rx_buf_sz(queue_bytes);
         if ipv4 {
             socket.add_membership(SKNLGRP_INET_TCP_DESTROY)?;
         }

@@ -1,9 +1,12 @@
 //! Everything that talks to Linux, and nothing else: netlink sock_diag dumps, the
-//! destroy-event multicast, `SOCK_DESTROY`, and the files under `/proc`.
+//! destroy-event multicast, `SOCK_DESTROY`, the files under `/proc`, and entering
+//! other network namespaces.
 
 pub mod bytecode;
 pub mod destroy;
 pub mod diag_msg;
 pub mod events;
+pub mod netns;
 pub mod procfs;
 pub mod sockdiag;
+pub mod tcp_info;

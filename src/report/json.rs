@@ -13,9 +13,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
-use crate::watch::{CloseWaitLeaks, SynWatch};
+use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -52,13 +53,93 @@ impl KernelCounters {
 }
 
 /// Everything one `--json` document holds.
+///
+/// With `--all-netns`, `snapshot` holds every namespace's sockets (its counts are the
+/// totals), `kernel` is the namespace tcpscope runs in, and `namespaces` has each
+/// namespace's own.
 pub struct Document<'a> {
     pub snapshot: &'a Snapshot,
     /// The snapshot's sockets, already rendered (see [`RenderedSockets`]).
     pub sockets: &'a RenderedSockets<'a>,
     pub kernel: KernelCounters,
     /// Half-open connections per listener and the flood verdict.
-    pub syn_watch: &'a SynWatch,
+    pub syn_watch: SynWatchSection<'a>,
+    /// With `--all-netns`: each namespace read, with its own counts and counters.
+    pub namespaces: Option<&'a [NamespaceEntry]>,
+}
+
+/// The `syn_watch` object: one namespace's, or the listeners of several namespaces,
+/// each tagged with its namespace.
+pub enum SynWatchSection<'a> {
+    One(&'a SynWatch),
+    PerNamespace(Vec<(u64, &'a ListenerWatch)>),
+}
+
+impl Serialize for SynWatchSection<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            netns: u64,
+            #[serde(flatten)]
+            row: &'a ListenerWatch,
+        }
+        #[derive(Serialize)]
+        struct Section<'a> {
+            listeners: Vec<Tagged<'a>>,
+            host_notes: [HostNote; 0],
+        }
+        match self {
+            SynWatchSection::One(watch) => watch.serialize(serializer),
+            SynWatchSection::PerNamespace(rows) => Section {
+                listeners: rows
+                    .iter()
+                    .map(|&(netns, row)| Tagged { netns, row })
+                    .collect(),
+                // A one-shot reading has no counter rates, so no host notes.
+                host_notes: [],
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+/// One network namespace of an `--all-netns` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceEntry {
+    /// The namespace's inode, as each socket's `netns` gives it.
+    pub netns: u64,
+    /// A process in it (the lowest pid).
+    pub pid: u32,
+    pub container: Option<ContainerEntry>,
+    #[serde(serialize_with = "counts_by_name")]
+    pub counts: Counts,
+    pub kernel: KernelCounters,
+}
+
+/// The container a namespace belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerEntry {
+    pub runtime: &'static str,
+    pub id: String,
+}
+
+impl NamespaceEntry {
+    pub fn new(namespace: &NetNamespace, counts: Counts, kernel: KernelCounters) -> NamespaceEntry {
+        NamespaceEntry {
+            netns: namespace.inode,
+            pid: namespace.pid,
+            container: namespace.container.as_ref().map(|c| ContainerEntry {
+                runtime: c.runtime,
+                id: c.id.clone(),
+            }),
+            counts,
+            kernel,
+        }
+    }
+}
+
+fn counts_by_name<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok, S::Error> {
+    CountsByName(*counts).serialize(serializer)
 }
 
 impl Document<'_> {
@@ -84,7 +165,11 @@ impl Document<'_> {
         out.write_all(b"],\"kernel\":")?;
         serde_json::to_writer(&mut *out, &self.kernel)?;
         out.write_all(b",\"syn_watch\":")?;
-        serde_json::to_writer(&mut *out, self.syn_watch)?;
+        serde_json::to_writer(&mut *out, &self.syn_watch)?;
+        if let Some(namespaces) = self.namespaces {
+            out.write_all(b",\"namespaces\":")?;
+            serde_json::to_writer(&mut *out, namespaces)?;
+        }
         if let Some(leaks) = leaks {
             out.write_all(b",\"close_wait_leaks\":")?;
             serde_json::to_writer(&mut *out, &leaks)?;
@@ -104,6 +189,8 @@ pub struct RenderedSockets<'a> {
     count: usize,
     /// Present with `-p`: adds `pid` and `process` to every socket.
     processes: Option<&'a ProcessMap>,
+    /// With `--all-netns`: the `netns` of the sockets pushed from now on.
+    netns: Option<u64>,
 }
 
 impl<'a> RenderedSockets<'a> {
@@ -112,6 +199,7 @@ impl<'a> RenderedSockets<'a> {
             bytes: Vec::new(),
             count: 0,
             processes,
+            netns: None,
         }
     }
 
@@ -122,6 +210,12 @@ impl<'a> RenderedSockets<'a> {
             rendered.push(socket);
         }
         rendered
+    }
+
+    /// Gives the sockets pushed from now on a `netns` field: the inode of the network
+    /// namespace they were read from (`--all-netns`).
+    pub fn set_netns(&mut self, netns: Option<u64>) {
+        self.netns = netns;
     }
 
     /// Forgets every socket rendered so far (the dump started over).
@@ -170,6 +264,10 @@ impl<'a> RenderedSockets<'a> {
         push_number(b, s.inode);
         b.extend_from_slice(b",\"cookie\":");
         push_number(b, s.cookie);
+        if let Some(netns) = self.netns {
+            b.extend_from_slice(b",\"netns\":");
+            push_number(b, netns);
+        }
         if let Some(processes) = self.processes {
             match processes.lookup(s.inode).filter(|_| s.inode != 0) {
                 Some(owner) => {
@@ -322,7 +420,11 @@ mod tests {
             snapshot,
             sockets: &RenderedSockets::of(&snapshot.sockets, None),
             kernel: counters(),
-            syn_watch: &SynWatch::of(snapshot, crate::watch::Thresholds::default()),
+            syn_watch: SynWatchSection::One(&SynWatch::of(
+                snapshot,
+                crate::watch::Thresholds::default(),
+            )),
+            namespaces: None,
         }
         .write(&mut out)
         .unwrap();
@@ -422,7 +524,11 @@ mod tests {
                 snapshot: &snapshot,
                 sockets: &RenderedSockets::of(&snapshot.sockets, None),
                 kernel: counters(),
-                syn_watch: &SynWatch::of(&snapshot, crate::watch::Thresholds::default()),
+                syn_watch: SynWatchSection::One(&SynWatch::of(
+                    &snapshot,
+                    crate::watch::Thresholds::default(),
+                )),
+                namespaces: None,
             }
             .write_with_leaks(
                 &mut out,

@@ -1,0 +1,230 @@
+//! The connections table's rows: which sockets of the latest snapshot pass the filter
+//! line, in which order. Built once per update or when the sort or filter changes,
+//! never per frame, so that a frame over 100k sockets only formats the rows on screen.
+//!
+//! Rows are indices into the shared snapshot, not copies of its records.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::snapshot::{Snapshot, SocketRecord};
+
+use super::query::Query;
+
+/// A column the table can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    State,
+    Local,
+    Peer,
+    RecvQ,
+    SendQ,
+    Timer,
+    Uid,
+}
+
+impl SortColumn {
+    pub const ALL: [SortColumn; 7] = [
+        SortColumn::State,
+        SortColumn::Local,
+        SortColumn::Peer,
+        SortColumn::RecvQ,
+        SortColumn::SendQ,
+        SortColumn::Timer,
+        SortColumn::Uid,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            SortColumn::State => "State",
+            SortColumn::Local => "Local",
+            SortColumn::Peer => "Peer",
+            SortColumn::RecvQ => "Recv-Q",
+            SortColumn::SendQ => "Send-Q",
+            SortColumn::Timer => "Timer",
+            SortColumn::Uid => "UID",
+        }
+    }
+
+    pub fn next(self) -> SortColumn {
+        let at = SortColumn::ALL.iter().position(|c| *c == self).unwrap_or(0);
+        SortColumn::ALL[(at + 1) % SortColumn::ALL.len()]
+    }
+
+    fn compare(self, a: &SocketRecord, b: &SocketRecord) -> Ordering {
+        let by_endpoints = || a.endpoints().cmp(&b.endpoints());
+        match self {
+            // States in the order of a connection's life, as the counts list them.
+            SortColumn::State => a.state.index().cmp(&b.state.index()),
+            SortColumn::Local => (a.local_addr, a.local_port).cmp(&(b.local_addr, b.local_port)),
+            SortColumn::Peer => (a.remote_addr, a.remote_port).cmp(&(b.remote_addr, b.remote_port)),
+            SortColumn::RecvQ => a.recv_q.cmp(&b.recv_q),
+            SortColumn::SendQ => a.send_q.cmp(&b.send_q),
+            SortColumn::Timer => a.expires_ms.cmp(&b.expires_ms),
+            SortColumn::Uid => a.uid.cmp(&b.uid),
+        }
+        .then_with(by_endpoints)
+    }
+}
+
+/// The sockets the table shows, filtered and sorted.
+#[derive(Debug, Clone)]
+pub struct ConnectionTable {
+    snapshot: Arc<Snapshot>,
+    rows: Vec<u32>,
+    pub sort: SortColumn,
+    pub descending: bool,
+    query: Query,
+    pub query_text: String,
+}
+
+impl Default for ConnectionTable {
+    fn default() -> ConnectionTable {
+        ConnectionTable {
+            snapshot: Arc::new(Snapshot::new(SystemTime::UNIX_EPOCH, Vec::new())),
+            rows: Vec::new(),
+            sort: SortColumn::State,
+            descending: false,
+            query: Query::default(),
+            query_text: String::new(),
+        }
+    }
+}
+
+impl ConnectionTable {
+    /// Shows a new snapshot under the current filter and sort.
+    pub fn show(&mut self, snapshot: Arc<Snapshot>) {
+        self.snapshot = snapshot;
+        self.rebuild();
+    }
+
+    pub fn set_sort(&mut self, sort: SortColumn, descending: bool) {
+        if (sort, descending) != (self.sort, self.descending) {
+            self.sort = sort;
+            self.descending = descending;
+            self.rebuild();
+        }
+    }
+
+    pub fn set_query(&mut self, text: &str, query: Query) {
+        self.query_text = text.to_owned();
+        self.query = query;
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        let sockets = &self.snapshot.sockets;
+        self.rows.clear();
+        self.rows.extend(
+            (0..sockets.len())
+                .filter(|&i| self.query.matches(&sockets[i]))
+                .filter_map(|i| u32::try_from(i).ok()),
+        );
+        let (sort, descending) = (self.sort, self.descending);
+        // Unstable sort: ties are broken by endpoints, so the order is total anyway.
+        self.rows.sort_unstable_by(|&a, &b| {
+            let order = sort.compare(&sockets[a as usize], &sockets[b as usize]);
+            if descending { order.reverse() } else { order }
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// All sockets in the snapshot, before filtering.
+    pub fn total(&self) -> usize {
+        self.snapshot.sockets.len()
+    }
+
+    /// The `row`th socket in table order.
+    pub fn get(&self, row: usize) -> Option<&SocketRecord> {
+        let index = *self.rows.get(row)?;
+        self.snapshot.sockets.get(index as usize)
+    }
+
+    /// The rows `range` in table order: what a frame draws.
+    pub fn rows(&self, start: usize, count: usize) -> impl Iterator<Item = &SocketRecord> {
+        let end = start.saturating_add(count).min(self.rows.len());
+        let start = start.min(end);
+        self.rows[start..end]
+            .iter()
+            .filter_map(|&index| self.snapshot.sockets.get(index as usize))
+    }
+
+    /// Where a connection is in table order now, to keep the selection on it.
+    pub fn position(&self, socket: &SocketRecord) -> Option<usize> {
+        let wanted = socket.endpoints();
+        self.rows.iter().position(|&index| {
+            self.snapshot
+                .sockets
+                .get(index as usize)
+                .is_some_and(|s| s.endpoints() == wanted)
+        })
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::socket;
+    use crate::tcp::State;
+
+    fn table() -> ConnectionTable {
+        let mut first = socket(State::TimeWait, "10.0.0.1", 80, "10.0.0.9", 1000);
+        first.recv_q = 5;
+        let mut second = socket(State::Listen, "0.0.0.0", 80, "0.0.0.0", 0);
+        second.recv_q = 9;
+        let third = socket(State::Established, "10.0.0.1", 22, "10.0.0.8", 2000);
+        let mut table = ConnectionTable::default();
+        table.show(Arc::new(Snapshot::new(
+            SystemTime::UNIX_EPOCH,
+            vec![first, second, third],
+        )));
+        table
+    }
+
+    fn states(table: &ConnectionTable) -> Vec<State> {
+        table.rows(0, 10).map(|s| s.state).collect()
+    }
+
+    #[test]
+    fn rows_sort_by_state_in_life_order_then_by_any_column_either_way() {
+        let mut table = table();
+        assert_eq!(
+            states(&table),
+            [State::Listen, State::Established, State::TimeWait]
+        );
+        table.set_sort(SortColumn::RecvQ, true);
+        assert_eq!(
+            states(&table),
+            [State::Listen, State::TimeWait, State::Established]
+        );
+    }
+
+    #[test]
+    fn the_filter_line_keeps_only_matching_rows() {
+        let mut table = table();
+        table.set_query(":80", Query::parse(":80").unwrap());
+        assert_eq!(table.len(), 2);
+        table.set_query("estab", Query::parse("estab").unwrap());
+        assert_eq!(states(&table), [State::Established]);
+        assert_eq!(table.total(), 3);
+    }
+
+    #[test]
+    fn asking_for_rows_past_the_end_gives_what_there_is() {
+        let table = table();
+        assert_eq!(table.rows(2, 10).count(), 1);
+        assert_eq!(table.rows(7, 10).count(), 0);
+    }
+}

@@ -1,0 +1,248 @@
+//! Keys → actions, in one table. The help overlay (`?`) shows this table, so what it
+//! lists is exactly what the keys do. Conventions follow htop, bottom and trippy.
+//!
+//! While the filter line is open, keys are text instead; [`crate::tui::app`] handles
+//! that before consulting this table.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Something the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    NextTab,
+    PreviousTab,
+    ShowTab(usize),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Open the selected connection (Connections) or plot the selected state (Timeline).
+    Select,
+    /// Close the detail pane, the help or the filter line.
+    Back,
+    OpenFilter,
+    NextSortColumn,
+    ReverseSort,
+    TogglePause,
+    SlowerPolling,
+    FasterPolling,
+}
+
+/// One row of the key table: the keys as the help shows them, what they match, the
+/// action and what it does.
+pub struct Binding {
+    pub keys: &'static str,
+    pub matches: fn(&KeyEvent) -> bool,
+    pub action: Action,
+    pub help: &'static str,
+}
+
+fn code(key: &KeyEvent, codes: &[KeyCode]) -> bool {
+    codes.contains(&key.code)
+}
+
+fn char_key(key: &KeyEvent, chars: &[char]) -> bool {
+    matches!(key.code, KeyCode::Char(c) if chars.contains(&c))
+        && !key.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+/// Every binding, in the order the help lists them.
+pub const BINDINGS: &[Binding] = &[
+    Binding {
+        keys: "q  Ctrl-C",
+        matches: |k| {
+            char_key(k, &['q'])
+                || (k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c'))
+        },
+        action: Action::Quit,
+        help: "quit",
+    },
+    Binding {
+        keys: "?",
+        matches: |k| char_key(k, &['?']),
+        action: Action::ToggleHelp,
+        help: "show or hide this help",
+    },
+    Binding {
+        keys: "Tab  l  →",
+        matches: |k| code(k, &[KeyCode::Tab, KeyCode::Right]) || char_key(k, &['l']),
+        action: Action::NextTab,
+        help: "next tab",
+    },
+    Binding {
+        keys: "S-Tab  h  ←",
+        matches: |k| code(k, &[KeyCode::BackTab, KeyCode::Left]) || char_key(k, &['h']),
+        action: Action::PreviousTab,
+        help: "previous tab",
+    },
+    Binding {
+        keys: "1",
+        matches: |k| char_key(k, &['1']),
+        action: Action::ShowTab(0),
+        help: "overview: counts and SYN watch",
+    },
+    Binding {
+        keys: "2",
+        matches: |k| char_key(k, &['2']),
+        action: Action::ShowTab(1),
+        help: "connections table",
+    },
+    Binding {
+        keys: "3",
+        matches: |k| char_key(k, &['3']),
+        action: Action::ShowTab(2),
+        help: "timeline and transition log",
+    },
+    Binding {
+        keys: "↑  k",
+        matches: |k| code(k, &[KeyCode::Up]) || char_key(k, &['k']),
+        action: Action::Up,
+        help: "move up",
+    },
+    Binding {
+        keys: "↓  j",
+        matches: |k| code(k, &[KeyCode::Down]) || char_key(k, &['j']),
+        action: Action::Down,
+        help: "move down",
+    },
+    Binding {
+        keys: "PgUp  PgDn",
+        matches: |k| code(k, &[KeyCode::PageUp]),
+        action: Action::PageUp,
+        help: "move a page up or down",
+    },
+    Binding {
+        keys: "",
+        matches: |k| code(k, &[KeyCode::PageDown]),
+        action: Action::PageDown,
+        help: "",
+    },
+    Binding {
+        keys: "Home g  End G",
+        matches: |k| code(k, &[KeyCode::Home]) || char_key(k, &['g']),
+        action: Action::Top,
+        help: "first or last row",
+    },
+    Binding {
+        keys: "",
+        matches: |k| code(k, &[KeyCode::End]) || char_key(k, &['G']),
+        action: Action::Bottom,
+        help: "",
+    },
+    Binding {
+        keys: "Enter",
+        matches: |k| code(k, &[KeyCode::Enter]),
+        action: Action::Select,
+        help: "open connection detail / plot state",
+    },
+    Binding {
+        keys: "Esc",
+        matches: |k| code(k, &[KeyCode::Esc]),
+        action: Action::Back,
+        help: "close detail, help or filter",
+    },
+    Binding {
+        keys: "/",
+        matches: |k| char_key(k, &['/']),
+        action: Action::OpenFilter,
+        help: "filter: states, ports, addresses",
+    },
+    Binding {
+        keys: "s",
+        matches: |k| char_key(k, &['s']),
+        action: Action::NextSortColumn,
+        help: "sort by the next column",
+    },
+    Binding {
+        keys: "r",
+        matches: |k| char_key(k, &['r']),
+        action: Action::ReverseSort,
+        help: "reverse the sort order",
+    },
+    Binding {
+        keys: "Space  p",
+        matches: |k| char_key(k, &[' ', 'p']),
+        action: Action::TogglePause,
+        help: "pause the display (polling goes on)",
+    },
+    Binding {
+        keys: "+  -",
+        matches: |k| char_key(k, &['+', '=']),
+        action: Action::SlowerPolling,
+        help: "poll less or more often",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['-', '_']),
+        action: Action::FasterPolling,
+        help: "",
+    },
+];
+
+/// The action a key asks for, if any.
+pub fn action_for(key: &KeyEvent) -> Option<Action> {
+    BINDINGS
+        .iter()
+        .find(|binding| (binding.matches)(key))
+        .map(|binding| binding.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn q_and_ctrl_c_both_quit() {
+        assert_eq!(action_for(&press(KeyCode::Char('q'))), Some(Action::Quit));
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(action_for(&ctrl_c), Some(Action::Quit));
+    }
+
+    #[test]
+    fn vi_keys_and_arrows_move_alike() {
+        assert_eq!(
+            action_for(&press(KeyCode::Char('j'))),
+            action_for(&press(KeyCode::Down))
+        );
+        assert_eq!(
+            action_for(&press(KeyCode::Char('k'))),
+            action_for(&press(KeyCode::Up))
+        );
+        assert_eq!(
+            action_for(&press(KeyCode::Char('l'))),
+            action_for(&press(KeyCode::Tab))
+        );
+    }
+
+    #[test]
+    fn space_and_p_both_pause() {
+        assert_eq!(
+            action_for(&press(KeyCode::Char(' '))),
+            Some(Action::TogglePause)
+        );
+        assert_eq!(
+            action_for(&press(KeyCode::Char('p'))),
+            Some(Action::TogglePause)
+        );
+    }
+
+    #[test]
+    fn every_action_but_the_continuations_has_help() {
+        for binding in BINDINGS {
+            assert_eq!(
+                binding.keys.is_empty(),
+                binding.help.is_empty(),
+                "{:?}",
+                binding.action
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The interactive view: a ratatui + crossterm screen over the live poller.
+//!
+//! One loop receives every [`Event`] (keys and resizes from a thread reading the
+//! terminal, ticks, finished polls from the [`Poller`], process scans and tcp_info
+//! replies from their workers, SIGTERM/SIGHUP) from a single channel, hands it to the
+//! [`App`], carries out the [`Effect`]s it returns, and redraws. Nothing on this thread
+//! waits on the kernel. The terminal is restored on every way out: quit, error, signal,
+//! and panic (the hook `ratatui::init` installs restores before printing).
+//!
+//! [`app`] holds the state and the key handling, [`model`] what the views read,
+//! [`views`] one widget per file, [`keys`] the key table, [`connections`] and [`query`]
+//! the table's order and filter, [`theme`] the colours.
+
+pub mod app;
+pub mod connections;
+pub mod keys;
+pub mod model;
+pub mod query;
+pub mod theme;
+pub mod views;
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{self as terminal_event, Event as TerminalEvent};
+use ratatui::DefaultTerminal;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::Cli;
+use crate::kernel::procfs::ProcessMap;
+use crate::kernel::tcp_info;
+use crate::poller::{Poller, PollerConfig};
+use crate::snapshot::SocketRecord;
+use crate::watch::History;
+
+use app::{App, Effect, Event};
+use model::Model;
+use theme::Theme;
+
+/// How often the view redraws when nothing else happens.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How the view ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Quit,
+    /// A signal asked it to stop; the exit status is 128 + the signal's number.
+    Signal(i32),
+}
+
+/// Runs the view until the user quits or a signal arrives.
+pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
+    let (events, inbox) = mpsc::channel();
+    // Signals first, so that a SIGTERM during start-up already finds the handler.
+    forward_signals(events.clone())?;
+    let interval = cli.interval;
+    // Bounded: a view that cannot keep up makes the poller wait rather than queue.
+    let (poll_sender, polls) = mpsc::sync_channel(1);
+    let poller = Poller::spawn(
+        PollerConfig {
+            interval,
+            filter: cli.filter(),
+            destroy_events: true,
+            thresholds: cli.thresholds(),
+        },
+        poll_sender,
+    )
+    .context("starting the poller thread")?;
+    forward(polls, events.clone(), Event::Poll)?;
+    let workers = Workers::spawn(events.clone())?;
+    spawn_named("tcpscope-ticks", {
+        let events = events.clone();
+        move || {
+            while events.send(Event::Tick).is_ok() {
+                thread::sleep(TICK);
+            }
+        }
+    })?;
+    spawn_named("tcpscope-input", move || read_terminal(&events))?;
+
+    let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
+    let app = App::new(Model::new(interval, History::default()), theme);
+    let mut terminal = ratatui::init();
+    let ending = event_loop(&mut terminal, app, &inbox, &poller, &workers);
+    ratatui::restore();
+    ending
+}
+
+fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    inbox: &Receiver<Event>,
+    poller: &Poller,
+    workers: &Workers,
+) -> anyhow::Result<Ending> {
+    loop {
+        terminal
+            .draw(|frame| {
+                let area = frame.area();
+                app.render(area, frame.buffer_mut());
+            })
+            .context("drawing the view")?;
+        let first = inbox.recv().context("every event source stopped")?;
+        // Take everything already waiting before drawing again, so that a burst of
+        // keys or a slow frame never leaves the view behind.
+        for event in std::iter::once(first).chain(inbox.try_iter()) {
+            for effect in app.handle(event) {
+                match effect {
+                    Effect::Quit => return Ok(Ending::Quit),
+                    Effect::QuitOnSignal(signal) => return Ok(Ending::Signal(signal)),
+                    Effect::SetInterval(interval) => poller.set_interval(interval),
+                    Effect::FetchTcpInfo(record) => workers.fetch_tcp_info(record),
+                    Effect::ScanProcesses => workers.scan_processes(),
+                }
+            }
+        }
+    }
+}
+
+fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
+}
+
+fn forward<T: Send + 'static>(
+    from: Receiver<T>,
+    to: Sender<Event>,
+    wrap: fn(T) -> Event,
+) -> anyhow::Result<()> {
+    spawn_named("tcpscope-forward", move || {
+        for message in from {
+            if to.send(wrap(message)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn forward_signals(events: Sender<Event>) -> anyhow::Result<()> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGHUP, SIGINT]).context("installing the signal handlers")?;
+    spawn_named("tcpscope-signals", move || {
+        if let Some(signal) = signals.forever().next() {
+            let _ = events.send(Event::Signal(signal));
+        }
+    })
+}
+
+fn read_terminal(events: &Sender<Event>) {
+    loop {
+        let event = match terminal_event::read() {
+            Ok(TerminalEvent::Key(key)) => Event::Key(key),
+            Ok(TerminalEvent::Resize(..)) => Event::Resize,
+            Ok(_) => continue,
+            // The terminal went away: behave as on a hang-up.
+            Err(_) => Event::Signal(SIGHUP),
+        };
+        let stop = matches!(event, Event::Signal(_));
+        if events.send(event).is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// The threads that do the view's occasional kernel work: process scans and tcp_info
+/// requests. Each takes requests from its own channel and answers on the event channel.
+struct Workers {
+    scans: Sender<()>,
+    tcp_infos: Sender<SocketRecord>,
+}
+
+impl Workers {
+    fn spawn(events: Sender<Event>) -> anyhow::Result<Workers> {
+        let (scans, scan_requests) = mpsc::channel::<()>();
+        let scan_events = events.clone();
+        spawn_named("tcpscope-processes", move || {
+            for () in scan_requests {
+                let result = ProcessMap::scan()
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"));
+                if scan_events.send(Event::Processes(result)).is_err() {
+                    return;
+                }
+            }
+        })?;
+        let (tcp_infos, tcp_info_requests) = mpsc::channel::<SocketRecord>();
+        spawn_named("tcpscope-tcp-info", move || {
+            for record in tcp_info_requests {
+                let result = tcp_info::fetch(&record).map_err(|e| format!("{e:#}"));
+                if events
+                    .send(Event::TcpInfo(record.endpoints(), result))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+        Ok(Workers { scans, tcp_infos })
+    }
+
+    fn scan_processes(&self) {
+        let _ = self.scans.send(());
+    }
+
+    fn fetch_tcp_info(&self, record: SocketRecord) {
+        let _ = self.tcp_infos.send(record);
+    }
+}

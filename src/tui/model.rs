@@ -1,0 +1,309 @@
+//! What the views draw: the latest poll turned into numbers to show ([`Model`]), and
+//! what the user chose to look at ([`Ui`]).
+//!
+//! The app updates these from events; views only read them. Nothing here polls, locks
+//! or reads the clock: time differences come from the snapshots' own timestamps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kernel::procfs::{ProcessMap, TcpExt};
+use crate::kernel::tcp_info::TcpInfo;
+use crate::poller::{EventStatus, Update, watch_counters};
+use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
+use crate::tcp::State;
+use crate::watch::{CounterRates, History, SynWatch};
+
+use super::connections::ConnectionTable;
+
+/// The numbers from the latest polls.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub counts: Counts,
+    /// Change of each state's count since the previous poll, in [`State::ALL`] order;
+    /// `None` before the second poll.
+    pub changes: Option<[i64; 11]>,
+    /// Change per second, over the time between the two polls' snapshots.
+    pub rates: [f64; 11],
+    pub ipv4_total: u32,
+    pub ipv6_total: u32,
+    pub syn_watch: SynWatch,
+    /// Per-second growth of the TcpExt counters the SYN watch reads; `None` before the
+    /// second poll.
+    pub counter_rates: Option<CounterRates>,
+    pub history: History,
+    pub connections: ConnectionTable,
+    pub processes: Option<Arc<ProcessMap>>,
+    pub status: Status,
+    pub detail: Option<Detail>,
+    previous: Option<(Arc<Snapshot>, TcpExt)>,
+}
+
+/// What the status line owns up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub interval: Duration,
+    /// How long the last poll took; `None` before the first.
+    pub took: Option<Duration>,
+    pub events: EventStatus,
+    pub event_overflows: u32,
+    /// Whether process names miss processes this user may not inspect; `None` before
+    /// the first scan.
+    pub processes_partial: Option<bool>,
+    /// The last poll's error, cleared by the next poll that succeeds.
+    pub error: Option<String>,
+    pub polls: u64,
+}
+
+/// The connection the detail pane follows, found again in each new snapshot by its
+/// endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub endpoints: Endpoints,
+    /// The latest record seen for it.
+    pub record: SocketRecord,
+    /// Whether the latest snapshot still holds it.
+    pub present: bool,
+    /// `None` while the request is under way.
+    pub tcp_info: Option<Result<TcpInfo, String>>,
+}
+
+impl Model {
+    pub fn new(interval: Duration, history: History) -> Model {
+        Model {
+            counts: Counts::default(),
+            changes: None,
+            rates: [0.0; 11],
+            ipv4_total: 0,
+            ipv6_total: 0,
+            syn_watch: SynWatch {
+                listeners: Vec::new(),
+                host_notes: Vec::new(),
+            },
+            counter_rates: None,
+            history,
+            connections: ConnectionTable::default(),
+            processes: None,
+            status: Status {
+                interval,
+                took: None,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                processes_partial: None,
+                error: None,
+                polls: 0,
+            },
+            detail: None,
+            previous: None,
+        }
+    }
+
+    /// Takes in one finished poll.
+    pub fn apply(&mut self, update: &Update) {
+        let snapshot = &update.snapshot;
+        let counts = snapshot.counts();
+        let seconds = self.previous.as_ref().and_then(|(before, _)| {
+            let elapsed = snapshot.taken_at.duration_since(before.taken_at).ok()?;
+            (elapsed > Duration::ZERO).then_some(elapsed.as_secs_f64())
+        });
+        if self.previous.is_some() {
+            let mut changes = [0i64; 11];
+            let mut rates = [0.0; 11];
+            for state in State::ALL {
+                let change = i64::from(counts.get(state)) - i64::from(self.counts.get(state));
+                changes[state.index()] = change;
+                rates[state.index()] = seconds.map_or(0.0, |s| change as f64 / s);
+            }
+            self.changes = Some(changes);
+            self.rates = rates;
+        }
+        if let (Some((_, before)), Some(seconds)) = (&self.previous, seconds) {
+            self.counter_rates = Some(CounterRates::between(
+                &watch_counters(before),
+                &watch_counters(&update.counters),
+                seconds,
+            ));
+        }
+        self.counts = counts;
+        self.ipv4_total = 0;
+        self.ipv6_total = 0;
+        for socket in &snapshot.sockets {
+            match socket.family {
+                Family::Ipv4 => self.ipv4_total += 1,
+                Family::Ipv6 => self.ipv6_total += 1,
+            }
+        }
+        self.syn_watch = update.syn_watch.clone();
+        self.history
+            .record(snapshot.taken_at, counts, &update.transitions);
+        self.connections.show(Arc::clone(snapshot));
+        self.follow_detail(snapshot);
+        self.status.took = Some(update.took);
+        self.status.events = update.events.clone();
+        self.status.event_overflows = update.event_overflows;
+        self.status.error = None;
+        self.status.polls += 1;
+        self.previous = Some((Arc::clone(snapshot), update.counters));
+    }
+
+    fn follow_detail(&mut self, snapshot: &Snapshot) {
+        let Some(detail) = &mut self.detail else {
+            return;
+        };
+        match snapshot
+            .sockets
+            .iter()
+            .find(|socket| socket.endpoints() == detail.endpoints)
+        {
+            Some(socket) => {
+                detail.record = *socket;
+                detail.present = true;
+            }
+            None => detail.present = false,
+        }
+    }
+
+    pub fn poll_failed(&mut self, error: String) {
+        self.status.error = Some(error);
+    }
+
+    pub fn set_processes(&mut self, processes: Arc<ProcessMap>) {
+        self.status.processes_partial = Some(processes.is_partial());
+        self.processes = Some(processes);
+    }
+
+    /// The process name for a socket, if its inode was found in the last scan.
+    pub fn process_of(&self, socket: &SocketRecord) -> Option<(i32, &str)> {
+        if socket.inode == 0 {
+            return None;
+        }
+        let process = self.processes.as_ref()?.lookup(socket.inode)?;
+        Some((process.pid, process.name.as_str()))
+    }
+}
+
+/// Which of the three screens is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Connections,
+    Timeline,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 3] = [Tab::Overview, Tab::Connections, Tab::Timeline];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "1 Overview",
+            Tab::Connections => "2 Connections",
+            Tab::Timeline => "3 Timeline",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Tab::Overview => 0,
+            Tab::Connections => 1,
+            Tab::Timeline => 2,
+        }
+    }
+}
+
+/// A list's selected row and the first row on screen, kept across frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scroll {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl Scroll {
+    /// Moves the offset as little as possible to keep the selection among `height` rows
+    /// of `len`.
+    pub fn fit(&mut self, len: usize, height: usize) {
+        self.selected = self.selected.min(len.saturating_sub(1));
+        if height == 0 {
+            return;
+        }
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + height {
+            self.offset = self.selected + 1 - height;
+        }
+        self.offset = self.offset.min(len.saturating_sub(height));
+    }
+}
+
+/// What the user chose to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ui {
+    pub tab: Tab,
+    pub help: bool,
+    /// The filter line being edited, if open.
+    pub filter_input: Option<String>,
+    pub filter_error: Option<String>,
+    pub table: Scroll,
+    /// The state selected in the timeline's legend.
+    pub timeline_cursor: usize,
+    /// Which states the timeline plots, by [`State::index`].
+    pub plotted: [bool; 11],
+    pub paused: bool,
+    /// Updates received while paused.
+    pub behind: u64,
+}
+
+impl Default for Ui {
+    fn default() -> Ui {
+        let mut plotted = [false; 11];
+        for state in [
+            State::SynRecv,
+            State::Established,
+            State::TimeWait,
+            State::CloseWait,
+        ] {
+            plotted[state.index()] = true;
+        }
+        Ui {
+            tab: Tab::Overview,
+            help: false,
+            filter_input: None,
+            filter_error: None,
+            table: Scroll::default(),
+            timeline_cursor: State::SynRecv.index(),
+            plotted,
+            paused: false,
+            behind: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrolling_keeps_the_selection_on_screen_and_moves_the_view_as_little_as_possible() {
+        let mut scroll = Scroll {
+            selected: 30,
+            offset: 0,
+        };
+        scroll.fit(100, 10);
+        assert_eq!(scroll.offset, 21);
+        scroll.selected = 25;
+        scroll.fit(100, 10);
+        assert_eq!(scroll.offset, 21);
+        scroll.selected = 5;
+        scroll.fit(100, 10);
+        assert_eq!(scroll.offset, 5);
+    }
+
+    #[test]
+    fn a_selection_past_a_shrunken_list_moves_to_its_last_row() {
+        let mut scroll = Scroll {
+            selected: 50,
+            offset: 45,
+        };
+        scroll.fit(12, 10);
+        assert_eq!((scroll.selected, scroll.offset), (11, 2));
+    }
+}

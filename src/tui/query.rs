@@ -1,0 +1,155 @@
+//! The filter line (`/`): words that narrow the connections table by state, port and
+//! address. States use the spellings `--grep` accepts (`syn-recv`, `SYN_RECV`,
+//! `estab`, groups such as `connected`, comma lists); a number or `:PORT` is a local or
+//! peer port; an address, a `CIDR`, or text containing `.` or `:` matches an address.
+//! All words must match.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use crate::snapshot::SocketRecord;
+use crate::tcp::StateSet;
+
+/// A parsed filter line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    states: Option<StateSet>,
+    ports: Vec<u16>,
+    addresses: Vec<AddressMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AddressMatch {
+    Network(IpAddr, u8),
+    /// Text the written address starts with, e.g. `10.1.` or `fe80:`.
+    Prefix(String),
+}
+
+impl Query {
+    /// Parses the filter line; the error names the word not understood.
+    pub fn parse(line: &str) -> Result<Query, String> {
+        let mut query = Query::default();
+        for word in line.split_whitespace() {
+            query.add(word)?;
+        }
+        Ok(query)
+    }
+
+    fn add(&mut self, word: &str) -> Result<(), String> {
+        let port_text = word.strip_prefix(':').unwrap_or(word);
+        if let Ok(port) = port_text.parse::<u16>() {
+            self.ports.push(port);
+        } else if let Ok(states) = StateSet::parse_list(word) {
+            // Two state words mean either: `syn-recv estab` reads as a list.
+            self.states = Some(self.states.map_or(states, |known| known.union(states)));
+        } else if let Some(network) = parse_network(word) {
+            self.addresses.push(network);
+        } else if word.contains(['.', ':']) {
+            self.addresses
+                .push(AddressMatch::Prefix(word.to_ascii_lowercase()));
+        } else {
+            return Err(format!(
+                "`{word}` is not a state, a port or an address (states: syn-recv, estab, time-wait, …)"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_none() && self.ports.is_empty() && self.addresses.is_empty()
+    }
+
+    pub fn matches(&self, socket: &SocketRecord) -> bool {
+        self.states
+            .is_none_or(|states| states.contains(socket.state))
+            && self
+                .ports
+                .iter()
+                .all(|&port| socket.local_port == port || socket.remote_port == port)
+            && self.addresses.iter().all(|address| {
+                address.matches(socket.local_addr) || address.matches(socket.remote_addr)
+            })
+    }
+}
+
+impl AddressMatch {
+    fn matches(&self, address: IpAddr) -> bool {
+        match self {
+            AddressMatch::Network(network, bits) => in_network(address, *network, *bits),
+            AddressMatch::Prefix(prefix) => {
+                let mut text = String::with_capacity(40);
+                let _ = write!(text, "{address}");
+                text.starts_with(prefix.as_str())
+            }
+        }
+    }
+}
+
+fn parse_network(word: &str) -> Option<AddressMatch> {
+    let (address, bits) = match word.split_once('/') {
+        Some((address, bits)) => (address.parse::<IpAddr>().ok()?, bits.parse::<u8>().ok()?),
+        None => {
+            let address = word.parse::<IpAddr>().ok()?;
+            (address, if address.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let limit = if address.is_ipv4() { 32 } else { 128 };
+    (bits <= limit).then_some(AddressMatch::Network(address, bits))
+}
+
+fn in_network(address: IpAddr, network: IpAddr, bits: u8) -> bool {
+    let (address, network, width) = match (address, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(a.to_bits()), u128::from(n.to_bits()), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (a.to_bits(), n.to_bits(), 128),
+        _ => return false,
+    };
+    if bits == 0 {
+        return true;
+    }
+    let shift = width - u32::from(bits);
+    address >> shift == network >> shift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::socket;
+    use crate::tcp::State;
+
+    #[test]
+    fn state_words_accept_every_grep_spelling() {
+        let established = socket(State::Established, "10.0.0.1", 443, "10.0.0.2", 5000);
+        for line in ["estab", "ESTABLISHED", "established,syn-recv", "connected"] {
+            assert!(Query::parse(line).unwrap().matches(&established), "{line}");
+        }
+        assert!(!Query::parse("syn-recv").unwrap().matches(&established));
+    }
+
+    #[test]
+    fn a_port_matches_either_side_and_words_combine_with_and() {
+        let socket = socket(State::SynRecv, "10.0.0.1", 80, "192.0.2.7", 40000);
+        assert!(Query::parse(":80").unwrap().matches(&socket));
+        assert!(Query::parse("40000").unwrap().matches(&socket));
+        assert!(
+            Query::parse("syn-recv 80 192.0.2.0/24")
+                .unwrap()
+                .matches(&socket)
+        );
+        assert!(!Query::parse("syn-recv 81").unwrap().matches(&socket));
+    }
+
+    #[test]
+    fn addresses_match_exactly_by_network_or_by_written_prefix() {
+        let socket = socket(State::Established, "::1", 22, "2001:db8::5", 6000);
+        assert!(Query::parse("2001:db8::/32").unwrap().matches(&socket));
+        assert!(Query::parse("2001:db8:").unwrap().matches(&socket));
+        assert!(Query::parse("::1").unwrap().matches(&socket));
+        assert!(!Query::parse("10.").unwrap().matches(&socket));
+    }
+
+    #[test]
+    fn an_unknown_word_is_an_error_naming_it() {
+        let error = Query::parse("estab nonsense").unwrap_err();
+        assert!(error.contains("`nonsense`"), "{error}");
+    }
+}

@@ -1,0 +1,224 @@
+//! The detail pane for one connection: every field of its record, the `tcp_info` the
+//! kernel gave for it, its own transitions, and the state diagram with its current
+//! state and the path it took highlighted.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+
+use crate::report::endpoint::Endpoint;
+use crate::snapshot::Timer;
+use crate::tcp::State;
+use crate::tui::model::{Detail, Model};
+use crate::tui::theme::Theme;
+
+use super::{diagram, flow, short_duration, transitions};
+
+pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let record = &detail.record;
+    let mut title = vec![Span::styled(
+        format!(
+            " {} ⇄ {} ",
+            Endpoint(record.local_addr, record.local_port),
+            Endpoint(record.remote_addr, record.remote_port)
+        ),
+        theme.title(),
+    )];
+    if !detail.present {
+        title.push(Span::styled("gone since the last poll ", theme.warning()));
+    }
+    let block = Block::bordered()
+        .title(Line::from(title))
+        .title_bottom(Line::styled(" Esc back ", theme.dim()));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    let label = |text: &'static str| Span::styled(text, theme.dim());
+    let mut fields = vec![
+        vec![
+            label("state "),
+            Span::styled(record.state.name(), theme.state(record.state)),
+        ],
+        vec![label("family "), Span::raw(record.family.name())],
+        vec![label("recv-q "), Span::raw(record.recv_q.to_string())],
+        vec![label("send-q "), Span::raw(record.send_q.to_string())],
+        vec![
+            label("timer "),
+            Span::raw(match record.timer {
+                Timer::Off => "off".to_owned(),
+                timer => format!(
+                    "{} {}",
+                    timer.name(),
+                    short_duration(std::time::Duration::from_millis(u64::from(
+                        record.expires_ms
+                    )))
+                ),
+            }),
+        ],
+        vec![
+            label("retransmits "),
+            Span::raw(record.retransmits.to_string()),
+        ],
+        vec![label("uid "), Span::raw(record.uid.to_string())],
+        vec![label("inode "), Span::raw(record.inode.to_string())],
+        vec![label("cookie "), Span::raw(format!("{:#x}", record.cookie))],
+        vec![label("if "), Span::raw(record.interface.to_string())],
+    ];
+    if let Some((pid, name)) = model.process_of(record) {
+        fields.push(vec![label("process "), Span::raw(format!("{pid}/{name}"))]);
+    }
+    let mut top = flow(fields, inner.width);
+    top.extend(flow(tcp_info_fields(detail, theme), inner.width));
+
+    // This connection's transitions, oldest first, for the path and the history.
+    let events: Vec<_> = model
+        .history
+        .events()
+        .filter(|event| event.transition.endpoints == detail.endpoints)
+        .collect();
+    let mut path: Vec<State> = Vec::new();
+    for event in &events {
+        let transition = &event.transition;
+        path.extend(transition.from);
+        path.extend(transition.via.iter());
+        path.extend(transition.to);
+    }
+
+    let top_height = u16::try_from(top.len()).unwrap_or(u16::MAX);
+    let [top_area, _, diagram_area, _, history_area] = Layout::vertical([
+        Constraint::Length(top_height),
+        Constraint::Length(1),
+        Constraint::Length(diagram::HEIGHT),
+        Constraint::Length(1),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    Paragraph::new(top)
+        .wrap(Wrap { trim: true })
+        .render(top_area, buf);
+    diagram::render(
+        Some(record.state).filter(|_| detail.present),
+        &path,
+        theme,
+        diagram_area,
+        buf,
+    );
+
+    let latest = model.history.latest().map(|poll| poll.taken_at);
+    let mut history = vec![Line::styled(
+        "History of this connection (newest first)",
+        theme.dim(),
+    )];
+    history.extend(events.iter().rev().map(|event| {
+        let mut spans = vec![Span::styled(
+            format!("{:>5} ", transitions::age(event.seen_at, latest)),
+            theme.dim(),
+        )];
+        spans.extend(transitions::describe(&event.transition, theme));
+        Line::from(spans)
+    }));
+    if events.is_empty() {
+        history.push(Line::styled(
+            "  no transition seen since tcpscope started",
+            theme.dim(),
+        ));
+    }
+    Paragraph::new(history).render(history_area, buf);
+}
+
+fn tcp_info_fields<'a>(detail: &Detail, theme: &Theme) -> Vec<Vec<Span<'a>>> {
+    let label = |text: &'static str| Span::styled(text, theme.dim());
+    match &detail.tcp_info {
+        None => vec![vec![Span::styled(
+            "tcp_info: asking the kernel…",
+            theme.dim(),
+        )]],
+        Some(Err(error)) => vec![vec![Span::styled(
+            format!("tcp_info: {error}"),
+            theme.warning(),
+        )]],
+        Some(Ok(info)) => {
+            let bytes = |value: Option<u64>| value.map_or("?".to_owned(), |v| format!("{v}B"));
+            let millis = |micros: u32| format!("{:.1}ms", f64::from(micros) / 1000.0);
+            vec![
+                vec![
+                    label("rtt "),
+                    Span::raw(format!(
+                        "{}±{}",
+                        millis(info.rtt_us),
+                        millis(info.rttvar_us)
+                    )),
+                ],
+                vec![label("rto "), Span::raw(millis(info.rto_us))],
+                vec![label("cwnd "), Span::raw(info.snd_cwnd.to_string())],
+                vec![label("mss "), Span::raw(info.snd_mss.to_string())],
+                vec![label("unacked "), Span::raw(info.unacked.to_string())],
+                vec![label("lost "), Span::raw(info.lost.to_string())],
+                vec![label("retrans "), Span::raw(info.total_retrans.to_string())],
+                vec![label("acked "), Span::raw(bytes(info.bytes_acked))],
+                vec![label("received "), Span::raw(bytes(info.bytes_received))],
+            ]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::tcp_info::TcpInfo;
+    use crate::tui::views::fixtures;
+    use crate::tui::views::testing::text;
+
+    fn closer(model: &Model) -> Detail {
+        let record = *model
+            .connections
+            .snapshot()
+            .sockets
+            .iter()
+            .find(|socket| socket.local_port == 41000)
+            .unwrap();
+        Detail {
+            endpoints: record.endpoints(),
+            record,
+            present: true,
+            tcp_info: Some(Ok(TcpInfo {
+                rtt_us: 1500,
+                rttvar_us: 250,
+                rto_us: 204_000,
+                snd_cwnd: 10,
+                snd_mss: 1448,
+                total_retrans: 2,
+                bytes_acked: Some(4096),
+                bytes_received: Some(8192),
+                ..TcpInfo::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn the_detail_pane_shows_fields_tcp_info_history_and_the_path_at_80x24() {
+        let model = fixtures::flooded();
+        let detail = closer(&model);
+        let screen = text(80, 22, |area, buf| {
+            render(&model, &detail, &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+        assert!(screen.contains("rtt 1.5ms±0.2ms"), "{screen}");
+        assert!(
+            screen.contains("ESTABLISHED → TIME_WAIT via FIN_WAIT1, FIN_WAIT2"),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn the_detail_pane_at_120x40_says_when_tcp_info_is_unavailable() {
+        let model = fixtures::flooded();
+        let mut detail = closer(&model);
+        detail.tcp_info = Some(Err("the kernel has no such socket any more".into()));
+        let screen = text(120, 38, |area, buf| {
+            render(&model, &detail, &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+    }
+}

@@ -1,0 +1,143 @@
+//! Deterministic models for the view tests: fixed timestamps, fixed addresses, and
+//! the real diff engine and SYN watch run over hand-built snapshots, so that what the
+//! views show is what the analyses would say.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::diff::Differ;
+use crate::kernel::procfs::TcpExt;
+use crate::poller::{EventStatus, Update, watch_counters};
+use crate::snapshot::fixtures::socket;
+use crate::snapshot::{Snapshot, SocketRecord};
+use crate::tcp::State;
+use crate::tui::model::Model;
+use crate::watch::{CounterRates, History, SynWatcher, Thresholds};
+
+const START: u64 = 1_700_000_000;
+
+fn listener(port: u16, backlog: u32, inode: u32) -> SocketRecord {
+    let mut record = socket(State::Listen, "10.0.0.1", port, "0.0.0.0", 0);
+    record.send_q = backlog;
+    record.inode = inode;
+    record
+}
+
+/// The host at poll `poll` (0..5): a web server on :80 flooded from forged sources
+/// from poll 2 on, an API on :8080 with half-open connections from two hosts, SSH
+/// sessions, and one connection that closes actively between polls 3 and 4.
+fn sockets(poll: u32) -> Vec<SocketRecord> {
+    let mut sockets = vec![
+        listener(80, 128, 1001),
+        listener(8080, 4096, 1002),
+        listener(22, 128, 1003),
+    ];
+    for i in 0..4u8 {
+        let mut ssh = socket(
+            State::Established,
+            "10.0.0.1",
+            22,
+            "192.0.2.10",
+            50000 + u16::from(i),
+        );
+        ssh.inode = 2000 + u32::from(i);
+        ssh.cookie = 77 + u64::from(i);
+        sockets.push(ssh);
+    }
+    let closing = if poll < 4 {
+        State::Established
+    } else {
+        State::TimeWait
+    };
+    let mut closer = socket(closing, "10.0.0.1", 41000, "203.0.113.5", 443);
+    closer.cookie = 500;
+    sockets.push(closer);
+    sockets.push(socket(
+        State::CloseWait,
+        "10.0.0.1",
+        8080,
+        "192.0.2.99",
+        60000,
+    ));
+    let flood = 100 * poll.saturating_sub(1).min(3);
+    for i in 0..flood {
+        // One forged source per /24, as random sources nearly are.
+        let network = u8::try_from(i % 250).unwrap_or(0);
+        let source = IpAddr::V4(Ipv4Addr::new(198, 18 + u8::from(i >= 250), network, 7));
+        let mut half_open = socket(State::SynRecv, "10.0.0.1", 80, "0.0.0.0", 0);
+        half_open.remote_addr = source;
+        half_open.remote_port = 1024 + u16::try_from(i).unwrap_or(0);
+        half_open.retransmits = 2;
+        half_open.expires_ms = 1000;
+        sockets.push(half_open);
+    }
+    let few = if poll >= 2 { 100 } else { 0 };
+    for i in 0..few {
+        let host = if i % 2 == 0 {
+            "192.0.2.50"
+        } else {
+            "192.0.2.51"
+        };
+        let mut half_open = socket(State::SynRecv, "10.0.0.1", 8080, host, 30000 + i);
+        half_open.expires_ms = 2000;
+        sockets.push(half_open);
+    }
+    sockets.push(socket(State::Listen, "::", 443, "::", 0));
+    sockets
+}
+
+fn update(poll: u32, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
+    let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
+    let snapshot = Snapshot::new(taken_at, sockets(poll));
+    let transitions = differ.observe(&snapshot, &[]).to_vec();
+    let counters = TcpExt {
+        syncookies_sent: 0,
+        req_q_full_drop: u64::from(poll) * 40,
+        listen_drops: u64::from(poll) * 3,
+        ..TcpExt::default()
+    };
+    let rates = CounterRates::between(
+        &watch_counters(&TcpExt::default()),
+        &watch_counters(&counters),
+        1.0,
+    );
+    let syn_watch = watcher.poll(&snapshot, &rates, Duration::from_secs(1));
+    Update {
+        snapshot: Arc::new(snapshot),
+        transitions,
+        counters,
+        syn_watch,
+        took: Duration::from_millis(12),
+        events: EventStatus::Subscribed,
+        event_overflows: 0,
+    }
+}
+
+fn after_polls(polls: u32) -> Model {
+    let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000));
+    let mut differ = Differ::new();
+    let mut watcher = SynWatcher::new(Thresholds::default());
+    for poll in 0..polls {
+        model.apply(&update(poll, &mut differ, &mut watcher));
+    }
+    model.status.processes_partial = Some(false);
+    model
+}
+
+/// One more poll of the flooded host, for tests that feed the app updates.
+pub fn next_update() -> Update {
+    let mut differ = Differ::new();
+    let mut watcher = SynWatcher::new(Thresholds::default());
+    update(5, &mut differ, &mut watcher)
+}
+
+/// Five polls in: the flood at its height, 300 half-open on :80.
+pub fn flooded() -> Model {
+    after_polls(5)
+}
+
+/// The first poll: counts but no changes yet, and no SYN_RECV.
+pub fn first_poll() -> Model {
+    after_polls(1)
+}

@@ -1,0 +1,142 @@
+//! The whole screen: tab bar, the current tab's views, the status line, and the help
+//! overlay; or the too-small message when the terminal cannot hold them.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::tui::model::{Model, Scroll, Tab, Ui};
+use crate::tui::theme::Theme;
+
+use super::{connections, counts, detail, help, status, syn_watch, timeline, too_small};
+
+/// Draws everything. `scroll` is the connections table's, kept across frames.
+pub fn render(
+    model: &Model,
+    ui: &Ui,
+    scroll: &mut Scroll,
+    theme: &Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    if !too_small::fits(area) {
+        too_small::render(theme, area, buf);
+        return;
+    }
+    let [tabs_area, body, status_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_tabs(model, ui, theme, tabs_area, buf);
+    match ui.tab {
+        Tab::Overview => render_overview(model, theme, body, buf),
+        Tab::Connections => match &model.detail {
+            Some(detail) => detail::render(model, detail, theme, body, buf),
+            None => connections::render(model, ui, scroll, theme, body, buf),
+        },
+        Tab::Timeline => timeline::render(model, ui, theme, body, buf),
+    }
+    status::render(model, ui, theme, status_area, buf);
+    if ui.help {
+        help::render(theme, area, buf);
+    }
+}
+
+fn render_tabs(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let mut spans = vec![Span::styled("tcpscope ", theme.title())];
+    for tab in Tab::ALL {
+        let style = if tab == ui.tab {
+            theme.selected()
+        } else {
+            theme.dim()
+        };
+        spans.push(Span::styled(format!(" {} ", tab.title()), style));
+        spans.push(Span::raw(" "));
+    }
+    if model.syn_watch.suspected_flood() {
+        spans.push(Span::styled(" SYN FLOOD SUSPECTED ", theme.error()));
+    }
+    Paragraph::new(Line::from(spans)).render(area, buf);
+}
+
+fn render_overview(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(counts::WIDTH), Constraint::Fill(1)]).areas(area);
+    let [counts_area, counters_area, _] = Layout::vertical([
+        Constraint::Length(counts::HEIGHT),
+        Constraint::Length(syn_watch::COUNTERS_HEIGHT),
+        Constraint::Fill(1),
+    ])
+    .areas(left);
+    counts::render(model, theme, counts_area, buf);
+    syn_watch::render_counters(model, theme, counters_area, buf);
+    syn_watch::render_listeners(model, theme, right, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::views::fixtures;
+    use crate::tui::views::testing::text;
+
+    fn screen(width: u16, height: u16, ui: &Ui) -> String {
+        let model = fixtures::flooded();
+        let mut scroll = Scroll::default();
+        text(width, height, |area, buf| {
+            render(&model, ui, &mut scroll, &Theme::MONO, area, buf)
+        })
+    }
+
+    #[test]
+    fn the_overview_at_80x24_shows_counts_counters_and_the_flood() {
+        let screen = screen(80, 24, &Ui::default());
+        insta::assert_snapshot!(screen);
+        assert!(screen.contains("SYN flood suspected"), "{screen}");
+    }
+
+    #[test]
+    fn the_overview_at_120x40() {
+        insta::assert_snapshot!(screen(120, 40, &Ui::default()));
+    }
+
+    #[test]
+    fn the_help_overlays_the_view() {
+        let ui = Ui {
+            help: true,
+            ..Ui::default()
+        };
+        insta::assert_snapshot!(screen(80, 24, &ui));
+    }
+
+    #[test]
+    fn a_terminal_below_80x24_gets_the_too_small_message_instead() {
+        let screen = screen(79, 30, &Ui::default());
+        assert!(screen.contains("needs 80x24, has 79x30"), "{screen}");
+        assert!(!screen.contains("SYN_RECV"), "{screen}");
+    }
+
+    #[test]
+    fn the_connections_and_timeline_tabs_at_120x40() {
+        let connections = screen(
+            120,
+            40,
+            &Ui {
+                tab: Tab::Connections,
+                ..Ui::default()
+            },
+        );
+        insta::assert_snapshot!("connections_120x40", connections);
+        let timeline = screen(
+            120,
+            40,
+            &Ui {
+                tab: Tab::Timeline,
+                ..Ui::default()
+            },
+        );
+        insta::assert_snapshot!("timeline_120x40", timeline);
+    }
+}

@@ -1,0 +1,95 @@
+//! The status line: what the view can and cannot see. The poll interval, how long the
+//! last poll took, whether kernel destroy events are on, whether process names are
+//! partial, whether the display is paused, and the last poll error (the view stays up
+//! and the poller retries).
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use crate::poller::EventStatus;
+use crate::tui::model::{Model, Ui};
+use crate::tui::theme::Theme;
+
+use super::short_duration;
+
+pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let status = &model.status;
+    let dim = |text: &'static str| Span::styled(text, theme.dim());
+    let mut spans = Vec::new();
+    if ui.paused {
+        spans.push(Span::styled(
+            format!(" PAUSED ({} behind) ", ui.behind),
+            theme.selected(),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    if let Some(error) = &status.error {
+        spans.push(Span::styled(
+            format!("poll failed, retrying: {error}"),
+            theme.error(),
+        ));
+        spans.push(dim("  "));
+    }
+    spans.push(dim("every "));
+    spans.push(Span::raw(short_duration(status.interval)));
+    spans.push(dim("  poll "));
+    spans.push(Span::raw(
+        status.took.map_or("…".to_owned(), short_duration),
+    ));
+    spans.push(dim("  destroy events "));
+    spans.push(match &status.events {
+        EventStatus::Subscribed if status.event_overflows > 0 => Span::styled(
+            format!("on, {} lost", status.event_overflows),
+            theme.warning(),
+        ),
+        EventStatus::Subscribed => Span::raw("on"),
+        EventStatus::Off => Span::styled("off", theme.warning()),
+        EventStatus::Refused(_) => Span::styled("refused", theme.warning()),
+    });
+    spans.push(dim("  processes "));
+    spans.push(match status.processes_partial {
+        None => Span::raw("…"),
+        Some(false) => Span::raw("all"),
+        Some(true) => Span::styled("partial (unprivileged)", theme.warning()),
+    });
+    spans.push(dim("  ? help  q quit"));
+    Paragraph::new(Line::from(spans)).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::views::fixtures;
+    use crate::tui::views::testing::text;
+
+    #[test]
+    fn the_status_line_owns_up_to_interval_poll_time_events_and_processes() {
+        let model = fixtures::flooded();
+        let screen = text(80, 1, |area, buf| {
+            render(&model, &Ui::default(), &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn a_poll_error_and_a_pause_are_shown_first() {
+        let mut model = fixtures::flooded();
+        model.poll_failed("dumping TCP sockets: permission denied".into());
+        model.status.processes_partial = Some(true);
+        let ui = Ui {
+            paused: true,
+            behind: 3,
+            ..Ui::default()
+        };
+        let screen = text(120, 1, |area, buf| {
+            render(&model, &ui, &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+        assert!(
+            screen.starts_with(" PAUSED (3 behind)  poll failed, retrying"),
+            "{screen}"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The transition log: what the diff engine saw change between polls, newest first,
+//! with the states a connection most likely passed through unseen (`via`).
+
+use std::time::SystemTime;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Widget};
+
+use crate::diff::{Kind, Transition};
+use crate::report::endpoint::Endpoint;
+use crate::tui::model::Model;
+use crate::tui::theme::Theme;
+use crate::watch::Event;
+
+/// How long before `latest` something was seen, as `-12s`.
+pub fn age(seen_at: SystemTime, latest: Option<SystemTime>) -> String {
+    let seconds = latest
+        .and_then(|latest| latest.duration_since(seen_at).ok())
+        .map_or(0, |age| age.as_secs());
+    format!("-{seconds}s")
+}
+
+/// One transition in words: kind, states and the inferred path.
+pub fn describe<'a>(transition: &Transition, theme: &Theme) -> Vec<Span<'a>> {
+    let state = |state: Option<crate::tcp::State>| match state {
+        Some(state) => Span::styled(state.name(), theme.state(state)),
+        None => Span::styled("(gone)", theme.dim()),
+    };
+    let mut spans = vec![Span::styled(
+        format!("{:<8}", transition.kind.name()),
+        theme.dim(),
+    )];
+    match transition.kind {
+        Kind::Opened => spans.push(state(transition.to)),
+        Kind::Changed | Kind::Closed => {
+            spans.push(state(transition.from));
+            spans.push(Span::raw(" → "));
+            spans.push(state(transition.to));
+        }
+    }
+    if !transition.via.is_empty() {
+        let via: Vec<&str> = transition.via.iter().map(|state| state.name()).collect();
+        spans.push(Span::styled(
+            format!(" via {}", via.join(", ")),
+            theme.dim(),
+        ));
+    }
+    if let Some(ending) = transition.ending {
+        spans.push(Span::styled(
+            format!(" ({})", ending.describe()),
+            theme.dim(),
+        ));
+    }
+    spans
+}
+
+fn line<'a>(event: &Event, latest: Option<SystemTime>, theme: &Theme) -> Line<'a> {
+    let endpoints = event.transition.endpoints;
+    let mut spans = vec![
+        Span::styled(format!("{:>5} ", age(event.seen_at, latest)), theme.dim()),
+        Span::raw(format!(
+            "{} ⇄ {}  ",
+            Endpoint(endpoints.local.0, endpoints.local.1),
+            Endpoint(endpoints.remote.0, endpoints.remote.1)
+        )),
+    ];
+    spans.extend(describe(&event.transition, theme));
+    Line::from(spans)
+}
+
+pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let history = &model.history;
+    let latest = history.latest().map(|poll| poll.taken_at);
+    let dropped = history.events_dropped();
+    let mut title = vec![Span::styled(" Transitions ", theme.title())];
+    if dropped > 0 {
+        title.push(Span::styled(
+            format!("({dropped} older dropped) "),
+            theme.dim(),
+        ));
+    }
+    let block = Block::bordered().title(Line::from(title));
+    let height = usize::from(block.inner(area).height);
+    let lines: Vec<Line> = history
+        .events()
+        .rev()
+        .take(height)
+        .map(|event| line(event, latest, theme))
+        .collect();
+    let lines = if lines.is_empty() {
+        vec![Line::styled(
+            "No transitions yet: they appear from the second poll.",
+            theme.dim(),
+        )]
+    } else {
+        lines
+    };
+    Paragraph::new(lines).block(block).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::views::fixtures;
+    use crate::tui::views::testing::text;
+
+    #[test]
+    fn an_active_close_between_polls_is_logged_with_the_states_it_skipped() {
+        let model = fixtures::flooded();
+        let screen = text(120, 12, |area, buf| render(&model, &Theme::MONO, area, buf));
+        insta::assert_snapshot!(screen);
+        assert!(
+            screen.contains("ESTABLISHED → TIME_WAIT via FIN_WAIT1, FIN_WAIT2"),
+            "{screen}"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! What the interactive view costs at 100k sockets: the time to take in a poll (sort
+//! and filter once), the time to draw a frame of each tab, and the CPU the real binary
+//! uses at a 1 s interval over a real crowd of 100k ESTABLISHED sockets in a lab.
+//!
+//! Run: `cargo test --release --test bench_tui` (as root, for the CPU part). In a
+//! release build it fails if a median frame takes 5 ms or more, or if the process uses
+//! more than 15% of one core. A debug build, as plain `cargo test` makes, is many times
+//! slower and only fails past 100 ms a frame, to catch a frame that sorts or copies
+//! every row.
+
+mod lab;
+mod pty;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use tcpscope::kernel::procfs::TcpExt;
+use tcpscope::poller::{EventStatus, Message, Update};
+use tcpscope::snapshot::{Family, Snapshot, SocketRecord, Timer};
+use tcpscope::tcp::State;
+use tcpscope::tui::app::{App, Event};
+use tcpscope::tui::model::Model;
+use tcpscope::tui::theme::Theme;
+use tcpscope::watch::{History, SynWatch, Thresholds};
+
+const SOCKETS: usize = 100_000;
+const FRAMES: usize = 21;
+const FRAME_TARGET: Duration = Duration::from_millis(5);
+const DEBUG_FRAME_LIMIT: Duration = Duration::from_millis(100);
+const CPU_TARGET_PERCENT: f64 = 15.0;
+const CPU_WINDOW: Duration = Duration::from_secs(10);
+
+fn record(i: usize) -> SocketRecord {
+    let [_, a, b, c] = u32::try_from(i).unwrap_or(0).to_be_bytes();
+    SocketRecord {
+        family: Family::Ipv4,
+        state: if i.is_multiple_of(10) {
+            State::TimeWait
+        } else {
+            State::Established
+        },
+        local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        local_port: 443,
+        remote_addr: IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
+        remote_port: 1024 + u16::try_from(i % 60_000).unwrap_or(0),
+        recv_q: u32::try_from(i % 7).unwrap_or(0),
+        send_q: 0,
+        timer: Timer::Keepalive,
+        expires_ms: 1000,
+        retransmits: 0,
+        uid: 0,
+        inode: u32::try_from(i).unwrap_or(0),
+        cookie: i as u64,
+        interface: 0,
+    }
+}
+
+fn update(second: u64) -> Update {
+    let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + second);
+    let snapshot = Snapshot::new(taken_at, (0..SOCKETS).map(record).collect());
+    let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
+    Update {
+        snapshot: Arc::new(snapshot),
+        transitions: Vec::new(),
+        counters: TcpExt::default(),
+        syn_watch,
+        took: Duration::from_millis(30),
+        events: EventStatus::Subscribed,
+        event_overflows: 0,
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.handle(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+/// Median frame time per tab, after the poll has been taken in.
+fn frames() -> Vec<(&'static str, Duration)> {
+    let mut app = App::new(
+        Model::new(Duration::from_secs(1), History::default()),
+        Theme::COLOUR,
+    );
+    for second in 0..2 {
+        let update = Box::new(update(second));
+        let start = Instant::now();
+        app.handle(Event::Poll(Message::Update(update)));
+        println!(
+            "taking in a poll of {SOCKETS} sockets: {:?}",
+            start.elapsed()
+        );
+    }
+    let area = Rect::new(0, 0, 120, 40);
+    let mut results = Vec::new();
+    for (name, key) in [("overview", '1'), ("connections", '2'), ("timeline", '3')] {
+        press(&mut app, KeyCode::Char(key));
+        // Scroll to the middle so that the rows drawn are not the first ones.
+        if key == '2' {
+            for _ in 0..2500 {
+                press(&mut app, KeyCode::PageDown);
+            }
+        }
+        let times = (0..FRAMES)
+            .map(|_| {
+                let mut buffer = Buffer::empty(area);
+                let start = Instant::now();
+                app.render(area, &mut buffer);
+                start.elapsed()
+            })
+            .collect();
+        results.push((name, median(times)));
+    }
+    results
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// The binary's CPU use over a lab crowd of 100k sockets, on one tab.
+fn cpu_percent(tab: u8) -> Result<f64> {
+    let lab = lab::Lab::enter()?;
+    let _crowd = lab.crowd(SOCKETS)?;
+    let mut terminal = pty::Terminal::spawn(Command::new(env!("CARGO_BIN_EXE_tcpscope")), 120, 40)?;
+    terminal.wait_for(Duration::from_secs(30), "the counts", |screen| {
+        screen.contains("ESTABLISHED")
+    })?;
+    terminal.send(&[tab])?;
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let before = cpu_ticks(terminal.pid())?;
+    std::thread::sleep(CPU_WINDOW);
+    let after = cpu_ticks(terminal.pid())?;
+    terminal.send(b"q")?;
+    terminal.wait(Duration::from_secs(10))?;
+    Ok((after - before) as f64 / ticks_per_second / CPU_WINDOW.as_secs_f64() * 100.0)
+}
+
+fn main() -> ExitCode {
+    let release = !cfg!(debug_assertions);
+    let limit = if release {
+        FRAME_TARGET
+    } else {
+        DEBUG_FRAME_LIMIT
+    };
+    let mut failed = false;
+    for (tab, time) in frames() {
+        println!("frame, {tab} tab, 120x40, {SOCKETS} sockets: median {time:?}");
+        if time >= limit {
+            println!("  FAILED: limit {limit:?}");
+            failed = true;
+        }
+    }
+    if release {
+        for (name, key) in [("overview", b'1'), ("connections", b'2')] {
+            match cpu_percent(key) {
+                Ok(percent) => {
+                    println!(
+                        "CPU, {name} tab, 1 s interval, {SOCKETS} sockets: {percent:.1}% of one core"
+                    );
+                    if percent > CPU_TARGET_PERCENT {
+                        println!("  FAILED: limit {CPU_TARGET_PERCENT}%");
+                        failed = true;
+                    }
+                }
+                Err(error) => {
+                    println!("CPU measurement failed: {error:#}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
