@@ -3,6 +3,7 @@
 //! Parsing only: nothing here touches the kernel or the terminal.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
@@ -46,6 +47,21 @@ pub struct Cli {
     /// With --kill: really close the sockets (needs CAP_NET_ADMIN).
     #[arg(long, requires = "kill")]
     pub yes: bool,
+
+    /// With --watch: also append every poll to FILE, a recording that --replay shows
+    /// again. Appends to an existing recording; a file that is not one is refused.
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub record: Option<PathBuf>,
+
+    /// Past this size a recording moves to FILE.1 (replacing it) and FILE starts anew:
+    /// 64M, 500K, 1G, or bytes.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "record")]
+    pub record_max_size: u64,
+
+    /// Replay a recording made with --record: the stream --watch printed (NDJSON with
+    /// --json), filtered by --filter, --grep and the port flags. Needs no privileges.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"])]
+    pub replay: Option<PathBuf>,
 
     /// Print one JSON document: counts for all states, every socket, kernel counters
     /// (with --watch: one JSON object per line).
@@ -129,13 +145,17 @@ pub enum Mode {
     Serve,
     /// `--kill`: close matching sockets (or, without `--yes`, list them).
     Kill,
+    /// `--replay`: a recording's stream.
+    Replay,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.kill.is_some() {
+        if self.replay.is_some() {
+            Mode::Replay
+        } else if self.kill.is_some() {
             Mode::Kill
         } else if self.serve.is_some() {
             Mode::Serve
@@ -189,6 +209,23 @@ impl Cli {
 /// offending token.
 fn parse_filter(expression: &str) -> Result<Filter, String> {
     filter::parse(expression).map_err(|error| error.to_string())
+}
+
+/// A size in bytes, with an optional binary suffix: `500K`, `64M`, `1G`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, multiplier) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1u64 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|bytes| *bytes >= 4096)
+        .ok_or_else(|| format!("'{text}' is not a size of at least 4K; write e.g. 500K, 64M or 1G"))
 }
 
 fn parse_kill(expression: &str) -> Result<Expression, String> {
@@ -372,6 +409,39 @@ mod tests {
         assert_eq!(parse(&["--kill", "sport = "]).unwrap_err().exit_code(), 2);
         let with_grep = parse(&["--kill", "sport = :1", "--grep", "estab"]).unwrap();
         assert_eq!(with_grep.mode(), Mode::Kill);
+    }
+
+    #[test]
+    fn record_goes_with_watch_and_replay_is_a_mode_of_its_own() {
+        let cli = parse(&["--watch", "--record", "x.rec", "--record-max-size", "1M"]).unwrap();
+        assert_eq!(cli.record.as_deref(), Some(std::path::Path::new("x.rec")));
+        assert_eq!(cli.record_max_size, 1 << 20);
+        assert_eq!(parse(&["--record", "x.rec"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--json", "--record", "x.rec"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let cli = parse(&["--replay", "x.rec", "--json", "--filter", "sport = :80"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Replay);
+        assert_eq!(
+            parse(&["--replay", "x.rec", "--watch"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("500k"), Ok(500 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("1K").is_err(), "below 4K");
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 
     #[test]

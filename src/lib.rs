@@ -12,7 +12,8 @@
 //! its state machine; [`cli`] parses the command line. [`serve`] serves the latest
 //! polls as Prometheus metrics, and [`namespaces`] picks the network namespaces a run
 //! reads (`--netns`, `--all-netns`). [`kill`] is the `--kill` mode, which closes the
-//! sockets a filter matches through [`kernel::destroy`].
+//! sockets a filter matches through [`kernel::destroy`]; [`record`] writes the polls to
+//! a recording and reads them back for `--replay`.
 
 pub mod all_netns;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod kill;
 pub mod namespaces;
 pub mod oneshot;
 pub mod poller;
+pub mod record;
 pub mod report;
 pub mod serve;
 pub mod snapshot;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Mode::Watch => {
             exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
         }
+        Mode::Replay => exit_status(streaming::replay(&cli, io::stdout().lock())),
         Mode::Serve => exit_status(
             cli.serve
                 .map_or(Ok(()), |address| serve::run(&cli, address))

@@ -1,5 +1,7 @@
 //! The `--watch` mode: runs the poller and writes each poll's transitions as they
-//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly).
+//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly); with `--record`,
+//! appends every poll to a recording too. `--replay` writes a recording's stream the
+//! same way.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use anyhow::Context;
 use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
+use crate::oneshot::Outcome;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
+use crate::record::{Recorder, Replay, ReplayEnd};
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 
@@ -36,7 +40,11 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     } else {
         Format::Text
     };
-    let mut writer = StreamWriter::new(out, format, filter.states);
+    let writer = StreamWriter::new(out, format, filter.states);
+    let mut recorder = match &cli.record {
+        Some(path) => Some(Recorder::open(path, cli.record_max_size)?),
+        None => None,
+    };
     let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
     let _poller = Poller::spawn(
         PollerConfig {
@@ -49,42 +57,116 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     )
     .context("starting the poller thread")?;
 
-    let mut warned_about_events = false;
+    let mut emitter = Emitter {
+        writer,
+        filter,
+        warned_about_events: false,
+    };
     while !stop.load(Ordering::Relaxed) {
         let message = match receiver.recv_timeout(STOP_CHECK) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        let at = match &message {
+            Message::Update(update) => update.snapshot.taken_at,
+            Message::PollFailed(_) => SystemTime::now(),
+        };
+        if let Some(recorder) = &mut recorder {
+            match &message {
+                Message::Update(update) => recorder.record_update(update)?,
+                Message::PollFailed(error) => recorder.record_failure(at, error)?,
+            }
+        }
+        emitter.emit(at, &message)?;
+    }
+    emitter.writer.flush()?;
+    Ok(())
+}
+
+/// `--replay FILE`: the stream `--watch` printed while recording, from the recording,
+/// with today's filter. A torn end (the recorder was stopped mid-write) is said on
+/// stderr; everything before it is shown, and the exit status is 0.
+pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
+    let path = cli
+        .replay
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--replay needs a file"))?;
+    let mut replay = Replay::open(path, cli.thresholds())?;
+    let filter = cli.filter();
+    let format = if cli.json {
+        Format::Ndjson
+    } else {
+        Format::Text
+    };
+    let mut emitter = Emitter {
+        writer: StreamWriter::new(out, format, filter.states),
+        filter,
+        warned_about_events: false,
+    };
+    let mut polls = 0u64;
+    while let Some(replayed) = replay.next_poll()? {
+        polls += 1;
+        emitter.emit(replayed.at, &replayed.message)?;
+    }
+    emitter.writer.flush()?;
+    let shown = path.display();
+    match replay.end() {
+        Some(ReplayEnd::Torn { offset, reason }) => {
+            let _ = writeln!(
+                io::stderr(),
+                "tcpscope: note: {shown} ends with a torn record at byte {offset} ({reason}); replayed the {polls} records before it"
+            );
+        }
+        Some(ReplayEnd::Unreadable { offset, reason }) => {
+            let _ = writeln!(
+                io::stderr(),
+                "tcpscope: note: {shown} has a record at byte {offset} this tcpscope cannot read ({reason}); replayed the {polls} records before it"
+            );
+        }
+        Some(ReplayEnd::Complete) | None => {}
+    }
+    Ok(Outcome::Matched)
+}
+
+/// Turns the poller's messages into stream lines, the same for live polls and
+/// replayed ones.
+struct Emitter<W: Write> {
+    writer: StreamWriter<W>,
+    filter: Filter,
+    warned_about_events: bool,
+}
+
+impl<W: Write> Emitter<W> {
+    fn emit(&mut self, at: SystemTime, message: &Message) -> io::Result<()> {
         match message {
             Message::Update(update) => {
                 if let EventStatus::Refused(reason) = &update.events
-                    && !warned_about_events
+                    && !self.warned_about_events
                 {
-                    warned_about_events = true;
+                    self.warned_about_events = true;
                     let _ = writeln!(
                         io::stderr(),
                         "tcpscope: note: kernel destroy events are unavailable ({reason}); connections that open and close between two polls may be missed"
                     );
                 }
-                let at = update.snapshot.taken_at;
                 if update.event_overflows > 0 {
-                    writer.events_lost(at, update.event_overflows)?;
+                    self.writer.events_lost(at, update.event_overflows)?;
                 }
                 for transition in update
                     .transitions
                     .iter()
-                    .filter(|transition| wanted(&filter, transition))
+                    .filter(|transition| wanted(&self.filter, transition))
                 {
-                    writer.transition(at, transition)?;
+                    self.writer.transition(at, transition)?;
                 }
-                writer.counts(at, &counts(&filter, &update.snapshot))?;
+                self.writer
+                    .counts(at, &counts(&self.filter, &update.snapshot))?;
             }
-            Message::PollFailed(message) => writer.poll_failed(SystemTime::now(), &message)?,
+            Message::PollFailed(message) => self.writer.poll_failed(at, message)?,
         }
+        Ok(())
     }
-    writer.flush()?;
-    Ok(())
 }
 
 /// A transition is shown when the connection matched the filter before or after it.
