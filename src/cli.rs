@@ -51,7 +51,7 @@ pub struct Cli {
     pub netns: Option<NetnsSpec>,
 
     /// Inspect the network namespaces of all processes (containers), each labelled
-    /// (with --json, --grep or --serve).
+    /// (with --json, --grep, --watch or --serve).
     #[arg(long)]
     pub all_netns: bool,
 
