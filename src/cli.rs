@@ -50,7 +50,12 @@ pub struct Cli {
 
     /// With --watch: also append every poll to FILE, a recording that --replay shows
     /// again. Appends to an existing recording; a file that is not one is refused.
-    #[arg(long, value_name = "FILE", requires = "watch")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "watch",
+        conflicts_with = "all_netns"
+    )]
     pub record: Option<PathBuf>,
 
     /// Past this size a recording moves to FILE.1 (replacing it) and FILE starts anew:
@@ -83,7 +88,7 @@ pub struct Cli {
     pub netns: Option<NetnsSpec>,
 
     /// Inspect the network namespaces of all processes (containers), each labelled
-    /// (with --json, --grep or --serve).
+    /// (with --json, --grep, --watch or --serve).
     #[arg(long)]
     pub all_netns: bool,
 

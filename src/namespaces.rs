@@ -61,8 +61,8 @@ pub fn enter_chosen(cli: &Cli) -> anyhow::Result<()> {
 pub fn check_supported(cli: &Cli) -> anyhow::Result<()> {
     use crate::cli::Mode;
     match cli.mode() {
-        Mode::Watch | Mode::Interactive if cli.all_netns => Err(anyhow::anyhow!(
-            "--all-netns works with --json, --grep and --serve; for the stream or the interactive view, pick one namespace with --netns"
+        Mode::Interactive if cli.all_netns => Err(anyhow::anyhow!(
+            "--all-netns works with --json, --grep, --watch and --serve; for the interactive view, pick one namespace with --netns"
         )),
         _ => Ok(()),
     }

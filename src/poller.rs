@@ -28,6 +28,10 @@ use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
+/// Destroy events held for the next poll at most. Beyond this (a consumer far behind
+/// under heavy churn) further events are dropped and reported as lost, like a kernel
+/// queue overflow, so that falling behind costs bounded memory: about 1 MiB here.
+const MAX_PENDING_EVENTS: usize = 16 * 1024;
 /// How often a poller whose consumer is behind tries again to hand over an update.
 const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
@@ -66,8 +70,8 @@ pub struct Update {
     /// How long the dump, diff and analysis took.
     pub took: Duration,
     pub events: EventStatus,
-    /// How often the event queue overflowed since the last update: events were lost,
-    /// and the poll resynchronised the state.
+    /// How often events were lost since the last update (the kernel's queue overflowed,
+    /// or more were pending than the poller holds); the poll resynchronised the state.
     pub event_overflows: u32,
 }
 
@@ -299,8 +303,10 @@ impl PollLoop {
         let Some(events) = &mut self.events else {
             return;
         };
-        match events.drain(&mut self.destroyed_records) {
-            Ok(drained) => self.overflows += drained.overflows,
+        match events.drain_up_to(&mut self.destroyed_records, MAX_PENDING_EVENTS) {
+            Ok(drained) => {
+                self.overflows += drained.overflows + u32::from(drained.dropped > 0);
+            }
             Err(error) => {
                 self.event_status = EventStatus::Refused(error.to_string());
                 self.events = None;

@@ -1,12 +1,13 @@
 //! The `--watch` mode: runs the poller and writes each poll's transitions as they
-//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly); with `--record`,
-//! appends every poll to a recording too. `--replay` writes a recording's stream the
-//! same way.
+//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly). With
+//! `--all-netns`, one poller per network namespace, and every line names its own.
+//! With `--record`, every poll is appended to a recording too; `--replay` writes a
+//! recording's stream the same way.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -14,6 +15,8 @@ use anyhow::Context;
 use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
+use crate::kernel::netns::NetnsHandle;
+use crate::namespaces::Namespaces;
 use crate::oneshot::Outcome;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
 use crate::record::{Recorder, Replay, ReplayEnd};
@@ -35,36 +38,46 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     }
 
     let filter = cli.filter();
-    let format = if cli.json {
-        Format::Ndjson
-    } else {
-        Format::Text
-    };
-    let writer = StreamWriter::new(out, format, filter.states);
+    let mut emitter = Emitter::new(out, cli.json, filter.clone());
     let mut recorder = match &cli.record {
         Some(path) => Some(Recorder::open(path, cli.record_max_size)?),
         None => None,
     };
-    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
-    let _poller = Poller::spawn(
-        PollerConfig {
-            interval: cli.interval,
-            filter: filter.clone(),
-            destroy_events: true,
-            thresholds: cli.thresholds(),
-        },
-        sender,
-    )
-    .context("starting the poller thread")?;
-
-    let mut emitter = Emitter {
-        writer,
-        filter,
-        warned_about_events: false,
+    // With --all-netns one poller per namespace, each message tagged with its
+    // namespace's inode; otherwise one poller in the namespace this thread is in.
+    let targets: Vec<Option<Arc<NetnsHandle>>> = if cli.all_netns {
+        match Namespaces::chosen(cli)? {
+            Namespaces::All(handles) => handles.into_iter().map(Some).collect(),
+            _ => vec![None],
+        }
+    } else {
+        vec![None]
     };
+    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT * targets.len());
+    let config = PollerConfig {
+        interval: cli.interval,
+        filter,
+        destroy_events: true,
+        thresholds: cli.thresholds(),
+    };
+    let mut pollers = Vec::with_capacity(targets.len());
+    for netns in targets {
+        let key = netns.as_ref().map(|handle| handle.namespace.inode);
+        let sender = sender.clone();
+        pollers.push(Poller::spawn_in(netns, config.clone(), move |message| {
+            sender
+                .try_send((key, message))
+                .map_err(|error| match error {
+                    TrySendError::Full((_, message)) => TrySendError::Full(message),
+                    TrySendError::Disconnected((_, message)) => TrySendError::Disconnected(message),
+                })
+        })?);
+    }
+    drop(sender);
+
     while !stop.load(Ordering::Relaxed) {
-        let message = match receiver.recv_timeout(STOP_CHECK) {
-            Ok(message) => message,
+        let (netns, message) = match receiver.recv_timeout(STOP_CHECK) {
+            Ok(tagged) => tagged,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
@@ -72,12 +85,14 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
             Message::Update(update) => update.snapshot.taken_at,
             Message::PollFailed(_) => SystemTime::now(),
         };
+        // --record is refused with --all-netns: a recording holds one namespace.
         if let Some(recorder) = &mut recorder {
             match &message {
                 Message::Update(update) => recorder.record_update(update)?,
                 Message::PollFailed(error) => recorder.record_failure(at, error)?,
             }
         }
+        emitter.writer.set_netns(netns);
         emitter.emit(at, &message)?;
     }
     emitter.writer.flush()?;
@@ -93,20 +108,10 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("--replay needs a file"))?;
     let mut replay = Replay::open(path, cli.thresholds())?;
-    let filter = cli.filter();
-    let format = if cli.json {
-        Format::Ndjson
-    } else {
-        Format::Text
-    };
-    let mut emitter = Emitter {
-        writer: StreamWriter::new(out, format, filter.states),
-        filter,
-        warned_about_events: false,
-    };
-    let mut polls = 0u64;
+    let mut emitter = Emitter::new(out, cli.json, cli.filter());
+    let mut records = 0u64;
     while let Some(replayed) = replay.next_poll()? {
-        polls += 1;
+        records += 1;
         emitter.emit(replayed.at, &replayed.message)?;
     }
     emitter.writer.flush()?;
@@ -115,13 +120,13 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
         Some(ReplayEnd::Torn { offset, reason }) => {
             let _ = writeln!(
                 io::stderr(),
-                "tcpscope: note: {shown} ends with a torn record at byte {offset} ({reason}); replayed the {polls} records before it"
+                "tcpscope: note: {shown} ends with a torn record at byte {offset} ({reason}); replayed the {records} records before it"
             );
         }
         Some(ReplayEnd::Unreadable { offset, reason }) => {
             let _ = writeln!(
                 io::stderr(),
-                "tcpscope: note: {shown} has a record at byte {offset} this tcpscope cannot read ({reason}); replayed the {polls} records before it"
+                "tcpscope: note: {shown} has a record at byte {offset} this tcpscope cannot read ({reason}); replayed the {records} records before it"
             );
         }
         Some(ReplayEnd::Complete) | None => {}
@@ -138,6 +143,15 @@ struct Emitter<W: Write> {
 }
 
 impl<W: Write> Emitter<W> {
+    fn new(out: W, json: bool, filter: Filter) -> Emitter<W> {
+        let format = if json { Format::Ndjson } else { Format::Text };
+        Emitter {
+            writer: StreamWriter::new(out, format, filter.states),
+            filter,
+            warned_about_events: false,
+        }
+    }
+
     fn emit(&mut self, at: SystemTime, message: &Message) -> io::Result<()> {
         match message {
             Message::Update(update) => {

@@ -399,3 +399,35 @@ fn the_metrics_follow_namespaces_that_come_and_go() -> Result<()> {
     assert!(status.success());
     Ok(())
 }
+
+#[test]
+fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--watch", "--json", "--interval", "100ms", "--all-netns"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let lines = BufReader::new(watch.stdout.take().context("no stdout")?)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str::<Value>(&line))
+        .take(10_000);
+    let mut unlabelled = 0;
+    let mut a_counts = None;
+    for line in lines {
+        let line = line?;
+        if line["netns"].as_u64().is_none() {
+            unlabelled += 1;
+        }
+        if line["type"] == "counts" && line["netns"] == a.inode {
+            a_counts = Some(line);
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(unlabelled, 0, "every line names its namespace");
+    let a_counts = a_counts.context("no counts line for lab A")?;
+    assert_eq!(counts_in(&a_counts["counts"]), a.counts());
+    Ok(())
+}
