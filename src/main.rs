@@ -32,10 +32,14 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_ERROR)
         }
-        Mode::Interactive => run_interactive(&cli),
+        Mode::Interactive => run_interactive(tui::run(&cli)),
         // Standard output is line-buffered: each stream line reaches the reader at once.
         Mode::Watch => {
             exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
+        }
+        // On a terminal and without --json, a recording opens in the interactive view.
+        Mode::Replay if !cli.json && io::stdout().is_terminal() => {
+            run_interactive(tui::run_replay(&cli))
         }
         Mode::Replay => exit_status(streaming::replay(&cli, io::stdout().lock())),
         Mode::Serve => exit_status(
@@ -54,8 +58,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_interactive(cli: &Cli) -> ExitCode {
-    match tui::run(cli) {
+fn run_interactive(ending: anyhow::Result<tui::Ending>) -> ExitCode {
+    match ending {
         Ok(tui::Ending::Quit) => ExitCode::SUCCESS,
         // As a shell reports a process a signal ended: 128 + its number.
         Ok(tui::Ending::Signal(signal)) => ExitCode::from(128u8.saturating_add(signal as u8)),

@@ -111,6 +111,31 @@ fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> Result<()> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args([
+        "--replay",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
+    ]);
+    let mut terminal = Terminal::spawn(command, 80, 24)?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the replayed flood", |screen| {
+        screen.contains("SYN FLOOD SUSPECTED") && screen.contains("REPLAY")
+    })?;
+    ensure!(
+        terminal.alternate_screen(),
+        "the replay is not on the alternate screen:\n{screen}"
+    );
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q exited with {status}");
+    ensure!(
+        !terminal.alternate_screen(),
+        "the alternate screen was not left"
+    );
+    Ok(())
+}
+
 /// Captures the real view under a flood for the README: run with
 /// `cargo test --test tui_e2e -- --ignored screenshot`, then
 /// `python3 tests/screenshot/render.py target/screenshot.json assets/screenshot.png`.

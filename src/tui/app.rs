@@ -14,11 +14,13 @@ use crate::cli::MIN_INTERVAL;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info::TcpInfo;
 use crate::poller::Message;
+use crate::report::endpoint::Endpoint;
 use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
 
 use super::keys::{Action, action_for};
 use super::model::{Detail, Model, Scroll, Tab, Ui};
+use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
 use super::views::screen;
@@ -45,6 +47,10 @@ pub enum Event {
     TcpInfo(Endpoints, Result<TcpInfo, String>),
     /// SIGTERM, SIGHUP or SIGINT arrived.
     Signal(i32),
+    /// The wait asked for by [`Effect::WakeForPlayback`] with this generation is over.
+    PlaybackDue(u64),
+    /// The answer to [`Effect::Close`]: the connection's endpoints, and whether it closed.
+    Closed(Endpoints, Result<(), String>),
 }
 
 /// What the event loop must do for the app.
@@ -56,6 +62,23 @@ pub enum Effect {
     SetInterval(Duration),
     FetchTcpInfo(SocketRecord),
     ScanProcesses,
+    /// Send [`Event::PlaybackDue`] with `generation` after `after`; a newer request
+    /// replaces an older one.
+    WakeForPlayback {
+        generation: u64,
+        after: Duration,
+    },
+    /// Close this socket with SOCK_DESTROY, off the UI thread.
+    Close(SocketRecord),
+}
+
+/// A recording being shown instead of the live poller.
+struct Replaying {
+    playback: Playback,
+    /// The model before any poll, to rebuild from when seeking backwards.
+    start: Model,
+    /// The poll the live model has taken in last.
+    shown: Option<usize>,
 }
 
 pub struct App {
@@ -68,6 +91,7 @@ pub struct App {
     scan_in_flight: bool,
     /// The snapshot time at the last scan request.
     last_scan: Option<SystemTime>,
+    replaying: Option<Replaying>,
 }
 
 impl App {
@@ -80,7 +104,29 @@ impl App {
             theme,
             scan_in_flight: false,
             last_scan: None,
+            replaying: None,
         }
+    }
+
+    /// An app showing a recording's polls over `model`, starting on the first poll and
+    /// playing. Call [`App::begin`] for the first wake-up.
+    pub fn replaying(model: Model, theme: Theme, mut playback: Playback) -> App {
+        let start = model.clone();
+        playback.toggle_playing();
+        let mut app = App::new(model, theme);
+        app.replaying = Some(Replaying {
+            playback,
+            start,
+            shown: None,
+        });
+        app.show_replayed(0);
+        app
+    }
+
+    /// What the event loop must do before the first event: for a replay, wait for the
+    /// second poll.
+    pub fn begin(&mut self) -> Vec<Effect> {
+        self.wake_for_playback()
     }
 
     /// The model the views draw.
@@ -141,10 +187,93 @@ impl App {
                 Vec::new()
             }
             Event::Signal(signal) => vec![Effect::QuitOnSignal(signal)],
+            Event::Closed(endpoints, result) => {
+                let named = connection_name(&endpoints);
+                self.ui.notice = Some(match result {
+                    Ok(()) => format!("closed {named}"),
+                    Err(error) => format!("could not close {named}: {error}"),
+                });
+                Vec::new()
+            }
+            Event::PlaybackDue(generation) => {
+                let Some(replaying) = &mut self.replaying else {
+                    return Vec::new();
+                };
+                if replaying.playback.generation() != generation || !replaying.playback.playing {
+                    return Vec::new();
+                }
+                let position = replaying.playback.position();
+                self.show_replayed(position + 1);
+                self.wake_for_playback()
+            }
         }
     }
 
+    /// Shows recorded poll `index`: the next one is applied as the live poller's would
+    /// be; any other is reached by applying every poll from the start again, because
+    /// the model's history and rates build up poll by poll. The table's sort, filter
+    /// and detail pane are kept.
+    fn show_replayed(&mut self, index: usize) {
+        let Some(replaying) = &mut self.replaying else {
+            return;
+        };
+        let index = replaying.playback.seek(index);
+        // The polls to apply, up to and including `index`.
+        let from = match replaying.shown {
+            Some(shown) if shown == index => index + 1,
+            Some(shown) if shown + 1 == index => index,
+            _ => {
+                let mut rebuilt = replaying.start.clone();
+                rebuilt.connections = self.live.connections.clone();
+                rebuilt.detail = self.live.detail.take();
+                self.live = rebuilt;
+                0
+            }
+        };
+        replaying.shown = Some(index);
+        for replayed in &replaying.playback.polls()[from..=index] {
+            match &replayed.message {
+                Message::Update(update) => self.live.apply(update),
+                Message::PollFailed(error) => self.live.poll_failed(error.clone()),
+            }
+        }
+        if replaying.playback.at_end() {
+            replaying.playback.playing = false;
+        }
+        self.ui.playback = Some(replaying.playback.status());
+    }
+
+    fn wake_for_playback(&mut self) -> Vec<Effect> {
+        let Some(replaying) = &self.replaying else {
+            return Vec::new();
+        };
+        match replaying.playback.wait_before_next() {
+            Some(after) => vec![Effect::WakeForPlayback {
+                generation: replaying.playback.generation(),
+                after,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Runs `change` on the playback, shows where it left the position, and asks for
+    /// the next wake-up. Outside a replay, says these keys are for one.
+    fn on_playback(&mut self, change: impl FnOnce(&mut Playback)) -> Vec<Effect> {
+        let Some(replaying) = &mut self.replaying else {
+            self.ui.notice = Some("timeline keys work in a replay (--replay FILE)".into());
+            return Vec::new();
+        };
+        change(&mut replaying.playback);
+        let position = replaying.playback.position();
+        self.show_replayed(position);
+        self.wake_for_playback()
+    }
+
     fn maybe_scan(&mut self) -> Vec<Effect> {
+        // A recording's processes are long gone, or on another machine.
+        if self.replaying.is_some() {
+            return Vec::new();
+        }
         let now = self.live.connections.snapshot().taken_at;
         let due = self.last_scan.is_none_or(|last| {
             now.duration_since(last)
@@ -160,6 +289,10 @@ impl App {
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        self.ui.notice = None;
+        if let Some(record) = self.ui.confirm_close.take() {
+            return self.confirm_close(record, key);
+        }
         if self.ui.filter_input.is_some() {
             return self.filter_key(key);
         }
@@ -167,6 +300,39 @@ impl App {
             Some(action) => self.act(action),
             None => Vec::new(),
         }
+    }
+
+    /// The answer to "Close …? y/N": only `y` closes; any other key keeps the socket.
+    fn confirm_close(&mut self, record: SocketRecord, key: KeyEvent) -> Vec<Effect> {
+        let named = connection_name(&record.endpoints());
+        if matches!(key.code, KeyCode::Char('y' | 'Y')) {
+            self.ui.notice = Some(format!("closing {named}…"));
+            vec![Effect::Close(record)]
+        } else {
+            self.ui.notice = Some(format!("kept {named}"));
+            Vec::new()
+        }
+    }
+
+    /// `K` in the detail pane: ask before closing its connection. Listening sockets
+    /// are refused here: closing one stops a service, which deserves a command line.
+    fn ask_to_close(&mut self) {
+        let refusal = match &self.shown().detail {
+            _ if self.replaying.is_some() => {
+                Some("a recording's connections cannot be closed".into())
+            }
+            None => Some("open a connection (Enter) to close it".into()),
+            Some(detail) if !detail.present => Some("this connection is gone already".into()),
+            Some(detail) if detail.record.state == State::Listen => Some(
+                "listening sockets are not closed from the view: use --kill 'state listen …'"
+                    .into(),
+            ),
+            Some(detail) => {
+                self.ui.confirm_close = Some(detail.record);
+                None
+            }
+        };
+        self.ui.notice = refusal;
     }
 
     /// Keys while the filter line is open are text.
@@ -227,8 +393,12 @@ impl App {
             }
             Action::OpenFilter => {
                 self.ui.tab = Tab::Connections;
-                self.ui.filter_error = None;
-                self.ui.filter_input = Some(self.shown().connections.query_text.clone());
+                // After a refused line, edit that line rather than start over.
+                let text = match self.ui.filter_error.take() {
+                    Some(error) => error.text,
+                    None => self.shown().connections.query_text.clone(),
+                };
+                self.ui.filter_input = Some(text);
                 self.each_model(|model| model.detail = None);
             }
             Action::NextSortColumn => {
@@ -245,6 +415,23 @@ impl App {
                 );
                 self.each_model(|model| model.connections.set_sort(sort, descending));
             }
+            Action::TogglePause if self.replaying.is_some() => {
+                return self.on_playback(|playback| {
+                    if playback.at_end() && !playback.playing {
+                        playback.seek(0);
+                    }
+                    playback.toggle_playing();
+                });
+            }
+            Action::CloseConnection => self.ask_to_close(),
+            Action::PlaybackBack => return self.on_playback(|playback| _ = playback.step(-1)),
+            Action::PlaybackForward => return self.on_playback(|playback| _ = playback.step(1)),
+            Action::PlaybackFirst => return self.on_playback(|playback| _ = playback.seek(0)),
+            Action::PlaybackLast => {
+                return self.on_playback(|playback| _ = playback.seek(usize::MAX));
+            }
+            Action::PlaybackSlower => return self.on_playback(|p| p.change_speed(-1)),
+            Action::PlaybackFaster => return self.on_playback(|p| p.change_speed(1)),
             Action::TogglePause => {
                 self.ui.paused = !self.ui.paused;
                 self.ui.behind = 0;
@@ -289,15 +476,21 @@ impl App {
                 else {
                     return Vec::new();
                 };
+                // tcp_info is asked of the kernel at the moment; a recording has none.
+                let replayed = self.replaying.is_some();
                 self.each_model(|model| {
                     model.detail = Some(Detail {
                         endpoints: record.endpoints(),
                         record,
                         present: true,
-                        tcp_info: None,
+                        tcp_info: replayed.then(|| Err("not in the recording".to_owned())),
                     });
                 });
-                vec![Effect::FetchTcpInfo(record)]
+                if replayed {
+                    Vec::new()
+                } else {
+                    vec![Effect::FetchTcpInfo(record)]
+                }
             }
             Tab::Timeline => {
                 let plotted = &mut self.ui.plotted[self.ui.timeline_cursor];
@@ -309,6 +502,11 @@ impl App {
     }
 
     fn step_interval(&mut self, direction: isize) -> Vec<Effect> {
+        if self.replaying.is_some() {
+            self.ui.notice =
+                Some("a replay keeps its recorded interval; < and > change the speed".into());
+            return Vec::new();
+        }
         let current = self.live.status.interval;
         let next = if direction > 0 {
             INTERVALS_MS
@@ -331,6 +529,15 @@ impl App {
             None => Vec::new(),
         }
     }
+}
+
+/// A connection as the prompt and the status line name it: `127.0.0.1:80 ⇄ 10.0.0.2:4000`.
+pub fn connection_name(endpoints: &Endpoints) -> String {
+    format!(
+        "{} ⇄ {}",
+        Endpoint(endpoints.local.0, endpoints.local.1),
+        Endpoint(endpoints.remote.0, endpoints.remote.1)
+    )
 }
 
 #[cfg(test)]
@@ -402,8 +609,8 @@ mod tests {
         assert!(
             app.ui
                 .filter_error
-                .as_deref()
-                .is_some_and(|e| e.contains("`bogus`"))
+                .as_ref()
+                .is_some_and(|e| e.message.contains("`bogus`"))
         );
         assert_eq!(app.shown().connections.len(), before);
     }
@@ -434,5 +641,183 @@ mod tests {
         press(&mut app, KeyCode::Char('p'));
         assert!(!app.ui.paused);
         assert_eq!(app.shown().status.polls, polls + 1);
+    }
+
+    fn open_detail_of(app: &mut App, state: State) {
+        press(app, KeyCode::Char('2'));
+        let row = (0..app.shown().connections.len())
+            .find(|&row| {
+                app.shown()
+                    .connections
+                    .get(row)
+                    .is_some_and(|r| r.state == state)
+            })
+            .unwrap_or_else(|| panic!("no {state:?} row"));
+        app.scroll.selected = row;
+        press(app, KeyCode::Enter);
+    }
+
+    #[test]
+    fn capital_k_in_the_detail_asks_and_y_closes_exactly_that_socket() {
+        let mut app = app();
+        open_detail_of(&mut app, State::Established);
+        let Some(record) = app.shown().detail.as_ref().map(|d| d.record) else {
+            panic!("no detail pane")
+        };
+        assert!(press(&mut app, KeyCode::Char('K')).is_empty());
+        assert_eq!(app.ui.confirm_close, Some(record));
+        assert_eq!(press(&mut app, KeyCode::Char('y')), [Effect::Close(record)]);
+        assert_eq!(app.ui.confirm_close, None);
+        app.handle(Event::Closed(record.endpoints(), Ok(())));
+        let notice = app.ui.notice.clone().unwrap_or_default();
+        assert!(
+            notice.starts_with("closed ") && notice.contains('⇄'),
+            "{notice}"
+        );
+    }
+
+    #[test]
+    fn any_key_but_y_keeps_the_connection() {
+        let mut app = app();
+        open_detail_of(&mut app, State::Established);
+        press(&mut app, KeyCode::Char('K'));
+        assert!(
+            press(&mut app, KeyCode::Char('q')).is_empty(),
+            "q answered no, not quit"
+        );
+        assert!(
+            press(&mut app, KeyCode::Char('y')).is_empty(),
+            "a later y closed it"
+        );
+    }
+
+    #[test]
+    fn a_listening_socket_is_not_offered_for_closing() {
+        let mut app = app();
+        open_detail_of(&mut app, State::Listen);
+        press(&mut app, KeyCode::Char('K'));
+        assert_eq!(app.ui.confirm_close, None);
+        assert!(
+            app.ui
+                .notice
+                .as_deref()
+                .is_some_and(|n| n.contains("--kill 'state listen"))
+        );
+    }
+
+    #[test]
+    fn a_failed_close_says_why_in_the_status_line() {
+        let mut app = app();
+        let record = fixtures::flooded().connections.get(0).copied();
+        let Some(record) = record else {
+            panic!("no rows")
+        };
+        let error = "closing sockets needs the CAP_NET_ADMIN capability".to_owned();
+        app.handle(Event::Closed(record.endpoints(), Err(error)));
+        assert!(
+            app.ui
+                .notice
+                .as_deref()
+                .is_some_and(|n| n.contains("CAP_NET_ADMIN"))
+        );
+    }
+
+    mod replay {
+        use super::*;
+        use crate::record::Replay;
+        use crate::tui::playback::Playback;
+        use crate::tui::views::testing::text;
+        use crate::watch::{History, Thresholds};
+
+        /// The demo recording README points to, replayed as `tcpscope --replay` does.
+        fn demo() -> App {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
+            let mut replay = Replay::open(path.as_ref(), Thresholds::default())
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            let mut polls = Vec::new();
+            while let Some(replayed) = replay.next_poll().unwrap_or_else(|e| panic!("{e:#}")) {
+                polls.push(replayed);
+            }
+            let playback = Playback::new(polls).unwrap_or_else(|| panic!("an empty recording"));
+            let model = Model::new(Duration::from_secs(1), History::default());
+            App::replaying(model, Theme::MONO, playback)
+        }
+
+        fn screen(app: &mut App) -> String {
+            text(80, 24, |area, buf| app.render(area, buf))
+        }
+
+        #[test]
+        fn the_demo_recording_replays_to_a_flood_verdict_at_80x24() {
+            let mut app = demo();
+            press(&mut app, KeyCode::Char('}'));
+            let screen = screen(&mut app);
+            insta::assert_snapshot!(screen);
+            assert!(screen.contains("SYN flood suspected"), "{screen}");
+            assert!(screen.contains("SYN FLOOD SUSPECTED"), "{screen}");
+            assert!(screen.contains("REPLAY"), "{screen}");
+        }
+
+        #[test]
+        fn a_replay_starts_playing_and_advances_when_its_wait_is_over() {
+            let mut app = demo();
+            let Some(Effect::WakeForPlayback { generation, .. }) = app.begin().pop() else {
+                panic!("no wake-up asked for")
+            };
+            assert_eq!(app.shown().status.polls, 1);
+            assert!(app.handle(Event::PlaybackDue(generation + 1)).is_empty());
+            assert_eq!(
+                app.shown().status.polls,
+                1,
+                "a stale wake-up moved the replay"
+            );
+            let next = app.handle(Event::PlaybackDue(generation));
+            assert_eq!(app.shown().status.polls, 2);
+            assert!(matches!(next[..], [Effect::WakeForPlayback { .. }]));
+        }
+
+        #[test]
+        fn space_pauses_a_replay_and_nothing_asks_the_kernel() {
+            let mut app = demo();
+            app.begin();
+            assert!(press(&mut app, KeyCode::Char(' ')).is_empty());
+            assert_eq!(app.ui.playback.as_ref().map(|p| p.playing), Some(false));
+            assert!(
+                press(&mut app, KeyCode::Char('2')).is_empty(),
+                "no process scan"
+            );
+            let effects = press(&mut app, KeyCode::Enter);
+            assert!(effects.is_empty(), "tcp_info asked for: {effects:?}");
+            assert!(press(&mut app, KeyCode::Char('+')).is_empty());
+        }
+
+        #[test]
+        fn stepping_back_and_forth_shows_the_same_poll_as_going_straight_there() {
+            let mut app = demo();
+            press(&mut app, KeyCode::Char('}'));
+            let (counts, polls) = (app.shown().counts, app.shown().status.polls);
+            press(&mut app, KeyCode::Char('['));
+            press(&mut app, KeyCode::Char('['));
+            assert_eq!(app.shown().status.polls, polls - 2);
+            press(&mut app, KeyCode::Char(']'));
+            press(&mut app, KeyCode::Char(']'));
+            press(&mut app, KeyCode::Char(']'));
+            assert_eq!(
+                (app.shown().counts, app.shown().status.polls),
+                (counts, polls)
+            );
+            press(&mut app, KeyCode::Char('{'));
+            assert_eq!(app.shown().status.polls, 1);
+        }
+
+        #[test]
+        fn speed_keys_change_the_replay_speed_and_are_refused_live() {
+            let mut app = demo();
+            press(&mut app, KeyCode::Char('>'));
+            assert_eq!(app.ui.playback.as_ref().map(|p| p.speed), Some(2.0));
+            let mut live = super::app();
+            assert!(press(&mut live, KeyCode::Char('>')).is_empty());
+            assert!(live.ui.notice.is_some());
+        }
     }
 }

@@ -30,6 +30,16 @@ pub enum Action {
     TogglePause,
     SlowerPolling,
     FasterPolling,
+    /// In the detail pane: ask to close its connection.
+    CloseConnection,
+    /// In a replay: show the previous or next recorded poll, the first or the last.
+    PlaybackBack,
+    PlaybackForward,
+    PlaybackFirst,
+    PlaybackLast,
+    /// In a replay: play slower or faster.
+    PlaybackSlower,
+    PlaybackFaster,
 }
 
 /// One row of the key table: the keys as the help shows them, what they match, the
@@ -80,22 +90,22 @@ pub const BINDINGS: &[Binding] = &[
         help: "previous tab",
     },
     Binding {
-        keys: "1",
+        keys: "1  2  3",
         matches: |k| char_key(k, &['1']),
         action: Action::ShowTab(0),
-        help: "overview: counts and SYN watch",
+        help: "overview, connections, timeline",
     },
     Binding {
-        keys: "2",
+        keys: "",
         matches: |k| char_key(k, &['2']),
         action: Action::ShowTab(1),
-        help: "connections table",
+        help: "",
     },
     Binding {
-        keys: "3",
+        keys: "",
         matches: |k| char_key(k, &['3']),
         action: Action::ShowTab(2),
-        help: "timeline and transition log",
+        help: "",
     },
     Binding {
         keys: "↑  k",
@@ -167,7 +177,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "Space  p",
         matches: |k| char_key(k, &[' ', 'p']),
         action: Action::TogglePause,
-        help: "pause the display (polling goes on)",
+        help: "pause the display / play or pause a replay",
     },
     Binding {
         keys: "+  -",
@@ -179,6 +189,48 @@ pub const BINDINGS: &[Binding] = &[
         keys: "",
         matches: |k| char_key(k, &['-', '_']),
         action: Action::FasterPolling,
+        help: "",
+    },
+    Binding {
+        keys: "K",
+        matches: |k| char_key(k, &['K']),
+        action: Action::CloseConnection,
+        help: "detail: close the connection (asks first)",
+    },
+    Binding {
+        keys: "[ ] { } < >",
+        matches: |k| char_key(k, &['[']),
+        action: Action::PlaybackBack,
+        help: "replay: step, first/last poll, speed",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &[']']),
+        action: Action::PlaybackForward,
+        help: "",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['{']),
+        action: Action::PlaybackFirst,
+        help: "",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['}']),
+        action: Action::PlaybackLast,
+        help: "",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['<', ',']),
+        action: Action::PlaybackSlower,
+        help: "",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['>', '.']),
+        action: Action::PlaybackFaster,
         help: "",
     },
 ];

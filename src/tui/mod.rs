@@ -7,6 +7,9 @@
 //! waits on the kernel. The terminal is restored on every way out: quit, error, signal,
 //! and panic (the hook `ratatui::init` installs restores before printing).
 //!
+//! `--replay FILE` runs the same loop with no poller: [`playback`] feeds the recorded
+//! polls to the same [`App`], paced by their recorded times; nothing touches the kernel.
+//!
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
 //! [`views`] one widget per file, [`keys`] the key table, [`connections`] and [`query`]
 //! the table's order and filter, [`theme`] the colours.
@@ -15,6 +18,7 @@ pub mod app;
 pub mod connections;
 pub mod keys;
 pub mod model;
+pub mod playback;
 pub mod query;
 pub mod theme;
 pub mod views;
@@ -22,7 +26,7 @@ pub mod views;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossterm::event::{self as terminal_event, Event as TerminalEvent};
@@ -31,14 +35,17 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
+use crate::kernel::destroy::Destroyer;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info;
 use crate::poller::{Poller, PollerConfig};
+use crate::record::{Replay, ReplayEnd};
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::Model;
+use playback::Playback;
 use theme::Theme;
 
 /// How often the view redraws when nothing else happens.
@@ -72,6 +79,101 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     .context("starting the poller thread")?;
     forward(polls, events.clone(), Event::Poll)?;
     let workers = Workers::spawn(events.clone())?;
+    spawn_ticks_and_input(events)?;
+
+    let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
+    let app = App::new(Model::new(interval, History::default()), theme);
+    let mut terminal = ratatui::init();
+    let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
+        Effect::SetInterval(interval) => poller.set_interval(interval),
+        Effect::FetchTcpInfo(record) => workers.fetch_tcp_info(record),
+        Effect::ScanProcesses => workers.scan_processes(),
+        Effect::Close(record) => workers.close(record),
+        _ => {}
+    });
+    ratatui::restore();
+    ending
+}
+
+/// Shows the recording `cli.replay` names in the view, paced by its recorded times.
+/// Reads the whole file first: seeking backwards rebuilds the model from its start.
+pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
+    let path = cli.replay.as_deref().context("--replay needs a file")?;
+    let mut replay = Replay::open(path, cli.thresholds())?;
+    let mut polls = Vec::new();
+    while let Some(replayed) = replay.next_poll()? {
+        polls.push(replayed);
+    }
+    let shown = path.display();
+    let note = match replay.end() {
+        Some(ReplayEnd::Torn { offset, .. }) => Some(format!(
+            "{shown} ends with a torn record at byte {offset}; showing what came before"
+        )),
+        Some(ReplayEnd::Unreadable { offset, reason }) => Some(format!(
+            "{shown} has an unreadable record at byte {offset} ({reason}); showing what came before"
+        )),
+        Some(ReplayEnd::Complete) | None => None,
+    };
+    let playback =
+        Playback::new(polls).with_context(|| format!("{shown} holds no polls to show"))?;
+
+    let (events, inbox) = mpsc::channel();
+    forward_signals(events.clone())?;
+    let waker = spawn_waker(events.clone())?;
+    spawn_ticks_and_input(events)?;
+
+    let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
+    let mut app = App::replaying(
+        Model::new(cli.interval, History::default()),
+        theme,
+        playback,
+    );
+    app.ui.notice = note;
+    let first = app.begin();
+    let mut terminal = ratatui::init();
+    let mut carry_out = |effect| {
+        if let Effect::WakeForPlayback { generation, after } = effect {
+            let _ = waker.send((generation, after));
+        }
+    };
+    first.into_iter().for_each(&mut carry_out);
+    let ending = event_loop(&mut terminal, app, &inbox, carry_out);
+    ratatui::restore();
+    ending
+}
+
+/// A thread that sends [`Event::PlaybackDue`] once each requested wait is over; a new
+/// request replaces the one pending.
+fn spawn_waker(events: Sender<Event>) -> anyhow::Result<Sender<(u64, Duration)>> {
+    let (requests, inbox) = mpsc::channel::<(u64, Duration)>();
+    spawn_named("tcpscope-playback", move || {
+        let mut pending: Option<(u64, Instant)> = None;
+        loop {
+            let request = match pending {
+                None => inbox
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some((_, deadline)) => {
+                    inbox.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+            };
+            match request {
+                Ok((generation, after)) => pending = Some((generation, Instant::now() + after)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some((generation, _)) = pending.take()
+                        && events.send(Event::PlaybackDue(generation)).is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    })?;
+    Ok(requests)
+}
+
+fn spawn_ticks_and_input(events: Sender<Event>) -> anyhow::Result<()> {
     spawn_named("tcpscope-ticks", {
         let events = events.clone();
         move || {
@@ -80,22 +182,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
             }
         }
     })?;
-    spawn_named("tcpscope-input", move || read_terminal(&events))?;
-
-    let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
-    let app = App::new(Model::new(interval, History::default()), theme);
-    let mut terminal = ratatui::init();
-    let ending = event_loop(&mut terminal, app, &inbox, &poller, &workers);
-    ratatui::restore();
-    ending
+    spawn_named("tcpscope-input", move || read_terminal(&events))
 }
 
 fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
     inbox: &Receiver<Event>,
-    poller: &Poller,
-    workers: &Workers,
+    mut carry_out: impl FnMut(Effect),
 ) -> anyhow::Result<Ending> {
     loop {
         terminal
@@ -112,9 +206,7 @@ fn event_loop(
                 match effect {
                     Effect::Quit => return Ok(Ending::Quit),
                     Effect::QuitOnSignal(signal) => return Ok(Ending::Signal(signal)),
-                    Effect::SetInterval(interval) => poller.set_interval(interval),
-                    Effect::FetchTcpInfo(record) => workers.fetch_tcp_info(record),
-                    Effect::ScanProcesses => workers.scan_processes(),
+                    other => carry_out(other),
                 }
             }
         }
@@ -169,17 +261,19 @@ fn read_terminal(events: &Sender<Event>) {
     }
 }
 
-/// The threads that do the view's occasional kernel work: process scans and tcp_info
-/// requests. Each takes requests from its own channel and answers on the event channel.
+/// The threads that do the view's occasional kernel work: process scans, tcp_info
+/// requests and closing a connection. Each takes requests from its own channel and answers on the event channel.
 struct Workers {
     scans: Sender<()>,
     tcp_infos: Sender<SocketRecord>,
+    closes: Sender<SocketRecord>,
 }
 
 impl Workers {
     fn spawn(events: Sender<Event>) -> anyhow::Result<Workers> {
         let (scans, scan_requests) = mpsc::channel::<()>();
         let scan_events = events.clone();
+        let close_events = events.clone();
         spawn_named("tcpscope-processes", move || {
             for () in scan_requests {
                 let result = ProcessMap::scan()
@@ -202,11 +296,35 @@ impl Workers {
                 }
             }
         })?;
-        Ok(Workers { scans, tcp_infos })
+        let (closes, close_requests) = mpsc::channel::<SocketRecord>();
+        spawn_named("tcpscope-close", move || {
+            for record in close_requests {
+                // SOCK_DESTROY names the socket by endpoints and cookie: a socket that
+                // closed meanwhile and whose endpoints were reused is not touched.
+                let result = Destroyer::open()
+                    .and_then(|mut destroyer| destroyer.destroy(&record))
+                    .map_err(|e| e.to_string());
+                if close_events
+                    .send(Event::Closed(record.endpoints(), result))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+        Ok(Workers {
+            scans,
+            tcp_infos,
+            closes,
+        })
     }
 
     fn scan_processes(&self) {
         let _ = self.scans.send(());
+    }
+
+    fn close(&self, record: SocketRecord) {
+        let _ = self.closes.send(record);
     }
 
     fn fetch_tcp_info(&self, record: SocketRecord) {

@@ -15,6 +15,8 @@ use crate::tcp::State;
 use crate::watch::{CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
+use super::playback::PlaybackStatus;
+use super::query::QueryError;
 
 /// The numbers from the latest polls.
 #[derive(Debug, Clone)]
@@ -241,7 +243,7 @@ pub struct Ui {
     pub help: bool,
     /// The filter line being edited, if open.
     pub filter_input: Option<String>,
-    pub filter_error: Option<String>,
+    pub filter_error: Option<QueryError>,
     pub table: Scroll,
     /// The state selected in the timeline's legend.
     pub timeline_cursor: usize,
@@ -250,6 +252,12 @@ pub struct Ui {
     pub paused: bool,
     /// Updates received while paused.
     pub behind: u64,
+    /// Where a replay is in its recording; `None` when live.
+    pub playback: Option<PlaybackStatus>,
+    /// A one-off message for the status line (a refused key, a kill's result).
+    pub notice: Option<String>,
+    /// The connection `K` asked to close, while the status line asks "y/N".
+    pub confirm_close: Option<SocketRecord>,
 }
 
 impl Default for Ui {
@@ -273,6 +281,9 @@ impl Default for Ui {
             plotted,
             paused: false,
             behind: 0,
+            playback: None,
+            notice: None,
+            confirm_close: None,
         }
     }
 }

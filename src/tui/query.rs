@@ -3,10 +3,15 @@
 //! `estab`, groups such as `connected`, comma lists); a number or `:PORT` is a local or
 //! peer port; an address, a `CIDR`, or text containing `.` or `:` matches an address.
 //! All words must match.
+//!
+//! The line also takes the `--filter` language (`state syn-recv and dport = :443`,
+//! `not src 10.0.0.0/8`), tried first; a line neither reads is reported in the terms of
+//! the one it looks like, with the offending token's position for the caret.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use crate::filter::{self, Filter};
 use crate::snapshot::SocketRecord;
 use crate::tcp::StateSet;
 
@@ -16,7 +21,24 @@ pub struct Query {
     states: Option<StateSet>,
     ports: Vec<u16>,
     addresses: Vec<AddressMatch>,
+    /// The line in the `--filter` language, when it reads as one.
+    expression: Option<Filter>,
 }
+
+/// Why a filter line was refused, and where: `position` and `length` are byte offsets
+/// into `text`, for the caret under the offending token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    pub text: String,
+    pub position: usize,
+    pub length: usize,
+    pub message: String,
+}
+
+/// The words that start a `--filter` expression, or only make sense in one.
+const EXPRESSION_WORDS: [&str; 10] = [
+    "state", "exclude", "sport", "dport", "src", "dst", "not", "and", "or", "(",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AddressMatch {
@@ -26,11 +48,43 @@ enum AddressMatch {
 }
 
 impl Query {
-    /// Parses the filter line; the error names the word not understood.
-    pub fn parse(line: &str) -> Result<Query, String> {
+    /// Parses the filter line: as a `--filter` expression, else as words. The error
+    /// is the expression's when the line looks like one, else it names the word not
+    /// understood.
+    pub fn parse(line: &str) -> Result<Query, QueryError> {
+        if line.trim().is_empty() {
+            return Ok(Query::default());
+        }
+        let expression_error = match filter::parse(line) {
+            Ok(expression) => {
+                return Ok(Query {
+                    expression: Some(expression),
+                    ..Query::default()
+                });
+            }
+            Err(error) => error,
+        };
+        match Query::parse_words(line) {
+            Ok(query) => Ok(query),
+            Err(_) if looks_like_an_expression(line) => Err(QueryError {
+                text: line.to_owned(),
+                position: expression_error.position,
+                length: expression_error.length,
+                message: expression_error.message,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn parse_words(line: &str) -> Result<Query, QueryError> {
         let mut query = Query::default();
-        for word in line.split_whitespace() {
-            query.add(word)?;
+        for (position, word) in words(line) {
+            query.add(word).map_err(|message| QueryError {
+                text: line.to_owned(),
+                position,
+                length: word.len(),
+                message,
+            })?;
         }
         Ok(query)
     }
@@ -56,10 +110,16 @@ impl Query {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.states.is_none() && self.ports.is_empty() && self.addresses.is_empty()
+        self.states.is_none()
+            && self.ports.is_empty()
+            && self.addresses.is_empty()
+            && self.expression.is_none()
     }
 
     pub fn matches(&self, socket: &SocketRecord) -> bool {
+        if let Some(expression) = &self.expression {
+            return expression.matches(socket);
+        }
         self.states
             .is_none_or(|states| states.contains(socket.state))
             && self
@@ -83,6 +143,21 @@ impl AddressMatch {
             }
         }
     }
+}
+
+/// The whitespace-separated words of `line`, each with its byte offset.
+fn words(line: &str) -> impl Iterator<Item = (usize, &str)> {
+    line.split_whitespace().map(move |word| {
+        // `word` is a slice of `line`: its offset is the distance between their starts.
+        (word.as_ptr() as usize - line.as_ptr() as usize, word)
+    })
+}
+
+fn looks_like_an_expression(line: &str) -> bool {
+    line.contains(['=', '<', '>', '!', '(', ')'])
+        || line
+            .split_whitespace()
+            .any(|word| EXPRESSION_WORDS.contains(&word.to_ascii_lowercase().as_str()))
 }
 
 fn parse_network(word: &str) -> Option<AddressMatch> {
@@ -150,6 +225,25 @@ mod tests {
     #[test]
     fn an_unknown_word_is_an_error_naming_it() {
         let error = Query::parse("estab nonsense").unwrap_err();
-        assert!(error.contains("`nonsense`"), "{error}");
+        assert!(error.message.contains("`nonsense`"), "{error:?}");
+        assert_eq!((error.position, error.length), (6, 8));
+    }
+
+    #[test]
+    fn the_filter_language_is_understood_too() {
+        let https = socket(State::Established, "10.0.0.1", 443, "10.0.0.2", 5000);
+        let other = socket(State::SynRecv, "10.0.0.1", 80, "10.0.0.2", 5000);
+        let query = Query::parse("state established and sport = :443").unwrap();
+        assert!(query.matches(&https));
+        assert!(!query.matches(&other));
+        let query = Query::parse("not src 10.0.0.2").unwrap();
+        assert!(query.matches(&https), "src is the local address in ss");
+    }
+
+    #[test]
+    fn an_expression_error_points_at_its_token() {
+        let error = Query::parse("state syn-recv and sprot = :80").unwrap_err();
+        assert_eq!(&error.text[error.position..][..error.length], "sprot");
+        assert!(error.message.contains("sprot"), "{error:?}");
     }
 }

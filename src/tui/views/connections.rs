@@ -7,9 +7,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState, Widget};
 
+use crate::filter::FilterError;
 use crate::report::endpoint::Endpoint;
 use crate::tui::connections::SortColumn;
 use crate::tui::model::{Model, Scroll, Ui};
+use crate::tui::query::QueryError;
 use crate::tui::theme::Theme;
 
 /// Draws the table; `scroll` is adjusted so the selection stays on screen.
@@ -21,8 +23,14 @@ pub fn render(
     area: Rect,
     buf: &mut Buffer,
 ) {
+    // A refused filter takes two lines: the text, and the caret under what was wrong.
+    let filter_height = if ui.filter_input.is_none() && ui.filter_error.is_some() {
+        2
+    } else {
+        1
+    };
     let [table_area, filter_area] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(filter_height)]).areas(area);
     let table = &model.connections;
     let wide = area.width >= 110;
 
@@ -101,13 +109,17 @@ pub fn render(
         &mut state,
     );
 
+    if let (None, Some(error)) = (&ui.filter_input, &ui.filter_error) {
+        render_filter_error(error, theme, filter_area, buf);
+        return;
+    }
     let filter_line = match (&ui.filter_input, &ui.filter_error) {
         (Some(text), _) => Line::from(vec![
             Span::styled("/", theme.key()),
             Span::raw(text.as_str()),
             Span::styled("█", theme.dim()),
         ]),
-        (None, Some(error)) => Line::styled(error.as_str(), theme.error()),
+        (None, Some(_)) => Line::default(),
         (None, None) if !table.query_text.is_empty() => Line::from(vec![
             Span::styled("filter: ", theme.dim()),
             Span::raw(table.query_text.as_str()),
@@ -116,6 +128,24 @@ pub fn render(
         (None, None) => Line::styled("/ filter  s sort  r reverse  Enter detail", theme.dim()),
     };
     Paragraph::new(filter_line).render(filter_area, buf);
+}
+
+/// The refused line with the offending token marked, and a caret under it followed by
+/// why.
+fn render_filter_error(error: &QueryError, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let pointer = FilterError::new(&error.text, error.position, error.length, String::new());
+    let (shown, carets) = pointer.pointer();
+    let lines = vec![
+        Line::from(vec![Span::styled("/", theme.key()), Span::raw(shown)]),
+        Line::from(vec![
+            Span::raw(" "),
+            Span::styled(carets, theme.error()),
+            Span::raw(" "),
+            Span::styled(error.message.as_str(), theme.error()),
+            Span::styled("  (/ to edit, Esc to dismiss)", theme.dim()),
+        ]),
+    ];
+    Paragraph::new(lines).render(area, buf);
 }
 
 #[cfg(test)]
@@ -150,6 +180,32 @@ mod tests {
         });
         insta::assert_snapshot!(screen);
         assert!(screen.contains("Connections 4 of 410"), "{screen}");
+    }
+
+    #[test]
+    fn a_refused_filter_puts_a_caret_under_the_offending_token() {
+        let model = fixtures::flooded();
+        let text_line = "state syn-recv and sprot = :80";
+        let Err(error) = Query::parse(text_line) else {
+            panic!("{text_line} was accepted")
+        };
+        let ui = Ui {
+            filter_error: Some(error),
+            ..Ui::default()
+        };
+        let screen = text(80, 22, |area, buf| {
+            render(&model, &ui, &mut Scroll::default(), &Theme::MONO, area, buf)
+        });
+        let lines: Vec<&str> = screen.lines().collect();
+        let caret_line = lines[lines.len() - 1];
+        assert_eq!(lines[lines.len() - 2], format!("/{text_line}"));
+        let column = caret_line.find('^').unwrap_or(0);
+        assert_eq!(
+            &lines[lines.len() - 2][column..column + 5],
+            "sprot",
+            "{screen}"
+        );
+        assert!(caret_line.contains("^^^^^ "), "{screen}");
     }
 
     #[test]

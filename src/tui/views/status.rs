@@ -1,7 +1,8 @@
 //! The status line: what the view can and cannot see. The poll interval, how long the
 //! last poll took, whether kernel destroy events are on, whether process names are
 //! partial, whether the display is paused, and the last poll error (the view stays up
-//! and the poller retries).
+//! and the poller retries). In a replay, it starts with the position in the recording,
+//! and a one-off notice (a refused key, a kill's result) comes before the rest.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -18,6 +19,35 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
     let status = &model.status;
     let dim = |text: &'static str| Span::styled(text, theme.dim());
     let mut spans = Vec::new();
+    if let Some(playback) = &ui.playback {
+        let state = if playback.playing { "▶" } else { "⏸" };
+        spans.push(Span::styled(
+            format!(
+                " REPLAY {state} {}/{} +{} {}x ",
+                playback.poll,
+                playback.total,
+                short_duration(playback.elapsed),
+                playback.speed
+            ),
+            theme.selected(),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    if let Some(record) = &ui.confirm_close {
+        spans.push(Span::styled(
+            format!(
+                "Close {}? y/N",
+                crate::tui::app::connection_name(&record.endpoints())
+            ),
+            theme.error(),
+        ));
+        Paragraph::new(Line::from(spans)).render(area, buf);
+        return;
+    }
+    if let Some(notice) = &ui.notice {
+        spans.push(Span::styled(notice.clone(), theme.warning()));
+        spans.push(dim("  "));
+    }
     if ui.paused {
         spans.push(Span::styled(
             format!(" PAUSED ({} behind) ", ui.behind),
