@@ -72,7 +72,8 @@ pub fn parse_batch(
             NLMSG_DONE => {
                 // A dump that failed part-way ends with a negative errno in DONE.
                 if let Some(errno) = read_i32(payload, 0).filter(|e| *e < 0) {
-                    return Err(ParseError::Kernel(-errno));
+                    // i32::MIN has no negation: any i32 may come in.
+                    return Err(ParseError::Kernel(errno.saturating_neg()));
                 }
                 batch.done = true;
                 return Ok(batch);
@@ -382,6 +383,13 @@ mod tests {
         assert_eq!(acknowledgement(&bytes, 6), Ok(Some(libc::EPERM)));
         assert_eq!(acknowledgement(&bytes, 8), Ok(None));
         assert!(acknowledgement(&bytes[..20], 7).is_err());
+    }
+
+    #[test]
+    fn a_done_with_the_most_negative_errno_is_an_error_not_a_panic() {
+        let mut failed_done = done(3, 0);
+        failed_done[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(collect(&failed_done, 3), Err(ParseError::Kernel(i32::MAX)));
     }
 
     #[test]

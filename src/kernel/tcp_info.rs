@@ -124,7 +124,8 @@ pub fn parse_reply(bytes: &[u8]) -> anyhow::Result<TcpInfo> {
     if kind == NLMSG_ERROR {
         let errno = message.get(..4).context("truncated netlink error")?;
         let errno = i32::from_ne_bytes([errno[0], errno[1], errno[2], errno[3]]);
-        return Err(io::Error::from_raw_os_error(-errno))
+        // Any i32 may come in: i32::MIN has no negation.
+        return Err(io::Error::from_raw_os_error(errno.saturating_neg()))
             .context("the kernel has no such socket any more");
     }
     if kind != SOCK_DIAG_BY_FAMILY {
