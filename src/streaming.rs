@@ -1,5 +1,6 @@
 //! The `--watch` mode: runs the poller and writes each poll's transitions as they
-//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly).
+//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly, even when there is
+//! nothing to write).
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::kernel::sockdiag::SockDiag;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
 use crate::report::stream::{Format, StreamWriter};
 
@@ -27,6 +29,11 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
             .context("installing the SIGINT/SIGTERM handlers")?;
     }
 
+    // A kernel that cannot answer sock_diag never will: say so and stop, rather than
+    // print a failed poll every interval.
+    SockDiag::open()
+        .and_then(|mut diag| diag.probe())
+        .context("asking the kernel for TCP sockets")?;
     let filter = cli.filter();
     let format = if cli.json {
         Format::Ndjson
@@ -50,6 +57,9 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         let message = match receiver.recv_timeout(STOP_CHECK) {
             Ok(message) => message,
+            // A quiet stream writes nothing for a long time, so a write would not tell
+            // it that its reader (`| head`) left: look.
+            Err(RecvTimeoutError::Timeout) if stdout_reader_gone() => return Ok(()),
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
@@ -78,4 +88,18 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     }
     writer.flush()?;
     Ok(())
+}
+
+/// Whether standard output is a pipe or socket whose reading end is closed: the kernel
+/// flags such a writing end with POLLERR or POLLHUP (`pipe_poll` in fs/pipe.c). A
+/// terminal or a file never is.
+fn stdout_reader_gone() -> bool {
+    let mut poll = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a zero timeout: it never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }

@@ -32,6 +32,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::procfs::ProcessMap;
+use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
 use crate::poller::{Poller, PollerConfig};
 use crate::snapshot::SocketRecord;
@@ -54,6 +55,11 @@ pub enum Ending {
 
 /// Runs the view until the user quits or a signal arrives.
 pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
+    // Before the screen is taken: a kernel that cannot answer sock_diag gets a message
+    // on the normal screen and exit status 2, not a view that can never fill.
+    SockDiag::open()
+        .and_then(|mut diag| diag.probe())
+        .context("asking the kernel for TCP sockets")?;
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
