@@ -7,10 +7,11 @@
 //! | no sock_diag (`socket` refused) | every mode exits 2 naming CONFIG_INET_DIAG and tcp_diag; nothing on stdout |
 //! | destroy-event subscription refused | `--watch` notes it once on stderr and goes on polling |
 //! | a poll fails (no descriptor left) | an `error` line; the next poll succeeds, with no false closes |
+//! | ENOBUFS on the event socket | an `events_lost` line; the polls resynchronise |
 //! | the reader of stdout goes away | every streaming mode ends quietly with status 0 |
 
+mod fault;
 mod lab;
-mod seccomp;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
@@ -20,8 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use fault::{Refusal, set_descriptor_limit};
 use lab::Lab;
-use seccomp::Refusal;
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -36,7 +37,7 @@ fn tcpscope(args: &[&str]) -> Command {
 /// while if it has not ended by itself.
 fn run_refused(args: &[&str], refusals: &[Refusal]) -> Result<Output> {
     let mut command = tcpscope(args);
-    seccomp::refuse(&mut command, refusals);
+    fault::refuse(&mut command, refusals);
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -116,14 +117,19 @@ impl Watch {
 
     /// Reads lines until one of `kind`, returning those before it as well.
     fn until(&self, kind: &str) -> Result<(Vec<Value>, Value)> {
+        let deadline = Instant::now() + PATIENCE;
         let mut before = Vec::new();
-        loop {
+        while Instant::now() < deadline {
             let line = self.next(&format!("{kind} line"))?;
             if line["type"] == kind {
                 return Ok((before, line));
             }
             before.push(line);
         }
+        bail!(
+            "no {kind} line within {PATIENCE:?} ({} other lines)",
+            before.len()
+        )
     }
 
     fn pid(&self) -> libc::pid_t {
@@ -160,7 +166,7 @@ fn a_refused_destroy_subscription_is_noted_once_and_watch_goes_on() -> Result<()
     let _lab = Lab::enter()?;
     let listener = TcpListener::bind("127.0.0.1:7400")?;
     let mut command = tcpscope(&["--watch", "--json", "--interval", "100ms"]);
-    seccomp::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
+    fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
     let watch = Watch::start(command)?;
 
     for _ in 0..3 {
@@ -194,27 +200,6 @@ fn a_refused_destroy_subscription_is_noted_once_and_watch_goes_on() -> Result<()
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     Ok(())
-}
-
-/// Sets the soft limit on open descriptors of a running process; returns the old one.
-fn set_descriptor_limit(pid: libc::pid_t, soft: u64) -> Result<libc::rlimit> {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit reads and writes the two structs given.
-    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("reading the descriptor limit");
-    }
-    let new = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("lowering the descriptor limit");
-    }
-    Ok(old)
 }
 
 #[test]
@@ -259,6 +244,50 @@ fn a_poll_that_fails_is_reported_and_the_next_one_succeeds_without_false_closes(
     );
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+    Ok(())
+}
+
+/// Destroy events take about 400 bytes of queue each, and the queue is at most twice
+/// `net.core.rmem_max` (4 MiB on the project's machine): this many overflow it.
+const SOCKETS: usize = 60_000;
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(SOCKETS)?;
+    let watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "200ms"]))?;
+    let (_, before) = watch.until("counts")?;
+    let established = before["counts"]["ESTABLISHED"].as_u64().unwrap_or_default();
+
+    // Stopped, tcpscope cannot read while every socket is reset at once: more destroy
+    // events than its queue holds (ENOBUFS on its next read).
+    // SAFETY: kill(2) on the child this test started, then on the lab's holders.
+    unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
+    for &holder in crowd.holders() {
+        unsafe { libc::kill(holder, libc::SIGKILL) };
+    }
+    lab.wait_for_count(lab::TcpState::Established, 0, lab::SETTLE)?;
+    unsafe { libc::kill(watch.pid(), libc::SIGCONT) };
+    let (_, lost) = watch.until("events_lost")?;
+    let mut last = before.clone();
+    for _ in 0..3 {
+        last = watch.until("counts")?.1;
+    }
+    let (status, stderr) = watch.stop()?;
+
+    assert!(established >= SOCKETS as u64, "{before}");
+    assert!(lost["count"].as_u64().unwrap_or_default() >= 1, "{lost}");
+    assert_eq!(last["counts"]["ESTABLISHED"], 0, "{last}");
+    assert!(status.success(), "{status}: {stderr}");
     Ok(())
 }
 

@@ -1,17 +1,23 @@
-//! Makes the kernel refuse chosen system calls to a child process: a seccomp filter,
-//! installed between `fork` and `exec`, that answers them with an errno. Everything else
-//! the child does reaches the real kernel, so a test sees how tcpscope meets a kernel
-//! that lacks a feature or forbids it, with no change to tcpscope.
+//! Faults made at the system-call boundary, for tests of the real binary.
+//!
+//! [`refuse`] makes the kernel refuse chosen system calls to a child process: a seccomp
+//! filter, installed between `fork` and `exec`, that answers them with an errno.
+//! Everything else the child does reaches the real kernel, so a test sees how tcpscope
+//! meets a kernel that lacks a feature or forbids it, with no change to tcpscope.
+//! [`set_descriptor_limit`] takes a running process's file descriptors away (and gives
+//! them back), so that whatever it opens next fails with EMFILE.
 //!
 //! ```ignore
 //! let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
-//! seccomp::refuse(&mut command, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)]);
+//! fault::refuse(&mut command, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)]);
 //! ```
 
 #![allow(dead_code)]
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+
+use anyhow::{Context, Result};
 
 /// One system call to refuse: its number, the argument values that must all match
 /// (index, low 32 bits), and the errno to answer with.
@@ -137,4 +143,25 @@ pub fn refuse(command: &mut Command, refusals: &[Refusal]) {
             Ok(())
         });
     }
+}
+
+/// Sets the soft limit on open descriptors of a running process; returns the old one.
+pub fn set_descriptor_limit(pid: libc::pid_t, soft: u64) -> Result<libc::rlimit> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes the two structs given.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the descriptor limit");
+    }
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("lowering the descriptor limit");
+    }
+    Ok(old)
 }
