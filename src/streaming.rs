@@ -75,6 +75,9 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
                     );
                 }
                 let at = update.snapshot.taken_at;
+                if update.took > cli.interval {
+                    writer.slow_poll(at, update.took, cli.interval)?;
+                }
                 if update.event_overflows > 0 {
                     writer.events_lost(at, update.event_overflows)?;
                 }

@@ -236,11 +236,12 @@ impl Walk {
     }
 }
 
-/// The inode of a socket descriptor's link target, `socket:[<inode>]`.
+/// The inode of a socket descriptor's link target, `socket:[<inode>]`, read from
+/// `/proc/<pid>/fd/<fd>`; `None` for any other target.
 ///
 /// Socket inodes come from the kernel's `get_next_ino()`, an unsigned int, which is why
 /// sock_diag reports them as u32.
-fn socket_inode(target: &[u8]) -> Option<u32> {
+pub fn socket_inode(target: &[u8]) -> Option<u32> {
     let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     sys::parse_decimal(digits)
 }
