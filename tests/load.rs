@@ -187,13 +187,22 @@ fn poll_time(screen: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn press(terminal: &mut Terminal, key: &[u8], shown: &str) -> Result<Duration> {
+/// Presses `key` and returns how long until the screen shows `shown` and no longer
+/// `gone`.
+fn press(terminal: &mut Terminal, key: &[u8], shown: &str, gone: &str) -> Result<Duration> {
     let pressed = Instant::now();
     terminal.send(key)?;
-    terminal.wait_for(Duration::from_secs(10), shown, |screen| {
-        screen.contains(shown)
-    })?;
-    Ok(pressed.elapsed())
+    loop {
+        let screen = terminal.contents();
+        if screen.contains(shown) && !screen.contains(gone) {
+            return Ok(pressed.elapsed());
+        }
+        ensure!(
+            pressed.elapsed() < Duration::from_secs(10),
+            "{shown:?} did not appear:\n{screen}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Runs the view for `duration` in a 120x40 terminal, while `churn` keeps the counts
@@ -219,12 +228,18 @@ fn measure_view(duration: Duration, churn: &mut dyn FnMut()) -> Result<(Drawing,
         thread::sleep(Duration::from_millis(50));
         if !pressed && started.elapsed() > duration / 2 {
             pressed = true;
-            drawing
-                .key_answers
-                .push(press(&mut terminal, b"2", " Connections ")?);
-            drawing
-                .key_answers
-                .push(press(&mut terminal, b"1", "SYN_RECV watch")?);
+            drawing.key_answers.push(press(
+                &mut terminal,
+                b"2",
+                "┌ Connections",
+                "┌ SYN_RECV watch",
+            )?);
+            drawing.key_answers.push(press(
+                &mut terminal,
+                b"1",
+                "┌ SYN_RECV watch",
+                "┌ Connections",
+            )?);
             last_change = Instant::now();
             last_screen = terminal.contents();
             continue;
@@ -246,6 +261,11 @@ fn measure_view(duration: Duration, churn: &mut dyn FnMut()) -> Result<(Drawing,
     let status = terminal.wait(Duration::from_secs(10))?;
     ensure!(status.success(), "the view ended with {status}");
     Ok((drawing, used))
+}
+
+/// A duration to the millisecond, for the figures.
+fn ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn bytes_per_socket(empty: &Sample, loaded: &Sample) -> f64 {
@@ -292,11 +312,11 @@ fn at_200k_sockets_watch_and_the_view_keep_their_interval() -> Result<()> {
         "load: {total} sockets ({ESTABLISHED} ESTABLISHED in child processes, {SYN_RECV} SYN_RECV, {TIME_WAIT} TIME_WAIT) built in {built:.1?}"
     );
     println!(
-        "load: --watch --interval 1s: {} polls in {MEASURE:?}, longest gap {:.0?}, poll median {:.0?} longest {:.0?}, {} slow; RSS {} KiB ({} KiB empty, peak {} KiB): {:.0} bytes per socket; last counts {}",
+        "load: --watch --interval 1s: {} polls in {MEASURE:?}, longest gap {:?}, poll median {:?} longest {:?}, {} slow; RSS {} KiB ({} KiB empty, peak {} KiB): {:.0} bytes per socket; last counts {}",
         watch.polls,
-        watch.longest_gap,
-        watch.median_poll,
-        watch.longest_poll,
+        ms(watch.longest_gap),
+        ms(watch.median_poll),
+        ms(watch.longest_poll),
         watch.slow_polls,
         watch_loaded.rss_kib,
         watch_empty.rss_kib,
@@ -305,11 +325,11 @@ fn at_200k_sockets_watch_and_the_view_keep_their_interval() -> Result<()> {
         watch.most
     );
     println!(
-        "load: view --interval 1s: {} screen changes in {MEASURE:?}, longest gap {:.0?}, polls shown {:?}, keys answered in {:.0?}; RSS {} KiB ({} KiB empty, peak {} KiB): {:.0} bytes per socket",
+        "load: view --interval 1s: {} screen changes in {MEASURE:?}, longest gap {:?}, polls shown {:?}, keys answered in {:?}; RSS {} KiB ({} KiB empty, peak {} KiB): {:.0} bytes per socket",
         view.changes,
-        view.longest_gap,
+        ms(view.longest_gap),
         view.polls,
-        view.key_answers,
+        view.key_answers.iter().copied().map(ms).collect::<Vec<_>>(),
         view_loaded.rss_kib,
         view_empty.rss_kib,
         view_loaded.peak_kib,
@@ -393,11 +413,11 @@ fn a_flood_of_50k_syns_a_second_does_not_make_watch_fall_behind() -> Result<()> 
     let rate = sent as f64 / flooded.as_secs_f64();
 
     println!(
-        "flood: {sent} forged SYNs in {flooded:.1?} ({rate:.0}/s) at one listener, syncookies on overflow; --watch --interval 1s: {} polls, longest gap {:.0?}, poll median {:.0?} longest {:.0?}, {} slow; SYN_RECV up to {most_half_open}; RSS {} KiB",
+        "flood: {sent} forged SYNs in {flooded:.1?} ({rate:.0}/s) at one listener, syncookies on overflow; --watch --interval 1s: {} polls, longest gap {:?}, poll median {:?} longest {:?}, {} slow; SYN_RECV up to {most_half_open}; RSS {} KiB",
         pace.polls,
-        pace.longest_gap,
-        pace.median_poll,
-        pace.longest_poll,
+        ms(pace.longest_gap),
+        ms(pace.median_poll),
+        ms(pace.longest_poll),
         pace.slow_polls,
         used.rss_kib,
     );
