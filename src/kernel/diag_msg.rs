@@ -72,7 +72,8 @@ pub fn parse_batch(
             NLMSG_DONE => {
                 // A dump that failed part-way ends with a negative errno in DONE.
                 if let Some(errno) = read_i32(payload, 0).filter(|e| *e < 0) {
-                    return Err(ParseError::Kernel(-errno));
+                    // i32::MIN has no negation: any i32 may come in.
+                    return Err(ParseError::Kernel(errno.saturating_neg()));
                 }
                 batch.done = true;
                 return Ok(batch);
@@ -349,6 +350,19 @@ mod tests {
         let mut bytes = done(3, 0);
         bytes[16..20].copy_from_slice(&(-libc::EINTR).to_ne_bytes());
         assert_eq!(collect(&bytes, 3), Err(ParseError::Kernel(libc::EINTR)));
+    }
+
+    #[test]
+    fn a_done_or_error_with_the_most_negative_errno_is_an_error_not_a_panic() {
+        let mut failed_done = done(3, 0);
+        failed_done[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(collect(&failed_done, 3), Err(ParseError::Kernel(i32::MAX)));
+        let mut error_message = error(3, 0);
+        error_message[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(
+            collect(&error_message, 3),
+            Err(ParseError::Kernel(i32::MAX))
+        );
     }
 
     #[test]
