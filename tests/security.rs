@@ -1,7 +1,8 @@
 //! What tcpscope may do to the machine it inspects: it runs no other program and
 //! creates, changes or removes no file. Checked two ways: the source outside its tests
 //! has no call that could (a review aid that fails loudly when one appears), and every
-//! mode, run under `strace` in a lab namespace, makes no such system call.
+//! mode, run under `strace` in a lab namespace, makes no such system call. Run with
+//! fewer rights, it says what it cannot see.
 //!
 //! Fails, never skips, without root or without `strace`.
 
@@ -285,5 +286,38 @@ fn no_mode_starts_a_program_or_writes_a_file() -> Result<()> {
     }
     let found = misdeeds(&read_trace(&trace)?);
     ensure!(found.is_empty(), "the view:\n{}", found.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn run_as_nobody_it_says_which_processes_it_could_not_read() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let lab = Lab::enter()?;
+    // Held by this (root) process, which nobody may not inspect.
+    let listener = lab.listener_v4()?;
+    let port = listener.addr.port().to_string();
+
+    for args in [&["--grep", "listen", "-p"][..], &["--json", "-p"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(output.status.success(), "{args:?}: {stderr}");
+        ensure!(
+            stdout.contains(&port),
+            "{args:?} did not list the listener: {stdout}"
+        );
+        ensure!(
+            stderr.contains("processes could not be read")
+                && stderr.contains("run as root to see all"),
+            "{args:?}: {stderr}"
+        );
+        ensure!(stderr.lines().count() == 1, "{args:?}: {stderr}");
+    }
     Ok(())
 }
