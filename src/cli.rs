@@ -2,11 +2,14 @@
 //!
 //! Parsing only: nothing here touches the kernel or the terminal.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-use crate::filter::{Comparison, Condition, Filter, Side};
+use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
+use crate::kernel::netns::NetnsSpec;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -29,6 +32,42 @@ pub struct Cli {
     #[arg(long, value_name = "STATES", value_parser = parse_states)]
     pub grep: Option<StateSet>,
 
+    /// Keep the sockets an ss-style expression matches, e.g. 'state syn-recv and
+    /// ( dport = :443 or sport = :8080 ) and dst 10.0.0.0/8'. Alone, prints them as a
+    /// table like --grep; combines with --grep, --json, --watch and the other filters.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    pub filter: Option<Filter>,
+
+    /// Close the sockets an ss-style expression matches (SOCK_DESTROY, as `ss -K`).
+    /// Without --yes, only prints what it would close. Never closes a LISTEN socket
+    /// unless the expression names the state: 'state listen and sport = :8080'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json", "serve", "all_netns"])]
+    pub kill: Option<Expression>,
+
+    /// With --kill: really close the sockets (needs CAP_NET_ADMIN).
+    #[arg(long, requires = "kill")]
+    pub yes: bool,
+
+    /// With --watch: also append every poll to FILE, a recording that --replay shows
+    /// again. Appends to an existing recording; a file that is not one is refused.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "watch",
+        conflicts_with = "all_netns"
+    )]
+    pub record: Option<PathBuf>,
+
+    /// Past this size a recording moves to FILE.1 (replacing it) and FILE starts anew:
+    /// 64M, 500K, 1G, or bytes.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "record")]
+    pub record_max_size: u64,
+
+    /// Replay a recording made with --record: the stream --watch printed (NDJSON with
+    /// --json), filtered by --filter, --grep and the port flags. Needs no privileges.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"])]
+    pub replay: Option<PathBuf>,
+
     /// Print one JSON document: counts for all states, every socket, kernel counters
     /// (with --watch: one JSON object per line).
     #[arg(long)]
@@ -37,6 +76,21 @@ pub struct Cli {
     /// Print every state transition as it happens, one line each, until interrupted.
     #[arg(long)]
     pub watch: bool,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9464),
+    /// headless, until interrupted.
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_serve_address, conflicts_with_all = ["watch", "json", "grep"])]
+    pub serve: Option<SocketAddr>,
+
+    /// Inspect another network namespace: a name from /run/netns, a path such as
+    /// /proc/PID/ns/net, or a process id.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = NetnsSpec::parse, conflicts_with = "all_netns")]
+    pub netns: Option<NetnsSpec>,
+
+    /// Inspect the network namespaces of all processes (containers), each labelled
+    /// (with --json, --grep, --watch or --serve).
+    #[arg(long)]
+    pub all_netns: bool,
 
     /// Time between polls: 250ms, 1s, 2.5s, 1m (at least 50ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
@@ -92,17 +146,29 @@ pub enum Mode {
     Json,
     /// `--watch`: a stream of transitions, as text or (with `--json`) NDJSON.
     Watch,
+    /// `--serve`: Prometheus metrics over HTTP.
+    Serve,
+    /// `--kill`: close matching sockets (or, without `--yes`, list them).
+    Kill,
+    /// `--replay`: a recording's stream.
+    Replay,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.watch {
+        if self.replay.is_some() {
+            Mode::Replay
+        } else if self.kill.is_some() {
+            Mode::Kill
+        } else if self.serve.is_some() {
+            Mode::Serve
+        } else if self.watch {
             Mode::Watch
         } else if self.json {
             Mode::Json
-        } else if self.grep.is_some() {
+        } else if self.grep.is_some() || self.filter.is_some() {
             Mode::Grep
         } else {
             Mode::Interactive
@@ -131,13 +197,44 @@ impl Cli {
         ];
         let condition = conditions.into_iter().flatten().reduce(Condition::and);
         let only_one_family = self.ipv4 || self.ipv6;
-        Filter {
+        let flags = Filter {
             states: self.grep.unwrap_or_else(StateSet::all),
             ipv4: !only_one_family || self.ipv4,
             ipv6: !only_one_family || self.ipv6,
             condition,
+        };
+        match &self.filter {
+            Some(expression) => flags.and(expression.clone()),
+            None => flags,
         }
     }
+}
+
+/// A filter expression; the error shows the expression with a caret under the
+/// offending token.
+fn parse_filter(expression: &str) -> Result<Filter, String> {
+    filter::parse(expression).map_err(|error| error.to_string())
+}
+
+/// A size in bytes, with an optional binary suffix: `500K`, `64M`, `1G`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, multiplier) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1u64 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|bytes| *bytes >= 4096)
+        .ok_or_else(|| format!("'{text}' is not a size of at least 4K; write e.g. 500K, 64M or 1G"))
+}
+
+fn parse_kill(expression: &str) -> Result<Expression, String> {
+    filter::parse_expression(expression).map_err(|error| error.to_string())
 }
 
 fn parse_states(list: &str) -> Result<StateSet, String> {
@@ -171,6 +268,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(value * seconds_per_unit)
         .map_err(|_| format!("'{text}' is out of range"))
+}
+
+fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an address and port; write e.g. 127.0.0.1:9464 or [::]:9464")
+    })
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -253,6 +356,100 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_expression_alone_prints_a_table_and_combines_with_the_other_flags() {
+        let cli = parse(&[
+            "--filter",
+            "state listen or dport = :443",
+            "--grep",
+            "listen,estab",
+        ])
+        .unwrap();
+        assert_eq!(cli.mode(), Mode::Grep);
+        let filter = cli.filter();
+        assert_eq!(
+            filter.states.iter().collect::<Vec<_>>(),
+            [State::Listen, State::Established]
+        );
+        assert!(filter.condition.is_some());
+        assert_eq!(
+            parse(&["--filter", "sport = :22"]).unwrap().mode(),
+            Mode::Grep
+        );
+        assert_eq!(
+            parse(&["--json", "--filter", "sport = :22"])
+                .unwrap()
+                .mode(),
+            Mode::Json
+        );
+    }
+
+    #[test]
+    fn a_bad_filter_expression_is_a_usage_error_pointing_at_the_token() {
+        let error = parse(&["--filter", "state estab and dport = :http"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let message = error.to_string();
+        assert!(
+            message.contains("'http'") || message.contains("':http'"),
+            "{message}"
+        );
+        assert!(
+            message.contains("  state estab and dport = :http\n                          ^^^^^"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn kill_takes_an_expression_and_yes_only_goes_with_it() {
+        let cli = parse(&["--kill", "state listen and sport = :8080", "--yes"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Kill);
+        assert!(cli.yes);
+        assert!(cli.kill.unwrap().named_states.contains(State::Listen));
+        assert_eq!(parse(&["--yes"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--kill", "sport = :1", "--json"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(parse(&["--kill", "sport = "]).unwrap_err().exit_code(), 2);
+        let with_grep = parse(&["--kill", "sport = :1", "--grep", "estab"]).unwrap();
+        assert_eq!(with_grep.mode(), Mode::Kill);
+    }
+
+    #[test]
+    fn record_goes_with_watch_and_replay_is_a_mode_of_its_own() {
+        let cli = parse(&["--watch", "--record", "x.rec", "--record-max-size", "1M"]).unwrap();
+        assert_eq!(cli.record.as_deref(), Some(std::path::Path::new("x.rec")));
+        assert_eq!(cli.record_max_size, 1 << 20);
+        assert_eq!(parse(&["--record", "x.rec"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--json", "--record", "x.rec"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let cli = parse(&["--replay", "x.rec", "--json", "--filter", "sport = :80"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Replay);
+        assert_eq!(
+            parse(&["--replay", "x.rec", "--watch"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("500k"), Ok(500 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("1K").is_err(), "below 4K");
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
     fn intervals_are_human_durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
@@ -289,6 +486,36 @@ mod tests {
         assert_eq!(cli.thresholds().accept_queue_full_ratio, 0.5);
         assert_eq!(
             parse(&["--accept-queue-full", "2"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn serve_takes_an_address_and_port_and_is_a_mode_of_its_own() {
+        let cli = parse(&["--serve", "127.0.0.1:9464"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Serve);
+        assert_eq!(cli.serve, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(parse(&["--serve", "[::]:9464", "-4", "--port", "80"]).is_ok());
+        assert_eq!(parse(&["--serve", "9464"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--serve", "127.0.0.1:9464", "--watch"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_namespace_is_named_one_way_or_all_are_asked_for() {
+        let cli = parse(&["--json", "--netns", "4242"]).unwrap();
+        assert_eq!(cli.netns, Some(NetnsSpec::Pid(4242)));
+        let cli = parse(&["--grep", "listen", "--netns", "blue"]).unwrap();
+        assert_eq!(cli.netns, Some(NetnsSpec::Name("blue".into())));
+        assert!(parse(&["--json", "--all-netns"]).unwrap().all_netns);
+        assert_eq!(
+            parse(&["--json", "--netns", "1", "--all-netns"])
                 .unwrap_err()
                 .exit_code(),
             2

@@ -9,15 +9,24 @@
 //! poll. [`watch`] reads snapshots for trouble (half-open connections per listener and
 //! whether a SYN flood is under way) and keeps the bounded history of counts and
 //! transitions that the live view draws. [`tcp`] names the protocol's states and holds
-//! its state machine; [`cli`] parses the command line.
+//! its state machine; [`cli`] parses the command line. [`serve`] serves the latest
+//! polls as Prometheus metrics, and [`namespaces`] picks the network namespaces a run
+//! reads (`--netns`, `--all-netns`). [`kill`] is the `--kill` mode, which closes the
+//! sockets a filter matches through [`kernel::destroy`]; [`record`] writes the polls to
+//! a recording and reads them back for `--replay`.
 
+pub mod all_netns;
 pub mod cli;
 pub mod diff;
 pub mod filter;
 pub mod kernel;
+pub mod kill;
+pub mod namespaces;
 pub mod oneshot;
 pub mod poller;
+pub mod record;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 pub mod streaming;
 pub mod tcp;

@@ -7,14 +7,23 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
 use tcpscope::oneshot::{self, Outcome};
-use tcpscope::streaming;
-use tcpscope::tui;
+use tcpscope::{namespaces, serve, streaming, tui};
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    keep_large_allocations_out_of_the_heap();
+    if let Err(error) = namespaces::check_supported(&cli) {
+        return exit_status(Err(error));
+    }
+    // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
+    if cli.mode() != Mode::Serve
+        && let Err(error) = namespaces::enter_chosen(&cli)
+    {
+        return exit_status(Err(error));
+    }
     match cli.mode() {
         Mode::Interactive if !io::stdout().is_terminal() => {
             eprintln!(
@@ -28,6 +37,12 @@ fn main() -> ExitCode {
         Mode::Watch => {
             exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
         }
+        Mode::Replay => exit_status(streaming::replay(&cli, io::stdout().lock())),
+        Mode::Serve => exit_status(
+            cli.serve
+                .map_or(Ok(()), |address| serve::run(&cli, address))
+                .map(|()| Outcome::Matched),
+        ),
         _ => {
             let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
             let outcome = oneshot::run(&cli, &mut out);
@@ -70,4 +85,17 @@ fn is_closed_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The live modes run for hours while each poll allocates and frees buffers of a few
+/// hundred KiB. glibc's malloc raises its mmap threshold each time such a buffer is
+/// freed, after which they come from the heap, whose high-water mark never shrinks:
+/// resident memory ratchets up with the largest burst seen. A fixed threshold keeps
+/// large buffers in their own mappings, returned to the kernel when freed.
+fn keep_large_allocations_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tuning; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }

@@ -8,14 +8,19 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
+use crate::all_netns;
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
-use crate::report::json::{Document, KernelCounters, RenderedSockets};
+use crate::kill;
+use crate::namespaces::Namespaces;
+use crate::report::json::{
+    Document, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
+};
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::watch::SynWatch;
+use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
@@ -29,10 +34,18 @@ pub enum Outcome {
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    if cli.all_netns
+        && let Namespaces::All(namespaces) = Namespaces::chosen(cli)?
+    {
+        let outcome = all_netns::run(cli, &namespaces, out)?;
+        out.flush()?;
+        return Ok(outcome);
+    }
     let outcome = match cli.mode() {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
-        Mode::Interactive | Mode::Watch => {
+        Mode::Kill => kill::run(cli, out)?,
+        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay => {
             anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
         }
     };
@@ -112,13 +125,27 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
         let snapshot = Snapshot::new(taken_at, sockets);
         let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
+        let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |inode| {
+            let process = processes.as_ref()?.lookup(inode)?;
+            Some(Owner {
+                pid: process.pid,
+                name: process.name.clone(),
+            })
+        });
         Document {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
-            syn_watch: &syn_watch,
+            syn_watch: SynWatchSection::One(&syn_watch),
+            namespaces: None,
         }
-        .write(out)?;
+        .write_with_leaks(
+            out,
+            Some(LeaksSection {
+                leaks: &leaks,
+                with_processes: processes.is_some(),
+            }),
+        )?;
         Ok(Outcome::Matched)
     })
 }
@@ -131,7 +158,7 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
 
 /// Maps socket inodes to processes, saying once on stderr when some processes could
 /// not be read.
-fn scan_processes() -> anyhow::Result<ProcessMap> {
+pub(crate) fn scan_processes() -> anyhow::Result<ProcessMap> {
     let map = ProcessMap::scan().context("mapping sockets to processes through /proc")?;
     if map.is_partial() {
         let _ = writeln!(

@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,14 +20,18 @@ use crate::cli::MIN_INTERVAL;
 use crate::diff::{DestroyedSocket, Differ, Transition};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
+use crate::kernel::netns::NetnsHandle;
 use crate::kernel::procfs::{self, TcpExt};
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::tcp::StateSet;
 use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
+/// Destroy events held for the next poll at most. Beyond this (a consumer far behind
+/// under heavy churn) further events are dropped and reported as lost, like a kernel
+/// queue overflow, so that falling behind costs bounded memory: about 1 MiB here.
+const MAX_PENDING_EVENTS: usize = 16 * 1024;
 /// How often a poller whose consumer is behind tries again to hand over an update.
 const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
@@ -35,9 +39,9 @@ const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
     pub interval: Duration,
-    /// Family and port conditions apply to the dump. States do not: the diff needs
-    /// every state to follow a connection through them, so consumers filter
-    /// transitions and counts by state themselves.
+    /// Family, port and address conditions apply to the dump. States do not: the diff
+    /// needs every state to follow a connection through them, so consumers filter
+    /// transitions and counts by state themselves ([`Filter::matches_endpoints`]).
     pub filter: Filter,
     /// Subscribe to destroy events so that connections that open and close between
     /// two polls are still seen.
@@ -66,8 +70,8 @@ pub struct Update {
     /// How long the dump, diff and analysis took.
     pub took: Duration,
     pub events: EventStatus,
-    /// How often the event queue overflowed since the last update: events were lost,
-    /// and the poll resynchronised the state.
+    /// How often events were lost since the last update (the kernel's queue overflowed,
+    /// or more were pending than the poller holds); the poll resynchronised the state.
     pub event_overflows: u32,
 }
 
@@ -97,6 +101,48 @@ impl Poller {
     /// poller waits for it instead of piling up updates (and memory); the next poll
     /// then starts late, and its update says so through `took` and the tick it missed.
     pub fn spawn(config: PollerConfig, updates: SyncSender<Message>) -> io::Result<Poller> {
+        Self::start(
+            config,
+            Box::new(move |message| updates.try_send(message)),
+            || true,
+        )
+    }
+
+    /// Starts polling on a new thread that first enters the network namespace
+    /// `netns` (none: the caller's), and offers each message to `deliver`, which
+    /// works like [`SyncSender::try_send`] (a full consumer makes the poller wait and
+    /// offer again). Fails if the namespace cannot be entered.
+    ///
+    /// The thread enters the namespace before it opens any netlink socket or `/proc`
+    /// file: a netlink socket belongs to the namespace it was created in.
+    pub fn spawn_in(
+        netns: Option<Arc<NetnsHandle>>,
+        config: PollerConfig,
+        deliver: impl FnMut(Message) -> Result<(), TrySendError<Message>> + Send + 'static,
+    ) -> anyhow::Result<Poller> {
+        let (entered, outcome) = mpsc::sync_channel(1);
+        let poller = Self::start(config, Box::new(deliver), move || {
+            let result = match &netns {
+                Some(netns) => netns.enter(),
+                None => Ok(()),
+            };
+            let ok = result.is_ok();
+            let _ = entered.send(result);
+            ok
+        })
+        .context("starting the poller thread")?;
+        outcome
+            .recv()
+            .context("the poller thread ended before entering its namespace")??;
+        Ok(poller)
+    }
+
+    /// Spawns the thread: `prepare` runs on it first, and the loop only if it succeeds.
+    fn start(
+        config: PollerConfig,
+        deliver: Deliver,
+        prepare: impl FnOnce() -> bool + Send + 'static,
+    ) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
             stop: AtomicBool::new(false),
@@ -105,7 +151,11 @@ impl Poller {
             .name("tcpscope-poller".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || PollLoop::new(config, shared, updates).run()
+                move || {
+                    if prepare() {
+                        PollLoop::new(config, shared, deliver).run();
+                    }
+                }
             })?;
         Ok(Poller {
             shared,
@@ -138,11 +188,15 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Where the poller thread offers its messages, with [`SyncSender::try_send`]'s
+/// answers: taken, full (offer again later), or nobody listens any more.
+type Deliver = Box<dyn FnMut(Message) -> Result<(), TrySendError<Message>> + Send>;
+
 /// The poller thread's state.
 struct PollLoop {
     config: PollerConfig,
     shared: Arc<Shared>,
-    updates: SyncSender<Message>,
+    deliver: Deliver,
     diag: Option<SockDiag>,
     events: Option<DestroyEvents>,
     event_status: EventStatus,
@@ -155,7 +209,7 @@ struct PollLoop {
 }
 
 impl PollLoop {
-    fn new(config: PollerConfig, shared: Arc<Shared>, updates: SyncSender<Message>) -> PollLoop {
+    fn new(config: PollerConfig, shared: Arc<Shared>, deliver: Deliver) -> PollLoop {
         let (events, event_status) = if config.destroy_events {
             match DestroyEvents::subscribe(config.filter.ipv4, config.filter.ipv6) {
                 Ok(events) => (Some(events), EventStatus::Subscribed),
@@ -168,7 +222,7 @@ impl PollLoop {
         PollLoop {
             config,
             shared,
-            updates,
+            deliver,
             diag: None,
             events,
             event_status,
@@ -207,7 +261,7 @@ impl PollLoop {
     /// whether polling should go on.
     fn deliver(&mut self, mut message: Message) -> bool {
         loop {
-            match self.updates.try_send(message) {
+            match (self.deliver)(message) {
                 Ok(()) => return true,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(returned)) => {
@@ -249,8 +303,10 @@ impl PollLoop {
         let Some(events) = &mut self.events else {
             return;
         };
-        match events.drain(&mut self.destroyed_records) {
-            Ok(drained) => self.overflows += drained.overflows,
+        match events.drain_up_to(&mut self.destroyed_records, MAX_PENDING_EVENTS) {
+            Ok(drained) => {
+                self.overflows += drained.overflows + u32::from(drained.dropped > 0);
+            }
             Err(error) => {
                 self.event_status = EventStatus::Refused(error.to_string());
                 self.events = None;
@@ -263,10 +319,7 @@ impl PollLoop {
         self.drain_events();
         let started = Instant::now();
         let taken_at = SystemTime::now();
-        let dump_filter = Filter {
-            states: StateSet::all(),
-            ..self.config.filter.clone()
-        };
+        let dump_filter = self.config.filter.ignoring_states();
         let diag = match &mut self.diag {
             Some(diag) => diag,
             None => self

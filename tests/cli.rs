@@ -134,3 +134,66 @@ fn every_malformed_command_line_exits_2_with_a_message_and_no_output() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn a_bad_filter_expression_shows_the_expression_with_a_caret_under_the_culprit() {
+    let output = tcpscope(&[
+        "--filter",
+        "state syn-recv and ( dport = :443 or sprot = :8080 )",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown word 'sprot'"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let shown = lines
+        .iter()
+        .position(|line| line.trim_start().starts_with("state syn-recv"))
+        .unwrap_or_else(|| panic!("the expression is not shown: {stderr}"));
+    let column = lines[shown].find("sprot").unwrap();
+    assert_eq!(lines[shown + 1].find('^'), Some(column), "{stderr}");
+    assert_eq!(lines[shown + 1].trim(), "^^^^^", "{stderr}");
+}
+
+/// Filter expressions that must be refused with exit 2 before touching the kernel.
+const MALFORMED_FILTERS: &[&str] = &[
+    "",
+    "   ",
+    "state",
+    "state nope",
+    "sport",
+    "sport = ",
+    "sport = :65536",
+    "sport = http",
+    "dport >> :80",
+    "src 10.0.0.0/33",
+    "dst ::1/129",
+    "dst 10.0.0.256",
+    "src *",
+    "src [::1",
+    "src < 10.0.0.1",
+    "( sport = :80",
+    "sport = :80 )",
+    "( )",
+    "and sport = :80",
+    "sport = :80 or",
+    "not",
+    "sport = :80 and and dport = :1",
+    "dev lo",
+    "=",
+];
+
+#[test]
+fn every_malformed_filter_expression_exits_2_with_a_message_and_no_output() {
+    for expression in MALFORMED_FILTERS {
+        for mode in [&["--filter"][..], &["--json", "--filter"]] {
+            let args: Vec<&str> = mode.iter().copied().chain([*expression]).collect();
+            let output = tcpscope(&args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
+            assert!(stderr.contains('^'), "{args:?}: no caret: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        }
+    }
+}

@@ -27,6 +27,17 @@ struct EveryState {
     _held: Vec<Box<dyn std::any::Any>>,
 }
 
+impl EveryState {
+    /// The port of the IPv4 listener, the one the forged SYNs went to.
+    fn ipv4_listener_port(&self) -> Result<u16> {
+        self.entries
+            .iter()
+            .find(|e| e.state == TcpState::Listen && e.local.is_ipv4())
+            .map(|e| e.local.port())
+            .context("no IPv4 listener")
+    }
+}
+
 /// Builds LISTEN and ESTABLISHED (IPv4 and IPv6), FIN_WAIT2 + CLOSE_WAIT, TIME_WAIT,
 /// FIN_WAIT1, LAST_ACK, SYN_SENT and SYN_RECV, and waits until `ss` shows exactly them.
 fn every_state(lab: &Lab) -> Result<EveryState> {
@@ -337,12 +348,7 @@ fn grep_with_nothing_matching_prints_nothing_and_exits_1() -> Result<()> {
 fn port_and_family_filters_keep_only_matching_sockets() -> Result<()> {
     let lab = Lab::enter()?;
     let built = every_state(&lab)?;
-    let listener_port = built
-        .entries
-        .iter()
-        .find(|e| e.state == TcpState::Listen && e.local.is_ipv4())
-        .map(|e| e.local.port())
-        .context("no IPv4 listener")?;
+    let listener_port = built.ipv4_listener_port()?;
 
     let on_port = json_entries(&json(&["--json", "--port", &listener_port.to_string()])?)?;
     let expected: Vec<Entry> = built
@@ -381,12 +387,7 @@ fn port_and_family_filters_keep_only_matching_sockets() -> Result<()> {
 fn the_kernel_applies_the_port_filter_itself() -> Result<()> {
     let lab = Lab::enter()?;
     let built = every_state(&lab)?;
-    let listener_port = built
-        .entries
-        .iter()
-        .find(|e| e.state == TcpState::Listen && e.local.is_ipv4())
-        .map(|e| e.local.port())
-        .context("no IPv4 listener")?;
+    let listener_port = built.ipv4_listener_port()?;
     // Ask the kernel directly, without the user-space check `snapshot` adds.
     let request = DumpRequest {
         states: StateSet::all(),

@@ -98,6 +98,29 @@ pub fn parse_batch(
     Ok(batch)
 }
 
+/// Looks for the kernel's answer to a request sent with `NLM_F_ACK` (such as
+/// `SOCK_DESTROY`): the `NLMSG_ERROR` message of sequence number `sequence`, whose
+/// errno is 0 on success. `None` when `bytes` holds no such message.
+pub fn acknowledgement(bytes: &[u8], sequence: u32) -> Result<Option<i32>, ParseError> {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let at = offset;
+        let header = read_header(bytes, at)?;
+        let payload = &bytes[at + NLMSG_HEADER_BYTES..at + header.length];
+        offset += header.length.next_multiple_of(4).min(bytes.len() - at);
+        if header.sequence != sequence || header.kind != NLMSG_ERROR {
+            continue;
+        }
+        let errno = read_i32(payload, 0).ok_or(ParseError::Truncated {
+            offset: at,
+            needed: 4,
+            available: payload.len(),
+        })?;
+        return Ok(Some(errno.saturating_neg()));
+    }
+    Ok(None)
+}
+
 struct Header {
     length: usize,
     kind: u16,
@@ -363,6 +386,16 @@ mod tests {
             collect(&error_message, 3),
             Err(ParseError::Kernel(i32::MAX))
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_carries_the_errno_of_its_own_request() {
+        let mut bytes = encode::error(6, libc::EPERM);
+        bytes.extend(encode::error(7, 0));
+        assert_eq!(acknowledgement(&bytes, 7), Ok(Some(0)));
+        assert_eq!(acknowledgement(&bytes, 6), Ok(Some(libc::EPERM)));
+        assert_eq!(acknowledgement(&bytes, 8), Ok(None));
+        assert!(acknowledgement(&bytes[..20], 7).is_err());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Drained {
     /// How many times the kernel said it had to drop events because the queue was
     /// full (ENOBUFS). The number of events lost is not known, only that some were.
     pub overflows: u32,
+    /// Events read but dropped because the caller's limit was reached.
+    pub dropped: u64,
 }
 
 impl DestroyEvents {
@@ -98,12 +100,27 @@ impl DestroyEvents {
     /// Reads every queued event without blocking, appending the destroyed sockets (in
     /// their final state, usually CLOSED) to `out`.
     pub fn drain(&mut self, out: &mut Vec<SocketRecord>) -> Result<Drained, EventError> {
+        self.drain_up_to(out, usize::MAX)
+    }
+
+    /// Like [`DestroyEvents::drain`], but `out` never grows past `limit` records:
+    /// further events are read and dropped, and counted in [`Drained::dropped`], so
+    /// that a consumer that falls behind costs bounded memory, not a growing backlog.
+    pub fn drain_up_to(
+        &mut self,
+        out: &mut Vec<SocketRecord>,
+        limit: usize,
+    ) -> Result<Drained, EventError> {
         let mut drained = Drained::default();
         loop {
             match self.socket.recv(&mut &mut self.buffer[..], 0) {
                 Ok(length) => {
                     diag_msg::parse_batch(&self.buffer[..length], BROADCAST_SEQUENCE, |r| {
-                        out.push(r)
+                        if out.len() < limit {
+                            out.push(r);
+                        } else {
+                            drained.dropped += 1;
+                        }
                     })?;
                 }
                 Err(error) => match error.raw_os_error() {

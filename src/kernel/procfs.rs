@@ -1,5 +1,6 @@
 //! What tcpscope reads from `/proc`: the TcpExt counters, the sysctls that bound listen
-//! queues, and which process holds each socket inode (for `-p`).
+//! queues, which process holds each socket inode (for `-p`), and which container a
+//! process runs in (for `--all-netns`).
 //!
 //! Each job lives in its own submodule, with the text parsing split from the file
 //! reading so that the parsers are testable on recorded and corrupted input. This module
@@ -9,11 +10,13 @@
 //! thread that has `unshare(CLONE_NEWNET)`ed sees its own namespace's. The process map
 //! covers the processes of the pid namespace `/proc` was mounted for.
 
+mod cgroup;
 mod netstat;
 mod processes;
 mod sys;
 mod sysctl;
 
+pub use cgroup::{Container, container_of};
 pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
 pub use processes::{Process, ProcessMap, socket_inode};
 pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};

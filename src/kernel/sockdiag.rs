@@ -113,13 +113,16 @@ impl DumpRequest {
     }
 
     /// The request for a user's filter: states and families as the request's own
-    /// fields, port conditions compiled to a filter program.
+    /// fields, port and address conditions compiled to a filter program (state tests
+    /// under `or` or `not` are left to user space; see [`Filter::kernel_condition`]).
     pub fn for_filter(filter: &Filter) -> DumpRequest {
         DumpRequest {
             states: filter.states,
             ipv4: filter.ipv4,
             ipv6: filter.ipv6,
-            bytecode: filter.condition.as_ref().map(bytecode::compile),
+            bytecode: filter
+                .kernel_condition()
+                .map(|condition| bytecode::compile(&condition)),
         }
     }
 

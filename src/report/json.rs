@@ -13,9 +13,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
-use crate::watch::SynWatch;
+use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -52,18 +53,107 @@ impl KernelCounters {
 }
 
 /// Everything one `--json` document holds.
+///
+/// With `--all-netns`, `snapshot` holds every namespace's sockets (its counts are the
+/// totals), `kernel` is the namespace tcpscope runs in, and `namespaces` has each
+/// namespace's own.
 pub struct Document<'a> {
     pub snapshot: &'a Snapshot,
     /// The snapshot's sockets, already rendered (see [`RenderedSockets`]).
     pub sockets: &'a RenderedSockets<'a>,
     pub kernel: KernelCounters,
     /// Half-open connections per listener and the flood verdict.
-    pub syn_watch: &'a SynWatch,
+    pub syn_watch: SynWatchSection<'a>,
+    /// With `--all-netns`: each namespace read, with its own counts and counters.
+    pub namespaces: Option<&'a [NamespaceEntry]>,
+}
+
+/// The `syn_watch` object: one namespace's, or the listeners of several namespaces,
+/// each tagged with its namespace.
+pub enum SynWatchSection<'a> {
+    One(&'a SynWatch),
+    PerNamespace(Vec<(u64, &'a ListenerWatch)>),
+}
+
+impl Serialize for SynWatchSection<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            netns: u64,
+            #[serde(flatten)]
+            row: &'a ListenerWatch,
+        }
+        #[derive(Serialize)]
+        struct Section<'a> {
+            listeners: Vec<Tagged<'a>>,
+            host_notes: [HostNote; 0],
+        }
+        match self {
+            SynWatchSection::One(watch) => watch.serialize(serializer),
+            SynWatchSection::PerNamespace(rows) => Section {
+                listeners: rows
+                    .iter()
+                    .map(|&(netns, row)| Tagged { netns, row })
+                    .collect(),
+                // A one-shot reading has no counter rates, so no host notes.
+                host_notes: [],
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+/// One network namespace of an `--all-netns` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceEntry {
+    /// The namespace's inode, as each socket's `netns` gives it.
+    pub netns: u64,
+    /// A process in it (the lowest pid).
+    pub pid: u32,
+    pub container: Option<ContainerEntry>,
+    #[serde(serialize_with = "counts_by_name")]
+    pub counts: Counts,
+    pub kernel: KernelCounters,
+}
+
+/// The container a namespace belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerEntry {
+    pub runtime: &'static str,
+    pub id: String,
+}
+
+impl NamespaceEntry {
+    pub fn new(namespace: &NetNamespace, counts: Counts, kernel: KernelCounters) -> NamespaceEntry {
+        NamespaceEntry {
+            netns: namespace.inode,
+            pid: namespace.pid,
+            container: namespace.container.as_ref().map(|c| ContainerEntry {
+                runtime: c.runtime,
+                id: c.id.clone(),
+            }),
+            counts,
+            kernel,
+        }
+    }
+}
+
+fn counts_by_name<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok, S::Error> {
+    CountsByName(*counts).serialize(serializer)
 }
 
 impl Document<'_> {
     /// Writes the document and a final newline.
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        self.write_with_leaks(out, None)
+    }
+
+    /// Writes the document with a `close_wait_leaks` section (see [`LeaksSection`]).
+    pub fn write_with_leaks(
+        &self,
+        out: &mut impl Write,
+        leaks: Option<LeaksSection<'_>>,
+    ) -> io::Result<()> {
         out.write_all(b"{\"schema_version\":")?;
         serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
         out.write_all(b",\"taken_at\":")?;
@@ -75,7 +165,15 @@ impl Document<'_> {
         out.write_all(b"],\"kernel\":")?;
         serde_json::to_writer(&mut *out, &self.kernel)?;
         out.write_all(b",\"syn_watch\":")?;
-        serde_json::to_writer(&mut *out, self.syn_watch)?;
+        serde_json::to_writer(&mut *out, &self.syn_watch)?;
+        if let Some(namespaces) = self.namespaces {
+            out.write_all(b",\"namespaces\":")?;
+            serde_json::to_writer(&mut *out, namespaces)?;
+        }
+        if let Some(leaks) = leaks {
+            out.write_all(b",\"close_wait_leaks\":")?;
+            serde_json::to_writer(&mut *out, &leaks)?;
+        }
         out.write_all(b"}\n")
     }
 }
@@ -91,6 +189,8 @@ pub struct RenderedSockets<'a> {
     count: usize,
     /// Present with `-p`: adds `pid` and `process` to every socket.
     processes: Option<&'a ProcessMap>,
+    /// With `--all-netns`: the `netns` of the sockets pushed from now on.
+    netns: Option<u64>,
 }
 
 impl<'a> RenderedSockets<'a> {
@@ -99,6 +199,7 @@ impl<'a> RenderedSockets<'a> {
             bytes: Vec::new(),
             count: 0,
             processes,
+            netns: None,
         }
     }
 
@@ -109,6 +210,12 @@ impl<'a> RenderedSockets<'a> {
             rendered.push(socket);
         }
         rendered
+    }
+
+    /// Gives the sockets pushed from now on a `netns` field: the inode of the network
+    /// namespace they were read from (`--all-netns`).
+    pub fn set_netns(&mut self, netns: Option<u64>) {
+        self.netns = netns;
     }
 
     /// Forgets every socket rendered so far (the dump started over).
@@ -157,6 +264,10 @@ impl<'a> RenderedSockets<'a> {
         push_number(b, s.inode);
         b.extend_from_slice(b",\"cookie\":");
         push_number(b, s.cookie);
+        if let Some(netns) = self.netns {
+            b.extend_from_slice(b",\"netns\":");
+            push_number(b, netns);
+        }
         if let Some(processes) = self.processes {
             match processes.lookup(s.inode).filter(|_| s.inode != 0) {
                 Some(owner) => {
@@ -193,6 +304,69 @@ fn push_address(bytes: &mut Vec<u8>, address: IpAddr) {
             // Writing into a Vec cannot fail.
             let _ = write!(bytes, "{v6}");
         }
+    }
+}
+
+/// The `close_wait_leaks` object: CLOSE_WAIT sockets per process and per local port.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaksSection<'a> {
+    pub leaks: &'a CloseWaitLeaks,
+    /// Whether owners were looked up (`-p`); without, `processes` is empty rather than
+    /// one row of unknown owner.
+    pub with_processes: bool,
+}
+
+impl Serialize for LeaksSection<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Process<'a> {
+            pid: Option<i32>,
+            process: Option<&'a str>,
+            close_wait: u32,
+            oldest_seen_ms: u128,
+            growing: bool,
+            local_ports: &'a [u16],
+        }
+        #[derive(Serialize)]
+        struct Port {
+            local_port: u16,
+            close_wait: u32,
+            oldest_seen_ms: u128,
+            growing: bool,
+        }
+        #[derive(Serialize)]
+        struct Section<'a> {
+            processes: Vec<Process<'a>>,
+            ports: Vec<Port>,
+        }
+        let processes = if self.with_processes {
+            self.leaks
+                .processes
+                .iter()
+                .map(|row| Process {
+                    pid: row.owner.as_ref().map(|owner| owner.pid),
+                    process: row.owner.as_ref().map(|owner| owner.name.as_str()),
+                    close_wait: row.close_wait,
+                    oldest_seen_ms: row.oldest.as_millis(),
+                    growing: row.growing,
+                    local_ports: &row.local_ports,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ports = self
+            .leaks
+            .ports
+            .iter()
+            .map(|row| Port {
+                local_port: row.local_port,
+                close_wait: row.close_wait,
+                oldest_seen_ms: row.oldest.as_millis(),
+                growing: row.growing,
+            })
+            .collect();
+        Section { processes, ports }.serialize(serializer)
     }
 }
 
@@ -246,7 +420,11 @@ mod tests {
             snapshot,
             sockets: &RenderedSockets::of(&snapshot.sockets, None),
             kernel: counters(),
-            syn_watch: &SynWatch::of(snapshot, crate::watch::Thresholds::default()),
+            syn_watch: SynWatchSection::One(&SynWatch::of(
+                snapshot,
+                crate::watch::Thresholds::default(),
+            )),
+            namespaces: None,
         }
         .write(&mut out)
         .unwrap();
@@ -327,6 +505,53 @@ mod tests {
         assert_eq!(parsed[0]["retransmits"], 2);
         assert_eq!(parsed[1]["local_addr"], "fe80::1:2");
         assert_eq!(parsed[1]["remote_addr"], "::");
+    }
+
+    #[test]
+    fn close_wait_leaks_name_the_process_only_when_owners_were_looked_up() {
+        let mut held = socket(State::CloseWait, "10.0.0.1", 8080, "10.0.0.2", 5000);
+        held.inode = 7;
+        let snapshot = Snapshot::new(UNIX_EPOCH, vec![held]);
+        let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |_| {
+            Some(crate::watch::Owner {
+                pid: 42,
+                name: "java".into(),
+            })
+        });
+        let write = |with_processes| {
+            let mut out = Vec::new();
+            Document {
+                snapshot: &snapshot,
+                sockets: &RenderedSockets::of(&snapshot.sockets, None),
+                kernel: counters(),
+                syn_watch: SynWatchSection::One(&SynWatch::of(
+                    &snapshot,
+                    crate::watch::Thresholds::default(),
+                )),
+                namespaces: None,
+            }
+            .write_with_leaks(
+                &mut out,
+                Some(LeaksSection {
+                    leaks: &leaks,
+                    with_processes,
+                }),
+            )
+            .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let json = write(true);
+        let process = &json["close_wait_leaks"]["processes"][0];
+        assert_eq!(process["pid"], 42);
+        assert_eq!(process["process"], "java");
+        assert_eq!(process["close_wait"], 1);
+        assert_eq!(process["oldest_seen_ms"], 0);
+        assert_eq!(process["growing"], false);
+        assert_eq!(process["local_ports"], serde_json::json!([8080]));
+        assert_eq!(json["close_wait_leaks"]["ports"][0]["local_port"], 8080);
+        let json = write(false);
+        assert_eq!(json["close_wait_leaks"]["processes"], serde_json::json!([]));
+        assert_eq!(json["close_wait_leaks"]["ports"][0]["close_wait"], 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Outputs built from snapshots and transitions: the `--grep` table, the `--json`
-//! document and the `--watch` stream. Pure: they take values and write text.
+//! document, the `--watch` stream and the `--serve` metrics. Pure: they take values and write text.
 
 pub mod endpoint;
 pub mod json;
+pub mod metrics;
 pub mod stream;
 pub mod table;

@@ -25,6 +25,8 @@ pub struct StreamWriter<W: Write> {
     out: W,
     format: Format,
     states: StateSet,
+    /// With `--all-netns`: the namespace the lines written from now on are about.
+    netns: Option<u64>,
 }
 
 impl<W: Write> StreamWriter<W> {
@@ -33,6 +35,21 @@ impl<W: Write> StreamWriter<W> {
             out,
             format,
             states,
+            netns: None,
+        }
+    }
+
+    /// Names the network namespace (by inode) that the next lines are about: a
+    /// `netns` field in NDJSON, a column after the time in text (`--all-netns`).
+    pub fn set_netns(&mut self, netns: Option<u64>) {
+        self.netns = netns;
+    }
+
+    /// The time column, and the namespace's when there is one.
+    fn stamp(&self, at: SystemTime) -> String {
+        match self.netns {
+            Some(netns) => format!("{}  {netns}", clock(at)),
+            None => clock(at),
         }
     }
 
@@ -49,7 +66,7 @@ impl<W: Write> StreamWriter<W> {
             return Ok(());
         }
         match self.format {
-            Format::Ndjson => self.json_line(&TransitionLine::new(at, transition)),
+            Format::Ndjson => self.json_line(&TransitionLine::new(at, transition, self.netns)),
             Format::Text => self.text_transition(at, transition),
         }
     }
@@ -63,6 +80,7 @@ impl<W: Write> StreamWriter<W> {
         self.json_line(&CountsLine {
             kind: "counts",
             at: Rfc3339(at),
+            netns: self.netns,
             counts: CountsByName(counts.only(self.states)),
         })
     }
@@ -73,13 +91,14 @@ impl<W: Write> StreamWriter<W> {
             Format::Ndjson => self.json_line(&NoticeLine {
                 kind: "events_lost",
                 at: Rfc3339(at),
+                netns: self.netns,
                 message: "the kernel's destroy-event queue overflowed: connections that opened and closed since the last poll may be missing; resynchronised from the poll",
                 count: Some(overflows),
             }),
             Format::Text => writeln!(
                 self.out,
                 "{}  events lost: the kernel's event queue overflowed {overflows} time(s); resynchronised from the poll",
-                clock(at)
+                self.stamp(at)
             ),
         }
     }
@@ -90,10 +109,11 @@ impl<W: Write> StreamWriter<W> {
             Format::Ndjson => self.json_line(&NoticeLine {
                 kind: "error",
                 at: Rfc3339(at),
+                netns: self.netns,
                 message,
                 count: None,
             }),
-            Format::Text => writeln!(self.out, "{}  poll failed: {message}", clock(at)),
+            Format::Text => writeln!(self.out, "{}  poll failed: {message}", self.stamp(at)),
         }
     }
 
@@ -136,7 +156,7 @@ impl<W: Write> StreamWriter<W> {
         let endpoints = &t.endpoints;
         let mut line = format!(
             "{}  {:<7}  {:>11} → {:<11}  {:<22} {:<22}",
-            clock(at),
+            self.stamp(at),
             t.kind.name(),
             t.from.map_or("(new)", State::name),
             t.to.map_or("(gone)", State::name),
@@ -244,6 +264,35 @@ mod tests {
     }
 
     #[test]
+    fn with_several_namespaces_every_line_names_its_namespace() {
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Ndjson, StateSet::all());
+        writer.set_netns(Some(4026532201));
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        for transition in transitions() {
+            writer.transition(at, &transition).unwrap();
+        }
+        writer.counts(at, &Counts::default()).unwrap();
+        writer.poll_failed(at, "no").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(line["netns"], 4026532201u64, "{line}");
+        }
+        assert_eq!(text.lines().count(), 3);
+
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Text, StateSet::all());
+        writer.set_netns(Some(4026532201));
+        writer.transition(at, &transitions()[0]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("22:13:20.250  4026532201  changed  "),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_state_filter_keeps_transitions_into_or_out_of_its_states() {
         let text = render(Format::Ndjson, "LISTEN");
         let lines: Vec<&str> = text.lines().collect();
@@ -265,6 +314,8 @@ struct TransitionLine {
     #[serde(rename = "type")]
     kind_of_line: &'static str,
     at: Rfc3339,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
     kind: &'static str,
     family: &'static str,
     local_addr: String,
@@ -279,10 +330,11 @@ struct TransitionLine {
 }
 
 impl TransitionLine {
-    fn new(at: SystemTime, t: &Transition) -> TransitionLine {
+    fn new(at: SystemTime, t: &Transition, netns: Option<u64>) -> TransitionLine {
         TransitionLine {
             kind_of_line: "transition",
             at: Rfc3339(at),
+            netns,
             kind: t.kind.name(),
             family: t.endpoints.family.name(),
             local_addr: t.endpoints.local.0.to_string(),
@@ -303,6 +355,8 @@ struct CountsLine {
     #[serde(rename = "type")]
     kind: &'static str,
     at: Rfc3339,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
     counts: CountsByName,
 }
 
@@ -311,6 +365,8 @@ struct NoticeLine<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     at: Rfc3339,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u32>,

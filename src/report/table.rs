@@ -8,6 +8,9 @@ use super::endpoint::{Cell, Endpoint};
 use crate::kernel::procfs::ProcessMap;
 use crate::snapshot::{SocketRecord, Timer};
 
+/// The first column with `--all-netns`: the namespace's inode.
+const NETNS_HEADER: &str = "Netns";
+
 const HEADERS: [&str; 7] = [
     "State",
     "Local Address:Port",
@@ -63,20 +66,64 @@ pub fn write_table(
     sockets: &[SocketRecord],
     processes: Option<&ProcessMap>,
 ) -> io::Result<()> {
-    let columns = if processes.is_some() { 7 } else { 6 };
+    write_rows(out, || sockets.iter().map(|s| (None, s)), processes)
+}
+
+/// The table for several network namespaces (`--all-netns`): a first column names
+/// each socket's namespace by its inode. `groups` pairs a namespace's inode with its
+/// sockets.
+pub fn write_table_in_namespaces(
+    out: &mut impl Write,
+    groups: &[(u64, &[SocketRecord])],
+    processes: Option<&ProcessMap>,
+) -> io::Result<()> {
+    write_rows(
+        out,
+        || {
+            groups
+                .iter()
+                .flat_map(|(netns, sockets)| sockets.iter().map(|s| (Some(*netns), s)))
+        },
+        processes,
+    )
+}
+
+/// Writes the header and the rows `rows()` yields, in two passes: widths, then text.
+/// Rows with a namespace get the `Netns` column; `rows()` must yield the same rows
+/// each time.
+fn write_rows<'a, I>(
+    out: &mut impl Write,
+    rows: impl Fn() -> I,
+    processes: Option<&ProcessMap>,
+) -> io::Result<()>
+where
+    I: Iterator<Item = (Option<u64>, &'a SocketRecord)>,
+{
+    let with_netns = rows().next().is_some_and(|(netns, _)| netns.is_some());
     let mut widths = HEADERS.map(str::len);
-    for socket in sockets {
+    let mut netns_width = NETNS_HEADER.len();
+    for (netns, socket) in rows() {
         let row = Row::of(socket);
         for (width, cell) in widths.iter_mut().zip(&row.cells) {
             *width = (*width).max(cell.len());
         }
+        if let Some(netns) = netns {
+            netns_width = netns_width.max(Cell::of(netns).len());
+        }
     }
 
+    let columns = if processes.is_some() { 7 } else { 6 };
+    if with_netns {
+        write!(out, "{NETNS_HEADER:<netns_width$}  ")?;
+    }
     for (column, header) in HEADERS.iter().enumerate().take(columns) {
         write_cell(out, header, widths[column], column, columns)?;
     }
     out.write_all(b"\n")?;
-    for socket in sockets {
+    for (netns, socket) in rows() {
+        if let Some(netns) = netns {
+            write!(out, "{netns:<netns_width$}  ")?;
+        }
         let row = Row::of(socket);
         for (column, cell) in row.cells.iter().enumerate() {
             write_cell(out, cell.as_str(), widths[column], column, columns)?;
@@ -141,6 +188,25 @@ SYN_RECV  127.0.0.1:80        127.64.1.2:40000        0       0  on,812ms,1
 LISTEN    [::1]:443           [::]:*                  0       0  off
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn with_several_namespaces_a_first_column_names_each_sockets_namespace() {
+        let listener = socket(State::Listen, "0.0.0.0", 80, "0.0.0.0", 0);
+        let other = socket(State::Listen, "0.0.0.0", 8080, "0.0.0.0", 0);
+        let mut out = Vec::new();
+        write_table_in_namespaces(
+            &mut out,
+            &[(4026531840, &[listener][..]), (4026532201, &[other][..])],
+            None,
+        )
+        .unwrap();
+        let expected = "\
+Netns       State   Local Address:Port  Peer Address:Port  Recv-Q  Send-Q  Timer
+4026531840  LISTEN  0.0.0.0:80          0.0.0.0:*               0       0  off
+4026532201  LISTEN  0.0.0.0:8080        0.0.0.0:*               0       0  off
+";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]

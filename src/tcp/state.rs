@@ -200,6 +200,14 @@ impl StateSet {
         StateSet(self.0 | other.0)
     }
 
+    pub fn intersection(self, other: StateSet) -> StateSet {
+        StateSet(self.0 & other.0)
+    }
+
+    pub fn remove(&mut self, state: State) {
+        self.0 &= !(1 << state.kernel_number());
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

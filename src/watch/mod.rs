@@ -7,6 +7,8 @@
 //! turns two readings of the kernel's TcpExt counters into rates; [`syn_watch`] runs
 //! one poll of all that and holds the result the outputs show. [`history`] keeps the
 //! bounded per-poll counts and transitions the live view draws, in [`ring`]s.
+//! [`leaks`] counts CLOSE_WAIT sockets per process and port across polls and flags the
+//! processes that are not closing them.
 //!
 //! Everything here is pure: no kernel, no clock, no terminal. Snapshots, counter
 //! readings, transitions and the time between polls come in as values.
@@ -14,6 +16,7 @@
 pub mod counters;
 pub mod half_open_age;
 pub mod history;
+pub mod leaks;
 pub mod listeners;
 pub mod ring;
 pub mod syn_watch;
@@ -22,6 +25,7 @@ pub mod verdict;
 
 pub use counters::{CounterRates, Counters, HostNote};
 pub use history::{Event, History, Poll};
+pub use leaks::{CloseWaitLeaks, LeakWatcher, Owner, PortLeak, ProcessLeak};
 pub use listeners::{Listener, ListenerTable, SourceCount};
 pub use ring::Ring;
 pub use syn_watch::{ListenerWatch, SynWatch, SynWatcher};

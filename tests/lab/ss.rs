@@ -183,8 +183,13 @@ impl SsLine {
     pub fn entry(&self) -> Result<Entry> {
         let state = TcpState::from_ss_name(&self.state)
             .with_context(|| format!("ss printed an unknown state {:?}", self.state))?;
-        let local = self
-            .local
+        // ss prints a dual-stack socket bound to the IPv6 wildcard (not IPV6_V6ONLY)
+        // as `*:port`.
+        let local = match self.local.strip_prefix("*:") {
+            Some(port) => format!("[::]:{port}"),
+            None => self.local.clone(),
+        };
+        let local = local
             .parse()
             .with_context(|| format!("ss printed local address {:?}", self.local))?;
         let peer = if self.peer.ends_with(":*") {

@@ -1,0 +1,317 @@
+//! Other network namespaces: naming one (`--netns NAME|PATH|PID`), finding all of them
+//! (`--all-netns`), and moving the calling thread into one, the way `ip netns exec` and
+//! `nsenter --net` do.
+//!
+//! A netlink socket belongs to the namespace it was created in, and `/proc/thread-self/net`
+//! and `/proc/sys/net` follow the namespace of the thread that opens them. So the one
+//! thing that makes tcpscope read another namespace is [`NetnsHandle::enter`] on the
+//! thread that will open those, before it opens them; threads it spawns afterwards
+//! (the poller's) start in that namespace too. Nothing here dumps sockets or reads
+//! counters: that stays in [`super::sockdiag`] and [`super::procfs`].
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use super::procfs::Container;
+use super::procfs::container_of;
+
+/// Where `ip netns add NAME` keeps its namespaces.
+const NAMED_NAMESPACES: &str = "/run/netns";
+
+/// A network namespace as the outputs label it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetNamespace {
+    /// The namespace's inode number (what `ls -L -i /proc/<pid>/ns/net` and `lsns`
+    /// show): its identity for as long as it exists.
+    pub inode: u64,
+    /// A process in it, the lowest pid seen (a container's first process); 0 when the
+    /// namespace was named by a path or name and no process was looked up.
+    pub pid: u32,
+    /// The container that process runs in, when its cgroup path names one.
+    pub container: Option<Container>,
+}
+
+/// How the user named a namespace on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsSpec {
+    /// A name from `/run/netns` (`ip netns add`).
+    Name(String),
+    /// A namespace file, such as `/proc/1234/ns/net` or `/run/netns/blue`.
+    Path(PathBuf),
+    /// A process whose namespace to use.
+    Pid(u32),
+}
+
+impl NetnsSpec {
+    /// Reads `--netns`'s value: digits are a pid, anything with a `/` a path, and the
+    /// rest a name from `/run/netns`.
+    pub fn parse(text: &str) -> Result<NetnsSpec, String> {
+        if text.is_empty() {
+            return Err("an empty namespace name; give a name, a path or a pid".to_owned());
+        }
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse()
+                .map(NetnsSpec::Pid)
+                .map_err(|_| format!("'{text}' is not a process id"));
+        }
+        if text.contains('/') {
+            return Ok(NetnsSpec::Path(PathBuf::from(text)));
+        }
+        if text == "." || text == ".." {
+            return Err(format!("'{text}' is not a namespace name"));
+        }
+        Ok(NetnsSpec::Name(text.to_owned()))
+    }
+
+    /// The namespace file this names.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            NetnsSpec::Name(name) => Path::new(NAMED_NAMESPACES).join(name),
+            NetnsSpec::Path(path) => path.clone(),
+            NetnsSpec::Pid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+        }
+    }
+}
+
+/// Why a namespace could not be opened or entered.
+#[derive(Debug, Error)]
+pub enum NetnsError {
+    #[error("no network namespace at {path}{hint}", hint = not_found_hint(.path))]
+    NotFound { path: String },
+    #[error(
+        "reading other network namespaces needs privilege (run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE): {what}"
+    )]
+    Denied {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a network namespace")]
+    NotNetwork { path: String },
+    #[error("cannot open the network namespace at {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot enter the network namespace at {path}")]
+    Enter {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn not_found_hint(path: &str) -> &'static str {
+    if path.starts_with(NAMED_NAMESPACES) {
+        " (`ip netns list` shows the names)"
+    } else if path.starts_with("/proc/") {
+        " (no such process)"
+    } else {
+        ""
+    }
+}
+
+fn denied(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// An open network namespace: holding the file keeps the namespace alive, so it can
+/// be entered later even if its last process has exited.
+#[derive(Debug)]
+pub struct NetnsHandle {
+    pub namespace: NetNamespace,
+    file: File,
+    path: String,
+}
+
+impl NetnsHandle {
+    /// Opens the namespace `spec` names.
+    pub fn open(spec: &NetnsSpec) -> Result<NetnsHandle, NetnsError> {
+        let path = spec.path();
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => NetnsError::NotFound {
+                path: shown.clone(),
+            },
+            _ if denied(&source) => NetnsError::Denied {
+                what: format!("opening {shown}"),
+                source,
+            },
+            _ => NetnsError::Open {
+                path: shown.clone(),
+                source,
+            },
+        })?;
+        let inode = file
+            .metadata()
+            .map_err(|source| NetnsError::Open {
+                path: shown.clone(),
+                source,
+            })?
+            .ino();
+        let (pid, container) = match spec {
+            NetnsSpec::Pid(pid) => (*pid, read_container(*pid)),
+            _ => (0, None),
+        };
+        Ok(NetnsHandle {
+            namespace: NetNamespace {
+                inode,
+                pid,
+                container,
+            },
+            file,
+            path: shown,
+        })
+    }
+
+    /// Moves the calling thread, and only it, into this namespace. Threads it spawns
+    /// from then on start there too; sockets it opened before stay where they were.
+    pub fn enter(&self) -> Result<(), NetnsError> {
+        // SAFETY: setns only reads its two integer arguments; the file is open.
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+            return Ok(());
+        }
+        let source = io::Error::last_os_error();
+        Err(match source.raw_os_error() {
+            Some(libc::EINVAL) => NetnsError::NotNetwork {
+                path: self.path.clone(),
+            },
+            _ if denied(&source) => NetnsError::Denied {
+                what: format!("entering {}", self.path),
+                source,
+            },
+            _ => NetnsError::Enter {
+                path: self.path.clone(),
+                source,
+            },
+        })
+    }
+}
+
+/// The distinct network namespaces of all processes.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// One per namespace, in the order of their lowest pid.
+    pub namespaces: Vec<NetnsHandle>,
+    /// Processes whose namespace tcpscope was not allowed to see.
+    pub forbidden: usize,
+}
+
+/// Walks `/proc/<pid>/ns/net` for every process and keeps one handle per namespace
+/// (deduplicated by inode), labelled with its lowest pid and that process's container.
+///
+/// Processes that exit during the walk are skipped; those tcpscope may not inspect are
+/// counted in [`Discovery::forbidden`].
+pub fn discover() -> io::Result<Discovery> {
+    let mut pids: Vec<u32> = fs::read_dir("/proc")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+
+    let mut seen = HashSet::new();
+    let mut discovery = Discovery::default();
+    for pid in pids {
+        let path = format!("/proc/{pid}/ns/net");
+        // Opening (not just stat-ing) keeps the namespace from vanishing before it is
+        // entered, and needs the same permission as entering it.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if denied(&error) => {
+                discovery.forbidden += 1;
+                continue;
+            }
+            // Exited, or a kernel thread in the middle of it: nothing to see.
+            Err(_) => continue,
+        };
+        let Ok(metadata) = file.metadata() else {
+            continue;
+        };
+        if !seen.insert(metadata.ino()) {
+            continue;
+        }
+        discovery.namespaces.push(NetnsHandle {
+            namespace: NetNamespace {
+                inode: metadata.ino(),
+                pid,
+                container: read_container(pid),
+            },
+            file,
+            path,
+        });
+    }
+    Ok(discovery)
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn current_inode() -> io::Result<u64> {
+    Ok(fs::metadata("/proc/thread-self/ns/net")?.ino())
+}
+
+fn read_container(pid: u32) -> Option<Container> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    container_of(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_named_by_pid_path_or_name() {
+        assert_eq!(NetnsSpec::parse("1234"), Ok(NetnsSpec::Pid(1234)));
+        assert_eq!(
+            NetnsSpec::parse("/proc/1/ns/net"),
+            Ok(NetnsSpec::Path("/proc/1/ns/net".into()))
+        );
+        assert_eq!(NetnsSpec::parse("blue"), Ok(NetnsSpec::Name("blue".into())));
+        assert_eq!(
+            NetnsSpec::Name("blue".into()).path(),
+            Path::new("/run/netns/blue")
+        );
+        assert_eq!(NetnsSpec::Pid(42).path(), Path::new("/proc/42/ns/net"));
+    }
+
+    #[test]
+    fn names_that_would_leave_run_netns_are_refused() {
+        assert!(NetnsSpec::parse("").is_err());
+        assert!(NetnsSpec::parse("..").is_err());
+        assert!(NetnsSpec::parse("99999999999999999999").is_err());
+        // A name with a slash is a path, taken as the user wrote it.
+        assert_eq!(NetnsSpec::parse("../x"), Ok(NetnsSpec::Path("../x".into())));
+    }
+
+    #[test]
+    fn a_missing_namespace_says_where_it_looked() {
+        let error =
+            NetnsHandle::open(&NetnsSpec::Name("tcpscope-no-such-namespace".into())).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("/run/netns/tcpscope-no-such-namespace"),
+            "{message}"
+        );
+        assert!(message.contains("ip netns list"), "{message}");
+    }
+
+    #[test]
+    fn a_file_that_is_no_namespace_cannot_be_entered() {
+        let handle = NetnsHandle::open(&NetnsSpec::Path("/proc/self/stat".into())).unwrap();
+        // Entering runs on a thread of its own, so that a success could not move the
+        // test harness's thread anywhere.
+        let result = std::thread::spawn(move || handle.enter().map_err(|e| e.to_string()))
+            .join()
+            .unwrap();
+        let message = result.unwrap_err();
+        assert!(
+            message.contains("not a network namespace") || message.contains("privilege"),
+            "{message}"
+        );
+    }
+}

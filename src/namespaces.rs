@@ -1,0 +1,69 @@
+//! Which network namespaces a run reads: the one tcpscope runs in, the one `--netns`
+//! names, or (`--all-netns`) those of every process. Opening and entering them is
+//! [`crate::kernel::netns`]'s job; this module turns the command line into handles and
+//! says on stderr what it could not see.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::Cli;
+use crate::kernel::netns::{self, NetnsHandle};
+
+/// The namespaces to read.
+#[derive(Debug)]
+pub enum Namespaces {
+    /// The namespace tcpscope runs in.
+    Current,
+    /// The one `--netns` named.
+    One(Arc<NetnsHandle>),
+    /// Every process's (`--all-netns`), in order of their lowest pid.
+    All(Vec<Arc<NetnsHandle>>),
+}
+
+impl Namespaces {
+    /// Opens what the command line asks for. Nothing is entered yet.
+    pub fn chosen(cli: &Cli) -> anyhow::Result<Namespaces> {
+        if cli.all_netns {
+            let discovery =
+                netns::discover().context("listing the processes' network namespaces in /proc")?;
+            if discovery.forbidden > 0 {
+                let _ = writeln!(
+                    io::stderr(),
+                    "tcpscope: note: the network namespace of {} processes could not be read (permission denied); sockets only they hold are left out",
+                    discovery.forbidden
+                );
+            }
+            return Ok(Namespaces::All(
+                discovery.namespaces.into_iter().map(Arc::new).collect(),
+            ));
+        }
+        match &cli.netns {
+            Some(spec) => Ok(Namespaces::One(Arc::new(NetnsHandle::open(spec)?))),
+            None => Ok(Namespaces::Current),
+        }
+    }
+}
+
+/// For the modes that read one namespace on the thread that runs them (`--grep`,
+/// `--json`, `--watch`, the interactive view): moves the calling thread into the
+/// namespace `--netns` names, so that every netlink socket and `/proc` file it opens
+/// from then on, and every thread it spawns, is that namespace's.
+pub fn enter_chosen(cli: &Cli) -> anyhow::Result<()> {
+    if let Some(spec) = &cli.netns {
+        NetnsHandle::open(spec)?.enter()?;
+    }
+    Ok(())
+}
+
+/// Refuses `--all-netns` where a mode cannot yet show several namespaces.
+pub fn check_supported(cli: &Cli) -> anyhow::Result<()> {
+    use crate::cli::Mode;
+    match cli.mode() {
+        Mode::Interactive if cli.all_netns => Err(anyhow::anyhow!(
+            "--all-netns works with --json, --grep, --watch and --serve; for the interactive view, pick one namespace with --netns"
+        )),
+        _ => Ok(()),
+    }
+}

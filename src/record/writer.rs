@@ -1,0 +1,413 @@
+//! `--record FILE`: appends every poll to a recording, as what changed since the
+//! previous poll, with a size cap and rotation.
+//!
+//! Each record is written whole and flushed before the next poll, so a tcpscope that
+//! crashes or is killed loses at most the record it was writing, which readers skip
+//! as a torn tail. Reopening a recording to append first cuts such a tail off, so that
+//! the new records are reachable. When a file reaches its cap it becomes `FILE.1`
+//! (replacing an older one) and a new `FILE` starts with a poll of every socket.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+
+use super::codec::{self, Entry, PollRecord, Sockets};
+use super::delta::SocketTable;
+use super::frame::{self, FrameReader, HeaderError, Next};
+use crate::poller::Update;
+
+/// The default cap on one recording file: about 15 minutes of a busy host's polls.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An open recording.
+pub struct Recorder {
+    path: PathBuf,
+    file: BufWriter<File>,
+    /// The current file's length.
+    length: u64,
+    max_bytes: u64,
+    /// The sockets of the last poll written; `None` when the next poll must be written
+    /// whole (a new file).
+    table: Option<SocketTable>,
+    payload: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Recorder {
+    /// Opens `path` to append to, creating it if need be. An existing file must be a
+    /// recording; a torn tail left by a crash is cut off first.
+    pub fn open(path: &Path, max_bytes: u64) -> anyhow::Result<Recorder> {
+        let shown = path.display();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("opening the recording {shown}"))?;
+        let existing = file
+            .metadata()
+            .with_context(|| format!("reading the size of {shown}"))?
+            .len();
+        let length = if existing == 0 {
+            file.write_all(&frame::header())
+                .with_context(|| format!("writing to {shown}"))?;
+            frame::HEADER_BYTES as u64
+        } else {
+            let end = intact_length(&mut file).with_context(|| {
+                format!("{shown} exists and is not a recording tcpscope can append to")
+            })?;
+            if end < existing {
+                file.set_len(end)
+                    .with_context(|| format!("cutting the torn end off {shown}"))?;
+            }
+            end
+        };
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+            length,
+            max_bytes: max_bytes.max(1),
+            table: None,
+            payload: Vec::new(),
+            frame: Vec::new(),
+        })
+    }
+
+    /// Appends one poll.
+    pub fn record_update(&mut self, update: &Update) -> anyhow::Result<()> {
+        let entry = self.poll_entry(update);
+        self.encode(&entry);
+        if self.must_rotate() {
+            self.rotate()?;
+            // A new file starts with every socket.
+            let entry = self.poll_entry(update);
+            self.encode(&entry);
+        }
+        self.write_frame()
+    }
+
+    /// Appends a failed poll.
+    pub fn record_failure(&mut self, at: SystemTime, message: &str) -> anyhow::Result<()> {
+        self.encode(&Entry::PollFailed {
+            at,
+            message: message.to_string(),
+        });
+        if self.must_rotate() {
+            self.rotate()?;
+        }
+        self.write_frame()
+    }
+
+    /// The record of a poll: every socket in a new file, else what changed.
+    fn poll_entry(&mut self, update: &Update) -> Entry {
+        let now = &update.snapshot.sockets;
+        let sockets = match &mut self.table {
+            Some(table) => {
+                let changes = table.changes_to(now);
+                table.replace(now);
+                Sockets::Changes(changes)
+            }
+            None => {
+                self.table = Some(SocketTable::of(now));
+                Sockets::All(now.clone())
+            }
+        };
+        Entry::Poll(PollRecord {
+            taken_at: update.snapshot.taken_at,
+            took: update.took,
+            events: update.events.clone(),
+            event_overflows: update.event_overflows,
+            counters: update.counters,
+            sockets,
+            transitions: update.transitions.clone(),
+        })
+    }
+
+    fn encode(&mut self, entry: &Entry) {
+        codec::encode(entry, &mut self.payload);
+        self.frame.clear();
+        frame::append_frame(&self.payload, &mut self.frame);
+    }
+
+    /// Whether the encoded record would take the file past its cap. A file always
+    /// gets at least one record, however large.
+    fn must_rotate(&self) -> bool {
+        self.length > frame::HEADER_BYTES as u64
+            && self.length + self.frame.len() as u64 > self.max_bytes
+    }
+
+    fn write_frame(&mut self) -> anyhow::Result<()> {
+        let shown = self.path.display();
+        self.file
+            .write_all(&self.frame)
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing to the recording {shown}"))?;
+        self.length += self.frame.len() as u64;
+        Ok(())
+    }
+
+    /// `FILE` becomes `FILE.1` and a new `FILE` starts.
+    fn rotate(&mut self) -> anyhow::Result<()> {
+        self.file
+            .flush()
+            .with_context(|| format!("writing to the recording {}", self.path.display()))?;
+        let older = rotated_path(&self.path);
+        fs::rename(&self.path, &older)
+            .with_context(|| format!("renaming {} to {}", self.path.display(), older.display()))?;
+        let mut file = File::create(&self.path)
+            .with_context(|| format!("creating the recording {}", self.path.display()))?;
+        file.write_all(&frame::header())
+            .with_context(|| format!("writing to {}", self.path.display()))?;
+        self.file = BufWriter::new(file);
+        self.length = frame::HEADER_BYTES as u64;
+        self.table = None;
+        Ok(())
+    }
+}
+
+/// Where a recording goes when it reaches its cap: `FILE.1`.
+pub fn rotated_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+/// The length of the part of the recording made of whole records.
+fn intact_length(file: &mut File) -> anyhow::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = match FrameReader::open(BufReader::new(&mut *file)) {
+        Ok(reader) => reader,
+        Err(HeaderError::Io(error)) => return Err(error.into()),
+        Err(error) => bail!(error),
+    };
+    loop {
+        match reader.next_frame()? {
+            Next::Frame(_) => continue,
+            Next::End | Next::Torn { .. } => return Ok(reader.offset()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::kernel::procfs::TcpExt;
+    use crate::poller::{EventStatus, Message};
+    use crate::record::{Replay, ReplayEnd};
+    use crate::snapshot::{Snapshot, SocketRecord, fixtures};
+    use crate::tcp::State;
+    use crate::watch::{SynWatch, Thresholds};
+
+    /// A fresh path in the system's temporary directory, removed (with its rotated
+    /// sibling) when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "tcpscope-record-{}-{}.rec",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            Scratch(std::env::temp_dir().join(name))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+            let _ = fs::remove_file(rotated_path(&self.0));
+        }
+    }
+
+    fn socket(cookie: u64, state: State) -> SocketRecord {
+        let mut socket = fixtures::socket(state, "127.0.0.1", 80, "127.64.0.1", cookie as u16);
+        socket.cookie = cookie;
+        socket
+    }
+
+    /// Poll `n`: sockets 1..=n+1, the oldest moving on to ESTABLISHED.
+    fn update(n: u64) -> Update {
+        let sockets: Vec<_> = (1..=n + 1)
+            .map(|cookie| {
+                let state = if cookie <= n {
+                    State::Established
+                } else {
+                    State::SynRecv
+                };
+                socket(cookie, state)
+            })
+            .collect();
+        let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_000 + n), sockets);
+        Update {
+            syn_watch: SynWatch::of(&snapshot, Thresholds::default()),
+            snapshot: Arc::new(snapshot),
+            transitions: Vec::new(),
+            counters: TcpExt {
+                syncookies_sent: n,
+                ..TcpExt::default()
+            },
+            took: Duration::from_millis(3),
+            events: EventStatus::Subscribed,
+            event_overflows: 0,
+        }
+    }
+
+    fn replay_all(path: &Path) -> (Vec<Update>, ReplayEnd) {
+        let mut replay = Replay::open(path, Thresholds::default()).unwrap();
+        let mut updates = Vec::new();
+        while let Some(replayed) = replay.next_poll().unwrap() {
+            match replayed.message {
+                Message::Update(update) => updates.push(*update),
+                Message::PollFailed(message) => panic!("unexpected failure {message}"),
+            }
+        }
+        (updates, replay.end().cloned().unwrap())
+    }
+
+    fn sorted(sockets: &[SocketRecord]) -> Vec<SocketRecord> {
+        let mut sockets = sockets.to_vec();
+        sockets.sort_by_key(|s| s.cookie);
+        sockets
+    }
+
+    #[test]
+    fn a_recording_replays_every_poll_with_its_sockets_and_counters() {
+        let scratch = Scratch::new();
+        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        for n in 0..5 {
+            recorder.record_update(&update(n)).unwrap();
+        }
+        recorder
+            .record_failure(UNIX_EPOCH + Duration::from_secs(2_000), "dump failed")
+            .unwrap();
+        drop(recorder);
+
+        let mut replay = Replay::open(&scratch.0, Thresholds::default()).unwrap();
+        for n in 0..5 {
+            let replayed = replay.next_poll().unwrap().unwrap();
+            let Message::Update(replayed) = replayed.message else {
+                panic!("poll {n} is not an update");
+            };
+            let expected = update(n);
+            assert_eq!(replayed.snapshot.taken_at, expected.snapshot.taken_at);
+            assert_eq!(
+                sorted(&replayed.snapshot.sockets),
+                sorted(&expected.snapshot.sockets)
+            );
+            assert_eq!(replayed.counters, expected.counters);
+            assert_eq!(replayed.took, expected.took);
+        }
+        let failure = replay.next_poll().unwrap().unwrap();
+        assert!(matches!(failure.message, Message::PollFailed(ref m) if m == "dump failed"));
+        assert!(replay.next_poll().unwrap().is_none());
+        assert_eq!(replay.end(), Some(&ReplayEnd::Complete));
+    }
+
+    #[test]
+    fn later_polls_are_written_as_changes_and_take_less_room() {
+        let scratch = Scratch::new();
+        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let big = |n| {
+            let mut update = update(0);
+            let sockets = (1..=200).map(|c| socket(c, State::Established)).collect();
+            update.snapshot = Arc::new(Snapshot::new(UNIX_EPOCH + Duration::from_secs(n), sockets));
+            update
+        };
+        recorder.record_update(&big(1)).unwrap();
+        let first = recorder.length;
+        recorder.record_update(&big(2)).unwrap();
+        let second = recorder.length - first;
+        assert!(first > 200 * 72, "the first poll holds every socket");
+        assert!(second < 200, "an unchanged poll is a few bytes: {second}");
+    }
+
+    #[test]
+    fn a_recording_cut_mid_record_replays_up_to_the_tear() {
+        let scratch = Scratch::new();
+        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut ends = Vec::new();
+        for n in 0..4 {
+            recorder.record_update(&update(n)).unwrap();
+            ends.push(recorder.length);
+        }
+        drop(recorder);
+        let whole = fs::read(&scratch.0).unwrap();
+        // Cut inside the fourth record.
+        let cut = (ends[2] + ends[3]) / 2;
+        fs::write(&scratch.0, &whole[..cut as usize]).unwrap();
+        let (updates, end) = replay_all(&scratch.0);
+        assert_eq!(updates.len(), 3);
+        assert!(matches!(end, ReplayEnd::Torn { offset, .. } if offset == ends[2]));
+    }
+
+    #[test]
+    fn appending_after_a_crash_cuts_the_torn_tail_so_new_polls_are_reachable() {
+        let scratch = Scratch::new();
+        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        for n in 0..2 {
+            recorder.record_update(&update(n)).unwrap();
+        }
+        drop(recorder);
+        let mut bytes = fs::read(&scratch.0).unwrap();
+        bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
+        fs::write(&scratch.0, &bytes).unwrap();
+
+        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        recorder.record_update(&update(7)).unwrap();
+        drop(recorder);
+        let (updates, end) = replay_all(&scratch.0);
+        assert_eq!(end, ReplayEnd::Complete);
+        assert_eq!(updates.len(), 3);
+        assert_eq!(
+            updates[2].snapshot.sockets.len(),
+            8,
+            "a reopened file starts whole"
+        );
+    }
+
+    #[test]
+    fn a_full_file_rotates_and_the_new_file_starts_with_every_socket() {
+        let scratch = Scratch::new();
+        let mut recorder = Recorder::open(&scratch.0, 2_000).unwrap();
+        for n in 0..20 {
+            recorder.record_update(&update(n)).unwrap();
+        }
+        drop(recorder);
+        let older = rotated_path(&scratch.0);
+        assert!(older.exists());
+        assert!(fs::metadata(&scratch.0).unwrap().len() <= 2_000);
+        assert!(fs::metadata(&older).unwrap().len() <= 2_000);
+        let (updates, end) = replay_all(&scratch.0);
+        assert_eq!(end, ReplayEnd::Complete);
+        let last = updates.last().unwrap();
+        assert_eq!(
+            last.snapshot.sockets.len(),
+            20,
+            "the newest file replays on its own"
+        );
+        let (older_updates, _) = replay_all(&older);
+        assert!(!older_updates.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_recording_is_never_appended_to() {
+        let scratch = Scratch::new();
+        fs::write(&scratch.0, b"precious notes").unwrap();
+        let error = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("not a recording"), "{error}");
+        assert_eq!(fs::read(&scratch.0).unwrap(), b"precious notes");
+    }
+}

@@ -1,0 +1,715 @@
+//! `--serve`: the numbers of the latest polls as Prometheus metrics, and the model
+//! they are rendered from.
+//!
+//! [`Metrics`] keeps what a scrape shows: per network namespace, the counts of the
+//! latest poll, every listener's queues, the transitions counted since start, the
+//! kernel's TcpExt counters and how polling itself is going. [`Metrics::render`] turns
+//! it into the Prometheus text format (version 0.0.4) with the `prometheus-client`
+//! crate's encoder. Pure: updates come in as values, text goes out; the HTTP side
+//! serves the rendered text as it is, so a scrape never costs a dump.
+//!
+//! Names and labels follow node_exporter's tcpstat collector in spirit
+//! (`node_tcp_connection_states{state}` is `tcpscope_connections{state,family}` here),
+//! with tcpscope's own state spelling (`SYN_RECV`, as `--grep` and `--json` print it).
+//! Every label is bounded: states, families, listeners and namespaces, never a
+//! connection's peer.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::diff::Transition;
+use crate::kernel::netns::NetNamespace;
+use crate::kernel::procfs::TcpExt;
+use crate::poller::Update;
+use crate::snapshot::{Family, Snapshot};
+use crate::tcp::State;
+use crate::watch::{ListenerTable, SynWatch};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The `from` label of a connection seen for the first time.
+pub const FROM_NEW: &str = "NEW";
+/// The `to` label of a connection that is gone.
+pub const TO_GONE: &str = "GONE";
+
+/// What the metrics show, for one or several network namespaces.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// By namespace inode (0 for the single namespace of [`Metrics::single`]), so that
+    /// the output's order is stable as namespaces come and go.
+    namespaces: BTreeMap<u64, NamespaceMetrics>,
+    /// Whether series carry a `netns` label: with `--all-netns`, where several
+    /// namespaces share one endpoint.
+    labelled: bool,
+}
+
+/// One namespace's latest poll and running totals.
+#[derive(Debug, Clone)]
+struct NamespaceMetrics {
+    namespace: Option<NetNamespace>,
+    /// Sockets per state and family of the latest poll.
+    connections: [[u64; 2]; 11],
+    listeners: Vec<ListenerRow>,
+    /// Transitions since start, by `from` and `to` (`None`: new, gone).
+    transitions: BTreeMap<(Option<State>, Option<State>), u64>,
+    tcpext: TcpExt,
+    polls: u64,
+    poll_errors: u64,
+    poll_duration: Duration,
+    last_poll: Option<SystemTime>,
+}
+
+/// One listening endpoint's numbers.
+#[derive(Debug, Clone, PartialEq)]
+struct ListenerRow {
+    local_addr: IpAddr,
+    local_port: u16,
+    half_open: u32,
+    accept_queue: u32,
+    backlog: u32,
+    distinct_sources: u32,
+    suspected_flood: bool,
+}
+
+/// The key of the one namespace of [`Metrics::single`].
+pub const SINGLE: u64 = 0;
+
+impl Metrics {
+    /// Metrics for the namespace tcpscope runs in (or the one `--netns` named), under
+    /// the key [`SINGLE`]: no `netns` label.
+    pub fn single() -> Metrics {
+        Metrics {
+            namespaces: BTreeMap::from([(SINGLE, NamespaceMetrics::new(None))]),
+            labelled: false,
+        }
+    }
+
+    /// Metrics for several namespaces, each series labelled with its namespace, which
+    /// is referred to by its inode from then on.
+    pub fn per_namespace(namespaces: impl IntoIterator<Item = NetNamespace>) -> Metrics {
+        let mut metrics = Metrics {
+            namespaces: BTreeMap::new(),
+            labelled: true,
+        };
+        for namespace in namespaces {
+            metrics.add(namespace);
+        }
+        metrics
+    }
+
+    /// Starts showing a namespace that appeared.
+    pub fn add(&mut self, namespace: NetNamespace) {
+        self.namespaces
+            .insert(namespace.inode, NamespaceMetrics::new(Some(namespace)));
+    }
+
+    /// Stops showing a namespace that is gone, with its series.
+    pub fn remove(&mut self, inode: u64) {
+        self.namespaces.remove(&inode);
+    }
+
+    /// Records a finished poll of namespace `key`. `table` is a reusable buffer for
+    /// grouping the snapshot's listeners.
+    pub fn observe(&mut self, key: u64, update: &Update, table: &mut ListenerTable) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            namespace.observe(update, table);
+        }
+    }
+
+    /// Records a failed poll of namespace `key`.
+    pub fn poll_failed(&mut self, key: u64) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            namespace.poll_errors += 1;
+        }
+    }
+
+    /// Whether any namespace has been polled successfully: before that there is
+    /// nothing worth a scrape.
+    pub fn has_polled(&self) -> bool {
+        self.namespaces
+            .values()
+            .any(|namespace| namespace.polls > 0)
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exposition(self.clone())));
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail, and every label here is valid.
+        let _ = prometheus_text::encode(&mut text, &registry);
+        text
+    }
+}
+
+impl NamespaceMetrics {
+    fn new(namespace: Option<NetNamespace>) -> NamespaceMetrics {
+        NamespaceMetrics {
+            namespace,
+            connections: [[0; 2]; 11],
+            listeners: Vec::new(),
+            transitions: BTreeMap::new(),
+            tcpext: TcpExt::default(),
+            polls: 0,
+            poll_errors: 0,
+            poll_duration: Duration::ZERO,
+            last_poll: None,
+        }
+    }
+
+    fn observe(&mut self, update: &Update, table: &mut ListenerTable) {
+        self.connections = connections(&update.snapshot);
+        self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+        for transition in &update.transitions {
+            *self.transitions.entry(step(transition)).or_default() += 1;
+        }
+        self.tcpext = update.counters;
+        self.polls += 1;
+        self.poll_duration = update.took;
+        self.last_poll = Some(update.snapshot.taken_at);
+    }
+}
+
+fn connections(snapshot: &Snapshot) -> [[u64; 2]; 11] {
+    let mut counts = [[0; 2]; 11];
+    for socket in &snapshot.sockets {
+        counts[socket.state.index()][family_index(socket.family)] += 1;
+    }
+    counts
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::Ipv4 => 0,
+        Family::Ipv6 => 1,
+    }
+}
+
+const FAMILIES: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+/// Every listener of the snapshot, quiet ones included (a scrape wants a series that
+/// stays, not one that appears when trouble starts), with the SYN watch's verdict,
+/// which remembers a flood across polls.
+fn listener_rows(
+    snapshot: &Snapshot,
+    syn_watch: &SynWatch,
+    table: &mut ListenerTable,
+) -> Vec<ListenerRow> {
+    let mut rows: Vec<ListenerRow> = table
+        .group(snapshot)
+        .into_iter()
+        // Half-open connections whose listener was not in the dump are the SYN
+        // watch's business; a listener metric needs a listener.
+        .filter(|listener| listener.listen_sockets > 0)
+        .map(|listener| ListenerRow {
+            local_addr: listener.local_addr,
+            local_port: listener.local_port,
+            half_open: listener.half_open,
+            accept_queue: listener.accept_queue,
+            backlog: listener.backlog,
+            distinct_sources: listener.distinct_sources,
+            suspected_flood: syn_watch
+                .listeners
+                .iter()
+                .any(|row| row.suspected_flood && row.listener.endpoint() == listener.endpoint()),
+        })
+        .collect();
+    rows.sort_by_key(|row| (row.local_port, row.local_addr));
+    rows
+}
+
+fn step(transition: &Transition) -> (Option<State>, Option<State>) {
+    (transition.from, transition.to)
+}
+
+/// Renders a [`Metrics`] through `prometheus-client`'s encoder.
+#[derive(Debug)]
+struct Exposition(Metrics);
+
+/// A label set: `(name, value)` pairs.
+type Labels<'a> = Vec<(&'static str, Cow<'a, str>)>;
+
+impl Exposition {
+    /// The labels every series of `namespace` starts with.
+    fn base<'a>(&self, namespace: &NamespaceMetrics) -> Labels<'a> {
+        match (&namespace.namespace, self.0.labelled) {
+            (Some(netns), true) => vec![("netns", Cow::Owned(netns.inode.to_string()))],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes one metric family: its descriptor, then one sample per namespace and
+    /// per label set `samples` yields for it.
+    fn family<'n, V>(
+        &'n self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        samples: impl Fn(&'n NamespaceMetrics) -> Vec<(Labels<'n>, V)>,
+    ) -> fmt::Result
+    where
+        V: Sample,
+    {
+        let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+        for namespace in self.0.namespaces.values() {
+            for (labels, value) in samples(namespace) {
+                let mut all = self.base(namespace);
+                all.extend(labels);
+                value.encode(metric.encode_family(&all)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value as a gauge or a counter sample.
+trait Sample {
+    fn encode(self, encoder: prometheus_client::encoding::MetricEncoder) -> fmt::Result;
+}
+
+struct Gauge(f64);
+struct Counter(u64);
+
+impl Sample for Gauge {
+    fn encode(self, encoder: prometheus_client::encoding::MetricEncoder) -> fmt::Result {
+        ConstGauge::new(self.0).encode(encoder)
+    }
+}
+
+impl Sample for Counter {
+    fn encode(self, encoder: prometheus_client::encoding::MetricEncoder) -> fmt::Result {
+        ConstCounter::new(self.0).encode(encoder)
+    }
+}
+
+fn gauge(value: impl Into<f64>) -> Gauge {
+    Gauge(value.into())
+}
+
+/// Only namespaces polled at least once have numbers to show.
+fn polled<T>(namespace: &NamespaceMetrics, samples: impl FnOnce() -> Vec<T>) -> Vec<T> {
+    if namespace.polls > 0 {
+        samples()
+    } else {
+        Vec::new()
+    }
+}
+
+/// A metric's name and help, and how to read its value from a `T`.
+type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
+/// The per-listener gauges: name, help, value.
+const LISTENER_GAUGES: [Described<ListenerRow, f64>; 5] = [
+    (
+        "tcpscope_listener_half_open",
+        "Half-open (SYN_RECV) connections waiting on the listener.",
+        |row| f64::from(row.half_open),
+    ),
+    (
+        "tcpscope_listener_accept_queue",
+        "Connections that completed the handshake and wait for accept() (Recv-Q of LISTEN).",
+        |row| f64::from(row.accept_queue),
+    ),
+    (
+        "tcpscope_listener_backlog",
+        "The accept queue's limit (Send-Q of LISTEN: listen()'s backlog, capped by somaxconn).",
+        |row| f64::from(row.backlog),
+    ),
+    (
+        "tcpscope_listener_distinct_sources",
+        "Distinct source addresses among the listener's half-open connections.",
+        |row| f64::from(row.distinct_sources),
+    ),
+    (
+        "tcpscope_listener_suspected_flood",
+        "1 when the SYN watch suspects a SYN flood on the listener, else 0.",
+        |row| if row.suspected_flood { 1.0 } else { 0.0 },
+    ),
+];
+
+/// The TcpExt counters: name, help, value.
+const TCPEXT_COUNTERS: [Described<TcpExt, u64>; 7] = [
+    (
+        "tcpscope_tcpext_syncookies_sent",
+        "SYN+ACKs answered with a SYN cookie (TcpExt SyncookiesSent).",
+        |c| c.syncookies_sent,
+    ),
+    (
+        "tcpscope_tcpext_syncookies_recv",
+        "ACKs that carried a valid SYN cookie (TcpExt SyncookiesRecv).",
+        |c| c.syncookies_recv,
+    ),
+    (
+        "tcpscope_tcpext_syncookies_failed",
+        "ACKs that looked like SYN cookie replies but did not validate (TcpExt SyncookiesFailed).",
+        |c| c.syncookies_failed,
+    ),
+    (
+        "tcpscope_tcpext_listen_overflows",
+        "Handshakes dropped because an accept queue was full (TcpExt ListenOverflows).",
+        |c| c.listen_overflows,
+    ),
+    (
+        "tcpscope_tcpext_listen_drops",
+        "All drops at a listener, overflows included (TcpExt ListenDrops).",
+        |c| c.listen_drops,
+    ),
+    (
+        "tcpscope_tcpext_req_q_full_do_cookies",
+        "SYNs that found the SYN queue full and got a cookie (TcpExt TCPReqQFullDoCookies).",
+        |c| c.req_q_full_do_cookies,
+    ),
+    (
+        "tcpscope_tcpext_req_q_full_drop",
+        "SYNs that found the SYN queue full and were dropped (TcpExt TCPReqQFullDrop).",
+        |c| c.req_q_full_drop,
+    ),
+];
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        if self.0.labelled {
+            let mut metric = encoder.encode_descriptor(
+                "tcpscope_netns",
+                "A network namespace tcpscope watches: its inode (the netns label), a process in it, and its container when the cgroup path names one.",
+                None,
+                MetricType::Info,
+            )?;
+            for namespace in self.0.namespaces.values() {
+                if let Some(netns) = &namespace.namespace {
+                    let mut labels: Labels = vec![
+                        ("netns", Cow::Owned(netns.inode.to_string())),
+                        ("pid", Cow::Owned(netns.pid.to_string())),
+                    ];
+                    if let Some(container) = &netns.container {
+                        labels.push(("container", Cow::Borrowed(container.id.as_str())));
+                        labels.push(("runtime", Cow::Borrowed(container.runtime)));
+                    }
+                    metric.encode_info(&labels)?;
+                }
+            }
+        }
+
+        self.family(
+            &mut encoder,
+            "tcpscope_connections",
+            "TCP sockets in each state, as of the latest poll (SYN_RECV includes request sockets).",
+            MetricType::Gauge,
+            |ns| {
+                polled(ns, || {
+                    State::ALL
+                        .into_iter()
+                        .flat_map(|state| {
+                            FAMILIES.into_iter().map(move |family| {
+                                let count =
+                                    ns.connections[state.index()][family_index(family)] as f64;
+                                let labels: Labels = vec![
+                                    ("state", Cow::Borrowed(state.name())),
+                                    ("family", Cow::Borrowed(family.name())),
+                                ];
+                                (labels, gauge(count))
+                            })
+                        })
+                        .collect()
+                })
+            },
+        )?;
+
+        for (name, help, value) in LISTENER_GAUGES {
+            self.family(&mut encoder, name, help, MetricType::Gauge, |ns| {
+                ns.listeners
+                    .iter()
+                    .map(|row| {
+                        let labels: Labels = vec![
+                            ("local_addr", Cow::Owned(row.local_addr.to_string())),
+                            ("local_port", Cow::Owned(row.local_port.to_string())),
+                        ];
+                        (labels, gauge(value(row)))
+                    })
+                    .collect()
+            })?;
+        }
+
+        self.family(
+            &mut encoder,
+            "tcpscope_transitions",
+            "Connection state changes seen since tcpscope started; from=\"NEW\" for a connection first seen, to=\"GONE\" for one that is gone.",
+            MetricType::Counter,
+            |ns| {
+                ns.transitions
+                    .iter()
+                    .map(|(&(from, to), &count)| {
+                        let labels: Labels = vec![
+                            ("from", Cow::Borrowed(from.map_or(FROM_NEW, State::name))),
+                            ("to", Cow::Borrowed(to.map_or(TO_GONE, State::name))),
+                        ];
+                        (labels, Counter(count))
+                    })
+                    .collect()
+            },
+        )?;
+
+        for (name, help, value) in TCPEXT_COUNTERS {
+            self.family(&mut encoder, name, help, MetricType::Counter, |ns| {
+                polled(ns, || vec![(Labels::new(), Counter(value(&ns.tcpext)))])
+            })?;
+        }
+
+        self.family(
+            &mut encoder,
+            "tcpscope_poll_duration_seconds",
+            "How long the latest poll (dump, diff and analysis) took.",
+            MetricType::Gauge,
+            |ns| {
+                polled(ns, || {
+                    vec![(Labels::new(), gauge(ns.poll_duration.as_secs_f64()))]
+                })
+            },
+        )?;
+        self.family(
+            &mut encoder,
+            "tcpscope_last_poll_timestamp_seconds",
+            "When the latest successful poll was taken, in seconds since the Unix epoch.",
+            MetricType::Gauge,
+            |ns| {
+                ns.last_poll
+                    .map(|at| {
+                        let seconds = at
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64();
+                        (Labels::new(), gauge(seconds))
+                    })
+                    .into_iter()
+                    .collect()
+            },
+        )?;
+        self.family(
+            &mut encoder,
+            "tcpscope_polls",
+            "Successful polls since tcpscope started.",
+            MetricType::Counter,
+            |ns| vec![(Labels::new(), Counter(ns.polls))],
+        )?;
+        self.family(
+            &mut encoder,
+            "tcpscope_poll_errors",
+            "Failed polls since tcpscope started; polling goes on at the next tick.",
+            MetricType::Counter,
+            |ns| vec![(Labels::new(), Counter(ns.poll_errors))],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Transition;
+    use crate::kernel::netns::Container;
+    use crate::poller::EventStatus;
+    use crate::snapshot::fixtures::socket;
+    use crate::watch::Thresholds;
+    use std::sync::Arc;
+
+    fn update(sockets: Vec<crate::snapshot::SocketRecord>) -> Update {
+        let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000), sockets);
+        let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
+        Update {
+            snapshot: Arc::new(snapshot),
+            transitions: Vec::new(),
+            counters: TcpExt {
+                syncookies_sent: 12,
+                ..TcpExt::default()
+            },
+            syn_watch,
+            took: Duration::from_millis(3),
+            events: EventStatus::Off,
+            event_overflows: 0,
+        }
+    }
+
+    fn listen(addr: &str, port: u16, queue: u32, backlog: u32) -> crate::snapshot::SocketRecord {
+        let mut record = socket(State::Listen, addr, port, "0.0.0.0", 0);
+        record.recv_q = queue;
+        record.send_q = backlog;
+        record
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|line| !line.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn every_state_and_family_has_a_connections_gauge_zeros_included() {
+        let mut metrics = Metrics::single();
+        let sockets = vec![
+            socket(State::Established, "127.0.0.1", 80, "127.0.0.2", 4000),
+            socket(State::Established, "::1", 80, "::1", 4000),
+            listen("0.0.0.0", 80, 0, 128),
+        ];
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
+        let text = metrics.render();
+        let samples = lines(&text);
+        let connections: Vec<_> = samples
+            .iter()
+            .filter(|line| line.starts_with("tcpscope_connections{"))
+            .collect();
+        assert_eq!(connections.len(), 22, "{text}");
+        assert!(
+            samples.contains(&"tcpscope_connections{state=\"ESTABLISHED\",family=\"ipv4\"} 1.0"),
+            "{text}"
+        );
+        assert!(
+            samples.contains(&"tcpscope_connections{state=\"ESTABLISHED\",family=\"ipv6\"} 1.0")
+        );
+        assert!(samples.contains(&"tcpscope_connections{state=\"TIME_WAIT\",family=\"ipv6\"} 0.0"));
+        assert!(text.contains("# TYPE tcpscope_connections gauge\n"));
+    }
+
+    #[test]
+    fn every_listener_gets_its_queues_even_when_quiet() {
+        let mut metrics = Metrics::single();
+        let mut half_open = socket(State::SynRecv, "127.0.0.1", 8080, "127.64.0.1", 999);
+        half_open.retransmits = 1;
+        let sockets = vec![
+            listen("0.0.0.0", 22, 0, 128),
+            listen("127.0.0.1", 8080, 3, 4096),
+            half_open,
+        ];
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
+        let text = metrics.render();
+        let samples = lines(&text);
+        for expected in [
+            "tcpscope_listener_half_open{local_addr=\"0.0.0.0\",local_port=\"22\"} 0.0",
+            "tcpscope_listener_backlog{local_addr=\"0.0.0.0\",local_port=\"22\"} 128.0",
+            "tcpscope_listener_half_open{local_addr=\"127.0.0.1\",local_port=\"8080\"} 1.0",
+            "tcpscope_listener_accept_queue{local_addr=\"127.0.0.1\",local_port=\"8080\"} 3.0",
+            "tcpscope_listener_distinct_sources{local_addr=\"127.0.0.1\",local_port=\"8080\"} 1.0",
+            "tcpscope_listener_suspected_flood{local_addr=\"127.0.0.1\",local_port=\"8080\"} 0.0",
+        ] {
+            assert!(
+                samples.contains(&expected),
+                "{expected} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn transitions_add_up_across_polls_with_new_and_gone_as_endpoints() {
+        let mut metrics = Metrics::single();
+        let connection = socket(State::Established, "127.0.0.1", 80, "127.0.0.2", 4000);
+        let mut first = update(vec![connection]);
+        first.transitions = vec![Transition::opened(
+            connection.endpoints(),
+            State::Established,
+            1,
+        )];
+        let mut second = update(vec![]);
+        second.transitions = vec![
+            Transition::opened(connection.endpoints(), State::Established, 2),
+            Transition::closed(connection.endpoints(), State::Established, 1),
+        ];
+        let mut table = ListenerTable::default();
+        metrics.observe(SINGLE, &first, &mut table);
+        metrics.observe(SINGLE, &second, &mut table);
+        let text = metrics.render();
+        let samples = lines(&text);
+        assert!(
+            samples.contains(&"tcpscope_transitions_total{from=\"NEW\",to=\"ESTABLISHED\"} 2"),
+            "{text}"
+        );
+        assert!(
+            samples.contains(&"tcpscope_transitions_total{from=\"ESTABLISHED\",to=\"GONE\"} 1")
+        );
+        assert!(text.contains("# TYPE tcpscope_transitions_total counter\n"));
+        assert!(samples.contains(&"tcpscope_polls_total 2"));
+    }
+
+    #[test]
+    fn the_poller_reports_on_itself() {
+        let mut metrics = Metrics::single();
+        assert!(!metrics.has_polled());
+        metrics.poll_failed(SINGLE);
+        metrics.observe(SINGLE, &update(vec![]), &mut ListenerTable::default());
+        assert!(metrics.has_polled());
+        let text = metrics.render();
+        let samples = lines(&text);
+        assert!(samples.contains(&"tcpscope_poll_errors_total 1"), "{text}");
+        assert!(
+            samples.contains(&"tcpscope_poll_duration_seconds 0.003"),
+            "{text}"
+        );
+        assert!(samples.contains(&"tcpscope_last_poll_timestamp_seconds 1700000000.0"));
+        assert!(samples.contains(&"tcpscope_tcpext_syncookies_sent_total 12"));
+        assert!(samples.contains(&"tcpscope_tcpext_req_q_full_drop_total 0"));
+    }
+
+    #[test]
+    fn before_the_first_poll_there_are_no_connection_numbers_to_show() {
+        let text = Metrics::single().render();
+        assert!(
+            !lines(&text)
+                .iter()
+                .any(|l| l.starts_with("tcpscope_connections"))
+        );
+        assert!(lines(&text).contains(&"tcpscope_polls_total 0"));
+    }
+
+    #[test]
+    fn several_namespaces_are_told_apart_by_a_netns_label_and_described_once() {
+        let mut metrics = Metrics::per_namespace([
+            NetNamespace {
+                inode: 4026531840,
+                pid: 1,
+                container: None,
+            },
+            NetNamespace {
+                inode: 4026532999,
+                pid: 4242,
+                container: Some(Container {
+                    runtime: "docker",
+                    id: "0123456789ab".repeat(5) + "cdef",
+                }),
+            },
+        ]);
+        let mut table = ListenerTable::default();
+        metrics.observe(
+            4026531840,
+            &update(vec![listen("0.0.0.0", 80, 0, 128)]),
+            &mut table,
+        );
+        metrics.observe(
+            4026532999,
+            &update(vec![listen("0.0.0.0", 80, 5, 64)]),
+            &mut table,
+        );
+        let text = metrics.render();
+        let samples = lines(&text);
+        assert!(samples.contains(
+            &"tcpscope_listener_backlog{netns=\"4026531840\",local_addr=\"0.0.0.0\",local_port=\"80\"} 128.0"
+        ), "{text}");
+        assert!(samples.contains(
+            &"tcpscope_listener_backlog{netns=\"4026532999\",local_addr=\"0.0.0.0\",local_port=\"80\"} 64.0"
+        ));
+        assert!(samples.contains(&"tcpscope_netns_info{netns=\"4026531840\",pid=\"1\"} 1"));
+        let described = format!(
+            "tcpscope_netns_info{{netns=\"4026532999\",pid=\"4242\",container=\"{}\",runtime=\"docker\"}} 1",
+            "0123456789ab".repeat(5) + "cdef"
+        );
+        assert!(samples.contains(&described.as_str()), "{text}");
+        assert!(samples.contains(&"tcpscope_polls_total{netns=\"4026532999\"} 1"));
+    }
+}

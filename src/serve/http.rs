@@ -1,0 +1,582 @@
+//! A minimal HTTP/1.1 server for one job: answering `GET` requests for pages that are
+//! already rendered, without letting any client stall tcpscope or grow its memory.
+//!
+//! Why not an HTTP crate: `tiny_http` reads headers with no size limit and no timeout
+//! a caller can set, and hands each connection to a thread that blocks on it, so a few
+//! hundred idle connections (or one slowloris trickling a header) take every worker;
+//! `hyper` and the frameworks on it bring an async runtime for what is one small page.
+//! This server is one thread on a `mio` event loop, with the request head parsed by
+//! `httparse`, and every limit explicit in [`Limits`]:
+//!
+//! - at most `max_connections` open at once; at the cap, a new connection evicts the
+//!   oldest one still sending its request, so idle or slow connections cannot lock
+//!   scrapers out, only delay the idlest of themselves;
+//! - a request head (request line and headers) of at most `max_head_bytes`, in at most
+//!   `head_timeout` from accept to the blank line, however slowly it trickles in (a
+//!   per-read timeout would let a slowloris reset it with each byte);
+//! - the answer written within `write_timeout`, so a client that stops reading is
+//!   dropped; the page itself is shared (`Arc`), never copied per connection;
+//! - one request per connection (`Connection: close`): no idle keep-alive sockets.
+//!
+//! Memory is thus bounded by `max_connections × max_head_bytes` plus the pages. The
+//! server never calls into the handler for anything but a well-formed `GET` or `HEAD`,
+//! and the handler must answer from memory: it runs on the event loop.
+
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+/// The server's limits; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_head_bytes: usize,
+    pub head_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Room for a few hundred scrapers and idle probes; a head far larger than any
+    /// scraper sends (Prometheus sends about 300 bytes); Prometheus's default scrape
+    /// timeout (10 s) for both phases.
+    fn default() -> Limits {
+        Limits {
+            max_connections: 512,
+            max_head_bytes: 8 * 1024,
+            head_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How often the loop looks up to check the stop flag and the deadlines.
+const TICK: Duration = Duration::from_millis(100);
+/// The most headers a request may have.
+const MAX_HEADERS: usize = 64;
+const LISTENER: Token = Token(usize::MAX);
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 2048;
+
+/// What a handler answers.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Arc<[u8]>,
+    /// Extra header lines, each ending in `\r\n`.
+    pub headers: &'static str,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &'static str, body: Arc<[u8]>) -> Response {
+        Response {
+            status,
+            content_type,
+            body,
+            headers: "",
+        }
+    }
+
+    /// A short plain-text answer, for errors.
+    pub fn text(status: u16, text: &'static str) -> Response {
+        Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            Arc::from(text.as_bytes()),
+        )
+    }
+}
+
+/// A listening socket and the connections it has accepted.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    limits: Limits,
+    connections: Vec<Option<Connection>>,
+    /// Free slots in `connections`.
+    free: Vec<usize>,
+    open: usize,
+}
+
+struct Connection {
+    stream: TcpStream,
+    accepted: Instant,
+    deadline: Instant,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Receiving the request head.
+    Reading { head: Vec<u8> },
+    /// Sending the answer: the status line and headers, then the body.
+    Writing {
+        head: Vec<u8>,
+        body: Arc<[u8]>,
+        written: usize,
+    },
+}
+
+/// What a read found.
+enum Head {
+    /// More bytes are needed.
+    Incomplete,
+    /// A whole head; answer with this.
+    Answer(Response, bool),
+    /// The peer is gone, or broke the connection.
+    Gone,
+}
+
+impl Server {
+    /// Listens on `address`. Binding happens here, so that a bad address is reported
+    /// before anything else starts.
+    pub fn bind(address: SocketAddr, limits: Limits) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            limits,
+            connections: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+        })
+    }
+
+    /// The address it listens on (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` is set. `handler` gets the path of each `GET` or `HEAD`
+    /// request (query string included) and must answer at once, from memory.
+    pub fn run(&mut self, stop: &AtomicBool, handler: impl Fn(&str) -> Response) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while !stop.load(Ordering::Relaxed) {
+            match self.poll.poll(&mut events, Some(TICK)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            for event in &events {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    Token(slot) => self.progress(slot, &handler),
+                }
+            }
+            self.drop_late();
+        }
+        Ok(())
+    }
+
+    /// Accepts every pending connection (the poll is edge-triggered).
+    fn accept_all(&mut self) {
+        loop {
+            let (stream, _) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                // ECONNABORTED and friends concern one connection; EMFILE leaves it in
+                // the backlog until a slot frees up. Either way, try again later.
+                Err(_) => return,
+            };
+            if self.open >= self.limits.max_connections && !self.evict_idlest() {
+                // Everyone is being answered: this one must wait its turn elsewhere.
+                drop(stream);
+                continue;
+            }
+            self.add(stream);
+        }
+    }
+
+    /// Closes the connection that has been sending its request the longest. Returns
+    /// false when every connection is already being answered.
+    fn evict_idlest(&mut self) -> bool {
+        let idlest = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| Some((slot, c.as_ref()?)))
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading { .. }))
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(slot, _)| slot);
+        match idlest {
+            Some(slot) => {
+                self.close(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn add(&mut self, mut stream: TcpStream) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.connections.push(None);
+            self.connections.len() - 1
+        });
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), Interest::READABLE)
+            .is_err()
+        {
+            self.free.push(slot);
+            return;
+        }
+        let now = Instant::now();
+        self.connections[slot] = Some(Connection {
+            stream,
+            accepted: now,
+            deadline: now + self.limits.head_timeout,
+            phase: Phase::Reading { head: Vec::new() },
+        });
+        self.open += 1;
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut connection) = self.connections.get_mut(slot).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+            self.free.push(slot);
+            self.open -= 1;
+        }
+    }
+
+    /// Moves one connection on as far as its socket allows.
+    fn progress(&mut self, slot: usize, handler: &impl Fn(&str) -> Response) {
+        let limits = self.limits;
+        let Some(connection) = self.connections.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Phase::Reading { head } = &mut connection.phase {
+            match read_head(&mut connection.stream, head, limits.max_head_bytes, handler) {
+                Head::Incomplete => return,
+                Head::Gone => return self.close(slot),
+                Head::Answer(response, with_body) => {
+                    connection.phase = Phase::Writing {
+                        head: response_head(&response),
+                        body: if with_body {
+                            response.body
+                        } else {
+                            Arc::from(&[][..])
+                        },
+                        written: 0,
+                    };
+                    connection.deadline = Instant::now() + limits.write_timeout;
+                    // Write at once: a page usually fits the socket buffer, and the
+                    // writable event will not come for a socket that already was.
+                    let registry = self.poll.registry();
+                    if registry
+                        .reregister(&mut connection.stream, Token(slot), Interest::WRITABLE)
+                        .is_err()
+                    {
+                        return self.close(slot);
+                    }
+                }
+            }
+        }
+        if let Phase::Writing {
+            head,
+            body,
+            written,
+        } = &mut connection.phase
+        {
+            match write_answer(&mut connection.stream, head, body, written) {
+                Ok(true) => {
+                    let _ = connection.stream.shutdown(Shutdown::Write);
+                    self.close(slot);
+                }
+                Ok(false) => {}
+                Err(_) => self.close(slot),
+            }
+        }
+    }
+
+    /// Closes every connection past its deadline.
+    fn drop_late(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.deadline <= now))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in late {
+            self.close(slot);
+        }
+    }
+}
+
+/// Reads what has arrived of a request head and, once it is whole, decides the answer.
+fn read_head(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    max_head_bytes: usize,
+    handler: &impl Fn(&str) -> Response,
+) -> Head {
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let room = max_head_bytes.saturating_sub(head.len()).min(READ_CHUNK);
+        if room == 0 {
+            return Head::Answer(
+                Response::text(431, "request header fields too large\n"),
+                true,
+            );
+        }
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Head::Gone,
+            Ok(read) => {
+                head.extend_from_slice(&chunk[..read]);
+                if let Some(answer) = answer(head, handler) {
+                    return answer;
+                }
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return Head::Incomplete,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Head::Gone,
+        }
+    }
+}
+
+/// The answer to a head, or `None` while it is incomplete.
+fn answer(head: &[u8], handler: &impl Fn(&str) -> Response) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let response = match request.parse(head) {
+        Ok(httparse::Status::Partial) => return None,
+        Ok(httparse::Status::Complete(_)) => match (request.method, request.path) {
+            (Some("GET"), Some(path)) => return Some(Head::Answer(handler(path), true)),
+            (Some("HEAD"), Some(path)) => return Some(Head::Answer(handler(path), false)),
+            _ => Response {
+                headers: "Allow: GET, HEAD\r\n",
+                ..Response::text(405, "only GET and HEAD are served\n")
+            },
+        },
+        Err(httparse::Error::TooManyHeaders) => {
+            Response::text(431, "request header fields too large\n")
+        }
+        Err(_) => Response::text(400, "bad request\n"),
+    };
+    Some(Head::Answer(response, true))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+fn response_head(response: &Response) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len(),
+        response.headers,
+    )
+    .into_bytes()
+}
+
+/// Writes as much of the answer as the socket takes. Returns whether all of it went.
+fn write_answer(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &[u8],
+    written: &mut usize,
+) -> io::Result<bool> {
+    let total = head.len() + body.len();
+    while *written < total {
+        let slices = if *written < head.len() {
+            [IoSlice::new(&head[*written..]), IoSlice::new(body)]
+        } else {
+            [
+                IoSlice::new(&body[*written - head.len()..]),
+                IoSlice::new(&[]),
+            ]
+        };
+        match stream.write_vectored(&slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(sent) => *written += sent,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+    use std::thread;
+
+    /// A server on a free loopback port, answering `/` with "hello" and anything else
+    /// with 404, on its own thread until dropped.
+    struct Running {
+        address: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<thread::JoinHandle<()>>,
+    }
+
+    impl Running {
+        fn start(limits: Limits) -> Running {
+            let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+            let address = server.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = thread::spawn({
+                let stop = Arc::clone(&stop);
+                move || {
+                    server
+                        .run(&stop, |path| match path {
+                            "/" => Response::new(200, "text/plain", Arc::from(&b"hello"[..])),
+                            _ => Response::text(404, "not found\n"),
+                        })
+                        .unwrap()
+                }
+            });
+            Running {
+                address,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn connect(&self) -> StdStream {
+            let stream = StdStream::connect(self.address).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+        }
+
+        /// Sends `request` on a new connection and reads the whole answer.
+        fn exchange(&self, request: &[u8]) -> String {
+            let mut stream = self.connect();
+            stream.write_all(request).unwrap();
+            read_all(&mut stream)
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    fn read_all(stream: &mut StdStream) -> String {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn short_limits() -> Limits {
+        Limits {
+            max_connections: 4,
+            max_head_bytes: 1024,
+            head_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn a_get_is_answered_with_the_page_and_a_length_and_the_connection_closes() {
+        let server = Running::start(Limits::default());
+        let answer = server.exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("Content-Length: 5\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+        let missing = server.exchange(b"GET /nope HTTP/1.1\r\n\r\n");
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn head_gets_the_headers_without_the_body() {
+        let server = Running::start(Limits::default());
+        let answer = server.exchange(b"HEAD / HTTP/1.1\r\n\r\n");
+        assert!(answer.contains("Content-Length: 5\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn other_methods_and_garbage_are_refused() {
+        let server = Running::start(Limits::default());
+        let post = server.exchange(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
+        let garbage = server.exchange(b"\x00\x01\x02 nonsense\r\n\r\n");
+        assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    }
+
+    #[test]
+    fn a_head_larger_than_the_limit_is_refused_without_reading_more() {
+        let server = Running::start(short_limits());
+        let mut request = b"GET / HTTP/1.1\r\nX-Padding: ".to_vec();
+        request.extend(std::iter::repeat_n(b'a', 4096));
+        request.extend_from_slice(b"\r\n\r\n");
+        let mut stream = server.connect();
+        // The server stops reading at its limit, so part of this may never be taken.
+        let _ = stream.write_all(&request);
+        let answer = read_all(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    #[test]
+    fn a_slowloris_is_cut_off_at_the_head_deadline_however_it_trickles() {
+        let server = Running::start(short_limits());
+        let mut stream = server.connect();
+        let started = Instant::now();
+        let mut cut_off = false;
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: 0123456789012345678901234567890123456789" {
+            if stream.write_all(&[*byte]).is_err() {
+                cut_off = true;
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let answer = read_all(&mut stream);
+        assert!(cut_off || answer.is_empty(), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn at_the_connection_cap_a_new_client_evicts_the_idlest_and_is_answered() {
+        let server = Running::start(Limits {
+            head_timeout: Duration::from_secs(30),
+            ..short_limits()
+        });
+        let mut idle: Vec<StdStream> = (0..4).map(|_| server.connect()).collect();
+        // Let the server accept them all before the newcomer arrives.
+        thread::sleep(Duration::from_millis(200));
+        let answer = server.exchange(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(answer.ends_with("hello"), "{answer}");
+        // The first idle connection was the idlest: it has been closed.
+        assert_eq!(read_all(&mut idle[0]), "");
+        idle.clear();
+    }
+}

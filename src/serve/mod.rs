@@ -1,0 +1,266 @@
+//! The `--serve ADDRESS` mode: headless, it polls (one poller per network namespace),
+//! keeps the metrics of the latest polls rendered as Prometheus text, and serves that
+//! text at `/metrics` until SIGINT or SIGTERM (exit 0).
+//!
+//! A scrape never triggers a dump: each poll renders the page once, and the HTTP
+//! thread ([`http`]) hands every scraper the same bytes. The listening socket is
+//! bound here, in tcpscope's own namespace, before any poller enters another one, so
+//! Prometheus reaches it where it was started.
+
+pub mod http;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+
+use crate::cli::Cli;
+use crate::kernel::netns::{self, NetnsHandle};
+use crate::kernel::sched;
+use crate::namespaces::Namespaces;
+use crate::poller::{Message, Poller, PollerConfig};
+use crate::report::metrics::{self, Metrics, SINGLE};
+use crate::watch::ListenerTable;
+
+use http::{Limits, Response, Server};
+
+/// How often the loop looks up from the channel to see whether it was told to stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The HTTP thread's nice value when allowed: ahead of the pollers and of ordinary
+/// processes, so that scrapes do not wait behind a poll of 100k sockets. It is idle
+/// but for the moments it writes a page, so it takes next to nothing from them.
+const HTTP_NICE: i32 = -5;
+
+/// The shortest time between two renders of the page.
+const RENDER_EVERY: Duration = Duration::from_millis(100);
+
+/// Updates that may wait for the render loop; beyond that, pollers wait (see
+/// [`Poller::spawn`]), so a stalled loop cannot pile up snapshots.
+const UPDATES_IN_FLIGHT: usize = 64;
+
+/// How often `--all-netns` looks for namespaces that appeared or went (containers
+/// started or stopped).
+const RESCAN: Duration = Duration::from_secs(5);
+
+const INDEX_PAGE: &[u8] = b"<!doctype html><title>tcpscope</title><p>tcpscope: TCP connection states as Prometheus metrics at <a href=\"/metrics\">/metrics</a>\n";
+
+/// The rendered metrics the HTTP thread serves: replaced after each poll, read (an
+/// `Arc` cloned under the lock) by each scrape.
+#[derive(Default)]
+struct Page(Mutex<Option<Arc<[u8]>>>);
+
+impl Page {
+    fn replace(&self, text: String) {
+        let bytes: Arc<[u8]> = Arc::from(text.into_bytes());
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+    }
+
+    fn latest(&self) -> Option<Arc<[u8]>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The answer to a request for `path`.
+    fn respond(&self, path: &str) -> Response {
+        // Scrapers may add a query string (`?name[]=…`); the whole page is the answer.
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        match path {
+            "/metrics" => match self.latest() {
+                Some(text) => Response::new(200, metrics::CONTENT_TYPE, text),
+                None => Response {
+                    headers: "Retry-After: 1\r\n",
+                    ..Response::text(503, "tcpscope has not finished its first poll yet\n")
+                },
+            },
+            "/" => Response::new(200, "text/html; charset=utf-8", Arc::from(INDEX_PAGE)),
+            _ => Response::text(404, "not found; the metrics are at /metrics\n"),
+        }
+    }
+}
+
+/// Serves metrics on `address` until a signal asks to stop.
+pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the SIGINT/SIGTERM handlers")?;
+    }
+
+    let mut server = Server::bind(address, Limits::default())
+        .with_context(|| format!("listening on {address}"))?;
+    let bound = server.local_addr().context("reading the bound address")?;
+    let namespaces = Namespaces::chosen(cli)?;
+
+    let page = Arc::new(Page::default());
+    let http = thread::Builder::new()
+        .name("tcpscope-http".into())
+        .spawn({
+            let page = Arc::clone(&page);
+            let stop = Arc::clone(&stop);
+            move || {
+                // Best effort: without CAP_SYS_NICE the thread keeps the default.
+                let _ = sched::set_thread_nice(HTTP_NICE);
+                server.run(&stop, |path| page.respond(path))
+            }
+        })
+        .context("starting the HTTP thread")?;
+
+    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
+    let mut pollers = Pollers {
+        running: HashMap::new(),
+        refused: HashSet::new(),
+        config: PollerConfig {
+            interval: cli.interval,
+            filter: cli.filter(),
+            destroy_events: true,
+            thresholds: cli.thresholds(),
+        },
+        sender,
+    };
+    let mut metrics = match namespaces {
+        Namespaces::Current => {
+            pollers.start(SINGLE, None)?;
+            Metrics::single()
+        }
+        Namespaces::One(handle) => {
+            pollers.start(SINGLE, Some(handle))?;
+            Metrics::single()
+        }
+        Namespaces::All(handles) => {
+            let mut metrics = Metrics::per_namespace([]);
+            for handle in handles {
+                metrics.add(handle.namespace.clone());
+                pollers.start(handle.namespace.inode, Some(handle))?;
+            }
+            metrics
+        }
+    };
+    let _ = writeln!(
+        io::stderr(),
+        "tcpscope: serving Prometheus metrics at http://{bound}/metrics"
+    );
+
+    let mut table = ListenerTable::default();
+    let mut last_error = None;
+    let mut last_scan = Instant::now();
+    let mut last_render: Option<Instant> = None;
+    let mut changed = false;
+    while !stop.load(Ordering::Relaxed) && !http.is_finished() {
+        if cli.all_netns && last_scan.elapsed() >= RESCAN {
+            last_scan = Instant::now();
+            pollers.follow_namespaces(&mut metrics);
+            changed = true;
+        }
+        match receiver.recv_timeout(STOP_CHECK) {
+            Ok(first) => {
+                for (key, message) in std::iter::once(first).chain(receiver.try_iter()) {
+                    match message {
+                        Message::Update(update) => metrics.observe(key, &update, &mut table),
+                        Message::PollFailed(error) => {
+                            metrics.poll_failed(key);
+                            if last_error.as_ref() != Some(&error) {
+                                let _ = writeln!(io::stderr(), "tcpscope: poll failed: {error}");
+                                last_error = Some(error);
+                            }
+                        }
+                    }
+                }
+                changed = true;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // With many namespaces polls arrive all the time: render at most every
+        // RENDER_EVERY, not once per namespace's poll.
+        let due = last_render.is_none_or(|at| at.elapsed() >= RENDER_EVERY);
+        if changed && due && metrics.has_polled() {
+            page.replace(metrics.render());
+            last_render = Some(Instant::now());
+            changed = false;
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    drop(pollers);
+    drop(receiver);
+    http.join()
+        .map_err(|_| anyhow!("the HTTP thread panicked"))?
+        .context("serving HTTP")
+}
+
+/// The pollers, one per namespace, under the same keys as the metrics.
+struct Pollers {
+    running: HashMap<u64, Poller>,
+    /// Namespaces that could not be entered: not tried again.
+    refused: HashSet<u64>,
+    config: PollerConfig,
+    sender: SyncSender<(u64, Message)>,
+}
+
+impl Pollers {
+    /// Starts polling a namespace (none: tcpscope's own); its messages come tagged
+    /// with `key`.
+    fn start(&mut self, key: u64, netns: Option<Arc<NetnsHandle>>) -> anyhow::Result<()> {
+        let sender = self.sender.clone();
+        let poller = Poller::spawn_in(netns, self.config.clone(), move |message| {
+            sender
+                .try_send((key, message))
+                .map_err(|error| match error {
+                    TrySendError::Full((_, message)) => TrySendError::Full(message),
+                    TrySendError::Disconnected((_, message)) => TrySendError::Disconnected(message),
+                })
+        })?;
+        self.running.insert(key, poller);
+        Ok(())
+    }
+
+    /// Polls the namespaces that appeared since the last look, and stops polling (and
+    /// showing) those no process is in any more. A namespace that cannot be entered
+    /// is left out with a note; the others go on.
+    fn follow_namespaces(&mut self, metrics: &mut Metrics) {
+        let Ok(discovery) = netns::discover() else {
+            return;
+        };
+        let present: Vec<u64> = discovery
+            .namespaces
+            .iter()
+            .map(|handle| handle.namespace.inode)
+            .collect();
+        for handle in discovery.namespaces {
+            let inode = handle.namespace.inode;
+            if self.running.contains_key(&inode) || self.refused.contains(&inode) {
+                continue;
+            }
+            let namespace = handle.namespace.clone();
+            match self.start(inode, Some(Arc::new(handle))) {
+                Ok(()) => metrics.add(namespace),
+                Err(error) => {
+                    self.refused.insert(inode);
+                    let _ = writeln!(
+                        io::stderr(),
+                        "tcpscope: note: not polling network namespace {inode}: {error:#}"
+                    );
+                }
+            }
+        }
+        let gone: Vec<u64> = self
+            .running
+            .keys()
+            .copied()
+            .filter(|inode| !present.contains(inode))
+            .collect();
+        for inode in gone {
+            self.running.remove(&inode);
+            metrics.remove(inode);
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! `--netns` and `--all-netns` against two lab namespaces holding different sockets,
+//! each kept alive (and listed in `/proc`) by a `sleep` process inside it, while
+//! tcpscope runs in the test's own namespace. Fails, never skips, without root.
+
+mod lab;
+mod scrape;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use lab::{Entry, Lab, SETTLE, TcpState};
+use scrape::Server;
+use serde_json::Value;
+use tcpscope::tcp::State;
+
+/// A lab namespace on a thread of its own, with its sockets and a process in it, until
+/// dropped.
+struct Neighbour {
+    /// The `sleep` process inside, which makes `/proc/<pid>/ns/net` name the namespace.
+    pid: u32,
+    inode: u64,
+    entries: Vec<Entry>,
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+type Held = Vec<Box<dyn Any>>;
+
+/// Builds a lab's sockets: what `ss` should list, and what keeps them open.
+type Build = fn(&Lab) -> Result<(Vec<Entry>, Held)>;
+
+impl Neighbour {
+    /// Enters a new lab on a new thread and builds its sockets with `build`.
+    fn start(build: Build) -> Result<Neighbour> {
+        let (ready, started) = mpsc::channel();
+        let (done, finish) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || -> Result<()> {
+            let setup = || -> Result<(Lab, Vec<Entry>, Held, Child)> {
+                let lab = Lab::enter()?;
+                let (entries, held) = build(&lab)?;
+                lab.wait_for_exactly(&entries, SETTLE)?;
+                // Spawned from the lab's thread, so it lives in the lab.
+                let sleeper = Command::new("sleep").arg("600").spawn()?;
+                Ok((lab, entries, held, sleeper))
+            };
+            match setup() {
+                Ok((lab, entries, held, mut sleeper)) => {
+                    let _ = ready.send(Ok((sleeper.id(), entries)));
+                    let _ = finish.recv();
+                    let _ = sleeper.kill();
+                    let _ = sleeper.wait();
+                    drop(held);
+                    drop(lab);
+                    Ok(())
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(format!("{error:#}")));
+                    Err(error)
+                }
+            }
+        });
+        let (pid, entries) = started
+            .recv()
+            .context("the lab thread ended early")?
+            .map_err(|error| anyhow!(error))?;
+        let inode = std::fs::metadata(format!("/proc/{pid}/ns/net"))?.ino();
+        Ok(Neighbour {
+            pid,
+            inode,
+            entries,
+            done: Some(done),
+            thread: Some(thread),
+        })
+    }
+
+    fn counts(&self) -> BTreeMap<String, u64> {
+        counts_of(&self.entries)
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        self.done.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Lab A: a listener and two connections.
+fn lab_a(lab: &Lab) -> Result<(Vec<Entry>, Held)> {
+    let v4: IpAddr = "127.0.0.1".parse()?;
+    let listener = lab.listener_v4()?;
+    let first = lab.established(v4)?;
+    let second = lab.established(v4)?;
+    let mut entries = listener.entries();
+    entries.extend(first.entries());
+    entries.extend(second.entries());
+    Ok((
+        entries,
+        vec![Box::new(listener), Box::new(first), Box::new(second)],
+    ))
+}
+
+/// Lab B: a listener with ten half-open connections, a half-closed connection and a
+/// TIME_WAIT.
+fn lab_b(lab: &Lab) -> Result<(Vec<Entry>, Held)> {
+    let v4: IpAddr = "127.0.0.1".parse()?;
+    let listener = lab.listener_v4()?;
+    let half_open = lab.syn_flood(listener.addr_v4()?, 10, 5)?;
+    let half_closed = lab.fin_wait2_close_wait(v4)?;
+    let time_wait = lab.time_wait(v4)?;
+    let mut entries = listener.entries();
+    entries.extend(half_open.entries());
+    entries.extend(half_closed.entries());
+    entries.extend(time_wait.entries());
+    Ok((
+        entries,
+        vec![
+            Box::new(listener),
+            Box::new(half_open),
+            Box::new(half_closed),
+            Box::new(time_wait),
+        ],
+    ))
+}
+
+fn state_name(state: TcpState) -> String {
+    let number = (1..=11)
+        .find(|n| TcpState::from_kernel(*n) == Some(state))
+        .expect("every lab state has a kernel number");
+    State::from_kernel(number)
+        .expect("lab states are TCP states")
+        .name()
+        .to_owned()
+}
+
+fn counts_of(entries: &[Entry]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = State::ALL
+        .iter()
+        .map(|state| (state.name().to_owned(), 0))
+        .collect();
+    for entry in entries {
+        *counts.entry(state_name(entry.state)).or_default() += 1;
+    }
+    counts
+}
+
+fn counts_in(value: &Value) -> BTreeMap<String, u64> {
+    value
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .map(|(state, n)| (state.clone(), n.as_u64().unwrap_or(u64::MAX)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs tcpscope in the test's own namespace.
+fn tcpscope(args: &[&str]) -> Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(args)
+        .output()
+        .context("running tcpscope")
+}
+
+fn json(args: &[&str]) -> Result<Value> {
+    let output = tcpscope(args)?;
+    ensure!(
+        output.status.success(),
+        "tcpscope {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).context("tcpscope printed invalid JSON")
+}
+
+/// Gives a lab's namespace a name in /run/netns for as long as it lives.
+struct NamedNetns(String);
+
+impl NamedNetns {
+    fn attach(pid: u32) -> Result<NamedNetns> {
+        let name = format!("tcpscope-test-{}-{pid}", std::process::id());
+        let status = Command::new("ip")
+            .args(["netns", "attach", &name, &pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "ip netns attach {name} {pid} failed");
+        Ok(NamedNetns(name))
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_namespace_named_by_pid_path_or_name_shows_exactly_its_own_sockets() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let b = Neighbour::start(lab_b)?;
+
+    let by_pid = json(&["--json", "--netns", &a.pid.to_string()])?;
+    assert_eq!(counts_in(&by_pid["counts"]), a.counts());
+    let path = format!("/proc/{}/ns/net", b.pid);
+    let by_path = json(&["--json", "--netns", &path])?;
+    assert_eq!(counts_in(&by_path["counts"]), b.counts());
+    // The sysctls are the namespace's own too: the lab raises somaxconn.
+    assert_eq!(by_path["kernel"]["somaxconn"], lab::LISTEN_BACKLOG);
+
+    let named = NamedNetns::attach(b.pid)?;
+    let by_name = json(&["--json", "--netns", &named.0])?;
+    assert_eq!(counts_in(&by_name["counts"]), b.counts());
+
+    let table = tcpscope(&["--grep", "ESTABLISHED", "--netns", &a.pid.to_string()])?;
+    assert_eq!(table.status.code(), Some(0));
+    let rows = String::from_utf8(table.stdout)?;
+    assert_eq!(rows.lines().count(), 1 + 4, "{rows}");
+    let none = tcpscope(&["--grep", "SYN_RECV", "--netns", &a.pid.to_string()])?;
+    assert_eq!(none.status.code(), Some(1), "A has no half-open connection");
+    Ok(())
+}
+
+#[test]
+fn the_stream_and_the_metrics_read_the_namespace_they_are_given() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let b = Neighbour::start(lab_b)?;
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--watch", "--json", "--interval", "100ms", "--netns"])
+        .arg(a.pid.to_string())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let first_counts = BufReader::new(watch.stdout.take().context("no stdout")?)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str::<Value>(&line))
+        .find_map(|line| line.ok().filter(|l| l["type"] == "counts"));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let first_counts = first_counts.context("the stream printed no counts")?;
+    assert_eq!(counts_in(&first_counts["counts"]), a.counts());
+
+    // The server listens here, in the test's namespace, and polls B's.
+    let server = Server::start(
+        "127.0.0.1:0",
+        &["--interval", "100ms", "--netns", &b.pid.to_string()],
+    )?;
+    let metrics = server.scrape()?;
+    for (state, expected) in b.counts() {
+        let total: f64 = ["ipv4", "ipv6"]
+            .iter()
+            .filter_map(|family| {
+                metrics.value(
+                    "tcpscope_connections",
+                    &[("state", &state), ("family", family)],
+                )
+            })
+            .sum();
+        assert_eq!(total, expected as f64, "{state}:\n{}", metrics.text);
+    }
+    let (status, _) = server.terminate()?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn all_netns_finds_both_labs_labelled_alongside_the_tests_own() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let b = Neighbour::start(lab_b)?;
+    let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+
+    let document = json(&["--json", "--all-netns"])?;
+    let schema: Value = serde_json::from_str(include_str!("../assets/tcpscope.schema.json"))?;
+    let validator = jsonschema::validator_for(&schema).context("compiling the schema")?;
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let namespaces = document["namespaces"]
+        .as_array()
+        .context("no namespaces array")?;
+    let find = |inode: u64| {
+        namespaces
+            .iter()
+            .find(|n| n["netns"] == inode)
+            .with_context(|| format!("namespace {inode} not listed"))
+    };
+    assert!(find(own).is_ok(), "the test's own namespace is missing");
+    for neighbour in [&a, &b] {
+        let entry = find(neighbour.inode)?;
+        assert_eq!(entry["pid"], neighbour.pid, "labelled with its process");
+        assert_eq!(entry["container"], Value::Null);
+        assert_eq!(counts_in(&entry["counts"]), neighbour.counts());
+        let sockets = document["sockets"]
+            .as_array()
+            .context("no sockets")?
+            .iter()
+            .filter(|s| s["netns"] == neighbour.inode)
+            .count();
+        assert_eq!(sockets, neighbour.entries.len());
+    }
+    let half_open_rows: Vec<&Value> = document["syn_watch"]["listeners"]
+        .as_array()
+        .context("no listeners")?
+        .iter()
+        .filter(|row| row["netns"] == b.inode)
+        .collect();
+    assert_eq!(half_open_rows.len(), 1);
+    assert_eq!(half_open_rows[0]["half_open"], 10);
+
+    let table = tcpscope(&["--grep", "ESTABLISHED", "--all-netns"])?;
+    let text = String::from_utf8(table.stdout)?;
+    assert!(text.starts_with("Netns "), "{text}");
+    let in_a = text
+        .lines()
+        .filter(|line| line.starts_with(&format!("{} ", a.inode)))
+        .count();
+    assert_eq!(in_a, 4, "{text}");
+
+    let server = Server::start("127.0.0.1:0", &["--interval", "100ms", "--all-netns"])?;
+    let inode = b.inode.to_string();
+    let pid = b.pid.to_string();
+    let metrics = server.wait_for("lab B's half-open connections", |m| {
+        m.value(
+            "tcpscope_connections",
+            &[("netns", &inode), ("state", "SYN_RECV"), ("family", "ipv4")],
+        ) == Some(10.0)
+    })?;
+    assert_eq!(
+        metrics.value("tcpscope_netns_info", &[("netns", &inode), ("pid", &pid)]),
+        Some(1.0),
+        "{}",
+        metrics.text
+    );
+    let (status, _) = server.terminate()?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn without_privilege_another_namespace_is_refused_with_a_clear_message_and_status_2() -> Result<()>
+{
+    let a = Neighbour::start(lab_a)?;
+    let pid = a.pid.to_string();
+    for args in [
+        &["--json", "--netns", &pid][..],
+        &["--grep", "all", "--netns", &pid],
+        &["--json", "--all-netns"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()?;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("needs privilege"), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_metrics_follow_namespaces_that_come_and_go() -> Result<()> {
+    let server = Server::start("127.0.0.1:0", &["--interval", "100ms", "--all-netns"])?;
+    let a = Neighbour::start(lab_a)?;
+    let inode = a.inode.to_string();
+    server.wait_for("the new namespace", |m| {
+        m.value(
+            "tcpscope_connections",
+            &[
+                ("netns", &inode),
+                ("state", "ESTABLISHED"),
+                ("family", "ipv4"),
+            ],
+        ) == Some(4.0)
+    })?;
+    drop(a);
+    server.wait_for("the namespace to be gone", |m| {
+        m.samples("tcpscope_netns_info", &[("netns", &inode)])
+            .next()
+            .is_none()
+    })?;
+    let (status, _) = server.terminate()?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--watch", "--json", "--interval", "100ms", "--all-netns"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let lines = BufReader::new(watch.stdout.take().context("no stdout")?)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str::<Value>(&line))
+        .take(10_000);
+    let mut unlabelled = 0;
+    let mut a_counts = None;
+    for line in lines {
+        let line = line?;
+        if line["netns"].as_u64().is_none() {
+            unlabelled += 1;
+        }
+        if line["type"] == "counts" && line["netns"] == a.inode {
+            a_counts = Some(line);
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(unlabelled, 0, "every line names its namespace");
+    let a_counts = a_counts.context("no counts line for lab A")?;
+    assert_eq!(counts_in(&a_counts["counts"]), a.counts());
+    Ok(())
+}

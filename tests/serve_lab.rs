@@ -1,0 +1,253 @@
+//! `tcpscope --serve` as a process in a lab namespace with known sockets, scraped by a
+//! real HTTP client and read with a Prometheus text parser: the gauges must equal the
+//! lab's counts, follow the sockets as they change, and keep coming while idle clients
+//! hold connections open. Fails, never skips, without root.
+//!
+//! The server listens on `[::1]` and polls IPv4 only (`-4`), so that its own socket and
+//! the scrapes' connections never show up in the counts under test.
+
+mod lab;
+mod scrape;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use lab::{Entry, LISTEN_BACKLOG, Lab, SETTLE, TcpState};
+use scrape::{Metrics, Server};
+use tcpscope::tcp::State;
+
+/// The server of these tests: loopback IPv6, any free port, IPv4 sockets only.
+fn serve(extra: &[&str]) -> Result<Server> {
+    let mut args = vec!["-4", "--interval", "200ms"];
+    args.extend_from_slice(extra);
+    Server::start("[::1]:0", &args)
+}
+
+/// tcpscope's spelling of a lab state.
+fn state_name(state: TcpState) -> &'static str {
+    let number = (1..=11)
+        .find(|n| TcpState::from_kernel(*n) == Some(state))
+        .expect("every lab state has a kernel number");
+    State::from_kernel(number)
+        .expect("lab states are TCP states")
+        .name()
+}
+
+/// Sockets per state, all 11 states present.
+fn counts_of(entries: &[Entry]) -> BTreeMap<&'static str, f64> {
+    let mut counts: BTreeMap<&'static str, f64> =
+        State::ALL.iter().map(|state| (state.name(), 0.0)).collect();
+    for entry in entries {
+        *counts.entry(state_name(entry.state)).or_default() += 1.0;
+    }
+    counts
+}
+
+/// What the scrape says, per state, for one family.
+fn gauges(metrics: &Metrics, family: &str) -> BTreeMap<&'static str, f64> {
+    State::ALL
+        .iter()
+        .map(|state| {
+            let value = metrics
+                .value(
+                    "tcpscope_connections",
+                    &[("state", state.name()), ("family", family)],
+                )
+                .unwrap_or(f64::NAN);
+            (state.name(), value)
+        })
+        .collect()
+}
+
+fn zeros() -> BTreeMap<&'static str, f64> {
+    counts_of(&[])
+}
+
+#[test]
+fn the_connection_gauges_equal_the_labs_counts_and_follow_its_changes() -> Result<()> {
+    let lab = Lab::enter()?;
+    let v4: IpAddr = "127.0.0.1".parse()?;
+    let listener = lab.listener_v4()?;
+    let half_open = lab.syn_flood(listener.addr_v4()?, 25, 3)?;
+    let established = lab.established(v4)?;
+    let half_closed = lab.fin_wait2_close_wait(v4)?;
+    let time_wait = lab.time_wait(v4)?;
+    let syn_sent = lab.syn_sent(3)?;
+    let mut entries = Vec::new();
+    entries.extend(listener.entries());
+    entries.extend(half_open.entries());
+    entries.extend(established.entries());
+    entries.extend(half_closed.entries());
+    entries.extend(time_wait.entries());
+    let steady = entries.clone();
+    entries.extend(syn_sent.entries());
+    lab.wait_for_exactly(&entries, SETTLE)?;
+
+    let server = serve(&[])?;
+    let expected = counts_of(&entries);
+    let metrics = server.wait_for("the lab's counts", |m| gauges(m, "ipv4") == expected)?;
+    assert_eq!(gauges(&metrics, "ipv6"), zeros(), "-4 keeps IPv6 out");
+
+    let port = listener.addr.port().to_string();
+    let labels = [("local_addr", "127.0.0.1"), ("local_port", port.as_str())];
+    let listener_value = |name| metrics.value(name, &labels);
+    assert_eq!(listener_value("tcpscope_listener_half_open"), Some(25.0));
+    assert_eq!(
+        listener_value("tcpscope_listener_backlog"),
+        Some(f64::from(LISTEN_BACKLOG))
+    );
+    assert_eq!(listener_value("tcpscope_listener_accept_queue"), Some(0.0));
+    let sources: HashSet<_> = half_open
+        .sources
+        .iter()
+        .map(|source| *source.ip())
+        .collect();
+    assert_eq!(
+        listener_value("tcpscope_listener_distinct_sources"),
+        Some(sources.len() as f64)
+    );
+    assert_eq!(
+        listener_value("tcpscope_listener_suspected_flood"),
+        Some(0.0)
+    );
+    assert!(
+        metrics
+            .value("tcpscope_poll_duration_seconds", &[])
+            .is_some_and(|s| s > 0.0)
+    );
+    assert_eq!(metrics.value("tcpscope_poll_errors_total", &[]), Some(0.0));
+    for counter in [
+        "tcpscope_tcpext_syncookies_sent_total",
+        "tcpscope_tcpext_listen_overflows_total",
+        "tcpscope_tcpext_req_q_full_drop_total",
+    ] {
+        assert!(metrics.value(counter, &[]).is_some(), "{counter} missing");
+    }
+
+    // Change the lab: the SYN_SENT sockets go, a connection comes.
+    drop(syn_sent);
+    let another = lab.established(v4)?;
+    let mut changed = steady;
+    changed.extend(another.entries());
+    let expected = counts_of(&changed);
+    let metrics = server.wait_for("the changed counts", |m| gauges(m, "ipv4") == expected)?;
+    let gone = metrics
+        .value(
+            "tcpscope_transitions_total",
+            &[("from", "SYN_SENT"), ("to", "GONE")],
+        )
+        .unwrap_or(0.0);
+    assert_eq!(gone, 3.0, "each closed SYN_SENT socket is one transition");
+
+    let (status, took) = server.terminate()?;
+    assert!(status.success(), "SIGTERM ended it with {status}");
+    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+    Ok(())
+}
+
+#[test]
+fn two_hundred_idle_connections_neither_block_scrapes_nor_stop_polls() -> Result<()> {
+    let lab = Lab::enter()?;
+    let _listener = lab.listener_v4()?;
+    let server = serve(&[])?;
+    let address = server
+        .base()
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .context("the server's address")?;
+
+    // Half of them say nothing, half start a request and never finish it.
+    let mut idle = Vec::new();
+    for i in 0..200 {
+        let mut stream = TcpStream::connect(address)?;
+        if i % 2 == 1 {
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")?;
+        }
+        idle.push(stream);
+    }
+
+    let polls_before = server
+        .scrape()?
+        .value("tcpscope_polls_total", &[])
+        .context("no poll counter")?;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let metrics = server.scrape()?;
+        slowest = slowest.max(started.elapsed());
+        ensure!(
+            metrics.value(
+                "tcpscope_connections",
+                &[("state", "LISTEN"), ("family", "ipv4")]
+            ) == Some(1.0),
+            "a scrape without the listener:\n{}",
+            metrics.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let polls_after = server
+        .scrape()?
+        .value("tcpscope_polls_total", &[])
+        .context("no poll counter")?;
+    assert!(
+        polls_after >= polls_before + 3.0,
+        "polls went from {polls_before} to {polls_after} in a second at 200ms"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest scrape {slowest:?}"
+    );
+
+    // The idle connections are still held open, not dropped to make room.
+    let mut still_open = 0;
+    for stream in &mut idle {
+        stream.set_nonblocking(true)?;
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => still_open += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(still_open, 200, "the server dropped idle connections early");
+
+    let (status, _) = server.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[test]
+fn the_index_page_points_to_the_metrics_and_other_paths_are_not_found() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let server = serve(&[])?;
+    let (status, page) = server.get("/")?;
+    assert_eq!(status, 200);
+    assert!(page.contains("/metrics"), "{page}");
+    assert_eq!(page.lines().count(), 1, "{page}");
+    let (status, _) = server.get("/nothing-here")?;
+    assert_eq!(status, 404);
+    let (status, text) = server.get("/metrics?name[]=tcpscope_connections")?;
+    assert_eq!(status, 200);
+    assert!(text.contains("tcpscope_connections{"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn an_address_already_in_use_is_an_error_with_exit_status_2() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--serve", &address])
+        .output()?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&address) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    Ok(())
+}
