@@ -1,8 +1,8 @@
 //! The `--watch` mode: runs the poller and writes each poll's transitions as they
-//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly). With
-//! `--all-netns`, one poller per network namespace, and every line names its own.
-//! With `--record`, every poll is appended to a recording too; `--replay` writes a
-//! recording's stream the same way.
+//! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly, even when there is
+//! nothing to write). With `--all-netns`, one poller per network namespace, and every
+//! line names its own. With `--record`, every poll is appended to a recording too;
+//! `--replay` writes a recording's stream the same way.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
 use crate::kernel::netns::NetnsHandle;
+use crate::kernel::sockdiag::SockDiag;
 use crate::namespaces::Namespaces;
 use crate::oneshot::Outcome;
 use crate::poller::{EventStatus, Message, Poller, PollerConfig};
@@ -37,8 +38,13 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
             .context("installing the SIGINT/SIGTERM handlers")?;
     }
 
+    // A kernel that cannot answer sock_diag never will: say so and stop, rather than
+    // print a failed poll every interval.
+    SockDiag::open()
+        .and_then(|mut diag| diag.probe())
+        .context("asking the kernel for TCP sockets")?;
     let filter = cli.filter();
-    let mut emitter = Emitter::new(out, cli.json, filter.clone());
+    let mut emitter = Emitter::new(out, cli.json, filter.clone(), Some(cli.interval));
     let mut recorder = match &cli.record {
         Some(path) => Some(Recorder::open(path, cli.record_max_size)?),
         None => None,
@@ -78,6 +84,9 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         let (netns, message) = match receiver.recv_timeout(STOP_CHECK) {
             Ok(tagged) => tagged,
+            // A quiet stream writes nothing for a long time, so a write would not tell
+            // it that its reader (`| head`) left: look.
+            Err(RecvTimeoutError::Timeout) if stdout_reader_gone() => return Ok(()),
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
@@ -108,7 +117,8 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("--replay needs a file"))?;
     let mut replay = Replay::open(path, cli.thresholds())?;
-    let mut emitter = Emitter::new(out, cli.json, cli.filter());
+    // A recording does not say which interval its polls were late for.
+    let mut emitter = Emitter::new(out, cli.json, cli.filter(), None);
     let mut records = 0u64;
     while let Some(replayed) = replay.next_poll()? {
         records += 1;
@@ -139,15 +149,18 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
 struct Emitter<W: Write> {
     writer: StreamWriter<W>,
     filter: Filter,
+    /// The interval a poll is slow against (none for a replay).
+    interval: Option<Duration>,
     warned_about_events: bool,
 }
 
 impl<W: Write> Emitter<W> {
-    fn new(out: W, json: bool, filter: Filter) -> Emitter<W> {
+    fn new(out: W, json: bool, filter: Filter, interval: Option<Duration>) -> Emitter<W> {
         let format = if json { Format::Ndjson } else { Format::Text };
         Emitter {
             writer: StreamWriter::new(out, format, filter.states),
             filter,
+            interval,
             warned_about_events: false,
         }
     }
@@ -163,6 +176,11 @@ impl<W: Write> Emitter<W> {
                         io::stderr(),
                         "tcpscope: note: kernel destroy events are unavailable ({reason}); connections that open and close between two polls may be missed"
                     );
+                }
+                if let Some(interval) = self.interval
+                    && update.took > interval
+                {
+                    self.writer.slow_poll(at, update.took, interval)?;
                 }
                 if update.event_overflows > 0 {
                     self.writer.events_lost(at, update.event_overflows)?;
@@ -204,4 +222,18 @@ fn counts(filter: &Filter, snapshot: &Snapshot) -> Counts {
         counts.add(socket.state);
     }
     counts
+}
+
+/// Whether standard output is a pipe or socket whose reading end is closed: the kernel
+/// flags such a writing end with POLLERR or POLLHUP (`pipe_poll` in fs/pipe.c). A
+/// terminal or a file never is.
+fn stdout_reader_gone() -> bool {
+    let mut poll = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a zero timeout: it never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }

@@ -1,7 +1,12 @@
 //! The interactive view end to end: the real binary in a pseudo-terminal, inside a
 //! private network namespace under a SYN flood, its screen read through a terminal
 //! emulator. Fails, never skips, without root.
+//!
+//! Every way out gives the terminal back as a shell expects it (the main screen, a
+//! visible cursor, line mode): `q`, SIGTERM, SIGHUP, a panic on any thread, and a
+//! kernel that refuses sock_diag (which never takes the screen at all).
 
+mod fault;
 mod lab;
 mod pty;
 
@@ -9,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use fault::Refusal;
 use lab::{Lab, SETTLE, TcpState};
 use pty::Terminal;
 
@@ -18,6 +24,46 @@ const FROM_TWO_HOSTS: usize = 200;
 
 fn tcpscope(columns: u16, rows: u16) -> Result<Terminal> {
     Terminal::spawn(Command::new(env!("CARGO_BIN_EXE_tcpscope")), columns, rows)
+}
+
+/// The view's status line is drawn: it is up and has had its first poll.
+fn view_is_up(screen: &str) -> bool {
+    screen.contains("ESTABLISHED") && screen.contains("q quit")
+}
+
+/// The terminal as a shell expects it back: the main screen, a visible cursor, and
+/// line mode (canonical input with echo).
+fn ensure_restored(terminal: &Terminal) -> Result<()> {
+    ensure!(
+        !terminal.alternate_screen(),
+        "the alternate screen was not left:\n{}",
+        terminal.contents()
+    );
+    ensure!(!terminal.cursor_hidden(), "the cursor is still hidden");
+    ensure!(terminal.line_mode()?, "the terminal was left in raw mode");
+    Ok(())
+}
+
+/// Starts the view and waits until it is up, in raw mode on the alternate screen.
+fn running_view() -> Result<Terminal> {
+    let terminal = tcpscope(100, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    ensure!(
+        terminal.alternate_screen(),
+        "the view is not on the alternate screen"
+    );
+    ensure!(
+        !terminal.line_mode()?,
+        "the view runs in line mode, not raw"
+    );
+    Ok(terminal)
+}
+
+fn signal(terminal: &Terminal, signal: libc::c_int) -> Result<()> {
+    // SAFETY: kill sends a signal to the child this test started.
+    let sent = unsafe { libc::kill(terminal.pid(), signal) };
+    ensure!(sent == 0, "kill failed");
+    Ok(())
 }
 
 /// The screen line that mentions `needle`.
@@ -78,25 +124,160 @@ fn a_random_source_flood_is_flagged_and_two_busy_hosts_are_not() -> Result<()> {
 }
 
 #[test]
+fn q_gives_back_the_main_screen_the_cursor_and_line_mode() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q exited with {status}");
+    ensure_restored(&terminal)
+}
+
+#[test]
 fn sigterm_restores_the_terminal_and_exits_with_128_plus_15() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut terminal = tcpscope(80, 24)?;
-    terminal.wait_for(SCREEN_TIMEOUT, "the view", |screen| {
-        screen.contains("ESTABLISHED")
-    })?;
-    // SAFETY: kill sends a signal to the child this test started.
-    let sent = unsafe { libc::kill(terminal.pid(), libc::SIGTERM) };
-    ensure!(sent == 0, "kill failed");
+    let mut terminal = running_view()?;
+    signal(&terminal, libc::SIGTERM)?;
     let status = terminal.wait(Duration::from_secs(10))?;
     ensure!(
         status.code() == Some(128 + 15),
         "SIGTERM exited with {status}"
     );
+    ensure_restored(&terminal)
+}
+
+#[test]
+fn sighup_restores_the_terminal_and_exits_with_128_plus_1() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+    signal(&terminal, libc::SIGHUP)?;
+    let status = terminal.wait(Duration::from_secs(10))?;
     ensure!(
-        !terminal.alternate_screen(),
-        "the alternate screen was not left"
+        status.code() == Some(128 + 1),
+        "SIGHUP exited with {status}"
+    );
+    ensure_restored(&terminal)
+}
+
+/// Presses the hidden panic key of debug builds (see `test_panic` in src/tui/mod.rs)
+/// with `TCPSCOPE_TEST_PANIC=where`, and checks what the user is left with.
+#[cfg(debug_assertions)]
+fn panic_in(place: &str, message: &str) -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.env("TCPSCOPE_TEST_PANIC", place);
+    let mut terminal = Terminal::spawn(command, 100, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    terminal.send(b"!")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.code() == Some(101), "the panic exited with {status}");
+    ensure_restored(&terminal)?;
+    let screen = terminal.contents();
+    ensure!(
+        screen.contains(message),
+        "the panic message is not on the main screen:\n{screen}"
     );
     Ok(())
+}
+
+#[test]
+#[cfg(debug_assertions)]
+fn a_panic_in_the_view_restores_the_terminal_and_shows_the_message() -> Result<()> {
+    panic_in("view", "test panic on the view's thread")
+}
+
+#[test]
+#[cfg(debug_assertions)]
+fn a_panic_on_another_thread_restores_the_terminal_and_ends_the_view() -> Result<()> {
+    panic_in("thread", "test panic on another thread")
+}
+
+#[test]
+fn a_resize_down_to_1x1_and_back_keeps_the_view_alive() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+
+    terminal.resize(60, 20)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the size message", |screen| {
+        screen.contains("needs 80x24, has 60x20")
+    })?;
+    for (columns, rows) in [(1, 1), (0, 0), (2, 1), (1, 30), (300, 1), (1, 1)] {
+        terminal.resize(columns, rows)?;
+        std::thread::sleep(Duration::from_millis(300));
+        ensure!(terminal.running(), "the view ended at {columns}x{rows}");
+    }
+    terminal.resize(100, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view at 100x30 again", view_is_up)?;
+
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q exited with {status}");
+    ensure_restored(&terminal)?;
+    let output = String::from_utf8_lossy(&terminal.raw_output()).into_owned();
+    ensure!(!output.contains("panicked"), "{output}");
+    Ok(())
+}
+
+#[test]
+fn without_sock_diag_the_view_exits_2_before_taking_the_screen() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    fault::refuse(
+        &mut command,
+        &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)],
+    );
+    let mut terminal = Terminal::spawn(command, 100, 30)?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.code() == Some(2), "exited with {status}");
+    let raw = terminal.raw_output();
+    ensure!(
+        !raw.windows(8).any(|w| w == b"\x1b[?1049h"),
+        "the screen was taken"
+    );
+    let screen = terminal.contents();
+    ensure!(
+        screen.contains("tcpscope: error:") && screen.contains("CONFIG_INET_DIAG"),
+        "{screen}"
+    );
+    ensure_restored(&terminal)
+}
+
+#[test]
+fn the_status_line_says_when_destroy_events_are_refused() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
+    let mut terminal = Terminal::spawn(command, 100, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the refusal on the status line", |screen| {
+        view_is_up(screen) && screen.contains("destroy events refused")
+    })?;
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
+fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--interval", "200ms"]);
+    let mut terminal = Terminal::spawn(command, 160, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+
+    let old = fault::set_descriptor_limit(terminal.pid(), 0)?;
+    let failed = terminal.wait_for(SCREEN_TIMEOUT, "the poll error", |screen| {
+        screen.contains("poll failed, retrying")
+    });
+    fault::set_descriptor_limit(terminal.pid(), old.rlim_cur)?;
+    let failed = failed?;
+    ensure!(failed.contains("Too many open files"), "{failed}");
+    terminal.wait_for(SCREEN_TIMEOUT, "the error to clear", |screen| {
+        view_is_up(screen) && !screen.contains("poll failed")
+    })?;
+
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    ensure_restored(&terminal)
 }
 
 #[test]

@@ -376,6 +376,19 @@ mod tests {
     }
 
     #[test]
+    fn a_done_or_error_with_the_most_negative_errno_is_an_error_not_a_panic() {
+        let mut failed_done = done(3, 0);
+        failed_done[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(collect(&failed_done, 3), Err(ParseError::Kernel(i32::MAX)));
+        let mut error_message = error(3, 0);
+        error_message[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(
+            collect(&error_message, 3),
+            Err(ParseError::Kernel(i32::MAX))
+        );
+    }
+
+    #[test]
     fn an_acknowledgement_carries_the_errno_of_its_own_request() {
         let mut bytes = encode::error(6, libc::EPERM);
         bytes.extend(encode::error(7, 0));

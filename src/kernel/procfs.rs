@@ -18,5 +18,5 @@ mod sysctl;
 
 pub use cgroup::{Container, container_of};
 pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
-pub use processes::{Process, ProcessMap};
+pub use processes::{Process, ProcessMap, socket_inode};
 pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};

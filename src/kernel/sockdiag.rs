@@ -6,6 +6,12 @@
 //! Parsing lives in [`super::diag_msg`] as pure functions over bytes, so that it can be
 //! tested and fuzzed without a kernel. This module must not interpret what it reads
 //! beyond turning it into [`SocketRecord`]s.
+//!
+//! Every reply passes through one function, [`SockDiag::receive`], so that a test can
+//! stand between the real kernel and the parser ([`SockDiag::interpose`]) and corrupt,
+//! cut, flag or replace the kernel's own bytes: that is how the dump loop's answers to
+//! interrupted, failed and malformed dumps are tested, with real kernel data around the
+//! fault.
 
 use std::io;
 use std::time::SystemTime;
@@ -47,7 +53,10 @@ const LEGACY_REQUEST_BYTES: usize = 60;
 /// Why a dump failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0}")]
+    #[error(
+        "cannot open a NETLINK_SOCK_DIAG socket: {0}{hint}",
+        hint = refusal_hint(.0)
+    )]
     Open(#[source] io::Error),
     #[error("sending the sock_diag request failed: {0}")]
     Send(#[source] io::Error),
@@ -60,6 +69,8 @@ pub enum DumpError {
     Refused { error: io::Error },
     #[error("the socket table changed during every one of {DUMP_ATTEMPTS} dumps; try again")]
     Interrupted,
+    #[error("the kernel failed the sock_diag dump part-way: {error}")]
+    Failed { error: io::Error },
     #[error("malformed sock_diag reply: {0}")]
     Malformed(#[from] ParseError),
 }
@@ -67,7 +78,10 @@ pub enum DumpError {
 /// What a refusal most likely means, for the user who has to act on it.
 fn refusal_hint(error: &io::Error) -> &'static str {
     match error.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) => {
+        Some(libc::ENOENT)
+        | Some(libc::EOPNOTSUPP)
+        | Some(libc::EPROTONOSUPPORT)
+        | Some(libc::EAFNOSUPPORT) => {
             " (is the kernel built with CONFIG_INET_DIAG and CONFIG_INET_TCP_DIAG, or is the tcp_diag module missing?)"
         }
         Some(libc::EINVAL) => " (the kernel rejected the filter)",
@@ -119,9 +133,24 @@ impl DumpRequest {
     }
 }
 
+/// Stands between the kernel and the parser, for fault-injection tests only (tcpscope
+/// never sets one). It is called for every reply with the real receive, which it may
+/// call or not, and the receive buffer, whose bytes it may change; it returns what the
+/// receive is to be taken to have returned.
+#[doc(hidden)]
+pub type Interposer = Box<
+    dyn FnMut(&mut dyn FnMut(&mut [u8]) -> io::Result<usize>, &mut [u8]) -> io::Result<usize>
+        + Send,
+>;
+
 /// An open sock_diag socket with its reusable buffers: keep one per poller.
 pub struct SockDiag {
     socket: Socket,
+    /// The last dump ended before `NLMSG_DONE` (an error, a malformed reply): the kernel
+    /// still holds the rest of it for this socket and would answer the next request
+    /// with EBUSY, so the next request goes out on a fresh socket.
+    abandoned: bool,
+    interposer: Option<Interposer>,
     receive: Vec<u8>,
     request: Vec<u8>,
     sequence: u32,
@@ -142,12 +171,10 @@ enum Walk {
 
 impl SockDiag {
     pub fn open() -> Result<SockDiag, DumpError> {
-        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(DumpError::Open)?;
-        socket
-            .bind(&SocketAddr::new(0, 0))
-            .map_err(DumpError::Open)?;
         Ok(SockDiag {
-            socket,
+            socket: open_socket()?,
+            abandoned: false,
+            interposer: None,
             receive: vec![0; RECEIVE_BUFFER_BYTES],
             request: Vec::with_capacity(256),
             sequence: 0,
@@ -155,6 +182,24 @@ impl SockDiag {
             single_walk: true,
             batch: Vec::with_capacity(RECEIVE_BUFFER_BYTES / diag_msg::INET_DIAG_MSG_BYTES),
         })
+    }
+
+    /// Puts `interposer` between the kernel's replies and the parser: for tests that
+    /// inject faults into real replies. Not for use outside tests.
+    #[doc(hidden)]
+    pub fn interpose(&mut self, interposer: Interposer) {
+        self.interposer = Some(interposer);
+    }
+
+    /// Checks that the kernel answers TCP sock_diag requests at all, at no cost: a dump
+    /// of no state, which the kernel refuses as it would any other when inet_diag or
+    /// tcp_diag is missing, but answers without walking its tables.
+    pub fn probe(&mut self) -> Result<(), DumpError> {
+        let request = DumpRequest {
+            states: StateSet::EMPTY,
+            ..DumpRequest::everything()
+        };
+        self.stream(&request, &mut |_| {})
     }
 
     /// A snapshot of the sockets `filter` matches. The kernel does the filtering it
@@ -217,7 +262,7 @@ impl SockDiag {
         if request.ipv4 && request.ipv6 && self.single_walk {
             match self.walk(Walk::BothFamilies, request, sink) {
                 // A kernel without the compatibility request refuses it before sending
-                // any socket: use two walks from now on.
+                // any socket (a refusal is only ever that): use two walks from now on.
                 Err(DumpError::Refused { .. }) => self.single_walk = false,
                 other => return other,
             }
@@ -239,23 +284,31 @@ impl SockDiag {
         sink: &mut dyn FnMut(Delivery<'_>),
     ) -> Result<Completion, DumpError> {
         self.send_request(walk, request)?;
+        self.abandoned = true;
         let mut completion = Completion::Consistent;
+        let mut delivered = false;
         loop {
-            let length = match self.socket.recv(&mut &mut self.receive[..], 0) {
+            let length = match self.receive() {
                 Ok(length) => length,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(DumpError::Receive(error)),
             };
             self.batch.clear();
             let batch = &mut self.batch;
-            let Batch { done, interrupted } =
-                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r))
-                    .map_err(|error| match error {
-                        ParseError::Kernel(errno) => DumpError::Refused {
-                            error: io::Error::from_raw_os_error(errno),
-                        },
-                        other => DumpError::Malformed(other),
-                    })?;
+            let parsed =
+                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r));
+            delivered |= !self.batch.is_empty();
+            let Batch { done, interrupted } = parsed.map_err(|error| match error {
+                // An error before any socket refuses the request; one after some is a
+                // dump that failed part-way, whose sockets must not be used.
+                ParseError::Kernel(errno) if delivered => DumpError::Failed {
+                    error: io::Error::from_raw_os_error(errno),
+                },
+                ParseError::Kernel(errno) => DumpError::Refused {
+                    error: io::Error::from_raw_os_error(errno),
+                },
+                other => DumpError::Malformed(other),
+            })?;
             if !self.batch.is_empty() {
                 sink(Delivery::Sockets(&self.batch));
             }
@@ -263,12 +316,35 @@ impl SockDiag {
                 completion = Completion::Interrupted;
             }
             if done {
+                self.abandoned = false;
                 return Ok(completion);
             }
         }
     }
 
+    /// Receives one reply into `self.receive`: the only place bytes come in.
+    fn receive(&mut self) -> io::Result<usize> {
+        let SockDiag {
+            socket,
+            receive,
+            interposer,
+            ..
+        } = self;
+        let length = match interposer {
+            None => socket.recv(&mut &mut receive[..], 0)?,
+            Some(interposer) => interposer(
+                &mut |buffer: &mut [u8]| socket.recv(&mut &mut buffer[..], 0),
+                receive,
+            )?,
+        };
+        Ok(length.min(receive.len()))
+    }
+
     fn send_request(&mut self, walk: Walk, request: &DumpRequest) -> Result<(), DumpError> {
+        if self.abandoned {
+            self.socket = open_socket()?;
+            self.abandoned = false;
+        }
         self.sequence = self.sequence.wrapping_add(1);
         match walk {
             Walk::Family(family) => {
@@ -286,6 +362,14 @@ impl SockDiag {
         }
         Ok(())
     }
+}
+
+fn open_socket() -> Result<Socket, DumpError> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(DumpError::Open)?;
+    socket
+        .bind(&SocketAddr::new(0, 0))
+        .map_err(DumpError::Open)?;
+    Ok(socket)
 }
 
 /// What [`SockDiag::stream`] hands its consumer.

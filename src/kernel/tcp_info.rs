@@ -124,7 +124,7 @@ pub fn parse_reply(bytes: &[u8]) -> anyhow::Result<TcpInfo> {
     if kind == NLMSG_ERROR {
         let errno = message.get(..4).context("truncated netlink error")?;
         let errno = i32::from_ne_bytes([errno[0], errno[1], errno[2], errno[3]]);
-        // Any i32 may come in: i32::MIN has no negation.
+        // Any i32 may come in: i32::MIN has no negation (found by the fuzz target).
         return Err(io::Error::from_raw_os_error(errno.saturating_neg()))
             .context("the kernel has no such socket any more");
     }
@@ -200,6 +200,18 @@ mod tests {
         let info = parse_tcp_info(&tcp_info_bytes(104)).unwrap();
         assert_eq!(info.bytes_acked, None);
         assert!(parse_tcp_info(&tcp_info_bytes(80)).is_none());
+    }
+
+    #[test]
+    fn an_error_reply_with_any_errno_is_an_error_not_a_panic() {
+        for errno in [-libc::ENOENT, 0, i32::MAX, i32::MIN] {
+            let mut reply = Vec::new();
+            reply.extend_from_slice(&20u32.to_ne_bytes());
+            reply.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            reply.extend_from_slice(&[0; 10]);
+            reply.extend_from_slice(&errno.to_ne_bytes());
+            assert!(parse_reply(&reply).is_err(), "errno {errno}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Pure formatting: the caller hands in values and a writer.
 
 use std::io::{self, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -117,6 +117,31 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
+    /// A poll took longer than the interval: the next one starts when it ends, late,
+    /// rather than queueing behind it.
+    pub fn slow_poll(
+        &mut self,
+        at: SystemTime,
+        took: Duration,
+        interval: Duration,
+    ) -> io::Result<()> {
+        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        match self.format {
+            Format::Ndjson => self.json_line(&SlowPollLine {
+                kind: "slow_poll",
+                at: Rfc3339(at),
+                took_ms,
+                interval_ms,
+            }),
+            Format::Text => writeln!(
+                self.out,
+                "{}  slow poll: took {took_ms} ms, longer than the {interval_ms} ms interval; the next starts late instead of queueing",
+                clock(at)
+            ),
+        }
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -154,7 +179,7 @@ mod tests {
     use super::*;
     use crate::snapshot::Snapshot;
     use crate::snapshot::fixtures::socket;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     fn transitions() -> Vec<Transition> {
         let at = UNIX_EPOCH;
@@ -215,6 +240,27 @@ mod tests {
         assert_eq!(lines[1]["type"], "counts");
         assert_eq!(lines[1]["counts"]["TIME_WAIT"], 1);
         assert_eq!(lines[1]["counts"].as_object().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn a_slow_poll_says_how_long_it_took_against_the_interval() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let line = |format| {
+            let mut out = Vec::new();
+            let mut writer = StreamWriter::new(&mut out, format, StateSet::all());
+            writer
+                .slow_poll(at, Duration::from_millis(1250), Duration::from_secs(1))
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            line(Format::Ndjson),
+            "{\"type\":\"slow_poll\",\"at\":\"2023-11-14T22:13:20.250Z\",\"took_ms\":1250,\"interval_ms\":1000}\n"
+        );
+        assert_eq!(
+            line(Format::Text),
+            "22:13:20.250  slow poll: took 1250 ms, longer than the 1000 ms interval; the next starts late instead of queueing\n"
+        );
     }
 
     #[test]
@@ -324,4 +370,13 @@ struct NoticeLine<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct SlowPollLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    at: Rfc3339,
+    took_ms: u64,
+    interval_ms: u64,
 }

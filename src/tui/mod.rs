@@ -5,7 +5,8 @@
 //! replies from their workers, SIGTERM/SIGHUP) from a single channel, hands it to the
 //! [`App`], carries out the [`Effect`]s it returns, and redraws. Nothing on this thread
 //! waits on the kernel. The terminal is restored on every way out: quit, error, signal,
-//! and panic (the hook `ratatui::init` installs restores before printing).
+//! and panic on any thread (the hook `ratatui::init` installs restores before printing,
+//! and the process then ends: see [`end_on_any_panic`]).
 //!
 //! `--replay FILE` runs the same loop with no poller: [`playback`] feeds the recorded
 //! polls to the same [`App`], paced by their recorded times; nothing touches the kernel.
@@ -25,6 +26,7 @@ pub mod views;
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ use signal_hook::iterator::Signals;
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
 use crate::kernel::procfs::ProcessMap;
+use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
 use crate::poller::{Poller, PollerConfig};
 use crate::record::{Replay, ReplayEnd};
@@ -61,6 +64,11 @@ pub enum Ending {
 
 /// Runs the view until the user quits or a signal arrives.
 pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
+    // Before the screen is taken: a kernel that cannot answer sock_diag gets a message
+    // on the normal screen and exit status 2, not a view that can never fill.
+    SockDiag::open()
+        .and_then(|mut diag| diag.probe())
+        .context("asking the kernel for TCP sockets")?;
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
@@ -84,6 +92,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
     let app = App::new(Model::new(interval, History::default()), theme);
     let mut terminal = ratatui::init();
+    end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
         Effect::SetInterval(interval) => poller.set_interval(interval),
         Effect::FetchTcpInfo(record) => workers.fetch_tcp_info(record),
@@ -131,6 +140,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     app.ui.notice = note;
     let first = app.begin();
     let mut terminal = ratatui::init();
+    end_on_any_panic();
     let mut carry_out = |effect| {
         if let Effect::WakeForPlayback { generation, after } = effect {
             let _ = waker.send((generation, after));
@@ -185,6 +195,42 @@ fn spawn_ticks_and_input(events: Sender<Event>) -> anyhow::Result<()> {
     spawn_named("tcpscope-input", move || read_terminal(&events))
 }
 
+/// Held while a frame is written, so that a panic on another thread restores the
+/// terminal after the frame rather than in the middle of it.
+static DRAWING: Mutex<()> = Mutex::new(());
+
+/// How long a panic waits for a frame being written to finish.
+const PANIC_WAITS_FOR_FRAME: Duration = Duration::from_millis(200);
+
+/// A panic on any thread leaves the view without the part that panicked (a view with
+/// a dead poller would never change again), so after the hook `ratatui::init`
+/// installed has restored the terminal and printed the panic, the process ends with
+/// status 101, as a panic on the main thread would. The frame being written, if any,
+/// is finished first and no other is started; the cursor is shown again.
+fn end_on_any_panic() {
+    let restore_and_report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let deadline = Instant::now() + PANIC_WAITS_FOR_FRAME;
+        // Never released: no frame may follow the restore. The panicking thread may
+        // hold it itself (a panic while drawing): then go on after the wait.
+        let _frames_stopped = loop {
+            match DRAWING.try_lock() {
+                Ok(guard) => break Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => break Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(TryLockError::WouldBlock) => break None,
+            }
+        };
+        // ratatui's restore leaves the cursor hidden: only dropping the terminal, which
+        // a panic skips, shows it again.
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
+        restore_and_report(info);
+        std::process::exit(101);
+    }));
+}
+
 fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
@@ -192,16 +238,21 @@ fn event_loop(
     mut carry_out: impl FnMut(Effect),
 ) -> anyhow::Result<Ending> {
     loop {
-        terminal
-            .draw(|frame| {
-                let area = frame.area();
-                app.render(area, frame.buffer_mut());
-            })
-            .context("drawing the view")?;
+        {
+            let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
+            terminal
+                .draw(|frame| {
+                    let area = frame.area();
+                    app.render(area, frame.buffer_mut());
+                })
+                .context("drawing the view")?;
+        }
         let first = inbox.recv().context("every event source stopped")?;
         // Take everything already waiting before drawing again, so that a burst of
         // keys or a slow frame never leaves the view behind.
         for event in std::iter::once(first).chain(inbox.try_iter()) {
+            #[cfg(debug_assertions)]
+            test_panic(&event);
             for effect in app.handle(event) {
                 match effect {
                     Effect::Quit => return Ok(Ending::Quit),
@@ -210,6 +261,29 @@ fn event_loop(
                 }
             }
         }
+    }
+}
+
+/// A panic on demand, in debug builds only (release builds have no such code), so that
+/// tests can check the terminal is restored after one: with `TCPSCOPE_TEST_PANIC=view`
+/// the key `!` panics on the view's own thread, with `TCPSCOPE_TEST_PANIC=thread` on a
+/// thread of its own.
+#[cfg(debug_assertions)]
+fn test_panic(event: &Event) {
+    let Event::Key(key) = event else {
+        return;
+    };
+    if key.code != crossterm::event::KeyCode::Char('!') {
+        return;
+    }
+    match std::env::var("TCPSCOPE_TEST_PANIC").as_deref() {
+        Ok("view") => panic!("test panic on the view's thread (TCPSCOPE_TEST_PANIC=view)"),
+        Ok("thread") => {
+            let _ = spawn_named("tcpscope-test-panic", || {
+                panic!("test panic on another thread (TCPSCOPE_TEST_PANIC=thread)")
+            });
+        }
+        _ => {}
     }
 }
 

@@ -99,6 +99,54 @@ impl Terminal {
             .unwrap_or(false)
     }
 
+    /// Whether the program hid the cursor and has not shown it again.
+    pub fn cursor_hidden(&self) -> bool {
+        self.screen
+            .lock()
+            .map(|screen| screen.screen().hide_cursor())
+            .unwrap_or(true)
+    }
+
+    /// Whether the terminal is in its normal line mode (canonical input and echo), as a
+    /// shell expects it, rather than the raw mode a full-screen program sets. On Linux
+    /// the master side reports the terminal's settings.
+    pub fn line_mode(&self) -> Result<bool> {
+        // SAFETY: termios is plain data; tcgetattr fills it in.
+        let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a valid termios to write to.
+        if unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut settings) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("tcgetattr on the pty");
+        }
+        Ok(settings.c_lflag & libc::ICANON != 0 && settings.c_lflag & libc::ECHO != 0)
+    }
+
+    /// Resizes the terminal as a window manager would: the kernel sends the program
+    /// SIGWINCH. The emulator follows (it cannot be smaller than 1x1).
+    pub fn resize(&mut self, columns: u16, rows: u16) -> Result<()> {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        if let Ok(mut screen) = self.screen.lock() {
+            let at_least_one = |n: u16| std::num::NonZeroU16::new(n.max(1));
+            if let (Some(rows), Some(columns)) = (at_least_one(rows), at_least_one(columns)) {
+                screen.screen_mut().set_size(rows, columns);
+            }
+        }
+        // SAFETY: a valid descriptor and a valid winsize to read.
+        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("TIOCSWINSZ on the pty");
+        }
+        Ok(())
+    }
+
+    /// Whether the program is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn raw_output(&self) -> Vec<u8> {
         self.raw.lock().map(|raw| raw.clone()).unwrap_or_default()
     }

@@ -236,11 +236,12 @@ impl Walk {
     }
 }
 
-/// The inode of a socket descriptor's link target, `socket:[<inode>]`.
+/// The inode of a socket descriptor's link target, `socket:[<inode>]`, read from
+/// `/proc/<pid>/fd/<fd>`; `None` for any other target.
 ///
 /// Socket inodes come from the kernel's `get_next_ino()`, an unsigned int, which is why
 /// sock_diag reports them as u32.
-fn socket_inode(target: &[u8]) -> Option<u32> {
+pub fn socket_inode(target: &[u8]) -> Option<u32> {
     let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     sys::parse_decimal(digits)
 }
@@ -534,6 +535,108 @@ mod tests {
         let map = proc.scan().map_err(|e| format!("{e:#}"));
 
         assert_eq!(map.map(|map| pid_of(&map, 5)), Ok(Some(10)));
+    }
+
+    /// Starts a process that sleeps until killed.
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting sleep: {e}"))
+    }
+
+    fn end(mut child: std::process::Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn scans_while_processes_come_and_go_all_succeed_and_find_what_stays() {
+        let listener = TcpListener::bind("127.0.0.1:0");
+        let inode = listener.as_ref().map(inode_of).map_err(|e| e.to_string());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Real processes appear in /proc and vanish from it while the scans list it,
+        // open their directories and read their links.
+        let churn = std::thread::spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            move || {
+                let mut started = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut child) = std::process::Command::new("true").spawn() {
+                        let _ = child.wait();
+                        started += 1;
+                    }
+                }
+                started
+            }
+        });
+
+        let scans: Vec<_> = (0..30)
+            .map(|_| {
+                ProcessMap::scan()
+                    .map(|map| inode.as_ref().ok().and_then(|&inode| pid_of(&map, inode)))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let started = churn.join().unwrap_or(0);
+
+        let own = i32::try_from(std::process::id()).ok();
+        assert_eq!(scans, vec![Ok(own); 30]);
+        assert!(started > 30, "only {started} processes came and went");
+    }
+
+    /// Makes the kernel hand out `pid` to the next process it starts, if it is free.
+    fn next_pid_is(pid: i32) -> io::Result<()> {
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+    }
+
+    #[test]
+    fn a_handle_to_a_process_whose_pid_was_reused_fails_instead_of_reading_the_new_one() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to choose the next pid");
+            return;
+        }
+        let proc = Directory::open(c"/proc").unwrap_or_else(|e| panic!("opening /proc: {e}"));
+        let first = sleeper();
+        let pid = i32::try_from(first.id()).unwrap_or(0);
+        let name = NumberName::new(first.id());
+        let handle = sys::open_handle_at(proc.as_fd(), name.as_c_str())
+            .unwrap_or_else(|e| panic!("opening /proc/{pid}: {e}"));
+        end(first);
+        // Another process gets the same pid. Anything on the machine may take it
+        // first, so try a few times.
+        let successor = (0..50).find_map(|_| {
+            next_pid_is(pid).ok()?;
+            let child = sleeper();
+            if i32::try_from(child.id()) == Ok(pid) {
+                Some(child)
+            } else {
+                end(child);
+                None
+            }
+        });
+        let Some(successor) = successor else {
+            panic!("pid {pid} was not handed out again in 50 tries");
+        };
+
+        let through_old = Directory::open_at(handle.as_fd(), c"fd").map(|_| ());
+        let through_new =
+            Directory::open(&CString::new(format!("/proc/{pid}/fd")).unwrap_or_default())
+                .map(|_| ());
+        let mut walk = Walk::new();
+        let old_comm = read_comm(handle.as_fd());
+        let walked = walk.process(proc.as_fd(), pid as u32).map(|_| ());
+        end(successor);
+
+        let error = through_old.expect_err("the old handle read the new process");
+        assert!(exited(&error), "{error}");
+        assert!(old_comm.is_err_and(|e| exited(&e)));
+        assert!(
+            through_new.is_ok() && walked.is_ok(),
+            "the new process is readable"
+        );
     }
 
     #[test]

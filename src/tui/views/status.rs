@@ -65,9 +65,14 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
     spans.push(dim("every "));
     spans.push(Span::raw(short_duration(status.interval)));
     spans.push(dim("  poll "));
-    spans.push(Span::raw(
-        status.took.map_or("…".to_owned(), short_duration),
-    ));
+    // A poll longer than the interval makes the next start late (never queue): say so.
+    spans.push(match status.took {
+        None => Span::raw("…"),
+        Some(took) if took > status.interval => {
+            Span::styled(format!("{} (slow)", short_duration(took)), theme.warning())
+        }
+        Some(took) => Span::raw(short_duration(took)),
+    });
     spans.push(dim("  destroy events "));
     spans.push(match &status.events {
         EventStatus::Subscribed if status.event_overflows > 0 => Span::styled(
@@ -101,6 +106,20 @@ mod tests {
             render(&model, &Ui::default(), &Theme::MONO, area, buf)
         });
         insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn a_poll_longer_than_the_interval_is_marked_slow() {
+        let mut model = fixtures::flooded();
+        model.status.interval = std::time::Duration::from_millis(100);
+        model.status.took = Some(std::time::Duration::from_millis(250));
+        let screen = text(80, 1, |area, buf| {
+            render(&model, &Ui::default(), &Theme::MONO, area, buf)
+        });
+        assert!(
+            screen.starts_with("every 100ms  poll 250ms (slow)  destroy events"),
+            "{screen}"
+        );
     }
 
     #[test]

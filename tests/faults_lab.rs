@@ -1,0 +1,357 @@
+//! The tcpscope binary when the kernel says no, in a lab namespace: faults are made at
+//! the system-call boundary (a seccomp filter that refuses one call, a descriptor limit
+//! lowered on the running process), and everything else is the real kernel.
+//!
+//! | fault | outcome |
+//! |---|---|
+//! | no sock_diag (`socket` refused) | every mode exits 2 naming CONFIG_INET_DIAG and tcp_diag; nothing on stdout |
+//! | destroy-event subscription refused | `--watch` notes it once on stderr and goes on polling |
+//! | a poll fails (no descriptor left) | an `error` line; the next poll succeeds, with no false closes |
+//! | ENOBUFS on the event socket | an `events_lost` line; the polls resynchronise |
+//! | the reader of stdout goes away | every streaming mode ends quietly with status 0 |
+
+mod fault;
+mod lab;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use fault::{Refusal, set_descriptor_limit};
+use lab::Lab;
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn tcpscope(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
+/// Runs tcpscope with `refusals` and returns its output; `--watch` is ended after a
+/// while if it has not ended by itself.
+fn run_refused(args: &[&str], refusals: &[Refusal]) -> Result<Output> {
+    let mut command = tcpscope(args);
+    fault::refuse(&mut command, refusals);
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tcpscope under a seccomp filter")?;
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            bail!(
+                "tcpscope {args:?} did not exit: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[test]
+fn without_sock_diag_every_mode_exits_2_and_names_what_the_kernel_lacks() -> Result<()> {
+    let _lab = Lab::enter()?;
+    for args in [
+        &["--json"][..],
+        &["--grep", "all"],
+        &["--grep", "listen", "-p"],
+        &["--watch"],
+        &["--watch", "--json", "--interval", "100ms"],
+    ] {
+        let output = run_refused(args, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)])?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
+        for needed in [
+            "tcpscope: error:",
+            "cannot open a NETLINK_SOCK_DIAG socket",
+            "Protocol not supported",
+            "CONFIG_INET_DIAG",
+            "tcp_diag",
+        ] {
+            assert!(
+                stderr.contains(needed),
+                "{args:?}: {needed:?} not in {stderr}"
+            );
+        }
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+/// A running `tcpscope --watch --json` and its lines as they come.
+struct Watch {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Watch {
+    fn start(mut command: Command) -> Result<Watch> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tcpscope --watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        Ok(Watch {
+            child,
+            lines: read_lines(stdout),
+        })
+    }
+
+    fn next(&self, what: &str) -> Result<Value> {
+        self.lines
+            .recv_timeout(PATIENCE)
+            .with_context(|| format!("no {what} within {PATIENCE:?}"))
+    }
+
+    /// Reads lines until one of `kind`, returning those before it as well.
+    fn until(&self, kind: &str) -> Result<(Vec<Value>, Value)> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut before = Vec::new();
+        while Instant::now() < deadline {
+            let line = self.next(&format!("{kind} line"))?;
+            if line["type"] == kind {
+                return Ok((before, line));
+            }
+            before.push(line);
+        }
+        bail!(
+            "no {kind} line within {PATIENCE:?} ({} other lines)",
+            before.len()
+        )
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).unwrap_or(0)
+    }
+
+    /// Ends it with SIGTERM and returns its status and standard error.
+    fn stop(mut self) -> Result<(std::process::ExitStatus, String)> {
+        // SAFETY: kill(2) on the child this test started.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr)?;
+        }
+        Ok((self.child.wait()?, stderr))
+    }
+}
+
+fn read_lines(stdout: ChildStdout) -> Receiver<Value> {
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            if sender.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+#[test]
+fn a_refused_destroy_subscription_is_noted_once_and_watch_goes_on() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7400")?;
+    let mut command = tcpscope(&["--watch", "--json", "--interval", "100ms"]);
+    fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
+    let watch = Watch::start(command)?;
+
+    for _ in 0..3 {
+        watch.until("counts")?;
+    }
+    // Without events, a connection that lives across polls is still seen.
+    let _client = TcpStream::connect(listener.local_addr()?)?;
+    let (_server, _) = listener.accept()?;
+    let (before, _) = watch.until("counts")?;
+    let (more, _) = watch.until("counts")?;
+    let opened = before
+        .iter()
+        .chain(&more)
+        .filter(|line| line["kind"] == "opened")
+        .count();
+    for _ in 0..5 {
+        watch.until("counts")?;
+    }
+    let (status, stderr) = watch.stop()?;
+
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(opened, 2, "both ends of the new connection");
+    let notes: Vec<_> = stderr
+        .lines()
+        .filter(|line| line.contains("destroy events are unavailable"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(
+        notes[0].contains("Operation not permitted") && notes[0].contains("may be missed"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_poll_that_fails_is_reported_and_the_next_one_succeeds_without_false_closes() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7401")?;
+    let _client = TcpStream::connect(listener.local_addr()?)?;
+    let (_server, _) = listener.accept()?;
+    let watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "100ms"]))?;
+    let (_, first) = watch.until("counts")?;
+
+    // No descriptor may be opened: the next poll cannot read /proc/net/netstat.
+    let old = set_descriptor_limit(watch.pid(), 0)?;
+    let (_, error) = watch.until("error")?;
+    set_descriptor_limit(watch.pid(), old.rlim_cur)?;
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        let (lines, counts) = watch.until("counts")?;
+        after.extend(lines);
+        after.push(counts);
+    }
+    let (status, stderr) = watch.stop()?;
+
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("reading the kernel's TcpExt counters")
+            && message.contains("Too many open files"),
+        "{error}"
+    );
+    let last = after.last().cloned().unwrap_or_default();
+    assert_eq!(
+        last["counts"], first["counts"],
+        "the sockets were not seen again"
+    );
+    let transitions: Vec<_> = after
+        .iter()
+        .filter(|line| line["type"] == "transition")
+        .collect();
+    assert!(
+        transitions.is_empty(),
+        "a failed poll made connections look changed: {transitions:?}"
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    Ok(())
+}
+
+/// Destroy events take about 400 bytes of queue each, and the queue is at most twice
+/// `net.core.rmem_max` (4 MiB on the project's machine): this many overflow it.
+const SOCKETS: usize = 60_000;
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(SOCKETS)?;
+    let watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "200ms"]))?;
+    let (_, before) = watch.until("counts")?;
+    let established = before["counts"]["ESTABLISHED"].as_u64().unwrap_or_default();
+
+    // Stopped, tcpscope cannot read while every socket is reset at once: more destroy
+    // events than its queue holds (ENOBUFS on its next read).
+    // SAFETY: kill(2) on the child this test started, then on the lab's holders.
+    unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
+    for &holder in crowd.holders() {
+        unsafe { libc::kill(holder, libc::SIGKILL) };
+    }
+    lab.wait_for_count(lab::TcpState::Established, 0, lab::SETTLE)?;
+    unsafe { libc::kill(watch.pid(), libc::SIGCONT) };
+    let (_, lost) = watch.until("events_lost")?;
+    let mut last = before.clone();
+    for _ in 0..3 {
+        last = watch.until("counts")?.1;
+    }
+    let (status, stderr) = watch.stop()?;
+
+    assert!(established >= SOCKETS as u64, "{before}");
+    assert!(lost["count"].as_u64().unwrap_or_default() >= 1, "{lost}");
+    assert_eq!(last["counts"]["ESTABLISHED"], 0, "{last}");
+    assert!(status.success(), "{status}: {stderr}");
+    Ok(())
+}
+
+/// Starts `args` with stdout on a pipe, waits until it has written something (or
+/// `settle` passed), closes the reading end, and returns how it ended.
+fn close_the_reader(args: &[&str], settle: Duration) -> Result<(Output, Duration)> {
+    let mut child = tcpscope(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("no stdout")?;
+    let started = Instant::now();
+    if settle.is_zero() {
+        let mut first = [0u8; 1];
+        stdout.read_exact(&mut first)?;
+    } else {
+        thread::sleep(settle);
+    }
+    drop(stdout);
+    let closed = Instant::now();
+    let deadline = closed + PATIENCE;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "tcpscope {args:?} went on for {PATIENCE:?} after its reader left (started {:?} before)",
+                closed - started
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let took = closed.elapsed();
+    Ok((child.wait_with_output()?, took))
+}
+
+#[test]
+fn a_closed_stdout_ends_every_streaming_mode_quietly() -> Result<()> {
+    let lab = Lab::enter()?;
+    // More output than a pipe holds, so that the one-shot modes meet the closed pipe.
+    let _crowd = lab.crowd(4_000)?;
+    let cases: [(&[&str], Duration); 5] = [
+        (&["--json"], Duration::ZERO),
+        (&["--grep", "all"], Duration::ZERO),
+        (
+            &["--watch", "--json", "--interval", "100ms"],
+            Duration::ZERO,
+        ),
+        // Nothing changes in the lab, so the text stream has nothing to write: it must
+        // notice the reader is gone without a write failing.
+        (
+            &["--watch", "--interval", "100ms"],
+            Duration::from_millis(500),
+        ),
+        (&["--watch", "--interval", "5s"], Duration::from_millis(500)),
+    ];
+    for (args, settle) in cases {
+        let (output, took) = close_the_reader(args, settle)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{args:?} took {took:?} to notice"
+        );
+    }
+    Ok(())
+}
