@@ -10,6 +10,7 @@ use clap::{ArgAction, Parser};
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
 use crate::kernel::netns::NetnsSpec;
+use crate::record::RecordTo;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -49,7 +50,8 @@ pub struct Cli {
     pub yes: bool,
 
     /// With --watch: also append every poll to FILE, a recording that --replay shows
-    /// again. Appends to an existing recording; a file that is not one is refused.
+    /// again. Appends to an existing recording; a file that is not one is refused
+    /// (unless --force), and so is a symbolic link.
     #[arg(
         long,
         value_name = "FILE",
@@ -62,6 +64,11 @@ pub struct Cli {
     /// 64M, 500K, 1G, or bytes.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "record")]
     pub record_max_size: u64,
+
+    /// With --record: start FILE afresh, replacing whatever it holds (and FILE.1 when
+    /// it rotates), instead of appending to a recording and refusing anything else.
+    #[arg(long, requires = "record")]
+    pub force: bool,
 
     /// Replay a recording made with --record: the stream --watch printed (NDJSON with
     /// --json), filtered by --filter, --grep and the port flags. Needs no privileges.
@@ -173,6 +180,15 @@ impl Cli {
         } else {
             Mode::Interactive
         }
+    }
+
+    /// Where `--record` writes, with its cap and `--force`.
+    pub fn recording(&self) -> Option<RecordTo> {
+        self.record.as_ref().map(|path| RecordTo {
+            path: path.clone(),
+            max_bytes: self.record_max_size,
+            force: self.force,
+        })
     }
 
     /// The SYN watch's thresholds, defaults overridden by the flags.

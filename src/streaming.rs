@@ -45,8 +45,8 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
         .context("asking the kernel for TCP sockets")?;
     let filter = cli.filter();
     let mut emitter = Emitter::new(out, cli.json, filter.clone(), Some(cli.interval));
-    let mut recorder = match &cli.record {
-        Some(path) => Some(Recorder::open(path, cli.record_max_size)?),
+    let mut recorder = match cli.recording() {
+        Some(to) => Some(Recorder::open(&to)?),
         None => None,
     };
     // With --all-netns one poller per namespace, each message tagged with its

@@ -258,6 +258,55 @@ fn a_file_that_is_not_a_recording_is_an_error() -> Result<()> {
     Ok(())
 }
 
+/// `tcpscope --watch --record FILE` with more flags, run briefly in a lab namespace.
+fn record_briefly(file: &Scratch, more: &[&str]) -> Result<Output> {
+    let mut args = vec!["-n", env!("CARGO_BIN_EXE_tcpscope"), "--watch", "--json"];
+    args.extend_from_slice(&["--interval", "100ms", "--record", file.arg()]);
+    args.extend_from_slice(more);
+    let child = Command::new("timeout")
+        .args(["--signal=TERM", "1"])
+        .arg("unshare")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running tcpscope under timeout and unshare -n (needs root)")?;
+    Ok(child.wait_with_output()?)
+}
+
+#[test]
+fn record_never_writes_through_a_symbolic_link_nor_replaces_a_file_unless_forced() -> Result<()> {
+    let victim = Scratch::new("victim");
+    fs::write(&victim.0, b"somebody's file")?;
+    let link = Scratch::new("link");
+    std::os::unix::fs::symlink(&victim.0, &link.0)?;
+    for more in [&[][..], &["--force"][..]] {
+        let output = record_briefly(&link, more)?;
+        ensure!(output.status.code() == Some(2), "{more:?}: {output:?}");
+        ensure!(output.stdout.is_empty(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(stderr.contains("is a symbolic link"), "{stderr}");
+    }
+    ensure!(fs::read(&victim.0)? == b"somebody's file");
+
+    // A file that is not a recording: refused, then replaced when forced.
+    let output = record_briefly(&victim, &[])?;
+    ensure!(output.status.code() == Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("--force replaces it"), "{stderr}");
+    ensure!(fs::read(&victim.0)? == b"somebody's file");
+    let output = record_briefly(&victim, &["--force"])?;
+    // timeout's TERM ends the stream quietly: 124 is timeout saying it had to stop it.
+    ensure!(matches!(output.status.code(), Some(0 | 124)), "{output:?}");
+    let replayed = replay(&["--replay", victim.arg(), "--json"])?;
+    ensure!(replayed.status.code() == Some(0), "{replayed:?}");
+    ensure!(
+        !lines(&replayed)?.is_empty(),
+        "the forced recording replays"
+    );
+    Ok(())
+}
+
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
 
 #[test]

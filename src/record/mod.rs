@@ -23,4 +23,4 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{Replay, ReplayEnd, Replayed};
-pub use writer::{DEFAULT_MAX_BYTES, Recorder, rotated_path};
+pub use writer::{DEFAULT_MAX_BYTES, RecordTo, Recorder, rotated_path};

@@ -5,11 +5,17 @@
 //! crashes or is killed loses at most the record it was writing, which readers skip
 //! as a torn tail. Reopening a recording to append first cuts such a tail off, so that
 //! the new records are reachable. When a file reaches its cap it becomes `FILE.1`
-//! (replacing an older one) and a new `FILE` starts with a poll of every socket.
+//! (replacing an older recording) and a new `FILE` starts with a poll of every socket.
+//!
+//! This is the one place tcpscope writes a file, so it is careful with what it finds
+//! there: it never follows a symbolic link as the file's last component (someone who
+//! can write the directory must not be able to point a root tcpscope at another file),
+//! and it never replaces a file that is not a recording unless told to (`--force`).
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,6 +29,28 @@ use crate::poller::Update;
 /// The default cap on one recording file: about 15 minutes of a busy host's polls.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Where and how to record: `--record FILE`, `--record-max-size`, `--force`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordTo {
+    pub path: PathBuf,
+    /// Past this size the file rotates.
+    pub max_bytes: u64,
+    /// Replace `FILE` (and `FILE.1` when rotating) whatever it holds, instead of
+    /// appending to a recording and refusing anything else.
+    pub force: bool,
+}
+
+impl RecordTo {
+    /// A recording at `path` with the default cap, appended to if it exists.
+    pub fn new(path: impl Into<PathBuf>) -> RecordTo {
+        RecordTo {
+            path: path.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            force: false,
+        }
+    }
+}
+
 /// An open recording.
 pub struct Recorder {
     path: PathBuf,
@@ -30,6 +58,7 @@ pub struct Recorder {
     /// The current file's length.
     length: u64,
     max_bytes: u64,
+    force: bool,
     /// The sockets of the last poll written; `None` when the next poll must be written
     /// whole (a new file).
     table: Option<SocketTable>,
@@ -38,16 +67,22 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Opens `path` to append to, creating it if need be. An existing file must be a
-    /// recording; a torn tail left by a crash is cut off first.
-    pub fn open(path: &Path, max_bytes: u64) -> anyhow::Result<Recorder> {
+    /// Opens the recording to append to, creating it if need be. An existing file must
+    /// be a recording (a torn tail left by a crash is cut off first) unless `force`
+    /// says to start it afresh. `FILE.1` is checked now too, so that a file in the way
+    /// of rotation is found before anything is recorded.
+    pub fn open(to: &RecordTo) -> anyhow::Result<Recorder> {
+        let path = &to.path;
         let shown = path.display();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .with_context(|| format!("opening the recording {shown}"))?;
+        let mut file = open_no_follow(
+            OpenOptions::new().read(true).append(true).create(true),
+            path,
+        )
+        .with_context(|| format!("opening the recording {shown}"))?;
+        if to.force {
+            file.set_len(0)
+                .with_context(|| format!("emptying {shown} (--force)"))?;
+        }
         let existing = file
             .metadata()
             .with_context(|| format!("reading the size of {shown}"))?
@@ -58,7 +93,7 @@ impl Recorder {
             frame::HEADER_BYTES as u64
         } else {
             let end = intact_length(&mut file).with_context(|| {
-                format!("{shown} exists and is not a recording tcpscope can append to")
+                format!("{shown} exists and is not a recording tcpscope can append to (--force replaces it)")
             })?;
             if end < existing {
                 file.set_len(end)
@@ -66,11 +101,15 @@ impl Recorder {
             }
             end
         };
+        if !to.force {
+            check_replaceable(&rotated_path(path))?;
+        }
         Ok(Recorder {
-            path: path.to_path_buf(),
+            path: path.clone(),
             file: BufWriter::new(file),
             length,
-            max_bytes: max_bytes.max(1),
+            max_bytes: to.max_bytes.max(1),
+            force: to.force,
             table: None,
             payload: Vec::new(),
             frame: Vec::new(),
@@ -156,9 +195,14 @@ impl Recorder {
             .flush()
             .with_context(|| format!("writing to the recording {}", self.path.display()))?;
         let older = rotated_path(&self.path);
+        if !self.force {
+            check_replaceable(&older)?;
+        }
+        // rename() replaces a symbolic link at FILE.1 itself, never what it points to.
         fs::rename(&self.path, &older)
             .with_context(|| format!("renaming {} to {}", self.path.display(), older.display()))?;
-        let mut file = File::create(&self.path)
+        // FILE was just moved away: anything there now was put there meanwhile.
+        let mut file = open_no_follow(OpenOptions::new().write(true).create_new(true), &self.path)
             .with_context(|| format!("creating the recording {}", self.path.display()))?;
         file.write_all(&frame::header())
             .with_context(|| format!("writing to {}", self.path.display()))?;
@@ -174,6 +218,44 @@ pub fn rotated_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(".1");
     PathBuf::from(name)
+}
+
+/// Opens `path` without following a symbolic link as its last component: the kernel
+/// refuses with ELOOP, said here in words.
+fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    options
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other(format!(
+                "{} is a symbolic link; tcpscope does not write through one",
+                path.display()
+            )),
+            _ => error,
+        })
+}
+
+/// Rotation may replace `older` only if nothing is there, or a recording is.
+fn check_replaceable(older: &Path) -> anyhow::Result<()> {
+    let shown = older.display();
+    let metadata = match fs::symlink_metadata(older) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("looking at {shown}")),
+    };
+    let is_recording = metadata.is_file() && {
+        let mut magic = [0u8; frame::HEADER_BYTES];
+        File::open(older)
+            .and_then(|mut file| file.read_exact(&mut magic))
+            .is_ok()
+            && FrameReader::open(&magic[..]).is_ok()
+    };
+    if !is_recording {
+        bail!(
+            "{shown} is in the way: a full recording is moved there, and it is not a recording (--force replaces it)"
+        );
+    }
+    Ok(())
 }
 
 /// The length of the part of the recording made of whole records.
@@ -283,7 +365,7 @@ mod tests {
     #[test]
     fn a_recording_replays_every_poll_with_its_sockets_and_counters() {
         let scratch = Scratch::new();
-        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         for n in 0..5 {
             recorder.record_update(&update(n)).unwrap();
         }
@@ -316,7 +398,7 @@ mod tests {
     #[test]
     fn later_polls_are_written_as_changes_and_take_less_room() {
         let scratch = Scratch::new();
-        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         let big = |n| {
             let mut update = update(0);
             let sockets = (1..=200).map(|c| socket(c, State::Established)).collect();
@@ -334,7 +416,7 @@ mod tests {
     #[test]
     fn a_recording_cut_mid_record_replays_up_to_the_tear() {
         let scratch = Scratch::new();
-        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         let mut ends = Vec::new();
         for n in 0..4 {
             recorder.record_update(&update(n)).unwrap();
@@ -353,7 +435,7 @@ mod tests {
     #[test]
     fn appending_after_a_crash_cuts_the_torn_tail_so_new_polls_are_reachable() {
         let scratch = Scratch::new();
-        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         for n in 0..2 {
             recorder.record_update(&update(n)).unwrap();
         }
@@ -362,7 +444,7 @@ mod tests {
         bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
         fs::write(&scratch.0, &bytes).unwrap();
 
-        let mut recorder = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES).unwrap();
+        let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         recorder.record_update(&update(7)).unwrap();
         drop(recorder);
         let (updates, end) = replay_all(&scratch.0);
@@ -378,7 +460,11 @@ mod tests {
     #[test]
     fn a_full_file_rotates_and_the_new_file_starts_with_every_socket() {
         let scratch = Scratch::new();
-        let mut recorder = Recorder::open(&scratch.0, 2_000).unwrap();
+        let mut recorder = Recorder::open(&RecordTo {
+            max_bytes: 2_000,
+            ..RecordTo::new(&scratch.0)
+        })
+        .unwrap();
         for n in 0..20 {
             recorder.record_update(&update(n)).unwrap();
         }
@@ -403,11 +489,97 @@ mod tests {
     fn a_file_that_is_not_a_recording_is_never_appended_to() {
         let scratch = Scratch::new();
         fs::write(&scratch.0, b"precious notes").unwrap();
-        let error = Recorder::open(&scratch.0, DEFAULT_MAX_BYTES)
+        let error = Recorder::open(&RecordTo::new(&scratch.0))
             .err()
             .unwrap()
             .to_string();
         assert!(error.contains("not a recording"), "{error}");
         assert_eq!(fs::read(&scratch.0).unwrap(), b"precious notes");
+    }
+
+    #[test]
+    fn force_starts_a_file_that_is_not_a_recording_afresh() {
+        let scratch = Scratch::new();
+        fs::write(&scratch.0, b"old notes").unwrap();
+        let mut recorder = Recorder::open(&RecordTo {
+            force: true,
+            ..RecordTo::new(&scratch.0)
+        })
+        .unwrap();
+        recorder.record_update(&update(3)).unwrap();
+        drop(recorder);
+        let (updates, end) = replay_all(&scratch.0);
+        assert_eq!(end, ReplayEnd::Complete);
+        assert_eq!(updates.len(), 1);
+    }
+
+    #[test]
+    fn a_symbolic_link_is_never_written_through() {
+        let scratch = Scratch::new();
+        let target = Scratch::new();
+        fs::write(&target.0, b"a file someone else owns").unwrap();
+        std::os::unix::fs::symlink(&target.0, &scratch.0).unwrap();
+        for force in [false, true] {
+            let error = Recorder::open(&RecordTo {
+                force,
+                ..RecordTo::new(&scratch.0)
+            })
+            .err()
+            .unwrap();
+            assert!(
+                format!("{error:#}").contains("is a symbolic link"),
+                "{error:#}"
+            );
+        }
+        assert_eq!(fs::read(&target.0).unwrap(), b"a file someone else owns");
+    }
+
+    #[test]
+    fn a_dangling_symbolic_link_is_not_followed_to_create_a_file() {
+        let scratch = Scratch::new();
+        let target = Scratch::new();
+        std::os::unix::fs::symlink(&target.0, &scratch.0).unwrap();
+        assert!(Recorder::open(&RecordTo::new(&scratch.0)).is_err());
+        assert!(!target.0.exists());
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_rotation_is_refused_before_anything_is_recorded() {
+        let scratch = Scratch::new();
+        let older = rotated_path(&scratch.0);
+        fs::write(&older, b"precious notes").unwrap();
+        let error = Recorder::open(&RecordTo::new(&scratch.0)).err().unwrap();
+        assert!(format!("{error:#}").contains("is in the way"), "{error:#}");
+        assert_eq!(fs::read(&older).unwrap(), b"precious notes");
+
+        // With --force it goes, the first time the recording rotates.
+        let mut recorder = Recorder::open(&RecordTo {
+            max_bytes: 2_000,
+            force: true,
+            ..RecordTo::new(&scratch.0)
+        })
+        .unwrap();
+        for n in 0..20 {
+            recorder.record_update(&update(n)).unwrap();
+        }
+        drop(recorder);
+        let (older_updates, _) = replay_all(&older);
+        assert!(!older_updates.is_empty());
+    }
+
+    #[test]
+    fn an_older_recording_is_replaced_by_rotation() {
+        let scratch = Scratch::new();
+        let to = RecordTo {
+            max_bytes: 2_000,
+            ..RecordTo::new(&scratch.0)
+        };
+        for _ in 0..2 {
+            let mut recorder = Recorder::open(&to).unwrap();
+            for n in 0..20 {
+                recorder.record_update(&update(n)).unwrap();
+            }
+        }
+        assert!(fs::metadata(rotated_path(&scratch.0)).unwrap().len() <= 2_000);
     }
 }
