@@ -197,3 +197,16 @@ fn every_malformed_filter_expression_exits_2_with_a_message_and_no_output() {
         }
     }
 }
+
+#[test]
+fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stack() {
+    let nested = format!("{}sport = :80{}", "(".repeat(10_000), ")".repeat(10_000));
+    let long = vec!["dst != 2001:db8::1"; 5_000].join(" or ");
+    for (expression, says) in [(nested, "nested too deeply"), (long, "too long")] {
+        let output = tcpscope(&["--json", "--filter", &expression]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{says}: {stderr:.300}");
+        assert!(output.stdout.is_empty());
+        assert!(stderr.contains(says), "{stderr:.300}");
+    }
+}

@@ -31,6 +31,16 @@ pub struct Expression {
     pub named_states: StateSet,
 }
 
+/// How deeply parentheses and `not`s may nest. The parser, the kernel program's
+/// compiler and the evaluator all recurse over the expression's tree, on threads with
+/// small stacks; no filter a person writes comes near this.
+pub const MAX_NESTING: usize = 64;
+
+/// How many conditions and `not`s an expression may hold. This bounds the kernel
+/// program: at most 36 bytes each (with the jump of an `or`), so every jump fits its
+/// 16-bit offset and the program its netlink attribute, with room to spare.
+pub const MAX_TERMS: usize = 1024;
+
 /// Parses a filter expression.
 pub fn parse_expression(text: &str) -> Result<Expression, FilterError> {
     let tokens = lexer::tokens(text);
@@ -39,6 +49,8 @@ pub fn parse_expression(text: &str) -> Result<Expression, FilterError> {
         tokens,
         next: 0,
         named_states: StateSet::EMPTY,
+        nesting: 0,
+        terms: 0,
     };
     if parser.tokens.is_empty() {
         return Err(parser.error_at_end(
@@ -64,6 +76,10 @@ struct Parser<'a> {
     tokens: Vec<Token<'a>>,
     next: usize,
     named_states: StateSet,
+    /// Parentheses and `not`s open around the token being read.
+    nesting: usize,
+    /// Conditions and `not`s read so far.
+    terms: usize,
 }
 
 /// What a word means where a condition may start.
@@ -189,10 +205,42 @@ impl<'a> Parser<'a> {
             _ => false,
         });
         if negated {
-            self.next += 1;
-            return Ok(!self.negation()?);
+            let token = self.advance();
+            self.enter(token.as_ref())?;
+            self.count_term(token.as_ref())?;
+            let inner = self.negation()?;
+            self.nesting -= 1;
+            return Ok(!inner);
         }
         self.primary()
+    }
+
+    /// Goes one level deeper (a `(` or a `not`), refusing past [`MAX_NESTING`].
+    fn enter(&mut self, token: Option<&Token<'_>>) -> Result<(), FilterError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            let message =
+                format!("nested too deeply: at most {MAX_NESTING} levels of parentheses and 'not'");
+            return Err(match token {
+                Some(token) => self.error(token, message),
+                None => self.error_at_end(message),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a condition or a `not`, refusing past [`MAX_TERMS`].
+    fn count_term(&mut self, token: Option<&Token<'_>>) -> Result<(), FilterError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            let message =
+                format!("too long: at most {MAX_TERMS} conditions and 'not's in one filter");
+            return Err(match token {
+                Some(token) => self.error(token, message),
+                None => self.error_at_end(message),
+            });
+        }
+        Ok(())
     }
 
     fn primary(&mut self) -> Result<Condition, FilterError> {
@@ -207,7 +255,9 @@ impl<'a> Parser<'a> {
                 if self.peek().is_some_and(|t| t.kind == Kind::Close) {
                     return Err(self.error(&token, "empty parentheses; put a condition inside"));
                 }
+                self.enter(Some(&token))?;
                 let inner = self.expression()?;
+                self.nesting -= 1;
                 match self.advance() {
                     Some(close) if close.kind == Kind::Close => Ok(inner),
                     Some(other) => Err(self.error(
@@ -225,7 +275,15 @@ impl<'a> Parser<'a> {
                     token.text
                 ),
             )),
-            Kind::Word => match keyword(token.text) {
+            Kind::Word => {
+                let keyword = keyword(token.text);
+                if matches!(
+                    keyword,
+                    Some(Keyword::State | Keyword::Port(_) | Keyword::Host(_))
+                ) {
+                    self.count_term(Some(&token))?;
+                }
+                match keyword {
                 Some(Keyword::State) => self.state(&token),
                 Some(Keyword::Port(side)) => self.port(&token, side),
                 Some(Keyword::Host(side)) => self.host(&token, side),
@@ -242,7 +300,8 @@ impl<'a> Parser<'a> {
                         token.text
                     ),
                 )),
-            },
+                }
+            }
         }
     }
 
@@ -363,6 +422,29 @@ mod tests {
 
     fn dst(network: &str) -> Condition {
         Condition::address(Side::Destination, Network::parse(network).unwrap())
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_at_the_token_that_goes_too_deep() {
+        let deep =
+            |levels: usize| format!("{}sport = :80{}", "(".repeat(levels), ")".repeat(levels));
+        parse(&deep(MAX_NESTING));
+        let error = refusal(&deep(MAX_NESTING + 1));
+        assert!(error.to_string().contains("nested too deeply"), "{error}");
+        assert_eq!(error.position, MAX_NESTING);
+        // Far past it (a stack overflow before the limit existed): refused all the same.
+        refusal(&deep(100_000));
+        refusal(&format!("{}sport = :80", "not ".repeat(100_000)));
+    }
+
+    #[test]
+    fn more_terms_than_the_limit_are_refused() {
+        let terms = |count: usize| vec!["dport = :80"; count].join(" or ");
+        parse(&terms(MAX_TERMS));
+        let error = refusal(&terms(MAX_TERMS + 1));
+        assert!(error.to_string().contains("too long"), "{error}");
+        let error = refusal(&format!("not {}", terms(MAX_TERMS)));
+        assert!(error.to_string().contains("too long"), "{error}");
     }
 
     #[test]

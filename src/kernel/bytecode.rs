@@ -314,6 +314,24 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_filter_the_parser_takes_compiles_to_a_program_the_kernel_takes() {
+        use crate::filter::parser::MAX_TERMS;
+        // The costliest terms: IPv6 address conditions compared with !=, under `or`.
+        let text = (0..MAX_TERMS)
+            .map(|n| format!("dst != 2001:db8::{n:x}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        agrees(&text);
+        let program = compile(&parse_expression(&text).unwrap().condition);
+        // An `INET_DIAG_REQ_BYTECODE` attribute's payload; jumps are 16-bit.
+        assert!(
+            program.len() <= usize::from(u16::MAX) - 4,
+            "{}",
+            program.len()
+        );
+    }
+
+    #[test]
     fn state_tests_compile_to_a_program_that_keeps_every_possible_match() {
         for text in [
             "state listen or sport = :80",

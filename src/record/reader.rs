@@ -6,7 +6,7 @@
 //! again from them, with the counter rates taken between the recorded poll times.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -41,9 +41,9 @@ pub struct Replayed {
     pub message: Message,
 }
 
-/// A recording being read.
-pub struct Replay {
-    frames: FrameReader<BufReader<File>>,
+/// A recording being read, from a file unless said otherwise.
+pub struct Replay<R = BufReader<File>> {
+    frames: FrameReader<R>,
     table: Option<SocketTable>,
     syn_watcher: SynWatcher,
     previous: Option<(SystemTime, Counters)>,
@@ -55,10 +55,16 @@ impl Replay {
     pub fn open(path: &Path, thresholds: Thresholds) -> anyhow::Result<Replay> {
         let shown = path.display();
         let file = File::open(path).with_context(|| format!("opening the recording {shown}"))?;
-        let frames = FrameReader::open(BufReader::new(file))
-            .with_context(|| format!("reading the recording {shown}"))?;
+        Replay::from_reader(BufReader::new(file), thresholds)
+            .with_context(|| format!("reading the recording {shown}"))
+    }
+}
+
+impl<R: Read> Replay<R> {
+    /// Reads a recording from any source of bytes; fails if it does not start as one.
+    pub fn from_reader(reader: R, thresholds: Thresholds) -> anyhow::Result<Replay<R>> {
         Ok(Replay {
-            frames,
+            frames: FrameReader::open(reader)?,
             table: None,
             syn_watcher: SynWatcher::new(thresholds),
             previous: None,
