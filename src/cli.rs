@@ -84,9 +84,17 @@ pub struct Cli {
     #[arg(long)]
     pub watch: bool,
 
-    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9464),
-    /// headless, until interrupted.
-    #[arg(long, value_name = "ADDRESS", value_parser = parse_serve_address, conflicts_with_all = ["watch", "json", "grep"])]
+    /// Serve Prometheus metrics at http://ADDRESS/metrics, headless, until interrupted.
+    /// ADDRESS is an address and port ([::]:9464), or a port alone, on loopback;
+    /// without one, 127.0.0.1:9464. The endpoint has no authentication.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_SERVE_ADDRESS,
+        value_parser = parse_serve_address,
+        conflicts_with_all = ["watch", "json", "grep"]
+    )]
     pub serve: Option<SocketAddr>,
 
     /// Inspect another network namespace: a name from /run/netns, a path such as
@@ -286,9 +294,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{text}' is out of range"))
 }
 
+/// Where `--serve` listens when given no address: loopback only, since the endpoint
+/// has no authentication.
+const DEFAULT_SERVE_ADDRESS: &str = "127.0.0.1:9464";
+
+/// An address and port, or a port alone (`9464`, `:9464`), which means loopback: the
+/// metrics go to another host only when a user names an address that reaches it.
 fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
+    let port = text.strip_prefix(':').unwrap_or(text);
+    if let Ok(port) = port.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
     text.parse().map_err(|_| {
-        format!("'{text}' is not an address and port; write e.g. 127.0.0.1:9464 or [::]:9464")
+        format!(
+            "'{text}' is not an address and port; write e.g. 127.0.0.1:9464, [::]:9464 or a port alone (loopback)"
+        )
     })
 }
 
@@ -509,12 +529,29 @@ mod tests {
     }
 
     #[test]
+    fn serve_binds_to_loopback_unless_an_address_is_given() {
+        let loopback: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        assert_eq!(parse(&["--serve"]).unwrap().serve, Some(loopback));
+        assert_eq!(parse(&["--serve", "-4"]).unwrap().serve, Some(loopback));
+        assert_eq!(parse(&["--serve", "9464"]).unwrap().serve, Some(loopback));
+        assert_eq!(
+            parse(&["--serve", ":9100"]).unwrap().serve,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            parse(&["--serve", "[::]:9464"]).unwrap().serve,
+            Some("[::]:9464".parse().unwrap())
+        );
+        assert_eq!(parse(&["--serve", "host:80"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["--serve", "65536"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
     fn serve_takes_an_address_and_port_and_is_a_mode_of_its_own() {
         let cli = parse(&["--serve", "127.0.0.1:9464"]).unwrap();
         assert_eq!(cli.mode(), Mode::Serve);
         assert_eq!(cli.serve, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(parse(&["--serve", "[::]:9464", "-4", "--port", "80"]).is_ok());
-        assert_eq!(parse(&["--serve", "9464"]).unwrap_err().exit_code(), 2);
         assert_eq!(
             parse(&["--serve", "127.0.0.1:9464", "--watch"])
                 .unwrap_err()

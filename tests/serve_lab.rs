@@ -251,3 +251,27 @@ fn an_address_already_in_use_is_an_error_with_exit_status_2() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn without_an_address_it_listens_on_loopback_only() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg("--serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut banner = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut banner)?;
+    }
+    let listening = std::process::Command::new("ss").args(["-tlnH"]).output()?;
+    child.kill()?;
+    child.wait()?;
+    assert!(banner.contains("http://127.0.0.1:9464/metrics"), "{banner}");
+    let listening = String::from_utf8_lossy(&listening.stdout);
+    let local: Vec<&str> = listening
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(local, ["127.0.0.1:9464"], "{listening}");
+    Ok(())
+}
