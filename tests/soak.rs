@@ -1,4 +1,5 @@
-//! Soak: `tcpscope --watch` and the interactive view under continuous connection churn
+//! Soak: `tcpscope --watch`, `--serve` and the interactive view under continuous
+//! connection churn
 //! in a lab namespace (thousands of connections opened and reset a second) must keep
 //! their resident memory flat (the median of the last quarter of the run within 10% of
 //! the most in the first quarter after warm-up), and their file descriptors and threads
@@ -14,7 +15,7 @@ mod lab;
 mod pty;
 mod usage;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -268,5 +269,88 @@ fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     report("the view", duration, churned, &figures?)?;
     ensure!(status.success(), "the view ended with {status}:\n{drawn}");
     ensure!(turn >= 3, "the tabs were not all visited");
+    Ok(())
+}
+
+/// One scrape of `/metrics`: the value of `tcpscope_polls_total` in it.
+fn scrape_polls(address: &str) -> Result<f64> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("tcpscope_polls_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tcpscope_polls_total in the scrape:\n{answer:.500}"))
+}
+
+#[test]
+fn serve_keeps_memory_fds_and_threads_flat_under_churn_and_scrapes() -> Result<()> {
+    let duration = soak_duration();
+    let _lab = Lab::enter()?;
+    let churn = Churn::start(7302)?;
+
+    let address = "127.0.0.1:7399";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--serve", address, "--interval", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // It says where it serves once it listens.
+    let mut banner = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        BufReader::new(stderr).read_line(&mut banner)?;
+    }
+    ensure!(banner.contains(address), "{banner}");
+    // Until its first poll it answers 503.
+    let first = Instant::now();
+    while scrape_polls(address).is_err() {
+        ensure!(
+            first.elapsed() < Duration::from_secs(10),
+            "no first poll within 10 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    // A scrape every 250 ms, as an eager Prometheus would, all through the run.
+    let mut scrapes = 0u64;
+    let mut failed = Vec::new();
+    let mut polls = (f64::NAN, f64::NAN);
+    let figures = observe(child.id(), duration, &mut || match scrape_polls(address) {
+        Ok(count) => {
+            scrapes += 1;
+            if polls.0.is_nan() {
+                polls.0 = count;
+            }
+            polls.1 = count;
+        }
+        Err(error) => failed.push(error.to_string()),
+    });
+    let churned = churn.stop()?;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait()?;
+
+    report("--serve", duration, churned, &figures?)?;
+    ensure!(status.success(), "tcpscope --serve ended with {status}");
+    ensure!(
+        failed.is_empty(),
+        "{} of {} scrapes failed: {:?}",
+        failed.len(),
+        scrapes + failed.len() as u64,
+        failed.first()
+    );
+    // At 100 ms, the polls went on all along (a slow poll at most every other one).
+    let expected = duration.as_secs_f64() / 0.1;
+    ensure!(
+        polls.1 - polls.0 >= expected * 0.9 * 0.5,
+        "polls fell behind: {} → {} over {} scrapes",
+        polls.0,
+        polls.1,
+        scrapes
+    );
+    println!("  {scrapes} scrapes, polls {} → {}", polls.0, polls.1);
     Ok(())
 }
