@@ -431,3 +431,75 @@ fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
     assert_eq!(counts_in(&a_counts["counts"]), a.counts());
     Ok(())
 }
+
+/// `--watch --netns PID` holds the namespace it reads: when the process it was named
+/// by exits and the namespace's sockets close, the stream reports the closes and goes
+/// on, with no error, rather than losing its namespace or reading another.
+#[test]
+fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--watch", "--json", "--interval", "100ms", "--netns"])
+        .arg(a.pid.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (sender, lines) = mpsc::channel::<Value>();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = sender.send(value);
+            }
+        }
+    });
+    let established = |line: &Value| line["type"] == "counts" && line["counts"]["ESTABLISHED"] == 4;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen.iter().any(established) {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        seen.push(
+            lines
+                .recv_timeout(wait)
+                .context("no counts line with the lab's 4 ESTABLISHED")?,
+        );
+    }
+
+    // The sleeper that named the namespace exits and every socket is closed.
+    drop(a);
+    let empty = |line: &Value| {
+        line["type"] == "counts"
+            && line["counts"]["ESTABLISHED"] == 0
+            && line["counts"]["LISTEN"] == 0
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = Vec::new();
+    while !after.iter().any(empty) {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        after.push(
+            lines
+                .recv_timeout(wait)
+                .context("the closes were never reported")?,
+        );
+    }
+    // A few more polls of the emptied namespace, then stop.
+    thread::sleep(std::time::Duration::from_millis(300));
+    after.extend(lines.try_iter());
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "{output:?}");
+    ensure!(
+        !after.iter().any(|line| line["type"] == "error"),
+        "errors after the namespace emptied: {after:?}"
+    );
+    let closed = after
+        .iter()
+        .filter(|line| line["type"] == "transition" && line["from"] == "ESTABLISHED")
+        .count();
+    ensure!(
+        closed == 4,
+        "{closed} ESTABLISHED sockets reported leaving, not 4: {after:?}"
+    );
+    Ok(())
+}
