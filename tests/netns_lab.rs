@@ -453,35 +453,31 @@ fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Res
             }
         }
     });
-    let established = |line: &Value| line["type"] == "counts" && line["counts"]["ESTABLISHED"] == 4;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while !seen.iter().any(established) {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        seen.push(
-            lines
-                .recv_timeout(wait)
-                .context("no counts line with the lab's 4 ESTABLISHED")?,
-        );
-    }
+    // The lines up to and including the first counts line that `wanted` accepts.
+    let lines_until = |wanted: &dyn Fn(&Value) -> bool, what: &str| -> Result<Vec<Value>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen: Vec<Value> = Vec::new();
+        while !seen
+            .last()
+            .is_some_and(|line| line["type"] == "counts" && wanted(line))
+        {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = lines.recv_timeout(wait);
+            seen.push(line.with_context(|| format!("no counts line {what}"))?);
+        }
+        Ok(seen)
+    };
+    lines_until(
+        &|line| line["counts"]["ESTABLISHED"] == 4,
+        "with the lab's 4 ESTABLISHED",
+    )?;
 
     // The sleeper that named the namespace exits and every socket is closed.
     drop(a);
-    let empty = |line: &Value| {
-        line["type"] == "counts"
-            && line["counts"]["ESTABLISHED"] == 0
-            && line["counts"]["LISTEN"] == 0
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut after = Vec::new();
-    while !after.iter().any(empty) {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        after.push(
-            lines
-                .recv_timeout(wait)
-                .context("the closes were never reported")?,
-        );
-    }
+    let mut after = lines_until(
+        &|line| line["counts"]["ESTABLISHED"] == 0 && line["counts"]["LISTEN"] == 0,
+        "after the closes",
+    )?;
     // A few more polls of the emptied namespace, then stop.
     thread::sleep(std::time::Duration::from_millis(300));
     after.extend(lines.try_iter());

@@ -219,12 +219,10 @@ impl<'a> Parser<'a> {
     fn enter(&mut self, token: Option<&Token<'_>>) -> Result<(), FilterError> {
         self.nesting += 1;
         if self.nesting > MAX_NESTING {
-            let message =
-                format!("nested too deeply: at most {MAX_NESTING} levels of parentheses and 'not'");
-            return Err(match token {
-                Some(token) => self.error(token, message),
-                None => self.error_at_end(message),
-            });
+            return Err(self.error_at(
+                token,
+                format!("nested too deeply: at most {MAX_NESTING} levels of parentheses and 'not'"),
+            ));
         }
         Ok(())
     }
@@ -233,14 +231,20 @@ impl<'a> Parser<'a> {
     fn count_term(&mut self, token: Option<&Token<'_>>) -> Result<(), FilterError> {
         self.terms += 1;
         if self.terms > MAX_TERMS {
-            let message =
-                format!("too long: at most {MAX_TERMS} conditions and 'not's in one filter");
-            return Err(match token {
-                Some(token) => self.error(token, message),
-                None => self.error_at_end(message),
-            });
+            return Err(self.error_at(
+                token,
+                format!("too long: at most {MAX_TERMS} conditions and 'not's in one filter"),
+            ));
         }
         Ok(())
+    }
+
+    /// An error at `token`, or at the end when there is none.
+    fn error_at(&self, token: Option<&Token<'_>>, message: String) -> FilterError {
+        match token {
+            Some(token) => self.error(token, message),
+            None => self.error_at_end(message),
+        }
     }
 
     fn primary(&mut self) -> Result<Condition, FilterError> {
