@@ -14,8 +14,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use lab::{Entry, Lab, SETTLE, TcpState};
 use scrape::Server;
 use serde_json::Value;
@@ -429,5 +430,99 @@ fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
     assert_eq!(unlabelled, 0, "every line names its namespace");
     let a_counts = a_counts.context("no counts line for lab A")?;
     assert_eq!(counts_in(&a_counts["counts"]), a.counts());
+    Ok(())
+}
+
+/// The NDJSON lines a running `tcpscope --watch` writes, read on a thread of their own
+/// so that a test can wait for one with a deadline.
+struct Stream {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Stream {
+    fn start(args: &[&str]) -> Result<Stream> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting tcpscope --watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if sender.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Stream { child, lines })
+    }
+
+    /// The first line from now on for which `wanted` holds.
+    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + FOLLOW_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!("waited {FOLLOW_TIMEOUT:?} for {what}"),
+            }
+        }
+    }
+
+    /// Whether a line for which `wanted` holds comes within `within`.
+    fn any_within(&self, within: Duration, wanted: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if wanted(&line) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Long enough for a rescan (every 5 s) and the first poll after it, on a loaded machine.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn the_stream_of_all_namespaces_follows_namespaces_that_come_and_go() -> Result<()> {
+    let stream = Stream::start(&["--watch", "--json", "--interval", "100ms", "--all-netns"])?;
+    // The stream is running before the namespace exists: only a rescan can find it.
+    let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+    stream.wait_for("the test's own namespace", |line| line["netns"] == own)?;
+    let a = Neighbour::start(lab_a)?;
+    let inode = a.inode;
+    let counts = stream.wait_for("counts of the new namespace", |line| {
+        line["type"] == "counts" && line["netns"] == inode
+    })?;
+    assert_eq!(counts_in(&counts["counts"]), a.counts());
+
+    drop(a);
+    // Within a rescan period (5 s) and a poll, it is no longer polled; lines written
+    // before that are read and dropped here.
+    let quiet_from = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < quiet_from {
+        let _ = stream.lines.recv_timeout(Duration::from_millis(100));
+    }
+    assert!(
+        !stream.any_within(Duration::from_secs(2), |line| line["netns"] == inode),
+        "lines about namespace {inode} went on after it was gone"
+    );
     Ok(())
 }
