@@ -121,6 +121,11 @@ impl Pollers {
         followed
     }
 
+    /// Whether namespace `inode` could not be entered (and is not tried again).
+    pub fn refuses(&self, inode: u64) -> bool {
+        self.refused.contains(&inode)
+    }
+
     /// Changes every poller's interval from its next tick on.
     pub fn set_interval(&self, interval: Duration) {
         for running in self.running.values() {

@@ -1,8 +1,11 @@
 //! `--netns` and `--all-netns` against two lab namespaces holding different sockets,
 //! each kept alive (and listed in `/proc`) by a `sleep` process inside it, while
-//! tcpscope runs in the test's own namespace. Fails, never skips, without root.
+//! tcpscope runs in the test's own namespace: the one-shot outputs, the stream, the
+//! metrics, and the interactive view in a pseudo-terminal. Fails, never skips, without
+//! root.
 
 mod lab;
+mod pty;
 mod scrape;
 
 use std::any::Any;
@@ -524,5 +527,82 @@ fn the_stream_of_all_namespaces_follows_namespaces_that_come_and_go() -> Result<
         !stream.any_within(Duration::from_secs(2), |line| line["netns"] == inode),
         "lines about namespace {inode} went on after it was gone"
     );
+    Ok(())
+}
+
+/// The interactive view's row for namespace `inode` in the namespaces tab, as cells:
+/// label, inode, then the counts in the order of the header.
+fn namespace_row(screen: &str, inode: u64) -> Option<Vec<String>> {
+    let inode = inode.to_string();
+    screen.lines().find_map(|line| {
+        let cells: Vec<String> = line
+            .trim_matches(|c: char| c == '│' || c.is_whitespace())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        (cells.get(1) == Some(&inode)).then_some(cells)
+    })
+}
+
+#[test]
+fn the_view_of_all_namespaces_counts_each_lab_and_names_its_connections() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let b = Neighbour::start(lab_b)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--all-netns", "--interval", "200ms"]);
+    // Wide enough for every state's column.
+    let mut terminal = pty::Terminal::spawn(command, 170, 40)?;
+    terminal.wait_for(FOLLOW_TIMEOUT, "the view", |screen| {
+        screen.contains("4 Namespaces") && screen.contains("q quit")
+    })?;
+
+    terminal.send(b"4")?;
+    let screen = terminal.wait_for(FOLLOW_TIMEOUT, "both labs' rows", |screen| {
+        [&a, &b].iter().all(|lab| {
+            namespace_row(screen, lab.inode).is_some_and(|cells| !cells.contains(&"…".into()))
+        })
+    })?;
+    let header: Vec<&str> = screen
+        .lines()
+        .find(|line| line.contains("Namespace") && line.contains("Netns"))
+        .context("no header")?
+        .trim_matches(|c: char| c == '│' || c.is_whitespace())
+        .split_whitespace()
+        .collect();
+    let mut labels = Vec::new();
+    for lab in [&a, &b] {
+        let cells = namespace_row(&screen, lab.inode).context("no row")?;
+        let shown: BTreeMap<String, u64> = header[2..]
+            .iter()
+            .zip(&cells[2..])
+            .map(|(state, count)| ((*state).to_owned(), count.parse().unwrap_or(u64::MAX)))
+            .collect();
+        let mut expected = lab.counts();
+        expected.insert("All".into(), lab.entries.len() as u64);
+        assert_eq!(shown, expected, "namespace {}:\n{screen}", lab.inode);
+        labels.push(cells[0].clone());
+    }
+
+    // The connections tab names each row's namespace: lab A's local ports pick out
+    // its sockets (each connection has a listener of its own).
+    let ports: Vec<String> = a
+        .entries
+        .iter()
+        .map(|entry| format!("sport = :{}", entry.local.port()))
+        .collect();
+    terminal.send(format!("2/{}\r", ports.join(" or ")).as_bytes())?;
+    let label = &labels[0];
+    let screen = terminal.wait_for(FOLLOW_TIMEOUT, "lab A's rows named", |screen| {
+        screen
+            .lines()
+            .filter(|line| line.contains(label.as_str()))
+            .count()
+            == a.entries.len()
+    })?;
+    assert!(screen.contains("Netns"), "{screen}");
+
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    assert!(status.success(), "q exited with {status}");
     Ok(())
 }
