@@ -11,7 +11,8 @@
 //! transitions that the live view draws. [`tcp`] names the protocol's states and holds
 //! its state machine; [`cli`] parses the command line. [`serve`] serves the latest
 //! polls as Prometheus metrics, and [`namespaces`] picks the network namespaces a run
-//! reads (`--netns`, `--all-netns`). [`kill`] is the `--kill` mode, which closes the
+//! reads (`--netns`, `--all-netns`); [`pollers`] runs one live poller per namespace and
+//! follows namespaces as they come and go. [`kill`] is the `--kill` mode, which closes the
 //! sockets a filter matches through [`kernel::destroy`]; [`record`] writes the polls to
 //! a recording and reads them back for `--replay`.
 
@@ -24,6 +25,7 @@ pub mod kill;
 pub mod namespaces;
 pub mod oneshot;
 pub mod poller;
+pub mod pollers;
 pub mod record;
 pub mod report;
 pub mod serve;

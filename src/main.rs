@@ -15,9 +15,6 @@ const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     keep_large_allocations_out_of_the_heap();
-    if let Err(error) = namespaces::check_supported(&cli) {
-        return exit_status(Err(error));
-    }
     // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
     if cli.mode() != Mode::Serve
         && let Err(error) = namespaces::enter_chosen(&cli)

@@ -56,14 +56,3 @@ pub fn enter_chosen(cli: &Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Refuses `--all-netns` where a mode cannot yet show several namespaces.
-pub fn check_supported(cli: &Cli) -> anyhow::Result<()> {
-    use crate::cli::Mode;
-    match cli.mode() {
-        Mode::Interactive if cli.all_netns => Err(anyhow::anyhow!(
-            "--all-netns works with --json, --grep, --watch and --serve; for the interactive view, pick one namespace with --netns"
-        )),
-        _ => Ok(()),
-    }
-}

@@ -7,26 +7,28 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
-use crate::kernel::netns::NetnsHandle;
 use crate::kernel::sockdiag::SockDiag;
 use crate::namespaces::Namespaces;
 use crate::oneshot::Outcome;
-use crate::poller::{EventStatus, Message, Poller, PollerConfig};
+use crate::poller::{EventStatus, Message, PollerConfig};
+use crate::pollers::{Pollers, RESCAN};
 use crate::record::{Recorder, Replay, ReplayEnd};
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 
-/// Updates that may wait for the writer; beyond that the poller waits (see
-/// [`Poller::spawn`]).
+/// Updates per namespace that may wait for the writer; beyond that the pollers wait
+/// (see [`crate::poller::Poller::spawn`]).
 const UPDATES_IN_FLIGHT: usize = 2;
+/// The key of the one poller of a run without `--all-netns`.
+const OWN: u64 = 0;
 /// How often the loop looks up from the channel to see whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -50,39 +52,36 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
         None => None,
     };
     // With --all-netns one poller per namespace, each message tagged with its
-    // namespace's inode; otherwise one poller in the namespace this thread is in.
-    let targets: Vec<Option<Arc<NetnsHandle>>> = if cli.all_netns {
-        match Namespaces::chosen(cli)? {
-            Namespaces::All(handles) => handles.into_iter().map(Some).collect(),
-            _ => vec![None],
-        }
-    } else {
-        vec![None]
-    };
-    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT * targets.len());
+    // namespace's inode, and namespaces followed as they come and go; otherwise one
+    // poller in the namespace this thread is in.
     let config = PollerConfig {
         interval: cli.interval,
         filter,
         destroy_events: true,
         thresholds: cli.thresholds(),
     };
-    let mut pollers = Vec::with_capacity(targets.len());
-    for netns in targets {
-        let key = netns.as_ref().map(|handle| handle.namespace.inode);
-        let sender = sender.clone();
-        pollers.push(Poller::spawn_in(netns, config.clone(), move |message| {
-            sender
-                .try_send((key, message))
-                .map_err(|error| match error {
-                    TrySendError::Full((_, message)) => TrySendError::Full(message),
-                    TrySendError::Disconnected((_, message)) => TrySendError::Disconnected(message),
-                })
-        })?);
+    let handles = match Namespaces::chosen(cli)? {
+        Namespaces::All(handles) => handles,
+        _ => Vec::new(),
+    };
+    // Namespaces that appear later share the room of those there at the start.
+    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT * handles.len().max(1));
+    let mut pollers = Pollers::new(config, sender);
+    if cli.all_netns {
+        for handle in handles {
+            pollers.start(handle.namespace.inode, Some(handle))?;
+        }
+    } else {
+        pollers.start(OWN, None)?;
     }
-    drop(sender);
+    let mut last_scan = Instant::now();
 
     while !stop.load(Ordering::Relaxed) {
-        let (netns, message) = match receiver.recv_timeout(STOP_CHECK) {
+        if cli.all_netns && last_scan.elapsed() >= RESCAN {
+            last_scan = Instant::now();
+            follow_namespaces(&mut pollers);
+        }
+        let (key, message) = match receiver.recv_timeout(STOP_CHECK) {
             Ok(tagged) => tagged,
             // A quiet stream writes nothing for a long time, so a write would not tell
             // it that its reader (`| head`) left: look.
@@ -101,11 +100,23 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
                 Message::PollFailed(error) => recorder.record_failure(at, error)?,
             }
         }
-        emitter.writer.set_netns(netns);
+        emitter.writer.set_netns(cli.all_netns.then_some(key));
         emitter.emit(at, &message)?;
     }
     emitter.writer.flush()?;
     Ok(())
+}
+
+/// Starts streaming the namespaces that appeared since the last look and stops
+/// streaming those no process is in any more; what a gone namespace's pollers sent
+/// before is still written. A namespace that cannot be entered is left out with a note.
+fn follow_namespaces(pollers: &mut Pollers) {
+    for (inode, error) in pollers.follow().refused {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: note: not streaming network namespace {inode}: {error}"
+        );
+    }
 }
 
 /// `--replay FILE`: the stream `--watch` printed while recording, from the recording,

@@ -1,8 +1,11 @@
 //! `--netns` and `--all-netns` against two lab namespaces holding different sockets,
 //! each kept alive (and listed in `/proc`) by a `sleep` process inside it, while
-//! tcpscope runs in the test's own namespace. Fails, never skips, without root.
+//! tcpscope runs in the test's own namespace: the one-shot outputs, the stream, the
+//! metrics, and the interactive view in a pseudo-terminal. Fails, never skips, without
+//! root.
 
 mod lab;
+mod pty;
 mod scrape;
 
 use std::any::Any;
@@ -14,8 +17,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use lab::{Entry, Lab, SETTLE, TcpState};
 use scrape::Server;
 use serde_json::Value;
@@ -497,5 +501,176 @@ fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Res
         closed == 4,
         "{closed} ESTABLISHED sockets reported leaving, not 4: {after:?}"
     );
+    Ok(())
+}
+
+/// The NDJSON lines a running `tcpscope --watch` writes, read on a thread of their own
+/// so that a test can wait for one with a deadline.
+struct Stream {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Stream {
+    fn start(args: &[&str]) -> Result<Stream> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting tcpscope --watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if sender.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Stream { child, lines })
+    }
+
+    /// The first line from now on for which `wanted` holds.
+    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + FOLLOW_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!("waited {FOLLOW_TIMEOUT:?} for {what}"),
+            }
+        }
+    }
+
+    /// Whether a line for which `wanted` holds comes within `within`.
+    fn any_within(&self, within: Duration, wanted: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if wanted(&line) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Long enough for a rescan (every 5 s) and the first poll after it, on a loaded machine.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn the_stream_of_all_namespaces_follows_namespaces_that_come_and_go() -> Result<()> {
+    let stream = Stream::start(&["--watch", "--json", "--interval", "100ms", "--all-netns"])?;
+    // The stream is running before the namespace exists: only a rescan can find it.
+    let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+    stream.wait_for("the test's own namespace", |line| line["netns"] == own)?;
+    let a = Neighbour::start(lab_a)?;
+    let inode = a.inode;
+    let counts = stream.wait_for("counts of the new namespace", |line| {
+        line["type"] == "counts" && line["netns"] == inode
+    })?;
+    assert_eq!(counts_in(&counts["counts"]), a.counts());
+
+    drop(a);
+    // Within a rescan period (5 s) and a poll, it is no longer polled; lines written
+    // before that are read and dropped here.
+    let quiet_from = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < quiet_from {
+        let _ = stream.lines.recv_timeout(Duration::from_millis(100));
+    }
+    assert!(
+        !stream.any_within(Duration::from_secs(2), |line| line["netns"] == inode),
+        "lines about namespace {inode} went on after it was gone"
+    );
+    Ok(())
+}
+
+/// The interactive view's row for namespace `inode` in the namespaces tab, as cells:
+/// label, inode, then the counts in the order of the header.
+fn namespace_row(screen: &str, inode: u64) -> Option<Vec<String>> {
+    let inode = inode.to_string();
+    screen.lines().find_map(|line| {
+        let cells: Vec<String> = line
+            .trim_matches(|c: char| c == '│' || c.is_whitespace())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        (cells.get(1) == Some(&inode)).then_some(cells)
+    })
+}
+
+#[test]
+fn the_view_of_all_namespaces_counts_each_lab_and_names_its_connections() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let b = Neighbour::start(lab_b)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--all-netns", "--interval", "200ms"]);
+    // Wide enough for every state's column.
+    let mut terminal = pty::Terminal::spawn(command, 170, 40)?;
+    terminal.wait_for(FOLLOW_TIMEOUT, "the view", |screen| {
+        screen.contains("4 Namespaces") && screen.contains("q quit")
+    })?;
+
+    terminal.send(b"4")?;
+    let screen = terminal.wait_for(FOLLOW_TIMEOUT, "both labs' rows", |screen| {
+        [&a, &b].iter().all(|lab| {
+            namespace_row(screen, lab.inode).is_some_and(|cells| !cells.contains(&"…".into()))
+        })
+    })?;
+    let header: Vec<&str> = screen
+        .lines()
+        .find(|line| line.contains("Namespace") && line.contains("Netns"))
+        .context("no header")?
+        .trim_matches(|c: char| c == '│' || c.is_whitespace())
+        .split_whitespace()
+        .collect();
+    let mut labels = Vec::new();
+    for lab in [&a, &b] {
+        let cells = namespace_row(&screen, lab.inode).context("no row")?;
+        let shown: BTreeMap<String, u64> = header[2..]
+            .iter()
+            .zip(&cells[2..])
+            .map(|(state, count)| ((*state).to_owned(), count.parse().unwrap_or(u64::MAX)))
+            .collect();
+        let mut expected = lab.counts();
+        expected.insert("All".into(), lab.entries.len() as u64);
+        assert_eq!(shown, expected, "namespace {}:\n{screen}", lab.inode);
+        labels.push(cells[0].clone());
+    }
+
+    // The connections tab names each row's namespace: lab A's local ports pick out
+    // its sockets (each connection has a listener of its own).
+    let ports: Vec<String> = a
+        .entries
+        .iter()
+        .map(|entry| format!("sport = :{}", entry.local.port()))
+        .collect();
+    terminal.send(format!("2/{}\r", ports.join(" or ")).as_bytes())?;
+    let label = &labels[0];
+    let screen = terminal.wait_for(FOLLOW_TIMEOUT, "lab A's rows named", |screen| {
+        screen
+            .lines()
+            .filter(|line| line.contains(label.as_str()))
+            .count()
+            == a.entries.len()
+    })?;
+    assert!(screen.contains("Netns"), "{screen}");
+
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    assert!(status.success(), "q exited with {status}");
     Ok(())
 }

@@ -255,6 +255,31 @@ pub fn current_inode() -> io::Result<u64> {
     Ok(fs::metadata("/proc/thread-self/ns/net")?.ino())
 }
 
+/// The command name of process `pid` (`/proc/<pid>/comm`, as `ps` shows it), if it
+/// still runs.
+pub fn command_name(pid: u32) -> Option<String> {
+    let comm = fs::read(format!("/proc/{pid}/comm")).ok()?;
+    let name = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    Some(String::from_utf8_lossy(name).into_owned())
+}
+
+/// Runs `work` on a thread of its own that entered `netns` first, so that the sockets
+/// it opens are that namespace's; the calling thread stays where it is.
+pub fn run_in<T: Send>(
+    netns: &NetnsHandle,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, NetnsError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<T, NetnsError> {
+                netns.enter()?;
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 fn read_container(pid: u32) -> Option<Container> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     container_of(&text)

@@ -9,11 +9,10 @@
 
 pub mod http;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,10 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 use crate::cli::Cli;
-use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::sched;
 use crate::namespaces::Namespaces;
-use crate::poller::{Message, Poller, PollerConfig};
+use crate::poller::{Message, PollerConfig};
+use crate::pollers::{Pollers, RESCAN};
 use crate::report::metrics::{self, Metrics, SINGLE};
 use crate::watch::ListenerTable;
 
@@ -44,10 +43,6 @@ const RENDER_EVERY: Duration = Duration::from_millis(100);
 /// Updates that may wait for the render loop; beyond that, pollers wait (see
 /// [`Poller::spawn`]), so a stalled loop cannot pile up snapshots.
 const UPDATES_IN_FLIGHT: usize = 64;
-
-/// How often `--all-netns` looks for namespaces that appeared or went (containers
-/// started or stopped).
-const RESCAN: Duration = Duration::from_secs(5);
 
 const INDEX_PAGE: &[u8] = b"<!doctype html><title>tcpscope</title><p>tcpscope: TCP connection states as Prometheus metrics at <a href=\"/metrics\">/metrics</a>\n";
 
@@ -115,17 +110,15 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         .context("starting the HTTP thread")?;
 
     let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
-    let mut pollers = Pollers {
-        running: HashMap::new(),
-        refused: HashSet::new(),
-        config: PollerConfig {
+    let mut pollers = Pollers::new(
+        PollerConfig {
             interval: cli.interval,
             filter: cli.filter(),
             destroy_events: true,
             thresholds: cli.thresholds(),
         },
         sender,
-    };
+    );
     let mut metrics = match namespaces {
         Namespaces::Current => {
             pollers.start(SINGLE, None)?;
@@ -157,7 +150,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) && !http.is_finished() {
         if cli.all_netns && last_scan.elapsed() >= RESCAN {
             last_scan = Instant::now();
-            pollers.follow_namespaces(&mut metrics);
+            follow_namespaces(&mut pollers, &mut metrics);
             changed = true;
         }
         match receiver.recv_timeout(STOP_CHECK) {
@@ -197,70 +190,21 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         .context("serving HTTP")
 }
 
-/// The pollers, one per namespace, under the same keys as the metrics.
-struct Pollers {
-    running: HashMap<u64, Poller>,
-    /// Namespaces that could not be entered: not tried again.
-    refused: HashSet<u64>,
-    config: PollerConfig,
-    sender: SyncSender<(u64, Message)>,
-}
-
-impl Pollers {
-    /// Starts polling a namespace (none: tcpscope's own); its messages come tagged
-    /// with `key`.
-    fn start(&mut self, key: u64, netns: Option<Arc<NetnsHandle>>) -> anyhow::Result<()> {
-        let sender = self.sender.clone();
-        let poller = Poller::spawn_in(netns, self.config.clone(), move |message| {
-            sender
-                .try_send((key, message))
-                .map_err(|error| match error {
-                    TrySendError::Full((_, message)) => TrySendError::Full(message),
-                    TrySendError::Disconnected((_, message)) => TrySendError::Disconnected(message),
-                })
-        })?;
-        self.running.insert(key, poller);
-        Ok(())
+/// Polls (and shows) the namespaces that appeared since the last look, and stops
+/// polling and showing those no process is in any more. A namespace that cannot be
+/// entered is left out with a note; the others go on.
+fn follow_namespaces(pollers: &mut Pollers, metrics: &mut Metrics) {
+    let followed = pollers.follow();
+    for namespace in followed.started {
+        metrics.add(namespace);
     }
-
-    /// Polls the namespaces that appeared since the last look, and stops polling (and
-    /// showing) those no process is in any more. A namespace that cannot be entered
-    /// is left out with a note; the others go on.
-    fn follow_namespaces(&mut self, metrics: &mut Metrics) {
-        let Ok(discovery) = netns::discover() else {
-            return;
-        };
-        let present: Vec<u64> = discovery
-            .namespaces
-            .iter()
-            .map(|handle| handle.namespace.inode)
-            .collect();
-        for handle in discovery.namespaces {
-            let inode = handle.namespace.inode;
-            if self.running.contains_key(&inode) || self.refused.contains(&inode) {
-                continue;
-            }
-            let namespace = handle.namespace.clone();
-            match self.start(inode, Some(Arc::new(handle))) {
-                Ok(()) => metrics.add(namespace),
-                Err(error) => {
-                    self.refused.insert(inode);
-                    let _ = writeln!(
-                        io::stderr(),
-                        "tcpscope: note: not polling network namespace {inode}: {error:#}"
-                    );
-                }
-            }
-        }
-        let gone: Vec<u64> = self
-            .running
-            .keys()
-            .copied()
-            .filter(|inode| !present.contains(inode))
-            .collect();
-        for inode in gone {
-            self.running.remove(&inode);
-            metrics.remove(inode);
-        }
+    for (inode, error) in followed.refused {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: note: not polling network namespace {inode}: {error}"
+        );
+    }
+    for inode in followed.gone {
+        metrics.remove(inode);
     }
 }

@@ -20,6 +20,7 @@ use crate::tcp::State;
 
 use super::keys::{Action, action_for};
 use super::model::{Detail, Model, Scroll, Tab, Ui};
+use super::namespaces::{NamespaceLabel, Rounds};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
@@ -43,6 +44,11 @@ pub enum Event {
     /// Time passed: redraw.
     Tick,
     Poll(Message),
+    /// A poll of the namespace with this inode (`--all-netns`).
+    NamespacePoll(u64, Message),
+    /// The namespaces polled from now on (`--all-netns`), in order; sent before their
+    /// pollers start, and again when namespaces come or go.
+    Namespaces(Vec<NamespaceLabel>),
     Processes(Result<Arc<ProcessMap>, String>),
     TcpInfo(Endpoints, Result<TcpInfo, String>),
     /// SIGTERM, SIGHUP or SIGINT arrived.
@@ -60,7 +66,8 @@ pub enum Effect {
     /// Quit because of this signal.
     QuitOnSignal(i32),
     SetInterval(Duration),
-    FetchTcpInfo(SocketRecord),
+    /// Ask the kernel for this socket's tcp_info, in its namespace (none: tcpscope's).
+    FetchTcpInfo(Option<u64>, SocketRecord),
     ScanProcesses,
     /// Send [`Event::PlaybackDue`] with `generation` after `after`; a newer request
     /// replaces an older one.
@@ -68,8 +75,8 @@ pub enum Effect {
         generation: u64,
         after: Duration,
     },
-    /// Close this socket with SOCK_DESTROY, off the UI thread.
-    Close(SocketRecord),
+    /// Close this socket with SOCK_DESTROY, in its namespace, off the UI thread.
+    Close(Option<u64>, SocketRecord),
 }
 
 /// A recording being shown instead of the live poller.
@@ -92,6 +99,8 @@ pub struct App {
     /// The snapshot time at the last scan request.
     last_scan: Option<SystemTime>,
     replaying: Option<Replaying>,
+    /// Across namespaces: each one's latest poll, until a round is complete.
+    rounds: Option<Rounds>,
 }
 
 impl App {
@@ -105,7 +114,16 @@ impl App {
             scan_in_flight: false,
             last_scan: None,
             replaying: None,
+            rounds: None,
         }
+    }
+
+    /// An app showing several namespaces (`--all-netns`): it takes
+    /// [`Event::Namespaces`] and [`Event::NamespacePoll`]s.
+    pub fn across_namespaces(model: Model, theme: Theme) -> App {
+        let mut app = App::new(model.across_namespaces(), theme);
+        app.rounds = Some(Rounds::default());
+        app
     }
 
     /// An app showing a recording's polls over `model`, starting on the first poll and
@@ -164,6 +182,11 @@ impl App {
                 self.each_model(|model| model.poll_failed(error.clone()));
                 Vec::new()
             }
+            Event::NamespacePoll(netns, message) => self.namespace_poll(netns, message),
+            Event::Namespaces(labels) => {
+                self.set_namespaces(labels);
+                Vec::new()
+            }
             Event::Processes(result) => {
                 self.scan_in_flight = false;
                 match result {
@@ -207,6 +230,51 @@ impl App {
                 self.wake_for_playback()
             }
         }
+    }
+
+    /// One namespace's poll: shown when it completes a round. A failed poll is said at
+    /// once.
+    fn namespace_poll(&mut self, netns: u64, message: Message) -> Vec<Effect> {
+        let Some(rounds) = &mut self.rounds else {
+            return Vec::new();
+        };
+        let failed = match (&message, rounds.label_of(netns)) {
+            (Message::PollFailed(error), Some(label)) => Some(format!("netns {label}: {error}")),
+            _ => None,
+        };
+        let round = rounds.observe(netns, message);
+        if let Some(error) = failed {
+            self.each_model(|model| model.poll_failed(error.clone()));
+        }
+        let Some(round) = round else {
+            return Vec::new();
+        };
+        self.live.apply_round(&round);
+        if self.ui.paused {
+            self.ui.behind += 1;
+        }
+        self.maybe_scan()
+    }
+
+    /// Follows the namespaces that came and went. A namespace that went is not
+    /// polled any more; its sockets leave the view with the next round, and the
+    /// status line says so rather than the view calling them closed.
+    fn set_namespaces(&mut self, labels: Vec<NamespaceLabel>) {
+        let Some(rounds) = &mut self.rounds else {
+            return;
+        };
+        let gone = rounds.set_namespaces(labels);
+        if gone.is_empty() {
+            return;
+        }
+        let named: Vec<String> = gone
+            .iter()
+            .map(|(label, sockets)| format!("{} ({sockets} sockets)", label.short()))
+            .collect();
+        self.ui.notice = Some(format!(
+            "namespace gone, no longer shown: {}",
+            named.join(", ")
+        ));
     }
 
     /// Shows recorded poll `index`: the next one is applied as the live poller's would
@@ -307,7 +375,8 @@ impl App {
         let named = connection_name(&record.endpoints());
         if matches!(key.code, KeyCode::Char('y' | 'Y')) {
             self.ui.notice = Some(format!("closing {named}…"));
-            vec![Effect::Close(record)]
+            let netns = self.shown().detail.as_ref().and_then(|detail| detail.netns);
+            vec![Effect::Close(netns, record)]
         } else {
             self.ui.notice = Some(format!("kept {named}"));
             Vec::new()
@@ -370,10 +439,8 @@ impl App {
         match action {
             Action::Quit => return vec![Effect::Quit],
             Action::ToggleHelp => self.ui.help = !self.ui.help,
-            Action::NextTab => return self.show_tab((self.ui.tab.index() + 1) % Tab::ALL.len()),
-            Action::PreviousTab => {
-                return self.show_tab((self.ui.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len());
-            }
+            Action::NextTab => return self.step_tab(1),
+            Action::PreviousTab => return self.step_tab(-1),
             Action::ShowTab(index) => return self.show_tab(index),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
@@ -444,8 +511,22 @@ impl App {
     }
 
     fn show_tab(&mut self, index: usize) -> Vec<Effect> {
-        self.ui.tab = Tab::ALL[index.min(Tab::ALL.len() - 1)];
+        let tabs = Tab::of(&self.live);
+        match tabs.get(index) {
+            Some(tab) => self.ui.tab = *tab,
+            None => {
+                self.ui.notice =
+                    Some("one network namespace: --all-netns shows each one's counts".into());
+            }
+        }
         self.maybe_scan()
+    }
+
+    fn step_tab(&mut self, step: isize) -> Vec<Effect> {
+        let tabs = Tab::of(&self.live);
+        let at = tabs.iter().position(|tab| *tab == self.ui.tab).unwrap_or(0);
+        let next = (at as isize + step).rem_euclid(tabs.len() as isize) as usize;
+        self.show_tab(next)
     }
 
     fn move_by(&mut self, rows: isize) {
@@ -465,6 +546,14 @@ impl App {
                     .saturating_add_signed(rows)
                     .min(State::ALL.len() - 1);
             }
+            Tab::Namespaces => {
+                let len = self.shown().namespaces.as_ref().map_or(0, |n| n.rows.len());
+                self.ui.namespace_row = self
+                    .ui
+                    .namespace_row
+                    .saturating_add_signed(rows)
+                    .min(len.saturating_sub(1));
+            }
             Tab::Overview => {}
         }
     }
@@ -472,7 +561,11 @@ impl App {
     fn select(&mut self) -> Vec<Effect> {
         match self.ui.tab {
             Tab::Connections => {
-                let Some(record) = self.shown().connections.get(self.scroll.selected).copied()
+                let Some((netns, record)) = self
+                    .shown()
+                    .connections
+                    .get_in_namespace(self.scroll.selected)
+                    .map(|(netns, record)| (netns, *record))
                 else {
                     return Vec::new();
                 };
@@ -481,6 +574,7 @@ impl App {
                 self.each_model(|model| {
                     model.detail = Some(Detail {
                         endpoints: record.endpoints(),
+                        netns,
                         record,
                         present: true,
                         tcp_info: replayed.then(|| Err("not in the recording".to_owned())),
@@ -489,7 +583,7 @@ impl App {
                 if replayed {
                     Vec::new()
                 } else {
-                    vec![Effect::FetchTcpInfo(record)]
+                    vec![Effect::FetchTcpInfo(netns, record)]
                 }
             }
             Tab::Timeline => {
@@ -497,7 +591,7 @@ impl App {
                 *plotted = !*plotted;
                 Vec::new()
             }
-            Tab::Overview => Vec::new(),
+            Tab::Overview | Tab::Namespaces => Vec::new(),
         }
     }
 
@@ -624,7 +718,7 @@ mod tests {
         let Some(detail) = &app.shown().detail else {
             panic!("no detail pane")
         };
-        assert_eq!(effects, [Effect::FetchTcpInfo(detail.record)]);
+        assert_eq!(effects, [Effect::FetchTcpInfo(None, detail.record)]);
         press(&mut app, KeyCode::Esc);
         assert!(app.shown().detail.is_none());
     }
@@ -666,7 +760,10 @@ mod tests {
         };
         assert!(press(&mut app, KeyCode::Char('K')).is_empty());
         assert_eq!(app.ui.confirm_close, Some(record));
-        assert_eq!(press(&mut app, KeyCode::Char('y')), [Effect::Close(record)]);
+        assert_eq!(
+            press(&mut app, KeyCode::Char('y')),
+            [Effect::Close(None, record)]
+        );
         assert_eq!(app.ui.confirm_close, None);
         app.handle(Event::Closed(record.endpoints(), Ok(())));
         let notice = app.ui.notice.clone().unwrap_or_default();
@@ -720,6 +817,89 @@ mod tests {
                 .as_deref()
                 .is_some_and(|n| n.contains("CAP_NET_ADMIN"))
         );
+    }
+
+    mod across_namespaces {
+        use super::*;
+        use crate::tui::views::fixtures::{self, namespace_labels};
+
+        fn app() -> App {
+            let mut app = App::new(fixtures::across_namespaces(), Theme::MONO);
+            app.rounds = Some(Rounds::default());
+            app.handle(Event::Namespaces(namespace_labels()));
+            app
+        }
+
+        #[test]
+        fn four_and_n_show_the_namespaces_tab_and_tab_cycles_through_four() {
+            let mut app = app();
+            press(&mut app, KeyCode::Char('4'));
+            assert_eq!(app.ui.tab, Tab::Namespaces);
+            press(&mut app, KeyCode::Tab);
+            assert_eq!(app.ui.tab, Tab::Overview);
+            press(&mut app, KeyCode::BackTab);
+            assert_eq!(app.ui.tab, Tab::Namespaces);
+            press(&mut app, KeyCode::Char('1'));
+            press(&mut app, KeyCode::Char('n'));
+            assert_eq!(app.ui.tab, Tab::Namespaces);
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Down);
+            assert_eq!(app.ui.namespace_row, 2, "the last of three rows");
+        }
+
+        #[test]
+        fn in_one_namespace_four_says_what_would_show_each_and_stays() {
+            let mut app = super::app();
+            press(&mut app, KeyCode::Char('4'));
+            assert_eq!(app.ui.tab, Tab::Overview);
+            assert!(
+                app.ui
+                    .notice
+                    .as_deref()
+                    .is_some_and(|n| n.contains("--all-netns")),
+                "{:?}",
+                app.ui.notice
+            );
+            press(&mut app, KeyCode::Char('3'));
+            press(&mut app, KeyCode::Tab);
+            assert_eq!(app.ui.tab, Tab::Overview, "three tabs in one namespace");
+        }
+
+        #[test]
+        fn enter_on_a_connection_asks_for_its_tcp_info_in_its_own_namespace() {
+            let mut app = app();
+            press(&mut app, KeyCode::Char('2'));
+            // Rows sort by state: the host's listener on :80 comes second.
+            press(&mut app, KeyCode::Down);
+            let effects = press(&mut app, KeyCode::Enter);
+            let Some(detail) = app.shown().detail.clone() else {
+                panic!("no detail pane")
+            };
+            assert_eq!(detail.netns, Some(4_026_531_840));
+            assert_eq!(
+                effects,
+                [Effect::FetchTcpInfo(Some(4_026_531_840), detail.record)]
+            );
+        }
+
+        #[test]
+        fn a_namespace_that_went_is_named_on_the_status_line() {
+            let mut app = app();
+            let update = fixtures::next_update();
+            let sockets = update.snapshot.sockets.len();
+            let nginx = namespace_labels()[2].inode;
+            app.handle(Event::NamespacePoll(
+                nginx,
+                Message::Update(Box::new(update)),
+            ));
+            app.handle(Event::Namespaces(namespace_labels()[..2].to_vec()));
+            let notice = app.ui.notice.clone().unwrap_or_default();
+            assert_eq!(
+                notice,
+                format!("namespace gone, no longer shown: 5120/nginx ({sockets} sockets)")
+            );
+        }
     }
 
     mod replay {

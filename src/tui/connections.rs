@@ -2,7 +2,9 @@
 //! line, in which order. Built once per update or when the sort or filter changes,
 //! never per frame, so that a frame over 100k sockets only formats the rows on screen.
 //!
-//! Rows are indices into the shared snapshot, not copies of its records.
+//! Rows are indices into the shared snapshot, not copies of its records. Across
+//! namespaces (`--all-netns`) the snapshot holds every namespace's sockets one after
+//! the other, and [`NamespaceSpan`]s say where each namespace's start.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::time::SystemTime;
 
 use crate::snapshot::{Snapshot, SocketRecord};
 
+use super::namespaces::NamespaceSpan;
 use super::query::Query;
 
 /// A column the table can be sorted by.
@@ -77,6 +80,8 @@ pub struct ConnectionTable {
     pub descending: bool,
     query: Query,
     pub query_text: String,
+    /// Where each namespace's sockets start; empty for one namespace.
+    namespaces: Vec<NamespaceSpan>,
 }
 
 impl Default for ConnectionTable {
@@ -88,6 +93,7 @@ impl Default for ConnectionTable {
             descending: false,
             query: Query::default(),
             query_text: String::new(),
+            namespaces: Vec::new(),
         }
     }
 }
@@ -97,6 +103,24 @@ impl ConnectionTable {
     pub fn show(&mut self, snapshot: Arc<Snapshot>) {
         self.snapshot = snapshot;
         self.rebuild();
+    }
+
+    /// Shows a snapshot holding several namespaces' sockets, in the order `spans`
+    /// gives.
+    pub fn show_namespaces(&mut self, snapshot: Arc<Snapshot>, spans: Vec<NamespaceSpan>) {
+        self.namespaces = spans;
+        self.show(snapshot);
+    }
+
+    /// Whether the rows come from several namespaces.
+    pub fn across_namespaces(&self) -> bool {
+        !self.namespaces.is_empty()
+    }
+
+    /// The namespace of the socket at `index` in the snapshot, across namespaces.
+    fn namespace_at(&self, index: u32) -> Option<&NamespaceSpan> {
+        let after = self.namespaces.partition_point(|span| span.start <= index);
+        self.namespaces.get(after.checked_sub(1)?)
     }
 
     pub fn set_sort(&mut self, sort: SortColumn, descending: bool) {
@@ -122,9 +146,13 @@ impl ConnectionTable {
                 .filter_map(|i| u32::try_from(i).ok()),
         );
         let (sort, descending) = (self.sort, self.descending);
-        // Unstable sort: ties are broken by endpoints, so the order is total anyway.
+        // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
+        // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
+        // total anyway.
         self.rows.sort_unstable_by(|&a, &b| {
-            let order = sort.compare(&sockets[a as usize], &sockets[b as usize]);
+            let order = sort
+                .compare(&sockets[a as usize], &sockets[b as usize])
+                .then(a.cmp(&b));
             if descending { order.reverse() } else { order }
         });
     }
@@ -155,6 +183,45 @@ impl ConnectionTable {
         self.rows[start..end]
             .iter()
             .filter_map(|&index| self.snapshot.sockets.get(index as usize))
+    }
+
+    /// The rows `range` in table order with their namespace (none for one namespace).
+    pub fn rows_in_namespaces(
+        &self,
+        start: usize,
+        count: usize,
+    ) -> impl Iterator<Item = (Option<&NamespaceSpan>, &SocketRecord)> {
+        let end = start.saturating_add(count).min(self.rows.len());
+        let start = start.min(end);
+        self.rows[start..end].iter().filter_map(|&index| {
+            let socket = self.snapshot.sockets.get(index as usize)?;
+            Some((self.namespace_at(index), socket))
+        })
+    }
+
+    /// The `row`th socket in table order and the inode of its namespace (none for one
+    /// namespace).
+    pub fn get_in_namespace(&self, row: usize) -> Option<(Option<u64>, &SocketRecord)> {
+        let index = *self.rows.get(row)?;
+        let socket = self.snapshot.sockets.get(index as usize)?;
+        Some((self.namespace_at(index).map(|span| span.inode), socket))
+    }
+
+    /// The sockets of namespace `inode` in the snapshot (all of them for none).
+    pub fn sockets_in(&self, inode: Option<u64>) -> &[SocketRecord] {
+        let sockets = &self.snapshot.sockets[..];
+        let Some(inode) = inode else {
+            return sockets;
+        };
+        let Some(at) = self.namespaces.iter().position(|span| span.inode == inode) else {
+            return &[];
+        };
+        let start = self.namespaces[at].start as usize;
+        let end = self
+            .namespaces
+            .get(at + 1)
+            .map_or(sockets.len(), |next| next.start as usize);
+        sockets.get(start..end).unwrap_or(&[])
     }
 
     /// Where a connection is in table order now, to keep the selection on it.

@@ -108,6 +108,12 @@ pub const BINDINGS: &[Binding] = &[
         help: "",
     },
     Binding {
+        keys: "4  n",
+        matches: |k| char_key(k, &['4', 'n']),
+        action: Action::ShowTab(3),
+        help: "namespaces: counts per namespace (--all-netns)",
+    },
+    Binding {
         keys: "↑  k",
         matches: |k| code(k, &[KeyCode::Up]) || char_key(k, &['k']),
         action: Action::Up,

@@ -11,6 +11,9 @@
 //! `--replay FILE` runs the same loop with no poller: [`playback`] feeds the recorded
 //! polls to the same [`App`], paced by their recorded times; nothing touches the kernel.
 //!
+//! With `--all-netns` there is one poller per network namespace, a thread that looks
+//! for namespaces that came or went, and [`namespaces`] puts their polls together.
+//!
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
 //! [`views`] one widget per file, [`keys`] the key table, [`connections`] and [`query`]
 //! the table's order and filter, [`theme`] the colours.
@@ -19,6 +22,7 @@ pub mod app;
 pub mod connections;
 pub mod keys;
 pub mod model;
+pub mod namespaces;
 pub mod playback;
 pub mod query;
 pub mod theme;
@@ -38,16 +42,20 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
+use crate::kernel::netns::{self, NetNamespace};
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
+use crate::namespaces::Namespaces;
 use crate::poller::{Poller, PollerConfig};
+use crate::pollers::{Pollers, RESCAN};
 use crate::record::{Replay, ReplayEnd};
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::Model;
+use namespaces::NamespaceLabel;
 use playback::Playback;
 use theme::Theme;
 
@@ -73,35 +81,152 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
     let interval = cli.interval;
-    // Bounded: a view that cannot keep up makes the poller wait rather than queue.
-    let (poll_sender, polls) = mpsc::sync_channel(1);
-    let poller = Poller::spawn(
-        PollerConfig {
-            interval,
-            filter: cli.filter(),
-            destroy_events: true,
-            thresholds: cli.thresholds(),
-        },
-        poll_sender,
-    )
-    .context("starting the poller thread")?;
-    forward(polls, events.clone(), Event::Poll)?;
-    let workers = Workers::spawn(events.clone())?;
+    let config = PollerConfig {
+        interval,
+        filter: cli.filter(),
+        destroy_events: true,
+        thresholds: cli.thresholds(),
+    };
+    let polling = if cli.all_netns {
+        Polling::Each(poll_each_namespace(cli, config, &events)?)
+    } else {
+        // Bounded: a view that cannot keep up makes the poller wait rather than queue.
+        let (poll_sender, polls) = mpsc::sync_channel(1);
+        let poller = Poller::spawn(config, poll_sender).context("starting the poller thread")?;
+        forward(polls, events.clone(), Event::Poll)?;
+        Polling::One(poller)
+    };
+    let workers = Workers::spawn(events.clone(), polling.namespaces())?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
-    let app = App::new(Model::new(interval, History::default()), theme);
+    let model = Model::new(interval, History::default());
+    let app = match polling {
+        Polling::One(_) => App::new(model, theme),
+        Polling::Each(_) => App::across_namespaces(model, theme),
+    };
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
-        Effect::SetInterval(interval) => poller.set_interval(interval),
-        Effect::FetchTcpInfo(record) => workers.fetch_tcp_info(record),
+        Effect::SetInterval(interval) => polling.set_interval(interval),
+        Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
-        Effect::Close(record) => workers.close(record),
+        Effect::Close(netns, record) => workers.close(netns, record),
         _ => {}
     });
     ratatui::restore();
     ending
+}
+
+/// What polls for the view: one poller in tcpscope's namespace, or one per namespace
+/// (`--all-netns`), shared with the thread that follows namespaces as they come and go.
+enum Polling {
+    One(Poller),
+    Each(Arc<Mutex<Pollers>>),
+}
+
+impl Polling {
+    fn set_interval(&self, interval: Duration) {
+        match self {
+            Polling::One(poller) => poller.set_interval(interval),
+            Polling::Each(pollers) => lock(pollers).set_interval(interval),
+        }
+    }
+
+    fn namespaces(&self) -> Option<Arc<Mutex<Pollers>>> {
+        match self {
+            Polling::One(_) => None,
+            Polling::Each(pollers) => Some(Arc::clone(pollers)),
+        }
+    }
+}
+
+fn lock(pollers: &Mutex<Pollers>) -> std::sync::MutexGuard<'_, Pollers> {
+    pollers.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts one poller per namespace of every process, tells the app which they are
+/// first (so that no namespace's poll comes before its name), and starts the thread
+/// that looks for namespaces that appeared or went every [`RESCAN`]. Fails, before the
+/// screen is taken, if a namespace cannot be entered (no privilege).
+fn poll_each_namespace(
+    cli: &Cli,
+    config: PollerConfig,
+    events: &Sender<Event>,
+) -> anyhow::Result<Arc<Mutex<Pollers>>> {
+    let handles = match Namespaces::chosen(cli)? {
+        Namespaces::All(handles) => handles,
+        _ => Vec::new(),
+    };
+    // Bounded: one update per namespace may wait; a view that cannot keep up makes
+    // the pollers wait rather than queue.
+    let (sender, polls) = mpsc::sync_channel(handles.len().max(1));
+    forward(polls, events.clone(), |(netns, message)| {
+        Event::NamespacePoll(netns, message)
+    })?;
+    let labels = handles
+        .iter()
+        .map(|handle| label(&handle.namespace))
+        .collect();
+    events
+        .send(Event::Namespaces(labels))
+        .context("the view stopped before it started")?;
+    let mut pollers = Pollers::new(config, sender);
+    for handle in handles {
+        pollers.start(handle.namespace.inode, Some(handle))?;
+    }
+    let pollers = Arc::new(Mutex::new(pollers));
+    spawn_named("tcpscope-namespaces", {
+        let pollers = Arc::clone(&pollers);
+        let events = events.clone();
+        move || {
+            while follow_namespaces(&pollers, &events) {}
+        }
+    })?;
+    Ok(pollers)
+}
+
+/// One look for namespaces that appeared or went: the app hears of the namespaces to
+/// show before new pollers start and before gone ones stop, so that it never takes a
+/// poll from a namespace it cannot name, and ignores the last polls of one that went.
+/// Returns whether the view is still there.
+fn follow_namespaces(pollers: &Mutex<Pollers>, events: &Sender<Event>) -> bool {
+    thread::sleep(RESCAN);
+    let Ok(discovery) = netns::discover() else {
+        return true;
+    };
+    let mut labels: Vec<NamespaceLabel> = discovery
+        .namespaces
+        .iter()
+        .map(|handle| label(&handle.namespace))
+        .collect();
+    labels.retain(|label| !lock(pollers).refuses(label.inode));
+    if events.send(Event::Namespaces(labels.clone())).is_err() {
+        return false;
+    }
+    let followed = lock(pollers).follow_discovered(discovery);
+    if followed.refused.is_empty() {
+        return true;
+    }
+    labels.retain(|label| {
+        !followed
+            .refused
+            .iter()
+            .any(|(inode, _)| *inode == label.inode)
+    });
+    events.send(Event::Namespaces(labels)).is_ok()
+}
+
+/// A namespace's label, with the command name of its process.
+fn label(namespace: &NetNamespace) -> NamespaceLabel {
+    NamespaceLabel {
+        inode: namespace.inode,
+        pid: namespace.pid,
+        command: (namespace.pid > 0)
+            .then(|| netns::command_name(namespace.pid))
+            .flatten(),
+        container: namespace.container.clone(),
+    }
 }
 
 /// Shows the recording `cli.replay` names in the view, paced by its recorded times.
@@ -337,14 +462,34 @@ fn read_terminal(events: &Sender<Event>) {
 
 /// The threads that do the view's occasional kernel work: process scans, tcp_info
 /// requests and closing a connection. Each takes requests from its own channel and answers on the event channel.
+/// A socket of another namespace is asked about from a thread that entered it.
 struct Workers {
     scans: Sender<()>,
-    tcp_infos: Sender<SocketRecord>,
-    closes: Sender<SocketRecord>,
+    tcp_infos: Sender<(Option<u64>, SocketRecord)>,
+    closes: Sender<(Option<u64>, SocketRecord)>,
+}
+
+/// Runs `work` in the namespace `netns` (none: tcpscope's own), which must still be
+/// polled.
+fn in_namespace<T: Send>(
+    namespaces: Option<&Mutex<Pollers>>,
+    netns: Option<u64>,
+    work: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    let Some(inode) = netns else {
+        return work();
+    };
+    let handle = namespaces
+        .and_then(|pollers| lock(pollers).netns(inode))
+        .ok_or_else(|| format!("network namespace {inode} is no longer polled"))?;
+    netns::run_in(&handle, work).map_err(|error| error.to_string())?
 }
 
 impl Workers {
-    fn spawn(events: Sender<Event>) -> anyhow::Result<Workers> {
+    fn spawn(
+        events: Sender<Event>,
+        namespaces: Option<Arc<Mutex<Pollers>>>,
+    ) -> anyhow::Result<Workers> {
         let (scans, scan_requests) = mpsc::channel::<()>();
         let scan_events = events.clone();
         let close_events = events.clone();
@@ -358,10 +503,13 @@ impl Workers {
                 }
             }
         })?;
-        let (tcp_infos, tcp_info_requests) = mpsc::channel::<SocketRecord>();
+        let (tcp_infos, tcp_info_requests) = mpsc::channel::<(Option<u64>, SocketRecord)>();
+        let tcp_info_namespaces = namespaces.clone();
         spawn_named("tcpscope-tcp-info", move || {
-            for record in tcp_info_requests {
-                let result = tcp_info::fetch(&record).map_err(|e| format!("{e:#}"));
+            for (netns, record) in tcp_info_requests {
+                let result = in_namespace(tcp_info_namespaces.as_deref(), netns, || {
+                    tcp_info::fetch(&record).map_err(|e| format!("{e:#}"))
+                });
                 if events
                     .send(Event::TcpInfo(record.endpoints(), result))
                     .is_err()
@@ -370,14 +518,16 @@ impl Workers {
                 }
             }
         })?;
-        let (closes, close_requests) = mpsc::channel::<SocketRecord>();
+        let (closes, close_requests) = mpsc::channel::<(Option<u64>, SocketRecord)>();
         spawn_named("tcpscope-close", move || {
-            for record in close_requests {
+            for (netns, record) in close_requests {
                 // SOCK_DESTROY names the socket by endpoints and cookie: a socket that
                 // closed meanwhile and whose endpoints were reused is not touched.
-                let result = Destroyer::open()
-                    .and_then(|mut destroyer| destroyer.destroy(&record))
-                    .map_err(|e| e.to_string());
+                let result = in_namespace(namespaces.as_deref(), netns, || {
+                    Destroyer::open()
+                        .and_then(|mut destroyer| destroyer.destroy(&record))
+                        .map_err(|e| e.to_string())
+                });
                 if close_events
                     .send(Event::Closed(record.endpoints(), result))
                     .is_err()
@@ -397,11 +547,11 @@ impl Workers {
         let _ = self.scans.send(());
     }
 
-    fn close(&self, record: SocketRecord) {
-        let _ = self.closes.send(record);
+    fn close(&self, netns: Option<u64>, record: SocketRecord) {
+        let _ = self.closes.send((netns, record));
     }
 
-    fn fetch_tcp_info(&self, record: SocketRecord) {
-        let _ = self.tcp_infos.send(record);
+    fn fetch_tcp_info(&self, netns: Option<u64>, record: SocketRecord) {
+        let _ = self.tcp_infos.send((netns, record));
     }
 }

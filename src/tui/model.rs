@@ -15,6 +15,7 @@ use crate::tcp::State;
 use crate::watch::{CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
+use super::namespaces::{NamespaceSpan, NamespaceSummary, Round};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
 
@@ -38,6 +39,9 @@ pub struct Model {
     pub processes: Option<Arc<ProcessMap>>,
     pub status: Status,
     pub detail: Option<Detail>,
+    /// Across namespaces (`--all-netns`): each one's counts and whose each SYN watch
+    /// row is; `None` for one namespace.
+    pub namespaces: Option<NamespaceSummary>,
     previous: Option<(Arc<Snapshot>, TcpExt)>,
 }
 
@@ -62,6 +66,8 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detail {
     pub endpoints: Endpoints,
+    /// The inode of its network namespace, across namespaces.
+    pub netns: Option<u64>,
     /// The latest record seen for it.
     pub record: SocketRecord,
     /// Whether the latest snapshot still holds it.
@@ -96,12 +102,30 @@ impl Model {
                 polls: 0,
             },
             detail: None,
+            namespaces: None,
             previous: None,
         }
     }
 
+    /// A model for several namespaces, before their first round.
+    pub fn across_namespaces(mut self) -> Model {
+        self.namespaces = Some(NamespaceSummary::default());
+        self
+    }
+
     /// Takes in one finished poll.
     pub fn apply(&mut self, update: &Update) {
+        self.take_in(update, None);
+    }
+
+    /// Takes in a round of polls across namespaces.
+    pub fn apply_round(&mut self, round: &Round) {
+        self.take_in(&round.update, Some(round.spans.clone()));
+        self.namespaces = Some(round.summary.clone());
+        self.status.error.clone_from(&round.error);
+    }
+
+    fn take_in(&mut self, update: &Update, spans: Option<Vec<NamespaceSpan>>) {
         let snapshot = &update.snapshot;
         let counts = snapshot.counts();
         let seconds = self.previous.as_ref().and_then(|(before, _)| {
@@ -138,8 +162,13 @@ impl Model {
         self.syn_watch = update.syn_watch.clone();
         self.history
             .record(snapshot.taken_at, counts, &update.transitions);
-        self.connections.show(Arc::clone(snapshot));
-        self.follow_detail(snapshot);
+        match spans {
+            Some(spans) => self
+                .connections
+                .show_namespaces(Arc::clone(snapshot), spans),
+            None => self.connections.show(Arc::clone(snapshot)),
+        }
+        self.follow_detail();
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
         self.status.event_overflows = update.event_overflows;
@@ -148,12 +177,13 @@ impl Model {
         self.previous = Some((Arc::clone(snapshot), update.counters));
     }
 
-    fn follow_detail(&mut self, snapshot: &Snapshot) {
+    fn follow_detail(&mut self) {
         let Some(detail) = &mut self.detail else {
             return;
         };
-        match snapshot
-            .sockets
+        match self
+            .connections
+            .sockets_in(detail.netns)
             .iter()
             .find(|socket| socket.endpoints() == detail.endpoints)
         {
@@ -184,30 +214,40 @@ impl Model {
     }
 }
 
-/// Which of the three screens is shown.
+/// Which screen is shown: three always, and the per-namespace counts across
+/// namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Overview,
     Connections,
     Timeline,
+    Namespaces,
 }
 
 impl Tab {
     pub const ALL: [Tab; 3] = [Tab::Overview, Tab::Connections, Tab::Timeline];
+    pub const ACROSS_NAMESPACES: [Tab; 4] = [
+        Tab::Overview,
+        Tab::Connections,
+        Tab::Timeline,
+        Tab::Namespaces,
+    ];
+
+    /// The tabs a model has: the namespaces tab only across namespaces.
+    pub fn of(model: &Model) -> &'static [Tab] {
+        if model.namespaces.is_some() {
+            &Tab::ACROSS_NAMESPACES
+        } else {
+            &Tab::ALL
+        }
+    }
 
     pub fn title(self) -> &'static str {
         match self {
             Tab::Overview => "1 Overview",
             Tab::Connections => "2 Connections",
             Tab::Timeline => "3 Timeline",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        match self {
-            Tab::Overview => 0,
-            Tab::Connections => 1,
-            Tab::Timeline => 2,
+            Tab::Namespaces => "4 Namespaces",
         }
     }
 }
@@ -247,6 +287,8 @@ pub struct Ui {
     pub table: Scroll,
     /// The state selected in the timeline's legend.
     pub timeline_cursor: usize,
+    /// The row selected in the namespaces tab.
+    pub namespace_row: usize,
     /// Which states the timeline plots, by [`State::index`].
     pub plotted: [bool; 11],
     pub paused: bool,
@@ -278,6 +320,7 @@ impl Default for Ui {
             filter_error: None,
             table: Scroll::default(),
             timeline_cursor: State::SynRecv.index(),
+            namespace_row: 0,
             plotted,
             paused: false,
             behind: 0,

@@ -14,6 +14,12 @@ use crate::tui::model::{Model, Scroll, Ui};
 use crate::tui::query::QueryError;
 use crate::tui::theme::Theme;
 
+/// Width of the namespace column across namespaces: a short container id (12), or a
+/// pid and a command name (up to 15 characters) cut short; shorter on a narrow
+/// terminal, where the endpoints need the room.
+const NETNS_WIDTH: u16 = 16;
+const NETNS_WIDTH_NARROW: u16 = 12;
+
 /// Draws the table; `scroll` is adjusted so the selection stays on screen.
 pub fn render(
     model: &Model,
@@ -47,20 +53,34 @@ pub fn render(
     let height = usize::from(inner.height.saturating_sub(1));
     scroll.fit(table.len(), height);
 
-    let mut columns = vec![
-        (Some(SortColumn::State), Constraint::Length(11)),
+    // Across namespaces, each row says whose it is.
+    let netns = table.across_namespaces();
+    let mut columns = vec![(Some(SortColumn::State), Constraint::Length(11))];
+    if netns {
+        let width = if wide {
+            NETNS_WIDTH
+        } else {
+            NETNS_WIDTH_NARROW
+        };
+        columns.push((None, Constraint::Length(width)));
+    }
+    columns.extend([
         (Some(SortColumn::Local), Constraint::Fill(2)),
         (Some(SortColumn::Peer), Constraint::Fill(2)),
         (Some(SortColumn::RecvQ), Constraint::Length(7)),
         (Some(SortColumn::SendQ), Constraint::Length(7)),
-    ];
+    ]);
     if wide {
         columns.push((Some(SortColumn::Timer), Constraint::Length(14)));
         columns.push((Some(SortColumn::Uid), Constraint::Length(6)));
     }
     columns.push((None, Constraint::Fill(1)));
-    let header = Row::new(columns.iter().map(|(column, _)| {
-        let title = column.map_or("Process", SortColumn::title);
+    let header = Row::new(columns.iter().enumerate().map(|(at, (column, _))| {
+        let title = match column {
+            Some(column) => column.title(),
+            None if netns && at == 1 => "Netns",
+            None => "Process",
+        };
         if *column == Some(table.sort) {
             let arrow = if table.descending { "▼" } else { "▲" };
             Line::styled(format!("{title}{arrow}"), theme.header().patch(theme.key()))
@@ -69,34 +89,42 @@ pub fn render(
         }
     }));
 
-    let rows = table.rows(scroll.offset, height).map(|socket| {
-        let mut cells = vec![
-            Line::styled(socket.state.name(), theme.state(socket.state)),
-            Line::raw(Endpoint(socket.local_addr, socket.local_port).to_string()),
-            Line::raw(Endpoint(socket.remote_addr, socket.remote_port).to_string()),
-            Line::raw(socket.recv_q.to_string()).right_aligned(),
-            Line::raw(socket.send_q.to_string()).right_aligned(),
-        ];
-        if wide {
-            let timer = match socket.timer {
-                crate::snapshot::Timer::Off => String::new(),
-                timer => format!(
-                    "{} {}",
-                    timer.name(),
-                    super::short_duration(std::time::Duration::from_millis(u64::from(
-                        socket.expires_ms
-                    )))
-                ),
-            };
-            cells.push(Line::raw(timer));
-            cells.push(Line::raw(socket.uid.to_string()).right_aligned());
-        }
-        cells.push(match model.process_of(socket) {
-            Some((pid, name)) => Line::raw(format!("{pid}/{name}")),
-            None => Line::raw(""),
+    let rows = table
+        .rows_in_namespaces(scroll.offset, height)
+        .map(|(namespace, socket)| {
+            let mut cells = vec![Line::styled(socket.state.name(), theme.state(socket.state))];
+            if netns {
+                cells.push(Line::styled(
+                    namespace.map_or("", |span| &*span.label),
+                    theme.dim(),
+                ));
+            }
+            cells.extend([
+                Line::raw(Endpoint(socket.local_addr, socket.local_port).to_string()),
+                Line::raw(Endpoint(socket.remote_addr, socket.remote_port).to_string()),
+                Line::raw(socket.recv_q.to_string()).right_aligned(),
+                Line::raw(socket.send_q.to_string()).right_aligned(),
+            ]);
+            if wide {
+                let timer = match socket.timer {
+                    crate::snapshot::Timer::Off => String::new(),
+                    timer => format!(
+                        "{} {}",
+                        timer.name(),
+                        super::short_duration(std::time::Duration::from_millis(u64::from(
+                            socket.expires_ms
+                        )))
+                    ),
+                };
+                cells.push(Line::raw(timer));
+                cells.push(Line::raw(socket.uid.to_string()).right_aligned());
+            }
+            cells.push(match model.process_of(socket) {
+                Some((pid, name)) => Line::raw(format!("{pid}/{name}")),
+                None => Line::raw(""),
+            });
+            Row::new(cells)
         });
-        Row::new(cells)
-    });
     let mut state = TableState::new()
         .with_offset(0)
         .with_selected((!table.is_empty()).then(|| scroll.selected - scroll.offset));
@@ -180,6 +208,23 @@ mod tests {
         });
         insta::assert_snapshot!(screen);
         assert!(screen.contains("Connections 4 of 410"), "{screen}");
+    }
+
+    #[test]
+    fn across_namespaces_each_row_names_its_namespace_at_80x24() {
+        let model = fixtures::across_namespaces();
+        let mut scroll = Scroll::default();
+        let screen = text(80, 22, |area, buf| {
+            render(&model, &Ui::default(), &mut scroll, &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+        let listeners: Vec<&str> = screen
+            .lines()
+            .filter(|line| line.contains("LISTEN") && line.contains("127.0.0.1:80"))
+            .collect();
+        assert_eq!(listeners.len(), 2, "{screen}");
+        assert!(listeners[0].contains("1/systemd"), "{screen}");
+        assert!(listeners[1].contains("3f2a9c4e5d6b"), "{screen}");
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
         ),
         theme.title(),
     )];
+    if let Some(inode) = detail.netns {
+        let label = model
+            .namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.label_of(inode))
+            .unwrap_or_else(|| inode.to_string());
+        title.push(Span::styled(format!("in {label} ({inode}) "), theme.dim()));
+    }
     if !detail.present {
         title.push(Span::styled("gone since the last poll ", theme.warning()));
     }
@@ -180,6 +188,7 @@ mod tests {
             .unwrap();
         Detail {
             endpoints: record.endpoints(),
+            netns: None,
             record,
             present: true,
             tcp_info: Some(Ok(TcpInfo {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::diff::Differ;
+use crate::kernel::netns::Container;
 use crate::kernel::procfs::TcpExt;
-use crate::poller::{EventStatus, Update, watch_counters};
+use crate::poller::{EventStatus, Message, Update, watch_counters};
 use crate::snapshot::fixtures::socket;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::tui::model::Model;
+use crate::tui::namespaces::{NamespaceLabel, Rounds};
 use crate::watch::{CounterRates, History, SynWatcher, Thresholds};
 
 const START: u64 = 1_700_000_000;
@@ -140,4 +142,124 @@ pub fn flooded() -> Model {
 /// The first poll: counts but no changes yet, and no SYN_RECV.
 pub fn first_poll() -> Model {
     after_polls(1)
+}
+
+/// The namespaces of [`across_namespaces`]: the host's, a Docker container's, and
+/// one whose process is `nginx`.
+pub fn namespace_labels() -> Vec<NamespaceLabel> {
+    vec![
+        NamespaceLabel {
+            inode: 4_026_531_840,
+            pid: 1,
+            command: Some("systemd".into()),
+            container: None,
+        },
+        NamespaceLabel {
+            inode: 4_026_532_501,
+            pid: 4242,
+            command: Some("python3".into()),
+            container: Some(Container {
+                runtime: "docker",
+                id: "3f2a9c4e5d6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c0b1a2f".into(),
+            }),
+        },
+        NamespaceLabel {
+            inode: 4_026_532_777,
+            pid: 5120,
+            command: Some("nginx".into()),
+            container: None,
+        },
+    ]
+}
+
+/// The sockets of namespace `which` (0..3) at poll `poll` (0..2). The host and the
+/// container both listen on 127.0.0.1:80; the container's listener is flooded from
+/// forged sources from poll 1 on.
+fn namespace_sockets(which: usize, poll: u32) -> Vec<SocketRecord> {
+    let cookie_base = 10_000 * (which as u64 + 1);
+    let mut sockets = Vec::new();
+    let mut add = |mut record: SocketRecord| {
+        record.cookie = cookie_base + sockets.len() as u64;
+        sockets.push(record);
+    };
+    match which {
+        0 => {
+            let mut web = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+            web.send_q = 128;
+            add(web);
+            for i in 0..3 {
+                add(socket(
+                    State::Established,
+                    "127.0.0.1",
+                    80,
+                    "127.0.0.1",
+                    40_000 + i,
+                ));
+            }
+        }
+        1 => {
+            let mut web = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+            web.send_q = 128;
+            add(web);
+            add(socket(
+                State::CloseWait,
+                "127.0.0.1",
+                80,
+                "10.1.0.9",
+                50_000,
+            ));
+            let flood = if poll >= 1 { 200 } else { 0 };
+            for i in 0..flood {
+                let network = u8::try_from(i % 200).unwrap_or(0);
+                let mut half_open = socket(State::SynRecv, "127.0.0.1", 80, "0.0.0.0", 0);
+                half_open.remote_addr = IpAddr::V4(Ipv4Addr::new(198, 18, network, 7));
+                half_open.remote_port = 1024 + u16::try_from(i).unwrap_or(0);
+                add(half_open);
+            }
+        }
+        _ => {
+            add(socket(State::Listen, "0.0.0.0", 8080, "0.0.0.0", 0));
+            let state = if poll >= 1 {
+                State::TimeWait
+            } else {
+                State::Established
+            };
+            add(socket(state, "10.2.0.1", 8080, "10.2.0.5", 33_000));
+        }
+    }
+    sockets
+}
+
+/// Two polls of three namespaces, put together in rounds as the view does.
+pub fn across_namespaces() -> Model {
+    let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000)).across_namespaces();
+    let mut rounds = Rounds::default();
+    rounds.set_namespaces(namespace_labels());
+    let mut namespaces: Vec<(Differ, SynWatcher)> = (0..3)
+        .map(|_| (Differ::new(), SynWatcher::new(Thresholds::default())))
+        .collect();
+    for poll in 0..2 {
+        for (which, (differ, watcher)) in namespaces.iter_mut().enumerate() {
+            let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
+            let snapshot = Snapshot::new(taken_at, namespace_sockets(which, poll));
+            let transitions = differ.observe(&snapshot, &[]).to_vec();
+            let syn_watch =
+                watcher.poll(&snapshot, &CounterRates::default(), Duration::from_secs(1));
+            let update = Update {
+                snapshot: Arc::new(snapshot),
+                transitions,
+                counters: TcpExt::default(),
+                syn_watch,
+                took: Duration::from_millis(3 + which as u64),
+                events: EventStatus::Subscribed,
+                event_overflows: 0,
+            };
+            let inode = namespace_labels()[which].inode;
+            if let Some(round) = rounds.observe(inode, Message::Update(Box::new(update))) {
+                model.apply_round(&round);
+            }
+        }
+    }
+    model.status.processes_partial = Some(false);
+    model
 }

@@ -9,6 +9,7 @@ pub mod counts;
 pub mod detail;
 pub mod diagram;
 pub mod help;
+pub mod namespaces;
 pub mod screen;
 pub mod status;
 pub mod syn_watch;

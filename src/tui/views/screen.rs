@@ -9,7 +9,9 @@ use ratatui::widgets::{Paragraph, Widget};
 use crate::tui::model::{Model, Scroll, Tab, Ui};
 use crate::tui::theme::Theme;
 
-use super::{connections, counts, detail, help, status, syn_watch, timeline, too_small};
+use super::{
+    connections, counts, detail, help, namespaces, status, syn_watch, timeline, too_small,
+};
 
 /// Draws everything. `scroll` is the connections table's, kept across frames.
 pub fn render(
@@ -38,6 +40,7 @@ pub fn render(
             None => connections::render(model, ui, scroll, theme, body, buf),
         },
         Tab::Timeline => timeline::render(model, ui, theme, body, buf),
+        Tab::Namespaces => namespaces::render(model, ui, theme, body, buf),
     }
     status::render(model, ui, theme, status_area, buf);
     if ui.help {
@@ -47,7 +50,7 @@ pub fn render(
 
 fn render_tabs(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![Span::styled("tcpscope ", theme.title())];
-    for tab in Tab::ALL {
+    for &tab in Tab::of(model) {
         let style = if tab == ui.tab {
             theme.selected()
         } else {
@@ -109,6 +112,27 @@ mod tests {
             ..Ui::default()
         };
         insta::assert_snapshot!(screen(80, 24, &ui));
+    }
+
+    #[test]
+    fn across_namespaces_the_watch_names_each_listeners_namespace_and_a_fourth_tab_shows() {
+        let model = fixtures::across_namespaces();
+        let screen = text(120, 40, |area, buf| {
+            render(
+                &model,
+                &Ui::default(),
+                &mut Scroll::default(),
+                &Theme::MONO,
+                area,
+                buf,
+            )
+        });
+        insta::assert_snapshot!(screen);
+        assert!(screen.contains("4 Namespaces"), "{screen}");
+        assert!(
+            screen.contains("127.0.0.1:80 in 3f2a9c4e5d6b  SYN flood suspected"),
+            "{screen}"
+        );
     }
 
     #[test]

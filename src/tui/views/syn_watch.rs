@@ -44,7 +44,16 @@ pub fn render_listeners(model: &Model, theme: &Theme, area: Rect, buf: &mut Buff
         if i > 0 {
             lines.push(Line::raw(""));
         }
-        lines.extend(listener_lines(watch, theme, inner.width));
+        // Across namespaces, two listeners may share an endpoint: name the namespace.
+        let netns = model.namespaces.as_ref().and_then(|namespaces| {
+            let inode = *namespaces.listeners.get(i)?;
+            Some(
+                namespaces
+                    .label_of(inode)
+                    .unwrap_or_else(|| inode.to_string()),
+            )
+        });
+        lines.extend(listener_lines(netns, watch, theme, inner.width));
     }
     for note in &model.syn_watch.host_notes {
         lines.push(Line::raw(""));
@@ -55,18 +64,27 @@ pub fn render_listeners(model: &Model, theme: &Theme, area: Rect, buf: &mut Buff
         .render(inner, buf);
 }
 
-fn listener_lines<'a>(watch: &'a ListenerWatch, theme: &Theme, width: u16) -> Vec<Line<'a>> {
+fn listener_lines<'a>(
+    netns: Option<String>,
+    watch: &'a ListenerWatch,
+    theme: &Theme,
+    width: u16,
+) -> Vec<Line<'a>> {
     let listener = &watch.listener;
     let mut verdict = watch.verdict.describe().to_owned();
     if watch.remembered {
         verdict.push_str(" (held: SYN cookies rising)");
     }
+    let mut name = vec![Span::styled(
+        Endpoint(listener.local_addr, listener.local_port).to_string(),
+        theme.title(),
+    )];
+    if let Some(netns) = netns {
+        name.push(Span::styled(format!(" in {netns}"), theme.dim()));
+    }
     let mut head = flow(
         vec![
-            vec![Span::styled(
-                Endpoint(listener.local_addr, listener.local_port).to_string(),
-                theme.title(),
-            )],
+            name,
             vec![Span::styled(verdict, theme.verdict(watch.verdict))],
         ],
         width,
