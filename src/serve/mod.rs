@@ -3,7 +3,8 @@
 //! text at `/metrics` until SIGINT or SIGTERM (exit 0).
 //!
 //! A scrape never triggers a dump: each poll renders the page once, and the HTTP
-//! thread ([`http`]) hands every scraper the same bytes. The listening socket is
+//! thread ([`http`]) hands every scraper the same bytes. With `--record FILE`, each
+//! poll is also appended to a recording, on the thread that receives the polls. The listening socket is
 //! bound here, in tcpscope's own namespace, before any poller enters another one, so
 //! Prometheus reaches it where it was started.
 
@@ -25,6 +26,7 @@ use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::sched;
 use crate::namespaces::Namespaces;
 use crate::poller::{Message, Poller, PollerConfig};
+use crate::record::Recorder;
 use crate::report::metrics::{self, Metrics, SINGLE};
 use crate::watch::ListenerTable;
 
@@ -99,6 +101,9 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {address}"))?;
     let bound = server.local_addr().context("reading the bound address")?;
     let namespaces = Namespaces::chosen(cli)?;
+    // Refused before the first poll (exit status 2): a file that is not a recording, a
+    // symbolic link. --record goes without --all-netns, so every poll is one namespace's.
+    let mut recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
 
     let page = Arc::new(Page::default());
     let http = thread::Builder::new()
@@ -163,6 +168,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         match receiver.recv_timeout(STOP_CHECK) {
             Ok(first) => {
                 for (key, message) in std::iter::once(first).chain(receiver.try_iter()) {
+                    record(&mut recorder, &message);
                     match message {
                         Message::Update(update) => metrics.observe(key, &update, &mut table),
                         Message::PollFailed(error) => {
@@ -195,6 +201,22 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     http.join()
         .map_err(|_| anyhow!("the HTTP thread panicked"))?
         .context("serving HTTP")
+}
+
+/// Appends a poll to the recording, on the thread that receives polls (scrapes are
+/// answered from the rendered page on the HTTP thread, so they never wait on the
+/// disk). A failed write stops the recording and says so once on stderr; serving goes
+/// on.
+fn record(recorder: &mut Option<Recorder>, message: &Message) {
+    if let Some(active) = recorder
+        && let Err(error) = active.record(message)
+    {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: recording stopped: {error:#}; serving goes on"
+        );
+        *recorder = None;
+    }
 }
 
 /// The pollers, one per namespace, under the same keys as the metrics.

@@ -19,7 +19,7 @@ use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
 
 use super::keys::{Action, action_for};
-use super::model::{Detail, Model, Scroll, Tab, Ui};
+use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
@@ -51,6 +51,8 @@ pub enum Event {
     PlaybackDue(u64),
     /// The answer to [`Effect::Close`]: the connection's endpoints, and whether it closed.
     Closed(Endpoints, Result<(), String>),
+    /// Appending a poll to the recording failed (the error); recording has stopped.
+    RecordingStopped(String),
 }
 
 /// What the event loop must do for the app.
@@ -187,6 +189,10 @@ impl App {
                 Vec::new()
             }
             Event::Signal(signal) => vec![Effect::QuitOnSignal(signal)],
+            Event::RecordingStopped(error) => {
+                self.ui.recording = Some(Recording::Stopped(error));
+                Vec::new()
+            }
             Event::Closed(endpoints, result) => {
                 let named = connection_name(&endpoints);
                 self.ui.notice = Some(match result {

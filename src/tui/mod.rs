@@ -4,7 +4,8 @@
 //! terminal, ticks, finished polls from the [`Poller`], process scans and tcp_info
 //! replies from their workers, SIGTERM/SIGHUP) from a single channel, hands it to the
 //! [`App`], carries out the [`Effect`]s it returns, and redraws. Nothing on this thread
-//! waits on the kernel. The terminal is restored on every way out: quit, error, signal,
+//! waits on the kernel or the disk: with `--record`, polls are appended to the
+//! recording by the thread that forwards them. The terminal is restored on every way out: quit, error, signal,
 //! and panic on any thread (the hook `ratatui::init` installs restores before printing,
 //! and the process then ends: see [`end_on_any_panic`]).
 //!
@@ -41,13 +42,13 @@ use crate::kernel::destroy::Destroyer;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
-use crate::poller::{Poller, PollerConfig};
-use crate::record::{Replay, ReplayEnd};
+use crate::poller::{Message, Poller, PollerConfig};
+use crate::record::{Recorder, Replay, ReplayEnd};
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
 
 use app::{App, Effect, Event};
-use model::Model;
+use model::{Model, Recording};
 use playback::Playback;
 use theme::Theme;
 
@@ -69,6 +70,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     SockDiag::open()
         .and_then(|mut diag| diag.probe())
         .context("asking the kernel for TCP sockets")?;
+    // Also before the screen is taken: a file that cannot be recorded to is refused
+    // with exit status 2.
+    let recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
+    let recording = cli
+        .recording()
+        .map(|to| Recording::To(to.path.display().to_string()));
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
@@ -85,12 +92,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         poll_sender,
     )
     .context("starting the poller thread")?;
-    forward(polls, events.clone(), Event::Poll)?;
+    forward_polls(polls, events.clone(), recorder)?;
     let workers = Workers::spawn(events.clone())?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
-    let app = App::new(Model::new(interval, History::default()), theme);
+    let mut app = App::new(Model::new(interval, History::default()), theme);
+    app.ui.recording = recording;
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
@@ -295,14 +303,28 @@ fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Resu
     Ok(())
 }
 
-fn forward<T: Send + 'static>(
-    from: Receiver<T>,
+/// Hands each poll to the view, first appending it to the recording (`--record`) on
+/// this thread, so that the view's thread never waits on the disk. A failed write
+/// stops the recording and says so in the view; the view goes on.
+fn forward_polls(
+    polls: Receiver<Message>,
     to: Sender<Event>,
-    wrap: fn(T) -> Event,
+    mut recorder: Option<Recorder>,
 ) -> anyhow::Result<()> {
     spawn_named("tcpscope-forward", move || {
-        for message in from {
-            if to.send(wrap(message)).is_err() {
+        for message in polls {
+            if let Some(active) = &mut recorder
+                && let Err(error) = active.record(&message)
+            {
+                recorder = None;
+                if to
+                    .send(Event::RecordingStopped(format!("{error:#}")))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if to.send(Event::Poll(message)).is_err() {
                 return;
             }
         }

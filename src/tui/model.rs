@@ -258,6 +258,17 @@ pub struct Ui {
     pub notice: Option<String>,
     /// The connection `K` asked to close, while the status line asks "y/N".
     pub confirm_close: Option<SocketRecord>,
+    /// Whether polls are being recorded (`--record FILE`); `None` when not asked to.
+    pub recording: Option<Recording>,
+}
+
+/// What became of `--record FILE` in the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recording {
+    /// Every poll is appended to this file (as shown).
+    To(String),
+    /// Writing failed with this error; polls are no longer recorded.
+    Stopped(String),
 }
 
 impl Default for Ui {
@@ -284,6 +295,7 @@ impl Default for Ui {
             playback: None,
             notice: None,
             confirm_close: None,
+            recording: None,
         }
     }
 }
