@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,12 +23,14 @@ use anyhow::{Context, anyhow};
 
 use crate::cli::Cli;
 use crate::kernel::netns::{self, NetnsHandle};
+use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
 use crate::namespaces::Namespaces;
-use crate::poller::{Message, Poller, PollerConfig};
+use crate::poller::{Message, Poller, PollerConfig, Update};
 use crate::record::Recorder;
 use crate::report::metrics::{self, Metrics, SINGLE};
-use crate::watch::ListenerTable;
+use crate::watch::leaks::{self, DEFAULT_WINDOW};
+use crate::watch::{LeakWatcher, ListenerTable, Owner};
 
 use http::{Limits, Response, Server};
 
@@ -39,6 +41,12 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// processes, so that scrapes do not wait behind a poll of 100k sockets. It is idle
 /// but for the moments it writes a page, so it takes next to nothing from them.
 const HTTP_NICE: i32 = -5;
+
+/// How often `-p` scans processes while CLOSE_WAIT sockets have owners the last scan
+/// does not know, to name them in the per-process CLOSE_WAIT metrics: at 100k sockets
+/// a scan costs about a third of a second of CPU, so at most about 3% of a core, and
+/// only while there are such sockets. Scrapes never cause one.
+const LEAK_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// The shortest time between two renders of the page.
 const RENDER_EVERY: Duration = Duration::from_millis(100);
@@ -155,6 +163,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     );
 
     let mut table = ListenerTable::default();
+    let mut close_wait = CloseWait::new(cli.processes)?;
     let mut last_error = None;
     let mut last_scan = Instant::now();
     let mut last_render: Option<Instant> = None;
@@ -163,14 +172,19 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         if cli.all_netns && last_scan.elapsed() >= RESCAN {
             last_scan = Instant::now();
             pollers.follow_namespaces(&mut metrics);
+            close_wait.keep_only(|key| pollers.running.contains_key(&key));
             changed = true;
         }
+        close_wait.take_scans();
         match receiver.recv_timeout(STOP_CHECK) {
             Ok(first) => {
                 for (key, message) in std::iter::once(first).chain(receiver.try_iter()) {
                     record(&mut recorder, &message);
                     match message {
-                        Message::Update(update) => metrics.observe(key, &update, &mut table),
+                        Message::Update(update) => {
+                            metrics.observe(key, &update, &mut table);
+                            close_wait.observe(key, &update, &mut metrics);
+                        }
                         Message::PollFailed(error) => {
                             metrics.poll_failed(key);
                             if last_error.as_ref() != Some(&error) {
@@ -216,6 +230,127 @@ fn record(recorder: &mut Option<Recorder>, message: &Message) {
             "tcpscope: recording stopped: {error:#}; serving goes on"
         );
         *recorder = None;
+    }
+}
+
+/// CLOSE_WAIT sockets followed across polls, per namespace, and with `-p` the process
+/// scans that name their owners, done on a worker thread of their own.
+struct CloseWait {
+    watchers: HashMap<u64, LeakWatcher>,
+    scans: Option<Scans>,
+}
+
+struct Scans {
+    requests: SyncSender<()>,
+    results: Receiver<Result<ProcessMap, String>>,
+    latest: Option<ProcessMap>,
+    in_flight: bool,
+    last_request: Option<Instant>,
+    said_partial: bool,
+}
+
+impl CloseWait {
+    /// Starts the scanning thread when `processes` (`-p`) asks for owners.
+    fn new(processes: bool) -> anyhow::Result<CloseWait> {
+        let scans = if processes {
+            let (requests, inbox) = mpsc::sync_channel::<()>(1);
+            let (answers, results) = mpsc::sync_channel(1);
+            thread::Builder::new()
+                .name("tcpscope-processes".into())
+                .spawn(move || {
+                    for () in inbox {
+                        let scan = ProcessMap::scan().map_err(|error| format!("{error:#}"));
+                        if answers.send(scan).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .context("starting the process scanning thread")?;
+            Some(Scans {
+                requests,
+                results,
+                latest: None,
+                in_flight: false,
+                last_request: None,
+                said_partial: false,
+            })
+        } else {
+            None
+        };
+        Ok(CloseWait {
+            watchers: HashMap::new(),
+            scans,
+        })
+    }
+
+    /// Feeds namespace `key`'s poll to its watcher and the reading to the metrics, and
+    /// asks for a scan when owners are missing and the last one is old enough.
+    fn observe(&mut self, key: u64, update: &Update, metrics: &mut Metrics) {
+        let sockets = &update.snapshot.sockets;
+        let processes = self.scans.as_ref().and_then(|scans| scans.latest.as_ref());
+        let reading = self
+            .watchers
+            .entry(key)
+            .or_insert_with(|| LeakWatcher::new(DEFAULT_WINDOW))
+            .observe(update.snapshot.taken_at, sockets, |inode| {
+                let process = processes?.lookup(inode)?;
+                Some(Owner {
+                    pid: process.pid,
+                    name: process.name.clone(),
+                })
+            });
+        metrics.set_close_wait(key, &reading);
+        let Some(scans) = &mut self.scans else {
+            return;
+        };
+        let due = scans
+            .last_request
+            .is_none_or(|at| at.elapsed() >= LEAK_SCAN_EVERY);
+        if !scans.in_flight
+            && due
+            && leaks::owners_unknown(sockets, |inode| {
+                scans
+                    .latest
+                    .as_ref()
+                    .is_some_and(|map| map.lookup(inode).is_some())
+            })
+            && scans.requests.try_send(()).is_ok()
+        {
+            scans.in_flight = true;
+            scans.last_request = Some(Instant::now());
+        }
+    }
+
+    /// Takes in a finished scan, if one came; its owners show from the next poll on.
+    fn take_scans(&mut self) {
+        let Some(scans) = &mut self.scans else {
+            return;
+        };
+        let Ok(result) = scans.results.try_recv() else {
+            return;
+        };
+        scans.in_flight = false;
+        match result {
+            Ok(map) => {
+                if map.is_partial() && !scans.said_partial {
+                    scans.said_partial = true;
+                    let _ = writeln!(
+                        io::stderr(),
+                        "tcpscope: note: {} processes could not be read; their CLOSE_WAIT sockets count per port only (run as root to see all)",
+                        map.skipped_processes()
+                    );
+                }
+                scans.latest = Some(map);
+            }
+            Err(error) => {
+                let _ = writeln!(io::stderr(), "tcpscope: process scan failed: {error}");
+            }
+        }
+    }
+
+    /// Forgets the namespaces no longer polled.
+    fn keep_only(&mut self, polled: impl Fn(u64) -> bool) {
+        self.watchers.retain(|key, _| polled(*key));
     }
 }
 

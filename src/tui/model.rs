@@ -12,7 +12,7 @@ use crate::kernel::tcp_info::TcpInfo;
 use crate::poller::{EventStatus, Update, watch_counters};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
-use crate::watch::{CounterRates, History, SynWatch};
+use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
 use super::playback::PlaybackStatus;
@@ -30,6 +30,9 @@ pub struct Model {
     pub ipv4_total: u32,
     pub ipv6_total: u32,
     pub syn_watch: SynWatch,
+    /// CLOSE_WAIT sockets per process and local port, followed across polls by the
+    /// app's leak watcher (owners from the latest process scan).
+    pub close_wait: CloseWaitLeaks,
     /// Per-second growth of the TcpExt counters the SYN watch reads; `None` before the
     /// second poll.
     pub counter_rates: Option<CounterRates>,
@@ -82,6 +85,7 @@ impl Model {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
             },
+            close_wait: CloseWaitLeaks::default(),
             counter_rates: None,
             history,
             connections: ConnectionTable::default(),
@@ -163,6 +167,17 @@ impl Model {
             }
             None => detail.present = false,
         }
+    }
+
+    /// Whether a process is not closing its sockets: its CLOSE_WAIT count keeps
+    /// growing, or that of a local port does (which needs no process scan). Sockets
+    /// whose owner is not known (not accepted yet, or opened since the last scan) are
+    /// counted, never flagged as a process.
+    pub fn close_wait_leak(&self) -> bool {
+        self.close_wait
+            .growing_processes()
+            .any(|leak| leak.owner.is_some())
+            || self.close_wait.ports.iter().any(|leak| leak.growing)
     }
 
     pub fn poll_failed(&mut self, error: String) {
