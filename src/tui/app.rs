@@ -832,6 +832,7 @@ mod tests {
 
     mod replay {
         use super::*;
+        use crate::filter::Filter;
         use crate::record::Replay;
         use crate::tui::playback::Playback;
         use crate::tui::views::testing::text;
@@ -839,9 +840,15 @@ mod tests {
 
         /// The demo recording README points to, replayed as `tcpscope --replay` does.
         fn demo() -> App {
+            demo_narrowed_to(Filter::default())
+        }
+
+        /// The demo recording as `tcpscope --replay FILE` with filter flags shows it.
+        fn demo_narrowed_to(filter: Filter) -> App {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
             let mut replay = Replay::open(path.as_ref(), Thresholds::default())
-                .unwrap_or_else(|e| panic!("{e:#}"));
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .narrowed_to(filter);
             let mut polls = Vec::new();
             while let Some(replayed) = replay.next_poll().unwrap_or_else(|e| panic!("{e:#}")) {
                 polls.push(replayed);
@@ -864,6 +871,37 @@ mod tests {
             assert!(screen.contains("SYN flood suspected"), "{screen}");
             assert!(screen.contains("SYN FLOOD SUSPECTED"), "{screen}");
             assert!(screen.contains("REPLAY"), "{screen}");
+        }
+
+        #[test]
+        fn filter_flags_narrow_a_replay_as_they_narrow_the_live_view() {
+            let mut whole = demo();
+            press(&mut whole, KeyCode::Char('}'));
+            let half_open = whole.shown().counts.get(State::SynRecv);
+            assert!(half_open > 0);
+
+            let mut established = demo_narrowed_to(
+                crate::filter::parse("state established").unwrap_or_else(|e| panic!("{e}")),
+            );
+            press(&mut established, KeyCode::Char('}'));
+            let shown = established.shown();
+            assert_eq!(shown.counts.get(State::SynRecv), 0);
+            assert_eq!(shown.counts.total(), shown.counts.get(State::Established));
+            assert!(!shown.syn_watch.suspected_flood());
+            assert!((0..shown.connections.len()).all(|row| {
+                shown
+                    .connections
+                    .get(row)
+                    .is_some_and(|r| r.state == State::Established)
+            }));
+
+            // A port nothing in the recording uses leaves nothing to show.
+            let mut nothing = demo_narrowed_to(Filter {
+                condition: Some(crate::filter::Condition::either_port(1)),
+                ..Filter::default()
+            });
+            press(&mut nothing, KeyCode::Char('}'));
+            assert_eq!(nothing.shown().counts.total(), 0);
         }
 
         #[test]

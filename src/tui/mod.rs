@@ -116,7 +116,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
 /// Reads the whole file first: seeking backwards rebuilds the model from its start.
 pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     let path = cli.replay.as_deref().context("--replay needs a file")?;
-    let mut replay = Replay::open(path, cli.thresholds())?;
+    // --filter, --grep and the port flags narrow the recording as they narrow the live
+    // view.
+    let mut replay = Replay::open(path, cli.thresholds())?.narrowed_to(cli.filter());
     let mut polls = Vec::new();
     while let Some(replayed) = replay.next_poll()? {
         polls.push(replayed);
