@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
 use crate::kernel::netns::NetnsSpec;
@@ -49,15 +49,10 @@ pub struct Cli {
     #[arg(long, requires = "kill")]
     pub yes: bool,
 
-    /// With --watch: also append every poll to FILE, a recording that --replay shows
-    /// again. Appends to an existing recording; a file that is not one is refused
-    /// (unless --force), and so is a symbolic link.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "watch",
-        conflicts_with = "all_netns"
-    )]
+    /// With --watch, --serve or the interactive view: also append every poll to FILE,
+    /// a recording that --replay shows again. Appends to an existing recording; a file
+    /// that is not one is refused (unless --force), and so is a symbolic link.
+    #[arg(long, value_name = "FILE", conflicts_with = "all_netns")]
     pub record: Option<PathBuf>,
 
     /// Past this size a recording moves to FILE.1 (replacing it) and FILE starts anew:
@@ -188,6 +183,20 @@ impl Cli {
         } else {
             Mode::Interactive
         }
+    }
+
+    /// Refuses what clap's declarations cannot: `--record` only goes with a mode that
+    /// polls over time (`--watch`, `--serve`, the interactive view). The error is a
+    /// usage error (exit status 2), as clap's own are.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let polls_over_time = matches!(self.mode(), Mode::Watch | Mode::Serve | Mode::Interactive);
+        if self.record.is_some() && !polls_over_time {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--record goes with --watch, --serve or the interactive view: a one-shot or a replay has no polls to record",
+            ));
+        }
+        Ok(())
     }
 
     /// Where `--record` writes, with its cap and `--force`.
@@ -337,7 +346,9 @@ mod tests {
     use crate::tcp::State;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("tcpscope").chain(args.iter().copied()))
+        let cli = Cli::try_parse_from(std::iter::once("tcpscope").chain(args.iter().copied()))?;
+        cli.check()?;
+        Ok(cli)
     }
 
     #[test]
@@ -453,16 +464,37 @@ mod tests {
     }
 
     #[test]
-    fn record_goes_with_watch_and_replay_is_a_mode_of_its_own() {
+    fn record_goes_with_the_modes_that_poll_over_time_and_replay_is_a_mode_of_its_own() {
         let cli = parse(&["--watch", "--record", "x.rec", "--record-max-size", "1M"]).unwrap();
         assert_eq!(cli.record.as_deref(), Some(std::path::Path::new("x.rec")));
         assert_eq!(cli.record_max_size, 1 << 20);
-        assert_eq!(parse(&["--record", "x.rec"]).unwrap_err().exit_code(), 2);
         assert_eq!(
+            parse(&["--record", "x.rec"]).unwrap().mode(),
+            Mode::Interactive
+        );
+        let serve = parse(&["--serve", "127.0.0.1:9464", "--record", "x.rec"]).unwrap();
+        assert_eq!(serve.mode(), Mode::Serve);
+        for refused in [
+            &["--json", "--record", "x.rec"][..],
+            &["--grep", "listen", "--record", "x.rec"],
+            &["--kill", "sport = :1", "--record", "x.rec"],
+            &["--replay", "y.rec", "--record", "x.rec"],
+            &[
+                "--serve",
+                "127.0.0.1:9464",
+                "--all-netns",
+                "--record",
+                "x.rec",
+            ],
+        ] {
+            let error = parse(refused).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{refused:?}");
+        }
+        assert!(
             parse(&["--json", "--record", "x.rec"])
                 .unwrap_err()
-                .exit_code(),
-            2
+                .to_string()
+                .contains("--record goes with --watch, --serve or the interactive view")
         );
         let cli = parse(&["--replay", "x.rec", "--json", "--filter", "sport = :80"]).unwrap();
         assert_eq!(cli.mode(), Mode::Replay);

@@ -14,6 +14,9 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = cli.check() {
+        error.exit();
+    }
     keep_large_allocations_out_of_the_heap();
     // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
     if cli.mode() != Mode::Serve

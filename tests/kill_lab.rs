@@ -1,16 +1,20 @@
 //! `tcpscope --kill` against real connections in a lab namespace: it closes exactly
 //! the sockets its expression matches (their peers see a reset), leaves every other
 //! socket alone, lists without closing unless told `--yes`, and spares listeners
-//! unless the expression names LISTEN.
+//! unless the expression names LISTEN. In the interactive view (through a
+//! pseudo-terminal), `K` then `y` in a connection's detail pane closes it, and any
+//! other answer leaves it alone.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
 mod lab;
+mod pty;
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use lab::{Connection, Entry, Lab, Listener, SETTLE, TcpState};
@@ -223,5 +227,90 @@ fn without_cap_net_admin_kill_says_so_exits_2_and_closes_nothing() -> Result<()>
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
     lab.wait_for_exactly(&scene.entries(), Duration::ZERO)?;
+    Ok(())
+}
+
+/// Opens the interactive view in the lab, narrows it with `/` to the accepted socket,
+/// and opens its detail pane.
+fn view_on_the_accepted_socket(scene: &Scene) -> Result<pty::Terminal> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--interval", "200ms"]);
+    let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
+    let timeout = SETTLE * 3;
+    terminal.wait_for(timeout, "the view", |screen| screen.contains("q quit"))?;
+    let port = scene.listener.addr.port();
+    terminal.send(format!("/state established and sport = :{port}\r").as_bytes())?;
+    let local = scene.listener.addr.to_string();
+    let peer = scene.client_addr.to_string();
+    terminal.wait_for(timeout, "the one connection in the table", |screen| {
+        screen.contains(&local) && screen.contains(&peer) && !screen.contains("LISTEN  ")
+    })?;
+    terminal.send(b"\r")?;
+    let title = format!("{local} ⇄ {peer}");
+    terminal.wait_for(timeout, "its detail pane", |screen| {
+        screen
+            .lines()
+            .any(|line| line.starts_with('┌') && line.contains(&title))
+    })?;
+    Ok(terminal)
+}
+
+/// Presses K in the detail pane and waits for the question naming the connection.
+fn ask_to_close(terminal: &mut pty::Terminal, scene: &Scene) -> Result<()> {
+    terminal.send(b"K")?;
+    let question = format!("Close {} ⇄ {}? y/N", scene.listener.addr, scene.client_addr);
+    terminal.wait_for(SETTLE, "the question", |screen| screen.contains(&question))?;
+    Ok(())
+}
+
+#[test]
+fn k_then_y_in_the_views_detail_pane_closes_the_connection_and_n_or_esc_keep_it() -> Result<()> {
+    let lab = Lab::enter()?;
+    let mut scene = Scene::build(&lab)?;
+    let mut terminal = view_on_the_accepted_socket(&scene)?;
+
+    for (answer, key) in [("n", &b"n"[..]), ("Esc", b"\x1b")] {
+        ask_to_close(&mut terminal, &scene)?;
+        terminal.send(key)?;
+        terminal.wait_for(SETTLE, "the connection kept", |screen| {
+            screen.contains(&format!(
+                "kept {} ⇄ {}",
+                scene.listener.addr, scene.client_addr
+            ))
+        })?;
+        // Give a wrongly sent SOCK_DESTROY time to act before looking.
+        std::thread::sleep(Duration::from_millis(300));
+        lab.wait_for_exactly(&scene.entries(), Duration::ZERO)
+            .with_context(|| format!("after answering {answer}"))?;
+    }
+
+    ask_to_close(&mut terminal, &scene)?;
+    terminal.send(b"y")?;
+    let closed = format!("closed {} ⇄ {}", scene.listener.addr, scene.client_addr);
+    let started = Instant::now();
+    terminal.wait_for(SETTLE, "the close reported", |screen| {
+        screen.contains(&closed)
+    })?;
+    let reported_in = started.elapsed();
+
+    // The peer of the closed socket sees a reset; both ends are gone from ss, the
+    // listener and the other connections stay.
+    scene.client.set_read_timeout(Some(SETTLE))?;
+    let mut buffer = [0u8; 16];
+    let read = scene.client.read(&mut buffer);
+    ensure!(
+        matches!(&read, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "the peer should see ECONNRESET, got {read:?}"
+    );
+    let mut remaining = scene.listener.entries();
+    remaining.extend(scene.other_entries());
+    lab.wait_for_exactly(&remaining, SETTLE)?;
+    ensure!(
+        reported_in < SETTLE,
+        "the close took {reported_in:?} to be reported"
+    );
+
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
     Ok(())
 }

@@ -1,22 +1,27 @@
 //! `--watch --record` during a SYN flood in a lab namespace, and `--replay` of what it
 //! wrote: the replay prints the very stream the live run printed, a recording cut
 //! mid-record replays up to the cut, and the demo recording shipped in `assets/`
-//! replays without privileges.
+//! replays without privileges. `--serve --record` and the interactive view with
+//! `--record` (in a pseudo-terminal) record what they served and showed.
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
 
 mod lab;
+mod pty;
+mod scrape;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lab::{Lab, SETTLE, TcpState};
+use tcpscope::tcp::State;
 
 /// A scratch file removed (with its rotated sibling) when dropped.
 struct Scratch(PathBuf);
@@ -304,6 +309,197 @@ fn record_never_writes_through_a_symbolic_link_nor_replaces_a_file_unless_forced
         !lines(&replayed)?.is_empty(),
         "the forced recording replays"
     );
+    Ok(())
+}
+
+/// Counts per state (tcpscope's spelling), all 11 states.
+type Counts = BTreeMap<String, u64>;
+
+/// The IPv4 sockets `ss` lists in the lab, per state: what a `-4` tcpscope counts.
+fn ss_counts_v4(lab: &Lab) -> Result<Counts> {
+    let mut counts: Counts = State::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), 0))
+        .collect();
+    for entry in lab.ss_entries()?.iter().filter(|e| e.local.is_ipv4()) {
+        let name = match entry.state {
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait1 => "FIN_WAIT1",
+            TcpState::FinWait2 => "FIN_WAIT2",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSED",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+        };
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// The `counts` of each poll of a `--replay FILE --json` stream, in order.
+fn replayed_counts(file: &Scratch) -> Result<Vec<Counts>> {
+    let output = replay(&["--replay", file.arg(), "--json"])?;
+    ensure!(output.status.code() == Some(0), "{output:?}");
+    let mut polls = Vec::new();
+    for line in lines(&output)? {
+        let value: serde_json::Value = serde_json::from_str(&line)?;
+        if value["type"] == "counts" {
+            polls.push(serde_json::from_value(value["counts"].clone())?);
+        }
+    }
+    Ok(polls)
+}
+
+/// Builds a scene, then changes it: connections open and close, a SYN flood arrives.
+/// Returns what holds the sockets of the changed scene.
+fn change_the_scene(lab: &Lab, listener: &lab::Listener) -> Result<Vec<Box<dyn std::any::Any>>> {
+    let v4 = "127.0.0.1".parse()?;
+    let held: Vec<Box<dyn std::any::Any>> = vec![
+        Box::new(lab.syn_flood(listener.addr_v4()?, 40, 7)?),
+        Box::new(lab.established(v4)?),
+        Box::new(lab.fin_wait2_close_wait(v4)?),
+        Box::new(lab.time_wait(v4)?),
+    ];
+    Ok(held)
+}
+
+#[test]
+fn serve_records_every_poll_and_the_replay_shows_the_counts_it_served() -> Result<()> {
+    let lab = Lab::enter()?;
+    let file = Scratch::new("serve");
+    let listener = lab.listener_v4()?;
+    let first = lab.established("127.0.0.1".parse()?)?;
+    lab.wait_for_count(TcpState::Established, 2, SETTLE)?;
+    let before = ss_counts_v4(&lab)?;
+
+    let server = scrape::Server::start(
+        "[::1]:0",
+        &["-4", "--interval", "200ms", "--record", file.arg()],
+    )?;
+    let served = |metrics: &scrape::Metrics| -> Counts {
+        State::ALL
+            .iter()
+            .map(|state| {
+                let value = metrics
+                    .value(
+                        "tcpscope_connections",
+                        &[("state", state.name()), ("family", "ipv4")],
+                    )
+                    .unwrap_or(-1.0);
+                (state.name().to_string(), value as u64)
+            })
+            .collect()
+    };
+    server.wait_for("the scene's counts", |m| served(m) == before)?;
+
+    drop(first);
+    let _held = change_the_scene(&lab, &listener)?;
+    lab.wait_for_count(TcpState::SynRecv, 40, SETTLE)?;
+    // The closed connection's ends settle (FIN_WAIT, CLOSING → TIME_WAIT) on loopback
+    // within microseconds; leave them more.
+    thread::sleep(Duration::from_millis(300));
+    let after = ss_counts_v4(&lab)?;
+    server.wait_for("the changed scene's counts", |m| served(m) == after)?;
+    let (status, _) = server.terminate()?;
+    ensure!(status.success(), "--serve --record ended with {status}");
+
+    let polls = replayed_counts(&file)?;
+    ensure!(polls.len() >= 2, "{} polls recorded", polls.len());
+    ensure!(
+        polls[0] == before,
+        "first poll {:?}, served {before:?}",
+        polls[0]
+    );
+    ensure!(
+        polls.last() == Some(&after),
+        "last poll {:?}, served {after:?}",
+        polls.last()
+    );
+    Ok(())
+}
+
+/// The count the view's States panel shows for each state.
+fn shown_counts(screen: &str) -> Option<Counts> {
+    State::ALL
+        .iter()
+        .map(|state| {
+            let line = screen
+                .lines()
+                .find(|line| line.contains(&format!("│{} ", state.name())))?;
+            let count = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some((state.name().to_string(), count))
+        })
+        .collect()
+}
+
+#[test]
+fn the_view_records_every_poll_and_the_replay_shows_the_counts_it_showed() -> Result<()> {
+    let lab = Lab::enter()?;
+    let file = Scratch::new("view");
+    let listener = lab.listener_v4()?;
+    let before = ss_counts_v4(&lab)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["-4", "--interval", "200ms", "--record", file.arg()]);
+    let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
+    let timeout = SETTLE * 3;
+    terminal.wait_for(timeout, "the scene's counts", |screen| {
+        shown_counts(screen).as_ref() == Some(&before)
+    })?;
+    let screen = terminal.contents();
+    ensure!(
+        screen.contains(&format!("● rec {}", file.arg())),
+        "the status line names the recording:\n{screen}"
+    );
+
+    let _held = change_the_scene(&lab, &listener)?;
+    lab.wait_for_count(TcpState::SynRecv, 40, SETTLE)?;
+    // The closed connection's ends settle (FIN_WAIT, CLOSING → TIME_WAIT) on loopback
+    // within microseconds; leave them more.
+    thread::sleep(Duration::from_millis(300));
+    let after = ss_counts_v4(&lab)?;
+    terminal.wait_for(timeout, "the changed scene's counts", |screen| {
+        shown_counts(screen).as_ref() == Some(&after)
+    })?;
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "the view ended with {status}");
+
+    let polls = replayed_counts(&file)?;
+    ensure!(polls.len() >= 2, "{} polls recorded", polls.len());
+    ensure!(
+        polls[0] == before,
+        "first poll {:?}, shown {before:?}",
+        polls[0]
+    );
+    ensure!(
+        polls.last() == Some(&after),
+        "last poll {:?}, shown {after:?}",
+        polls.last()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_recording_the_view_cannot_open_is_refused_before_the_screen_is_taken() -> Result<()> {
+    let file = Scratch::new("not-a-recording");
+    fs::write(&file.0, b"somebody's notes")?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--record", file.arg()]);
+    let mut terminal = pty::Terminal::spawn(command, 100, 30)?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.code() == Some(2), "exited with {status}");
+    let raw = terminal.raw_output();
+    ensure!(
+        !raw.windows(8).any(|w| w == b"\x1b[?1049h"),
+        "the screen was taken"
+    );
+    let screen = terminal.contents();
+    ensure!(screen.contains("--force replaces it"), "{screen}");
+    ensure!(fs::read(&file.0)? == b"somebody's notes");
     Ok(())
 }
 

@@ -317,6 +317,31 @@ fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> R
     Ok(())
 }
 
+#[test]
+fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args([
+        "--replay",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
+        "--grep",
+        "established",
+    ]);
+    let mut terminal = Terminal::spawn(command, 80, 24)?;
+    // Played to its end, the replay pauses on the last poll.
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the end of the replay", |screen| {
+        screen.contains("REPLAY ⏸")
+    })?;
+    let syn_recv = line_with(&screen, "│SYN_RECV").context("no SYN_RECV count")?;
+    ensure!(
+        syn_recv.split_whitespace().nth(1) == Some("0"),
+        "half-open connections shown under --grep established: {syn_recv}\n{screen}"
+    );
+    ensure!(!screen.contains("SYN FLOOD"), "{screen}");
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
 /// Captures the real view under a flood for the README: run with
 /// `cargo test --test tui_e2e -- --ignored screenshot`, then
 /// `python3 tests/screenshot/render.py target/screenshot.json assets/screenshot.png`.

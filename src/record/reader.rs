@@ -2,8 +2,9 @@
 //! consumer of a live poll (the `--watch` stream, the live view) can show a recording
 //! as it showed the live polls.
 //!
-//! Transitions, counters and sockets are the recorded ones; the SYN watch is computed
-//! again from them, with the counter rates taken between the recorded poll times.
+//! Transitions, counters and sockets are the recorded ones (narrowed to a filter, for
+//! the view: see [`Replay::narrowed_to`]); the SYN watch is computed again from them,
+//! with the counter rates taken between the recorded poll times.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -16,6 +17,7 @@ use anyhow::Context;
 use super::codec::{self, Entry, Sockets};
 use super::delta::SocketTable;
 use super::frame::{FrameReader, Next};
+use crate::filter::Filter;
 use crate::poller::{Message, Update, watch_counters};
 use crate::snapshot::Snapshot;
 use crate::watch::{CounterRates, Counters, SynWatcher, Thresholds};
@@ -48,6 +50,8 @@ pub struct Replay<R = BufReader<File>> {
     syn_watcher: SynWatcher,
     previous: Option<(SystemTime, Counters)>,
     end: Option<ReplayEnd>,
+    /// Keeps only the sockets and transitions this filter matches.
+    filter: Option<Filter>,
 }
 
 impl Replay {
@@ -69,7 +73,18 @@ impl<R: Read> Replay<R> {
             syn_watcher: SynWatcher::new(thresholds),
             previous: None,
             end: None,
+            filter: None,
         })
+    }
+
+    /// Replays only the sockets `filter` matches (states included), and the
+    /// transitions of connections it matched before or after them, as the live view
+    /// with these flags would have shown them; the SYN watch is computed over what is
+    /// kept. The `--replay` stream filters at its output instead, line for line as
+    /// `--watch` did.
+    pub fn narrowed_to(mut self, filter: Filter) -> Replay<R> {
+        self.filter = Some(filter);
+        self
     }
 
     /// How the replay ended, once [`Replay::next_poll`] has returned `None`.
@@ -115,11 +130,21 @@ impl<R: Read> Replay<R> {
                 )));
             }
         }
-        let sockets = self
+        let mut sockets = self
             .table
             .as_ref()
             .map(|table| table.sockets().to_vec())
             .unwrap_or_default();
+        let mut transitions = poll.transitions;
+        if let Some(filter) = &self.filter {
+            sockets.retain(|socket| filter.matches(socket));
+            transitions.retain(|transition| {
+                [transition.from, transition.to]
+                    .into_iter()
+                    .flatten()
+                    .any(|state| filter.matches_endpoints(&transition.endpoints, state))
+            });
+        }
         let snapshot = Snapshot::new(poll.taken_at, sockets);
 
         let counters = watch_counters(&poll.counters);
@@ -140,7 +165,7 @@ impl<R: Read> Replay<R> {
             at: poll.taken_at,
             message: Message::Update(Box::new(Update {
                 snapshot: Arc::new(snapshot),
-                transitions: poll.transitions,
+                transitions,
                 counters: poll.counters,
                 syn_watch,
                 took: poll.took,

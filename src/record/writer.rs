@@ -24,7 +24,7 @@ use anyhow::{Context, bail};
 use super::codec::{self, Entry, PollRecord, Sockets};
 use super::delta::SocketTable;
 use super::frame::{self, FrameReader, HeaderError, Next};
-use crate::poller::Update;
+use crate::poller::{Message, Update};
 
 /// The default cap on one recording file: about 15 minutes of a busy host's polls.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -114,6 +114,15 @@ impl Recorder {
             payload: Vec::new(),
             frame: Vec::new(),
         })
+    }
+
+    /// Appends what the poller sent: a poll, or a failed poll stamped with the time it
+    /// arrived.
+    pub fn record(&mut self, message: &Message) -> anyhow::Result<()> {
+        match message {
+            Message::Update(update) => self.record_update(update),
+            Message::PollFailed(error) => self.record_failure(SystemTime::now(), error),
+        }
     }
 
     /// Appends one poll.

@@ -12,7 +12,10 @@
 //! (`node_tcp_connection_states{state}` is `tcpscope_connections{state,family}` here),
 //! with tcpscope's own state spelling (`SYN_RECV`, as `--grep` and `--json` print it).
 //! Every label is bounded: states, families, listeners and namespaces, never a
-//! connection's peer.
+//! connection's peer. The CLOSE_WAIT series (per local port, and per process with
+//! `-p`) exist only for groups holding CLOSE_WAIT sockets, at most
+//! [`MAX_CLOSE_WAIT_SERIES`] of each per namespace, growing ones first, then the
+//! largest.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -33,7 +36,7 @@ use crate::kernel::procfs::TcpExt;
 use crate::poller::Update;
 use crate::snapshot::{Family, Snapshot};
 use crate::tcp::State;
-use crate::watch::{ListenerTable, SynWatch};
+use crate::watch::{CloseWaitLeaks, ListenerTable, PortLeak, ProcessLeak, SynWatch};
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -61,6 +64,10 @@ struct NamespaceMetrics {
     /// Sockets per state and family of the latest poll.
     connections: [[u64; 2]; 11],
     listeners: Vec<ListenerRow>,
+    /// CLOSE_WAIT per local port of the latest poll, capped.
+    close_wait_ports: Vec<PortLeak>,
+    /// CLOSE_WAIT per process of the latest poll (owners known only), capped.
+    close_wait_processes: Vec<ProcessLeak>,
     /// Transitions since start, by `from` and `to` (`None`: new, gone).
     transitions: BTreeMap<(Option<State>, Option<State>), u64>,
     tcpext: TcpExt,
@@ -81,6 +88,11 @@ struct ListenerRow {
     distinct_sources: u32,
     suspected_flood: bool,
 }
+
+/// The most CLOSE_WAIT series of each kind (ports, processes) per namespace: a host
+/// with CLOSE_WAIT sockets on thousands of ports must not flood the scraper. The groups
+/// kept are the growing ones, then the largest.
+pub const MAX_CLOSE_WAIT_SERIES: usize = 50;
 
 /// The key of the one namespace of [`Metrics::single`].
 pub const SINGLE: u64 = 0;
@@ -127,6 +139,27 @@ impl Metrics {
         }
     }
 
+    /// Records the CLOSE_WAIT reading of namespace `key`'s latest poll (from a
+    /// [`crate::watch::LeakWatcher`] fed every poll). Sockets whose owner is not known
+    /// are counted per port only.
+    pub fn set_close_wait(&mut self, key: u64, leaks: &CloseWaitLeaks) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            namespace.close_wait_ports = leaks
+                .ports
+                .iter()
+                .take(MAX_CLOSE_WAIT_SERIES)
+                .cloned()
+                .collect();
+            namespace.close_wait_processes = leaks
+                .processes
+                .iter()
+                .filter(|leak| leak.owner.is_some())
+                .take(MAX_CLOSE_WAIT_SERIES)
+                .cloned()
+                .collect();
+        }
+    }
+
     /// Records a failed poll of namespace `key`.
     pub fn poll_failed(&mut self, key: u64) {
         if let Some(namespace) = self.namespaces.get_mut(&key) {
@@ -159,6 +192,8 @@ impl NamespaceMetrics {
             namespace,
             connections: [[0; 2]; 11],
             listeners: Vec::new(),
+            close_wait_ports: Vec::new(),
+            close_wait_processes: Vec::new(),
             transitions: BTreeMap::new(),
             tcpext: TcpExt::default(),
             polls: 0,
@@ -339,6 +374,44 @@ const LISTENER_GAUGES: [Described<ListenerRow, f64>; 5] = [
     ),
 ];
 
+/// The per-port CLOSE_WAIT gauges: name, help, value.
+const CLOSE_WAIT_PORT_GAUGES: [Described<PortLeak, f64>; 3] = [
+    (
+        "tcpscope_close_wait_sockets",
+        "CLOSE_WAIT sockets on the local port (the peer closed, the application has not); only ports with some.",
+        |leak| f64::from(leak.close_wait),
+    ),
+    (
+        "tcpscope_close_wait_oldest_seconds",
+        "How long the oldest CLOSE_WAIT socket on the local port has been seen in that state (a lower bound).",
+        |leak| leak.oldest.as_secs_f64(),
+    ),
+    (
+        "tcpscope_close_wait_growing",
+        "1 when the port's CLOSE_WAIT count keeps growing while its oldest sockets stay (an application not closing sockets), else 0.",
+        |leak| if leak.growing { 1.0 } else { 0.0 },
+    ),
+];
+
+/// The per-process CLOSE_WAIT gauges (with `-p`): name, help, value.
+const CLOSE_WAIT_PROCESS_GAUGES: [Described<ProcessLeak, f64>; 3] = [
+    (
+        "tcpscope_process_close_wait_sockets",
+        "CLOSE_WAIT sockets the process holds (the peer closed, the process has not); only processes with some.",
+        |leak| f64::from(leak.close_wait),
+    ),
+    (
+        "tcpscope_process_close_wait_oldest_seconds",
+        "How long the oldest CLOSE_WAIT socket of the process has been seen in that state (a lower bound).",
+        |leak| leak.oldest.as_secs_f64(),
+    ),
+    (
+        "tcpscope_process_close_wait_growing",
+        "1 when the process's CLOSE_WAIT count keeps growing while its oldest sockets stay (application not closing sockets), else 0.",
+        |leak| if leak.growing { 1.0 } else { 0.0 },
+    ),
+];
+
 /// The TcpExt counters: name, help, value.
 const TCPEXT_COUNTERS: [Described<TcpExt, u64>; 7] = [
     (
@@ -437,6 +510,34 @@ impl Collector for Exposition {
                             ("local_port", Cow::Owned(row.local_port.to_string())),
                         ];
                         (labels, gauge(value(row)))
+                    })
+                    .collect()
+            })?;
+        }
+
+        for (name, help, value) in CLOSE_WAIT_PORT_GAUGES {
+            self.family(&mut encoder, name, help, MetricType::Gauge, |ns| {
+                ns.close_wait_ports
+                    .iter()
+                    .map(|leak| {
+                        let labels: Labels =
+                            vec![("local_port", Cow::Owned(leak.local_port.to_string()))];
+                        (labels, gauge(value(leak)))
+                    })
+                    .collect()
+            })?;
+        }
+        for (name, help, value) in CLOSE_WAIT_PROCESS_GAUGES {
+            self.family(&mut encoder, name, help, MetricType::Gauge, |ns| {
+                ns.close_wait_processes
+                    .iter()
+                    .filter_map(|leak| {
+                        let owner = leak.owner.as_ref()?;
+                        let labels: Labels = vec![
+                            ("pid", Cow::Owned(owner.pid.to_string())),
+                            ("process", Cow::Borrowed(owner.name.as_str())),
+                        ];
+                        Some((labels, gauge(value(leak))))
                     })
                     .collect()
             })?;
@@ -655,6 +756,94 @@ mod tests {
         assert!(samples.contains(&"tcpscope_last_poll_timestamp_seconds 1700000000.0"));
         assert!(samples.contains(&"tcpscope_tcpext_syncookies_sent_total 12"));
         assert!(samples.contains(&"tcpscope_tcpext_req_q_full_drop_total 0"));
+    }
+
+    #[test]
+    fn close_wait_is_shown_per_port_and_per_known_process_only_where_there_is_some() {
+        use crate::watch::{LeakWatcher, Owner};
+        let mut metrics = Metrics::single();
+        metrics.observe(SINGLE, &update(vec![]), &mut ListenerTable::default());
+        let mut watcher = LeakWatcher::new(2);
+        let mut sockets = Vec::new();
+        let mut leaks = CloseWaitLeaks::default();
+        for poll in 0..4u16 {
+            let mut kept = socket(State::CloseWait, "10.0.0.1", 7301, "10.0.0.2", 4000 + poll);
+            kept.cookie = u64::from(poll) + 1;
+            kept.inode = 100 + u32::from(poll);
+            sockets.push(kept);
+            let mut unknown = socket(State::CloseWait, "10.0.0.1", 7400, "10.0.0.3", 5000 + poll);
+            unknown.cookie = 1000 + u64::from(poll);
+            unknown.inode = 9999;
+            let mut now = sockets.clone();
+            now.push(unknown);
+            let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + u64::from(poll));
+            leaks = watcher.observe(at, &now, |inode| {
+                (inode < 9999).then(|| Owner {
+                    pid: 4242,
+                    name: "leaky \"api\"".into(),
+                })
+            });
+        }
+        metrics.set_close_wait(SINGLE, &leaks);
+        let text = metrics.render();
+        let samples = lines(&text);
+        for expected in [
+            "tcpscope_close_wait_sockets{local_port=\"7301\"} 4.0",
+            "tcpscope_close_wait_oldest_seconds{local_port=\"7301\"} 3.0",
+            "tcpscope_close_wait_growing{local_port=\"7301\"} 1.0",
+            "tcpscope_close_wait_sockets{local_port=\"7400\"} 1.0",
+            "tcpscope_close_wait_growing{local_port=\"7400\"} 0.0",
+            "tcpscope_process_close_wait_sockets{pid=\"4242\",process=\"leaky \\\"api\\\"\"} 4.0",
+            "tcpscope_process_close_wait_growing{pid=\"4242\",process=\"leaky \\\"api\\\"\"} 1.0",
+        ] {
+            assert!(
+                samples.contains(&expected),
+                "{expected} missing from\n{text}"
+            );
+        }
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|l| l.starts_with("tcpscope_process_close_wait_sockets"))
+                .count(),
+            1,
+            "sockets of unknown owners make no process series:\n{text}"
+        );
+
+        // Once the sockets are closed, the series go.
+        metrics.set_close_wait(SINGLE, &CloseWaitLeaks::default());
+        let text = metrics.render();
+        assert!(
+            !lines(&text).iter().any(|l| l.contains("close_wait")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn close_wait_series_are_capped_keeping_the_growing_and_largest() {
+        let mut metrics = Metrics::single();
+        metrics.observe(SINGLE, &update(vec![]), &mut ListenerTable::default());
+        let ports = (0..500u16)
+            .map(|port| PortLeak {
+                local_port: 10_000 + port,
+                close_wait: 1,
+                oldest: Duration::ZERO,
+                growing: false,
+            })
+            .collect();
+        metrics.set_close_wait(
+            SINGLE,
+            &CloseWaitLeaks {
+                processes: Vec::new(),
+                ports,
+            },
+        );
+        let text = metrics.render();
+        let series = lines(&text)
+            .iter()
+            .filter(|l| l.starts_with("tcpscope_close_wait_sockets{"))
+            .count();
+        assert_eq!(series, MAX_CLOSE_WAIT_SERIES);
     }
 
     #[test]

@@ -9,10 +9,11 @@
 
 pub mod http;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,12 +21,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 use crate::cli::Cli;
+use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
 use crate::namespaces::Namespaces;
-use crate::poller::{Message, PollerConfig};
+use crate::poller::{Message, PollerConfig, Update};
 use crate::pollers::{Pollers, RESCAN};
+use crate::record::Recorder;
 use crate::report::metrics::{self, Metrics, SINGLE};
-use crate::watch::ListenerTable;
+use crate::watch::leaks::{self, DEFAULT_WINDOW};
+use crate::watch::{LeakWatcher, ListenerTable, Owner};
 
 use http::{Limits, Response, Server};
 
@@ -36,6 +40,12 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// processes, so that scrapes do not wait behind a poll of 100k sockets. It is idle
 /// but for the moments it writes a page, so it takes next to nothing from them.
 const HTTP_NICE: i32 = -5;
+
+/// How often `-p` scans processes while CLOSE_WAIT sockets have owners the last scan
+/// does not know, to name them in the per-process CLOSE_WAIT metrics: at 100k sockets
+/// a scan costs about a third of a second of CPU, so at most about 3% of a core, and
+/// only while there are such sockets. Scrapes never cause one.
+const LEAK_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// The shortest time between two renders of the page.
 const RENDER_EVERY: Duration = Duration::from_millis(100);
@@ -94,6 +104,9 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {address}"))?;
     let bound = server.local_addr().context("reading the bound address")?;
     let namespaces = Namespaces::chosen(cli)?;
+    // Refused before the first poll (exit status 2): a file that is not a recording, a
+    // symbolic link. --record goes without --all-netns, so every poll is one namespace's.
+    let mut recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
 
     let page = Arc::new(Page::default());
     let http = thread::Builder::new()
@@ -143,6 +156,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     );
 
     let mut table = ListenerTable::default();
+    let mut close_wait = CloseWait::new(cli.processes)?;
     let mut last_error = None;
     let mut last_scan = Instant::now();
     let mut last_render: Option<Instant> = None;
@@ -150,14 +164,19 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) && !http.is_finished() {
         if cli.all_netns && last_scan.elapsed() >= RESCAN {
             last_scan = Instant::now();
-            follow_namespaces(&mut pollers, &mut metrics);
+            follow_namespaces(&mut pollers, &mut metrics, &mut close_wait);
             changed = true;
         }
+        close_wait.take_scans();
         match receiver.recv_timeout(STOP_CHECK) {
             Ok(first) => {
                 for (key, message) in std::iter::once(first).chain(receiver.try_iter()) {
+                    record(&mut recorder, &message);
                     match message {
-                        Message::Update(update) => metrics.observe(key, &update, &mut table),
+                        Message::Update(update) => {
+                            metrics.observe(key, &update, &mut table);
+                            close_wait.observe(key, &update, &mut metrics);
+                        }
                         Message::PollFailed(error) => {
                             metrics.poll_failed(key);
                             if last_error.as_ref() != Some(&error) {
@@ -193,7 +212,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 /// Polls (and shows) the namespaces that appeared since the last look, and stops
 /// polling and showing those no process is in any more. A namespace that cannot be
 /// entered is left out with a note; the others go on.
-fn follow_namespaces(pollers: &mut Pollers, metrics: &mut Metrics) {
+fn follow_namespaces(pollers: &mut Pollers, metrics: &mut Metrics, close_wait: &mut CloseWait) {
     let followed = pollers.follow();
     for namespace in followed.started {
         metrics.add(namespace);
@@ -206,5 +225,143 @@ fn follow_namespaces(pollers: &mut Pollers, metrics: &mut Metrics) {
     }
     for inode in followed.gone {
         metrics.remove(inode);
+        close_wait.forget(inode);
+    }
+}
+
+/// Appends a poll to the recording, on the thread that receives polls (scrapes are
+/// answered from the rendered page on the HTTP thread, so they never wait on the
+/// disk). A failed write stops the recording and says so once on stderr; serving goes
+/// on.
+fn record(recorder: &mut Option<Recorder>, message: &Message) {
+    if let Some(active) = recorder
+        && let Err(error) = active.record(message)
+    {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: recording stopped: {error:#}; serving goes on"
+        );
+        *recorder = None;
+    }
+}
+
+/// CLOSE_WAIT sockets followed across polls, per namespace, and with `-p` the process
+/// scans that name their owners, done on a worker thread of their own.
+struct CloseWait {
+    watchers: HashMap<u64, LeakWatcher>,
+    scans: Option<Scans>,
+}
+
+struct Scans {
+    requests: SyncSender<()>,
+    results: Receiver<Result<ProcessMap, String>>,
+    latest: Option<ProcessMap>,
+    in_flight: bool,
+    last_request: Option<Instant>,
+    said_partial: bool,
+}
+
+impl CloseWait {
+    /// Starts the scanning thread when `processes` (`-p`) asks for owners.
+    fn new(processes: bool) -> anyhow::Result<CloseWait> {
+        let scans = if processes {
+            let (requests, inbox) = mpsc::sync_channel::<()>(1);
+            let (answers, results) = mpsc::sync_channel(1);
+            thread::Builder::new()
+                .name("tcpscope-processes".into())
+                .spawn(move || {
+                    for () in inbox {
+                        let scan = ProcessMap::scan().map_err(|error| format!("{error:#}"));
+                        if answers.send(scan).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .context("starting the process scanning thread")?;
+            Some(Scans {
+                requests,
+                results,
+                latest: None,
+                in_flight: false,
+                last_request: None,
+                said_partial: false,
+            })
+        } else {
+            None
+        };
+        Ok(CloseWait {
+            watchers: HashMap::new(),
+            scans,
+        })
+    }
+
+    /// Feeds namespace `key`'s poll to its watcher and the reading to the metrics, and
+    /// asks for a scan when owners are missing and the last one is old enough.
+    fn observe(&mut self, key: u64, update: &Update, metrics: &mut Metrics) {
+        let sockets = &update.snapshot.sockets;
+        let processes = self.scans.as_ref().and_then(|scans| scans.latest.as_ref());
+        let reading = self
+            .watchers
+            .entry(key)
+            .or_insert_with(|| LeakWatcher::new(DEFAULT_WINDOW))
+            .observe(update.snapshot.taken_at, sockets, |inode| {
+                let process = processes?.lookup(inode)?;
+                Some(Owner {
+                    pid: process.pid,
+                    name: process.name.clone(),
+                })
+            });
+        metrics.set_close_wait(key, &reading);
+        let Some(scans) = &mut self.scans else {
+            return;
+        };
+        let due = scans
+            .last_request
+            .is_none_or(|at| at.elapsed() >= LEAK_SCAN_EVERY);
+        if !scans.in_flight
+            && due
+            && leaks::owners_unknown(sockets, |inode| {
+                scans
+                    .latest
+                    .as_ref()
+                    .is_some_and(|map| map.lookup(inode).is_some())
+            })
+            && scans.requests.try_send(()).is_ok()
+        {
+            scans.in_flight = true;
+            scans.last_request = Some(Instant::now());
+        }
+    }
+
+    /// Takes in a finished scan, if one came; its owners show from the next poll on.
+    fn take_scans(&mut self) {
+        let Some(scans) = &mut self.scans else {
+            return;
+        };
+        let Ok(result) = scans.results.try_recv() else {
+            return;
+        };
+        scans.in_flight = false;
+        match result {
+            Ok(map) => {
+                if map.is_partial() && !scans.said_partial {
+                    scans.said_partial = true;
+                    let _ = writeln!(
+                        io::stderr(),
+                        "tcpscope: note: {} processes could not be read; their CLOSE_WAIT sockets count per port only (run as root to see all)",
+                        map.skipped_processes()
+                    );
+                }
+                scans.latest = Some(map);
+            }
+            Err(error) => {
+                let _ = writeln!(io::stderr(), "tcpscope: process scan failed: {error}");
+            }
+        }
+    }
+
+    /// Forgets a namespace no longer polled.
+    fn forget(&mut self, key: u64) {
+        self.watchers.remove(&key);
     }
 }

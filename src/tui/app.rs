@@ -13,13 +13,15 @@ use ratatui::layout::Rect;
 use crate::cli::MIN_INTERVAL;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info::TcpInfo;
-use crate::poller::Message;
+use crate::poller::{Message, Update};
 use crate::report::endpoint::Endpoint;
 use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
+use crate::watch::leaks::{self, DEFAULT_WINDOW};
+use crate::watch::{LeakWatcher, Owner};
 
 use super::keys::{Action, action_for};
-use super::model::{Detail, Model, Scroll, Tab, Ui};
+use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
 use super::namespaces::{NamespaceLabel, Rounds};
 use super::playback::Playback;
 use super::query::Query;
@@ -34,6 +36,10 @@ const PAGE: usize = 20;
 /// every process's descriptors, which at 100k sockets costs a third of a second of CPU;
 /// every 30 s keeps that near 1% of a core. Measured by the snapshots' own clock.
 const PROCESS_SCAN_EVERY: Duration = Duration::from_secs(30);
+/// How often processes are scanned, whatever the tab, while CLOSE_WAIT sockets have
+/// owners the last scan does not know, so that the leak panel can name them: about 3%
+/// of a core at 100k sockets, and only while there are such sockets.
+const LEAK_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything the event loop hands the app.
 #[derive(Debug)]
@@ -57,6 +63,8 @@ pub enum Event {
     PlaybackDue(u64),
     /// The answer to [`Effect::Close`]: the connection's endpoints, and whether it closed.
     Closed(Endpoints, Result<(), String>),
+    /// Appending a poll to the recording failed (the error); recording has stopped.
+    RecordingStopped(String),
 }
 
 /// What the event loop must do for the app.
@@ -90,6 +98,9 @@ struct Replaying {
 
 pub struct App {
     live: Model,
+    /// Follows CLOSE_WAIT sockets across the polls taken in (not `Clone`, so it lives
+    /// here rather than in the model, which is copied to pause).
+    leaks: LeakWatcher,
     /// The model shown while paused; the live one keeps taking updates underneath.
     frozen: Option<Model>,
     pub ui: Ui,
@@ -107,6 +118,7 @@ impl App {
     pub fn new(model: Model, theme: Theme) -> App {
         App {
             live: model,
+            leaks: LeakWatcher::new(DEFAULT_WINDOW),
             frozen: None,
             ui: Ui::default(),
             scroll: Scroll::default(),
@@ -172,7 +184,7 @@ impl App {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
             Event::Key(_) | Event::Resize | Event::Tick => Vec::new(),
             Event::Poll(Message::Update(update)) => {
-                self.live.apply(&update);
+                take_in(&mut self.live, &mut self.leaks, &update);
                 if self.ui.paused {
                     self.ui.behind += 1;
                 }
@@ -210,6 +222,10 @@ impl App {
                 Vec::new()
             }
             Event::Signal(signal) => vec![Effect::QuitOnSignal(signal)],
+            Event::RecordingStopped(error) => {
+                self.ui.recording = Some(Recording::Stopped(error));
+                Vec::new()
+            }
             Event::Closed(endpoints, result) => {
                 let named = connection_name(&endpoints);
                 self.ui.notice = Some(match result {
@@ -250,6 +266,7 @@ impl App {
             return Vec::new();
         };
         self.live.apply_round(&round);
+        follow_close_wait(&mut self.live, &mut self.leaks, &round.update);
         if self.ui.paused {
             self.ui.behind += 1;
         }
@@ -295,13 +312,14 @@ impl App {
                 rebuilt.connections = self.live.connections.clone();
                 rebuilt.detail = self.live.detail.take();
                 self.live = rebuilt;
+                self.leaks = LeakWatcher::new(DEFAULT_WINDOW);
                 0
             }
         };
         replaying.shown = Some(index);
         for replayed in &replaying.playback.polls()[from..=index] {
             match &replayed.message {
-                Message::Update(update) => self.live.apply(update),
+                Message::Update(update) => take_in(&mut self.live, &mut self.leaks, update),
                 Message::PollFailed(error) => self.live.poll_failed(error.clone()),
             }
         }
@@ -343,17 +361,31 @@ impl App {
             return Vec::new();
         }
         let now = self.live.connections.snapshot().taken_at;
-        let due = self.last_scan.is_none_or(|last| {
-            now.duration_since(last)
-                .is_ok_and(|age| age >= PROCESS_SCAN_EVERY)
-        });
-        if self.ui.tab == Tab::Connections && !self.scan_in_flight && due {
+        let due = |every: Duration| {
+            self.last_scan
+                .is_none_or(|last| now.duration_since(last).is_ok_and(|age| age >= every))
+        };
+        let for_table = self.ui.tab == Tab::Connections && due(PROCESS_SCAN_EVERY);
+        let for_leaks = due(LEAK_SCAN_EVERY) && self.close_wait_owners_unknown();
+        if !self.scan_in_flight && (for_table || for_leaks) {
             self.scan_in_flight = true;
             self.last_scan = Some(now);
             vec![Effect::ScanProcesses]
         } else {
             Vec::new()
         }
+    }
+
+    /// Whether some CLOSE_WAIT socket of the latest poll belongs to a process the last
+    /// scan does not know (inode 0 belongs to none: not accepted yet).
+    fn close_wait_owners_unknown(&self) -> bool {
+        if self.live.counts.get(State::CloseWait) == 0 {
+            return false;
+        }
+        let processes = self.live.processes.as_deref();
+        leaks::owners_unknown(&self.live.connections.snapshot().sockets, |inode| {
+            processes.is_some_and(|map| map.lookup(inode).is_some())
+        })
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -623,6 +655,27 @@ impl App {
             None => Vec::new(),
         }
     }
+}
+
+/// Takes in one poll: the model, and the CLOSE_WAIT sockets followed across polls.
+fn take_in(model: &mut Model, leaks: &mut LeakWatcher, update: &Update) {
+    model.apply(update);
+    follow_close_wait(model, leaks, update);
+}
+
+/// Follows the CLOSE_WAIT sockets of a poll (or of a round across namespaces, whose
+/// cookies and inodes are unique host-wide), their owners looked up in the latest
+/// process scan.
+fn follow_close_wait(model: &mut Model, leaks: &mut LeakWatcher, update: &Update) {
+    let snapshot = &update.snapshot;
+    let reading = leaks.observe(snapshot.taken_at, &snapshot.sockets, |inode| {
+        let process = model.processes.as_deref()?.lookup(inode)?;
+        Some(Owner {
+            pid: process.pid,
+            name: process.name.clone(),
+        })
+    });
+    model.close_wait = reading;
 }
 
 /// A connection as the prompt and the status line name it: `127.0.0.1:80 ⇄ 10.0.0.2:4000`.
@@ -902,8 +955,71 @@ mod tests {
         }
     }
 
+    /// A poll at second `second` holding `close_wait` CLOSE_WAIT sockets on :9000
+    /// (inodes 700…), all kept from the polls before.
+    fn close_wait_poll(second: u64, close_wait: u16) -> Event {
+        let sockets = (0..close_wait)
+            .map(|i| {
+                let mut socket = crate::snapshot::fixtures::socket(
+                    State::CloseWait,
+                    "10.0.0.1",
+                    9000,
+                    "10.0.0.2",
+                    40000 + i,
+                );
+                socket.cookie = u64::from(i) + 1;
+                socket.inode = 700 + u32::from(i);
+                socket
+            })
+            .collect();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + second);
+        let snapshot = crate::snapshot::Snapshot::new(at, sockets);
+        Event::Poll(Message::Update(Box::new(Update {
+            snapshot: Arc::new(snapshot),
+            transitions: Vec::new(),
+            counters: crate::kernel::procfs::TcpExt::default(),
+            syn_watch: crate::watch::SynWatch {
+                listeners: Vec::new(),
+                host_notes: Vec::new(),
+            },
+            took: Duration::from_millis(1),
+            events: crate::poller::EventStatus::Subscribed,
+            event_overflows: 0,
+        })))
+    }
+
+    #[test]
+    fn close_wait_of_unknown_owners_asks_for_a_scan_at_most_every_ten_seconds_on_any_tab() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        assert_eq!(app.handle(close_wait_poll(0, 1)), [Effect::ScanProcesses]);
+        assert_eq!(app.handle(close_wait_poll(1, 2)), [], "a scan is under way");
+        app.handle(Event::Processes(Ok(Arc::new(ProcessMap::default()))));
+        assert_eq!(app.handle(close_wait_poll(5, 3)), [], "scanned 5 s ago");
+        assert_eq!(app.handle(close_wait_poll(10, 4)), [Effect::ScanProcesses]);
+        assert_eq!(app.ui.tab, Tab::Overview);
+    }
+
+    #[test]
+    fn a_port_whose_close_wait_keeps_growing_raises_the_leak_flag() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        for second in 0..6u16 {
+            app.handle(close_wait_poll(u64::from(second), second + 1));
+            assert_eq!(app.shown().close_wait_leak(), second >= 5, "poll {second}");
+        }
+        let port = &app.shown().close_wait.ports[0];
+        assert_eq!((port.local_port, port.close_wait), (9000, 6));
+        assert_eq!(port.oldest, Duration::from_secs(5));
+    }
+
     mod replay {
         use super::*;
+        use crate::filter::Filter;
         use crate::record::Replay;
         use crate::tui::playback::Playback;
         use crate::tui::views::testing::text;
@@ -911,9 +1027,15 @@ mod tests {
 
         /// The demo recording README points to, replayed as `tcpscope --replay` does.
         fn demo() -> App {
+            demo_narrowed_to(Filter::default())
+        }
+
+        /// The demo recording as `tcpscope --replay FILE` with filter flags shows it.
+        fn demo_narrowed_to(filter: Filter) -> App {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
             let mut replay = Replay::open(path.as_ref(), Thresholds::default())
-                .unwrap_or_else(|e| panic!("{e:#}"));
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .narrowed_to(filter);
             let mut polls = Vec::new();
             while let Some(replayed) = replay.next_poll().unwrap_or_else(|e| panic!("{e:#}")) {
                 polls.push(replayed);
@@ -936,6 +1058,37 @@ mod tests {
             assert!(screen.contains("SYN flood suspected"), "{screen}");
             assert!(screen.contains("SYN FLOOD SUSPECTED"), "{screen}");
             assert!(screen.contains("REPLAY"), "{screen}");
+        }
+
+        #[test]
+        fn filter_flags_narrow_a_replay_as_they_narrow_the_live_view() {
+            let mut whole = demo();
+            press(&mut whole, KeyCode::Char('}'));
+            let half_open = whole.shown().counts.get(State::SynRecv);
+            assert!(half_open > 0);
+
+            let mut established = demo_narrowed_to(
+                crate::filter::parse("state established").unwrap_or_else(|e| panic!("{e}")),
+            );
+            press(&mut established, KeyCode::Char('}'));
+            let shown = established.shown();
+            assert_eq!(shown.counts.get(State::SynRecv), 0);
+            assert_eq!(shown.counts.total(), shown.counts.get(State::Established));
+            assert!(!shown.syn_watch.suspected_flood());
+            assert!((0..shown.connections.len()).all(|row| {
+                shown
+                    .connections
+                    .get(row)
+                    .is_some_and(|r| r.state == State::Established)
+            }));
+
+            // A port nothing in the recording uses leaves nothing to show.
+            let mut nothing = demo_narrowed_to(Filter {
+                condition: Some(crate::filter::Condition::either_port(1)),
+                ..Filter::default()
+            });
+            press(&mut nothing, KeyCode::Char('}'));
+            assert_eq!(nothing.shown().counts.total(), 0);
         }
 
         #[test]

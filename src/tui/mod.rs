@@ -4,7 +4,8 @@
 //! terminal, ticks, finished polls from the [`Poller`], process scans and tcp_info
 //! replies from their workers, SIGTERM/SIGHUP) from a single channel, hands it to the
 //! [`App`], carries out the [`Effect`]s it returns, and redraws. Nothing on this thread
-//! waits on the kernel. The terminal is restored on every way out: quit, error, signal,
+//! waits on the kernel or the disk: with `--record`, polls are appended to the
+//! recording by the thread that forwards them. The terminal is restored on every way out: quit, error, signal,
 //! and panic on any thread (the hook `ratatui::init` installs restores before printing,
 //! and the process then ends: see [`end_on_any_panic`]).
 //!
@@ -47,14 +48,14 @@ use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
 use crate::namespaces::Namespaces;
-use crate::poller::{Poller, PollerConfig};
+use crate::poller::{Message, Poller, PollerConfig};
 use crate::pollers::{Pollers, RESCAN};
-use crate::record::{Replay, ReplayEnd};
+use crate::record::{Recorder, Replay, ReplayEnd};
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
 
 use app::{App, Effect, Event};
-use model::Model;
+use model::{Model, Recording};
 use namespaces::NamespaceLabel;
 use playback::Playback;
 use theme::Theme;
@@ -77,6 +78,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     SockDiag::open()
         .and_then(|mut diag| diag.probe())
         .context("asking the kernel for TCP sockets")?;
+    // Also before the screen is taken: a file that cannot be recorded to is refused
+    // with exit status 2.
+    let recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
+    let recording = cli
+        .recording()
+        .map(|to| Recording::To(to.path.display().to_string()));
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
@@ -87,13 +94,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         destroy_events: true,
         thresholds: cli.thresholds(),
     };
+    // --record goes without --all-netns: a recording holds one namespace.
     let polling = if cli.all_netns {
         Polling::Each(poll_each_namespace(cli, config, &events)?)
     } else {
         // Bounded: a view that cannot keep up makes the poller wait rather than queue.
         let (poll_sender, polls) = mpsc::sync_channel(1);
         let poller = Poller::spawn(config, poll_sender).context("starting the poller thread")?;
-        forward(polls, events.clone(), Event::Poll)?;
+        forward_polls(polls, events.clone(), recorder)?;
         Polling::One(poller)
     };
     let workers = Workers::spawn(events.clone(), polling.namespaces())?;
@@ -101,10 +109,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
     let model = Model::new(interval, History::default());
-    let app = match polling {
+    let mut app = match polling {
         Polling::One(_) => App::new(model, theme),
         Polling::Each(_) => App::across_namespaces(model, theme),
     };
+    app.ui.recording = recording;
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
@@ -233,7 +242,9 @@ fn label(namespace: &NetNamespace) -> NamespaceLabel {
 /// Reads the whole file first: seeking backwards rebuilds the model from its start.
 pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     let path = cli.replay.as_deref().context("--replay needs a file")?;
-    let mut replay = Replay::open(path, cli.thresholds())?;
+    // --filter, --grep and the port flags narrow the recording as they narrow the live
+    // view.
+    let mut replay = Replay::open(path, cli.thresholds())?.narrowed_to(cli.filter());
     let mut polls = Vec::new();
     while let Some(replayed) = replay.next_poll()? {
         polls.push(replayed);
@@ -420,6 +431,9 @@ fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Resu
     Ok(())
 }
 
+/// Hands each poll to the view, first appending it to the recording (`--record`) on
+/// this thread, so that the view's thread never waits on the disk. A failed write
+/// stops the recording and says so in the view; the view goes on.
 fn forward<T: Send + 'static>(
     from: Receiver<T>,
     to: Sender<Event>,
@@ -428,6 +442,34 @@ fn forward<T: Send + 'static>(
     spawn_named("tcpscope-forward", move || {
         for message in from {
             if to.send(wrap(message)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Forwards the poller's messages to the view, appending each to the recording first
+/// (`--record`), so that the drawing thread never waits on the disk. A failed write
+/// stops the recording and tells the view.
+fn forward_polls(
+    polls: Receiver<Message>,
+    to: Sender<Event>,
+    mut recorder: Option<Recorder>,
+) -> anyhow::Result<()> {
+    spawn_named("tcpscope-forward", move || {
+        for message in polls {
+            if let Some(active) = &mut recorder
+                && let Err(error) = active.record(&message)
+            {
+                recorder = None;
+                if to
+                    .send(Event::RecordingStopped(format!("{error:#}")))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if to.send(Event::Poll(message)).is_err() {
                 return;
             }
         }

@@ -12,7 +12,7 @@ use crate::kernel::tcp_info::TcpInfo;
 use crate::poller::{EventStatus, Update, watch_counters};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
-use crate::watch::{CounterRates, History, SynWatch};
+use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
 use super::namespaces::{NamespaceSpan, NamespaceSummary, Round};
@@ -31,6 +31,9 @@ pub struct Model {
     pub ipv4_total: u32,
     pub ipv6_total: u32,
     pub syn_watch: SynWatch,
+    /// CLOSE_WAIT sockets per process and local port, followed across polls by the
+    /// app's leak watcher (owners from the latest process scan).
+    pub close_wait: CloseWaitLeaks,
     /// Per-second growth of the TcpExt counters the SYN watch reads; `None` before the
     /// second poll.
     pub counter_rates: Option<CounterRates>,
@@ -88,6 +91,7 @@ impl Model {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
             },
+            close_wait: CloseWaitLeaks::default(),
             counter_rates: None,
             history,
             connections: ConnectionTable::default(),
@@ -195,6 +199,17 @@ impl Model {
         }
     }
 
+    /// Whether a process is not closing its sockets: its CLOSE_WAIT count keeps
+    /// growing, or that of a local port does (which needs no process scan). Sockets
+    /// whose owner is not known (not accepted yet, or opened since the last scan) are
+    /// counted, never flagged as a process.
+    pub fn close_wait_leak(&self) -> bool {
+        self.close_wait
+            .growing_processes()
+            .any(|leak| leak.owner.is_some())
+            || self.close_wait.ports.iter().any(|leak| leak.growing)
+    }
+
     pub fn poll_failed(&mut self, error: String) {
         self.status.error = Some(error);
     }
@@ -300,6 +315,17 @@ pub struct Ui {
     pub notice: Option<String>,
     /// The connection `K` asked to close, while the status line asks "y/N".
     pub confirm_close: Option<SocketRecord>,
+    /// Whether polls are being recorded (`--record FILE`); `None` when not asked to.
+    pub recording: Option<Recording>,
+}
+
+/// What became of `--record FILE` in the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recording {
+    /// Every poll is appended to this file (as shown).
+    To(String),
+    /// Writing failed with this error; polls are no longer recorded.
+    Stopped(String),
 }
 
 impl Default for Ui {
@@ -327,6 +353,7 @@ impl Default for Ui {
             playback: None,
             notice: None,
             confirm_close: None,
+            recording: None,
         }
     }
 }

@@ -83,6 +83,16 @@ impl CloseWaitLeaks {
     }
 }
 
+/// Whether some CLOSE_WAIT socket among `sockets` has an owner `known` does not know:
+/// a front end then scans processes again (at its own pace) to name it. Inode 0 has no
+/// owner to find (a connection not accepted yet).
+pub fn owners_unknown(sockets: &[SocketRecord], mut known: impl FnMut(u32) -> bool) -> bool {
+    sockets
+        .iter()
+        .filter(|socket| socket.state == State::CloseWait && socket.inode != 0)
+        .any(|socket| !known(socket.inode))
+}
+
 /// Follows CLOSE_WAIT counts across polls. Keep one per live view or stream, and feed
 /// it every poll's snapshot.
 ///
@@ -456,6 +466,18 @@ mod tests {
         // Seen again later, the same cookie starts a new age.
         let leaks = watcher.observe(second(9), &[close_wait(LEAKY, 80, 1)], owner);
         assert_eq!(leaks.processes[0].oldest, Duration::ZERO);
+    }
+
+    #[test]
+    fn only_close_wait_sockets_with_an_inode_nobody_knows_call_for_a_scan() {
+        let mut unaccepted = close_wait(0, 443, 5);
+        unaccepted.inode = 0;
+        let mut established = close_wait(LEAKY, 80, 9);
+        established.state = State::Established;
+        assert!(!owners_unknown(&[unaccepted, established], |_| false));
+        let known = close_wait(LEAKY, 80, 1);
+        assert!(!owners_unknown(&[known], |inode| owner(inode).is_some()));
+        assert!(owners_unknown(&[known], |_| false));
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::tui::model::Model;
 use crate::tui::namespaces::{NamespaceLabel, Rounds};
-use crate::watch::{CounterRates, History, SynWatcher, Thresholds};
+use crate::watch::leaks::DEFAULT_WINDOW;
+use crate::watch::{CounterRates, History, LeakWatcher, Owner, SynWatcher, Thresholds};
 
 const START: u64 = 1_700_000_000;
 
@@ -89,9 +90,56 @@ fn sockets(poll: u32) -> Vec<SocketRecord> {
     sockets
 }
 
-fn update(poll: u32, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
+/// The CLOSE_WAIT sockets of two more processes at poll `poll`: `leaky-api` (pid
+/// 4242) on :9000 keeps every one and gains one a poll; `worker` (pid 4343) on :9100
+/// has one at a time, a different one each poll.
+fn close_wait_sockets(poll: u32) -> Vec<SocketRecord> {
+    let mut sockets = Vec::new();
+    for i in 0..=poll {
+        let mut kept = socket(
+            State::CloseWait,
+            "10.0.0.1",
+            9000,
+            "192.0.2.70",
+            40000 + u16::try_from(i).unwrap_or(0),
+        );
+        kept.cookie = 9000 + u64::from(i);
+        kept.inode = 5000 + i;
+        sockets.push(kept);
+    }
+    let mut passing = socket(
+        State::CloseWait,
+        "10.0.0.1",
+        9100,
+        "192.0.2.80",
+        41000 + u16::try_from(poll).unwrap_or(0),
+    );
+    passing.cookie = 9500 + u64::from(poll);
+    passing.inode = 6000 + poll;
+    sockets.push(passing);
+    sockets
+}
+
+/// Who holds a socket inode in these fixtures.
+fn owner(inode: u32) -> Option<Owner> {
+    let (pid, name) = match inode {
+        5000..6000 => (4242, "leaky-api"),
+        6000..7000 => (4343, "worker"),
+        _ => return None,
+    };
+    Some(Owner {
+        pid,
+        name: name.to_owned(),
+    })
+}
+
+fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
     let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
-    let snapshot = Snapshot::new(taken_at, sockets(poll));
+    let mut sockets = sockets(poll);
+    if leaking {
+        sockets.extend(close_wait_sockets(poll));
+    }
+    let snapshot = Snapshot::new(taken_at, sockets);
     let transitions = differ.observe(&snapshot, &[]).to_vec();
     let counters = TcpExt {
         syncookies_sent: 0,
@@ -116,12 +164,16 @@ fn update(poll: u32, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
     }
 }
 
-fn after_polls(polls: u32) -> Model {
+fn after_polls(polls: u32, leaking: bool) -> Model {
     let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000));
     let mut differ = Differ::new();
     let mut watcher = SynWatcher::new(Thresholds::default());
+    let mut leaks = LeakWatcher::new(DEFAULT_WINDOW);
     for poll in 0..polls {
-        model.apply(&update(poll, &mut differ, &mut watcher));
+        let update = update(poll, leaking, &mut differ, &mut watcher);
+        model.apply(&update);
+        let snapshot = &update.snapshot;
+        model.close_wait = leaks.observe(snapshot.taken_at, &snapshot.sockets, owner);
     }
     model.status.processes_partial = Some(false);
     model
@@ -131,17 +183,23 @@ fn after_polls(polls: u32) -> Model {
 pub fn next_update() -> Update {
     let mut differ = Differ::new();
     let mut watcher = SynWatcher::new(Thresholds::default());
-    update(5, &mut differ, &mut watcher)
+    update(5, false, &mut differ, &mut watcher)
 }
 
 /// Five polls in: the flood at its height, 300 half-open on :80.
 pub fn flooded() -> Model {
-    after_polls(5)
+    after_polls(5, false)
 }
 
 /// The first poll: counts but no changes yet, and no SYN_RECV.
 pub fn first_poll() -> Model {
-    after_polls(1)
+    after_polls(1, false)
+}
+
+/// Seven polls of the flooded host where `leaky-api` has kept every CLOSE_WAIT socket
+/// (7 by now, the oldest seen 6 s ago) and `worker` closes each of its own.
+pub fn leaking() -> Model {
+    after_polls(7, true)
 }
 
 /// The namespaces of [`across_namespaces`]: the host's, a Docker container's, and

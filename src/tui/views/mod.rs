@@ -4,6 +4,7 @@
 //! Every view is tested on a plain `Buffer` from a deterministic model ([`fixtures`]),
 //! at 80x24 and 120x40.
 
+pub mod close_wait;
 pub mod connections;
 pub mod counts;
 pub mod detail;

@@ -10,7 +10,8 @@ use crate::tui::model::{Model, Scroll, Tab, Ui};
 use crate::tui::theme::Theme;
 
 use super::{
-    connections, counts, detail, help, namespaces, status, syn_watch, timeline, too_small,
+    close_wait, connections, counts, detail, help, namespaces, status, syn_watch, timeline,
+    too_small,
 };
 
 /// Draws everything. `scroll` is the connections table's, kept across frames.
@@ -59,8 +60,32 @@ fn render_tabs(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buff
         spans.push(Span::styled(format!(" {} ", tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    if model.syn_watch.suspected_flood() {
-        spans.push(Span::styled(" SYN FLOOD SUSPECTED ", theme.error()));
+    // Headlines in full when they fit, else short, so that both always show at 80
+    // columns.
+    let flags = [
+        (
+            model.syn_watch.suspected_flood(),
+            " SYN FLOOD SUSPECTED ",
+            " SYN FLOOD ",
+        ),
+        (
+            model.close_wait_leak(),
+            " CLOSE_WAIT LEAK ",
+            " CLOSE_WAIT LEAK ",
+        ),
+    ];
+    let used: usize = spans.iter().map(Span::width).sum();
+    let full: usize = flags
+        .iter()
+        .filter(|(raised, ..)| *raised)
+        .map(|(_, long, _)| long.chars().count() + 1)
+        .sum();
+    let fits = used + full <= usize::from(area.width);
+    for (raised, long, short) in flags {
+        if raised {
+            spans.push(Span::styled(if fits { long } else { short }, theme.error()));
+            spans.push(Span::raw(" "));
+        }
     }
     Paragraph::new(Line::from(spans)).render(area, buf);
 }
@@ -76,7 +101,13 @@ fn render_overview(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
     .areas(left);
     counts::render(model, theme, counts_area, buf);
     syn_watch::render_counters(model, theme, counters_area, buf);
-    syn_watch::render_listeners(model, theme, right, buf);
+    // The CLOSE_WAIT panel takes what it needs below the SYN_RECV watch, never more
+    // than half the column.
+    let leaks_height = close_wait::height(model, theme, right.width).min(right.height / 2);
+    let [listeners_area, leaks_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(leaks_height)]).areas(right);
+    syn_watch::render_listeners(model, theme, listeners_area, buf);
+    close_wait::render(model, theme, leaks_area, buf);
 }
 
 #[cfg(test)]
@@ -103,6 +134,25 @@ mod tests {
     #[test]
     fn the_overview_at_120x40() {
         insta::assert_snapshot!(screen(120, 40, &Ui::default()));
+    }
+
+    #[test]
+    fn a_growing_close_wait_count_is_flagged_on_the_overview_at_80x24() {
+        let model = fixtures::leaking();
+        let mut scroll = Scroll::default();
+        let screen = text(80, 24, |area, buf| {
+            render(&model, &Ui::default(), &mut scroll, &Theme::MONO, area, buf)
+        });
+        insta::assert_snapshot!(screen);
+        assert!(
+            screen
+                .lines()
+                .next()
+                .is_some_and(|tabs| tabs.contains("CLOSE_WAIT LEAK")),
+            "{screen}"
+        );
+        assert!(screen.contains("4242/leaky-api"), "{screen}");
+        assert!(screen.contains(close_wait::LEAK), "{screen}");
     }
 
     #[test]

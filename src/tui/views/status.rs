@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::poller::EventStatus;
-use crate::tui::model::{Model, Ui};
+use crate::tui::model::{Model, Recording, Ui};
 use crate::tui::theme::Theme;
 
 use super::short_duration;
@@ -61,6 +61,21 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
             theme.error(),
         ));
         spans.push(dim("  "));
+    }
+    match &ui.recording {
+        Some(Recording::To(file)) => {
+            spans.push(Span::styled("● rec ", theme.error()));
+            spans.push(Span::raw(file.clone()));
+            spans.push(dim("  "));
+        }
+        Some(Recording::Stopped(error)) => {
+            spans.push(Span::styled(
+                format!("recording stopped: {error}"),
+                theme.error(),
+            ));
+            spans.push(dim("  "));
+        }
+        None => {}
     }
     spans.push(dim("every "));
     spans.push(Span::raw(short_duration(status.interval)));
@@ -118,6 +133,33 @@ mod tests {
         });
         assert!(
             screen.starts_with("every 100ms  poll 250ms (slow)  destroy events"),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn a_recording_shows_its_file_and_a_failed_one_says_why() {
+        let model = fixtures::flooded();
+        let mut ui = Ui {
+            recording: Some(Recording::To("incident.rec".into())),
+            ..Ui::default()
+        };
+        let screen = text(100, 1, |area, buf| {
+            render(&model, &ui, &Theme::MONO, area, buf)
+        });
+        assert!(
+            screen.starts_with("● rec incident.rec  every 1.0s"),
+            "{screen}"
+        );
+        ui.recording = Some(Recording::Stopped(
+            "writing to the recording incident.rec: No space left on device".into(),
+        ));
+        let screen = text(100, 1, |area, buf| {
+            render(&model, &ui, &Theme::MONO, area, buf)
+        });
+        assert!(
+            screen
+                .starts_with("recording stopped: writing to the recording incident.rec: No space"),
             "{screen}"
         );
     }
