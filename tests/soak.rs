@@ -18,8 +18,8 @@ mod usage;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,15 @@ use pty::Terminal;
 use usage::{median, sample};
 
 const DEFAULT_SECONDS: u64 = 30;
+
+/// The soaks run one at a time: each churns as fast as a core allows, and three side by
+/// side on a small machine starve each other's readers, so that the memory measured is
+/// the backlog of a starved pipe rather than tcpscope's own.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn soak_turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn soak_duration() -> Duration {
     let seconds = std::env::var("TCPSCOPE_SOAK_SECS")
@@ -195,6 +204,7 @@ fn report(mode: &str, duration: Duration, churned: u64, figures: &Figures) -> Re
 
 #[test]
 fn watch_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
+    let _turn = soak_turn();
     let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7300)?;
@@ -237,6 +247,7 @@ fn watch_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
 
 #[test]
 fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
+    let _turn = soak_turn();
     let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7301)?;
@@ -288,6 +299,7 @@ fn scrape_polls(address: &str) -> Result<f64> {
 
 #[test]
 fn serve_keeps_memory_fds_and_threads_flat_under_churn_and_scrapes() -> Result<()> {
+    let _turn = soak_turn();
     let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7302)?;
