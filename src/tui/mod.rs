@@ -123,7 +123,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::Close(netns, record) => workers.close(netns, record),
         _ => {}
     });
-    ratatui::restore();
+    give_back_the_terminal(terminal);
     ending
 }
 
@@ -284,8 +284,22 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     };
     first.into_iter().for_each(&mut carry_out);
     let ending = event_loop(&mut terminal, app, &inbox, carry_out);
-    ratatui::restore();
+    give_back_the_terminal(terminal);
     ending
+}
+
+/// Leaves the alternate screen and raw mode and shows the cursor. After a hang-up the
+/// terminal (and with it stderr) may be gone: then there is nothing to restore and
+/// nobody to tell, and ratatui's complaints on stderr (from `restore` and from the
+/// terminal's drop) would fail to print and abort the process instead of letting it
+/// exit with its status.
+fn give_back_the_terminal(mut terminal: DefaultTerminal) {
+    let cursor = terminal.show_cursor();
+    let _ = ratatui::try_restore();
+    if cursor.is_err() {
+        // Its drop would try the cursor again and print the failure.
+        std::mem::forget(terminal);
+    }
 }
 
 /// A thread that sends [`Event::PlaybackDue`] once each requested wait is over; a new
