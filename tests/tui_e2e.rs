@@ -372,3 +372,62 @@ fn screenshot_of_the_view_under_a_flood() -> Result<()> {
     terminal.wait(Duration::from_secs(10))?;
     Ok(())
 }
+
+/// The terminal itself goes away (an SSH session or terminal emulator closed): the view
+/// ends as on a hang-up, with status 129, rather than aborting while it tries to say on
+/// the vanished stderr that the vanished terminal could not be restored.
+#[test]
+fn a_terminal_that_disappears_ends_the_view_as_a_hang_up() -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Stdio;
+
+    let _lab = Lab::enter()?;
+    let (master, slave) = pty::open_pty(100, 30)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command
+        .stdin(Stdio::from(slave.try_clone()?))
+        .stdout(Stdio::from(slave.try_clone()?))
+        .stderr(Stdio::from(slave.try_clone()?))
+        .env("TERM", "xterm-256color");
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing else runs between fork
+    // and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    drop(command);
+    drop(slave);
+    // Wait until it has drawn something, then close the terminal's only other end.
+    let mut master = std::fs::File::from(master);
+    let mut drawn = [0u8; 4096];
+    let mut total = 0;
+    while total < 1000 {
+        total += master
+            .read(&mut drawn)
+            .context("reading the view's first frames")?;
+    }
+    drop(master);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("the view went on without its terminal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ensure!(
+        status.code() == Some(128 + 1),
+        "the view ended with {status} (signal {:?})",
+        status.signal()
+    );
+    Ok(())
+}

@@ -390,12 +390,19 @@ fn event_loop(
     loop {
         {
             let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
-            terminal
-                .draw(|frame| {
-                    let area = frame.area();
-                    app.render(area, frame.buffer_mut());
-                })
-                .context("drawing the view")?;
+            let drawn = terminal.draw(|frame| {
+                let area = frame.area();
+                app.render(area, frame.buffer_mut());
+            });
+            match drawn {
+                Ok(_) => {}
+                // The terminal is gone (its emulator or SSH session closed), which the
+                // output may notice before the input does: as on a hang-up.
+                Err(error) if matches!(error.raw_os_error(), Some(libc::EIO | libc::ENXIO)) => {
+                    return Ok(Ending::Signal(SIGHUP));
+                }
+                Err(error) => return Err(error).context("drawing the view"),
+            }
         }
         let first = inbox.recv().context("every event source stopped")?;
         // Take everything already waiting before drawing again, so that a burst of

@@ -211,7 +211,8 @@ impl Drop for Terminal {
     }
 }
 
-fn open_pty(columns: u16, rows: u16) -> Result<(OwnedFd, OwnedFd)> {
+/// A pseudo-terminal of `columns` x `rows`: its master and slave ends.
+pub fn open_pty(columns: u16, rows: u16) -> Result<(OwnedFd, OwnedFd)> {
     let mut master = -1;
     let mut slave = -1;
     let size = libc::winsize {
@@ -236,7 +237,12 @@ fn open_pty(columns: u16, rows: u16) -> Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    debug_assert!(master.as_raw_fd() >= 0);
+    // The program must not inherit the master: holding its own terminal open, it would
+    // never see the terminal go away, and a test that closes it would wait forever.
+    // SAFETY: fcntl on a descriptor owned here.
+    if unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("FD_CLOEXEC on the pty master");
+    }
     Ok((master, slave))
 }
 
