@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail, ensure};
+use lab::random::SplitMix64;
 use lab::{Entry, Lab, SETTLE, TcpState};
 use socket2::{Domain, Socket, Type};
 use tcpscope::filter::{self, Filter};
@@ -134,29 +135,8 @@ fn dump(diag: &mut SockDiag, request: &DumpRequest) -> Result<Vec<SocketRecord>>
     Ok(records)
 }
 
-/// A small deterministic generator (SplitMix64): the same expressions on every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, choices: &[&'a T]) -> &'a T {
-        choices[self.below(choices.len())]
-    }
-}
-
 /// A random expression in the filter language, written with the spellings users type.
-fn random_expression(random: &mut Random, ports: &[u16], depth: u32) -> String {
+fn random_expression(random: &mut SplitMix64, ports: &[u16], depth: u32) -> String {
     let kind = if depth == 0 {
         random.below(3)
     } else {
@@ -257,7 +237,7 @@ fn for_random_expressions_the_kernels_filtering_equals_user_space_evaluation() -
     let lab = Lab::enter()?;
     let varied = varied(&lab)?;
     let mut diag = SockDiag::open()?;
-    let mut random = Random(0x6b65_726e_656c);
+    let mut random = SplitMix64(0x6b65_726e_656c);
     let mut exact = 0;
     let mut checked = 0;
     while checked < 300 {

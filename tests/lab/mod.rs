@@ -51,6 +51,7 @@
 
 pub mod crowd;
 pub mod netns;
+pub mod random;
 pub mod ss;
 pub mod states;
 pub mod syn;

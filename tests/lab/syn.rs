@@ -20,6 +20,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::random::SplitMix64;
 use super::ss::{Entry, TcpState};
 use super::{Lab, tun};
 
@@ -211,18 +212,4 @@ pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-/// A tiny, seedable pseudo-random generator (SplitMix64): sources must be reproducible from
-/// a seed, and a test lab needs no cryptographic randomness.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
