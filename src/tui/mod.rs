@@ -80,10 +80,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         .context("asking the kernel for TCP sockets")?;
     // Also before the screen is taken: a file that cannot be recorded to is refused
     // with exit status 2.
-    let recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
-    let recording = cli
-        .recording()
-        .map(|to| Recording::To(to.path.display().to_string()));
+    let record_to = cli.recording();
+    let recorder = record_to.as_ref().map(Recorder::open).transpose()?;
+    let recording = record_to.map(|to| Recording::To(to.path.display().to_string()));
     let (events, inbox) = mpsc::channel();
     // Signals first, so that a SIGTERM during start-up already finds the handler.
     forward_signals(events.clone())?;
