@@ -13,10 +13,12 @@
 mod cgroup;
 mod netstat;
 mod processes;
+mod stat;
 mod sys;
 mod sysctl;
 
 pub use cgroup::{Container, container_of};
 pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
 pub use processes::{Process, ProcessMap, socket_inode};
+pub use stat::{ProcessStat, parse_stat};
 pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};

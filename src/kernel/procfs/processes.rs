@@ -21,6 +21,7 @@ use std::thread;
 
 use anyhow::Context;
 
+use super::stat::parse_stat;
 use super::sys::{self, Directory, NumberName};
 
 /// A process that holds sockets.
@@ -38,8 +39,8 @@ pub struct Process {
 /// processes are walked, not threads.
 #[derive(Debug, Default)]
 pub struct ProcessMap {
-    processes: Vec<Process>,
-    /// Index into `processes`, so a process with 100k sockets stores its name once.
+    holders: Vec<Holder>,
+    /// Index into `holders`, so a process with 100k sockets stores its name once.
     by_inode: HashMap<u32, usize>,
     skipped: usize,
 }
@@ -94,7 +95,7 @@ impl ProcessMap {
             })?;
             for found in share {
                 match found {
-                    Found::Holder(process, sockets) => map.insert(process, &sockets),
+                    Found::Holder(holder, sockets) => map.insert(holder, &sockets),
                     Found::Forbidden => map.skipped += 1,
                 }
             }
@@ -105,12 +106,15 @@ impl ProcessMap {
     /// The process holding the socket with this inode.
     ///
     /// When several processes share a socket (a listener inherited across `fork`, a
-    /// descriptor passed over a Unix socket), this is the one with the lowest pid,
-    /// usually the parent, so the answer does not depend on the order of the walk.
+    /// descriptor passed over a Unix socket), this is the one that started first,
+    /// usually the parent, so the answer does not depend on the order of the walk, and
+    /// a child caught between `fork` and `exec` holding its parent's descriptors does
+    /// not take the parent's sockets.
     pub fn lookup(&self, inode: u32) -> Option<&Process> {
         self.by_inode
             .get(&inode)
-            .and_then(|&index| self.processes.get(index))
+            .and_then(|&index| self.holders.get(index))
+            .map(|holder| &holder.process)
     }
 
     /// Whether some processes could not be inspected, so sockets may be missing. An
@@ -136,23 +140,39 @@ impl ProcessMap {
         self.by_inode.is_empty()
     }
 
-    fn insert(&mut self, process: Process, sockets: &[u32]) {
-        let index = self.processes.len();
-        let pid = process.pid;
-        self.processes.push(process);
+    fn insert(&mut self, holder: Holder, sockets: &[u32]) {
+        let index = self.holders.len();
         for &inode in sockets {
             match self.by_inode.entry(inode) {
                 Entry::Vacant(slot) => {
                     slot.insert(index);
                 }
                 Entry::Occupied(mut slot) => {
-                    let holder = self.processes.get(*slot.get()).map(|p| p.pid);
-                    if holder.is_none_or(|holder| pid < holder) {
+                    let earlier = self.holders.get(*slot.get());
+                    if earlier.is_none_or(|earlier| holder.came_before(earlier)) {
                         slot.insert(index);
                     }
                 }
             }
         }
+        self.holders.push(holder);
+    }
+}
+
+/// A process that holds sockets, and when it started.
+#[derive(Debug)]
+struct Holder {
+    process: Process,
+    /// Clock ticks after boot, from `/proc/<pid>/stat`.
+    started: u64,
+}
+
+impl Holder {
+    /// Whether this process has held a socket they share longer than `other`: it started
+    /// first (pids wrap around, so a child may have the lower pid), or, in the same
+    /// tick, has the lower pid.
+    fn came_before(&self, other: &Holder) -> bool {
+        (self.started, self.process.pid) < (other.started, other.process.pid)
     }
 }
 
@@ -161,7 +181,7 @@ const MAX_WALKERS: usize = 4;
 
 /// What the walk learned about one process it could not skip silently.
 enum Found {
-    Holder(Process, Vec<u32>),
+    Holder(Holder, Vec<u32>),
     Forbidden,
 }
 
@@ -180,8 +200,11 @@ fn walk_share(
         };
         match walk.process(proc, number) {
             Ok(None) => {}
-            Ok(Some(name)) => found.push(Found::Holder(
-                Process { pid, name },
+            Ok(Some((name, started))) => found.push(Found::Holder(
+                Holder {
+                    process: Process { pid, name },
+                    started,
+                },
                 std::mem::take(&mut walk.sockets),
             )),
             Err(error) if exited(&error) => {}
@@ -210,8 +233,8 @@ impl Walk {
     }
 
     /// Collects the socket inodes of process `pid` into `self.sockets`, and returns the
-    /// process's name if it has any.
-    fn process(&mut self, proc: BorrowedFd<'_>, pid: u32) -> io::Result<Option<String>> {
+    /// process's name and start time if it has any.
+    fn process(&mut self, proc: BorrowedFd<'_>, pid: u32) -> io::Result<Option<(String, u64)>> {
         self.sockets.clear();
         // Every later step goes through this handle: if the pid is reused mid-walk, the
         // handle still names the old process and fails, rather than read the new one.
@@ -232,7 +255,7 @@ impl Walk {
         if self.sockets.is_empty() {
             return Ok(None);
         }
-        read_comm(process.as_fd()).map(Some)
+        read_stat(process.as_fd()).map(Some)
     }
 }
 
@@ -246,12 +269,20 @@ pub fn socket_inode(target: &[u8]) -> Option<u32> {
     sys::parse_decimal(digits)
 }
 
-fn read_comm(process: BorrowedFd<'_>) -> io::Result<String> {
-    let mut comm = Vec::with_capacity(16);
-    sys::open_file_at(process, c"comm")?.read_to_end(&mut comm)?;
-    let name = comm.strip_suffix(b"\n").unwrap_or(&comm);
+/// A process's command name and start time, read through its `/proc/<pid>` handle.
+fn read_stat(process: BorrowedFd<'_>) -> io::Result<(String, u64)> {
+    // A stat line is about 300 bytes: one read.
+    let mut line = Vec::with_capacity(512);
+    sys::open_file_at(process, c"stat")?.read_to_end(&mut line)?;
+    let stat = parse_stat(&line).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stat is not a proc_pid_stat(5) line",
+        )
+    })?;
     // Any bytes but NUL may be in a command name; show odd ones as U+FFFD.
-    Ok(String::from_utf8_lossy(name).into_owned())
+    let name = String::from_utf8_lossy(stat.name).into_owned();
+    Ok((name, stat.started))
 }
 
 /// The process exited during the walk (or its pid was reused).
@@ -413,8 +444,14 @@ mod tests {
             FakeProc { root }
         }
 
-        /// A process with these `(fd, link target)` pairs, and `comm` unless `None`.
+        /// A process with these `(fd, link target)` pairs, and a `stat` with this command
+        /// name unless `None`. It started `pid` ticks after boot.
         fn process(&self, pid: i32, comm: Option<&str>, fds: &[(u32, &str)]) {
+            self.process_started(pid, comm, pid.unsigned_abs().into(), fds);
+        }
+
+        /// As [`FakeProc::process`], started `started` ticks after boot.
+        fn process_started(&self, pid: i32, comm: Option<&str>, started: u64, fds: &[(u32, &str)]) {
             let dir = self.root.join(pid.to_string());
             let fd_dir = dir.join("fd");
             fs::create_dir_all(&fd_dir).unwrap_or_else(|e| panic!("creating {fd_dir:?}: {e}"));
@@ -423,9 +460,12 @@ mod tests {
                 symlink(target, &link).unwrap_or_else(|e| panic!("linking {link:?}: {e}"));
             }
             if let Some(comm) = comm {
-                let path = dir.join("comm");
-                fs::write(&path, format!("{comm}\n"))
-                    .unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
+                let path = dir.join("stat");
+                let line = format!(
+                    "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 \
+                     {started} 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0\n"
+                );
+                fs::write(&path, line).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
             }
         }
 
@@ -452,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_socket_belongs_to_the_lowest_pid_whatever_the_order() {
+    fn a_shared_socket_belongs_to_the_process_that_started_first_whatever_the_order() {
         let proc = FakeProc::new("shared");
         proc.process(300, Some("worker"), &[(3, "socket:[77]")]);
         proc.process(
@@ -471,6 +511,36 @@ mod tests {
             map.map(|map| map.lookup(77).map(|p| p.name.clone())),
             Ok(Some("parent".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_child_forked_after_pids_wrapped_around_does_not_take_its_parents_socket() {
+        let proc = FakeProc::new("wrapped");
+        proc.process_started(32_000, Some("server"), 500, &[(3, "socket:[40]")]);
+        // Forked long after, between fork and exec: it still has the parent's descriptors.
+        proc.process_started(301, Some("server"), 90_000, &[(3, "socket:[40]")]);
+        // Started in the same tick: then the lower pid.
+        proc.process_started(302, Some("twin"), 500, &[(3, "socket:[41]")]);
+        proc.process_started(303, Some("twin"), 500, &[(3, "socket:[41]")]);
+
+        let map = proc.scan().map_err(|e| format!("{e:#}"));
+
+        let map = map.as_ref();
+        assert_eq!(map.map(|map| pid_of(map, 40)), Ok(Some(32_000)));
+        assert_eq!(map.map(|map| pid_of(map, 41)), Ok(Some(302)));
+    }
+
+    #[test]
+    fn a_process_whose_stat_is_garbled_fails_the_scan_naming_it() {
+        let proc = FakeProc::new("garbled");
+        proc.process(10, None, &[(3, "socket:[50]")]);
+        let path = proc.root.join("10/stat");
+        fs::write(&path, "10 (cut").unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
+
+        let error = proc.scan().map(|_| ()).map_err(|e| format!("{e:#}"));
+
+        let error = error.expect_err("a garbled stat was read");
+        assert!(error.contains("/10") && error.contains("stat"), "{error}");
     }
 
     #[test]
@@ -499,8 +569,8 @@ mod tests {
     fn a_process_without_sockets_never_has_its_name_read() {
         let proc = FakeProc::new("comm");
         proc.process(10, None, &[(0, "/dev/null")]);
-        // A comm that cannot be read as a file: reading it would fail the scan.
-        proc.dir("10/comm");
+        // A stat that cannot be read as a file: reading it would fail the scan.
+        proc.dir("10/stat");
 
         let map = proc.scan().map_err(|e| format!("{e:#}"));
 
@@ -552,38 +622,50 @@ mod tests {
 
     #[test]
     fn scans_while_processes_come_and_go_all_succeed_and_find_what_stays() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
         let listener = TcpListener::bind("127.0.0.1:0");
         let inode = listener.as_ref().map(inode_of).map_err(|e| e.to_string());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicU32::new(0));
         // Real processes appear in /proc and vanish from it while the scans list it,
         // open their directories and read their links.
         let churn = std::thread::spawn({
-            let stop = std::sync::Arc::clone(&stop);
+            let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
             move || {
-                let mut started = 0u32;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     if let Ok(mut child) = std::process::Command::new("true").spawn() {
                         let _ = child.wait();
-                        started += 1;
+                        started.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                started
             }
         });
 
-        let scans: Vec<_> = (0..30)
-            .map(|_| {
+        // A scan takes a few milliseconds and so may starting a process, more on a
+        // loaded machine: scan until both have happened often enough, not a fixed
+        // number of times, so that the churn really overlaps the scans.
+        const ENOUGH: u32 = 30;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut scans = Vec::new();
+        while (scans.len() < ENOUGH as usize || started.load(Ordering::Relaxed) < ENOUGH)
+            && std::time::Instant::now() < deadline
+        {
+            scans.push(
                 ProcessMap::scan()
                     .map(|map| inode.as_ref().ok().and_then(|&inode| pid_of(&map, inode)))
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .collect();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let started = churn.join().unwrap_or(0);
+                    .map_err(|e| format!("{e:#}")),
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = churn.join();
+        let started = started.load(Ordering::Relaxed);
 
         let own = i32::try_from(std::process::id()).ok();
-        assert_eq!(scans, vec![Ok(own); 30]);
-        assert!(started > 30, "only {started} processes came and went");
+        assert_eq!(scans, vec![Ok(own); scans.len()]);
+        assert!(scans.len() >= ENOUGH as usize, "only {} scans", scans.len());
+        assert!(started >= ENOUGH, "only {started} processes came and went");
     }
 
     /// Makes the kernel hand out `pid` to the next process it starts, if it is free.
@@ -626,13 +708,13 @@ mod tests {
             Directory::open(&CString::new(format!("/proc/{pid}/fd")).unwrap_or_default())
                 .map(|_| ());
         let mut walk = Walk::new();
-        let old_comm = read_comm(handle.as_fd());
+        let old_stat = read_stat(handle.as_fd());
         let walked = walk.process(proc.as_fd(), pid as u32).map(|_| ());
         end(successor);
 
         let error = through_old.expect_err("the old handle read the new process");
         assert!(exited(&error), "{error}");
-        assert!(old_comm.is_err_and(|e| exited(&e)));
+        assert!(old_stat.is_err_and(|e| exited(&e)));
         assert!(
             through_new.is_ok() && walked.is_ok(),
             "the new process is readable"
