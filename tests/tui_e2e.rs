@@ -378,33 +378,78 @@ fn screenshot_of_the_view_under_a_flood() -> Result<()> {
 /// the vanished stderr that the vanished terminal could not be restored.
 #[test]
 fn a_terminal_that_disappears_ends_the_view_as_a_hang_up() -> Result<()> {
-    use std::io::Read;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::Stdio;
+    use std::os::unix::process::ExitStatusExt;
 
     let _lab = Lab::enter()?;
     let (master, slave) = pty::open_pty(100, 30)?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
-    command
-        .stdin(Stdio::from(slave.try_clone()?))
-        .stdout(Stdio::from(slave.try_clone()?))
-        .stderr(Stdio::from(slave.try_clone()?))
-        .env("TERM", "xterm-256color");
-    // SAFETY: setsid and ioctl are async-signal-safe; nothing else runs between fork
-    // and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn()?;
+    let mut child = pty::spawn_on(&mut command, slave)?;
     drop(command);
-    drop(slave);
     // Wait until it has drawn something, then close the terminal's only other end.
     let mut master = std::fs::File::from(master);
+    read_first_frames(&mut master)?;
+    drop(master);
+    let status = exit_within(&mut child, Duration::from_secs(10))
+        .context("the view went on without its terminal")?;
+    ensure!(
+        status.code() == Some(128 + 1),
+        "the view ended with {status} (signal {:?})",
+        status.signal()
+    );
+    Ok(())
+}
+
+/// A terminal that stops reading (a frozen SSH session, a suspended emulator) blocks
+/// the view's next frame in write(2). SIGTERM still ends the view, within seconds and
+/// with status 143, rather than waiting for a reader that may never come back; the
+/// terminal is not given back then, since that would block as well.
+#[test]
+fn sigterm_ends_the_view_even_when_its_terminal_stopped_reading() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let (master, slave) = pty::open_pty(100, 30)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(["--interval", "100ms"]);
+    let mut child = pty::spawn_on(&mut command, slave)?;
+    drop(command);
+    let mut master = std::fs::File::from(master);
+    read_first_frames(&mut master)?;
+
+    // From now on nobody reads. Each resize makes it draw a whole screen, until the
+    // terminal's buffer is full and a write blocks.
+    let pid = i32::try_from(child.id())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut blocked_samples = 0;
+    let mut columns = 100;
+    while blocked_samples < 10 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the view's writes never blocked: the terminal's buffer did not fill"
+        );
+        columns = if columns == 100 { 101 } else { 100 };
+        pty::set_size(&master, columns, 30)?;
+        std::thread::sleep(Duration::from_millis(100));
+        blocked_samples = if in_write(pid) {
+            blocked_samples + 1
+        } else {
+            0
+        };
+    }
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = exit_within(&mut child, Duration::from_secs(10))
+        .context("SIGTERM did not end a view blocked on its terminal")?;
+    ensure!(
+        status.code() == Some(128 + 15),
+        "SIGTERM exited with {status}"
+    );
+    Ok(())
+}
+
+/// Reads from the pty's master until the view has drawn its first frames.
+fn read_first_frames(master: &mut std::fs::File) -> Result<()> {
+    use std::io::Read;
+
     let mut drawn = [0u8; 4096];
     let mut total = 0;
     while total < 1000 {
@@ -412,22 +457,31 @@ fn a_terminal_that_disappears_ends_the_view_as_a_hang_up() -> Result<()> {
             .read(&mut drawn)
             .context("reading the view's first frames")?;
     }
-    drop(master);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
+    Ok(())
+}
+
+/// Waits for `child` to exit; kills it and fails if it has not within `timeout`.
+fn exit_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
         if let Some(status) = child.try_wait()? {
-            break status;
+            return Ok(status);
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            anyhow::bail!("the view went on without its terminal");
+            let _ = child.wait();
+            anyhow::bail!("still running after {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    ensure!(
-        status.code() == Some(128 + 1),
-        "the view ended with {status} (signal {:?})",
-        status.signal()
-    );
-    Ok(())
+    }
+}
+
+/// Whether the main thread of process `pid` is inside a write(2) system call.
+fn in_write(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|call| {
+        call.split_whitespace().next() == Some(libc::SYS_write.to_string().as_str())
+    })
 }

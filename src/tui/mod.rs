@@ -496,12 +496,26 @@ fn forward_polls(
     })
 }
 
+/// How long the view has, after a signal, to give the terminal back and exit.
+///
+/// Drawing and restoring both write to the terminal. A terminal that stopped reading (a
+/// frozen SSH session, a suspended emulator) blocks those writes for as long as it
+/// likes, and the view with them: past this, the process leaves without it.
+const SIGNAL_GRACE: Duration = Duration::from_secs(3);
+
+/// Forwards the first SIGTERM, SIGHUP or SIGINT to the event loop; if the process has
+/// not ended [`SIGNAL_GRACE`] later, ends it with the status the signal asks for.
 fn forward_signals(events: Sender<Event>) -> anyhow::Result<()> {
     let mut signals =
         Signals::new([SIGTERM, SIGHUP, SIGINT]).context("installing the signal handlers")?;
     spawn_named("tcpscope-signals", move || {
         if let Some(signal) = signals.forever().next() {
             let _ = events.send(Event::Signal(signal));
+            thread::sleep(SIGNAL_GRACE);
+            // Still here: the main thread is stuck on the terminal. `_exit`, not
+            // `exit`: flushing stdout on the way out would block on it too.
+            // SAFETY: _exit ends the process at once and has no preconditions.
+            unsafe { libc::_exit(128 + signal) };
         }
     })
 }

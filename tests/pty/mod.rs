@@ -29,25 +29,8 @@ impl Terminal {
     /// Starts `command` on a new `columns` x `rows` pseudo-terminal.
     pub fn spawn(mut command: Command, columns: u16, rows: u16) -> Result<Terminal> {
         let (master, slave) = open_pty(columns, rows)?;
-        let stdio = |fd: &OwnedFd| -> Result<Stdio> { Ok(Stdio::from(fd.try_clone()?)) };
-        command
-            .stdin(stdio(&slave)?)
-            .stdout(stdio(&slave)?)
-            .stderr(stdio(&slave)?)
-            .env("TERM", "xterm-256color");
-        // SAFETY: setsid and ioctl are async-signal-safe; nothing else runs between
-        // fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command.spawn().context("starting the program in the pty")?;
+        let child = spawn_on(&mut command, slave)?;
         drop(command);
-        drop(slave);
         let master = File::from(master);
         let size = |n: u16| std::num::NonZeroU16::new(n).context("a terminal of zero size");
         let screen = Arc::new(Mutex::new(vt100::Parser::new(
@@ -123,23 +106,13 @@ impl Terminal {
     /// Resizes the terminal as a window manager would: the kernel sends the program
     /// SIGWINCH. The emulator follows (it cannot be smaller than 1x1).
     pub fn resize(&mut self, columns: u16, rows: u16) -> Result<()> {
-        let size = libc::winsize {
-            ws_row: rows,
-            ws_col: columns,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
         if let Ok(mut screen) = self.screen.lock() {
             let at_least_one = |n: u16| std::num::NonZeroU16::new(n.max(1));
             if let (Some(rows), Some(columns)) = (at_least_one(rows), at_least_one(columns)) {
                 screen.screen_mut().set_size(rows, columns);
             }
         }
-        // SAFETY: a valid descriptor and a valid winsize to read.
-        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("TIOCSWINSZ on the pty");
-        }
-        Ok(())
+        set_size(&self.master, columns, rows)
     }
 
     /// Whether the program is still running.
@@ -209,6 +182,46 @@ impl Drop for Terminal {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Starts `command` with the pty's `slave` end as its stdin, stdout, stderr and
+/// controlling terminal, as a terminal emulator starts a shell. `command` keeps copies
+/// of the slave until it is dropped: drop it once the program runs, so that the
+/// program's exit closes the terminal.
+pub fn spawn_on(command: &mut Command, slave: OwnedFd) -> Result<Child> {
+    let stdio = |fd: &OwnedFd| -> Result<Stdio> { Ok(Stdio::from(fd.try_clone()?)) };
+    command
+        .stdin(stdio(&slave)?)
+        .stdout(stdio(&slave)?)
+        .stderr(stdio(&slave)?)
+        .env("TERM", "xterm-256color");
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing else runs between fork
+    // and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().context("starting the program in the pty")
+}
+
+/// Sets the size of the pty whose master is `master`: the kernel sends the program on
+/// it SIGWINCH.
+pub fn set_size(master: &impl AsRawFd, columns: u16, rows: u16) -> Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: a valid descriptor and a valid winsize to read.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("TIOCSWINSZ on the pty");
+    }
+    Ok(())
 }
 
 /// A pseudo-terminal of `columns` x `rows`: its master and slave ends.
