@@ -12,11 +12,11 @@
 
 mod fault;
 mod lab;
+mod stream;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use anyhow::{Context, Result, bail};
 use fault::{Refusal, set_descriptor_limit};
 use lab::Lab;
 use serde_json::Value;
+use stream::Stream;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -89,76 +90,35 @@ fn without_sock_diag_every_mode_exits_2_and_names_what_the_kernel_lacks() -> Res
     Ok(())
 }
 
-/// A running `tcpscope --watch --json` and its lines as they come.
-struct Watch {
-    child: Child,
-    lines: Receiver<Value>,
-}
+/// A running `tcpscope --watch --json` whose stderr is kept, read a poll at a time.
+struct Watch(Stream);
 
 impl Watch {
     fn start(mut command: Command) -> Result<Watch> {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting tcpscope --watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        Ok(Watch {
-            child,
-            lines: read_lines(stdout),
-        })
-    }
-
-    fn next(&self, what: &str) -> Result<Value> {
-        self.lines
-            .recv_timeout(PATIENCE)
-            .with_context(|| format!("no {what} within {PATIENCE:?}"))
+        Ok(Watch(Stream::start(command.stderr(Stdio::piped()))?))
     }
 
     /// Reads lines until one of `kind`, returning those before it as well.
-    fn until(&self, kind: &str) -> Result<(Vec<Value>, Value)> {
-        let deadline = Instant::now() + PATIENCE;
-        let mut before = Vec::new();
-        while Instant::now() < deadline {
-            let line = self.next(&format!("{kind} line"))?;
-            if line["type"] == kind {
-                return Ok((before, line));
-            }
-            before.push(line);
-        }
-        bail!(
-            "no {kind} line within {PATIENCE:?} ({} other lines)",
-            before.len()
-        )
+    fn until(&mut self, kind: &str) -> Result<(Vec<Value>, Value)> {
+        let lines = self
+            .0
+            .read_until(&format!("a {kind} line"), PATIENCE, |line| {
+                line["type"] == kind
+            })?;
+        let mut values: Vec<Value> = lines.iter().map(|line| line.value.clone()).collect();
+        let found = values.pop().context("no line")?;
+        Ok((values, found))
     }
 
     fn pid(&self) -> libc::pid_t {
-        libc::pid_t::try_from(self.child.id()).unwrap_or(0)
+        self.0.pid()
     }
 
     /// Ends it with SIGTERM and returns its status and standard error.
-    fn stop(mut self) -> Result<(std::process::ExitStatus, String)> {
-        // SAFETY: kill(2) on the child this test started.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            pipe.read_to_string(&mut stderr)?;
-        }
-        Ok((self.child.wait()?, stderr))
+    fn stop(mut self) -> Result<(ExitStatus, String)> {
+        let status = self.0.stop(libc::SIGTERM)?;
+        Ok((status, self.0.stderr()))
     }
-}
-
-fn read_lines(stdout: ChildStdout) -> Receiver<Value> {
-    let (sender, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-            if sender.send(value).is_err() {
-                break;
-            }
-        }
-    });
-    lines
 }
 
 #[test]
@@ -167,7 +127,7 @@ fn a_refused_destroy_subscription_is_noted_once_and_watch_goes_on() -> Result<()
     let listener = TcpListener::bind("127.0.0.1:7400")?;
     let mut command = tcpscope(&["--watch", "--json", "--interval", "100ms"]);
     fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
-    let watch = Watch::start(command)?;
+    let mut watch = Watch::start(command)?;
 
     for _ in 0..3 {
         watch.until("counts")?;
@@ -208,7 +168,7 @@ fn a_poll_that_fails_is_reported_and_the_next_one_succeeds_without_false_closes(
     let listener = TcpListener::bind("127.0.0.1:7401")?;
     let _client = TcpStream::connect(listener.local_addr()?)?;
     let (_server, _) = listener.accept()?;
-    let watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "100ms"]))?;
+    let mut watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "100ms"]))?;
     let (_, first) = watch.until("counts")?;
 
     // No descriptor may be opened: the next poll cannot read /proc/net/netstat.
@@ -251,20 +211,11 @@ fn a_poll_that_fails_is_reported_and_the_next_one_succeeds_without_false_closes(
 /// `net.core.rmem_max` (4 MiB on the project's machine): this many overflow it.
 const SOCKETS: usize = 60_000;
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[test]
 fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Result<()> {
     let lab = Lab::enter()?;
     let crowd = lab.crowd(SOCKETS)?;
-    let watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "200ms"]))?;
+    let mut watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "200ms"]))?;
     let (_, before) = watch.until("counts")?;
     let established = before["counts"]["ESTABLISHED"].as_u64().unwrap_or_default();
 

@@ -6,6 +6,7 @@
 //! Each test enters its own lab and fails, never skips, without root.
 
 mod lab;
+mod stream;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -14,7 +15,9 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result, bail, ensure};
 use lab::random::SplitMix64;
 use lab::{Entry, Lab, SETTLE, TcpState};
+use serde_json::Value;
 use socket2::{Domain, Socket, Type};
+use stream::Stream;
 use tcpscope::filter::{self, Filter};
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::snapshot::SocketRecord;
@@ -479,102 +482,44 @@ fn filter_alone_prints_a_table_and_exits_1_when_nothing_matches() -> Result<()> 
     Ok(())
 }
 
-/// `tcpscope --watch --json --filter EXPR` as a child of the lab's thread, and the
-/// lines it printed so far.
-struct Watch {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<serde_json::Value>,
-}
+/// `tcpscope --watch --json --filter EXPR` as a child of the lab's thread.
+struct Watch(Stream);
 
 impl Watch {
     fn start(expression: &str) -> Result<Watch> {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args([
-                "--watch",
-                "--json",
-                "--interval",
-                "100ms",
-                "--filter",
-                expression,
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("starting tcpscope --watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut watch = Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
+        let mut watch = Watch(Stream::watch(&[
+            "--interval",
+            "100ms",
+            "--filter",
+            expression,
+        ])?);
         watch.wait_for("the first counts line", |line| line["type"] == "counts")?;
         Ok(watch)
     }
 
-    fn wait_for(
-        &mut self,
-        what: &str,
-        wanted: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<serde_json::Value> {
-        if let Some(found) = self.seen.iter().find(|line| wanted(line)) {
-            return Ok(found.clone());
-        }
-        let deadline = std::time::Instant::now() + SETTLE * 2;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                bail!("no {what}; the stream said:\n{:#?}", self.seen);
-            };
-            let value: serde_json::Value = serde_json::from_str(&line)?;
-            self.seen.push(value.clone());
-            if wanted(&value) {
-                return Ok(value);
-            }
-        }
+    /// The first line of the stream, read already or still to come, that satisfies
+    /// `wanted`.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        self.0.find(what, SETTLE * 2, wanted)
     }
-}
 
-impl Watch {
     /// Reads until `polls` more polls have been reported, so that everything built
     /// before the call has been seen by a whole poll.
     fn wait_for_polls(&mut self, polls: usize) -> Result<()> {
         for _ in 0..polls {
-            let seen = self.seen.len();
-            let deadline = std::time::Instant::now() + SETTLE;
-            loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let Ok(line) = self.lines.recv_timeout(left) else {
-                    bail!("the stream stopped after {seen} lines");
-                };
-                let value: serde_json::Value = serde_json::from_str(&line)?;
-                let counts = value["type"] == "counts";
-                self.seen.push(value);
-                if counts {
-                    break;
-                }
-            }
+            self.0
+                .wait_for("another poll", SETTLE, |line| line["type"] == "counts")?;
         }
         Ok(())
     }
-}
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Every line read so far.
+    fn seen(&self) -> impl Iterator<Item = &Value> {
+        self.0.seen().iter().map(|line| &line.value)
     }
 }
 
-fn line_endpoints(line: &serde_json::Value) -> Option<(SocketAddr, SocketAddr)> {
+fn line_endpoints(line: &Value) -> Option<(SocketAddr, SocketAddr)> {
     let address = |addr: &str, port: &str| -> Option<SocketAddr> {
         Some(SocketAddr::new(
             line[addr].as_str()?.parse().ok()?,
@@ -619,8 +564,7 @@ fn watch_with_a_filter_streams_only_the_matching_connections_and_counts() -> Res
     watch.wait_for_polls(2)?;
     let wanted_ip: IpAddr = "127.0.0.2".parse()?;
     let shown_but_unwanted: Vec<_> = watch
-        .seen
-        .iter()
+        .seen()
         .filter(|line| line["type"] == "transition")
         .filter(|line| match line_endpoints(line) {
             Some((local, remote)) => remote.ip() != wanted_ip && (local, remote) != close_wait,
@@ -631,7 +575,7 @@ fn watch_with_a_filter_streams_only_the_matching_connections_and_counts() -> Res
         shown_but_unwanted.is_empty(),
         "transitions that do not match the filter: {shown_but_unwanted:#?}"
     );
-    for line in watch.seen.iter().filter(|line| line["type"] == "counts") {
+    for line in watch.seen().filter(|line| line["type"] == "counts") {
         ensure!(
             line["counts"]["ESTABLISHED"].as_u64() <= Some(1) && line["counts"]["FIN_WAIT2"] == 0,
             "only the matching sockets are counted: {line}"

@@ -13,19 +13,19 @@
 
 mod lab;
 mod pty;
+mod stream;
 mod usage;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use lab::{Lab, SETTLE, Syncookies, TcpState};
 use pty::Terminal;
 use serde_json::Value;
+use stream::{Line, Stream};
 use usage::{Sample, median, sample};
 
 const ESTABLISHED: usize = 140_000;
@@ -37,71 +37,21 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// runs must fit in that after the crowd is built.
 const MEASURE: Duration = Duration::from_secs(15);
 
-/// A running `tcpscope --watch --json` whose lines are timestamped as they arrive.
-struct Watch {
-    child: Child,
-    lines: Receiver<(Instant, SystemTime, Value)>,
+/// Starts `tcpscope --watch --json` and waits for its first poll, before anything is
+/// measured. Its lines are stamped with the moment they arrive.
+fn start_watch(interval: Duration) -> Result<Stream> {
+    let interval = format!("{}ms", interval.as_millis());
+    let mut watch = Stream::watch(&["--interval", &interval])?;
+    watch.wait_for("the first poll", Duration::from_secs(30), |line| {
+        line["type"] == "counts"
+    })?;
+    Ok(watch)
 }
 
-impl Watch {
-    fn start(interval: Duration) -> Result<Watch> {
-        let interval = format!("{}ms", interval.as_millis());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args(["--watch", "--json", "--interval", &interval])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting tcpscope --watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                if sender
-                    .send((Instant::now(), SystemTime::now(), value))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let watch = Watch { child, lines };
-        // The first poll, before anything is measured.
-        loop {
-            let (_, _, line) = watch
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .context("no first poll")?;
-            if line["type"] == "counts" {
-                return Ok(watch);
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Everything printed from now until `duration` has passed.
-    fn collect(&self, duration: Duration) -> Vec<(Instant, SystemTime, Value)> {
-        let deadline = Instant::now() + duration;
-        let mut lines = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => lines.push(line),
-                Err(_) => break,
-            }
-        }
-        lines
-    }
-
-    fn stop(mut self) -> Result<()> {
-        // SAFETY: kill(2) on the child this test started.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let status = self.child.wait()?;
-        ensure!(status.success(), "tcpscope --watch ended with {status}");
-        Ok(())
-    }
+fn stop_watch(mut watch: Stream) -> Result<()> {
+    let status = watch.stop(libc::SIGTERM)?;
+    ensure!(status.success(), "tcpscope --watch ended with {status}");
+    Ok(())
 }
 
 /// What a stretch of `--watch` output says about keeping up.
@@ -117,21 +67,21 @@ struct Pace {
     most: Value,
 }
 
-fn pace(lines: &[(Instant, SystemTime, Value)]) -> Pace {
+fn pace(lines: &[Line]) -> Pace {
     let counts: Vec<_> = lines
         .iter()
-        .filter(|(_, _, line)| line["type"] == "counts")
+        .filter(|line| line.value["type"] == "counts")
         .collect();
     let longest_gap = counts
         .windows(2)
-        .map(|pair| pair[1].0 - pair[0].0)
+        .map(|pair| pair[1].arrived - pair[0].arrived)
         .max()
         .unwrap_or_default();
     let mut polls: Vec<u64> = counts
         .iter()
-        .filter_map(|(_, arrived, line)| {
-            let at = humantime::parse_rfc3339(line["at"].as_str()?).ok()?;
-            let took = arrived.duration_since(at).ok()?;
+        .filter_map(|line| {
+            let at = humantime::parse_rfc3339(line.value["at"].as_str()?).ok()?;
+            let took = line.arrived_wall.duration_since(at).ok()?;
             u64::try_from(took.as_micros()).ok()
         })
         .collect();
@@ -143,22 +93,22 @@ fn pace(lines: &[(Instant, SystemTime, Value)]) -> Pace {
         longest_poll: Duration::from_micros(polls.last().copied().unwrap_or(0)),
         slow_polls: lines
             .iter()
-            .filter(|(_, _, line)| line["type"] == "slow_poll")
+            .filter(|line| line.value["type"] == "slow_poll")
             .count(),
         most: counts
             .last()
-            .map(|(_, _, line)| line["counts"].clone())
+            .map(|line| line.value["counts"].clone())
             .unwrap_or_default(),
     }
 }
 
 /// Runs `--watch` for `duration` and returns its pace and its resident memory.
 fn measure_watch(duration: Duration) -> Result<(Pace, Sample)> {
-    let watch = Watch::start(INTERVAL)?;
-    let lines = watch.collect(duration);
-    let used = sample(watch.pid())?;
-    watch.stop()?;
-    Ok((pace(&lines), used))
+    let mut watch = start_watch(INTERVAL)?;
+    let pace = pace(watch.collect(duration)?);
+    let used = sample(u32::try_from(watch.pid())?)?;
+    stop_watch(watch)?;
+    Ok((pace, used))
 }
 
 /// What a stretch of the interactive view says about keeping up.
@@ -383,7 +333,7 @@ fn a_flood_of_50k_syns_a_second_does_not_make_watch_fall_behind() -> Result<()> 
     lab.set_syncookies(Syncookies::OnOverflow)?;
     let listener = lab.listener_v4()?;
     let target = listener.addr_v4()?;
-    let watch = Watch::start(INTERVAL)?;
+    let mut watch = start_watch(INTERVAL)?;
 
     let started = Instant::now();
     let mut sent = 0;
@@ -400,16 +350,15 @@ fn a_flood_of_50k_syns_a_second_does_not_make_watch_fall_behind() -> Result<()> 
         batch += 1;
     }
     let flooded = started.elapsed();
-    let lines = watch.collect(2 * INTERVAL);
-    let used = sample(watch.pid())?;
-    watch.stop()?;
-    let during: Vec<_> = lines.into_iter().collect();
-    let pace = pace(&during);
+    let during = watch.collect(2 * INTERVAL)?;
+    let pace = pace(during);
     let most_half_open = during
         .iter()
-        .filter_map(|(_, _, line)| line["counts"]["SYN_RECV"].as_u64())
+        .filter_map(|line| line.value["counts"]["SYN_RECV"].as_u64())
         .max()
         .unwrap_or(0);
+    let used = sample(u32::try_from(watch.pid())?)?;
+    stop_watch(watch)?;
     let rate = sent as f64 / flooded.as_secs_f64();
 
     println!(

@@ -7,23 +7,28 @@
 mod lab;
 mod pty;
 mod scrape;
+mod stream;
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use lab::{Entry, Lab, SETTLE, TcpState};
 use scrape::Server;
 use serde_json::Value;
+use stream::Stream;
 use tcpscope::tcp::State;
+
+/// How long to wait for a line of the stream or a screen of the view: long enough for a
+/// rescan (every 5 s) and the first poll after it, on a loaded machine.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A lab namespace on a thread of its own, with its sockets and a process in it, until
 /// dropped.
@@ -241,19 +246,11 @@ fn the_stream_and_the_metrics_read_the_namespace_they_are_given() -> Result<()> 
     let a = Neighbour::start(lab_a)?;
     let b = Neighbour::start(lab_b)?;
 
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "100ms", "--netns"])
-        .arg(a.pid.to_string())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let first_counts = BufReader::new(watch.stdout.take().context("no stdout")?)
-        .lines()
-        .map_while(Result::ok)
-        .map(|line| serde_json::from_str::<Value>(&line))
-        .find_map(|line| line.ok().filter(|l| l["type"] == "counts"));
-    let _ = watch.kill();
-    let _ = watch.wait();
-    let first_counts = first_counts.context("the stream printed no counts")?;
+    let mut watch = Stream::watch(&["--interval", "100ms", "--netns", &a.pid.to_string()])?;
+    let first_counts = watch.wait_for("the first counts line", FOLLOW_TIMEOUT, |line| {
+        line["type"] == "counts"
+    })?;
+    drop(watch);
     assert_eq!(counts_in(&first_counts["counts"]), a.counts());
 
     // The server listens here, in the test's namespace, and polls B's.
@@ -407,31 +404,17 @@ fn the_metrics_follow_namespaces_that_come_and_go() -> Result<()> {
 #[test]
 fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
     let a = Neighbour::start(lab_a)?;
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "100ms", "--all-netns"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let lines = BufReader::new(watch.stdout.take().context("no stdout")?)
-        .lines()
-        .map_while(Result::ok)
-        .map(|line| serde_json::from_str::<Value>(&line))
-        .take(10_000);
-    let mut unlabelled = 0;
-    let mut a_counts = None;
-    for line in lines {
-        let line = line?;
-        if line["netns"].as_u64().is_none() {
-            unlabelled += 1;
-        }
-        if line["type"] == "counts" && line["netns"] == a.inode {
-            a_counts = Some(line);
-            break;
-        }
-    }
-    let _ = watch.kill();
-    let _ = watch.wait();
+    let mut watch = Stream::watch(&["--interval", "100ms", "--all-netns"])?;
+    let a_counts = watch.wait_for("a counts line for lab A", FOLLOW_TIMEOUT, |line| {
+        line["type"] == "counts" && line["netns"] == a.inode
+    })?;
+    let unlabelled = watch
+        .seen()
+        .iter()
+        .filter(|line| line.value["netns"].as_u64().is_none())
+        .count();
+    drop(watch);
     assert_eq!(unlabelled, 0, "every line names its namespace");
-    let a_counts = a_counts.context("no counts line for lab A")?;
     assert_eq!(counts_in(&a_counts["counts"]), a.counts());
     Ok(())
 }
@@ -442,36 +425,29 @@ fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
 #[test]
 fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Result<()> {
     let a = Neighbour::start(lab_a)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "100ms", "--netns"])
-        .arg(a.pid.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (sender, lines) = mpsc::channel::<Value>();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str(&line) {
-                let _ = sender.send(value);
-            }
-        }
-    });
+    let mut watch = Stream::start(
+        Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+            .args(["--watch", "--json", "--interval", "100ms", "--netns"])
+            .arg(a.pid.to_string())
+            .stderr(Stdio::piped()),
+    )?;
     // The lines up to and including the first counts line that `wanted` accepts.
-    let lines_until = |wanted: &dyn Fn(&Value) -> bool, what: &str| -> Result<Vec<Value>> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut seen: Vec<Value> = Vec::new();
-        while !seen
-            .last()
-            .is_some_and(|line| line["type"] == "counts" && wanted(line))
-        {
-            let wait = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = lines.recv_timeout(wait);
-            seen.push(line.with_context(|| format!("no counts line {what}"))?);
-        }
-        Ok(seen)
+    let lines_until = |watch: &mut Stream, wanted: &dyn Fn(&Value) -> bool, what: &str| {
+        watch
+            .read_until(
+                &format!("a counts line {what}"),
+                Duration::from_secs(10),
+                |line| line["type"] == "counts" && wanted(line),
+            )
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|line| line.value.clone())
+                    .collect::<Vec<_>>()
+            })
     };
     lines_until(
+        &mut watch,
         &|line| line["counts"]["ESTABLISHED"] == 4,
         "with the lab's 4 ESTABLISHED",
     )?;
@@ -479,16 +455,15 @@ fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Res
     // The sleeper that named the namespace exits and every socket is closed.
     drop(a);
     let mut after = lines_until(
+        &mut watch,
         &|line| line["counts"]["ESTABLISHED"] == 0 && line["counts"]["LISTEN"] == 0,
         "after the closes",
     )?;
     // A few more polls of the emptied namespace, then stop.
-    thread::sleep(std::time::Duration::from_millis(300));
-    after.extend(lines.try_iter());
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let output = child.wait_with_output()?;
-    ensure!(output.status.success(), "{output:?}");
+    let more = watch.collect(Duration::from_millis(300))?;
+    after.extend(more.iter().map(|line| line.value.clone()));
+    let status = watch.stop(libc::SIGTERM)?;
+    ensure!(status.success(), "{status}: {}", watch.stderr());
     ensure!(
         !after.iter().any(|line| line["type"] == "error"),
         "errors after the namespace emptied: {after:?}"
@@ -504,95 +479,30 @@ fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Res
     Ok(())
 }
 
-/// The NDJSON lines a running `tcpscope --watch` writes, read on a thread of their own
-/// so that a test can wait for one with a deadline.
-struct Stream {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Stream {
-    fn start(args: &[&str]) -> Result<Stream> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting tcpscope --watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if sender.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Stream { child, lines })
-    }
-
-    /// The first line from now on for which `wanted` holds.
-    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
-        let deadline = Instant::now() + FOLLOW_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return Ok(line),
-                Ok(_) => {}
-                Err(_) => bail!("waited {FOLLOW_TIMEOUT:?} for {what}"),
-            }
-        }
-    }
-
-    /// Whether a line for which `wanted` holds comes within `within`.
-    fn any_within(&self, within: Duration, wanted: impl Fn(&Value) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if wanted(&line) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Long enough for a rescan (every 5 s) and the first poll after it, on a loaded machine.
-const FOLLOW_TIMEOUT: Duration = Duration::from_secs(20);
-
 #[test]
 fn the_stream_of_all_namespaces_follows_namespaces_that_come_and_go() -> Result<()> {
-    let stream = Stream::start(&["--watch", "--json", "--interval", "100ms", "--all-netns"])?;
+    let mut stream = Stream::watch(&["--interval", "100ms", "--all-netns"])?;
     // The stream is running before the namespace exists: only a rescan can find it.
     let own = std::fs::metadata("/proc/self/ns/net")?.ino();
-    stream.wait_for("the test's own namespace", |line| line["netns"] == own)?;
+    stream.wait_for("the test's own namespace", FOLLOW_TIMEOUT, |line| {
+        line["netns"] == own
+    })?;
     let a = Neighbour::start(lab_a)?;
     let inode = a.inode;
-    let counts = stream.wait_for("counts of the new namespace", |line| {
+    let counts = stream.wait_for("counts of the new namespace", FOLLOW_TIMEOUT, |line| {
         line["type"] == "counts" && line["netns"] == inode
     })?;
     assert_eq!(counts_in(&counts["counts"]), a.counts());
 
     drop(a);
     // Within a rescan period (5 s) and a poll, it is no longer polled; lines written
-    // before that are read and dropped here.
-    let quiet_from = Instant::now() + Duration::from_secs(7);
-    while Instant::now() < quiet_from {
-        let _ = stream.lines.recv_timeout(Duration::from_millis(100));
-    }
+    // before that are read and passed over here.
+    stream.collect(Duration::from_secs(7))?;
     assert!(
-        !stream.any_within(Duration::from_secs(2), |line| line["netns"] == inode),
+        !stream
+            .collect(Duration::from_secs(2))?
+            .iter()
+            .any(|line| line.value["netns"] == inode),
         "lines about namespace {inode} went on after it was gone"
     );
     Ok(())

@@ -9,18 +9,18 @@
 mod lab;
 mod pty;
 mod scrape;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use lab::{Lab, SETTLE, TcpState};
+use stream::Stream;
 use tcpscope::tcp::State;
 
 /// A scratch file removed (with its rotated sibling) when dropped.
@@ -47,41 +47,17 @@ impl Drop for Scratch {
     }
 }
 
-/// A running `tcpscope --watch --json --record FILE` and the lines it printed.
-struct Recording {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
+/// A running `tcpscope --watch --json --record FILE`.
+struct Recording(Stream);
 
 impl Recording {
     fn start(file: &Scratch, interval: &str) -> Result<Recording> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args([
-                "--watch",
-                "--json",
-                "--interval",
-                interval,
-                "--record",
-                file.arg(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting tcpscope --watch --record")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut recording = Recording {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
+        let mut recording = Recording(Stream::watch(&[
+            "--interval",
+            interval,
+            "--record",
+            file.arg(),
+        ])?);
         recording.wait_for_polls(1)?;
         Ok(recording)
     }
@@ -89,36 +65,25 @@ impl Recording {
     /// Reads until `polls` more counts lines have come.
     fn wait_for_polls(&mut self, polls: usize) -> Result<()> {
         let deadline = Instant::now() + SETTLE * 2;
-        let mut counted = 0;
-        while counted < polls {
+        for _ in 0..polls {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                bail!("the stream stopped: {:#?}", self.seen);
-            };
-            if line.contains("\"type\":\"counts\"") {
-                counted += 1;
-            }
-            self.seen.push(line);
+            self.0
+                .wait_for("a counts line", left, |line| line["type"] == "counts")?;
         }
         Ok(())
     }
 
     /// Stops the stream with SIGINT, as a user would, and returns every line it
-    /// printed.
+    /// printed, as printed.
     fn stop(mut self) -> Result<Vec<String>> {
-        // SAFETY: kill(2) on our own child's pid.
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        ensure!(sent == 0, "could not signal tcpscope");
-        let status = self.child.wait()?;
+        let status = self.0.stop(libc::SIGINT)?;
         ensure!(
             status.success(),
             "tcpscope --watch --record ended with {status}"
         );
-        // The reader thread ends at the pipe's end.
-        while let Ok(line) = self.lines.recv_timeout(SETTLE) {
-            self.seen.push(line);
-        }
-        Ok(self.seen)
+        // The lines it printed before it exited: the stream ends at the pipe's end.
+        self.0.collect(SETTLE)?;
+        Ok(self.0.seen().iter().map(|line| line.text.clone()).collect())
     }
 }
 

@@ -3,85 +3,49 @@
 //! connections that open and close entirely between two polls must still appear.
 
 mod lab;
+mod stream;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lab::Lab;
 use serde_json::Value;
+use stream::Stream;
 
 /// How long to wait for an expected line: a few poll intervals, with room for a
 /// loaded machine.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A running `tcpscope --watch --json` and the lines it printed so far.
-struct Watch {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<Value>,
-}
+/// A running `tcpscope --watch --json`, read as these tests read it: every line must
+/// carry a type.
+struct Watch(Stream);
 
 impl Watch {
     /// Starts the stream inside the lab (children of the lab's thread inherit its
     /// namespace) and waits for its first poll.
     fn start(interval: &str) -> Result<Watch> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args(["--watch", "--json", "--interval", interval])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting tcpscope --watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut watch = Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
+        let mut watch = Watch(Stream::watch(&["--interval", interval])?);
         watch.wait_for("the first counts line", |line| line["type"] == "counts")?;
         Ok(watch)
     }
 
-    /// Reads lines until one satisfies `wanted`, keeping them all in `seen`.
+    /// The first line of the stream, read already or still to come, that satisfies
+    /// `wanted`.
     fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
-        if let Some(found) = self.seen.iter().find(|line| wanted(line)) {
-            return Ok(found.clone());
+        let found = self.0.find(what, PATIENCE, wanted);
+        if let Some(untyped) = self
+            .0
+            .seen()
+            .iter()
+            .find(|line| !line.value["type"].is_string())
+        {
+            bail!("a line without a type: {}", untyped.text);
         }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.lines.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => bail!(
-                    "no {what} within {PATIENCE:?}; the stream said:\n{}",
-                    self.seen
-                        .iter()
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            };
-            let value: Value = serde_json::from_str(&line)
-                .with_context(|| format!("the stream printed a line that is not JSON: {line}"))?;
-            ensure!(value["type"].is_string(), "a line without a type: {line}");
-            self.seen.push(value.clone());
-            if wanted(&value) {
-                return Ok(value);
-            }
-        }
+        found
     }
 
     /// Waits for a transition of the connection from `local` to `remote`.
@@ -103,10 +67,7 @@ impl Watch {
 
     /// Sends `signal` and checks the stream ends with exit status 0.
     fn stop_with(mut self, signal: libc::c_int) -> Result<()> {
-        // SAFETY: kill(2) on our own child's pid.
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        ensure!(sent == 0, "could not signal tcpscope");
-        let status = self.child.wait()?;
+        let status = self.0.stop(signal)?;
         ensure!(
             status.success(),
             "tcpscope --watch ended with {status} on signal {signal}"
