@@ -58,20 +58,16 @@ pub fn parse_batch(
     mut sink: impl FnMut(SocketRecord),
 ) -> Result<Batch, ParseError> {
     let mut batch = Batch::default();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let at = offset;
-        let header = read_header(bytes, at)?;
-        let payload = &bytes[at + NLMSG_HEADER_BYTES..at + header.length];
-        offset += header.length.next_multiple_of(4).min(bytes.len() - at);
-        if header.sequence != sequence {
+    for message in messages(bytes) {
+        let message = message?;
+        if message.header.sequence != sequence {
             continue;
         }
-        batch.interrupted |= header.flags & NLM_F_DUMP_INTR != 0;
-        match header.kind {
+        batch.interrupted |= message.header.flags & NLM_F_DUMP_INTR != 0;
+        match message.header.kind {
             NLMSG_DONE => {
                 // A dump that failed part-way ends with a negative errno in DONE.
-                if let Some(errno) = read_i32(payload, 0).filter(|e| *e < 0) {
+                if let Some(errno) = read_i32(message.payload, 0).filter(|e| *e < 0) {
                     // i32::MIN has no negation: any i32 may come in.
                     return Err(ParseError::Kernel(errno.saturating_neg()));
                 }
@@ -79,17 +75,13 @@ pub fn parse_batch(
                 return Ok(batch);
             }
             NLMSG_ERROR => {
-                let errno = read_i32(payload, 0).ok_or(ParseError::Truncated {
-                    offset: at,
-                    needed: 4,
-                    available: payload.len(),
-                })?;
+                let errno = message.error_code()?;
                 if errno != 0 {
-                    return Err(ParseError::Kernel(errno.saturating_neg()));
+                    return Err(ParseError::Kernel(errno));
                 }
             }
             _ => {
-                if let Some(record) = parse_socket(payload, at)? {
+                if let Some(record) = parse_socket(message.payload, message.at)? {
                     sink(record);
                 }
             }
@@ -102,23 +94,62 @@ pub fn parse_batch(
 /// `SOCK_DESTROY`): the `NLMSG_ERROR` message of sequence number `sequence`, whose
 /// errno is 0 on success. `None` when `bytes` holds no such message.
 pub fn acknowledgement(bytes: &[u8], sequence: u32) -> Result<Option<i32>, ParseError> {
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let at = offset;
-        let header = read_header(bytes, at)?;
-        let payload = &bytes[at + NLMSG_HEADER_BYTES..at + header.length];
-        offset += header.length.next_multiple_of(4).min(bytes.len() - at);
-        if header.sequence != sequence || header.kind != NLMSG_ERROR {
-            continue;
+    for message in messages(bytes) {
+        let message = message?;
+        if message.header.sequence == sequence && message.header.kind == NLMSG_ERROR {
+            return message.error_code().map(Some);
         }
-        let errno = read_i32(payload, 0).ok_or(ParseError::Truncated {
-            offset: at,
-            needed: 4,
-            available: payload.len(),
-        })?;
-        return Ok(Some(errno.saturating_neg()));
     }
     Ok(None)
+}
+
+/// The netlink messages packed in one received buffer, in order. A message that cannot
+/// be framed is an error, and ends the walk: nothing after it can be found.
+fn messages(bytes: &[u8]) -> impl Iterator<Item = Result<Message<'_>, ParseError>> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if offset >= bytes.len() {
+            return None;
+        }
+        let at = offset;
+        let header = match read_header(bytes, at) {
+            Ok(header) => header,
+            Err(error) => {
+                offset = bytes.len();
+                return Some(Err(error));
+            }
+        };
+        let payload = &bytes[at + NLMSG_HEADER_BYTES..at + header.length];
+        // Messages start on 4-byte boundaries; the last one's padding may be missing.
+        offset += header.length.next_multiple_of(4).min(bytes.len() - at);
+        Some(Ok(Message {
+            at,
+            header,
+            payload,
+        }))
+    })
+}
+
+/// One netlink message: where it starts in its buffer, its header and what follows it.
+struct Message<'a> {
+    at: usize,
+    header: Header,
+    payload: &'a [u8],
+}
+
+impl Message<'_> {
+    /// The errno an `NLMSG_ERROR` message carries, as a positive number (0 for an
+    /// acknowledgement). The kernel sends it negated; i32::MIN has no negation, and any
+    /// i32 may come in.
+    fn error_code(&self) -> Result<i32, ParseError> {
+        read_i32(self.payload, 0)
+            .map(i32::saturating_neg)
+            .ok_or(ParseError::Truncated {
+                offset: self.at,
+                needed: 4,
+                available: self.payload.len(),
+            })
+    }
 }
 
 struct Header {
