@@ -381,13 +381,8 @@ fn a_terminal_that_disappears_ends_the_view_as_a_hang_up() -> Result<()> {
     use std::os::unix::process::ExitStatusExt;
 
     let _lab = Lab::enter()?;
-    let (master, slave) = pty::open_pty(100, 30)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
-    let mut child = pty::spawn_on(&mut command, slave)?;
-    drop(command);
-    // Wait until it has drawn something, then close the terminal's only other end.
-    let mut master = std::fs::File::from(master);
-    read_first_frames(&mut master)?;
+    let (mut child, master) = view_drawn_on_a_bare_pty(&[])?;
+    // Close the terminal's only other end.
     drop(master);
     let status = exit_within(&mut child, Duration::from_secs(10))
         .context("the view went on without its terminal")?;
@@ -406,13 +401,7 @@ fn a_terminal_that_disappears_ends_the_view_as_a_hang_up() -> Result<()> {
 #[test]
 fn sigterm_ends_the_view_even_when_its_terminal_stopped_reading() -> Result<()> {
     let _lab = Lab::enter()?;
-    let (master, slave) = pty::open_pty(100, 30)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
-    command.args(["--interval", "100ms"]);
-    let mut child = pty::spawn_on(&mut command, slave)?;
-    drop(command);
-    let mut master = std::fs::File::from(master);
-    read_first_frames(&mut master)?;
+    let (mut child, master) = view_drawn_on_a_bare_pty(&["--interval", "100ms"])?;
 
     // From now on nobody reads. Each resize makes it draw a whole screen, until the
     // terminal's buffer is full and a write blocks.
@@ -446,10 +435,18 @@ fn sigterm_ends_the_view_even_when_its_terminal_stopped_reading() -> Result<()> 
     Ok(())
 }
 
-/// Reads from the pty's master until the view has drawn its first frames.
-fn read_first_frames(master: &mut std::fs::File) -> Result<()> {
+/// Starts the view with `args` on a 100x30 pty that, unlike [`Terminal`], has nobody
+/// reading it in the background, and reads until the view has drawn its first frames.
+/// What the test does with the pty's master from then on is up to it.
+fn view_drawn_on_a_bare_pty(args: &[&str]) -> Result<(std::process::Child, std::fs::File)> {
     use std::io::Read;
 
+    let (master, slave) = pty::open_pty(100, 30)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    command.args(args);
+    let child = pty::spawn_on(&mut command, slave)?;
+    drop(command);
+    let mut master = std::fs::File::from(master);
     let mut drawn = [0u8; 4096];
     let mut total = 0;
     while total < 1000 {
@@ -457,7 +454,7 @@ fn read_first_frames(master: &mut std::fs::File) -> Result<()> {
             .read(&mut drawn)
             .context("reading the view's first frames")?;
     }
-    Ok(())
+    Ok((child, master))
 }
 
 /// Waits for `child` to exit; kills it and fails if it has not within `timeout`.
