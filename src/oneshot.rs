@@ -163,8 +163,8 @@ pub(crate) fn scan_processes() -> anyhow::Result<ProcessMap> {
     if map.is_partial() {
         let _ = writeln!(
             io::stderr(),
-            "tcpscope: note: {} processes could not be read; their sockets show no owner (run as root to see all)",
-            map.skipped_processes()
+            "tcpscope: note: {}; sockets only they hold show no owner",
+            map.partial_summary()
         );
     }
     Ok(map)

@@ -348,8 +348,8 @@ impl CloseWait {
                     scans.said_partial = true;
                     let _ = writeln!(
                         io::stderr(),
-                        "tcpscope: note: {} processes could not be read; their CLOSE_WAIT sockets count per port only (run as root to see all)",
-                        map.skipped_processes()
+                        "tcpscope: note: {}; CLOSE_WAIT sockets only they hold count per port only",
+                        map.partial_summary()
                     );
                 }
                 scans.latest = Some(map);

@@ -131,6 +131,24 @@ impl ProcessMap {
         self.skipped
     }
 
+    /// Says how many processes could not be inspected and what would help, for a note:
+    /// `3 processes could not be read (run as root to see all)`. Root may be refused
+    /// too, by a security module or for a process of another user namespace; then
+    /// there is nothing to suggest.
+    pub fn partial_summary(&self) -> String {
+        let processes = match self.skipped {
+            1 => "1 process".to_owned(),
+            count => format!("{count} processes"),
+        };
+        // SAFETY: geteuid has no preconditions.
+        let hint = if unsafe { libc::geteuid() } == 0 {
+            "refused even to root"
+        } else {
+            "run as root to see all"
+        };
+        format!("{processes} could not be read ({hint})")
+    }
+
     /// How many socket inodes have a process.
     pub fn len(&self) -> usize {
         self.by_inode.len()
@@ -408,6 +426,32 @@ mod tests {
                 }))
             ),
         }
+    }
+
+    #[test]
+    fn a_partial_scan_is_summed_up_in_words_suggesting_root_only_to_others() {
+        let one = ProcessMap {
+            skipped: 1,
+            ..ProcessMap::default()
+        };
+        let many = ProcessMap {
+            skipped: 7,
+            ..ProcessMap::default()
+        };
+        // SAFETY: geteuid has no preconditions.
+        let hint = if unsafe { libc::geteuid() } == 0 {
+            "refused even to root"
+        } else {
+            "run as root to see all"
+        };
+
+        assert_eq!(
+            (one.partial_summary(), many.partial_summary()),
+            (
+                format!("1 process could not be read ({hint})"),
+                format!("7 processes could not be read ({hint})")
+            )
+        );
     }
 
     #[test]
