@@ -29,10 +29,13 @@ impl Namespaces {
             let discovery =
                 netns::discover().context("listing the processes' network namespaces in /proc")?;
             if discovery.forbidden > 0 {
+                let processes = match discovery.forbidden {
+                    1 => "1 process".to_owned(),
+                    count => format!("{count} processes"),
+                };
                 let _ = writeln!(
                     io::stderr(),
-                    "tcpscope: note: the network namespace of {} processes could not be read (permission denied); sockets only they hold are left out",
-                    discovery.forbidden
+                    "tcpscope: note: the network namespace of {processes} could not be read (permission denied); sockets only they hold are left out",
                 );
             }
             return Ok(Namespaces::All(
