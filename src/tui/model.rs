@@ -119,17 +119,27 @@ impl Model {
 
     /// Takes in one finished poll.
     pub fn apply(&mut self, update: &Update) {
-        self.take_in(update, None);
+        self.take_in(update, None, &[]);
     }
 
     /// Takes in a round of polls across namespaces.
     pub fn apply_round(&mut self, round: &Round) {
-        self.take_in(&round.update, Some(round.spans.clone()));
+        self.take_in(
+            &round.update,
+            Some(round.spans.clone()),
+            &round.transition_netns,
+        );
         self.namespaces = Some(round.summary.clone());
         self.status.error.clone_from(&round.error);
     }
 
-    fn take_in(&mut self, update: &Update, spans: Option<Vec<NamespaceSpan>>) {
+    /// `transition_netns` names the namespace of each transition, when there are several.
+    fn take_in(
+        &mut self,
+        update: &Update,
+        spans: Option<Vec<NamespaceSpan>>,
+        transition_netns: &[u64],
+    ) {
         let snapshot = &update.snapshot;
         let counts = snapshot.counts();
         let seconds = self.previous.as_ref().and_then(|(before, _)| {
@@ -164,8 +174,12 @@ impl Model {
             }
         }
         self.syn_watch = update.syn_watch.clone();
-        self.history
-            .record(snapshot.taken_at, counts, &update.transitions);
+        self.history.record(
+            snapshot.taken_at,
+            counts,
+            &update.transitions,
+            transition_netns,
+        );
         match spans {
             Some(spans) => self
                 .connections

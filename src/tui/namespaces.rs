@@ -99,6 +99,8 @@ impl NamespaceSummary {
 pub struct Round {
     pub update: Update,
     pub spans: Vec<NamespaceSpan>,
+    /// The namespace of each of `update.transitions`, in the same order.
+    pub transition_netns: Vec<u64>,
     pub summary: NamespaceSummary,
     /// The first namespace's poll error, named by the namespace.
     pub error: Option<String>,
@@ -233,6 +235,7 @@ impl Rounds {
         let mut sockets = Vec::with_capacity(total);
         let mut spans = Vec::with_capacity(self.namespaces.len());
         let mut transitions = Vec::new();
+        let mut transition_netns = Vec::new();
         let mut listeners: Vec<(u64, ListenerWatch)> = Vec::new();
         let mut host_notes = Vec::new();
         let mut taken_at = SystemTime::UNIX_EPOCH;
@@ -250,6 +253,7 @@ impl Rounds {
                 sockets.extend_from_slice(&snapshot.sockets);
                 taken_at = taken_at.max(snapshot.taken_at);
             }
+            transition_netns.extend(std::iter::repeat_n(inode, latest.transitions.len()));
             transitions.append(&mut latest.transitions);
             listeners.extend(
                 latest
@@ -318,6 +322,7 @@ impl Rounds {
                 event_overflows,
             },
             spans,
+            transition_netns,
             summary,
             error,
         }

@@ -25,6 +25,9 @@ pub struct Poll {
 pub struct Event {
     pub seen_at: SystemTime,
     pub transition: Transition,
+    /// The inode of the network namespace it happened in, when several are watched:
+    /// the same 4-tuple may be two connections in two namespaces.
+    pub netns: Option<u64>,
 }
 
 /// The last polls' counts and the last transitions.
@@ -50,12 +53,21 @@ impl History {
     }
 
     /// Adds one poll: its counts, and the transitions the differ found in it.
-    pub fn record(&mut self, taken_at: SystemTime, counts: Counts, transitions: &[Transition]) {
+    /// `netns` names the namespace of each transition, in the same order; it is empty
+    /// when only one namespace is watched.
+    pub fn record(
+        &mut self,
+        taken_at: SystemTime,
+        counts: Counts,
+        transitions: &[Transition],
+        netns: &[u64],
+    ) {
         self.polls.push(Poll { taken_at, counts });
-        for transition in transitions {
+        for (index, transition) in transitions.iter().enumerate() {
             self.events.push(Event {
                 seen_at: taken_at,
                 transition: *transition,
+                netns: netns.get(index).copied(),
             });
         }
     }
@@ -135,8 +147,8 @@ mod tests {
     #[test]
     fn each_poll_adds_a_point_to_every_state_s_timeline() {
         let mut history = History::new(10, 10);
-        history.record(at(1), counts(3), &[]);
-        history.record(at(2), counts(5), &[]);
+        history.record(at(1), counts(3), &[], &[]);
+        history.record(at(2), counts(5), &[], &[]);
         assert_eq!(
             history.series(State::Established).collect::<Vec<_>>(),
             [3, 5]
@@ -149,7 +161,7 @@ mod tests {
     fn the_timeline_keeps_only_the_last_polls() {
         let mut history = History::new(3, 10);
         for second in 0..10 {
-            history.record(at(second), counts(second as u32), &[]);
+            history.record(at(second), counts(second as u32), &[], &[]);
         }
         let kept: Vec<_> = history.polls().map(|poll| poll.taken_at).collect();
         assert_eq!(kept, [at(7), at(8), at(9)]);
@@ -158,8 +170,8 @@ mod tests {
     #[test]
     fn the_event_log_keeps_the_newest_transitions_with_their_poll_time() {
         let mut history = History::new(10, 3);
-        history.record(at(1), counts(0), &[opened(1), opened(2)]);
-        history.record(at(2), counts(0), &[opened(3), opened(4)]);
+        history.record(at(1), counts(0), &[opened(1), opened(2)], &[]);
+        history.record(at(2), counts(0), &[opened(3), opened(4)], &[]);
         let newest_first: Vec<_> = history
             .events()
             .rev()
@@ -174,7 +186,7 @@ mod tests {
         let mut history = History::new(600, 10_000);
         let churn: Vec<_> = (0..100).map(opened).collect();
         for second in 0..86_400 {
-            history.record(at(second), counts(7), &churn);
+            history.record(at(second), counts(7), &churn, &[]);
         }
         assert_eq!(history.polls().len(), 600);
         assert_eq!(history.events().len(), 10_000);

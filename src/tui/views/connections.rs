@@ -18,7 +18,7 @@ use crate::tui::theme::Theme;
 /// pid and a command name (up to 15 characters) cut short; shorter on a narrow
 /// terminal, where the endpoints need the room.
 const NETNS_WIDTH: u16 = 16;
-const NETNS_WIDTH_NARROW: u16 = 12;
+pub(super) const NETNS_WIDTH_NARROW: u16 = 12;
 
 /// Draws the table; `scroll` is adjusted so the selection stays on screen.
 pub fn render(

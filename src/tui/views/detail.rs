@@ -83,7 +83,9 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
     let events: Vec<_> = model
         .history
         .events()
-        .filter(|event| event.transition.endpoints == detail.endpoints)
+        .filter(|event| {
+            event.transition.endpoints == detail.endpoints && event.netns == detail.netns
+        })
         .collect();
     let mut path: Vec<State> = Vec::new();
     for event in &events {
@@ -218,6 +220,21 @@ mod tests {
             screen.contains("ESTABLISHED → TIME_WAIT via FIN_WAIT1, FIN_WAIT2"),
             "{screen}"
         );
+    }
+
+    #[test]
+    fn the_history_keeps_to_the_connections_own_namespace() {
+        let model = fixtures::flooded();
+        let mut detail = closer(&model);
+        // The same addresses and ports in another namespace than the one whose
+        // transitions the history holds: none of them is this connection's.
+        detail.netns = Some(4_026_532_999);
+
+        let screen = text(80, 22, |area, buf| {
+            render(&model, &detail, &Theme::MONO, area, buf)
+        });
+
+        assert!(!screen.contains("ESTABLISHED → TIME_WAIT"), "{screen}");
     }
 
     #[test]

@@ -56,19 +56,35 @@ pub fn describe<'a>(transition: &Transition, theme: &Theme) -> Vec<Span<'a>> {
     spans
 }
 
-fn line<'a>(event: &Event, latest: Option<SystemTime>, theme: &Theme) -> Line<'a> {
+fn line<'a>(event: &Event, model: &Model, latest: Option<SystemTime>, theme: &Theme) -> Line<'a> {
     let endpoints = event.transition.endpoints;
-    let mut spans = vec![
-        Span::styled(format!("{:>5} ", age(event.seen_at, latest)), theme.dim()),
-        Span::raw(format!(
-            "{} ⇄ {}  ",
-            Endpoint(endpoints.local.0, endpoints.local.1),
-            Endpoint(endpoints.remote.0, endpoints.remote.1)
-        )),
-    ];
+    let mut spans = vec![Span::styled(
+        format!("{:>5} ", age(event.seen_at, latest)),
+        theme.dim(),
+    )];
+    if let Some(inode) = event.netns {
+        // A namespace that has gone since is named by its inode.
+        let label = model
+            .namespaces
+            .as_ref()
+            .and_then(|summary| summary.label_of(inode))
+            .unwrap_or_else(|| inode.to_string());
+        spans.push(Span::styled(
+            format!("{label:<NETNS_WIDTH$.NETNS_WIDTH$} "),
+            theme.dim(),
+        ));
+    }
+    spans.push(Span::raw(format!(
+        "{} ⇄ {}  ",
+        Endpoint(endpoints.local.0, endpoints.local.1),
+        Endpoint(endpoints.remote.0, endpoints.remote.1)
+    )));
     spans.extend(describe(&event.transition, theme));
     Line::from(spans)
 }
+
+/// The width of the namespace column: as in a narrow connections table.
+const NETNS_WIDTH: usize = super::connections::NETNS_WIDTH_NARROW as usize;
 
 pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let history = &model.history;
@@ -87,7 +103,7 @@ pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
         .events()
         .rev()
         .take(height)
-        .map(|event| line(event, latest, theme))
+        .map(|event| line(event, model, latest, theme))
         .collect();
     let lines = if lines.is_empty() {
         vec![Line::styled(
@@ -105,6 +121,22 @@ mod tests {
     use super::*;
     use crate::tui::views::fixtures;
     use crate::tui::views::testing::text;
+
+    #[test]
+    fn across_namespaces_each_transition_names_its_namespace() {
+        let model = fixtures::across_namespaces();
+        let screen = text(120, 12, |area, buf| render(&model, &Theme::MONO, area, buf));
+        insta::assert_snapshot!(screen);
+        let line_of = |needle: &str| screen.lines().find(|line| line.contains(needle));
+        assert!(
+            line_of("ESTABLISHED → TIME_WAIT").is_some_and(|line| line.contains("5120/nginx")),
+            "{screen}"
+        );
+        assert!(
+            line_of("SYN_RECV").is_some_and(|line| line.contains("3f2a9c4e5d6b")),
+            "{screen}"
+        );
+    }
 
     #[test]
     fn an_active_close_between_polls_is_logged_with_the_states_it_skipped() {
