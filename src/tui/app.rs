@@ -502,7 +502,10 @@ impl App {
             }
             Action::NextSortColumn => {
                 let (sort, descending) = (
-                    self.shown().connections.sort.next(),
+                    self.shown()
+                        .connections
+                        .sort
+                        .next(self.shown().connections.across_namespaces()),
                     self.shown().connections.descending,
                 );
                 self.each_model(|model| model.connections.set_sort(sort, descending));

@@ -19,6 +19,8 @@ use super::query::Query;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortColumn {
     State,
+    /// Across namespaces: in the namespaces tab's order, then by state.
+    Netns,
     Local,
     Peer,
     RecvQ,
@@ -28,8 +30,9 @@ pub enum SortColumn {
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 7] = [
+    pub const ALL: [SortColumn; 8] = [
         SortColumn::State,
+        SortColumn::Netns,
         SortColumn::Local,
         SortColumn::Peer,
         SortColumn::RecvQ,
@@ -41,6 +44,7 @@ impl SortColumn {
     pub fn title(self) -> &'static str {
         match self {
             SortColumn::State => "State",
+            SortColumn::Netns => "Netns",
             SortColumn::Local => "Local",
             SortColumn::Peer => "Peer",
             SortColumn::RecvQ => "Recv-Q",
@@ -50,9 +54,15 @@ impl SortColumn {
         }
     }
 
-    pub fn next(self) -> SortColumn {
+    /// The column after this one; the namespace only when there are several.
+    pub fn next(self, across_namespaces: bool) -> SortColumn {
         let at = SortColumn::ALL.iter().position(|c| *c == self).unwrap_or(0);
-        SortColumn::ALL[(at + 1) % SortColumn::ALL.len()]
+        let next = SortColumn::ALL[(at + 1) % SortColumn::ALL.len()];
+        if next == SortColumn::Netns && !across_namespaces {
+            next.next(across_namespaces)
+        } else {
+            next
+        }
     }
 
     fn compare(self, a: &SocketRecord, b: &SocketRecord) -> Ordering {
@@ -60,6 +70,9 @@ impl SortColumn {
         match self {
             // States in the order of a connection's life, as the counts list them.
             SortColumn::State => a.state.index().cmp(&b.state.index()),
+            // A record does not know its namespace: the table orders namespaces, and
+            // asks for the state order within each.
+            SortColumn::Netns => return SortColumn::State.compare(a, b),
             SortColumn::Local => (a.local_addr, a.local_port).cmp(&(b.local_addr, b.local_port)),
             SortColumn::Peer => (a.remote_addr, a.remote_port).cmp(&(b.remote_addr, b.remote_port)),
             SortColumn::RecvQ => a.recv_q.cmp(&b.recv_q),
@@ -146,12 +159,20 @@ impl ConnectionTable {
                 .filter_map(|i| u32::try_from(i).ok()),
         );
         let (sort, descending) = (self.sort, self.descending);
+        // Namespaces lie one after the other in the snapshot, in the namespaces tab's
+        // order: which span an index falls in is its namespace's place.
+        let spans = &self.namespaces;
+        let namespace_place = |index: u32| spans.partition_point(|span| span.start <= index);
         // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
         // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
         // total anyway.
         self.rows.sort_unstable_by(|&a, &b| {
-            let order = sort
-                .compare(&sockets[a as usize], &sockets[b as usize])
+            let by_namespace = match sort {
+                SortColumn::Netns => namespace_place(a).cmp(&namespace_place(b)),
+                _ => Ordering::Equal,
+            };
+            let order = by_namespace
+                .then_with(|| sort.compare(&sockets[a as usize], &sockets[b as usize]))
                 .then(a.cmp(&b));
             if descending { order.reverse() } else { order }
         });
@@ -276,6 +297,58 @@ mod tests {
             states(&table),
             [State::Listen, State::TimeWait, State::Established]
         );
+    }
+
+    #[test]
+    fn across_namespaces_rows_sort_by_namespace_in_order_then_by_state() {
+        let span = |start: u32, inode: u64| NamespaceSpan {
+            start,
+            inode,
+            label: Arc::from(inode.to_string()),
+        };
+        let mut table = ConnectionTable::default();
+        table.show_namespaces(
+            Arc::new(Snapshot::new(
+                SystemTime::UNIX_EPOCH,
+                vec![
+                    socket(State::TimeWait, "10.0.0.1", 80, "10.0.0.9", 1000),
+                    socket(State::Listen, "0.0.0.0", 80, "0.0.0.0", 0),
+                    socket(State::Established, "10.0.0.1", 22, "10.0.0.8", 2000),
+                    socket(State::Listen, "0.0.0.0", 22, "0.0.0.0", 0),
+                ],
+            )),
+            vec![span(0, 7), span(2, 3)],
+        );
+        let namespaces = |table: &ConnectionTable| -> Vec<(Option<u64>, State)> {
+            (0..table.len())
+                .filter_map(|row| table.get_in_namespace(row))
+                .map(|(netns, socket)| (netns, socket.state))
+                .collect()
+        };
+
+        table.set_sort(SortColumn::Netns, false);
+        assert_eq!(
+            namespaces(&table),
+            [
+                (Some(7), State::Listen),
+                (Some(7), State::TimeWait),
+                (Some(3), State::Listen),
+                (Some(3), State::Established),
+            ]
+        );
+        table.set_sort(SortColumn::Netns, true);
+        assert_eq!(
+            namespaces(&table).first(),
+            Some(&(Some(3), State::Established))
+        );
+    }
+
+    #[test]
+    fn the_sort_moves_to_the_namespace_column_only_when_there_are_several() {
+        assert_eq!(SortColumn::State.next(false), SortColumn::Local);
+        assert_eq!(SortColumn::State.next(true), SortColumn::Netns);
+        assert_eq!(SortColumn::Netns.next(true), SortColumn::Local);
+        assert_eq!(SortColumn::Uid.next(true), SortColumn::State);
     }
 
     #[test]

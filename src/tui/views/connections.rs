@@ -62,7 +62,7 @@ pub fn render(
         } else {
             NETNS_WIDTH_NARROW
         };
-        columns.push((None, Constraint::Length(width)));
+        columns.push((Some(SortColumn::Netns), Constraint::Length(width)));
     }
     columns.extend([
         (Some(SortColumn::Local), Constraint::Fill(2)),
@@ -75,10 +75,9 @@ pub fn render(
         columns.push((Some(SortColumn::Uid), Constraint::Length(6)));
     }
     columns.push((None, Constraint::Fill(1)));
-    let header = Row::new(columns.iter().enumerate().map(|(at, (column, _))| {
+    let header = Row::new(columns.iter().map(|(column, _)| {
         let title = match column {
             Some(column) => column.title(),
-            None if netns && at == 1 => "Netns",
             None => "Process",
         };
         if *column == Some(table.sort) {
