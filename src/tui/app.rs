@@ -20,6 +20,7 @@ use crate::tcp::State;
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, Owner};
 
+use super::connections::SortColumn;
 use super::keys::{Action, action_for};
 use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
 use super::namespaces::{NamespaceLabel, Rounds};
@@ -626,8 +627,35 @@ impl App {
                 *plotted = !*plotted;
                 Vec::new()
             }
-            Tab::Overview | Tab::Namespaces => Vec::new(),
+            Tab::Namespaces => self.show_namespace_connections(),
+            Tab::Overview => Vec::new(),
         }
+    }
+
+    /// Enter on a namespace: its connections, with the table sorted by namespace so
+    /// that they are together, the first of them selected.
+    fn show_namespace_connections(&mut self) -> Vec<Effect> {
+        let Some(row) = self
+            .shown()
+            .namespaces
+            .as_ref()
+            .and_then(|summary| summary.rows.get(self.ui.namespace_row))
+            .map(|row| (row.label.inode, row.label.short()))
+        else {
+            return Vec::new();
+        };
+        let (inode, label) = row;
+        let descending = self.shown().connections.descending;
+        self.each_model(|model| model.connections.set_sort(SortColumn::Netns, descending));
+        match self.shown().connections.first_row_in(inode) {
+            Some(first) => self.scroll.selected = first,
+            None => {
+                self.ui.notice = Some(format!("no connection of {label} passes the filter"));
+                return Vec::new();
+            }
+        }
+        self.ui.tab = Tab::Connections;
+        self.maybe_scan()
     }
 
     fn step_interval(&mut self, direction: isize) -> Vec<Effect> {
@@ -902,6 +930,31 @@ mod tests {
             press(&mut app, KeyCode::Down);
             press(&mut app, KeyCode::Down);
             assert_eq!(app.ui.namespace_row, 2, "the last of three rows");
+        }
+
+        #[test]
+        fn enter_on_a_namespace_shows_its_connections_together_the_first_selected() {
+            let mut app = app();
+            press(&mut app, KeyCode::Char('4'));
+            // The third namespace: nginx's.
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Enter);
+
+            assert_eq!(app.ui.tab, Tab::Connections);
+            let table = &app.live.connections;
+            assert_eq!(table.sort, SortColumn::Netns);
+            let nginx = namespace_labels()[2].inode;
+            let selected = table.get_in_namespace(app.scroll.selected);
+            assert_eq!(selected.map(|(netns, _)| netns), Some(Some(nginx)));
+            let before = app.scroll.selected.checked_sub(1);
+            assert!(
+                before
+                    .and_then(|row| table.get_in_namespace(row))
+                    .map(|(netns, _)| netns)
+                    != Some(Some(nginx)),
+                "the selection is the namespace's first row"
+            );
         }
 
         #[test]

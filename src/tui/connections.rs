@@ -197,6 +197,14 @@ impl ConnectionTable {
         self.snapshot.sockets.get(index as usize)
     }
 
+    /// The first row of namespace `inode`'s sockets, if any passes the filter.
+    pub fn first_row_in(&self, inode: u64) -> Option<usize> {
+        self.rows.iter().position(|&index| {
+            self.namespace_at(index)
+                .is_some_and(|span| span.inode == inode)
+        })
+    }
+
     /// The rows `range` in table order: what a frame draws.
     pub fn rows(&self, start: usize, count: usize) -> impl Iterator<Item = &SocketRecord> {
         let end = start.saturating_add(count).min(self.rows.len());

@@ -153,7 +153,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "Enter",
         matches: |k| code(k, &[KeyCode::Enter]),
         action: Action::Select,
-        help: "open connection detail / plot state",
+        help: "open detail / plot state / go to namespace",
     },
     Binding {
         keys: "Esc",
