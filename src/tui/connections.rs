@@ -132,8 +132,7 @@ impl ConnectionTable {
 
     /// The namespace of the socket at `index` in the snapshot, across namespaces.
     fn namespace_at(&self, index: u32) -> Option<&NamespaceSpan> {
-        let after = self.namespaces.partition_point(|span| span.start <= index);
-        self.namespaces.get(after.checked_sub(1)?)
+        span_of(&self.namespaces, index)
     }
 
     pub fn set_sort(&mut self, sort: SortColumn, descending: bool) {
@@ -152,11 +151,13 @@ impl ConnectionTable {
 
     fn rebuild(&mut self) {
         let sockets = &self.snapshot.sockets;
+        let (query, spans) = (&self.query, &self.namespaces);
         self.rows.clear();
         self.rows.extend(
             (0..sockets.len())
-                .filter(|&i| self.query.matches(&sockets[i]))
-                .filter_map(|i| u32::try_from(i).ok()),
+                .filter(|&i| query.matches(&sockets[i]))
+                .filter_map(|i| u32::try_from(i).ok())
+                .filter(|&i| query.matches_namespace(span_of(spans, i))),
         );
         let (sort, descending) = (self.sort, self.descending);
         // Namespaces lie one after the other in the snapshot, in the namespaces tab's
@@ -269,6 +270,12 @@ impl ConnectionTable {
     }
 }
 
+/// The span among `spans` (in snapshot order) that the socket at `index` falls in.
+fn span_of(spans: &[NamespaceSpan], index: u32) -> Option<&NamespaceSpan> {
+    let after = spans.partition_point(|span| span.start <= index);
+    spans.get(after.checked_sub(1)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,12 +314,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn across_namespaces_rows_sort_by_namespace_in_order_then_by_state() {
-        let span = |start: u32, inode: u64| NamespaceSpan {
+    /// Two sockets of namespace 7 (labelled `7/web`), then two of namespace 3 (`3/db`).
+    fn two_namespaces() -> ConnectionTable {
+        let span = |start: u32, inode: u64, command: &str| NamespaceSpan {
             start,
             inode,
-            label: Arc::from(inode.to_string()),
+            label: Arc::from(format!("{inode}/{command}")),
         };
         let mut table = ConnectionTable::default();
         table.show_namespaces(
@@ -325,14 +332,21 @@ mod tests {
                     socket(State::Listen, "0.0.0.0", 22, "0.0.0.0", 0),
                 ],
             )),
-            vec![span(0, 7), span(2, 3)],
+            vec![span(0, 7, "web"), span(2, 3, "db")],
         );
-        let namespaces = |table: &ConnectionTable| -> Vec<(Option<u64>, State)> {
-            (0..table.len())
-                .filter_map(|row| table.get_in_namespace(row))
-                .map(|(netns, socket)| (netns, socket.state))
-                .collect()
-        };
+        table
+    }
+
+    fn namespaces(table: &ConnectionTable) -> Vec<(Option<u64>, State)> {
+        (0..table.len())
+            .filter_map(|row| table.get_in_namespace(row))
+            .map(|(netns, socket)| (netns, socket.state))
+            .collect()
+    }
+
+    #[test]
+    fn across_namespaces_rows_sort_by_namespace_in_order_then_by_state() {
+        let mut table = two_namespaces();
 
         table.set_sort(SortColumn::Netns, false);
         assert_eq!(
@@ -348,6 +362,18 @@ mod tests {
         assert_eq!(
             namespaces(&table).first(),
             Some(&(Some(3), State::Established))
+        );
+    }
+
+    #[test]
+    fn the_filter_line_keeps_the_namespaces_it_names() {
+        let mut table = two_namespaces();
+
+        table.set_query("netns:db", Query::parse("netns:db").unwrap());
+
+        assert_eq!(
+            namespaces(&table),
+            [(Some(3), State::Listen), (Some(3), State::Established)]
         );
     }
 

@@ -1,8 +1,9 @@
 //! The filter line (`/`): words that narrow the connections table by state, port and
 //! address. States use the spellings `--grep` accepts (`syn-recv`, `SYN_RECV`,
 //! `estab`, groups such as `connected`, comma lists); a number or `:PORT` is a local or
-//! peer port; an address, a `CIDR`, or text containing `.` or `:` matches an address.
-//! All words must match.
+//! peer port; an address, a `CIDR`, or text containing `.` or `:` matches an address;
+//! across namespaces, `netns:TEXT` keeps the namespaces whose label contains TEXT or
+//! whose inode it is. All words must match.
 //!
 //! The line also takes the `--filter` language (`state syn-recv and dport = :443`,
 //! `not src 10.0.0.0/8`), tried first; a line neither reads is reported in the terms of
@@ -15,12 +16,16 @@ use crate::filter::{self, Filter};
 use crate::snapshot::SocketRecord;
 use crate::tcp::StateSet;
 
+use super::namespaces::NamespaceSpan;
+
 /// A parsed filter line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     states: Option<StateSet>,
     ports: Vec<u16>,
     addresses: Vec<AddressMatch>,
+    /// `netns:TEXT` words, lowercased.
+    namespaces: Vec<String>,
     /// The line in the `--filter` language, when it reads as one.
     expression: Option<Filter>,
 }
@@ -91,7 +96,12 @@ impl Query {
 
     fn add(&mut self, word: &str) -> Result<(), String> {
         let port_text = word.strip_prefix(':').unwrap_or(word);
-        if let Ok(port) = port_text.parse::<u16>() {
+        if let Some(namespace) = word.strip_prefix("netns:") {
+            if namespace.is_empty() {
+                return Err("`netns:` needs a label or an inode after it".to_owned());
+            }
+            self.namespaces.push(namespace.to_lowercase());
+        } else if let Ok(port) = port_text.parse::<u16>() {
             self.ports.push(port);
         } else if let Ok(states) = StateSet::parse_list(word) {
             // Two state words mean either: `syn-recv estab` reads as a list.
@@ -113,7 +123,19 @@ impl Query {
         self.states.is_none()
             && self.ports.is_empty()
             && self.addresses.is_empty()
+            && self.namespaces.is_empty()
             && self.expression.is_none()
+    }
+
+    /// Whether a socket of namespace `span` (none with one namespace) passes the
+    /// `netns:` words. With one namespace there is none to name, so nothing does.
+    pub fn matches_namespace(&self, span: Option<&NamespaceSpan>) -> bool {
+        self.namespaces.iter().all(|wanted| {
+            span.is_some_and(|span| {
+                span.label.to_lowercase().contains(wanted.as_str())
+                    || span.inode.to_string() == *wanted
+            })
+        })
     }
 
     pub fn matches(&self, socket: &SocketRecord) -> bool {
@@ -211,6 +233,27 @@ mod tests {
                 .matches(&socket)
         );
         assert!(!Query::parse("syn-recv 81").unwrap().matches(&socket));
+    }
+
+    #[test]
+    fn a_namespace_word_matches_a_part_of_its_label_or_its_inode() {
+        let nginx = NamespaceSpan {
+            start: 0,
+            inode: 4_026_532_777,
+            label: "5120/nginx".into(),
+        };
+        let query = |line: &str| Query::parse(line).unwrap();
+
+        assert!(query("netns:NGINX").matches_namespace(Some(&nginx)));
+        assert!(query("netns:4026532777").matches_namespace(Some(&nginx)));
+        assert!(!query("netns:4026532").matches_namespace(Some(&nginx)));
+        assert!(!query("netns:docker").matches_namespace(Some(&nginx)));
+        assert!(!query("netns:nginx").matches_namespace(None));
+        assert!(query(":80").matches_namespace(None));
+        assert_eq!(
+            Query::parse("estab netns:").map_err(|e| (e.position, e.message)),
+            Err((6, "`netns:` needs a label or an inode after it".to_owned()))
+        );
     }
 
     #[test]
