@@ -241,6 +241,15 @@ impl Model {
         let process = self.processes.as_ref()?.lookup(socket.inode)?;
         Some((process.pid, process.name.as_str()))
     }
+
+    /// What to call the namespace `inode` across namespaces: its short label, or its
+    /// inode once it has gone and is shown no more.
+    pub fn netns_label(&self, inode: u64) -> String {
+        self.namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.label_of(inode))
+            .unwrap_or_else(|| inode.to_string())
+    }
 }
 
 /// Which screen is shown: three always, and the per-namespace counts across

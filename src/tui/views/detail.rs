@@ -26,11 +26,7 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
         theme.title(),
     )];
     if let Some(inode) = detail.netns {
-        let label = model
-            .namespaces
-            .as_ref()
-            .and_then(|namespaces| namespaces.label_of(inode))
-            .unwrap_or_else(|| inode.to_string());
+        let label = model.netns_label(inode);
         title.push(Span::styled(format!("in {label} ({inode}) "), theme.dim()));
     }
     if !detail.present {

@@ -45,14 +45,11 @@ pub fn render_listeners(model: &Model, theme: &Theme, area: Rect, buf: &mut Buff
             lines.push(Line::raw(""));
         }
         // Across namespaces, two listeners may share an endpoint: name the namespace.
-        let netns = model.namespaces.as_ref().and_then(|namespaces| {
-            let inode = *namespaces.listeners.get(i)?;
-            Some(
-                namespaces
-                    .label_of(inode)
-                    .unwrap_or_else(|| inode.to_string()),
-            )
-        });
+        let netns = model
+            .namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.listeners.get(i))
+            .map(|&inode| model.netns_label(inode));
         lines.extend(listener_lines(netns, watch, theme, inner.width));
     }
     for note in &model.syn_watch.host_notes {

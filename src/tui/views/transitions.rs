@@ -63,12 +63,7 @@ fn line<'a>(event: &Event, model: &Model, latest: Option<SystemTime>, theme: &Th
         theme.dim(),
     )];
     if let Some(inode) = event.netns {
-        // A namespace that has gone since is named by its inode.
-        let label = model
-            .namespaces
-            .as_ref()
-            .and_then(|summary| summary.label_of(inode))
-            .unwrap_or_else(|| inode.to_string());
+        let label = model.netns_label(inode);
         spans.push(Span::styled(
             format!("{label:<NETNS_WIDTH$.NETNS_WIDTH$} "),
             theme.dim(),
