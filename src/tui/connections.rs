@@ -132,7 +132,7 @@ impl ConnectionTable {
 
     /// The namespace of the socket at `index` in the snapshot, across namespaces.
     fn namespace_at(&self, index: u32) -> Option<&NamespaceSpan> {
-        span_of(&self.namespaces, index)
+        self.namespaces.get(place_of(&self.namespaces, index)?)
     }
 
     pub fn set_sort(&mut self, sort: SortColumn, descending: bool) {
@@ -152,24 +152,30 @@ impl ConnectionTable {
     fn rebuild(&mut self) {
         let sockets = &self.snapshot.sockets;
         let (query, spans) = (&self.query, &self.namespaces);
+        // `netns:` words are judged once per namespace, not once per socket.
+        let namespace_kept: Vec<bool> = spans
+            .iter()
+            .map(|span| query.matches_namespace(Some(span)))
+            .collect();
+        let kept_without_namespace = query.matches_namespace(None);
+        let in_a_kept_namespace = |index: u32| match place_of(spans, index) {
+            Some(place) => namespace_kept.get(place).copied().unwrap_or(false),
+            None => kept_without_namespace,
+        };
         self.rows.clear();
         self.rows.extend(
             (0..sockets.len())
                 .filter(|&i| query.matches(&sockets[i]))
                 .filter_map(|i| u32::try_from(i).ok())
-                .filter(|&i| query.matches_namespace(span_of(spans, i))),
+                .filter(|&i| in_a_kept_namespace(i)),
         );
         let (sort, descending) = (self.sort, self.descending);
-        // Namespaces lie one after the other in the snapshot, in the namespaces tab's
-        // order: which span an index falls in is its namespace's place.
-        let spans = &self.namespaces;
-        let namespace_place = |index: u32| spans.partition_point(|span| span.start <= index);
         // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
         // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
         // total anyway.
         self.rows.sort_unstable_by(|&a, &b| {
             let by_namespace = match sort {
-                SortColumn::Netns => namespace_place(a).cmp(&namespace_place(b)),
+                SortColumn::Netns => place_of(spans, a).cmp(&place_of(spans, b)),
                 _ => Ordering::Equal,
             };
             let order = by_namespace
@@ -270,10 +276,13 @@ impl ConnectionTable {
     }
 }
 
-/// The span among `spans` (in snapshot order) that the socket at `index` falls in.
-fn span_of(spans: &[NamespaceSpan], index: u32) -> Option<&NamespaceSpan> {
-    let after = spans.partition_point(|span| span.start <= index);
-    spans.get(after.checked_sub(1)?)
+/// Which of `spans` the socket at `index` falls in, by its place among them. Namespaces
+/// lie one after the other in the snapshot, in the namespaces tab's order, so the
+/// place is also the namespace's place in that order.
+fn place_of(spans: &[NamespaceSpan], index: u32) -> Option<usize> {
+    spans
+        .partition_point(|span| span.start <= index)
+        .checked_sub(1)
 }
 
 #[cfg(test)]
