@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::kernel::netns::{self, NetnsHandle};
+use crate::kernel::procfs;
 
 /// The namespaces to read.
 #[derive(Debug)]
@@ -29,10 +30,7 @@ impl Namespaces {
             let discovery =
                 netns::discover().context("listing the processes' network namespaces in /proc")?;
             if discovery.forbidden > 0 {
-                let processes = match discovery.forbidden {
-                    1 => "1 process".to_owned(),
-                    count => format!("{count} processes"),
-                };
+                let processes = procfs::count_of_processes(discovery.forbidden);
                 let _ = writeln!(
                     io::stderr(),
                     "tcpscope: note: the network namespace of {processes} could not be read (permission denied); sockets only they hold are left out",

@@ -136,10 +136,7 @@ impl ProcessMap {
     /// too, by a security module or for a process of another user namespace; then
     /// there is nothing to suggest.
     pub fn partial_summary(&self) -> String {
-        let processes = match self.skipped {
-            1 => "1 process".to_owned(),
-            count => format!("{count} processes"),
-        };
+        let processes = count_of_processes(self.skipped);
         // SAFETY: geteuid has no preconditions.
         let hint = if unsafe { libc::geteuid() } == 0 {
             "refused even to root"
@@ -174,6 +171,14 @@ impl ProcessMap {
             }
         }
         self.holders.push(holder);
+    }
+}
+
+/// `1 process`, `7 processes`: how notes about processes count them.
+pub fn count_of_processes(count: usize) -> String {
+    match count {
+        1 => "1 process".to_owned(),
+        count => format!("{count} processes"),
     }
 }
 
