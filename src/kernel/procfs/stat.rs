@@ -4,6 +4,8 @@
 //! held it longest. Pids cannot: they wrap around at `pid_max`, so a child forked after
 //! the wrap has a lower pid than its parent.
 
+use super::sys::parse_decimal;
+
 /// What tcpscope reads from one `/proc/<pid>/stat` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessStat<'a> {
@@ -28,10 +30,10 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcessStat<'_>> {
     let name = line.get(open + 1..close)?;
     let started = line
         .get(close + 1..)?
-        .split(|&byte| byte == b' ')
+        .split(u8::is_ascii_whitespace)
         .filter(|field| !field.is_empty())
         .nth(STARTTIME_FIELD - STATE_FIELD)?;
-    let started = std::str::from_utf8(started).ok()?.trim_end().parse().ok()?;
+    let started = parse_decimal(started)?;
     Some(ProcessStat { name, started })
 }
 

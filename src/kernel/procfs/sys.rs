@@ -155,8 +155,8 @@ impl NumberName {
     }
 }
 
-/// A name made only of ASCII digits, as a number.
-pub fn parse_decimal(digits: &[u8]) -> Option<u32> {
+/// Text made only of ASCII digits (no sign, no spaces), as a number.
+pub fn parse_decimal<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -188,7 +188,7 @@ mod tests {
             b"1a",
             b"4294967296",
         ] {
-            assert_eq!(parse_decimal(name), None, "{name:?}");
+            assert_eq!(parse_decimal::<u32>(name), None, "{name:?}");
         }
     }
 
