@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use fault::Refusal;
+use lab::child::exit_within;
 use lab::{Lab, SETTLE, TcpState};
 use pty::Terminal;
 
@@ -455,25 +456,6 @@ fn view_drawn_on_a_bare_pty(args: &[&str]) -> Result<(std::process::Child, std::
             .context("reading the view's first frames")?;
     }
     Ok((child, master))
-}
-
-/// Waits for `child` to exit; kills it and fails if it has not within `timeout`.
-fn exit_within(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> Result<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("still running after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Whether the main thread of process `pid` is inside a write(2) system call.

@@ -16,7 +16,8 @@
 //! - [`states`] builds one connection state at a time (LISTEN … TIME_WAIT, SYN_SENT);
 //! - [`syn`] forges SYNs so that a listener holds SYN_RECV request sockets;
 //! - [`crowd`] holds tens of thousands of connections for benchmarks;
-//! - [`ss`] runs and parses `ss -tanH`, the oracle, and waits for it to agree.
+//! - [`ss`] runs and parses `ss -tanH`, the oracle, and waits for it to agree;
+//! - [`child`] waits for a program a test started, with a deadline.
 //!
 //! ```ignore
 //! mod lab;
@@ -49,6 +50,7 @@
 // it; without this each binary would warn about the parts it happens not to use.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod crowd;
 pub mod netns;
 pub mod random;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::lab::child::exit_within;
+
 /// A program running in a pseudo-terminal.
 pub struct Terminal {
     child: Child,
@@ -154,20 +156,8 @@ impl Terminal {
 
     /// Waits for the program to exit, then for the last of its output.
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "the program did not exit within {timeout:?}:\n{}",
-                    self.contents()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
+        let status = exit_within(&mut self.child, timeout)
+            .with_context(|| format!("the program did not exit:\n{}", self.contents()))?;
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }

@@ -16,6 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+
+use crate::lab::child::exit_within;
 use prometheus_parse::{Sample, Scrape, Value};
 
 /// How long the server may take to start and poll once, or a scrape to show what a
@@ -154,16 +156,9 @@ impl Server {
         // SAFETY: kill(2) on our own child's pid.
         let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         ensure!(sent == 0, "could not signal tcpscope");
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok((status, started.elapsed()));
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                let _ = self.child.kill();
-                bail!("tcpscope --serve did not stop within 5 s of SIGTERM");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        let status = exit_within(&mut self.child, Duration::from_secs(5))
+            .context("tcpscope --serve did not stop after SIGTERM")?;
+        Ok((status, started.elapsed()))
     }
 
     /// What the server said on stderr since it started serving.

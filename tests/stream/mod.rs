@@ -20,6 +20,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
+
+use crate::lab::child::exit_within;
 use serde_json::Value;
 
 /// How long the process may take to exit once signalled.
@@ -192,18 +194,8 @@ impl Stream {
                 std::io::Error::last_os_error()
             );
         }
-        let deadline = Instant::now() + EXIT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("tcpscope did not exit within {EXIT:?} of signal {signal}");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        exit_within(&mut self.child, EXIT)
+            .with_context(|| format!("tcpscope did not exit after signal {signal}"))
     }
 
     /// What the process wrote on stderr, if the caller piped it; empty otherwise. It
