@@ -635,7 +635,7 @@ impl App {
     /// Enter on a namespace: its connections, with the table sorted by namespace so
     /// that they are together, the first of them selected.
     fn show_namespace_connections(&mut self) -> Vec<Effect> {
-        let Some(row) = self
+        let Some((inode, label)) = self
             .shown()
             .namespaces
             .as_ref()
@@ -644,7 +644,6 @@ impl App {
         else {
             return Vec::new();
         };
-        let (inode, label) = row;
         let descending = self.shown().connections.descending;
         self.each_model(|model| model.connections.set_sort(SortColumn::Netns, descending));
         match self.shown().connections.first_row_in(inode) {
