@@ -10,7 +10,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
 use crate::kernel::netns::NetnsSpec;
-use crate::record::RecordTo;
+use crate::poll::poller::MIN_INTERVAL;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 
@@ -199,15 +199,6 @@ impl Cli {
         Ok(())
     }
 
-    /// Where `--record` writes, with its cap and `--force`.
-    pub fn recording(&self) -> Option<RecordTo> {
-        self.record.as_ref().map(|path| RecordTo {
-            path: path.clone(),
-            max_bytes: self.record_max_size,
-            force: self.force,
-        })
-    }
-
     /// The SYN watch's thresholds, defaults overridden by the flags.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
@@ -273,9 +264,6 @@ fn parse_kill(expression: &str) -> Result<Expression, String> {
 fn parse_states(list: &str) -> Result<StateSet, String> {
     StateSet::parse_list(list).map_err(|error| error.to_string())
 }
-
-/// The shortest poll interval: below it the poller would mostly measure itself.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Parses a human duration: a number, optionally with a fraction, and a unit (`ms`,
 /// `s` or `m`): `250ms`, `1s`, `2.5s`, `1m`.

@@ -9,28 +9,27 @@
 //! poll. [`watch`] reads snapshots for trouble (half-open connections per listener and
 //! whether a SYN flood is under way) and keeps the bounded history of counts and
 //! transitions that the live view draws. [`tcp`] names the protocol's states and holds
-//! its state machine; [`cli`] parses the command line. [`serve`] serves the latest
-//! polls as Prometheus metrics, and [`namespaces`] picks the network namespaces a run
-//! reads (`--netns`, `--all-netns`); [`pollers`] runs one live poller per namespace and
-//! follows namespaces as they come and go. [`kill`] is the `--kill` mode, which closes the
-//! sockets a filter matches through [`kernel::destroy`]; [`record`] writes the polls to
-//! a recording and reads them back for `--replay`.
+//! its state machine; [`cli`] parses the command line.
+//!
+//! [`poll`] is the live layer: a poll as data, the poller thread (one per network
+//! namespace with `--all-netns`), and the one source every live mode starts from,
+//! which owns the kernel probe, the recording ([`record`] writes polls to a file and
+//! reads them back for `--replay`), the signals and the namespace rescan. [`modes`]
+//! holds the modes (`--grep`/`--json`, `--kill`, `--watch`, `--serve`), each from the
+//! source or a snapshot to a report; [`tui`] is the interactive view over the same
+//! source. Imports run one way: nothing below `modes` and `tui` imports from them.
 
-pub mod all_netns;
 pub mod cli;
 pub mod diff;
 pub mod filter;
 pub mod kernel;
-pub mod kill;
-pub mod namespaces;
-pub mod oneshot;
-pub mod poller;
-pub mod pollers;
+#[cfg(test)]
+mod layering;
+pub mod modes;
+pub mod poll;
 pub mod record;
 pub mod report;
-pub mod serve;
 pub mod snapshot;
-pub mod streaming;
 pub mod tcp;
 pub mod tui;
 pub mod watch;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
-use tcpscope::oneshot::{self, Outcome};
-use tcpscope::{namespaces, serve, streaming, tui};
+use tcpscope::modes::{Outcome, oneshot, serve, watch};
+use tcpscope::poll::namespaces;
+use tcpscope::tui;
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     keep_large_allocations_out_of_the_heap();
     // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
     if cli.mode() != Mode::Serve
-        && let Err(error) = namespaces::enter_chosen(&cli)
+        && let Err(error) = namespaces::enter(cli.netns.as_ref())
     {
         return exit_status(Err(error));
     }
@@ -35,13 +36,13 @@ fn main() -> ExitCode {
         Mode::Interactive => run_interactive(tui::run(&cli)),
         // Standard output is line-buffered: each stream line reaches the reader at once.
         Mode::Watch => {
-            exit_status(streaming::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
+            exit_status(watch::run(&cli, io::stdout().lock()).map(|()| Outcome::Matched))
         }
         // On a terminal and without --json, a recording opens in the interactive view.
         Mode::Replay if !cli.json && io::stdout().is_terminal() => {
             run_interactive(tui::run_replay(&cli))
         }
-        Mode::Replay => exit_status(streaming::replay(&cli, io::stdout().lock())),
+        Mode::Replay => exit_status(watch::replay(&cli, io::stdout().lock())),
         Mode::Serve => exit_status(
             cli.serve
                 .map_or(Ok(()), |address| serve::run(&cli, address))

@@ -21,7 +21,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use tcpscope::kernel::procfs::TcpExt;
-use tcpscope::poller::{EventStatus, Message, Update};
+use tcpscope::poll::{EventStatus, Message, Update};
 use tcpscope::snapshot::{Family, Snapshot, SocketRecord, Timer};
 use tcpscope::tcp::State;
 use tcpscope::tui::app::{App, Event};
@@ -69,6 +69,7 @@ fn update(second: u64) -> Update {
         snapshot: Arc::new(snapshot),
         transitions: Vec::new(),
         counters: TcpExt::default(),
+        rates: None,
         syn_watch,
         took: Duration::from_millis(30),
         events: EventStatus::Subscribed,

@@ -68,6 +68,8 @@ fn without_sock_diag_every_mode_exits_2_and_names_what_the_kernel_lacks() -> Res
         &["--grep", "listen", "-p"],
         &["--watch"],
         &["--watch", "--json", "--interval", "100ms"],
+        // Every live mode starts from the same source, and so asks the kernel first.
+        &["--serve", "127.0.0.1:0"],
     ] {
         let output = run_refused(args, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)])?;
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -25,6 +25,16 @@ const BROADCAST_SEQUENCE: u32 = 0;
 const RECEIVE_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Whether the kernel's destroy events are arriving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventStatus {
+    Subscribed,
+    /// Not asked for.
+    Off,
+    /// The kernel refused the subscription; short-lived connections may be missed.
+    Refused(String),
+}
+
 /// A subscription to destroy events.
 pub struct DestroyEvents {
     socket: Socket,

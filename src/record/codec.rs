@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::diff::{Ending, Kind, Transition};
+use crate::kernel::events::EventStatus;
 use crate::kernel::procfs::TcpExt;
-use crate::poller::EventStatus;
 use crate::snapshot::{Endpoints, Family, SocketRecord, Timer};
 use crate::tcp::{Path, State};
 

@@ -11,7 +11,10 @@
 //! - [`codec`]: what a record holds, and its bytes;
 //! - [`delta`]: sockets as changes from the previous poll, and back;
 //! - [`writer`]: appending, the size cap and rotation;
-//! - [`reader`]: the poller's messages, rebuilt.
+//! - [`reader`]: the recorded polls, rebuilt.
+//!
+//! Nothing here analyses a poll or knows the poller: the live source (`crate::poll`)
+//! hands polls in and analyses what comes back out.
 //!
 //! The file and its layout are documented in README.md ("Record and replay"); bump
 //! [`frame::VERSION`] on any change an older reader could not read.
@@ -22,5 +25,5 @@ pub mod frame;
 pub mod reader;
 pub mod writer;
 
-pub use reader::{Replay, ReplayEnd, Replayed};
-pub use writer::{DEFAULT_MAX_BYTES, RecordTo, Recorder, rotated_path};
+pub use reader::{RecordedPoll, Replay, ReplayEnd, Replayed};
+pub use writer::{DEFAULT_MAX_BYTES, PollToRecord, RecordTo, Recorder, rotated_path};

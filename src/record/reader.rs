@@ -1,15 +1,14 @@
-//! `--replay FILE`: reads a recording back as the poller's messages, so that every
-//! consumer of a live poll (the `--watch` stream, the live view) can show a recording
-//! as it showed the live polls.
+//! `--replay FILE`: reads a recording back as the polls it holds, each with its
+//! sockets rebuilt, so that the live source can analyse them as it analysed the live
+//! polls and every consumer (the `--watch` stream, the live view) can show a recording
+//! as it showed them.
 //!
 //! Transitions, counters and sockets are the recorded ones (narrowed to a filter, for
-//! the view: see [`Replay::narrowed_to`]); the SYN watch is computed again from them,
-//! with the counter rates taken between the recorded poll times.
+//! the view: see [`Replay::narrowed_to`]); nothing is analysed here.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -17,10 +16,12 @@ use anyhow::Context;
 use super::codec::{self, Entry, Sockets};
 use super::delta::SocketTable;
 use super::frame::{FrameReader, Next};
+use super::writer::PollToRecord;
+use crate::diff::Transition;
 use crate::filter::Filter;
-use crate::poller::{Message, Update, watch_counters};
+use crate::kernel::events::EventStatus;
+use crate::kernel::procfs::TcpExt;
 use crate::snapshot::Snapshot;
-use crate::watch::{CounterRates, Counters, SynWatcher, Thresholds};
 
 /// How a replay ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,19 +37,52 @@ pub enum ReplayEnd {
     Unreadable { offset: u64, reason: String },
 }
 
-/// One replayed poll or failure, with the time it happened.
+/// One replayed poll, or a failed poll with the time it happened.
 #[derive(Debug, Clone)]
-pub struct Replayed {
-    pub at: SystemTime,
-    pub message: Message,
+pub enum Replayed {
+    Poll(RecordedPoll),
+    Failed { at: SystemTime, message: String },
+}
+
+impl Replayed {
+    /// When it happened.
+    pub fn at(&self) -> SystemTime {
+        match self {
+            Replayed::Poll(poll) => poll.snapshot.taken_at,
+            Replayed::Failed { at, .. } => *at,
+        }
+    }
+}
+
+/// One recorded poll, its sockets rebuilt.
+#[derive(Debug, Clone)]
+pub struct RecordedPoll {
+    pub snapshot: Snapshot,
+    pub transitions: Vec<Transition>,
+    pub counters: TcpExt,
+    pub took: Duration,
+    pub events: EventStatus,
+    pub event_overflows: u32,
+}
+
+impl RecordedPoll {
+    /// The poll as the recorder takes it, to record it again.
+    pub fn as_record(&self) -> PollToRecord<'_> {
+        PollToRecord {
+            snapshot: &self.snapshot,
+            transitions: &self.transitions,
+            counters: &self.counters,
+            took: self.took,
+            events: &self.events,
+            event_overflows: self.event_overflows,
+        }
+    }
 }
 
 /// A recording being read, from a file unless said otherwise.
 pub struct Replay<R = BufReader<File>> {
     frames: FrameReader<R>,
     table: Option<SocketTable>,
-    syn_watcher: SynWatcher,
-    previous: Option<(SystemTime, Counters)>,
     end: Option<ReplayEnd>,
     /// Keeps only the sockets and transitions this filter matches.
     filter: Option<Filter>,
@@ -56,22 +90,20 @@ pub struct Replay<R = BufReader<File>> {
 
 impl Replay {
     /// Opens a recording; fails if it is not one.
-    pub fn open(path: &Path, thresholds: Thresholds) -> anyhow::Result<Replay> {
+    pub fn open(path: &Path) -> anyhow::Result<Replay> {
         let shown = path.display();
         let file = File::open(path).with_context(|| format!("opening the recording {shown}"))?;
-        Replay::from_reader(BufReader::new(file), thresholds)
+        Replay::from_reader(BufReader::new(file))
             .with_context(|| format!("reading the recording {shown}"))
     }
 }
 
 impl<R: Read> Replay<R> {
     /// Reads a recording from any source of bytes; fails if it does not start as one.
-    pub fn from_reader(reader: R, thresholds: Thresholds) -> anyhow::Result<Replay<R>> {
+    pub fn from_reader(reader: R) -> anyhow::Result<Replay<R>> {
         Ok(Replay {
             frames: FrameReader::open(reader)?,
             table: None,
-            syn_watcher: SynWatcher::new(thresholds),
-            previous: None,
             end: None,
             filter: None,
         })
@@ -79,7 +111,7 @@ impl<R: Read> Replay<R> {
 
     /// Replays only the sockets `filter` matches (states included), and the
     /// transitions of connections it matched before or after them, as the live view
-    /// with these flags would have shown them; the SYN watch is computed over what is
+    /// with these flags would have shown them, so that what is analysed is what is
     /// kept. The `--replay` stream filters at its output instead, line for line as
     /// `--watch` did.
     pub fn narrowed_to(mut self, filter: Filter) -> Replay<R> {
@@ -110,10 +142,7 @@ impl<R: Read> Replay<R> {
         let poll = match entry {
             Ok(Entry::Poll(poll)) => poll,
             Ok(Entry::PollFailed { at, message }) => {
-                return Ok(Some(Replayed {
-                    at,
-                    message: Message::PollFailed(message),
-                }));
+                return Ok(Some(Replayed::Failed { at, message }));
             }
             Err(error) => return Ok(self.stop(unreadable(error.to_string()))),
         };
@@ -145,34 +174,14 @@ impl<R: Read> Replay<R> {
                     .any(|state| filter.matches_endpoints(&transition.endpoints, state))
             });
         }
-        let snapshot = Snapshot::new(poll.taken_at, sockets);
-
-        let counters = watch_counters(&poll.counters);
-        let (rates, since_last) = match self.previous {
-            Some((then, before)) => {
-                let since = poll.taken_at.duration_since(then).unwrap_or(Duration::ZERO);
-                (
-                    CounterRates::between(&before, &counters, since.as_secs_f64()),
-                    since,
-                )
-            }
-            None => (CounterRates::default(), Duration::ZERO),
-        };
-        self.previous = Some((poll.taken_at, counters));
-        let syn_watch = self.syn_watcher.poll(&snapshot, &rates, since_last);
-
-        Ok(Some(Replayed {
-            at: poll.taken_at,
-            message: Message::Update(Box::new(Update {
-                snapshot: Arc::new(snapshot),
-                transitions,
-                counters: poll.counters,
-                syn_watch,
-                took: poll.took,
-                events: poll.events,
-                event_overflows: poll.event_overflows,
-            })),
-        }))
+        Ok(Some(Replayed::Poll(RecordedPoll {
+            snapshot: Snapshot::new(poll.taken_at, sockets),
+            transitions,
+            counters: poll.counters,
+            took: poll.took,
+            events: poll.events,
+            event_overflows: poll.event_overflows,
+        })))
     }
 
     fn stop(&mut self, end: ReplayEnd) -> Option<Replayed> {

@@ -17,14 +17,28 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 
 use super::codec::{self, Entry, PollRecord, Sockets};
 use super::delta::SocketTable;
 use super::frame::{self, FrameReader, HeaderError, Next};
-use crate::poller::{Message, Update};
+use crate::diff::Transition;
+use crate::kernel::events::EventStatus;
+use crate::kernel::procfs::TcpExt;
+use crate::snapshot::Snapshot;
+
+/// One poll as the recorder takes it, borrowed from whoever holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct PollToRecord<'a> {
+    pub snapshot: &'a Snapshot,
+    pub transitions: &'a [Transition],
+    pub counters: &'a TcpExt,
+    pub took: Duration,
+    pub events: &'a EventStatus,
+    pub event_overflows: u32,
+}
 
 /// The default cap on one recording file: about 15 minutes of a busy host's polls.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -116,23 +130,14 @@ impl Recorder {
         })
     }
 
-    /// Appends what the poller sent: a poll, or a failed poll stamped with the time it
-    /// arrived.
-    pub fn record(&mut self, message: &Message) -> anyhow::Result<()> {
-        match message {
-            Message::Update(update) => self.record_update(update),
-            Message::PollFailed(error) => self.record_failure(SystemTime::now(), error),
-        }
-    }
-
     /// Appends one poll.
-    pub fn record_update(&mut self, update: &Update) -> anyhow::Result<()> {
-        let entry = self.poll_entry(update);
+    pub fn record_poll(&mut self, poll: &PollToRecord<'_>) -> anyhow::Result<()> {
+        let entry = self.poll_entry(poll);
         self.encode(&entry);
         if self.must_rotate() {
             self.rotate()?;
             // A new file starts with every socket.
-            let entry = self.poll_entry(update);
+            let entry = self.poll_entry(poll);
             self.encode(&entry);
         }
         self.write_frame()
@@ -151,8 +156,8 @@ impl Recorder {
     }
 
     /// The record of a poll: every socket in a new file, else what changed.
-    fn poll_entry(&mut self, update: &Update) -> Entry {
-        let now = &update.snapshot.sockets;
+    fn poll_entry(&mut self, poll: &PollToRecord<'_>) -> Entry {
+        let now = &poll.snapshot.sockets;
         let sockets = match &mut self.table {
             Some(table) => {
                 let changes = table.changes_to(now);
@@ -165,13 +170,13 @@ impl Recorder {
             }
         };
         Entry::Poll(PollRecord {
-            taken_at: update.snapshot.taken_at,
-            took: update.took,
-            events: update.events.clone(),
-            event_overflows: update.event_overflows,
-            counters: update.counters,
+            taken_at: poll.snapshot.taken_at,
+            took: poll.took,
+            events: poll.events.clone(),
+            event_overflows: poll.event_overflows,
+            counters: *poll.counters,
             sockets,
-            transitions: update.transitions.clone(),
+            transitions: poll.transitions.to_vec(),
         })
     }
 
@@ -285,17 +290,14 @@ fn intact_length(file: &mut File) -> anyhow::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
     use crate::kernel::procfs::TcpExt;
-    use crate::poller::{EventStatus, Message};
-    use crate::record::{Replay, ReplayEnd};
+    use crate::record::{RecordedPoll, Replay, ReplayEnd, Replayed};
     use crate::snapshot::{Snapshot, SocketRecord, fixtures};
     use crate::tcp::State;
-    use crate::watch::{SynWatch, Thresholds};
 
     /// A fresh path in the system's temporary directory, removed (with its rotated
     /// sibling) when dropped.
@@ -327,7 +329,7 @@ mod tests {
     }
 
     /// Poll `n`: sockets 1..=n+1, the oldest moving on to ESTABLISHED.
-    fn update(n: u64) -> Update {
+    fn update(n: u64) -> RecordedPoll {
         let sockets: Vec<_> = (1..=n + 1)
             .map(|cookie| {
                 let state = if cookie <= n {
@@ -339,9 +341,8 @@ mod tests {
             })
             .collect();
         let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_000 + n), sockets);
-        Update {
-            syn_watch: SynWatch::of(&snapshot, Thresholds::default()),
-            snapshot: Arc::new(snapshot),
+        RecordedPoll {
+            snapshot,
             transitions: Vec::new(),
             counters: TcpExt {
                 syncookies_sent: n,
@@ -353,13 +354,13 @@ mod tests {
         }
     }
 
-    fn replay_all(path: &Path) -> (Vec<Update>, ReplayEnd) {
-        let mut replay = Replay::open(path, Thresholds::default()).unwrap();
+    fn replay_all(path: &Path) -> (Vec<RecordedPoll>, ReplayEnd) {
+        let mut replay = Replay::open(path).unwrap();
         let mut updates = Vec::new();
         while let Some(replayed) = replay.next_poll().unwrap() {
-            match replayed.message {
-                Message::Update(update) => updates.push(*update),
-                Message::PollFailed(message) => panic!("unexpected failure {message}"),
+            match replayed {
+                Replayed::Poll(poll) => updates.push(poll),
+                Replayed::Failed { message, .. } => panic!("unexpected failure {message}"),
             }
         }
         (updates, replay.end().cloned().unwrap())
@@ -376,17 +377,17 @@ mod tests {
         let scratch = Scratch::new();
         let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         for n in 0..5 {
-            recorder.record_update(&update(n)).unwrap();
+            recorder.record_poll(&update(n).as_record()).unwrap();
         }
         recorder
             .record_failure(UNIX_EPOCH + Duration::from_secs(2_000), "dump failed")
             .unwrap();
         drop(recorder);
 
-        let mut replay = Replay::open(&scratch.0, Thresholds::default()).unwrap();
+        let mut replay = Replay::open(&scratch.0).unwrap();
         for n in 0..5 {
             let replayed = replay.next_poll().unwrap().unwrap();
-            let Message::Update(replayed) = replayed.message else {
+            let Replayed::Poll(replayed) = replayed else {
                 panic!("poll {n} is not an update");
             };
             let expected = update(n);
@@ -399,7 +400,9 @@ mod tests {
             assert_eq!(replayed.took, expected.took);
         }
         let failure = replay.next_poll().unwrap().unwrap();
-        assert!(matches!(failure.message, Message::PollFailed(ref m) if m == "dump failed"));
+        assert!(
+            matches!(failure, Replayed::Failed { ref message, .. } if message == "dump failed")
+        );
         assert!(replay.next_poll().unwrap().is_none());
         assert_eq!(replay.end(), Some(&ReplayEnd::Complete));
     }
@@ -411,12 +414,12 @@ mod tests {
         let big = |n| {
             let mut update = update(0);
             let sockets = (1..=200).map(|c| socket(c, State::Established)).collect();
-            update.snapshot = Arc::new(Snapshot::new(UNIX_EPOCH + Duration::from_secs(n), sockets));
+            update.snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(n), sockets);
             update
         };
-        recorder.record_update(&big(1)).unwrap();
+        recorder.record_poll(&big(1).as_record()).unwrap();
         let first = recorder.length;
-        recorder.record_update(&big(2)).unwrap();
+        recorder.record_poll(&big(2).as_record()).unwrap();
         let second = recorder.length - first;
         assert!(first > 200 * 72, "the first poll holds every socket");
         assert!(second < 200, "an unchanged poll is a few bytes: {second}");
@@ -428,7 +431,7 @@ mod tests {
         let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         let mut ends = Vec::new();
         for n in 0..4 {
-            recorder.record_update(&update(n)).unwrap();
+            recorder.record_poll(&update(n).as_record()).unwrap();
             ends.push(recorder.length);
         }
         drop(recorder);
@@ -446,7 +449,7 @@ mod tests {
         let scratch = Scratch::new();
         let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
         for n in 0..2 {
-            recorder.record_update(&update(n)).unwrap();
+            recorder.record_poll(&update(n).as_record()).unwrap();
         }
         drop(recorder);
         let mut bytes = fs::read(&scratch.0).unwrap();
@@ -454,7 +457,7 @@ mod tests {
         fs::write(&scratch.0, &bytes).unwrap();
 
         let mut recorder = Recorder::open(&RecordTo::new(&scratch.0)).unwrap();
-        recorder.record_update(&update(7)).unwrap();
+        recorder.record_poll(&update(7).as_record()).unwrap();
         drop(recorder);
         let (updates, end) = replay_all(&scratch.0);
         assert_eq!(end, ReplayEnd::Complete);
@@ -475,7 +478,7 @@ mod tests {
         })
         .unwrap();
         for n in 0..20 {
-            recorder.record_update(&update(n)).unwrap();
+            recorder.record_poll(&update(n).as_record()).unwrap();
         }
         drop(recorder);
         let older = rotated_path(&scratch.0);
@@ -515,7 +518,7 @@ mod tests {
             ..RecordTo::new(&scratch.0)
         })
         .unwrap();
-        recorder.record_update(&update(3)).unwrap();
+        recorder.record_poll(&update(3).as_record()).unwrap();
         drop(recorder);
         let (updates, end) = replay_all(&scratch.0);
         assert_eq!(end, ReplayEnd::Complete);
@@ -569,7 +572,7 @@ mod tests {
         })
         .unwrap();
         for n in 0..20 {
-            recorder.record_update(&update(n)).unwrap();
+            recorder.record_poll(&update(n).as_record()).unwrap();
         }
         drop(recorder);
         let (older_updates, _) = replay_all(&older);
@@ -586,7 +589,7 @@ mod tests {
         for _ in 0..2 {
             let mut recorder = Recorder::open(&to).unwrap();
             for n in 0..20 {
-                recorder.record_update(&update(n)).unwrap();
+                recorder.record_poll(&update(n).as_record()).unwrap();
             }
         }
         assert!(fs::metadata(rotated_path(&scratch.0)).unwrap().len() <= 2_000);

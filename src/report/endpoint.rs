@@ -7,6 +7,8 @@
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 
+use crate::snapshot::Endpoints;
+
 /// An endpoint as `ss` prints it.
 pub struct Endpoint(pub IpAddr, pub u16);
 
@@ -76,6 +78,16 @@ impl Write for Cell {
         self.length += text.len();
         Ok(())
     }
+}
+
+/// A connection as the view's prompt and status line name it:
+/// `127.0.0.1:80 ⇄ 10.0.0.2:4000`.
+pub fn connection_name(endpoints: &Endpoints) -> String {
+    format!(
+        "{} ⇄ {}",
+        Endpoint(endpoints.local.0, endpoints.local.1),
+        Endpoint(endpoints.remote.0, endpoints.remote.1)
+    )
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use prometheus_client::registry::Registry;
 use crate::diff::Transition;
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::TcpExt;
-use crate::poller::Update;
+use crate::poll::update::Update;
 use crate::snapshot::{Family, Snapshot};
 use crate::tcp::State;
 use crate::watch::{CloseWaitLeaks, ListenerTable, PortLeak, ProcessLeak, SynWatch};
@@ -620,7 +620,7 @@ mod tests {
     use super::*;
     use crate::diff::Transition;
     use crate::kernel::netns::Container;
-    use crate::poller::EventStatus;
+    use crate::poll::update::EventStatus;
     use crate::snapshot::fixtures::socket;
     use crate::watch::Thresholds;
     use std::sync::Arc;
@@ -635,6 +635,7 @@ mod tests {
                 syncookies_sent: 12,
                 ..TcpExt::default()
             },
+            rates: None,
             syn_watch,
             took: Duration::from_millis(3),
             events: EventStatus::Off,

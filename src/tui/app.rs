@@ -10,11 +10,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 
-use crate::cli::MIN_INTERVAL;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info::TcpInfo;
-use crate::poller::{Message, Update};
-use crate::report::endpoint::Endpoint;
+use crate::poll::poller::MIN_INTERVAL;
+use crate::poll::update::{Message, Update};
+use crate::report::endpoint::connection_name;
 use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
@@ -23,11 +23,11 @@ use crate::watch::{LeakWatcher, Owner};
 use super::connections::SortColumn;
 use super::keys::{Action, action_for};
 use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
-use super::namespaces::{NamespaceLabel, Rounds};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
 use super::views::screen;
+use crate::poll::rounds::{NamespaceLabel, Rounds};
 
 /// The intervals `+` and `-` step through.
 const INTERVALS_MS: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000];
@@ -708,15 +708,6 @@ fn follow_close_wait(model: &mut Model, leaks: &mut LeakWatcher, update: &Update
     model.close_wait = reading;
 }
 
-/// A connection as the prompt and the status line name it: `127.0.0.1:80 ⇄ 10.0.0.2:4000`.
-pub fn connection_name(endpoints: &Endpoints) -> String {
-    format!(
-        "{} ⇄ {}",
-        Endpoint(endpoints.local.0, endpoints.local.1),
-        Endpoint(endpoints.remote.0, endpoints.remote.1)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1033,12 +1024,13 @@ mod tests {
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),
             counters: crate::kernel::procfs::TcpExt::default(),
+            rates: None,
             syn_watch: crate::watch::SynWatch {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
             },
             took: Duration::from_millis(1),
-            events: crate::poller::EventStatus::Subscribed,
+            events: crate::poll::update::EventStatus::Subscribed,
             event_overflows: 0,
         })))
     }
@@ -1075,7 +1067,7 @@ mod tests {
     mod replay {
         use super::*;
         use crate::filter::Filter;
-        use crate::record::Replay;
+        use crate::poll::replay::Replaying;
         use crate::tui::playback::Playback;
         use crate::tui::views::testing::text;
         use crate::watch::{History, Thresholds};
@@ -1088,13 +1080,9 @@ mod tests {
         /// The demo recording as `tcpscope --replay FILE` with filter flags shows it.
         fn demo_narrowed_to(filter: Filter) -> App {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
-            let mut replay = Replay::open(path.as_ref(), Thresholds::default())
-                .unwrap_or_else(|e| panic!("{e:#}"))
-                .narrowed_to(filter);
-            let mut polls = Vec::new();
-            while let Some(replayed) = replay.next_poll().unwrap_or_else(|e| panic!("{e:#}")) {
-                polls.push(replayed);
-            }
+            let (polls, _) = Replaying::open(path.as_ref(), Some(filter), Thresholds::default())
+                .and_then(Replaying::read_to_end)
+                .unwrap_or_else(|e| panic!("{e:#}"));
             let playback = Playback::new(polls).unwrap_or_else(|| panic!("an empty recording"));
             let model = Model::new(Duration::from_secs(1), History::default());
             App::replaying(model, Theme::MONO, playback)

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 
 use crate::snapshot::{Snapshot, SocketRecord};
 
-use super::namespaces::NamespaceSpan;
 use super::query::Query;
+use crate::poll::rounds::NamespaceSpan;
 
 /// A column the table can be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,6 @@ pub mod app;
 pub mod connections;
 pub mod keys;
 pub mod model;
-pub mod namespaces;
 pub mod playback;
 pub mod query;
 pub mod theme;
@@ -39,24 +38,22 @@ use anyhow::Context;
 use crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use ratatui::DefaultTerminal;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetNamespace};
 use crate::kernel::procfs::ProcessMap;
-use crate::kernel::sockdiag::SockDiag;
 use crate::kernel::tcp_info;
-use crate::namespaces::Namespaces;
-use crate::poller::{Message, Poller, PollerConfig};
-use crate::pollers::{Pollers, RESCAN};
-use crate::record::{Recorder, Replay, ReplayEnd};
+use crate::modes;
+use crate::poll::replay::Timed;
+use crate::poll::rounds::NamespaceLabel;
+use crate::poll::{Control, Next, Source, Stopping};
+use crate::record::ReplayEnd;
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::{Model, Recording};
-use namespaces::NamespaceLabel;
 use playback::Playback;
 use theme::Theme;
 
@@ -71,52 +68,50 @@ pub enum Ending {
     Signal(i32),
 }
 
+/// The signals that end the view; SIGHUP too, as its terminal going away does.
+const SIGNALS: &[i32] = &[SIGTERM, SIGHUP, SIGINT];
+
+/// Ends the view on [`SIGNALS`]: the signal comes to the event loop as an event, and
+/// the source ends the process if the view has not ended by itself in time (it may be
+/// stuck writing to a terminal that stopped reading).
+fn stopping(events: &Sender<Event>) -> Stopping {
+    let events = events.clone();
+    Stopping {
+        signals: SIGNALS,
+        notify: Some(Box::new(move |signal| {
+            let _ = events.send(Event::Signal(signal));
+        })),
+    }
+}
+
 /// Runs the view until the user quits or a signal arrives.
 pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
-    // Before the screen is taken: a kernel that cannot answer sock_diag gets a message
-    // on the normal screen and exit status 2, not a view that can never fill.
-    SockDiag::open()
-        .and_then(|mut diag| diag.probe())
-        .context("asking the kernel for TCP sockets")?;
-    // Also before the screen is taken: a file that cannot be recorded to is refused
-    // with exit status 2.
-    let record_to = cli.recording();
-    let recorder = record_to.as_ref().map(Recorder::open).transpose()?;
-    let recording = record_to.map(|to| Recording::To(to.path.display().to_string()));
     let (events, inbox) = mpsc::channel();
-    // Signals first, so that a SIGTERM during start-up already finds the handler.
-    forward_signals(events.clone())?;
-    let interval = cli.interval;
-    let config = PollerConfig {
-        interval,
-        filter: cli.filter(),
-        destroy_events: true,
-        thresholds: cli.thresholds(),
-    };
-    // --record goes without --all-netns: a recording holds one namespace.
-    let polling = if cli.all_netns {
-        Polling::Each(poll_each_namespace(cli, config, &events)?)
-    } else {
-        // Bounded: a view that cannot keep up makes the poller wait rather than queue.
-        let (poll_sender, polls) = mpsc::sync_channel(1);
-        let poller = Poller::spawn(config, poll_sender).context("starting the poller thread")?;
-        forward_polls(polls, events.clone(), recorder)?;
-        Polling::One(poller)
-    };
-    let workers = Workers::spawn(events.clone(), polling.namespaces())?;
+    // Before the screen is taken: a kernel that cannot answer sock_diag, a file that
+    // cannot be recorded to or a namespace that cannot be entered gets a message on the
+    // normal screen and exit status 2, not a view that can never fill. Signals are
+    // caught first, so that a SIGTERM during start-up already finds the handler.
+    // Bounded: one poll per namespace may wait; a view that cannot keep up makes the
+    // pollers wait rather than queue.
+    let source = Source::live(modes::live_config(cli, stopping(&events), 1)?)?;
+    let recording = modes::recording(cli).map(|to| Recording::To(to.path.display().to_string()));
+    let control = source.control();
+    forward_source(source, events.clone(), cli.all_netns)?;
+    let workers = Workers::spawn(events.clone(), control.clone())?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
-    let model = Model::new(interval, History::default());
-    let mut app = match polling {
-        Polling::One(_) => App::new(model, theme),
-        Polling::Each(_) => App::across_namespaces(model, theme),
+    let model = Model::new(cli.interval, History::default());
+    let mut app = if cli.all_netns {
+        App::across_namespaces(model, theme)
+    } else {
+        App::new(model, theme)
     };
     app.ui.recording = recording;
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
-        Effect::SetInterval(interval) => polling.set_interval(interval),
+        Effect::SetInterval(interval) => control.set_interval(interval),
         Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),
@@ -126,103 +121,33 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     ending
 }
 
-/// What polls for the view: one poller in tcpscope's namespace, or one per namespace
-/// (`--all-netns`), shared with the thread that follows namespaces as they come and go.
-enum Polling {
-    One(Poller),
-    Each(Arc<Mutex<Pollers>>),
-}
-
-impl Polling {
-    fn set_interval(&self, interval: Duration) {
-        match self {
-            Polling::One(poller) => poller.set_interval(interval),
-            Polling::Each(pollers) => lock(pollers).set_interval(interval),
+/// Hands what the source delivers to the view, on a thread of its own so that the
+/// view's thread never waits on the disk (`--record` appends there) or on a rescan of
+/// namespaces. The view hears of namespaces before their first poll, and of one that
+/// went before its last polls, which it then ignores.
+fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow::Result<()> {
+    spawn_named("tcpscope-forward", move || {
+        let mut labels: Vec<NamespaceLabel> = Vec::new();
+        loop {
+            let event = match source.wait() {
+                Ok(Next::Poll { message, .. }) if !across => Event::Poll(message),
+                Ok(Next::Poll { netns, message, .. }) => Event::NamespacePoll(netns, message),
+                Ok(Next::Namespaces(followed)) => {
+                    labels.retain(|label| !followed.gone.contains(&label.inode));
+                    labels.extend(followed.started.iter().map(label));
+                    labels.sort_by_key(|label| (label.pid, label.inode));
+                    Event::Namespaces(labels.clone())
+                }
+                Ok(Next::RecordingStopped(error)) => Event::RecordingStopped(error),
+                Ok(Next::Idle) => continue,
+                // The signal reached the view through its notification.
+                Ok(Next::Signal(_) | Next::End) | Err(_) => return,
+            };
+            if to.send(event).is_err() {
+                return;
+            }
         }
-    }
-
-    fn namespaces(&self) -> Option<Arc<Mutex<Pollers>>> {
-        match self {
-            Polling::One(_) => None,
-            Polling::Each(pollers) => Some(Arc::clone(pollers)),
-        }
-    }
-}
-
-fn lock(pollers: &Mutex<Pollers>) -> std::sync::MutexGuard<'_, Pollers> {
-    pollers.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Starts one poller per namespace of every process, tells the app which they are
-/// first (so that no namespace's poll comes before its name), and starts the thread
-/// that looks for namespaces that appeared or went every [`RESCAN`]. Fails, before the
-/// screen is taken, if a namespace cannot be entered (no privilege).
-fn poll_each_namespace(
-    cli: &Cli,
-    config: PollerConfig,
-    events: &Sender<Event>,
-) -> anyhow::Result<Arc<Mutex<Pollers>>> {
-    let handles = match Namespaces::chosen(cli)? {
-        Namespaces::All(handles) => handles,
-        _ => Vec::new(),
-    };
-    // Bounded: one update per namespace may wait; a view that cannot keep up makes
-    // the pollers wait rather than queue.
-    let (sender, polls) = mpsc::sync_channel(handles.len().max(1));
-    forward(polls, events.clone(), |(netns, message)| {
-        Event::NamespacePoll(netns, message)
-    })?;
-    let labels = handles
-        .iter()
-        .map(|handle| label(&handle.namespace))
-        .collect();
-    events
-        .send(Event::Namespaces(labels))
-        .context("the view stopped before it started")?;
-    let mut pollers = Pollers::new(config, sender);
-    for handle in handles {
-        pollers.start(handle.namespace.inode, Some(handle))?;
-    }
-    let pollers = Arc::new(Mutex::new(pollers));
-    spawn_named("tcpscope-namespaces", {
-        let pollers = Arc::clone(&pollers);
-        let events = events.clone();
-        move || {
-            while follow_namespaces(&pollers, &events) {}
-        }
-    })?;
-    Ok(pollers)
-}
-
-/// One look for namespaces that appeared or went: the app hears of the namespaces to
-/// show before new pollers start and before gone ones stop, so that it never takes a
-/// poll from a namespace it cannot name, and ignores the last polls of one that went.
-/// Returns whether the view is still there.
-fn follow_namespaces(pollers: &Mutex<Pollers>, events: &Sender<Event>) -> bool {
-    thread::sleep(RESCAN);
-    let Ok(discovery) = netns::discover() else {
-        return true;
-    };
-    let mut labels: Vec<NamespaceLabel> = discovery
-        .namespaces
-        .iter()
-        .map(|handle| label(&handle.namespace))
-        .collect();
-    labels.retain(|label| !lock(pollers).refuses(label.inode));
-    if events.send(Event::Namespaces(labels.clone())).is_err() {
-        return false;
-    }
-    let followed = lock(pollers).follow_discovered(discovery);
-    if followed.refused.is_empty() {
-        return true;
-    }
-    labels.retain(|label| {
-        !followed
-            .refused
-            .iter()
-            .any(|(inode, _)| *inode == label.inode)
-    });
-    events.send(Event::Namespaces(labels)).is_ok()
+    })
 }
 
 /// A namespace's label, with the command name of its process.
@@ -241,15 +166,26 @@ fn label(namespace: &NetNamespace) -> NamespaceLabel {
 /// Reads the whole file first: seeking backwards rebuilds the model from its start.
 pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     let path = cli.replay.as_deref().context("--replay needs a file")?;
+    let (events, inbox) = mpsc::channel();
     // --filter, --grep and the port flags narrow the recording as they narrow the live
     // view.
-    let mut replay = Replay::open(path, cli.thresholds())?.narrowed_to(cli.filter());
+    let mut source = Source::replay(
+        path,
+        Some(cli.filter()),
+        cli.thresholds(),
+        stopping(&events),
+    )?;
     let mut polls = Vec::new();
-    while let Some(replayed) = replay.next_poll()? {
-        polls.push(replayed);
+    loop {
+        match source.wait()? {
+            Next::Poll { at, message, .. } => polls.push(Timed { at, message }),
+            Next::Signal(signal) => return Ok(Ending::Signal(signal)),
+            Next::End => break,
+            _ => {}
+        }
     }
     let shown = path.display();
-    let note = match replay.end() {
+    let note = match source.replay_end() {
         Some(ReplayEnd::Torn { offset, .. }) => Some(format!(
             "{shown} ends with a torn record at byte {offset}; showing what came before"
         )),
@@ -261,8 +197,6 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     let playback =
         Playback::new(polls).with_context(|| format!("{shown} holds no polls to show"))?;
 
-    let (events, inbox) = mpsc::channel();
-    forward_signals(events.clone())?;
     let waker = spawn_waker(events.clone())?;
     spawn_ticks_and_input(events)?;
 
@@ -451,75 +385,6 @@ fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Resu
     Ok(())
 }
 
-/// Hands each poll to the view, first appending it to the recording (`--record`) on
-/// this thread, so that the view's thread never waits on the disk. A failed write
-/// stops the recording and says so in the view; the view goes on.
-fn forward<T: Send + 'static>(
-    from: Receiver<T>,
-    to: Sender<Event>,
-    wrap: fn(T) -> Event,
-) -> anyhow::Result<()> {
-    spawn_named("tcpscope-forward", move || {
-        for message in from {
-            if to.send(wrap(message)).is_err() {
-                return;
-            }
-        }
-    })
-}
-
-/// Forwards the poller's messages to the view, appending each to the recording first
-/// (`--record`), so that the drawing thread never waits on the disk. A failed write
-/// stops the recording and tells the view.
-fn forward_polls(
-    polls: Receiver<Message>,
-    to: Sender<Event>,
-    mut recorder: Option<Recorder>,
-) -> anyhow::Result<()> {
-    spawn_named("tcpscope-forward", move || {
-        for message in polls {
-            if let Some(active) = &mut recorder
-                && let Err(error) = active.record(&message)
-            {
-                recorder = None;
-                if to
-                    .send(Event::RecordingStopped(format!("{error:#}")))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            if to.send(Event::Poll(message)).is_err() {
-                return;
-            }
-        }
-    })
-}
-
-/// How long the view has, after a signal, to give the terminal back and exit.
-///
-/// Drawing and restoring both write to the terminal. A terminal that stopped reading (a
-/// frozen SSH session, a suspended emulator) blocks those writes for as long as it
-/// likes, and the view with them: past this, the process leaves without it.
-const SIGNAL_GRACE: Duration = Duration::from_secs(3);
-
-/// Forwards the first SIGTERM, SIGHUP or SIGINT to the event loop; if the process has
-/// not ended [`SIGNAL_GRACE`] later, ends it with the status the signal asks for.
-fn forward_signals(events: Sender<Event>) -> anyhow::Result<()> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGHUP, SIGINT]).context("installing the signal handlers")?;
-    spawn_named("tcpscope-signals", move || {
-        if let Some(signal) = signals.forever().next() {
-            let _ = events.send(Event::Signal(signal));
-            thread::sleep(SIGNAL_GRACE);
-            // Still here: the main thread is stuck on the terminal. `_exit`, not
-            // `exit`: flushing stdout on the way out would block on it too.
-            // SAFETY: _exit ends the process at once and has no preconditions.
-            unsafe { libc::_exit(128 + signal) };
-        }
-    })
-}
-
 fn read_terminal(events: &Sender<Event>) {
     loop {
         let event = match terminal_event::read() {
@@ -548,24 +413,21 @@ struct Workers {
 /// Runs `work` in the namespace `netns` (none: tcpscope's own), which must still be
 /// polled.
 fn in_namespace<T: Send>(
-    namespaces: Option<&Mutex<Pollers>>,
+    control: &Control,
     netns: Option<u64>,
     work: impl FnOnce() -> Result<T, String> + Send,
 ) -> Result<T, String> {
     let Some(inode) = netns else {
         return work();
     };
-    let handle = namespaces
-        .and_then(|pollers| lock(pollers).netns(inode))
+    let handle = control
+        .netns(inode)
         .ok_or_else(|| format!("network namespace {inode} is no longer polled"))?;
     netns::run_in(&handle, work).map_err(|error| error.to_string())?
 }
 
 impl Workers {
-    fn spawn(
-        events: Sender<Event>,
-        namespaces: Option<Arc<Mutex<Pollers>>>,
-    ) -> anyhow::Result<Workers> {
+    fn spawn(events: Sender<Event>, control: Control) -> anyhow::Result<Workers> {
         let (scans, scan_requests) = mpsc::channel::<()>();
         let scan_events = events.clone();
         let close_events = events.clone();
@@ -580,10 +442,10 @@ impl Workers {
             }
         })?;
         let (tcp_infos, tcp_info_requests) = mpsc::channel::<(Option<u64>, SocketRecord)>();
-        let tcp_info_namespaces = namespaces.clone();
+        let tcp_info_control = control.clone();
         spawn_named("tcpscope-tcp-info", move || {
             for (netns, record) in tcp_info_requests {
-                let result = in_namespace(tcp_info_namespaces.as_deref(), netns, || {
+                let result = in_namespace(&tcp_info_control, netns, || {
                     tcp_info::fetch(&record).map_err(|e| format!("{e:#}"))
                 });
                 if events
@@ -599,7 +461,7 @@ impl Workers {
             for (netns, record) in close_requests {
                 // SOCK_DESTROY names the socket by endpoints and cookie: a socket that
                 // closed meanwhile and whose endpoints were reused is not touched.
-                let result = in_namespace(namespaces.as_deref(), netns, || {
+                let result = in_namespace(&control, netns, || {
                     Destroyer::open()
                         .and_then(|mut destroyer| destroyer.destroy(&record))
                         .map_err(|e| e.to_string())

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use crate::kernel::procfs::{ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
-use crate::poller::{EventStatus, Update, watch_counters};
+use crate::poll::update::{EventStatus, Update};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
-use super::namespaces::{NamespaceSpan, NamespaceSummary, Round};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
+use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
 
 /// The numbers from the latest polls.
 #[derive(Debug, Clone)]
@@ -157,12 +157,8 @@ impl Model {
             self.changes = Some(changes);
             self.rates = rates;
         }
-        if let (Some((_, before)), Some(seconds)) = (&self.previous, seconds) {
-            self.counter_rates = Some(CounterRates::between(
-                &watch_counters(before),
-                &watch_counters(&update.counters),
-                seconds,
-            ));
+        if update.rates.is_some() {
+            self.counter_rates = update.rates;
         }
         self.counts = counts;
         self.ipv4_total = 0;

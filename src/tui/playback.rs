@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::record::Replayed;
+use crate::poll::replay::Timed;
 
 /// The speeds `<` and `>` step through.
 pub const SPEEDS: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
@@ -17,7 +17,7 @@ const NORMAL_SPEED: usize = 1;
 /// A recording's polls and where the view is in them.
 #[derive(Debug, Clone)]
 pub struct Playback {
-    polls: Vec<Replayed>,
+    polls: Vec<Timed>,
     /// The index of the poll on screen.
     position: usize,
     pub playing: bool,
@@ -41,7 +41,7 @@ pub struct PlaybackStatus {
 
 impl Playback {
     /// A playback of `polls`, stopped on the first one. `None` for an empty recording.
-    pub fn new(polls: Vec<Replayed>) -> Option<Playback> {
+    pub fn new(polls: Vec<Timed>) -> Option<Playback> {
         if polls.is_empty() {
             return None;
         }
@@ -54,7 +54,7 @@ impl Playback {
         })
     }
 
-    pub fn polls(&self) -> &[Replayed] {
+    pub fn polls(&self) -> &[Timed] {
         &self.polls
     }
 
@@ -131,12 +131,12 @@ impl Playback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::poller::Message;
+    use crate::poll::update::Message;
 
     fn polls(seconds: &[u64]) -> Playback {
         let polls = seconds
             .iter()
-            .map(|&s| Replayed {
+            .map(|&s| Timed {
                 at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s),
                 message: Message::PollFailed("recorded".into()),
             })

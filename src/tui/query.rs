@@ -16,7 +16,7 @@ use crate::filter::{self, Filter};
 use crate::snapshot::SocketRecord;
 use crate::tcp::StateSet;
 
-use super::namespaces::NamespaceSpan;
+use crate::poll::rounds::NamespaceSpan;
 
 /// A parsed filter line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

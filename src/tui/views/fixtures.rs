@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 use crate::diff::Differ;
 use crate::kernel::netns::Container;
 use crate::kernel::procfs::TcpExt;
-use crate::poller::{EventStatus, Message, Update, watch_counters};
+use crate::poll::rounds::{NamespaceLabel, Rounds};
+use crate::poll::update::{EventStatus, Message, Update, watch_counters};
 use crate::snapshot::fixtures::socket;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::tui::model::Model;
-use crate::tui::namespaces::{NamespaceLabel, Rounds};
 use crate::watch::leaks::DEFAULT_WINDOW;
 use crate::watch::{CounterRates, History, LeakWatcher, Owner, SynWatcher, Thresholds};
 
@@ -133,6 +133,16 @@ fn owner(inode: u32) -> Option<Owner> {
     })
 }
 
+/// The TcpExt counters at poll `poll`: SYNs dropped at 40 a second, 3 connections.
+fn counters(poll: u32) -> TcpExt {
+    TcpExt {
+        syncookies_sent: 0,
+        req_q_full_drop: u64::from(poll) * 40,
+        listen_drops: u64::from(poll) * 3,
+        ..TcpExt::default()
+    }
+}
+
 fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
     let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
     let mut sockets = sockets(poll);
@@ -141,12 +151,7 @@ fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatche
     }
     let snapshot = Snapshot::new(taken_at, sockets);
     let transitions = differ.observe(&snapshot, &[]).to_vec();
-    let counters = TcpExt {
-        syncookies_sent: 0,
-        req_q_full_drop: u64::from(poll) * 40,
-        listen_drops: u64::from(poll) * 3,
-        ..TcpExt::default()
-    };
+    let counters = counters(poll);
     let rates = CounterRates::between(
         &watch_counters(&TcpExt::default()),
         &watch_counters(&counters),
@@ -157,6 +162,14 @@ fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatche
         snapshot: Arc::new(snapshot),
         transitions,
         counters,
+        // The polls are a second apart.
+        rates: poll.checked_sub(1).map(|before| {
+            CounterRates::between(
+                &watch_counters(&self::counters(before)),
+                &watch_counters(&counters),
+                1.0,
+            )
+        }),
         syn_watch,
         took: Duration::from_millis(12),
         events: EventStatus::Subscribed,
@@ -307,6 +320,7 @@ pub fn across_namespaces() -> Model {
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: TcpExt::default(),
+                rates: None,
                 syn_watch,
                 took: Duration::from_millis(3 + which as u64),
                 events: EventStatus::Subscribed,

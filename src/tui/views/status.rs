@@ -9,7 +9,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use crate::poller::EventStatus;
+use crate::poll::update::EventStatus;
 use crate::tui::model::{Model, Recording, Ui};
 use crate::tui::theme::Theme;
 
@@ -37,7 +37,7 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
         spans.push(Span::styled(
             format!(
                 "Close {}? y/N",
-                crate::tui::app::connection_name(&record.endpoints())
+                crate::report::endpoint::connection_name(&record.endpoints())
             ),
             theme.error(),
         ));

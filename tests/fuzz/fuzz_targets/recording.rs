@@ -5,14 +5,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpscope::poller::Message;
+use tcpscope::poll::Message;
+use tcpscope::poll::replay::Replaying;
 use tcpscope::record::{Replay, ReplayEnd};
 use tcpscope::watch::Thresholds;
 
 fuzz_target!(|bytes: &[u8]| {
-    let Ok(mut replay) = Replay::from_reader(bytes, Thresholds::default()) else {
+    let Ok(replay) = Replay::from_reader(bytes) else {
         return;
     };
+    // Replayed as the view and the stream replay it: analysed, SYN watch and all.
+    let mut replay = Replaying::new(replay, Thresholds::default());
     loop {
         let replayed = match replay.next_poll() {
             Ok(Some(replayed)) => replayed,

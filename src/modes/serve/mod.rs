@@ -12,8 +12,8 @@ pub mod http;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,18 +23,14 @@ use anyhow::{Context, anyhow};
 use crate::cli::Cli;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
-use crate::namespaces::Namespaces;
-use crate::poller::{Message, PollerConfig, Update};
-use crate::pollers::{Pollers, RESCAN};
-use crate::record::Recorder;
-use crate::report::metrics::{self, Metrics, SINGLE};
+use crate::poll::pollers::Followed;
+use crate::poll::source::note_refused;
+use crate::poll::{Message, Next, Source, Stopping, Update};
+use crate::report::metrics::{self, Metrics};
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, ListenerTable, Owner};
 
 use http::{Limits, Response, Server};
-
-/// How often the loop looks up from the channel to see whether it was told to stop.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// The HTTP thread's nice value when allowed: ahead of the pollers and of ordinary
 /// processes, so that scrapes do not wait behind a poll of 100k sockets. It is idle
@@ -50,9 +46,9 @@ const LEAK_SCAN_EVERY: Duration = Duration::from_secs(10);
 /// The shortest time between two renders of the page.
 const RENDER_EVERY: Duration = Duration::from_millis(100);
 
-/// Updates that may wait for the render loop; beyond that, pollers wait (see
-/// [`Poller::spawn`]), so a stalled loop cannot pile up snapshots.
-const UPDATES_IN_FLIGHT: usize = 64;
+/// Updates that may wait for the render loop; beyond that, pollers wait, so a stalled
+/// loop cannot pile up snapshots.
+const UPDATES_IN_FLIGHT: usize = 2;
 
 const INDEX_PAGE: &[u8] = b"<!doctype html><title>tcpscope</title><p>tcpscope: TCP connection states as Prometheus metrics at <a href=\"/metrics\">/metrics</a>\n";
 
@@ -94,19 +90,15 @@ impl Page {
 
 /// Serves metrics on `address` until a signal asks to stop.
 pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the SIGINT/SIGTERM handlers")?;
-    }
-
     let mut server = Server::bind(address, Limits::default())
         .with_context(|| format!("listening on {address}"))?;
     let bound = server.local_addr().context("reading the bound address")?;
-    let namespaces = Namespaces::chosen(cli)?;
-    // Refused before the first poll (exit status 2): a file that is not a recording, a
-    // symbolic link. --record goes without --all-netns, so every poll is one namespace's.
-    let mut recorder = cli.recording().map(|to| Recorder::open(&to)).transpose()?;
+    let mut source = Source::live(super::live_config(
+        cli,
+        Stopping::headless(),
+        UPDATES_IN_FLIGHT,
+    )?)?;
+    let stop = source.stop_flag();
 
     let page = Arc::new(Page::default());
     let http = thread::Builder::new()
@@ -122,33 +114,10 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         })
         .context("starting the HTTP thread")?;
 
-    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT);
-    let mut pollers = Pollers::new(
-        PollerConfig {
-            interval: cli.interval,
-            filter: cli.filter(),
-            destroy_events: true,
-            thresholds: cli.thresholds(),
-        },
-        sender,
-    );
-    let mut metrics = match namespaces {
-        Namespaces::Current => {
-            pollers.start(SINGLE, None)?;
-            Metrics::single()
-        }
-        Namespaces::One(handle) => {
-            pollers.start(SINGLE, Some(handle))?;
-            Metrics::single()
-        }
-        Namespaces::All(handles) => {
-            let mut metrics = Metrics::per_namespace([]);
-            for handle in handles {
-                metrics.add(handle.namespace.clone());
-                pollers.start(handle.namespace.inode, Some(handle))?;
-            }
-            metrics
-        }
+    let mut metrics = if cli.all_netns {
+        Metrics::per_namespace([])
+    } else {
+        Metrics::single()
     };
     let _ = writeln!(
         io::stderr(),
@@ -158,38 +127,41 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     let mut table = ListenerTable::default();
     let mut close_wait = CloseWait::new(cli.processes)?;
     let mut last_error = None;
-    let mut last_scan = Instant::now();
     let mut last_render: Option<Instant> = None;
     let mut changed = false;
-    while !stop.load(Ordering::Relaxed) && !http.is_finished() {
-        if cli.all_netns && last_scan.elapsed() >= RESCAN {
-            last_scan = Instant::now();
-            follow_namespaces(&mut pollers, &mut metrics, &mut close_wait);
-            changed = true;
-        }
+    while !http.is_finished() {
         close_wait.take_scans();
-        match receiver.recv_timeout(STOP_CHECK) {
-            Ok(first) => {
-                for (key, message) in std::iter::once(first).chain(receiver.try_iter()) {
-                    record(&mut recorder, &message);
-                    match message {
-                        Message::Update(update) => {
-                            metrics.observe(key, &update, &mut table);
-                            close_wait.observe(key, &update, &mut metrics);
-                        }
-                        Message::PollFailed(error) => {
-                            metrics.poll_failed(key);
-                            if last_error.as_ref() != Some(&error) {
-                                let _ = writeln!(io::stderr(), "tcpscope: poll failed: {error}");
-                                last_error = Some(error);
-                            }
+        match source.wait()? {
+            Next::Poll { netns, message, .. } => {
+                match message {
+                    Message::Update(update) => {
+                        metrics.observe(netns, &update, &mut table);
+                        close_wait.observe(netns, &update, &mut metrics);
+                    }
+                    Message::PollFailed(error) => {
+                        metrics.poll_failed(netns);
+                        if last_error.as_ref() != Some(&error) {
+                            let _ = writeln!(io::stderr(), "tcpscope: poll failed: {error}");
+                            last_error = Some(error);
                         }
                     }
                 }
                 changed = true;
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Next::Namespaces(followed) => {
+                follow_namespaces(followed, &mut metrics, &mut close_wait);
+                changed = true;
+            }
+            // Scrapes are answered from the rendered page, so they never wait on the
+            // disk; a recording that fails stops, and serving goes on.
+            Next::RecordingStopped(error) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "tcpscope: recording stopped: {error}; serving goes on"
+                );
+            }
+            Next::Idle => {}
+            Next::Signal(_) | Next::End => break,
         }
         // With many namespaces polls arrive all the time: render at most every
         // RENDER_EVERY, not once per namespace's poll.
@@ -202,46 +174,23 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     }
 
     stop.store(true, Ordering::Relaxed);
-    drop(pollers);
-    drop(receiver);
+    drop(source);
     http.join()
         .map_err(|_| anyhow!("the HTTP thread panicked"))?
         .context("serving HTTP")
 }
 
-/// Polls (and shows) the namespaces that appeared since the last look, and stops
-/// polling and showing those no process is in any more. A namespace that cannot be
-/// entered is left out with a note; the others go on.
-fn follow_namespaces(pollers: &mut Pollers, metrics: &mut Metrics, close_wait: &mut CloseWait) {
-    let followed = pollers.follow();
+/// Shows the namespaces that appeared since the last look, and stops showing those no
+/// process is in any more. A namespace that cannot be entered is left out with a note;
+/// the others go on.
+fn follow_namespaces(followed: Followed, metrics: &mut Metrics, close_wait: &mut CloseWait) {
     for namespace in followed.started {
         metrics.add(namespace);
     }
-    for (inode, error) in followed.refused {
-        let _ = writeln!(
-            io::stderr(),
-            "tcpscope: note: not polling network namespace {inode}: {error}"
-        );
-    }
+    note_refused(&followed.refused, "polling");
     for inode in followed.gone {
         metrics.remove(inode);
         close_wait.forget(inode);
-    }
-}
-
-/// Appends a poll to the recording, on the thread that receives polls (scrapes are
-/// answered from the rendered page on the HTTP thread, so they never wait on the
-/// disk). A failed write stops the recording and says so once on stderr; serving goes
-/// on.
-fn record(recorder: &mut Option<Recorder>, message: &Message) {
-    if let Some(active) = recorder
-        && let Err(error) = active.record(message)
-    {
-        let _ = writeln!(
-            io::stderr(),
-            "tcpscope: recording stopped: {error:#}; serving goes on"
-        );
-        *recorder = None;
     }
 }
 

@@ -1,4 +1,4 @@
-//! The interactive view across network namespaces (`--all-netns`): each namespace's
+//! Polls across network namespaces (`--all-netns`) for the interactive view: each namespace's
 //! latest poll, and the rounds in which they are put together into the one update the
 //! model takes in, with what tells the namespaces apart again (which sockets are
 //! whose, whose listener each SYN watch row is, the counts of each).
@@ -19,10 +19,10 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::update::{EventStatus, Message, RateMeter, Update};
 use crate::diff::Transition;
 use crate::kernel::netns::Container;
 use crate::kernel::procfs::TcpExt;
-use crate::poller::{EventStatus, Message, Update};
 use crate::snapshot::{Counts, Snapshot};
 use crate::watch::{ListenerWatch, SynWatch};
 
@@ -114,6 +114,8 @@ pub struct Rounds {
     /// since its previous poll is added, so that a namespace coming or going moves no
     /// rate.
     counters: TcpExt,
+    /// The rates of those counters from round to round.
+    rates: RateMeter,
 }
 
 #[derive(Debug)]
@@ -311,11 +313,13 @@ impl Rounds {
         for latest in &mut self.namespaces {
             latest.reported = false;
         }
+        let (rates, _) = self.rates.observe(taken_at, &self.counters);
         Round {
             update: Update {
                 snapshot: Arc::new(Snapshot::new(taken_at, sockets)),
                 transitions,
                 counters: self.counters,
+                rates,
                 syn_watch,
                 took,
                 events,
@@ -412,6 +416,7 @@ mod tests {
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: self.counters,
+                rates: None,
                 syn_watch,
                 took: Duration::from_millis(5),
                 events: EventStatus::Subscribed,

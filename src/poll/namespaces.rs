@@ -1,15 +1,14 @@
 //! Which network namespaces a run reads: the one tcpscope runs in, the one `--netns`
 //! names, or (`--all-netns`) those of every process. Opening and entering them is
-//! [`crate::kernel::netns`]'s job; this module turns the command line into handles and
-//! says on stderr what it could not see.
+//! [`crate::kernel::netns`]'s job; this module turns the choice into handles and says
+//! on stderr what it could not see.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cli::Cli;
-use crate::kernel::netns::{self, NetnsHandle};
+use crate::kernel::netns::{self, NetnsHandle, NetnsSpec};
 use crate::kernel::procfs;
 
 /// The namespaces to read.
@@ -24,9 +23,10 @@ pub enum Namespaces {
 }
 
 impl Namespaces {
-    /// Opens what the command line asks for. Nothing is entered yet.
-    pub fn chosen(cli: &Cli) -> anyhow::Result<Namespaces> {
-        if cli.all_netns {
+    /// Opens the namespaces asked for: every process's (`all`), else the one `netns`
+    /// names, else tcpscope's own. Nothing is entered yet.
+    pub fn chosen(all: bool, netns: Option<&NetnsSpec>) -> anyhow::Result<Namespaces> {
+        if all {
             let discovery =
                 netns::discover().context("listing the processes' network namespaces in /proc")?;
             if discovery.forbidden > 0 {
@@ -40,7 +40,7 @@ impl Namespaces {
                 discovery.namespaces.into_iter().map(Arc::new).collect(),
             ));
         }
-        match &cli.netns {
+        match netns {
             Some(spec) => Ok(Namespaces::One(Arc::new(NetnsHandle::open(spec)?))),
             None => Ok(Namespaces::Current),
         }
@@ -49,10 +49,10 @@ impl Namespaces {
 
 /// For the modes that read one namespace on the thread that runs them (`--grep`,
 /// `--json`, `--watch`, the interactive view): moves the calling thread into the
-/// namespace `--netns` names, so that every netlink socket and `/proc` file it opens
-/// from then on, and every thread it spawns, is that namespace's.
-pub fn enter_chosen(cli: &Cli) -> anyhow::Result<()> {
-    if let Some(spec) = &cli.netns {
+/// namespace `netns` names (`--netns`), so that every netlink socket and `/proc` file
+/// it opens from then on, and every thread it spawns, is that namespace's.
+pub fn enter(netns: Option<&NetnsSpec>) -> anyhow::Result<()> {
+    if let Some(spec) = netns {
         NetnsHandle::open(spec)?.enter()?;
     }
     Ok(())

@@ -1,20 +1,19 @@
 //! The one-shot modes: take one snapshot, gather what the output needs from the
 //! kernel, and write it to stdout.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::mpsc;
 use std::thread;
 use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
-use crate::all_netns;
+use super::{Outcome, all_netns, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::procfs::{self, ProcessMap};
+use crate::kernel::procfs;
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
-use crate::kill;
-use crate::namespaces::Namespaces;
+use crate::poll::namespaces::Namespaces;
 use crate::report::json::{
     Document, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
@@ -25,17 +24,10 @@ use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
 
-/// Whether a one-shot mode found anything, for grep-like exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Matched,
-    NothingMatched,
-}
-
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     if cli.all_netns
-        && let Namespaces::All(namespaces) = Namespaces::chosen(cli)?
+        && let Namespaces::All(namespaces) = super::namespaces(cli)?
     {
         let outcome = all_netns::run(cli, &namespaces, out)?;
         out.flush()?;
@@ -154,18 +146,4 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
     let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
     let limits = procfs::read_listen_limits().context("reading listen-queue sysctls")?;
     Ok(KernelCounters::new(&tcpext, &limits))
-}
-
-/// Maps socket inodes to processes, saying once on stderr when some processes could
-/// not be read.
-pub(crate) fn scan_processes() -> anyhow::Result<ProcessMap> {
-    let map = ProcessMap::scan().context("mapping sockets to processes through /proc")?;
-    if map.is_partial() {
-        let _ = writeln!(
-            io::stderr(),
-            "tcpscope: note: {}; sockets only they hold show no owner",
-            map.partial_summary()
-        );
-    }
-    Ok(map)
 }

@@ -1,122 +1,54 @@
-//! The `--watch` mode: runs the poller and writes each poll's transitions as they
+//! The `--watch` mode: runs the live source and writes each poll's transitions as they
 //! come, until SIGINT or SIGTERM (exit 0) or a closed pipe (quietly, even when there is
 //! nothing to write). With `--all-netns`, one poller per network namespace, and every
 //! line names its own. With `--record`, every poll is appended to a recording too;
 //! `--replay` writes a recording's stream the same way.
 
 use std::io::{self, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
+use anyhow::anyhow;
 
+use super::Outcome;
 use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
-use crate::kernel::sockdiag::SockDiag;
-use crate::namespaces::Namespaces;
-use crate::oneshot::Outcome;
-use crate::poller::{EventStatus, Message, PollerConfig};
-use crate::pollers::{Pollers, RESCAN};
-use crate::record::{Recorder, Replay, ReplayEnd};
+use crate::poll::source::note_refused;
+use crate::poll::{EventStatus, Message, Next, Source, Stopping};
+use crate::record::ReplayEnd;
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 
-/// Updates per namespace that may wait for the writer; beyond that the pollers wait
-/// (see [`crate::poller::Poller::spawn`]).
+/// Updates per namespace that may wait for the writer; beyond that the pollers wait.
 const UPDATES_IN_FLIGHT: usize = 2;
-/// The key of the one poller of a run without `--all-netns`.
-const OWN: u64 = 0;
-/// How often the loop looks up from the channel to see whether it was told to stop.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Streams transitions to `out` until a signal asks to stop.
 pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the SIGINT/SIGTERM handlers")?;
-    }
-
-    // A kernel that cannot answer sock_diag never will: say so and stop, rather than
-    // print a failed poll every interval.
-    SockDiag::open()
-        .and_then(|mut diag| diag.probe())
-        .context("asking the kernel for TCP sockets")?;
-    let filter = cli.filter();
-    let mut emitter = Emitter::new(out, cli.json, filter.clone(), Some(cli.interval));
-    let mut recorder = match cli.recording() {
-        Some(to) => Some(Recorder::open(&to)?),
-        None => None,
-    };
-    // With --all-netns one poller per namespace, each message tagged with its
-    // namespace's inode, and namespaces followed as they come and go; otherwise one
-    // poller in the namespace this thread is in.
-    let config = PollerConfig {
-        interval: cli.interval,
-        filter,
-        destroy_events: true,
-        thresholds: cli.thresholds(),
-    };
-    let handles = match Namespaces::chosen(cli)? {
-        Namespaces::All(handles) => handles,
-        _ => Vec::new(),
-    };
-    // Namespaces that appear later share the room of those there at the start.
-    let (sender, receiver) = mpsc::sync_channel(UPDATES_IN_FLIGHT * handles.len().max(1));
-    let mut pollers = Pollers::new(config, sender);
-    if cli.all_netns {
-        for handle in handles {
-            pollers.start(handle.namespace.inode, Some(handle))?;
-        }
-    } else {
-        pollers.start(OWN, None)?;
-    }
-    let mut last_scan = Instant::now();
-
-    while !stop.load(Ordering::Relaxed) {
-        if cli.all_netns && last_scan.elapsed() >= RESCAN {
-            last_scan = Instant::now();
-            follow_namespaces(&mut pollers);
-        }
-        let (key, message) = match receiver.recv_timeout(STOP_CHECK) {
-            Ok(tagged) => tagged,
+    let mut source = Source::live(super::live_config(
+        cli,
+        Stopping::headless(),
+        UPDATES_IN_FLIGHT,
+    )?)?;
+    let mut emitter = Emitter::new(out, cli.json, cli.filter(), Some(cli.interval));
+    loop {
+        match source.wait()? {
+            Next::Poll { netns, at, message } => {
+                // With --all-netns every line names its namespace.
+                emitter.writer.set_netns(cli.all_netns.then_some(netns));
+                emitter.emit(at, &message)?;
+            }
+            Next::Namespaces(followed) => note_refused(&followed.refused, "streaming"),
+            // A recording that cannot be written ends the stream: it was asked for.
+            Next::RecordingStopped(error) => return Err(anyhow!("recording: {error}")),
             // A quiet stream writes nothing for a long time, so a write would not tell
             // it that its reader (`| head`) left: look.
-            Err(RecvTimeoutError::Timeout) if stdout_reader_gone() => return Ok(()),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let at = match &message {
-            Message::Update(update) => update.snapshot.taken_at,
-            Message::PollFailed(_) => SystemTime::now(),
-        };
-        // --record is refused with --all-netns: a recording holds one namespace.
-        if let Some(recorder) = &mut recorder {
-            match &message {
-                Message::Update(update) => recorder.record_update(update)?,
-                Message::PollFailed(error) => recorder.record_failure(at, error)?,
-            }
+            Next::Idle if stdout_reader_gone() => return Ok(()),
+            Next::Idle => {}
+            Next::Signal(_) | Next::End => break,
         }
-        emitter.writer.set_netns(cli.all_netns.then_some(key));
-        emitter.emit(at, &message)?;
     }
     emitter.writer.flush()?;
     Ok(())
-}
-
-/// Starts streaming the namespaces that appeared since the last look and stops
-/// streaming those no process is in any more; what a gone namespace's pollers sent
-/// before is still written. A namespace that cannot be entered is left out with a note.
-fn follow_namespaces(pollers: &mut Pollers) {
-    for (inode, error) in pollers.follow().refused {
-        let _ = writeln!(
-            io::stderr(),
-            "tcpscope: note: not streaming network namespace {inode}: {error}"
-        );
-    }
 }
 
 /// `--replay FILE`: the stream `--watch` printed while recording, from the recording,
@@ -126,18 +58,25 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
     let path = cli
         .replay
         .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("--replay needs a file"))?;
-    let mut replay = Replay::open(path, cli.thresholds())?;
+        .ok_or_else(|| anyhow!("--replay needs a file"))?;
+    // The stream filters at its output, line for line as --watch did.
+    let mut source = Source::replay(path, None, cli.thresholds(), Stopping::headless())?;
     // A recording does not say which interval its polls were late for.
     let mut emitter = Emitter::new(out, cli.json, cli.filter(), None);
     let mut records = 0u64;
-    while let Some(replayed) = replay.next_poll()? {
-        records += 1;
-        emitter.emit(replayed.at, &replayed.message)?;
+    loop {
+        match source.wait()? {
+            Next::Poll { at, message, .. } => {
+                records += 1;
+                emitter.emit(at, &message)?;
+            }
+            Next::Signal(_) | Next::End => break,
+            _ => {}
+        }
     }
     emitter.writer.flush()?;
     let shown = path.display();
-    match replay.end() {
+    match source.replay_end() {
         Some(ReplayEnd::Torn { offset, reason }) => {
             let _ = writeln!(
                 io::stderr(),

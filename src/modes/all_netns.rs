@@ -13,12 +13,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
+use super::{Outcome, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::netns::{self, NetNamespace, NetnsHandle};
 use crate::kernel::procfs;
 use crate::kernel::sockdiag::SockDiag;
-use crate::oneshot::{Outcome, scan_processes};
 use crate::report::json::{
     Document, KernelCounters, NamespaceEntry, RenderedSockets, SynWatchSection,
 };

@@ -14,10 +14,10 @@ use std::io::{self, Write};
 
 use anyhow::{Context, anyhow};
 
+use super::{Outcome, scan_processes};
 use crate::cli::Cli;
 use crate::kernel::destroy::{DestroyError, Destroyer};
 use crate::kernel::sockdiag::SockDiag;
-use crate::oneshot::{Outcome, scan_processes};
 use crate::report::endpoint::Endpoint;
 use crate::report::table;
 use crate::snapshot::SocketRecord;

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
+use super::poller::{Poller, PollerConfig};
+use super::update::Message;
 use crate::kernel::netns::{self, Discovery, NetNamespace, NetnsHandle};
-use crate::poller::{Message, Poller, PollerConfig};
 
 /// How often `--all-netns` looks for namespaces that appeared or went.
 pub const RESCAN: Duration = Duration::from_secs(5);

@@ -16,15 +16,18 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::MIN_INTERVAL;
-use crate::diff::{DestroyedSocket, Differ, Transition};
+use super::update::{Analyst, EventStatus, Message, Polled, Update};
+use crate::diff::{DestroyedSocket, Differ};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
 use crate::kernel::netns::NetnsHandle;
-use crate::kernel::procfs::{self, TcpExt};
+use crate::kernel::procfs;
 use crate::kernel::sockdiag::SockDiag;
-use crate::snapshot::{Snapshot, SocketRecord};
-use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
+use crate::snapshot::SocketRecord;
+use crate::watch::Thresholds;
+
+/// The shortest poll interval: below it the poller would mostly measure itself.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often a waiting poller looks for events and for a stop request.
 const WAKE_UP: Duration = Duration::from_millis(100);
@@ -47,40 +50,6 @@ pub struct PollerConfig {
     /// two polls are still seen.
     pub destroy_events: bool,
     pub thresholds: Thresholds,
-}
-
-/// Whether the kernel's destroy events are arriving.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventStatus {
-    Subscribed,
-    /// Not asked for.
-    Off,
-    /// The kernel refused the subscription; short-lived connections may be missed.
-    Refused(String),
-}
-
-/// One finished poll.
-#[derive(Debug, Clone)]
-pub struct Update {
-    pub snapshot: Arc<Snapshot>,
-    /// What changed since the previous poll (empty on the first).
-    pub transitions: Vec<Transition>,
-    pub counters: TcpExt,
-    pub syn_watch: SynWatch,
-    /// How long the dump, diff and analysis took.
-    pub took: Duration,
-    pub events: EventStatus,
-    /// How often events were lost since the last update (the kernel's queue overflowed,
-    /// or more were pending than the poller holds); the poll resynchronised the state.
-    pub event_overflows: u32,
-}
-
-/// What the poller sends.
-#[derive(Debug, Clone)]
-pub enum Message {
-    Update(Box<Update>),
-    /// A poll failed; the poller tries again at the next tick.
-    PollFailed(String),
 }
 
 /// A running poller. Dropping it stops the thread.
@@ -201,11 +170,10 @@ struct PollLoop {
     events: Option<DestroyEvents>,
     event_status: EventStatus,
     differ: Differ,
-    syn_watcher: SynWatcher,
+    analyst: Analyst,
     destroyed_records: Vec<SocketRecord>,
     destroyed: Vec<DestroyedSocket>,
     overflows: u32,
-    previous: Option<(Instant, Counters)>,
 }
 
 impl PollLoop {
@@ -218,7 +186,7 @@ impl PollLoop {
         } else {
             (None, EventStatus::Off)
         };
-        let syn_watcher = SynWatcher::new(config.thresholds);
+        let analyst = Analyst::new(config.thresholds);
         PollLoop {
             config,
             shared,
@@ -227,11 +195,10 @@ impl PollLoop {
             events,
             event_status,
             differ: Differ::new(),
-            syn_watcher,
+            analyst,
             destroyed_records: Vec::new(),
             destroyed: Vec::new(),
             overflows: 0,
-            previous: None,
         }
     }
 
@@ -340,41 +307,16 @@ impl PollLoop {
         );
         let transitions = self.differ.observe(&snapshot, &self.destroyed).to_vec();
 
-        let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
-        let counters = watch_counters(&tcpext);
-        let now = Instant::now();
-        let (rates, since_last) = match self.previous {
-            Some((then, before)) => {
-                let since = now - then;
-                (
-                    CounterRates::between(&before, &counters, since.as_secs_f64()),
-                    since,
-                )
-            }
-            None => (CounterRates::default(), Duration::ZERO),
-        };
-        self.previous = Some((now, counters));
-        let syn_watch = self.syn_watcher.poll(&snapshot, &rates, since_last);
-
-        Ok(Update {
-            snapshot: Arc::new(snapshot),
+        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
+        let mut update = self.analyst.analyse(Polled {
+            snapshot,
             transitions,
-            counters: tcpext,
-            syn_watch,
-            took: started.elapsed(),
+            counters,
+            took: Duration::ZERO,
             events: self.event_status.clone(),
             event_overflows: std::mem::take(&mut self.overflows),
-        })
-    }
-}
-
-/// The TcpExt counters the SYN watch reads.
-pub fn watch_counters(tcpext: &TcpExt) -> Counters {
-    Counters {
-        syncookies_sent: tcpext.syncookies_sent,
-        req_q_full_do_cookies: tcpext.req_q_full_do_cookies,
-        req_q_full_drop: tcpext.req_q_full_drop,
-        listen_overflows: tcpext.listen_overflows,
-        listen_drops: tcpext.listen_drops,
+        });
+        update.took = started.elapsed();
+        Ok(update)
     }
 }

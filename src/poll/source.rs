@@ -1,0 +1,357 @@
+//! The one source every live mode starts from: `--watch`, `--serve` and the
+//! interactive view, live, across namespaces, or from a recording.
+//!
+//! Starting a live mode is always the same few steps, and they are all here: ask the
+//! kernel once whether it answers sock_diag at all (a kernel that cannot never will:
+//! better one clear error than a failed poll every interval), open the recording
+//! (`--record`) before the first poll so a file that cannot be written is refused with
+//! exit status 2, catch the signals that end the mode, start one poller (or one per
+//! namespace with `--all-netns`, rescanned every [`RESCAN`]), and append each poll to
+//! the recording before handing it on. A replay (`--replay`) is the same source with a
+//! recording in place of the pollers: its polls go through the same [`Analyst`], so
+//! they are analysed as the live ones were.
+//!
+//! The consumer calls [`Source::wait`] in a loop; it never waits longer than
+//! [`WAKE_UP`], so a consumer can also notice a stop or a closed output in time.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use signal_hook::iterator::Signals;
+
+use super::namespaces::Namespaces;
+use super::poller::PollerConfig;
+use super::pollers::{Followed, Pollers, RESCAN};
+use super::replay::{Replaying, Timed};
+use super::update::{Message, Update};
+use crate::filter::Filter;
+use crate::kernel::netns::NetnsHandle;
+use crate::kernel::sockdiag::SockDiag;
+use crate::record::{PollToRecord, RecordTo, Recorder, ReplayEnd};
+use crate::watch::Thresholds;
+
+/// The key of the one poller of a run without `--all-netns`.
+pub const OWN: u64 = 0;
+
+/// The longest [`Source::wait`] waits for a poll before it returns [`Next::Idle`].
+pub const WAKE_UP: Duration = Duration::from_millis(100);
+
+/// How long a mode has, after a signal, to end by itself. A mode blocked writing to a
+/// terminal or pipe that stopped reading would otherwise never notice the signal: past
+/// this the process leaves with the status the signal asks for.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(3);
+
+/// What to poll, how, and what ends it.
+pub struct LiveConfig {
+    pub interval: Duration,
+    /// See [`PollerConfig::filter`].
+    pub filter: Filter,
+    pub thresholds: Thresholds,
+    pub namespaces: Namespaces,
+    pub record: Option<RecordTo>,
+    pub stopping: Stopping,
+    /// Polls that may wait for the consumer per namespace; beyond that the pollers
+    /// wait (see [`super::poller::Poller::spawn`]), so a slow consumer cannot pile up
+    /// snapshots.
+    pub in_flight: usize,
+}
+
+/// The signals that end a mode, and who else hears of them.
+pub struct Stopping {
+    pub signals: &'static [i32],
+    /// Called on the signal thread with the first signal, for a consumer that waits on
+    /// something else than [`Source::wait`] (the view waits on its own events).
+    pub notify: Option<Box<dyn Fn(i32) + Send>>,
+}
+
+impl Stopping {
+    /// SIGINT and SIGTERM, the signals a headless mode ends on. SIGHUP is left alone,
+    /// so that `nohup` keeps a `--serve` running after its terminal goes.
+    pub fn headless() -> Stopping {
+        Stopping {
+            signals: &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
+            notify: None,
+        }
+    }
+}
+
+/// What [`Source::wait`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// A poll, or a failed poll, of the namespace `netns` ([`OWN`] without
+    /// `--all-netns`), at the time it was taken (a failure: when it was reported);
+    /// already recorded with `--record`.
+    Poll {
+        netns: u64,
+        at: SystemTime,
+        message: Message,
+    },
+    /// Namespaces started or stopped being polled (`--all-netns`): the first call
+    /// reports every namespace polled from the start, before any of their polls.
+    Namespaces(Followed),
+    /// Writing the recording failed; it stopped, polling goes on.
+    RecordingStopped(String),
+    /// A signal asked the mode to end.
+    Signal(i32),
+    /// Nothing came within [`WAKE_UP`].
+    Idle,
+    /// Nothing more will come: the recording ended, or every poller stopped.
+    End,
+}
+
+/// Changes to a running source from another thread: the interval, and the namespace
+/// handles workers use to reach a namespace's sockets.
+#[derive(Clone)]
+pub struct Control(Option<Arc<Mutex<Pollers>>>);
+
+impl Control {
+    /// Changes every poller's interval from its next tick on.
+    pub fn set_interval(&self, interval: Duration) {
+        if let Some(pollers) = &self.0 {
+            lock(pollers).set_interval(interval);
+        }
+    }
+
+    /// The namespace polled under `key`, if it is still polled (none for tcpscope's
+    /// own).
+    pub fn netns(&self, key: u64) -> Option<Arc<NetnsHandle>> {
+        lock(self.0.as_ref()?).netns(key)
+    }
+}
+
+/// The running source.
+pub struct Source {
+    origin: Origin,
+    recorder: Option<Recorder>,
+    signal: Arc<AtomicI32>,
+    stop: Arc<AtomicBool>,
+    pending: VecDeque<Next>,
+}
+
+enum Origin {
+    Live {
+        polls: Receiver<(u64, Message)>,
+        pollers: Arc<Mutex<Pollers>>,
+        /// When namespaces are next looked for (`--all-netns` only).
+        rescan: Option<Instant>,
+    },
+    Replay(Box<Replaying>),
+}
+
+impl Source {
+    /// Starts polling. Fails, before any poll, when the kernel cannot answer sock_diag,
+    /// the recording cannot be written, a signal handler cannot be installed or a
+    /// namespace cannot be entered.
+    pub fn live(config: LiveConfig) -> anyhow::Result<Source> {
+        let (signal, stop) = catch_signals(config.stopping)?;
+        SockDiag::open()
+            .and_then(|mut diag| diag.probe())
+            .context("asking the kernel for TCP sockets")?;
+        let recorder = config.record.as_ref().map(Recorder::open).transpose()?;
+        let poller = PollerConfig {
+            interval: config.interval,
+            filter: config.filter,
+            destroy_events: true,
+            thresholds: config.thresholds,
+        };
+        let following = matches!(config.namespaces, Namespaces::All(_));
+        let handles = match config.namespaces {
+            Namespaces::Current => vec![(OWN, None)],
+            Namespaces::One(handle) => vec![(OWN, Some(handle))],
+            Namespaces::All(handles) => handles
+                .into_iter()
+                .map(|handle| (handle.namespace.inode, Some(handle)))
+                .collect(),
+        };
+        // Namespaces that appear later share the room of those there at the start.
+        let (sender, polls) = mpsc::sync_channel(config.in_flight.max(1) * handles.len().max(1));
+        let mut pollers = Pollers::new(poller, sender);
+        let mut started = Vec::new();
+        for (key, handle) in handles {
+            let namespace = handle.as_ref().map(|handle| handle.namespace.clone());
+            pollers.start(key, handle)?;
+            started.extend(namespace.filter(|_| following));
+        }
+        let mut pending = VecDeque::new();
+        if following {
+            pending.push_back(Next::Namespaces(Followed {
+                started,
+                ..Followed::default()
+            }));
+        }
+        Ok(Source {
+            origin: Origin::Live {
+                polls,
+                pollers: Arc::new(Mutex::new(pollers)),
+                rescan: following.then(|| Instant::now() + RESCAN),
+            },
+            recorder,
+            signal,
+            stop,
+            pending,
+        })
+    }
+
+    /// Replays the recording at `path` (see [`Replaying::open`]).
+    pub fn replay(
+        path: &Path,
+        narrow: Option<Filter>,
+        thresholds: Thresholds,
+        stopping: Stopping,
+    ) -> anyhow::Result<Source> {
+        let (signal, stop) = catch_signals(stopping)?;
+        let replaying = Replaying::open(path, narrow, thresholds)?;
+        Ok(Source {
+            origin: Origin::Replay(Box::new(replaying)),
+            recorder: None,
+            signal,
+            stop,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The next thing that happened; waits at most [`WAKE_UP`].
+    pub fn wait(&mut self) -> anyhow::Result<Next> {
+        let signal = self.signal.load(Ordering::Relaxed);
+        if signal != 0 {
+            return Ok(Next::Signal(signal));
+        }
+        if let Some(next) = self.pending.pop_front() {
+            return Ok(next);
+        }
+        let (netns, at, message) = match &mut self.origin {
+            Origin::Live {
+                polls,
+                pollers,
+                rescan,
+            } => {
+                if let Some(due) = rescan
+                    && Instant::now() >= *due
+                {
+                    *due = Instant::now() + RESCAN;
+                    let followed = lock(pollers).follow();
+                    if !(followed.started.is_empty()
+                        && followed.refused.is_empty()
+                        && followed.gone.is_empty())
+                    {
+                        return Ok(Next::Namespaces(followed));
+                    }
+                }
+                match polls.recv_timeout(WAKE_UP) {
+                    Ok((netns, message)) => (netns, message.at(SystemTime::now()), message),
+                    Err(RecvTimeoutError::Timeout) => return Ok(Next::Idle),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(Next::End),
+                }
+            }
+            Origin::Replay(replaying) => match replaying.next_poll()? {
+                Some(Timed { at, message }) => (OWN, at, message),
+                None => return Ok(Next::End),
+            },
+        };
+        let stopped = self.record(at, &message);
+        let next = Next::Poll { netns, at, message };
+        if let Some(stopped) = stopped {
+            self.pending.push_back(next);
+            return Ok(stopped);
+        }
+        Ok(next)
+    }
+
+    /// Appends a poll to the recording; a failed write stops the recording.
+    fn record(&mut self, at: SystemTime, message: &Message) -> Option<Next> {
+        let recorder = self.recorder.as_mut()?;
+        let written = match message {
+            Message::Update(update) => recorder.record_poll(&as_record(update)),
+            Message::PollFailed(error) => recorder.record_failure(at, error),
+        };
+        let error = written.err()?;
+        self.recorder = None;
+        Some(Next::RecordingStopped(format!("{error:#}")))
+    }
+
+    /// Set once a signal asked the mode to end; for threads of the mode that stop on
+    /// their own (an HTTP server).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    pub fn control(&self) -> Control {
+        match &self.origin {
+            Origin::Live { pollers, .. } => Control(Some(Arc::clone(pollers))),
+            Origin::Replay(_) => Control(None),
+        }
+    }
+
+    /// How a replay ended, once [`Source::wait`] returned [`Next::End`].
+    pub fn replay_end(&self) -> Option<&ReplayEnd> {
+        match &self.origin {
+            Origin::Replay(replaying) => replaying.end(),
+            Origin::Live { .. } => None,
+        }
+    }
+}
+
+/// An update as the recorder takes it.
+pub fn as_record(update: &Update) -> PollToRecord<'_> {
+    PollToRecord {
+        snapshot: &update.snapshot,
+        transitions: &update.transitions,
+        counters: &update.counters,
+        took: update.took,
+        events: &update.events,
+        event_overflows: update.event_overflows,
+    }
+}
+
+/// A note on stderr for a namespace that could not be entered at a rescan.
+pub fn note_refused(refused: &[(u64, String)], doing: &str) {
+    for (inode, error) in refused {
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: note: not {doing} network namespace {inode}: {error}"
+        );
+    }
+}
+
+/// Catches `stopping`'s signals on a thread of their own: the first one is kept for
+/// [`Source::wait`], sets the stop flag and is passed to `notify`; if the process is
+/// still there [`SIGNAL_GRACE`] later, it ends with the signal's status.
+fn catch_signals(stopping: Stopping) -> anyhow::Result<(Arc<AtomicI32>, Arc<AtomicBool>)> {
+    let signal = Arc::new(AtomicI32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut signals = Signals::new(stopping.signals).context("installing the signal handlers")?;
+    thread::Builder::new()
+        .name("tcpscope-signals".into())
+        .spawn({
+            let signal = Arc::clone(&signal);
+            let stop = Arc::clone(&stop);
+            move || {
+                if let Some(caught) = signals.forever().next() {
+                    signal.store(caught, Ordering::Relaxed);
+                    stop.store(true, Ordering::Relaxed);
+                    if let Some(notify) = &stopping.notify {
+                        notify(caught);
+                    }
+                    thread::sleep(SIGNAL_GRACE);
+                    // Still here: the mode is stuck writing to a terminal or pipe.
+                    // `_exit`, not `exit`: flushing stdout on the way out would block
+                    // on it too.
+                    // SAFETY: _exit ends the process at once and has no preconditions.
+                    unsafe { libc::_exit(128 + caught) };
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok((signal, stop))
+}
+
+fn lock(pollers: &Mutex<Pollers>) -> MutexGuard<'_, Pollers> {
+    pollers.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,172 @@
+//! One poll as data: what a live poller, a replayed recording and a round across
+//! namespaces all hand their consumers, and the one place where the analyses that need
+//! two polls (counter rates, the SYN watch's memory) are run on a poll.
+//!
+//! Pure: a snapshot, its transitions and a counter reading come in; an [`Update`] goes
+//! out. Nothing here reads the kernel or the clock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::diff::Transition;
+pub use crate::kernel::events::EventStatus;
+use crate::kernel::procfs::TcpExt;
+use crate::snapshot::Snapshot;
+use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
+
+/// One finished poll.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub snapshot: Arc<Snapshot>,
+    /// What changed since the previous poll (empty on the first).
+    pub transitions: Vec<Transition>,
+    pub counters: TcpExt,
+    /// How fast the SYN and accept-queue counters grew since the previous poll; none
+    /// on the first, which has nothing to compare with.
+    pub rates: Option<CounterRates>,
+    pub syn_watch: SynWatch,
+    /// How long the dump, diff and analysis took.
+    pub took: Duration,
+    pub events: EventStatus,
+    /// How often events were lost since the last update (the kernel's queue overflowed,
+    /// or more were pending than the poller holds); the poll resynchronised the state.
+    pub event_overflows: u32,
+}
+
+/// What a poller (or a replay) sends.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Update(Box<Update>),
+    /// A poll failed; the poller tries again at the next tick.
+    PollFailed(String),
+}
+
+impl Message {
+    /// When it happened: the poll's time, or `failed_at` for a failure, which carries
+    /// no time of its own.
+    pub fn at(&self, failed_at: SystemTime) -> SystemTime {
+        match self {
+            Message::Update(update) => update.snapshot.taken_at,
+            Message::PollFailed(_) => failed_at,
+        }
+    }
+}
+
+/// What a poll has before it is analysed: the dump, the diff, the counters.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    pub snapshot: Snapshot,
+    pub transitions: Vec<Transition>,
+    pub counters: TcpExt,
+    pub took: Duration,
+    pub events: EventStatus,
+    pub event_overflows: u32,
+}
+
+/// Turns successive polls of one namespace into [`Update`]s: the counter rates between
+/// each poll and the one before it, computed here once, and the SYN watch, which
+/// remembers across polls. Live polls and replayed ones go through the same analyst,
+/// so a replay shows what the live view showed.
+#[derive(Debug)]
+pub struct Analyst {
+    rates: RateMeter,
+    syn_watcher: SynWatcher,
+}
+
+impl Analyst {
+    pub fn new(thresholds: Thresholds) -> Analyst {
+        Analyst {
+            rates: RateMeter::default(),
+            syn_watcher: SynWatcher::new(thresholds),
+        }
+    }
+
+    pub fn analyse(&mut self, polled: Polled) -> Update {
+        let (rates, since_last) = self
+            .rates
+            .observe(polled.snapshot.taken_at, &polled.counters);
+        let syn_watch =
+            self.syn_watcher
+                .poll(&polled.snapshot, &rates.unwrap_or_default(), since_last);
+        Update {
+            snapshot: Arc::new(polled.snapshot),
+            transitions: polled.transitions,
+            counters: polled.counters,
+            rates,
+            syn_watch,
+            took: polled.took,
+            events: polled.events,
+            event_overflows: polled.event_overflows,
+        }
+    }
+}
+
+/// The SYN and accept-queue counters' rates between one reading and the next.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    previous: Option<(SystemTime, Counters)>,
+}
+
+impl RateMeter {
+    /// Takes a reading made at `at`; returns the rates since the previous one (none for
+    /// the first) and the time between them. A clock that went backwards gives zero
+    /// rates over zero time rather than negative ones.
+    pub fn observe(&mut self, at: SystemTime, tcpext: &TcpExt) -> (Option<CounterRates>, Duration) {
+        let counters = watch_counters(tcpext);
+        let measured = self.previous.map(|(then, before)| {
+            let since = at.duration_since(then).unwrap_or(Duration::ZERO);
+            (
+                CounterRates::between(&before, &counters, since.as_secs_f64()),
+                since,
+            )
+        });
+        self.previous = Some((at, counters));
+        match measured {
+            Some((rates, since)) => (Some(rates), since),
+            None => (None, Duration::ZERO),
+        }
+    }
+}
+
+/// The TcpExt counters the SYN watch reads.
+pub fn watch_counters(tcpext: &TcpExt) -> Counters {
+    Counters {
+        syncookies_sent: tcpext.syncookies_sent,
+        req_q_full_do_cookies: tcpext.req_q_full_do_cookies,
+        req_q_full_drop: tcpext.req_q_full_drop,
+        listen_overflows: tcpext.listen_overflows,
+        listen_drops: tcpext.listen_drops,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(syncookies_sent: u64) -> TcpExt {
+        TcpExt {
+            syncookies_sent,
+            ..TcpExt::default()
+        }
+    }
+
+    #[test]
+    fn the_first_reading_has_no_rates_and_the_next_one_has_them_per_second() {
+        let mut meter = RateMeter::default();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(meter.observe(start, &reading(10)), (None, Duration::ZERO));
+        let (rates, since) = meter.observe(start + Duration::from_secs(2), &reading(110));
+        assert_eq!(since, Duration::from_secs(2));
+        assert_eq!(rates.map(|r| r.syncookies_sent), Some(50.0));
+    }
+
+    #[test]
+    fn a_clock_that_went_backwards_gives_zero_rates() {
+        let mut meter = RateMeter::default();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        meter.observe(start, &reading(10));
+        let (rates, since) = meter.observe(start - Duration::from_secs(5), &reading(500));
+        assert_eq!(since, Duration::ZERO);
+        assert_eq!(rates, Some(CounterRates::default()));
+    }
+}
