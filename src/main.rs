@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tcpscope::cli::{Cli, Mode};
+use tcpscope::kernel::process;
 use tcpscope::modes::{Outcome, oneshot, serve, watch};
 use tcpscope::poll::namespaces;
 use tcpscope::tui;
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
     if let Err(error) = cli.check() {
         error.exit();
     }
-    keep_large_allocations_out_of_the_heap();
+    process::keep_large_allocations_out_of_the_heap();
     // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
     if cli.mode() != Mode::Serve
         && let Err(error) = namespaces::enter(cli.netns.as_ref())
@@ -90,17 +91,4 @@ fn is_closed_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-/// The live modes run for hours while each poll allocates and frees buffers of a few
-/// hundred KiB. glibc's malloc raises its mmap threshold each time such a buffer is
-/// freed, after which they come from the heap, whose high-water mark never shrinks:
-/// resident memory ratchets up with the largest burst seen. A fixed threshold keeps
-/// large buffers in their own mappings, returned to the kernel when freed.
-fn keep_large_allocations_out_of_the_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes malloc's tuning; called before any other thread runs.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
 }

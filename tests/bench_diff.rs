@@ -7,6 +7,8 @@
 //! A debug build, as plain `cargo test` makes, is about 15× slower and says little about
 //! what users run, so there it only fails past 250 ms: enough to catch an accidentally
 //! quadratic pass, not a lost constant factor.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;

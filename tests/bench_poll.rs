@@ -7,6 +7,8 @@
 //! cargo test --release --test bench_poll   # 100k sockets, target enforced
 //! cargo test --test bench_poll             # debug build: 10k sockets, figures only
 //! ```
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -9,6 +9,8 @@
 //! Targets (from the project's issue tracker): `--json` at most 0.5× `ss -tan`;
 //! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
 //! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -7,6 +7,8 @@
 //! more than 15% of one core. A debug build, as plain `cargo test` makes, is many times
 //! slower and only fails past 100 ms a frame, to catch a frame that sorts or copies
 //! every row.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -1,5 +1,7 @@
 //! The command line as a user meets it: bad input gets a clear message on stderr,
 //! nothing on stdout, and exit status 2. These need no privileges.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output, Stdio};
 

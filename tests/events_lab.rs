@@ -1,5 +1,7 @@
 //! The kernel's destroy events, read directly: what they carry, and what happens when
 //! more arrive than the queue holds.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -9,6 +9,8 @@
 //! | a poll fails (no descriptor left) | an `error` line; the next poll succeeds, with no false closes |
 //! | ENOBUFS on the event socket | an `events_lost` line; the polls resynchronise |
 //! | the reader of stdout goes away | every streaming mode ends quietly with status 0 |
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod fault;
 mod lab;
@@ -226,9 +228,11 @@ fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Resul
     // SAFETY: kill(2) on the child this test started, then on the lab's holders.
     unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
     for &holder in crowd.holders() {
+        // SAFETY: kill takes no pointers.
         unsafe { libc::kill(holder, libc::SIGKILL) };
     }
     lab.wait_for_count(lab::TcpState::Established, 0, lab::SETTLE)?;
+    // SAFETY: kill takes no pointers.
     unsafe { libc::kill(watch.pid(), libc::SIGCONT) };
     let (_, lost) = watch.until("events_lost")?;
     let mut last = before.clone();

@@ -4,6 +4,8 @@
 //! most states.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod stream;

@@ -3,6 +3,8 @@
 //!
 //! Each test enters its own namespace (each test runs on its own thread). Without root these
 //! tests fail, with the lab's message saying why; they never skip.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -6,6 +6,8 @@
 //! The servers are small `perl` programs (perl-base is essential on Debian and
 //! Ubuntu) so that each is its own process, as a leaking service would be. The test
 //! enters its own lab and fails, never skips, without root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -10,6 +10,8 @@
 //! ```sh
 //! cargo test --release --test load -- --ignored --nocapture --test-threads 1
 //! ```
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -3,6 +3,8 @@
 //! tcpscope runs in the test's own namespace: the one-shot outputs, the stream, the
 //! metrics, and the interactive view in a pseudo-terminal. Fails, never skips, without
 //! root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -5,6 +5,8 @@
 //! `--record` (in a pseudo-terminal) record what they served and showed.
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -7,6 +7,8 @@
 //! (`record_lab`).
 //!
 //! Fails, never skips, without root or without `strace`.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

@@ -5,6 +5,8 @@
 //!
 //! The server listens on `[::1]` and polls IPv4 only (`-4`), so that its own socket and
 //! the scrapes' connections never show up in the counts under test.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod scrape;

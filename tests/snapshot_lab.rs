@@ -3,6 +3,8 @@
 //!
 //! Each test enters its own private network namespace (the lab) and fails, never skips,
 //! without root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

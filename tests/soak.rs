@@ -10,6 +10,8 @@
 //! ```sh
 //! TCPSCOPE_SOAK_SECS=3600 cargo test --release --test soak -- --nocapture
 //! ```
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod pty;

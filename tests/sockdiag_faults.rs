@@ -12,6 +12,8 @@
 //! | `NLMSG_ERROR` part-way | `Failed`; nothing kept; the next dump is whole |
 //! | a reply cut short | `Malformed`; nothing kept; the next dump is whole |
 //! | EINTR from `recv` | retried; the result is what `ss` lists |
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -1,5 +1,7 @@
 //! `tcp_info` for one socket, asked of the kernel in a lab: the detail pane's numbers.
 //! Fails, never skips, without root.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 

@@ -5,6 +5,8 @@
 //! Every way out gives the terminal back as a shell expects it (the main screen, a
 //! visible cursor, line mode): `q`, SIGTERM, SIGHUP, a panic on any thread, and a
 //! kernel that refuses sock_diag (which never takes the screen at all).
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod fault;
 mod lab;

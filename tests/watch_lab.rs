@@ -1,6 +1,8 @@
 //! `tcpscope --watch --json` as a process in a lab namespace while the test drives real
 //! connections through their states: every transition must show up in the stream, and
 //! connections that open and close entirely between two polls must still appear.
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod lab;
 mod stream;

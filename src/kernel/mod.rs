@@ -2,12 +2,22 @@
 //! destroy-event multicast, `SOCK_DESTROY`, the files under `/proc`, entering other
 //! network namespaces, and the scheduling priority of a thread.
 
+//!
+//! `unsafe` is denied in the crate but for the modules below that call libc where no
+//! safe wrapper exists; every such block says why it is sound (`// SAFETY:`).
+
 pub mod bytecode;
 pub mod destroy;
 pub mod diag_msg;
+#[allow(unsafe_code)] // poll on the multicast socket
 pub mod events;
+#[allow(unsafe_code)] // setns, unshare
 pub mod netns;
+#[allow(unsafe_code)] // mallopt, poll on stdout, _exit
+pub mod process;
+#[allow(unsafe_code)] // openat, readdir and readlinkat under /proc
 pub mod procfs;
+#[allow(unsafe_code)] // gettid, setpriority
 pub mod sched;
 pub mod sockdiag;
 pub mod tcp_info;

@@ -13,6 +13,7 @@ use super::Outcome;
 use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
+use crate::kernel::process::stdout_reader_gone;
 use crate::poll::source::note_refused;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
@@ -172,18 +173,4 @@ fn counts(filter: &Filter, snapshot: &Snapshot) -> Counts {
         counts.add(socket.state);
     }
     counts
-}
-
-/// Whether standard output is a pipe or socket whose reading end is closed: the kernel
-/// flags such a writing end with POLLERR or POLLHUP (`pipe_poll` in fs/pipe.c). A
-/// terminal or a file never is.
-fn stdout_reader_gone() -> bool {
-    let mut poll = libc::pollfd {
-        fd: libc::STDOUT_FILENO,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, and a zero timeout: it never blocks.
-    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }

@@ -33,6 +33,7 @@ use super::replay::{Replaying, Timed};
 use super::update::{Message, Update};
 use crate::filter::Filter;
 use crate::kernel::netns::NetnsHandle;
+use crate::kernel::process;
 use crate::kernel::sockdiag::SockDiag;
 use crate::record::{PollToRecord, RecordTo, Recorder, ReplayEnd};
 use crate::watch::Thresholds;
@@ -341,10 +342,7 @@ fn catch_signals(stopping: Stopping) -> anyhow::Result<(Arc<AtomicI32>, Arc<Atom
                     }
                     thread::sleep(SIGNAL_GRACE);
                     // Still here: the mode is stuck writing to a terminal or pipe.
-                    // `_exit`, not `exit`: flushing stdout on the way out would block
-                    // on it too.
-                    // SAFETY: _exit ends the process at once and has no preconditions.
-                    unsafe { libc::_exit(128 + caught) };
+                    process::exit_now(128 + caught);
                 }
             }
         })

@@ -503,8 +503,8 @@ fn errno() -> i32 {
 
 /// Connects and accepts the plan's connections; on failure, which step failed and errno.
 fn build(plan: &HolderPlan) -> Result<(), (Step, i32)> {
-    // SAFETY (whole function): raw system calls on plain values and descriptors this child
-    // owns; every pointer passed points at a local that outlives the call.
+    // SAFETY: raw system calls on plain values and descriptors this child owns; every
+    // pointer passed points at a local that outlives the call.
     unsafe {
         // Die with the thread that forked us: if the test process dies, so do its holders.
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != plan.parent

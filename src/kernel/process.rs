@@ -1,0 +1,38 @@
+//! tcpscope's own process as the kernel and libc see it: its allocator's tuning, whether
+//! anyone still reads its standard output, and leaving at once. Nothing else.
+
+/// The live modes run for hours while each poll allocates and frees buffers of a few
+/// hundred KiB. glibc's malloc raises its mmap threshold each time such a buffer is
+/// freed, after which they come from the heap, whose high-water mark never shrinks:
+/// resident memory ratchets up with the largest burst seen. A fixed threshold keeps
+/// large buffers in their own mappings, returned to the kernel when freed. Call it
+/// before any other thread runs.
+pub fn keep_large_allocations_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tuning; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Whether standard output is a pipe or socket whose reading end is closed: the kernel
+/// flags such a writing end with POLLERR or POLLHUP (`pipe_poll` in fs/pipe.c). A
+/// terminal or a file never is.
+pub fn stdout_reader_gone() -> bool {
+    let mut poll = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a zero timeout: it never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Ends the process at once with `status`, without flushing stdout or running
+/// destructors: for a process stuck writing to a terminal or pipe that stopped
+/// reading, where flushing on the way out would block too.
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit ends the process at once and has no preconditions.
+    unsafe { libc::_exit(status) }
+}
