@@ -4,7 +4,7 @@
 //! A snapshot never touches the kernel, so everything built on it (diff, watch
 //! analyses, outputs, views) is testable without root.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::SystemTime;
 
 use crate::tcp::{State, StateSet};
@@ -100,6 +100,32 @@ pub struct SocketRecord {
     pub interface: u32,
 }
 
+/// A socket with every field zero: IPv4, both endpoints `0.0.0.0:0`, no timer, state
+/// CLOSED (the state has no zero). Tests and benches build their records from it with
+/// `..SocketRecord::default()`, so that a new per-socket field gets its test value
+/// here, not in every one of them.
+impl Default for SocketRecord {
+    fn default() -> SocketRecord {
+        SocketRecord {
+            family: Family::Ipv4,
+            state: State::Closed,
+            local_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            local_port: 0,
+            remote_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_port: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer::Off,
+            expires_ms: 0,
+            retransmits: 0,
+            uid: 0,
+            inode: 0,
+            cookie: 0,
+            interface: 0,
+        }
+    }
+}
+
 impl SocketRecord {
     pub fn endpoints(&self) -> Endpoints {
         Endpoints {
@@ -189,15 +215,7 @@ pub(crate) mod fixtures {
             local_port,
             remote_addr: remote.parse().expect("fixture address"),
             remote_port,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::Off,
-            expires_ms: 0,
-            retransmits: 0,
-            uid: 0,
-            inode: 0,
-            cookie: 0,
-            interface: 0,
+            ..SocketRecord::default()
         }
     }
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use tcpscope::diff::{DestroyedSocket, Differ};
-use tcpscope::snapshot::{Family, Snapshot, SocketRecord, Timer};
+use tcpscope::snapshot::{Family, Snapshot, SocketRecord};
 use tcpscope::tcp::State;
 
 const SOCKETS: usize = 100_000;
@@ -157,19 +157,13 @@ impl World {
             local_port: 443,
             remote_addr,
             remote_port: self.next() as u16,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::Off,
-            expires_ms: 0,
-            retransmits: 0,
-            uid: 0,
             inode: if state == State::TimeWait {
                 0
             } else {
                 cookie as u32
             },
             cookie,
-            interface: 0,
+            ..SocketRecord::default()
         }
     }
 

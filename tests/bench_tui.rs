@@ -52,14 +52,11 @@ fn record(i: usize) -> SocketRecord {
         remote_addr: IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
         remote_port: 1024 + u16::try_from(i % 60_000).unwrap_or(0),
         recv_q: u32::try_from(i % 7).unwrap_or(0),
-        send_q: 0,
         timer: Timer::Keepalive,
         expires_ms: 1000,
-        retransmits: 0,
-        uid: 0,
         inode: u32::try_from(i).unwrap_or(0),
         cookie: i as u64,
-        interface: 0,
+        ..SocketRecord::default()
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::SystemTime;
 
 use super::*;
-use crate::snapshot::{Family, Timer};
+use crate::snapshot::Family;
 use crate::tcp::State::*;
 
 const CLIENT_PORT: u16 = 40_000;
@@ -19,15 +19,10 @@ fn socket(state: State, remote_port: u16, cookie: u64, inode: u32) -> SocketReco
         local_port: LISTEN_PORT,
         remote_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
         remote_port,
-        recv_q: 0,
-        send_q: 0,
-        timer: Timer::Off,
-        expires_ms: 0,
-        retransmits: 0,
         uid: 1000,
         inode,
         cookie,
-        interface: 0,
+        ..SocketRecord::default()
     }
 }
 

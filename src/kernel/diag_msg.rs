@@ -326,11 +326,10 @@ mod tests {
             send_q: 4,
             timer: Timer::On,
             expires_ms: 200,
-            retransmits: 0,
             uid: 1000,
             inode: 4242,
             cookie: 0x1_0000_0002,
-            interface: 0,
+            ..SocketRecord::default()
         }
     }
 

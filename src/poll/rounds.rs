@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use super::update::{EventStatus, Message, RateMeter, Update};
 use crate::diff::Transition;
 use crate::kernel::netns::Container;
-use crate::kernel::procfs::TcpExt;
+use crate::kernel::procfs::{COUNTERS, TcpExt};
 use crate::snapshot::{Counts, Snapshot};
 use crate::watch::{ListenerWatch, SynWatch};
 
@@ -336,44 +336,11 @@ impl Rounds {
 /// Adds what each counter grew by between `before` and `after` to `total`. A counter
 /// that went down (the namespace was recreated under the same inode) adds nothing.
 fn add_growth(total: &mut TcpExt, before: &TcpExt, after: &TcpExt) {
-    let grow = |total: &mut u64, before: u64, after: u64| {
-        *total = total.saturating_add(after.saturating_sub(before));
-    };
-    grow(
-        &mut total.syncookies_sent,
-        before.syncookies_sent,
-        after.syncookies_sent,
-    );
-    grow(
-        &mut total.syncookies_recv,
-        before.syncookies_recv,
-        after.syncookies_recv,
-    );
-    grow(
-        &mut total.syncookies_failed,
-        before.syncookies_failed,
-        after.syncookies_failed,
-    );
-    grow(
-        &mut total.listen_overflows,
-        before.listen_overflows,
-        after.listen_overflows,
-    );
-    grow(
-        &mut total.listen_drops,
-        before.listen_drops,
-        after.listen_drops,
-    );
-    grow(
-        &mut total.req_q_full_do_cookies,
-        before.req_q_full_do_cookies,
-        after.req_q_full_do_cookies,
-    );
-    grow(
-        &mut total.req_q_full_drop,
-        before.req_q_full_drop,
-        after.req_q_full_drop,
-    );
+    for counter in COUNTERS {
+        let growth = counter.get(after).saturating_sub(counter.get(before));
+        let sum = counter.get_mut(total);
+        *sum = sum.saturating_add(growth);
+    }
 }
 
 #[cfg(test)]

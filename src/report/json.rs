@@ -14,22 +14,17 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::kernel::netns::NetNamespace;
-use crate::kernel::procfs::{ListenLimits, ProcessMap, TcpExt};
+use crate::kernel::procfs::{COUNTERS, ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// What the kernel says about SYN handling, beside the sockets.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// What the kernel says about SYN handling, beside the sockets: every TcpExt counter
+/// tcpscope keeps, under its key, then the listen-queue sysctls.
+#[derive(Debug, Clone, Copy)]
 pub struct KernelCounters {
-    pub syncookies_sent: u64,
-    pub syncookies_recv: u64,
-    pub syncookies_failed: u64,
-    pub listen_overflows: u64,
-    pub listen_drops: u64,
-    pub req_q_full_do_cookies: u64,
-    pub req_q_full_drop: u64,
+    pub tcpext: TcpExt,
     pub tcp_max_syn_backlog: u64,
     pub somaxconn: u64,
     pub syncookies: u64,
@@ -38,17 +33,24 @@ pub struct KernelCounters {
 impl KernelCounters {
     pub fn new(tcpext: &TcpExt, limits: &ListenLimits) -> KernelCounters {
         KernelCounters {
-            syncookies_sent: tcpext.syncookies_sent,
-            syncookies_recv: tcpext.syncookies_recv,
-            syncookies_failed: tcpext.syncookies_failed,
-            listen_overflows: tcpext.listen_overflows,
-            listen_drops: tcpext.listen_drops,
-            req_q_full_do_cookies: tcpext.req_q_full_do_cookies,
-            req_q_full_drop: tcpext.req_q_full_drop,
+            tcpext: *tcpext,
             tcp_max_syn_backlog: u64::from(limits.tcp_max_syn_backlog),
             somaxconn: u64::from(limits.somaxconn),
             syncookies: u64::from(limits.syncookies.sysctl_value()),
         }
+    }
+}
+
+impl Serialize for KernelCounters {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 3))?;
+        for counter in COUNTERS {
+            map.serialize_entry(counter.key, &counter.get(&self.tcpext))?;
+        }
+        map.serialize_entry("tcp_max_syn_backlog", &self.tcp_max_syn_backlog)?;
+        map.serialize_entry("somaxconn", &self.somaxconn)?;
+        map.serialize_entry("syncookies", &self.syncookies)?;
+        map.end()
     }
 }
 
@@ -401,13 +403,13 @@ mod tests {
 
     fn counters() -> KernelCounters {
         KernelCounters {
-            syncookies_sent: 7,
-            syncookies_recv: 0,
-            syncookies_failed: 0,
-            listen_overflows: 3,
-            listen_drops: 3,
-            req_q_full_do_cookies: 7,
-            req_q_full_drop: 0,
+            tcpext: TcpExt {
+                syncookies_sent: 7,
+                listen_overflows: 3,
+                listen_drops: 3,
+                req_q_full_do_cookies: 7,
+                ..TcpExt::default()
+            },
             tcp_max_syn_backlog: 4096,
             somaxconn: 4096,
             syncookies: 1,

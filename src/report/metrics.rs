@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 
 use crate::diff::Transition;
 use crate::kernel::netns::NetNamespace;
-use crate::kernel::procfs::TcpExt;
+use crate::kernel::procfs::{COUNTERS, TcpExt};
 use crate::poll::update::Update;
 use crate::snapshot::{Family, Snapshot};
 use crate::tcp::State;
@@ -412,45 +412,6 @@ const CLOSE_WAIT_PROCESS_GAUGES: [Described<ProcessLeak, f64>; 3] = [
     ),
 ];
 
-/// The TcpExt counters: name, help, value.
-const TCPEXT_COUNTERS: [Described<TcpExt, u64>; 7] = [
-    (
-        "tcpscope_tcpext_syncookies_sent",
-        "SYN+ACKs answered with a SYN cookie (TcpExt SyncookiesSent).",
-        |c| c.syncookies_sent,
-    ),
-    (
-        "tcpscope_tcpext_syncookies_recv",
-        "ACKs that carried a valid SYN cookie (TcpExt SyncookiesRecv).",
-        |c| c.syncookies_recv,
-    ),
-    (
-        "tcpscope_tcpext_syncookies_failed",
-        "ACKs that looked like SYN cookie replies but did not validate (TcpExt SyncookiesFailed).",
-        |c| c.syncookies_failed,
-    ),
-    (
-        "tcpscope_tcpext_listen_overflows",
-        "Handshakes dropped because an accept queue was full (TcpExt ListenOverflows).",
-        |c| c.listen_overflows,
-    ),
-    (
-        "tcpscope_tcpext_listen_drops",
-        "All drops at a listener, overflows included (TcpExt ListenDrops).",
-        |c| c.listen_drops,
-    ),
-    (
-        "tcpscope_tcpext_req_q_full_do_cookies",
-        "SYNs that found the SYN queue full and got a cookie (TcpExt TCPReqQFullDoCookies).",
-        |c| c.req_q_full_do_cookies,
-    ),
-    (
-        "tcpscope_tcpext_req_q_full_drop",
-        "SYNs that found the SYN queue full and were dropped (TcpExt TCPReqQFullDrop).",
-        |c| c.req_q_full_drop,
-    ),
-];
-
 impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         if self.0.labelled {
@@ -562,9 +523,13 @@ impl Collector for Exposition {
             },
         )?;
 
-        for (name, help, value) in TCPEXT_COUNTERS {
-            self.family(&mut encoder, name, help, MetricType::Counter, |ns| {
-                polled(ns, || vec![(Labels::new(), Counter(value(&ns.tcpext)))])
+        for counter in COUNTERS {
+            let name = format!("tcpscope_tcpext_{}", counter.key);
+            let help = format!("{} (TcpExt {}).", counter.help, counter.kernel_name);
+            self.family(&mut encoder, &name, &help, MetricType::Counter, |ns| {
+                polled(ns, || {
+                    vec![(Labels::new(), Counter(counter.get(&ns.tcpext)))]
+                })
             })?;
         }
 

@@ -16,44 +16,91 @@ use thiserror::Error;
 /// the main thread's namespace. `thread-self` is right for both.
 const NETSTAT: &str = "/proc/thread-self/net/netstat";
 
-/// The TcpExt counters tcpscope uses. They count since the network namespace was
-/// created and only grow (until they wrap).
-///
-/// A counter the running kernel does not print (an older kernel) reads as 0: callers
-/// compare deltas between polls, and a counter that never moves is what such a kernel
-/// would report anyway.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpExt {
-    /// `SyncookiesSent`: SYN+ACKs answered with a cookie instead of a request socket.
-    pub syncookies_sent: u64,
-    /// `SyncookiesRecv`: ACKs that carried a valid cookie.
-    pub syncookies_recv: u64,
-    /// `SyncookiesFailed`: ACKs that looked like cookie replies but did not validate.
-    pub syncookies_failed: u64,
-    /// `ListenOverflows`: handshakes dropped because a listener's accept queue was full.
-    pub listen_overflows: u64,
-    /// `ListenDrops`: all drops at a listener, overflows included.
-    pub listen_drops: u64,
-    /// `TCPReqQFullDoCookies`: SYNs that found the SYN queue full and got a cookie.
-    pub req_q_full_do_cookies: u64,
-    /// `TCPReqQFullDrop`: SYNs that found the SYN queue full and were dropped, because
-    /// syncookies were off.
-    pub req_q_full_drop: u64,
+/// One TcpExt counter tcpscope keeps: the one list that parsing, `--json`, the metrics,
+/// the recording and the view iterate, so that keeping one more counter is one entry
+/// in the `tcpext_counters!` list below.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter {
+    /// Its name in the TcpExt header line of `/proc/net/netstat`.
+    pub kernel_name: &'static str,
+    /// tcpscope's name for it, snake_case: the [`TcpExt`] field, the key in `--json`'s
+    /// `kernel` object, and the metric's name after `tcpscope_tcpext_`.
+    pub key: &'static str,
+    /// What it counts, as one sentence without its full stop.
+    pub help: &'static str,
+    read: fn(&TcpExt) -> u64,
+    slot: fn(&mut TcpExt) -> &mut u64,
+}
+
+impl Counter {
+    /// This counter's value in `counters`.
+    pub fn get(&self, counters: &TcpExt) -> u64 {
+        (self.read)(counters)
+    }
+
+    /// Where this counter's value goes in `counters`.
+    pub fn get_mut<'a>(&self, counters: &'a mut TcpExt) -> &'a mut u64 {
+        (self.slot)(counters)
+    }
+}
+
+/// Declares [`TcpExt`] and [`COUNTERS`] from one list of `key: "KernelName", "help"`.
+macro_rules! tcpext_counters {
+    ($($key:ident: $kernel_name:literal, $help:literal;)+) => {
+        /// The TcpExt counters tcpscope uses. They count since the network namespace
+        /// was created and only grow (until they wrap).
+        ///
+        /// A counter the running kernel does not print (an older kernel) reads as 0:
+        /// callers compare deltas between polls, and a counter that never moves is what
+        /// such a kernel would report anyway.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct TcpExt {
+            $(
+                #[doc = concat!("`", $kernel_name, "`: ", $help, ".")]
+                pub $key: u64,
+            )+
+        }
+
+        /// Every counter of [`TcpExt`], in the order recordings store them.
+        pub const COUNTERS: &[Counter] = &[
+            $(
+                Counter {
+                    kernel_name: $kernel_name,
+                    key: stringify!($key),
+                    help: $help,
+                    read: |counters| counters.$key,
+                    slot: |counters| &mut counters.$key,
+                },
+            )+
+        ];
+    };
+}
+
+// Recordings store the counters in this order, so a new counter goes at the end.
+tcpext_counters! {
+    syncookies_sent: "SyncookiesSent",
+        "SYN+ACKs answered with a SYN cookie";
+    syncookies_recv: "SyncookiesRecv",
+        "ACKs that carried a valid SYN cookie";
+    syncookies_failed: "SyncookiesFailed",
+        "ACKs that looked like SYN cookie replies but did not validate";
+    listen_overflows: "ListenOverflows",
+        "Handshakes dropped because an accept queue was full";
+    listen_drops: "ListenDrops",
+        "All drops at a listener, overflows included";
+    req_q_full_do_cookies: "TCPReqQFullDoCookies",
+        "SYNs that found the SYN queue full and got a cookie";
+    req_q_full_drop: "TCPReqQFullDrop",
+        "SYNs that found the SYN queue full and were dropped";
 }
 
 impl TcpExt {
     /// Where the counter the kernel calls `name` goes, if tcpscope keeps it.
     fn counter_mut(&mut self, name: &str) -> Option<&mut u64> {
-        match name {
-            "SyncookiesSent" => Some(&mut self.syncookies_sent),
-            "SyncookiesRecv" => Some(&mut self.syncookies_recv),
-            "SyncookiesFailed" => Some(&mut self.syncookies_failed),
-            "ListenOverflows" => Some(&mut self.listen_overflows),
-            "ListenDrops" => Some(&mut self.listen_drops),
-            "TCPReqQFullDoCookies" => Some(&mut self.req_q_full_do_cookies),
-            "TCPReqQFullDrop" => Some(&mut self.req_q_full_drop),
-            _ => None,
-        }
+        COUNTERS
+            .iter()
+            .find(|counter| counter.kernel_name == name)
+            .map(|counter| counter.get_mut(self))
     }
 }
 

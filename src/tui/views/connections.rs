@@ -7,8 +7,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState, Widget};
 
+use std::time::Duration;
+
 use crate::filter::FilterError;
+use crate::poll::rounds::NamespaceSpan;
 use crate::report::endpoint::Endpoint;
+use crate::snapshot::{SocketRecord, Timer};
 use crate::tui::connections::SortColumn;
 use crate::tui::model::{Model, Scroll, Ui};
 use crate::tui::query::QueryError;
@@ -19,6 +23,112 @@ use crate::tui::theme::Theme;
 /// terminal, where the endpoints need the room.
 const NETNS_WIDTH: u16 = 16;
 pub(super) const NETNS_WIDTH_NARROW: u16 = 12;
+
+/// A column of the table. Its header, width and cell come from the one variant, so
+/// that a new column is a variant here (and a [`SortColumn`] if rows sort by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    State,
+    /// Across namespaces only: whose socket it is.
+    Netns,
+    Local,
+    Peer,
+    RecvQ,
+    SendQ,
+    /// On a wide terminal only, as `ss -o` shows it.
+    Timer,
+    /// On a wide terminal only.
+    Uid,
+    /// The owning process, where `-p` found one.
+    Process,
+}
+
+impl Column {
+    /// Every column, left to right.
+    const ALL: [Column; 9] = [
+        Column::State,
+        Column::Netns,
+        Column::Local,
+        Column::Peer,
+        Column::RecvQ,
+        Column::SendQ,
+        Column::Timer,
+        Column::Uid,
+        Column::Process,
+    ];
+
+    /// Whether the column is drawn, across namespaces or not, on a wide terminal or not.
+    fn shown(self, across_namespaces: bool, wide: bool) -> bool {
+        match self {
+            Column::Netns => across_namespaces,
+            Column::Timer | Column::Uid => wide,
+            _ => true,
+        }
+    }
+
+    /// The sort key of the column; the process column sorts nothing.
+    fn sort(self) -> Option<SortColumn> {
+        match self {
+            Column::State => Some(SortColumn::State),
+            Column::Netns => Some(SortColumn::Netns),
+            Column::Local => Some(SortColumn::Local),
+            Column::Peer => Some(SortColumn::Peer),
+            Column::RecvQ => Some(SortColumn::RecvQ),
+            Column::SendQ => Some(SortColumn::SendQ),
+            Column::Timer => Some(SortColumn::Timer),
+            Column::Uid => Some(SortColumn::Uid),
+            Column::Process => None,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        self.sort().map_or("Process", SortColumn::title)
+    }
+
+    fn width(self, wide: bool) -> Constraint {
+        match self {
+            Column::State => Constraint::Length(11),
+            Column::Netns if wide => Constraint::Length(NETNS_WIDTH),
+            Column::Netns => Constraint::Length(NETNS_WIDTH_NARROW),
+            Column::Local | Column::Peer => Constraint::Fill(2),
+            Column::RecvQ | Column::SendQ => Constraint::Length(7),
+            Column::Timer => Constraint::Length(14),
+            Column::Uid => Constraint::Length(6),
+            Column::Process => Constraint::Fill(1),
+        }
+    }
+
+    /// The cell of `socket`'s row, `namespace` being where it lives across namespaces.
+    fn cell<'a>(
+        self,
+        model: &'a Model,
+        theme: &Theme,
+        namespace: Option<&'a NamespaceSpan>,
+        socket: &SocketRecord,
+    ) -> Line<'a> {
+        match self {
+            Column::State => Line::styled(socket.state.name(), theme.state(socket.state)),
+            Column::Netns => Line::styled(namespace.map_or("", |span| &*span.label), theme.dim()),
+            Column::Local => Line::raw(Endpoint(socket.local_addr, socket.local_port).to_string()),
+            Column::Peer => Line::raw(Endpoint(socket.remote_addr, socket.remote_port).to_string()),
+            Column::RecvQ => Line::raw(socket.recv_q.to_string()).right_aligned(),
+            Column::SendQ => Line::raw(socket.send_q.to_string()).right_aligned(),
+            Column::Timer => match socket.timer {
+                Timer::Off => Line::raw(""),
+                timer => Line::raw(format!(
+                    "{} {}",
+                    timer.name(),
+                    super::short_duration(Duration::from_millis(u64::from(socket.expires_ms)))
+                )),
+            },
+            Column::Uid => Line::raw(socket.uid.to_string()).right_aligned(),
+            Column::Process => match model.process_of(socket) {
+                Some((pid, name)) => Line::raw(format!("{pid}/{name}")),
+                None => Line::raw(""),
+            },
+        }
+    }
+}
 
 /// Draws the table; `scroll` is adjusted so the selection stays on screen.
 pub fn render(
@@ -54,33 +164,13 @@ pub fn render(
     scroll.fit(table.len(), height);
 
     // Across namespaces, each row says whose it is.
-    let netns = table.across_namespaces();
-    let mut columns = vec![(Some(SortColumn::State), Constraint::Length(11))];
-    if netns {
-        let width = if wide {
-            NETNS_WIDTH
-        } else {
-            NETNS_WIDTH_NARROW
-        };
-        columns.push((Some(SortColumn::Netns), Constraint::Length(width)));
-    }
-    columns.extend([
-        (Some(SortColumn::Local), Constraint::Fill(2)),
-        (Some(SortColumn::Peer), Constraint::Fill(2)),
-        (Some(SortColumn::RecvQ), Constraint::Length(7)),
-        (Some(SortColumn::SendQ), Constraint::Length(7)),
-    ]);
-    if wide {
-        columns.push((Some(SortColumn::Timer), Constraint::Length(14)));
-        columns.push((Some(SortColumn::Uid), Constraint::Length(6)));
-    }
-    columns.push((None, Constraint::Fill(1)));
-    let header = Row::new(columns.iter().map(|(column, _)| {
-        let title = match column {
-            Some(column) => column.title(),
-            None => "Process",
-        };
-        if *column == Some(table.sort) {
+    let columns: Vec<Column> = Column::ALL
+        .into_iter()
+        .filter(|column| column.shown(table.across_namespaces(), wide))
+        .collect();
+    let header = Row::new(columns.iter().map(|column| {
+        let title = column.title();
+        if column.sort().is_some_and(|sort| sort == table.sort) {
             let arrow = if table.descending { "▼" } else { "▲" };
             Line::styled(format!("{title}{arrow}"), theme.header().patch(theme.key()))
         } else {
@@ -91,44 +181,17 @@ pub fn render(
     let rows = table
         .rows_in_namespaces(scroll.offset, height)
         .map(|(namespace, socket)| {
-            let mut cells = vec![Line::styled(socket.state.name(), theme.state(socket.state))];
-            if netns {
-                cells.push(Line::styled(
-                    namespace.map_or("", |span| &*span.label),
-                    theme.dim(),
-                ));
-            }
-            cells.extend([
-                Line::raw(Endpoint(socket.local_addr, socket.local_port).to_string()),
-                Line::raw(Endpoint(socket.remote_addr, socket.remote_port).to_string()),
-                Line::raw(socket.recv_q.to_string()).right_aligned(),
-                Line::raw(socket.send_q.to_string()).right_aligned(),
-            ]);
-            if wide {
-                let timer = match socket.timer {
-                    crate::snapshot::Timer::Off => String::new(),
-                    timer => format!(
-                        "{} {}",
-                        timer.name(),
-                        super::short_duration(std::time::Duration::from_millis(u64::from(
-                            socket.expires_ms
-                        )))
-                    ),
-                };
-                cells.push(Line::raw(timer));
-                cells.push(Line::raw(socket.uid.to_string()).right_aligned());
-            }
-            cells.push(match model.process_of(socket) {
-                Some((pid, name)) => Line::raw(format!("{pid}/{name}")),
-                None => Line::raw(""),
-            });
-            Row::new(cells)
+            Row::new(
+                columns
+                    .iter()
+                    .map(|column| column.cell(model, theme, namespace, socket)),
+            )
         });
     let mut state = TableState::new()
         .with_offset(0)
         .with_selected((!table.is_empty()).then(|| scroll.selected - scroll.offset));
     StatefulWidget::render(
-        Table::new(rows, columns.iter().map(|(_, width)| *width))
+        Table::new(rows, columns.iter().map(|column| column.width(wide)))
             .header(header)
             .row_highlight_style(theme.selected()),
         inner,

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 use tcpscope::filter::parse_expression;
 use tcpscope::kernel::bytecode;
-use tcpscope::snapshot::{Family, SocketRecord, Timer};
+use tcpscope::snapshot::{Family, SocketRecord};
 use tcpscope::tcp::State;
 
 /// One socket from 8 bytes: state, family, and addresses and ports near the ones an
@@ -55,15 +55,8 @@ fn socket(bytes: &[u8]) -> SocketRecord {
         local_port: u16::from_le_bytes([bytes[3], bytes[4] & 0x1f]),
         remote_addr: address(bytes[5], bytes[1] >> 4),
         remote_port: u16::from_le_bytes([bytes[6], bytes[7] & 0x1f]),
-        recv_q: 0,
-        send_q: 0,
-        timer: Timer::Off,
-        expires_ms: 0,
-        retransmits: 0,
-        uid: 0,
-        inode: 0,
         cookie: 1,
-        interface: 0,
+        ..SocketRecord::default()
     }
 }
 
