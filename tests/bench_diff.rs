@@ -168,6 +168,7 @@ impl World {
             },
             cookie,
             interface: 0,
+            drops: 0,
         }
     }
 

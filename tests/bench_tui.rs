@@ -58,6 +58,7 @@ fn record(i: usize) -> SocketRecord {
         inode: u32::try_from(i).unwrap_or(0),
         cookie: i as u64,
         interface: 0,
+        drops: 0,
     }
 }
 

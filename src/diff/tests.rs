@@ -28,6 +28,7 @@ fn socket(state: State, remote_port: u16, cookie: u64, inode: u32) -> SocketReco
         inode,
         cookie,
         interface: 0,
+        drops: 0,
     }
 }
 

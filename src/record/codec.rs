@@ -310,6 +310,8 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
                 listen_drops: input.u64()?,
                 req_q_full_do_cookies: input.u64()?,
                 req_q_full_drop: input.u64()?,
+                // Not recorded.
+                tcp_time_wait_overflow: 0,
             };
             let sockets = if kind == POLL_ALL {
                 Sockets::All(input.sockets()?)
@@ -479,6 +481,8 @@ impl<'a> Input<'a> {
             inode: self.u32()?,
             interface: self.u32()?,
             cookie: self.u64()?,
+            // Not recorded: a replayed listener shows no drops.
+            drops: 0,
         })
     }
 
@@ -565,6 +569,7 @@ mod tests {
                 listen_drops: 5,
                 req_q_full_do_cookies: 6,
                 req_q_full_drop: u64::MAX,
+                tcp_time_wait_overflow: 0,
             },
             sockets,
             transitions: vec![

@@ -39,6 +39,9 @@ pub struct TcpExt {
     /// `TCPReqQFullDrop`: SYNs that found the SYN queue full and were dropped, because
     /// syncookies were off.
     pub req_q_full_drop: u64,
+    /// `TCPTimeWaitOverflow`: closing connections that got no TIME_WAIT entry because
+    /// `net.ipv4.tcp_max_tw_buckets` were all in use.
+    pub tcp_time_wait_overflow: u64,
 }
 
 impl TcpExt {
@@ -52,6 +55,7 @@ impl TcpExt {
             "ListenDrops" => Some(&mut self.listen_drops),
             "TCPReqQFullDoCookies" => Some(&mut self.req_q_full_do_cookies),
             "TCPReqQFullDrop" => Some(&mut self.req_q_full_drop),
+            "TCPTimeWaitOverflow" => Some(&mut self.tcp_time_wait_overflow),
             _ => None,
         }
     }
@@ -143,6 +147,7 @@ mod tests {
                 listen_drops: 10,
                 req_q_full_do_cookies: 11,
                 req_q_full_drop: 0,
+                tcp_time_wait_overflow: 0,
             })
         );
     }
@@ -150,8 +155,8 @@ mod tests {
     #[test]
     fn each_counter_is_taken_from_its_own_column() {
         let text = "\
-TcpExt: TCPReqQFullDrop ListenDrops SyncookiesFailed TCPReqQFullDoCookies SyncookiesRecv ListenOverflows SyncookiesSent
-TcpExt: 7 5 3 6 2 4 1
+TcpExt: TCPReqQFullDrop ListenDrops SyncookiesFailed TCPReqQFullDoCookies SyncookiesRecv ListenOverflows SyncookiesSent TCPTimeWaitOverflow
+TcpExt: 7 5 3 6 2 4 1 8
 ";
         assert_eq!(
             parse_netstat(text),
@@ -163,6 +168,7 @@ TcpExt: 7 5 3 6 2 4 1
                 listen_drops: 5,
                 req_q_full_do_cookies: 6,
                 req_q_full_drop: 7,
+                tcp_time_wait_overflow: 8,
             })
         );
     }

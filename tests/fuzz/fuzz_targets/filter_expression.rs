@@ -64,6 +64,7 @@ fn socket(bytes: &[u8]) -> SocketRecord {
         inode: 0,
         cookie: 1,
         interface: 0,
+        drops: 0,
     }
 }
 
