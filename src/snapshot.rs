@@ -98,6 +98,10 @@ pub struct SocketRecord {
     /// a request socket or TIME_WAIT remnant in for the same endpoints.
     pub cookie: u64,
     pub interface: u32,
+    /// For LISTEN: connection attempts the listener has dropped since it was created
+    /// (`SK_MEMINFO_DROPS`, the `d` of `ss -tlm`), a full accept queue or SYN queue
+    /// among the causes; 0 for every other state, and in recordings.
+    pub drops: u32,
 }
 
 /// A socket with every field zero: IPv4, both endpoints `0.0.0.0:0`, no timer, state
@@ -122,6 +126,7 @@ impl Default for SocketRecord {
             inode: 0,
             cookie: 0,
             interface: 0,
+            drops: 0,
         }
     }
 }

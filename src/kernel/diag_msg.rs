@@ -18,6 +18,16 @@ const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `struct inet_diag_msg`: 4 bytes of family/state/timer/retrans, the 48-byte
 /// `inet_diag_sockid`, then expires, rqueue, wqueue, uid and inode.
 pub const INET_DIAG_MSG_BYTES: usize = 72;
+/// The attribute carrying `u32 sk_meminfo[SK_MEMINFO_VARS]`, sent when the request sets
+/// its bit in `idiag_ext` (`include/uapi/linux/inet_diag.h`).
+pub const INET_DIAG_SKMEMINFO: u16 = 7;
+/// `SK_MEMINFO_DROPS` (`include/uapi/linux/sock_diag.h`): the index of `sk_drops` in
+/// that array, the ninth `u32`.
+const SK_MEMINFO_DROPS: usize = 8;
+/// `struct nlattr`: length (header included) and type, then the payload, padded to 4.
+const ATTRIBUTE_HEADER_BYTES: usize = 4;
+/// The top bits of `nla_type` are flags (nested, byte order), not part of the type.
+const ATTRIBUTE_TYPE_MASK: u16 = 0x3fff;
 
 const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;
@@ -35,6 +45,8 @@ pub enum ParseError {
     BadLength { offset: usize, length: u32 },
     #[error("socket record at byte {offset} has unknown address family {family}")]
     UnknownFamily { offset: usize, family: u8 },
+    #[error("socket record at byte {offset} has an attribute of impossible length {length}")]
+    BadAttribute { offset: usize, length: u16 },
     /// The kernel answered with `NLMSG_ERROR` (or a failed `NLMSG_DONE`): an errno.
     #[error("the kernel reported error {}", std::io::Error::from_raw_os_error(*.0))]
     Kernel(i32),
@@ -216,9 +228,16 @@ fn parse_socket(payload: &[u8], offset: usize) -> Result<Option<SocketRecord>, P
             Family::Ipv6 => IpAddr::V6(Ipv6Addr::from(octets)),
         }
     };
+    // Only a listener's drops are wanted; other sockets' attributes are not read.
+    let drops = if state == State::Listen {
+        listener_drops(&payload[INET_DIAG_MSG_BYTES..], offset)?
+    } else {
+        0
+    };
     Ok(Some(SocketRecord {
         family,
         state,
+        drops,
         timer: Timer::from_kernel(m[2]),
         retransmits: m[3],
         // Ports are in network byte order, everything else in host order.
@@ -234,6 +253,30 @@ fn parse_socket(payload: &[u8], offset: usize) -> Result<Option<SocketRecord>, P
         uid: u32_at(64),
         inode: u32_at(68),
     }))
+}
+
+/// `sk_drops` from the `INET_DIAG_SKMEMINFO` attribute among the attributes that follow
+/// an `inet_diag_msg`; 0 when the attribute is missing (not requested) or too short to
+/// hold it (a kernel older than 3.15, whose array ends before `SK_MEMINFO_DROPS`).
+fn listener_drops(mut attributes: &[u8], offset: usize) -> Result<u32, ParseError> {
+    while attributes.len() >= ATTRIBUTE_HEADER_BYTES {
+        let length = u16::from_ne_bytes([attributes[0], attributes[1]]);
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & ATTRIBUTE_TYPE_MASK;
+        let size = usize::from(length);
+        if size < ATTRIBUTE_HEADER_BYTES || size > attributes.len() {
+            return Err(ParseError::BadAttribute { offset, length });
+        }
+        if kind == INET_DIAG_SKMEMINFO {
+            let at = ATTRIBUTE_HEADER_BYTES + SK_MEMINFO_DROPS * 4;
+            let drops = attributes[..size]
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            return Ok(drops);
+        }
+        // The last attribute's padding may be missing.
+        attributes = &attributes[size.next_multiple_of(4).min(attributes.len())..];
+    }
+    Ok(0)
 }
 
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
@@ -256,9 +299,17 @@ pub(crate) mod encode {
         bytes
     }
 
+    /// The kernel's message for `record`; a listener's with the `INET_DIAG_SKMEMINFO`
+    /// attribute carrying its drops, as a dump that asked for it has.
     pub fn socket_message(record: &SocketRecord, sequence: u32, flags: u16) -> Vec<u8> {
+        let meminfo_bytes = ATTRIBUTE_HEADER_BYTES + 9 * 4;
+        let attributes = if record.state == State::Listen {
+            meminfo_bytes
+        } else {
+            0
+        };
         let mut bytes = header(
-            NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES,
+            NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES + attributes,
             20,
             flags,
             sequence,
@@ -291,6 +342,15 @@ pub(crate) mod encode {
             record.inode,
         ] {
             bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        if attributes > 0 {
+            bytes.extend_from_slice(&(meminfo_bytes as u16).to_ne_bytes());
+            bytes.extend_from_slice(&INET_DIAG_SKMEMINFO.to_ne_bytes());
+            let mut meminfo = [0u32; 9];
+            meminfo[SK_MEMINFO_DROPS] = record.drops;
+            for word in meminfo {
+                bytes.extend_from_slice(&word.to_ne_bytes());
+            }
         }
         bytes
     }
@@ -390,6 +450,48 @@ mod tests {
         let (records, batch) = collect(&bytes, 5).unwrap();
         assert_eq!(records, [established(2)]);
         assert!(!batch.done);
+    }
+
+    fn listener(drops: u32) -> SocketRecord {
+        let mut listener = established(0);
+        listener.state = State::Listen;
+        listener.remote_addr = "0.0.0.0".parse().unwrap();
+        listener.drops = drops;
+        listener
+    }
+
+    #[test]
+    fn a_listeners_drops_come_from_its_skmeminfo_attribute() {
+        let (records, _) = collect(&socket_message(&listener(1234), 1, 0), 1).unwrap();
+        assert_eq!(records, [listener(1234)]);
+    }
+
+    #[test]
+    fn a_listener_without_the_attribute_or_with_a_short_one_reads_no_drops() {
+        let mut bare = socket_message(&established(1), 1, 0);
+        bare[NLMSG_HEADER_BYTES + 1] = State::Listen.kernel_number();
+        assert_eq!(collect(&bare, 1).unwrap().0[0].drops, 0);
+
+        // An older kernel's array of eight u32s ends before SK_MEMINFO_DROPS.
+        let mut short = socket_message(&listener(77), 1, 0);
+        let short_length = (ATTRIBUTE_HEADER_BYTES + 8 * 4) as u16;
+        let at = NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES;
+        short[at..at + 2].copy_from_slice(&short_length.to_ne_bytes());
+        short.truncate(at + usize::from(short_length));
+        let total = short.len() as u32;
+        short[0..4].copy_from_slice(&total.to_ne_bytes());
+        assert_eq!(collect(&short, 1).unwrap().0[0].drops, 0);
+    }
+
+    #[test]
+    fn an_attribute_longer_than_its_message_is_an_error() {
+        let mut bytes = socket_message(&listener(5), 1, 0);
+        let at = NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES;
+        bytes[at..at + 2].copy_from_slice(&400u16.to_ne_bytes());
+        assert!(matches!(
+            collect(&bytes, 1),
+            Err(ParseError::BadAttribute { length: 400, .. })
+        ));
     }
 
     #[test]

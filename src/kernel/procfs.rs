@@ -1,5 +1,5 @@
 //! What tcpscope reads from `/proc`: the TcpExt counters, the sysctls that bound listen
-//! queues, which process holds each socket inode (for `-p`), and which container a
+//! queues, local ports and TIME_WAIT remnants, which process holds each socket inode (for `-p`), and which container a
 //! process runs in (for `--all-netns`).
 //!
 //! Each job lives in its own submodule, with the text parsing split from the file
@@ -21,4 +21,7 @@ pub use cgroup::{Container, container_of};
 pub use netstat::{COUNTERS, Counter, NetstatError, TcpExt, parse_netstat, read_tcpext};
 pub use processes::{Process, ProcessMap, count_of_processes, socket_inode};
 pub use stat::{ProcessStat, parse_stat};
-pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};
+pub use sysctl::{
+    ConnectionLimits, ListenLimits, Syncookies, SysctlError, TwReuse, parse_connection_limits,
+    parse_listen_limits, read_connection_limits, read_listen_limits,
+};

@@ -30,7 +30,7 @@ use super::bytecode;
 use super::diag_msg::{self, Batch, NLMSG_HEADER_BYTES, ParseError};
 use crate::filter::Filter;
 use crate::snapshot::{Family, Snapshot, SocketRecord};
-use crate::tcp::StateSet;
+use crate::tcp::{State, StateSet};
 
 /// How often a dump the kernel marked inconsistent (`NLM_F_DUMP_INTR`) is retried
 /// before giving up. Each retry is a full dump, so keep it small.
@@ -398,7 +398,7 @@ fn encode_request(family: Family, request: &DumpRequest, sequence: u32, buffer: 
     let inet_request = InetRequest {
         family: family_number,
         protocol: IPPROTO_TCP,
-        extensions: ExtensionFlags::empty(),
+        extensions: extensions(request),
         states: StateFlags::from_bits_truncate(request.states.kernel_mask()),
         socket_id,
     };
@@ -431,10 +431,23 @@ fn encode_legacy_request(request: &DumpRequest, sequence: u32, buffer: &mut Vec<
     buffer.clear();
     buffer.resize(NLMSG_HEADER_BYTES + LEGACY_REQUEST_BYTES, 0);
     header.emit(&mut buffer[..NLMSG_HEADER_BYTES]);
+    buffer[NLMSG_HEADER_BYTES + 3] = extensions(request).bits();
     let states_at = NLMSG_HEADER_BYTES + 4 + 48;
     buffer[states_at..states_at + 4].copy_from_slice(&request.states.kernel_mask().to_ne_bytes());
     if let Some(program) = &request.bytecode {
         append_attribute(buffer, INET_DIAG_REQ_BYTECODE, program);
+    }
+}
+
+/// The attributes asked for beside each socket: `INET_DIAG_SKMEMINFO` when listeners
+/// are wanted, for their drop counter. The kernel then sends it with every full socket
+/// (not request sockets or TIME_WAIT remnants), 40 bytes each; the parser reads it for
+/// listeners only.
+fn extensions(request: &DumpRequest) -> ExtensionFlags {
+    if request.states.contains(State::Listen) {
+        ExtensionFlags::SKMEMINFO
+    } else {
+        ExtensionFlags::empty()
     }
 }
 
@@ -488,6 +501,26 @@ mod tests {
             u32::from_ne_bytes(buffer[68..72].try_into().unwrap()),
             1 << 3
         );
+    }
+
+    #[test]
+    fn a_dump_with_listeners_asks_for_skmeminfo_and_one_without_does_not() {
+        let skmeminfo = 1 << (diag_msg::INET_DIAG_SKMEMINFO - 1);
+        let mut buffer = Vec::new();
+        let everything = DumpRequest::everything();
+        encode_request(Family::Ipv4, &everything, 1, &mut buffer);
+        assert_eq!(buffer[18], skmeminfo, "inet_diag_req_v2.idiag_ext");
+        encode_legacy_request(&everything, 1, &mut buffer);
+        assert_eq!(buffer[19], skmeminfo, "inet_diag_req.idiag_ext");
+
+        let half_open = DumpRequest {
+            states: StateSet::parse_list("SYN_RECV").unwrap(),
+            ..DumpRequest::everything()
+        };
+        encode_request(Family::Ipv4, &half_open, 1, &mut buffer);
+        assert_eq!(buffer[18], 0);
+        encode_legacy_request(&half_open, 1, &mut buffer);
+        assert_eq!(buffer[19], 0);
     }
 
     #[test]

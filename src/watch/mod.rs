@@ -8,12 +8,15 @@
 //! one poll of all that and holds the result the outputs show. [`history`] keeps the
 //! bounded per-poll counts and transitions the live view draws, in [`ring`]s.
 //! [`leaks`] counts CLOSE_WAIT sockets per process and port across polls and flags the
-//! processes that are not closing them.
+//! processes that are not closing them. [`findings`] names incidents over all of that
+//! (a SYN flood, a listener dropping, ports or TIME_WAIT buckets running out, a leak)
+//! with their evidence and what to do, raised and cleared with hysteresis.
 //!
 //! Everything here is pure: no kernel, no clock, no terminal. Snapshots, counter
 //! readings, transitions and the time between polls come in as values.
 
 pub mod counters;
+pub mod findings;
 pub mod half_open_age;
 pub mod history;
 pub mod leaks;

@@ -92,6 +92,8 @@ tcpext_counters! {
         "SYNs that found the SYN queue full and got a cookie";
     req_q_full_drop: "TCPReqQFullDrop",
         "SYNs that found the SYN queue full and were dropped";
+    tcp_time_wait_overflow: "TCPTimeWaitOverflow",
+        "Closing connections that got no TIME_WAIT entry because tcp_max_tw_buckets were all in use";
 }
 
 impl TcpExt {
@@ -190,6 +192,7 @@ mod tests {
                 listen_drops: 10,
                 req_q_full_do_cookies: 11,
                 req_q_full_drop: 0,
+                tcp_time_wait_overflow: 0,
             })
         );
     }
@@ -197,8 +200,8 @@ mod tests {
     #[test]
     fn each_counter_is_taken_from_its_own_column() {
         let text = "\
-TcpExt: TCPReqQFullDrop ListenDrops SyncookiesFailed TCPReqQFullDoCookies SyncookiesRecv ListenOverflows SyncookiesSent
-TcpExt: 7 5 3 6 2 4 1
+TcpExt: TCPReqQFullDrop ListenDrops SyncookiesFailed TCPReqQFullDoCookies SyncookiesRecv ListenOverflows SyncookiesSent TCPTimeWaitOverflow
+TcpExt: 7 5 3 6 2 4 1 8
 ";
         assert_eq!(
             parse_netstat(text),
@@ -210,6 +213,7 @@ TcpExt: 7 5 3 6 2 4 1
                 listen_drops: 5,
                 req_q_full_do_cookies: 6,
                 req_q_full_drop: 7,
+                tcp_time_wait_overflow: 8,
             })
         );
     }
