@@ -13,6 +13,7 @@ use crate::kernel::netns::NetnsSpec;
 use crate::poll::poller::MIN_INTERVAL;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
+use crate::watch::findings::FindingThresholds;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -145,6 +146,32 @@ pub struct Cli {
     /// Accept-queue length, as a share of the backlog, that counts as full (0 to 1).
     #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio, value_parser = parse_ratio, help_heading = "SYN flood verdict")]
     pub accept_queue_full: f64,
+
+    /// Findings: how long a finding's condition must be gone before it clears.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Findings")]
+    pub finding_hold: Duration,
+
+    /// Findings: a listener's drops per second that raise listen_drops.
+    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().listen_drops_per_second, value_parser = parse_rate, help_heading = "Findings")]
+    pub listen_drops_rate: f64,
+
+    /// Findings: share of the ephemeral port range one destination may use before
+    /// port_exhaustion warns (0 to 1); critical at --port-exhaustion-critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_warning, value_parser = parse_ratio, help_heading = "Findings")]
+    pub port_exhaustion_warning: f64,
+
+    /// Findings: share of the ephemeral port range that makes port_exhaustion critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_critical, value_parser = parse_ratio, help_heading = "Findings")]
+    pub port_exhaustion_critical: f64,
+
+    /// Findings: TIME_WAIT sockets, as a share of net.ipv4.tcp_max_tw_buckets, that
+    /// make time_wait_pressure a warning (0 to 1); critical at --time-wait-critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_warning, value_parser = parse_ratio, help_heading = "Findings")]
+    pub time_wait_warning: f64,
+
+    /// Findings: the share of net.ipv4.tcp_max_tw_buckets that makes time_wait_pressure critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_critical, value_parser = parse_ratio, help_heading = "Findings")]
+    pub time_wait_critical: f64,
 }
 
 /// What the user asked tcpscope to do.
@@ -197,6 +224,19 @@ impl Cli {
             ));
         }
         Ok(())
+    }
+
+    /// Where findings begin and end, defaults overridden by the flags.
+    pub fn finding_thresholds(&self) -> FindingThresholds {
+        FindingThresholds {
+            clear_after: self.finding_hold,
+            listen_drops_per_second: self.listen_drops_rate,
+            port_exhaustion_warning: self.port_exhaustion_warning,
+            port_exhaustion_critical: self.port_exhaustion_critical,
+            time_wait_warning: self.time_wait_warning,
+            time_wait_critical: self.time_wait_critical,
+            ..FindingThresholds::default()
+        }
     }
 
     /// The SYN watch's thresholds, defaults overridden by the flags.
@@ -307,6 +347,15 @@ fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
             "'{text}' is not an address and port; write e.g. 127.0.0.1:9464, [::]:9464 or a port alone (loopback)"
         )
     })
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate above 0 per second (e.g. 1 or 0.5)"
+        )),
+    }
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -532,6 +581,19 @@ mod tests {
         let cli = parse(&["--watch", "--json", "--interval", "50ms"]).unwrap();
         assert_eq!(cli.mode(), Mode::Watch);
         assert_eq!(cli.interval, MIN_INTERVAL);
+    }
+
+    #[test]
+    fn finding_thresholds_default_to_the_findings_defaults_and_can_be_changed() {
+        assert_eq!(
+            parse(&[]).unwrap().finding_thresholds(),
+            FindingThresholds::default()
+        );
+        let cli = parse(&["--finding-hold", "5s", "--time-wait-warning", "0.3"]).unwrap();
+        assert_eq!(cli.finding_thresholds().clear_after, Duration::from_secs(5));
+        assert_eq!(cli.finding_thresholds().time_wait_warning, 0.3);
+        assert!(parse(&["--listen-drops-rate", "0"]).is_err());
+        assert!(parse(&["--port-exhaustion-warning", "1.5"]).is_err());
     }
 
     #[test]

@@ -69,6 +69,8 @@ fn update(second: u64) -> Update {
         transitions: Vec::new(),
         counters: TcpExt::default(),
         rates: None,
+        findings: Vec::new(),
+        finding_events: Vec::new(),
         syn_watch,
         took: Duration::from_millis(30),
         events: EventStatus::Subscribed,

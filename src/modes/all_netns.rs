@@ -13,24 +13,27 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
+use super::oneshot::host_limits;
 use super::{Outcome, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::netns::{self, NetNamespace, NetnsHandle};
-use crate::kernel::procfs;
+use crate::kernel::procfs::{self, ConnectionLimits};
 use crate::kernel::sockdiag::SockDiag;
 use crate::report::json::{
-    Document, KernelCounters, NamespaceEntry, RenderedSockets, SynWatchSection,
+    Document, FindingEntry, KernelCounters, NamespaceEntry, RenderedSockets, SynWatchSection,
 };
 use crate::report::table;
 use crate::snapshot::Snapshot;
 use crate::watch::SynWatch;
+use crate::watch::findings::{self, Finding};
 
 /// One namespace's sockets and counters.
 struct Reading {
     namespace: NetNamespace,
     snapshot: Snapshot,
     kernel: KernelCounters,
+    limits: Option<ConnectionLimits>,
 }
 
 /// Runs `--json` or `--grep` over `namespaces`.
@@ -69,6 +72,7 @@ fn read(handle: &NetnsHandle, filter: &Filter) -> anyhow::Result<Reading> {
                     namespace: handle.namespace.clone(),
                     snapshot,
                     kernel: KernelCounters::new(&tcpext, &limits),
+                    limits: procfs::read_connection_limits().ok(),
                 })
             })
             .join()
@@ -132,6 +136,27 @@ fn write_document(
         )
     });
 
+    let mut findings: Vec<(u64, Finding)> = readings
+        .iter()
+        .zip(&watches)
+        .flat_map(|(r, watch)| {
+            findings::single_reading(
+                &r.snapshot,
+                &host_limits(r.limits.clone()),
+                Some(watch),
+                &cli.finding_thresholds(),
+            )
+            .into_iter()
+            .map(|finding| (r.namespace.inode, finding))
+        })
+        .collect();
+    findings
+        .sort_by(|(a_netns, a), (b_netns, b)| (a.urgency(), a_netns).cmp(&(b.urgency(), b_netns)));
+    let findings: Vec<FindingEntry> = findings
+        .iter()
+        .map(|(netns, finding)| FindingEntry::new(Some(*netns), finding))
+        .collect();
+
     let entries: Vec<NamespaceEntry> = readings
         .iter()
         .map(|r| NamespaceEntry::new(&r.namespace, r.snapshot.counts(), r.kernel))
@@ -151,6 +176,7 @@ fn write_document(
         kernel,
         syn_watch: SynWatchSection::PerNamespace(listeners),
         namespaces: Some(&entries),
+        findings: &findings,
     }
     .write(out)?;
     Ok(Outcome::Matched)

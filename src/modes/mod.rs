@@ -60,6 +60,7 @@ pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::R
         interval: cli.interval,
         filter: cli.filter(),
         thresholds: cli.thresholds(),
+        findings: cli.finding_thresholds(),
         namespaces: namespaces(cli)?,
         record: recording(cli),
         stopping,

@@ -11,14 +11,15 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, all_netns, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::procfs;
+use crate::kernel::procfs::{self, ConnectionLimits};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::poll::namespaces::Namespaces;
 use crate::report::json::{
-    Document, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
+    Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
+use crate::watch::findings::{self, HostLimits};
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
@@ -117,6 +118,16 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
         let snapshot = Snapshot::new(taken_at, sockets);
         let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
+        let findings = findings::single_reading(
+            &snapshot,
+            &host_limits(procfs::read_connection_limits().ok()),
+            Some(&syn_watch),
+            &cli.finding_thresholds(),
+        );
+        let findings: Vec<FindingEntry> = findings
+            .iter()
+            .map(|finding| FindingEntry::new(None, finding))
+            .collect();
         let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |inode| {
             let process = processes.as_ref()?.lookup(inode)?;
             Some(Owner {
@@ -130,6 +141,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             kernel,
             syn_watch: SynWatchSection::One(&syn_watch),
             namespaces: None,
+            findings: &findings,
         }
         .write_with_leaks(
             out,
@@ -146,4 +158,11 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
     let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
     let limits = procfs::read_listen_limits().context("reading listen-queue sysctls")?;
     Ok(KernelCounters::new(&tcpext, &limits))
+}
+
+/// The limits a namespace's findings are judged by: its sysctls as read, or Linux's
+/// defaults where they could not be.
+pub(crate) fn host_limits(read: Option<ConnectionLimits>) -> HostLimits {
+    read.as_ref()
+        .map_or_else(HostLimits::default, HostLimits::from_sysctls)
 }

@@ -61,7 +61,13 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
         .as_deref()
         .ok_or_else(|| anyhow!("--replay needs a file"))?;
     // The stream filters at its output, line for line as --watch did.
-    let mut source = Source::replay(path, None, cli.thresholds(), Stopping::headless())?;
+    let mut source = Source::replay(
+        path,
+        None,
+        cli.thresholds(),
+        cli.finding_thresholds(),
+        Stopping::headless(),
+    )?;
     // A recording does not say which interval its polls were late for.
     let mut emitter = Emitter::new(out, cli.json, cli.filter(), None);
     let mut records = 0u64;
@@ -142,6 +148,9 @@ impl<W: Write> Emitter<W> {
                     .filter(|transition| wanted(&self.filter, transition))
                 {
                     self.writer.transition(at, transition)?;
+                }
+                for event in &update.finding_events {
+                    self.writer.finding(at, event)?;
                 }
                 self.writer
                     .counts(at, &counts(&self.filter, &update.snapshot))?;

@@ -25,6 +25,7 @@ use crate::kernel::procfs;
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::SocketRecord;
 use crate::watch::Thresholds;
+use crate::watch::findings::FindingThresholds;
 
 /// The shortest poll interval: below it the poller would mostly measure itself.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -50,6 +51,7 @@ pub struct PollerConfig {
     /// two polls are still seen.
     pub destroy_events: bool,
     pub thresholds: Thresholds,
+    pub findings: FindingThresholds,
 }
 
 /// A running poller. Dropping it stops the thread.
@@ -186,7 +188,7 @@ impl PollLoop {
         } else {
             (None, EventStatus::Off)
         };
-        let analyst = Analyst::new(config.thresholds);
+        let analyst = Analyst::new(config.thresholds, config.findings);
         PollLoop {
             config,
             shared,
@@ -308,6 +310,8 @@ impl PollLoop {
         let transitions = self.differ.observe(&snapshot, &self.destroyed).to_vec();
 
         let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
+        // A kernel without one of these sysctls is judged by Linux's defaults.
+        let limits = procfs::read_connection_limits().ok();
         let mut update = self.analyst.analyse(Polled {
             snapshot,
             transitions,
@@ -315,6 +319,7 @@ impl PollLoop {
             took: Duration::ZERO,
             events: self.event_status.clone(),
             event_overflows: std::mem::take(&mut self.overflows),
+            limits,
         });
         update.took = started.elapsed();
         Ok(update)

@@ -1,7 +1,9 @@
 //! A recording read back as the polls a live source would have delivered: each
 //! recorded poll goes through the same [`Analyst`] as a live one, so the rates, the SYN
-//! watch and what follows from them are computed again, the same way, from what was
-//! recorded.
+//! watch, the findings and what follows from them are computed again, the same way,
+//! from what was recorded. A recording holds neither the namespace's port and TIME_WAIT
+//! sysctls nor the listeners' drop counters: a replay judges by Linux's default limits,
+//! and sees no `listen_drops`.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -12,6 +14,7 @@ use super::update::{Analyst, Message, Polled};
 use crate::filter::Filter;
 use crate::record::{RecordedPoll, Replay, ReplayEnd, Replayed};
 use crate::watch::Thresholds;
+use crate::watch::findings::FindingThresholds;
 
 /// A poll or failure with the time it happened.
 #[derive(Debug, Clone)]
@@ -28,26 +31,32 @@ pub struct Replaying<R = BufReader<File>> {
 
 impl Replaying {
     /// Opens the recording at `path`, narrowed to `narrow` if given (see
-    /// [`Replay::narrowed_to`]), its polls to be analysed with `thresholds`.
+    /// [`Replay::narrowed_to`]), its polls to be analysed with `thresholds` and
+    /// `findings`.
     pub fn open(
         path: &Path,
         narrow: Option<Filter>,
         thresholds: Thresholds,
+        findings: FindingThresholds,
     ) -> anyhow::Result<Replaying> {
         let mut replay = Replay::open(path)?;
         if let Some(filter) = narrow {
             replay = replay.narrowed_to(filter);
         }
-        Ok(Replaying::new(replay, thresholds))
+        Ok(Replaying::new(replay, thresholds, findings))
     }
 }
 
 impl<R: Read> Replaying<R> {
-    /// Replays `replay`, its polls analysed with `thresholds`.
-    pub fn new(replay: Replay<R>, thresholds: Thresholds) -> Replaying<R> {
+    /// Replays `replay`, its polls analysed with `thresholds` and `findings`.
+    pub fn new(
+        replay: Replay<R>,
+        thresholds: Thresholds,
+        findings: FindingThresholds,
+    ) -> Replaying<R> {
         Replaying {
             replay,
-            analyst: Analyst::new(thresholds),
+            analyst: Analyst::new(thresholds, findings),
         }
     }
 
@@ -88,5 +97,7 @@ fn polled(poll: RecordedPoll) -> Polled {
         took: poll.took,
         events: poll.events,
         event_overflows: poll.event_overflows,
+        // Recordings do not hold the sysctls.
+        limits: None,
     }
 }

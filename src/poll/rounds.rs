@@ -24,6 +24,7 @@ use crate::diff::Transition;
 use crate::kernel::netns::Container;
 use crate::kernel::procfs::{COUNTERS, TcpExt};
 use crate::snapshot::{Counts, Snapshot};
+use crate::watch::findings::{Finding, FindingEvent};
 use crate::watch::{ListenerWatch, SynWatch};
 
 /// How many hex digits of a container id the view shows, as `docker ps` does.
@@ -125,6 +126,9 @@ struct Latest {
     snapshot: Option<Arc<Snapshot>>,
     counts: Counts,
     syn_watch: SynWatch,
+    findings: Vec<Finding>,
+    /// Findings raised or cleared since the last round.
+    finding_events: Vec<FindingEvent>,
     /// Transitions since the last round.
     transitions: Vec<Transition>,
     counters: Option<TcpExt>,
@@ -146,6 +150,8 @@ impl Latest {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
             },
+            findings: Vec::new(),
+            finding_events: Vec::new(),
             transitions: Vec::new(),
             counters: None,
             took: Duration::ZERO,
@@ -214,6 +220,8 @@ impl Rounds {
                 latest.counts = update.snapshot.counts();
                 latest.snapshot = Some(update.snapshot);
                 latest.syn_watch = update.syn_watch;
+                latest.findings = update.findings;
+                latest.finding_events.extend(update.finding_events);
                 latest.transitions.extend(update.transitions);
                 latest.took = update.took;
                 latest.events = update.events;
@@ -240,6 +248,8 @@ impl Rounds {
         let mut transition_netns = Vec::new();
         let mut listeners: Vec<(u64, ListenerWatch)> = Vec::new();
         let mut host_notes = Vec::new();
+        let mut findings = Vec::new();
+        let mut finding_events = Vec::new();
         let mut taken_at = SystemTime::UNIX_EPOCH;
         let mut took = Duration::ZERO;
         let mut event_overflows = 0u32;
@@ -269,6 +279,16 @@ impl Rounds {
                     host_notes.push(*note);
                 }
             }
+            // Each finding names its namespace: the same subject may be in several.
+            let named = |mut finding: Finding| {
+                finding.netns = Some(Arc::clone(&latest.short));
+                finding
+            };
+            findings.extend(latest.findings.iter().cloned().map(named));
+            finding_events.extend(latest.finding_events.drain(..).map(|event| match event {
+                FindingEvent::Raised(finding) => FindingEvent::Raised(named(finding)),
+                FindingEvent::Cleared(finding) => FindingEvent::Cleared(named(finding)),
+            }));
             took = took.max(latest.took);
             event_overflows = event_overflows.saturating_add(latest.event_overflows);
             latest.event_overflows = 0;
@@ -314,6 +334,7 @@ impl Rounds {
             latest.reported = false;
         }
         let (rates, _) = self.rates.observe(taken_at, &self.counters);
+        findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
         Round {
             update: Update {
                 snapshot: Arc::new(Snapshot::new(taken_at, sockets)),
@@ -321,6 +342,8 @@ impl Rounds {
                 counters: self.counters,
                 rates,
                 syn_watch,
+                findings,
+                finding_events,
                 took,
                 events,
                 event_overflows,
@@ -384,6 +407,8 @@ mod tests {
                 transitions,
                 counters: self.counters,
                 rates: None,
+                findings: Vec::new(),
+                finding_events: Vec::new(),
                 syn_watch,
                 took: Duration::from_millis(5),
                 events: EventStatus::Subscribed,

@@ -37,6 +37,7 @@ use crate::kernel::process;
 use crate::kernel::sockdiag::SockDiag;
 use crate::record::{PollToRecord, RecordTo, Recorder, ReplayEnd};
 use crate::watch::Thresholds;
+use crate::watch::findings::FindingThresholds;
 
 /// The key of the one poller of a run without `--all-netns`.
 pub const OWN: u64 = 0;
@@ -55,6 +56,7 @@ pub struct LiveConfig {
     /// See [`PollerConfig::filter`].
     pub filter: Filter,
     pub thresholds: Thresholds,
+    pub findings: FindingThresholds,
     pub namespaces: Namespaces,
     pub record: Option<RecordTo>,
     pub stopping: Stopping,
@@ -161,6 +163,7 @@ impl Source {
             filter: config.filter,
             destroy_events: true,
             thresholds: config.thresholds,
+            findings: config.findings,
         };
         let following = matches!(config.namespaces, Namespaces::All(_));
         let handles = match config.namespaces {
@@ -205,10 +208,11 @@ impl Source {
         path: &Path,
         narrow: Option<Filter>,
         thresholds: Thresholds,
+        findings: FindingThresholds,
         stopping: Stopping,
     ) -> anyhow::Result<Source> {
         let (signal, stop) = catch_signals(stopping)?;
-        let replaying = Replaying::open(path, narrow, thresholds)?;
+        let replaying = Replaying::open(path, narrow, thresholds, findings)?;
         Ok(Source {
             origin: Origin::Replay(Box::new(replaying)),
             recorder: None,

@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::diff::Transition;
 pub use crate::kernel::events::EventStatus;
-use crate::kernel::procfs::TcpExt;
+use crate::kernel::procfs::{ConnectionLimits, TcpExt};
 use crate::snapshot::Snapshot;
-use crate::watch::{CounterRates, Counters, SynWatch, SynWatcher, Thresholds};
+use crate::watch::findings::{self, Finding, FindingEvent, FindingThresholds, HostLimits};
+use crate::watch::leaks::DEFAULT_WINDOW;
+use crate::watch::{CounterRates, Counters, LeakWatcher, SynWatch, SynWatcher, Thresholds};
 
 /// One finished poll.
 #[derive(Debug, Clone)]
@@ -25,6 +27,10 @@ pub struct Update {
     /// on the first, which has nothing to compare with.
     pub rates: Option<CounterRates>,
     pub syn_watch: SynWatch,
+    /// The findings raised now, most urgent first.
+    pub findings: Vec<Finding>,
+    /// What this poll raised or cleared.
+    pub finding_events: Vec<FindingEvent>,
     /// How long the dump, diff and analysis took.
     pub took: Duration,
     pub events: EventStatus,
@@ -61,23 +67,37 @@ pub struct Polled {
     pub took: Duration,
     pub events: EventStatus,
     pub event_overflows: u32,
+    /// The namespace's port and TIME_WAIT sysctls, read with the poll; none when they
+    /// were not (a recording does not hold them: Linux's defaults stand in).
+    pub limits: Option<ConnectionLimits>,
 }
 
 /// Turns successive polls of one namespace into [`Update`]s: the counter rates between
-/// each poll and the one before it, computed here once, and the SYN watch, which
-/// remembers across polls. Live polls and replayed ones go through the same analyst,
-/// so a replay shows what the live view showed.
+/// each poll and the one before it, computed here once; the SYN watch and the CLOSE_WAIT
+/// watch, which remember across polls; and the findings over all of them. Live polls
+/// and replayed ones go through the same analyst, so a replay shows what the live view
+/// showed.
 #[derive(Debug)]
 pub struct Analyst {
     rates: RateMeter,
     syn_watcher: SynWatcher,
+    leaks: LeakWatcher,
+    findings: findings::Analyst,
+    /// The sysctls last read, and the limits made of them (rebuilt when they change).
+    limits: Option<(ConnectionLimits, HostLimits)>,
+    /// Linux's defaults, for polls that come without sysctls (a replay).
+    default_limits: HostLimits,
 }
 
 impl Analyst {
-    pub fn new(thresholds: Thresholds) -> Analyst {
+    pub fn new(thresholds: Thresholds, finding_thresholds: FindingThresholds) -> Analyst {
         Analyst {
             rates: RateMeter::default(),
             syn_watcher: SynWatcher::new(thresholds),
+            leaks: LeakWatcher::new(DEFAULT_WINDOW),
+            findings: findings::Analyst::new(finding_thresholds),
+            limits: None,
+            default_limits: HostLimits::default(),
         }
     }
 
@@ -88,12 +108,39 @@ impl Analyst {
         let syn_watch =
             self.syn_watcher
                 .poll(&polled.snapshot, &rates.unwrap_or_default(), since_last);
+        // Owners are the consumers' business (`-p`): leaks are told apart by port here.
+        let leaks = self
+            .leaks
+            .observe(polled.snapshot.taken_at, &polled.snapshot.sockets, |_| None);
+        let read = polled.limits.is_some();
+        if let Some(sysctls) = polled.limits
+            && self
+                .limits
+                .as_ref()
+                .is_none_or(|(last, _)| *last != sysctls)
+        {
+            let limits = HostLimits::from_sysctls(&sysctls);
+            self.limits = Some((sysctls, limits));
+        }
+        let limits = self
+            .limits
+            .as_ref()
+            .map_or(&self.default_limits, |(_, limits)| limits);
+        let report = self.findings.observe(&findings::Observation {
+            snapshot: &polled.snapshot,
+            limits,
+            time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
+            syn_watch: Some(&syn_watch),
+            leaks: Some(&leaks),
+        });
         Update {
             snapshot: Arc::new(polled.snapshot),
             transitions: polled.transitions,
             counters: polled.counters,
             rates,
             syn_watch,
+            findings: report.findings,
+            finding_events: report.events,
             took: polled.took,
             events: polled.events,
             event_overflows: polled.event_overflows,

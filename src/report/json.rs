@@ -16,6 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{COUNTERS, ListenLimits, ProcessMap, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
+use crate::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
 use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -68,6 +69,54 @@ pub struct Document<'a> {
     pub syn_watch: SynWatchSection<'a>,
     /// With `--all-netns`: each namespace read, with its own counts and counters.
     pub namespaces: Option<&'a [NamespaceEntry]>,
+    /// What one reading shows of the findings, most urgent first.
+    pub findings: &'a [FindingEntry<'a>],
+}
+
+/// A finding's fields as the stream and the JSON document write them.
+#[derive(Serialize)]
+pub struct FindingFields<'a> {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub subject: &'a Subject,
+    pub summary: &'a str,
+    pub evidence: &'a Evidence,
+    pub remedy: &'a str,
+    /// When it was raised; none in a one-shot reading.
+    pub since: Option<Rfc3339>,
+}
+
+impl FindingFields<'_> {
+    pub fn of(finding: &Finding) -> FindingFields<'_> {
+        FindingFields {
+            kind: finding.kind,
+            severity: finding.severity,
+            subject: &finding.subject,
+            summary: &finding.summary,
+            evidence: &finding.evidence,
+            remedy: finding.remedy,
+            since: finding.since.map(Rfc3339),
+        }
+    }
+}
+
+/// One entry of the document's `findings`, with its namespace's inode across
+/// namespaces (`--all-netns`).
+#[derive(Serialize)]
+pub struct FindingEntry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u64>,
+    #[serde(flatten)]
+    pub finding: FindingFields<'a>,
+}
+
+impl FindingEntry<'_> {
+    pub fn new(netns: Option<u64>, finding: &Finding) -> FindingEntry<'_> {
+        FindingEntry {
+            netns,
+            finding: FindingFields::of(finding),
+        }
+    }
 }
 
 /// The `syn_watch` object: one namespace's, or the listeners of several namespaces,
@@ -172,6 +221,8 @@ impl Document<'_> {
             out.write_all(b",\"namespaces\":")?;
             serde_json::to_writer(&mut *out, namespaces)?;
         }
+        out.write_all(b",\"findings\":")?;
+        serde_json::to_writer(&mut *out, self.findings)?;
         if let Some(leaks) = leaks {
             out.write_all(b",\"close_wait_leaks\":")?;
             serde_json::to_writer(&mut *out, &leaks)?;
@@ -427,6 +478,7 @@ mod tests {
                 crate::watch::Thresholds::default(),
             )),
             namespaces: None,
+            findings: &[],
         }
         .write(&mut out)
         .unwrap();
@@ -531,6 +583,7 @@ mod tests {
                     crate::watch::Thresholds::default(),
                 )),
                 namespaces: None,
+                findings: &[],
             }
             .write_with_leaks(
                 &mut out,

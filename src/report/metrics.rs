@@ -601,6 +601,8 @@ mod tests {
                 ..TcpExt::default()
             },
             rates: None,
+            findings: Vec::new(),
+            finding_events: Vec::new(),
             syn_watch,
             took: Duration::from_millis(3),
             events: EventStatus::Off,

@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::endpoint::Endpoint;
-use super::json::{CountsByName, Rfc3339};
+use super::json::{CountsByName, FindingFields, Rfc3339};
 use crate::diff::Transition;
 use crate::snapshot::Counts;
 use crate::tcp::{State, StateSet};
+use crate::watch::findings::FindingEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -142,6 +143,40 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
+    /// A finding raised or cleared. Findings are about the host, not about the states
+    /// asked for: every one is written.
+    pub fn finding(&mut self, at: SystemTime, event: &FindingEvent) -> io::Result<()> {
+        let (raised, finding) = match event {
+            FindingEvent::Raised(finding) => (true, finding),
+            FindingEvent::Cleared(finding) => (false, finding),
+        };
+        match self.format {
+            Format::Ndjson => self.json_line(&FindingLine {
+                kind: "finding",
+                event: if raised { "raised" } else { "cleared" },
+                at: Rfc3339(at),
+                netns: self.netns,
+                finding: FindingFields::of(finding),
+            }),
+            Format::Text if raised => writeln!(
+                self.out,
+                "{}  {} {}: {}. {}",
+                self.stamp(at),
+                finding.severity.name().to_uppercase(),
+                finding.kind.id(),
+                finding.summary,
+                finding.remedy,
+            ),
+            Format::Text => writeln!(
+                self.out,
+                "{}  cleared {} on {}",
+                self.stamp(at),
+                finding.kind.id(),
+                finding.subject,
+            ),
+        }
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -240,6 +275,58 @@ mod tests {
         assert_eq!(lines[1]["type"], "counts");
         assert_eq!(lines[1]["counts"]["TIME_WAIT"], 1);
         assert_eq!(lines[1]["counts"].as_object().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn a_finding_is_one_line_raised_and_one_cleared_in_text_and_ndjson() {
+        use crate::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let finding = Finding {
+            since: Some(at),
+            ..Finding::new(
+                Kind::SynFlood,
+                Severity::Critical,
+                Subject::Listener {
+                    addr: "10.0.0.1".parse().unwrap(),
+                    port: 443,
+                },
+                "SYN flood on 10.0.0.1:443: 300 half-open from 300 addresses in 280 networks"
+                    .to_owned(),
+                Evidence::default().count("half_open", 300u32),
+            )
+        };
+        let lines = |format| {
+            let mut out = Vec::new();
+            let mut writer =
+                StreamWriter::new(&mut out, format, StateSet::parse_list("listen").unwrap());
+            writer
+                .finding(at, &FindingEvent::Raised(finding.clone()))
+                .unwrap();
+            writer
+                .finding(at, &FindingEvent::Cleared(finding.clone()))
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let text = lines(Format::Text);
+        let text: Vec<&str> = text.lines().collect();
+        assert!(text[0].starts_with(
+            "22:13:20.250  CRITICAL syn_flood: SYN flood on 10.0.0.1:443: 300 half-open"
+        ));
+        assert!(text[0].ends_with(Kind::SynFlood.remedy()));
+        assert_eq!(text[1], "22:13:20.250  cleared syn_flood on 10.0.0.1:443");
+        let ndjson = lines(Format::Ndjson);
+        let json: Vec<serde_json::Value> = ndjson
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(json[0]["type"], "finding");
+        assert_eq!(json[0]["event"], "raised");
+        assert_eq!(json[1]["event"], "cleared");
+        assert_eq!(json[0]["kind"], "syn_flood");
+        assert_eq!(json[0]["severity"], "critical");
+        assert_eq!(json[0]["subject"], "10.0.0.1:443");
+        assert_eq!(json[0]["evidence"]["half_open"], 300);
+        assert_eq!(json[0]["since"], "2023-11-14T22:13:20.250Z");
     }
 
     #[test]
@@ -370,6 +457,18 @@ struct NoticeLine<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct FindingLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: &'static str,
+    at: Rfc3339,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
+    #[serde(flatten)]
+    finding: FindingFields<'a>,
 }
 
 #[derive(Serialize)]

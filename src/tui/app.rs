@@ -1025,6 +1025,8 @@ mod tests {
             transitions: Vec::new(),
             counters: crate::kernel::procfs::TcpExt::default(),
             rates: None,
+            findings: Vec::new(),
+            finding_events: Vec::new(),
             syn_watch: crate::watch::SynWatch {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
@@ -1070,6 +1072,7 @@ mod tests {
         use crate::poll::replay::Replaying;
         use crate::tui::playback::Playback;
         use crate::tui::views::testing::text;
+        use crate::watch::findings::FindingThresholds;
         use crate::watch::{History, Thresholds};
 
         /// The demo recording README points to, replayed as `tcpscope --replay` does.
@@ -1080,9 +1083,14 @@ mod tests {
         /// The demo recording as `tcpscope --replay FILE` with filter flags shows it.
         fn demo_narrowed_to(filter: Filter) -> App {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
-            let (polls, _) = Replaying::open(path.as_ref(), Some(filter), Thresholds::default())
-                .and_then(Replaying::read_to_end)
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let (polls, _) = Replaying::open(
+                path.as_ref(),
+                Some(filter),
+                Thresholds::default(),
+                FindingThresholds::default(),
+            )
+            .and_then(Replaying::read_to_end)
+            .unwrap_or_else(|e| panic!("{e:#}"));
             let playback = Playback::new(polls).unwrap_or_else(|| panic!("an empty recording"));
             let model = Model::new(Duration::from_secs(1), History::default());
             App::replaying(model, Theme::MONO, playback)

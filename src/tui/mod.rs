@@ -173,6 +173,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         path,
         Some(cli.filter()),
         cli.thresholds(),
+        cli.finding_thresholds(),
         stopping(&events),
     )?;
     let mut polls = Vec::new();

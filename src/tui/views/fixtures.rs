@@ -162,6 +162,8 @@ fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatche
         snapshot: Arc::new(snapshot),
         transitions,
         counters,
+        findings: Vec::new(),
+        finding_events: Vec::new(),
         // The polls are a second apart.
         rates: poll.checked_sub(1).map(|before| {
             CounterRates::between(
@@ -321,6 +323,8 @@ pub fn across_namespaces() -> Model {
                 transitions,
                 counters: TcpExt::default(),
                 rates: None,
+                findings: Vec::new(),
+                finding_events: Vec::new(),
                 syn_watch,
                 took: Duration::from_millis(3 + which as u64),
                 events: EventStatus::Subscribed,
