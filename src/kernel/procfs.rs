@@ -19,6 +19,8 @@ mod sysctl;
 
 pub use cgroup::{Container, container_of};
 pub use netstat::{NetstatError, TcpExt, parse_netstat, read_tcpext};
-pub use processes::{Process, ProcessMap, count_of_processes, socket_inode};
+pub use processes::{
+    Process, ProcessMap, count_of_processes, scan_with_procfs_crate, socket_inode,
+};
 pub use stat::{ProcessStat, parse_stat};
 pub use sysctl::{ListenLimits, Syncookies, SysctlError, parse_listen_limits, read_listen_limits};

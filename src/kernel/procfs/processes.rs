@@ -174,6 +174,96 @@ impl ProcessMap {
     }
 }
 
+/// The same walk as [`ProcessMap::scan`], written on the `procfs` crate's
+/// `Process::fd()` and `Process::stat()`, shared out over the cores the same way: kept
+/// only to time the two against each other (`tests/bench_proc_scan.rs`).
+#[doc(hidden)]
+pub fn scan_with_procfs_crate() -> anyhow::Result<ProcessMap> {
+    scan_root_with_procfs_crate(std::path::Path::new("/proc"))
+}
+
+fn scan_root_with_procfs_crate(root: &std::path::Path) -> anyhow::Result<ProcessMap> {
+    let root_name = root.display();
+    let numbers: Vec<u32> = std::fs::read_dir(root)
+        .with_context(|| format!("listing {root_name}"))?
+        .filter_map(|entry| sys::parse_decimal(entry.ok()?.file_name().as_encoded_bytes()))
+        .collect();
+    let workers = thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_WALKERS);
+    let found = thread::scope(|scope| {
+        let walkers: Vec<_> = (0..workers)
+            .map(|worker| {
+                let share = numbers.iter().copied().skip(worker).step_by(workers);
+                scope.spawn(move || walk_share_with_procfs_crate(root, share))
+            })
+            .collect();
+        walkers
+            .into_iter()
+            .map(|walker| {
+                walker.join().unwrap_or_else(|_| {
+                    Err((0, ::procfs::ProcError::Other("a walker panicked".into())))
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut map = ProcessMap::default();
+    for share in found {
+        let share = share.map_err(|(pid, error)| {
+            anyhow::Error::new(error).context(format!("reading {root_name}/{pid}"))
+        })?;
+        for found in share {
+            match found {
+                Found::Holder(holder, sockets) => map.insert(holder, &sockets),
+                Found::Forbidden => map.skipped += 1,
+            }
+        }
+    }
+    Ok(map)
+}
+
+fn walk_share_with_procfs_crate(
+    root: &std::path::Path,
+    pids: impl Iterator<Item = u32>,
+) -> Result<Vec<Found>, (u32, ::procfs::ProcError)> {
+    use ::procfs::ProcError;
+    use ::procfs::process::FDTarget;
+
+    let mut found = Vec::new();
+    for number in pids {
+        let Ok(pid) = i32::try_from(number) else {
+            continue;
+        };
+        let walked = (|| {
+            let process = ::procfs::process::Process::new_with_root(root.join(number.to_string()))?;
+            let mut sockets = Vec::new();
+            for fd in process.fd()? {
+                if let FDTarget::Socket(inode) = fd?.target {
+                    sockets.extend(u32::try_from(inode).ok());
+                }
+            }
+            if sockets.is_empty() {
+                return Ok(None);
+            }
+            let stat = process.stat()?;
+            Ok(Some((stat.comm, stat.starttime, sockets)))
+        })();
+        match walked {
+            Ok(None) | Err(ProcError::NotFound(_)) => {}
+            Ok(Some((name, started, sockets))) => found.push(Found::Holder(
+                Holder {
+                    process: Process { pid, name },
+                    started,
+                },
+                sockets,
+            )),
+            Err(ProcError::PermissionDenied(_)) => found.push(Found::Forbidden),
+            Err(error) => return Err((number, error)),
+        }
+    }
+    Ok(found)
+}
+
 /// `1 process`, `7 processes`: how notes about processes count them.
 pub fn count_of_processes(count: usize) -> String {
     match count {
