@@ -8,9 +8,31 @@
 //!
 //! Measured on Linux 6.18, 2 vCPUs, with five `python3` processes holding 19,900
 //! `socket()`s each (99.5k socket descriptors, 75 processes), timing `scan()` in a
-//! release build: 340 ms, 95% of it kernel time inside `readlinkat`. The procfs crate's
-//! descriptor iterator (open, readlink, stat and close per descriptor) took 590 ms, and
-//! `ss -tanp` 810 ms.
+//! release build: 340 ms, 95% of it kernel time inside `readlinkat`, against 810 ms for
+//! `ss -tanp`.
+//!
+//! Why not the `procfs` crate: its `Process` holds a `/proc/<pid>` handle as this code
+//! does, and a walk written on it (`Process::fd()`, `FDTarget::Socket`,
+//! `Process::stat()`, shared out over the cores the same way) passed every test below,
+//! but it is too slow for `-p`'s budget of 1.2× this walk. `Process::fd()` opens,
+//! reads the link of, stats and closes every descriptor, four system calls and a few
+//! allocations where this walk makes one `readlinkat` into a reused buffer, and the
+//! crate has no cheaper way to read only the link. Timed alternately in one run over
+//! the 100k-socket crowd of `tests/bench_snapshot.rs` (six holder processes, release
+//! build, medians of 15, on a 2-vCPU machine that others were building on):
+//!
+//! | run | this walk | on the crate | ratio |
+//! |---|---|---|---|
+//! | 1 | 476 ms | 832 ms | 1.75 |
+//! | 2 | 655 ms | 1,046 ms | 1.60 |
+//! | 3 | 321 ms | 552 ms | 1.72 |
+//!
+//! End to end, `cargo test --release --test bench_snapshot` put `--json -p` at 0.095×
+//! `ss -tanp` with this walk and 0.152× (1.6 times as long, missing its 0.1× target)
+//! with the crate's. So the crate was removed from the dependencies. The walk on the
+//! crate and its benchmark are in the project's history, in the commit "bench_proc_scan
+//! times -p's /proc walk against the same walk written on the procfs crate", to time
+//! again against a newer crate.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -172,96 +194,6 @@ impl ProcessMap {
         }
         self.holders.push(holder);
     }
-}
-
-/// The same walk as [`ProcessMap::scan`], written on the `procfs` crate's
-/// `Process::fd()` and `Process::stat()`, shared out over the cores the same way: kept
-/// only to time the two against each other (`tests/bench_proc_scan.rs`).
-#[doc(hidden)]
-pub fn scan_with_procfs_crate() -> anyhow::Result<ProcessMap> {
-    scan_root_with_procfs_crate(std::path::Path::new("/proc"))
-}
-
-fn scan_root_with_procfs_crate(root: &std::path::Path) -> anyhow::Result<ProcessMap> {
-    let root_name = root.display();
-    let numbers: Vec<u32> = std::fs::read_dir(root)
-        .with_context(|| format!("listing {root_name}"))?
-        .filter_map(|entry| sys::parse_decimal(entry.ok()?.file_name().as_encoded_bytes()))
-        .collect();
-    let workers = thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_WALKERS);
-    let found = thread::scope(|scope| {
-        let walkers: Vec<_> = (0..workers)
-            .map(|worker| {
-                let share = numbers.iter().copied().skip(worker).step_by(workers);
-                scope.spawn(move || walk_share_with_procfs_crate(root, share))
-            })
-            .collect();
-        walkers
-            .into_iter()
-            .map(|walker| {
-                walker.join().unwrap_or_else(|_| {
-                    Err((0, ::procfs::ProcError::Other("a walker panicked".into())))
-                })
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut map = ProcessMap::default();
-    for share in found {
-        let share = share.map_err(|(pid, error)| {
-            anyhow::Error::new(error).context(format!("reading {root_name}/{pid}"))
-        })?;
-        for found in share {
-            match found {
-                Found::Holder(holder, sockets) => map.insert(holder, &sockets),
-                Found::Forbidden => map.skipped += 1,
-            }
-        }
-    }
-    Ok(map)
-}
-
-fn walk_share_with_procfs_crate(
-    root: &std::path::Path,
-    pids: impl Iterator<Item = u32>,
-) -> Result<Vec<Found>, (u32, ::procfs::ProcError)> {
-    use ::procfs::ProcError;
-    use ::procfs::process::FDTarget;
-
-    let mut found = Vec::new();
-    for number in pids {
-        let Ok(pid) = i32::try_from(number) else {
-            continue;
-        };
-        let walked = (|| {
-            let process = ::procfs::process::Process::new_with_root(root.join(number.to_string()))?;
-            let mut sockets = Vec::new();
-            for fd in process.fd()? {
-                if let FDTarget::Socket(inode) = fd?.target {
-                    sockets.extend(u32::try_from(inode).ok());
-                }
-            }
-            if sockets.is_empty() {
-                return Ok(None);
-            }
-            let stat = process.stat()?;
-            Ok(Some((stat.comm, stat.starttime, sockets)))
-        })();
-        match walked {
-            Ok(None) | Err(ProcError::NotFound(_)) => {}
-            Ok(Some((name, started, sockets))) => found.push(Found::Holder(
-                Holder {
-                    process: Process { pid, name },
-                    started,
-                },
-                sockets,
-            )),
-            Err(ProcError::PermissionDenied(_)) => found.push(Found::Forbidden),
-            Err(error) => return Err((number, error)),
-        }
-    }
-    Ok(found)
 }
 
 /// `1 process`, `7 processes`: how notes about processes count them.
