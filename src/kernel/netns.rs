@@ -8,6 +8,11 @@
 //! thread that will open those, before it opens them; threads it spawns afterwards
 //! (the poller's) start in that namespace too. Nothing here dumps sockets or reads
 //! counters: that stays in [`super::sockdiag`] and [`super::procfs`].
+//!
+//! `/proc/<pid>/ns/net` is opened with std, not read through the `procfs` crate's
+//! `Process::namespaces()`: that stats all of a process's namespaces where one is
+//! wanted, and keeps only their inode numbers, while entering a namespace later needs
+//! the file held open from the moment it was found.
 
 use std::collections::HashSet;
 use std::fs::{self, File};

@@ -6,6 +6,10 @@
 //! reading so that the parsers are testable on recorded and corrupted input. This module
 //! only reads: it never writes a sysctl, and it knows nothing about netlink or output.
 //!
+//! It does not use the `procfs` crate: the process walk for `-p` takes 1.6 to 1.75 times
+//! as long on it (figures in `processes.rs`), and the rest is a few small files read
+//! whole.
+//!
 //! The counters and sysctls are those of the calling thread's network namespace, so a
 //! thread that has `unshare(CLONE_NEWNET)`ed sees its own namespace's. The process map
 //! covers the processes of the pid namespace `/proc` was mounted for.

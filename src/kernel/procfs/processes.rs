@@ -8,9 +8,31 @@
 //!
 //! Measured on Linux 6.18, 2 vCPUs, with five `python3` processes holding 19,900
 //! `socket()`s each (99.5k socket descriptors, 75 processes), timing `scan()` in a
-//! release build: 340 ms, 95% of it kernel time inside `readlinkat`. The procfs crate's
-//! descriptor iterator (open, readlink, stat and close per descriptor) took 590 ms, and
-//! `ss -tanp` 810 ms.
+//! release build: 340 ms, 95% of it kernel time inside `readlinkat`, against 810 ms for
+//! `ss -tanp`.
+//!
+//! Why not the `procfs` crate: its `Process` holds a `/proc/<pid>` handle as this code
+//! does, and a walk written on it (`Process::fd()`, `FDTarget::Socket`,
+//! `Process::stat()`, shared out over the cores the same way) passed every test below,
+//! but it is too slow for `-p`'s budget of 1.2× this walk. `Process::fd()` opens,
+//! reads the link of, stats and closes every descriptor, four system calls and a few
+//! allocations where this walk makes one `readlinkat` into a reused buffer, and the
+//! crate has no cheaper way to read only the link. Timed alternately in one run over
+//! the 100k-socket crowd of `tests/bench_snapshot.rs` (six holder processes, release
+//! build, medians of 15, on a 2-vCPU machine that others were building on):
+//!
+//! | run | this walk | on the crate | ratio |
+//! |---|---|---|---|
+//! | 1 | 476 ms | 832 ms | 1.75 |
+//! | 2 | 655 ms | 1,046 ms | 1.60 |
+//! | 3 | 321 ms | 552 ms | 1.72 |
+//!
+//! End to end, `cargo test --release --test bench_snapshot` put `--json -p` at 0.095×
+//! `ss -tanp` with this walk and 0.152× (1.6 times as long, missing its 0.1× target)
+//! with the crate's. So the crate was removed from the dependencies. The walk on the
+//! crate and its benchmark are in the project's history, in the commit "bench_proc_scan
+//! times -p's /proc walk against the same walk written on the procfs crate", to time
+//! again against a newer crate.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
