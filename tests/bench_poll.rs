@@ -8,14 +8,15 @@
 //! cargo test --test bench_poll             # debug build: 10k sockets, figures only
 //! ```
 
-mod lab;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::Lab;
+use support::lab::Lab;
 use tcpscope::diff::Differ;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};

@@ -13,16 +13,16 @@
 //! measures the scheduler more than tcpscope: with other builds running (load 5) it
 //! ranged from 12 to 58 ms over five runs while the median stayed at 0.55 ms.
 
-mod lab;
-mod scrape;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::Lab;
-use scrape::Server;
+use support::lab::Lab;
+use support::scrape::Server;
 
 struct Scale {
     established: usize,

@@ -10,13 +10,14 @@
 //! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
 //! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`.
 
-mod lab;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
+use support::lab::{Lab, SETTLE, TcpState};
 
 struct Scale {
     established: usize,

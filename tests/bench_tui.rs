@@ -8,8 +8,9 @@
 //! slower and only fails past 100 ms a frame, to catch a frame that sorts or copies
 //! every row.
 
-mod lab;
-mod pty;
+#[path = "support/mod.rs"]
+mod support;
+use support::{lab, pty};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, ExitCode};

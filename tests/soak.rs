@@ -11,9 +11,8 @@
 //! TCPSCOPE_SOAK_SECS=3600 cargo test --release --test soak -- --nocapture
 //! ```
 
-mod lab;
-mod pty;
-mod usage;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,9 +23,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::Lab;
-use pty::Terminal;
-use usage::{median, sample};
+use support::lab::Lab;
+use support::pty::Terminal;
+use support::usage::{median, sample};
 
 const DEFAULT_SECONDS: u64 = 30;
 

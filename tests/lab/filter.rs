@@ -5,19 +5,17 @@
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
-mod lab;
-mod stream;
-
+use crate::support::lab;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Output};
 
+use crate::support::lab::random::SplitMix64;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
+use crate::support::stream::Stream;
 use anyhow::{Context, Result, bail, ensure};
-use lab::random::SplitMix64;
-use lab::{Entry, Lab, SETTLE, TcpState};
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
-use stream::Stream;
 use tcpscope::filter::{self, Filter};
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::snapshot::SocketRecord;

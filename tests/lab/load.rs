@@ -8,25 +8,20 @@
 //! by `cargo test`. Run them in a release build:
 //!
 //! ```sh
-//! cargo test --release --test load -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test lab -- --ignored --nocapture --test-threads 1 load::
 //! ```
-
-mod lab;
-mod pty;
-mod stream;
-mod usage;
 
 use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::lab::{Lab, SETTLE, Syncookies, TcpState};
+use crate::support::pty::Terminal;
+use crate::support::stream::{Line, Stream};
+use crate::support::usage::{Sample, median, sample};
 use anyhow::{Result, ensure};
-use lab::{Lab, SETTLE, Syncookies, TcpState};
-use pty::Terminal;
 use serde_json::Value;
-use stream::{Line, Stream};
-use usage::{Sample, median, sample};
 
 const ESTABLISHED: usize = 140_000;
 const TIME_WAIT: usize = 40_000;
@@ -223,7 +218,7 @@ fn bytes_per_socket(empty: &Sample, loaded: &Sample) -> f64 {
 }
 
 #[test]
-#[ignore = "minutes at 200,000 sockets: cargo test --release --test load -- --ignored"]
+#[ignore = "minutes at 200,000 sockets: cargo test --release --test lab -- --ignored load::"]
 fn at_200k_sockets_watch_and_the_view_keep_their_interval() -> Result<()> {
     let lab = Lab::enter()?;
     // Half-open connections must outlive the run: more SYN+ACK retries keep them.
@@ -326,7 +321,7 @@ const BATCH_EVERY: Duration = Duration::from_millis(10);
 const FLOOD_FOR: Duration = Duration::from_secs(10);
 
 #[test]
-#[ignore = "a 10 s flood of 500,000 SYNs: cargo test --release --test load -- --ignored"]
+#[ignore = "a 10 s flood of 500,000 SYNs: cargo test --release --test lab -- --ignored load::"]
 fn a_flood_of_50k_syns_a_second_does_not_make_watch_fall_behind() -> Result<()> {
     let lab = Lab::enter()?;
     // The kernel's default: cookies once a listener's SYN queue is full.

@@ -10,8 +10,6 @@
 //! at the read that meets it, so it is never passed over.
 
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::lab::child::exit_within;
+use super::lab::child::exit_within;
 use serde_json::Value;
 
 /// How long the process may take to exit once signalled.

@@ -2,19 +2,16 @@
 //! connections through their states: every transition must show up in the stream, and
 //! connections that open and close entirely between two polls must still appear.
 
-mod lab;
-mod stream;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::lab::Lab;
+use crate::support::stream::Stream;
 use anyhow::{Context, Result, bail, ensure};
-use lab::Lab;
 use serde_json::Value;
-use stream::Stream;
 
 /// How long to wait for an expected line: a few poll intervals, with room for a
 /// loaded machine.

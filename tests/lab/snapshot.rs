@@ -4,14 +4,13 @@
 //! Each test enters its own private network namespace (the lab) and fails, never skips,
 //! without root.
 
-mod lab;
-
+use crate::support::lab;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Output};
 
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 use anyhow::{Context, Result, ensure};
-use lab::{Entry, Lab, SETTLE, TcpState};
 use tcpscope::filter::{Comparison, Condition, Filter, Side};
 use tcpscope::kernel::bytecode;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
@@ -244,7 +243,7 @@ fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
     let lab = Lab::enter()?;
     let _built = every_state(&lab)?;
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../assets/tcpscope.schema.json"))?;
+        serde_json::from_str(include_str!("../../assets/tcpscope.schema.json"))?;
     let validator = jsonschema::validator_for(&schema).context("compiling the schema")?;
     for args in [
         &["--json"][..],

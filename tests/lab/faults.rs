@@ -10,21 +10,18 @@
 //! | ENOBUFS on the event socket | an `events_lost` line; the polls resynchronise |
 //! | the reader of stdout goes away | every streaming mode ends quietly with status 0 |
 
-mod fault;
-mod lab;
-mod stream;
-
+use crate::support::{fault, lab};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::fault::{Refusal, set_descriptor_limit};
+use crate::support::lab::Lab;
+use crate::support::stream::Stream;
 use anyhow::{Context, Result, bail};
-use fault::{Refusal, set_descriptor_limit};
-use lab::Lab;
 use serde_json::Value;
-use stream::Stream;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

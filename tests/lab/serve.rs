@@ -6,17 +6,14 @@
 //! The server listens on `[::1]` and polls IPv4 only (`-4`), so that its own socket and
 //! the scrapes' connections never show up in the counts under test.
 
-mod lab;
-mod scrape;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::lab::{Entry, LISTEN_BACKLOG, Lab, SETTLE, TcpState};
+use crate::support::scrape::{Metrics, Server};
 use anyhow::{Context, Result, ensure};
-use lab::{Entry, LISTEN_BACKLOG, Lab, SETTLE, TcpState};
-use scrape::{Metrics, Server};
 use tcpscope::tcp::State;
 
 /// The server of these tests: loopback IPv6, any free port, IPv4 sockets only.

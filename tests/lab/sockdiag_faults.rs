@@ -13,14 +13,12 @@
 //! | a reply cut short | `Malformed`; nothing kept; the next dump is whole |
 //! | EINTR from `recv` | retried; the result is what `ss` lists |
 
-mod lab;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 use anyhow::{Context, Result, bail, ensure};
-use lab::{Entry, Lab, SETTLE, TcpState};
 use tcpscope::kernel::sockdiag::{DumpError, DumpRequest, Interposer, SockDiag};
 use tcpscope::snapshot::SocketRecord;
 use tcpscope::tcp::State;

@@ -7,17 +7,15 @@
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
-mod lab;
-mod pty;
-
+use crate::support::pty;
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 use std::time::Instant;
 
+use crate::support::lab::{Connection, Entry, Lab, Listener, SETTLE, TcpState};
 use anyhow::{Context, Result, ensure};
-use lab::{Connection, Entry, Lab, Listener, SETTLE, TcpState};
 use socket2::Socket;
 
 fn tcpscope(args: &[&str]) -> Result<Output> {

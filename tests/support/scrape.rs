@@ -7,8 +7,6 @@
 //! the line it prints on stderr.
 
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -17,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::lab::child::exit_within;
+use super::lab::child::exit_within;
 use prometheus_parse::{Sample, Scrape, Value};
 
 /// How long the server may take to start and poll once, or a scrape to show what a

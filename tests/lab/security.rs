@@ -4,20 +4,17 @@
 //! that fails loudly when one appears), and every mode but `--record`, run under
 //! `strace` in a lab namespace, makes no such system call. Run with fewer rights, it
 //! says what it cannot see. What `--record` may write is tested with it
-//! (`record_lab`).
+//! (`record.rs`).
 //!
 //! Fails, never skips, without root or without `strace`.
-
-mod lab;
-mod pty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::lab::Lab;
+use crate::support::pty::Terminal;
 use anyhow::{Context, Result, bail, ensure};
-use lab::Lab;
-use pty::Terminal;
 
 /// Calls that start a program.
 const STARTS_PROGRAMS: &[&str] = &[

@@ -1,12 +1,10 @@
 //! `tcp_info` for one socket, asked of the kernel in a lab: the detail pane's numbers.
 //! Fails, never skips, without root.
 
-mod lab;
-
 use std::io::Write;
 
+use crate::support::lab::Lab;
 use anyhow::{Context, Result, ensure};
-use lab::Lab;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::SockDiag;
 use tcpscope::kernel::tcp_info;

@@ -12,8 +12,6 @@
 //! fault::refuse(&mut command, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)]);
 //! ```
 
-#![allow(dead_code)]
-
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 

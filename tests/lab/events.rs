@@ -1,14 +1,12 @@
 //! The kernel's destroy events, read directly: what they carry, and what happens when
 //! more arrive than the queue holds.
 
-mod lab;
-
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::lab::Lab;
 use anyhow::{Result, ensure};
-use lab::Lab;
 use tcpscope::kernel::events::DestroyEvents;
 use tcpscope::snapshot::SocketRecord;
 use tcpscope::tcp::State;

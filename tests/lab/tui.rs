@@ -6,18 +6,15 @@
 //! visible cursor, line mode): `q`, SIGTERM, SIGHUP, a panic on any thread, and a
 //! kernel that refuses sock_diag (which never takes the screen at all).
 
-mod fault;
-mod lab;
-mod pty;
-
+use crate::support::{fault, pty};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fault::Refusal;
+use crate::support::lab::child::exit_within;
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::pty::Terminal;
 use anyhow::{Context, Result, ensure};
-use fault::Refusal;
-use lab::child::exit_within;
-use lab::{Lab, SETTLE, TcpState};
-use pty::Terminal;
 
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(20);
 const FLOOD: usize = 300;
@@ -344,7 +341,7 @@ fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
 }
 
 /// Captures the real view under a flood for the README: run with
-/// `cargo test --test tui_e2e -- --ignored screenshot`, then
+/// `cargo test --test lab -- --ignored tui::screenshot`, then
 /// `python3 tests/screenshot/render.py target/screenshot.json assets/screenshot.png`.
 #[test]
 #[ignore = "writes target/screenshot.json for the README's screenshot"]

@@ -6,11 +6,7 @@
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
 
-mod lab;
-mod pty;
-mod scrape;
-mod stream;
-
+use crate::support::{lab, pty, scrape};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,9 +14,9 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::stream::Stream;
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
-use stream::Stream;
 use tcpscope::tcp::State;
 
 /// A scratch file removed (with its rotated sibling) when dropped.
@@ -502,7 +498,7 @@ fn the_demo_recording_replays_without_privileges() -> Result<()> {
 /// Makes `assets/synflood.rec`: run it on purpose, as root, and commit the result.
 ///
 /// ```sh
-/// cargo test --test record_lab -- --ignored make_the_demo_recording
+/// cargo test --test lab -- --ignored record::make_the_demo_recording
 /// ```
 #[test]
 #[ignore = "writes assets/synflood.rec; run on purpose"]

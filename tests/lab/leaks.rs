@@ -7,18 +7,15 @@
 //! Ubuntu) so that each is its own process, as a leaking service would be. The test
 //! enters its own lab and fails, never skips, without root.
 
-mod lab;
-mod pty;
-mod scrape;
-
+use crate::support::{lab, pty, scrape};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::lab::{Lab, SETTLE, TcpState};
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
 use tcpscope::filter::Filter;
 use tcpscope::kernel::procfs::ProcessMap;
 use tcpscope::kernel::sockdiag::SockDiag;
