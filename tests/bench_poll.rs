@@ -16,11 +16,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use support::lab::Lab;
 use tcpscope::diff::Differ;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::watch::{CounterRates, SynWatcher, Thresholds};
+
+use support::lab::Lab;
 
 const TARGET: f64 = 1.3;
 

@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+
 use support::lab::Lab;
 use support::scrape::Server;
 

@@ -17,6 +17,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+
+use support::TCPSCOPE;
 use support::lab::{Lab, SETTLE, TcpState};
 
 struct Scale {
@@ -146,7 +148,7 @@ fn time_alternately(comparison: &Comparison) -> Result<(Duration, Duration)> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..comparison.rounds {
-        ours.push(time(env!("CARGO_BIN_EXE_tcpscope"), &comparison.ours)?);
+        ours.push(time(TCPSCOPE, &comparison.ours)?);
         theirs.push(time("ss", &comparison.theirs)?);
     }
     Ok((median(ours), median(theirs)))

@@ -10,10 +10,9 @@
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{lab, pty};
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +28,9 @@ use tcpscope::tui::app::{App, Event};
 use tcpscope::tui::model::Model;
 use tcpscope::tui::theme::Theme;
 use tcpscope::watch::{History, SynWatch, Thresholds};
+
+use support::tcpscope_command;
+use support::{lab, pty};
 
 const SOCKETS: usize = 100_000;
 const FRAMES: usize = 21;
@@ -138,7 +140,7 @@ fn cpu_ticks(pid: i32) -> Result<u64> {
 fn cpu_percent(tab: u8) -> Result<f64> {
     let lab = lab::Lab::enter()?;
     let _crowd = lab.crowd(SOCKETS)?;
-    let mut terminal = pty::Terminal::spawn(Command::new(env!("CARGO_BIN_EXE_tcpscope")), 120, 40)?;
+    let mut terminal = pty::Terminal::spawn(tcpscope_command(&[]), 120, 40)?;
     terminal.wait_for(Duration::from_secs(30), "the counts", |screen| {
         screen.contains("ESTABLISHED")
     })?;

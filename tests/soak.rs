@@ -16,15 +16,17 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+
 use support::lab::Lab;
 use support::pty::Terminal;
+use support::tcpscope_command;
 use support::usage::{median, sample};
 
 const DEFAULT_SECONDS: u64 = 30;
@@ -208,8 +210,7 @@ fn watch_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     let _lab = Lab::enter()?;
     let churn = Churn::start(7300)?;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "100ms"])
+    let mut child = tcpscope_command(&["--watch", "--json", "--interval", "100ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -251,7 +252,7 @@ fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     let _lab = Lab::enter()?;
     let churn = Churn::start(7301)?;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", "100ms"]);
     let mut terminal = Terminal::spawn(command, 120, 40)?;
     terminal.wait_for(Duration::from_secs(20), "the view", |screen| {
@@ -304,8 +305,7 @@ fn serve_keeps_memory_fds_and_threads_flat_under_churn_and_scrapes() -> Result<(
     let churn = Churn::start(7302)?;
 
     let address = "127.0.0.1:7399";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--serve", address, "--interval", "100ms"])
+    let mut child = tcpscope_command(&["--serve", address, "--interval", "100ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::support::lab::Lab;
 use anyhow::{Result, ensure};
 use tcpscope::kernel::events::DestroyEvents;
 use tcpscope::snapshot::SocketRecord;
 use tcpscope::tcp::State;
+
+use crate::support::lab::Lab;
 
 fn endpoints(record: &SocketRecord) -> (SocketAddr, SocketAddr) {
     (

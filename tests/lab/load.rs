@@ -12,16 +12,17 @@
 //! ```
 
 use std::net::TcpStream;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use serde_json::Value;
 
 use crate::support::lab::{Lab, SETTLE, Syncookies, TcpState};
 use crate::support::pty::Terminal;
 use crate::support::stream::{Line, Stream};
+use crate::support::tcpscope_command;
 use crate::support::usage::{Sample, median, sample};
-use anyhow::{Result, ensure};
-use serde_json::Value;
 
 const ESTABLISHED: usize = 140_000;
 const TIME_WAIT: usize = 40_000;
@@ -153,7 +154,7 @@ fn press(terminal: &mut Terminal, key: &[u8], shown: &str, gone: &str) -> Result
 /// Runs the view for `duration` in a 120x40 terminal, while `churn` keeps the counts
 /// moving, and returns how it kept up and its resident memory.
 fn measure_view(duration: Duration, churn: &mut dyn FnMut()) -> Result<(Drawing, Sample)> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", &format!("{}ms", INTERVAL.as_millis())]);
     let mut terminal = Terminal::spawn(command, 120, 40)?;
     terminal.wait_for(Duration::from_secs(30), "the view", view_is_up)?;

@@ -4,23 +4,25 @@
 //! metrics, and the interactive view in a pseudo-terminal. Fails, never skips, without
 //! root.
 
-use crate::support::{lab, pty};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
-use crate::support::scrape::Server;
-use crate::support::stream::Stream;
 use anyhow::{Context, Result, anyhow, ensure};
 use serde_json::Value;
-use tcpscope::tcp::State;
+
+use crate::support::entries::counts_of;
+use crate::support::lab::{Entry, Lab, SETTLE};
+use crate::support::scrape::Server;
+use crate::support::stream::Stream;
+use crate::support::{json, tcpscope, tcpscope_command};
+use crate::support::{lab, pty};
 
 /// How long to wait for a line of the stream or a screen of the view: long enough for a
 /// rescan (every 5 s) and the first poll after it, on a loaded machine.
@@ -138,27 +140,6 @@ fn lab_b(lab: &Lab) -> Result<(Vec<Entry>, Held)> {
     ))
 }
 
-fn state_name(state: TcpState) -> String {
-    let number = (1..=11)
-        .find(|n| TcpState::from_kernel(*n) == Some(state))
-        .expect("every lab state has a kernel number");
-    State::from_kernel(number)
-        .expect("lab states are TCP states")
-        .name()
-        .to_owned()
-}
-
-fn counts_of(entries: &[Entry]) -> BTreeMap<String, u64> {
-    let mut counts: BTreeMap<String, u64> = State::ALL
-        .iter()
-        .map(|state| (state.name().to_owned(), 0))
-        .collect();
-    for entry in entries {
-        *counts.entry(state_name(entry.state)).or_default() += 1;
-    }
-    counts
-}
-
 fn counts_in(value: &Value) -> BTreeMap<String, u64> {
     value
         .as_object()
@@ -169,24 +150,6 @@ fn counts_in(value: &Value) -> BTreeMap<String, u64> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Runs tcpscope in the test's own namespace.
-fn tcpscope(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(args)
-        .output()
-        .context("running tcpscope")
-}
-
-fn json(args: &[&str]) -> Result<Value> {
-    let output = tcpscope(args)?;
-    ensure!(
-        output.status.success(),
-        "tcpscope {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).context("tcpscope printed invalid JSON")
 }
 
 /// Gives a lab's namespace a name in /run/netns for as long as it lives.
@@ -358,7 +321,7 @@ fn without_privilege_another_namespace_is_refused_with_a_clear_message_and_statu
         &["--grep", "all", "--netns", &pid],
         &["--json", "--all-netns"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        let output = tcpscope_command(&[])
             .args(args)
             .uid(65534)
             .gid(65534)
@@ -422,8 +385,7 @@ fn the_stream_of_all_namespaces_names_each_lines_namespace() -> Result<()> {
 fn a_watched_namespace_whose_processes_all_leave_is_followed_to_its_end() -> Result<()> {
     let a = Neighbour::start(lab_a)?;
     let mut watch = Stream::start(
-        Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-            .args(["--watch", "--json", "--interval", "100ms", "--netns"])
+        tcpscope_command(&["--watch", "--json", "--interval", "100ms", "--netns"])
             .arg(a.pid.to_string())
             .stderr(Stdio::piped()),
     )?;
@@ -522,7 +484,7 @@ fn namespace_row(screen: &str, inode: u64) -> Option<Vec<String>> {
 fn the_view_of_all_namespaces_counts_each_lab_and_names_its_connections() -> Result<()> {
     let a = Neighbour::start(lab_a)?;
     let b = Neighbour::start(lab_b)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--all-netns", "--interval", "200ms"]);
     // Wide enough for every state's column.
     let mut terminal = pty::Terminal::spawn(command, 170, 40)?;

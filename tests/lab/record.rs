@@ -6,7 +6,6 @@
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
 
-use crate::support::{lab, pty, scrape};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,10 +13,13 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::lab::{Lab, SETTLE, TcpState};
-use crate::support::stream::Stream;
 use anyhow::{Context, Result, ensure};
 use tcpscope::tcp::State;
+
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::stream::Stream;
+use crate::support::{TCPSCOPE, tcpscope_command};
+use crate::support::{lab, pty, scrape};
 
 /// A scratch file removed (with its rotated sibling) when dropped.
 struct Scratch(PathBuf);
@@ -84,7 +86,7 @@ impl Recording {
 }
 
 fn replay(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+    tcpscope_command(&[])
         .args(args)
         .output()
         .context("running tcpscope --replay")
@@ -226,7 +228,7 @@ fn a_file_that_is_not_a_recording_is_an_error() -> Result<()> {
 
 /// `tcpscope --watch --record FILE` with more flags, run briefly in a lab namespace.
 fn record_briefly(file: &Scratch, more: &[&str]) -> Result<Output> {
-    let mut args = vec!["-n", env!("CARGO_BIN_EXE_tcpscope"), "--watch", "--json"];
+    let mut args = vec!["-n", TCPSCOPE, "--watch", "--json"];
     args.extend_from_slice(&["--interval", "100ms", "--record", file.arg()]);
     args.extend_from_slice(more);
     let child = Command::new("timeout")
@@ -403,7 +405,7 @@ fn the_view_records_every_poll_and_the_replay_shows_the_counts_it_showed() -> Re
     let file = Scratch::new("view");
     let listener = lab.listener_v4()?;
     let before = ss_counts_v4(&lab)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["-4", "--interval", "200ms", "--record", file.arg()]);
     let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
     let timeout = SETTLE * 3;
@@ -448,7 +450,7 @@ fn the_view_records_every_poll_and_the_replay_shows_the_counts_it_showed() -> Re
 fn a_recording_the_view_cannot_open_is_refused_before_the_screen_is_taken() -> Result<()> {
     let file = Scratch::new("not-a-recording");
     fs::write(&file.0, b"somebody's notes")?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--record", file.arg()]);
     let mut terminal = pty::Terminal::spawn(command, 100, 30)?;
     let status = terminal.wait(Duration::from_secs(10))?;
@@ -471,7 +473,7 @@ fn the_demo_recording_replays_without_privileges() -> Result<()> {
     // As nobody: a new user needs no root to look at the demo.
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg(TCPSCOPE)
         .args(["--replay", DEMO, "--json"])
         .output()
         .context("running tcpscope --replay as nobody")?;

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail, ensure};
+
 use crate::support::lab::Lab;
 use crate::support::pty::Terminal;
-use anyhow::{Context, Result, bail, ensure};
+use crate::support::{TCPSCOPE, tcpscope_command};
 
 /// Calls that start a program.
 const STARTS_PROGRAMS: &[&str] = &[
@@ -162,7 +164,7 @@ fn traced(args: &[&str], trace: &Path) -> Command {
     command
         .args(["-f", "-qq", "-e", TRACED, "-e", "signal=none", "-o"])
         .arg(trace)
-        .arg(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg(TCPSCOPE)
         .args(args);
     command
 }
@@ -322,7 +324,7 @@ fn run_as_nobody_it_says_which_processes_it_could_not_read() -> Result<()> {
     let port = listener.addr.port().to_string();
 
     for args in [&["--grep", "listen", "-p"][..], &["--json", "-p"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        let output = tcpscope_command(&[])
             .args(args)
             .uid(NOBODY)
             .gid(NOBODY)

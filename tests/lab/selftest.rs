@@ -4,14 +4,15 @@
 //! Each test enters its own namespace (each test runs on its own thread). Without root these
 //! tests fail, with the lab's message saying why; they never skip.
 
-use crate::support::lab;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 use anyhow::{Context, Result, ensure};
+
+use crate::support::lab;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);

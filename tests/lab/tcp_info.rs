@@ -3,12 +3,13 @@
 
 use std::io::Write;
 
-use crate::support::lab::Lab;
 use anyhow::{Context, Result, ensure};
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::SockDiag;
 use tcpscope::kernel::tcp_info;
 use tcpscope::tcp::State;
+
+use crate::support::lab::Lab;
 
 #[test]
 fn an_established_connection_reports_its_rtt_window_and_bytes() -> Result<()> {

@@ -4,6 +4,7 @@
 //! The lab's oracle shares no code with tcpscope; these conversions are the one place
 //! where tcpscope's names (its states, its JSON keys) meet the lab's.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
@@ -56,4 +57,27 @@ pub fn of_json(document: &Value) -> Result<Vec<Entry>> {
     }
     entries.sort();
     Ok(entries)
+}
+
+/// tcpscope's name for a state the lab built.
+pub fn state_of(state: TcpState) -> State {
+    let number = (1..=11)
+        .find(|n| TcpState::from_kernel(*n) == Some(state))
+        .expect("every lab state has a kernel number");
+    State::from_kernel(number).expect("lab states are TCP states")
+}
+
+/// Sockets per state, by tcpscope's state names, all 11 states present: what the
+/// `counts` of a `--json` document should say about `entries`.
+pub fn counts_of(entries: &[Entry]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = State::ALL
+        .iter()
+        .map(|state| (state.name().to_owned(), 0))
+        .collect();
+    for entry in entries {
+        *counts
+            .entry(state_of(entry.state).name().to_owned())
+            .or_default() += 1;
+    }
+    counts
 }

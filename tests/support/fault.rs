@@ -8,7 +8,7 @@
 //! them back), so that whatever it opens next fails with EMFILE.
 //!
 //! ```ignore
-//! let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+//! let mut command = tcpscope_command(&[]);
 //! fault::refuse(&mut command, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)]);
 //! ```
 

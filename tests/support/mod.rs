@@ -18,40 +18,35 @@ pub mod scrape;
 pub mod stream;
 pub mod usage;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-/// The binary under test, as cargo built it for this test run.
+/// The binary under test, as cargo built it for this test run. Tests that run it under
+/// another program (`setpriv`, `strace`, `unshare -n`) pass this path.
 pub const TCPSCOPE: &str = env!("CARGO_BIN_EXE_tcpscope");
 
-/// `tcpscope ARGS`, to be started by the caller. A child started from a lab's thread
-/// runs inside the lab's namespace, as everything that thread starts does.
-pub fn tcpscope(args: &[&str]) -> Command {
+/// `tcpscope ARGS`, for the caller to start, with stdin closed: tcpscope reads no input
+/// but its terminal's, which a test gives it explicitly (`pty::Terminal`). A child started
+/// from a lab's thread runs inside the lab's namespace, as everything that thread starts
+/// does.
+pub fn tcpscope_command(args: &[&str]) -> Command {
     let mut command = Command::new(TCPSCOPE);
-    command.args(args);
-    command
-}
-
-/// `unshare -n tcpscope ARGS`: the binary alone in a fresh network namespace, which
-/// holds no socket but those it opens itself (needs root).
-pub fn tcpscope_alone(args: &[&str]) -> Command {
-    let mut command = Command::new("unshare");
-    command.arg("-n").arg(TCPSCOPE).args(args);
+    command.args(args).stdin(Stdio::null());
     command
 }
 
 /// Runs `tcpscope ARGS` to its end, with stdin closed, and returns what it printed.
-pub fn run(args: &[&str]) -> Result<Output> {
-    tcpscope(args)
+pub fn tcpscope(args: &[&str]) -> Result<Output> {
+    tcpscope_command(args)
         .output()
         .with_context(|| format!("running tcpscope {args:?}"))
 }
 
 /// Runs `tcpscope ARGS`, which must succeed, and parses the JSON document it prints.
 pub fn json(args: &[&str]) -> Result<Value> {
-    let output = run(args)?;
+    let output = tcpscope(args)?;
     ensure!(
         output.status.success(),
         "tcpscope {args:?} failed: {}",

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::lab::child::exit_within;
+use super::tcpscope_command;
 use serde_json::Value;
 
 /// How long the process may take to exit once signalled.
@@ -54,7 +55,7 @@ pub struct Stream {
 impl Stream {
     /// Starts `tcpscope --watch --json ARGS…`; its stderr goes with the test's output.
     pub fn watch(args: &[&str]) -> Result<Stream> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+        let mut command = tcpscope_command(&[]);
         command.args(["--watch", "--json"]).args(args);
         Stream::start(&mut command)
     }
