@@ -3,8 +3,8 @@
 //! metrics server, under refused system calls) and the conversions that let what
 //! tcpscope reports be compared with what `ss` lists.
 //!
-//! The `lab` test binary and every benchmark include this once (`#[path]` from the
-//! benchmarks, which must be binaries of their own); none of it is a test itself.
+//! The `lab` and `soak` test binaries and every benchmark include this once (with
+//! `#[path]`: the benchmarks must be binaries of their own); none of it is a test itself.
 
 // Each binary that includes this uses only part of it (a benchmark needs the lab, not the
 // pseudo-terminal); without this each would warn about the parts it happens not to use.
