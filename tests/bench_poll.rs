@@ -10,18 +10,20 @@
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::Lab;
 use tcpscope::diff::Differ;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::watch::{CounterRates, SynWatcher, Thresholds};
+
+use support::lab::Lab;
 
 const TARGET: f64 = 1.3;
 

@@ -15,16 +15,17 @@
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-mod scrape;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::Lab;
-use scrape::Server;
+
+use support::lab::Lab;
+use support::scrape::Server;
 
 struct Scale {
     established: usize,

@@ -12,13 +12,16 @@
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
+
+use support::TCPSCOPE;
+use support::lab::{Lab, SETTLE, TcpState};
 
 struct Scale {
     established: usize,
@@ -147,7 +150,7 @@ fn time_alternately(comparison: &Comparison) -> Result<(Duration, Duration)> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..comparison.rounds {
-        ours.push(time(env!("CARGO_BIN_EXE_tcpscope"), &comparison.ours)?);
+        ours.push(time(TCPSCOPE, &comparison.ours)?);
         theirs.push(time("ss", &comparison.theirs)?);
     }
     Ok((median(ours), median(theirs)))

@@ -10,11 +10,11 @@
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-mod pty;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +30,9 @@ use tcpscope::tui::app::{App, Event};
 use tcpscope::tui::model::Model;
 use tcpscope::tui::theme::Theme;
 use tcpscope::watch::{History, SynWatch, Thresholds};
+
+use support::tcpscope_command;
+use support::{lab, pty};
 
 const SOCKETS: usize = 100_000;
 const FRAMES: usize = 21;
@@ -139,7 +142,7 @@ fn cpu_ticks(pid: i32) -> Result<u64> {
 fn cpu_percent(tab: u8) -> Result<f64> {
     let lab = lab::Lab::enter()?;
     let _crowd = lab.crowd(SOCKETS)?;
-    let mut terminal = pty::Terminal::spawn(Command::new(env!("CARGO_BIN_EXE_tcpscope")), 120, 40)?;
+    let mut terminal = pty::Terminal::spawn(tcpscope_command(&[]), 120, 40)?;
     terminal.wait_for(Duration::from_secs(30), "the counts", |screen| {
         screen.contains("ESTABLISHED")
     })?;

@@ -1,36 +1,57 @@
 //! Soak: `tcpscope --watch`, `--serve` and the interactive view under continuous
-//! connection churn
-//! in a lab namespace (thousands of connections opened and reset a second) must keep
-//! their resident memory flat (the median of the last quarter of the run within 10% of
-//! the most in the first quarter after warm-up), and their file descriptors and threads
-//! constant.
+//! connection churn in a lab namespace (thousands of connections opened and reset a
+//! second) must keep their resident memory flat (the median of the last quarter of the
+//! run within 10% of the most in the first quarter after warm-up), and their file
+//! descriptors and threads constant.
 //!
-//! Short by default so that it runs with every `cargo test`; for the hour-long run:
+//! The soaks are ignored by `cargo test`: memory only settles after tens of seconds of
+//! churn, which every run would pay for. They take 30 s each unless `TCPSCOPE_SOAK_SECS`
+//! says otherwise; the hour-long run:
 //!
 //! ```sh
-//! TCPSCOPE_SOAK_SECS=3600 cargo test --release --test soak -- --nocapture
+//! TCPSCOPE_SOAK_SECS=3600 cargo test --release --test soak -- --ignored --nocapture
 //! ```
+//!
+//! Every `cargo test` runs each mode through the same churn for a few seconds instead
+//! (the `*_through_a_few_seconds_*` tests): the stream keeps up, every scrape is answered,
+//! the view draws every tab, and descriptors and threads do not grow.
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-mod pty;
-mod usage;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::Lab;
-use pty::Terminal;
-use usage::{median, sample};
 
+use support::lab::Lab;
+use support::pty::Terminal;
+use support::tcpscope_command;
+use support::usage::{median, sample};
+
+/// How long a soak runs when `TCPSCOPE_SOAK_SECS` does not say.
 const DEFAULT_SECONDS: u64 = 30;
+
+/// How long the short runs of every `cargo test` take, per mode.
+const SHORT: Duration = Duration::from_secs(3);
+
+/// What a run's figures are checked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// A soak: descriptors, threads and resident memory.
+    Soak,
+    /// A run of a few seconds: descriptors and threads. Resident memory is still
+    /// growing to the churn's working set this early (measured: up to a third over a
+    /// 3 s run of `--watch`), so a trend cannot be told from a leak.
+    Short,
+}
 
 /// The soaks run one at a time: each churns as fast as a core allows, and three side by
 /// side on a small machine starve each other's readers, so that the memory measured is
@@ -157,7 +178,13 @@ fn observe(pid: u32, duration: Duration, meanwhile: &mut dyn FnMut()) -> Result<
 /// of transitions; a leak, which grows with every connection, still shows within
 /// seconds at this churn. Descriptors and threads may be opened for a moment (a `/proc`
 /// file, a process scan) but must come back.
-fn report(mode: &str, duration: Duration, churned: u64, figures: &Figures) -> Result<()> {
+fn report(
+    mode: &str,
+    duration: Duration,
+    churned: u64,
+    figures: &Figures,
+    check: Check,
+) -> Result<()> {
     let seconds = duration.as_secs_f64();
     let quarter = (figures.rss_kib.len() / 4).max(1);
     let early = figures.rss_kib[..quarter]
@@ -191,6 +218,9 @@ fn report(mode: &str, duration: Duration, churned: u64, figures: &Figures) -> Re
         late_threads <= early_threads,
         "{mode}: threads grew from {early_threads} to {late_threads}"
     );
+    if check == Check::Short {
+        return Ok(());
+    }
     ensure!(
         late as f64 <= early as f64 * 1.10,
         "{mode}: resident memory grew from at most {early} KiB to a median of {late} KiB"
@@ -205,14 +235,22 @@ fn report(mode: &str, duration: Duration, churned: u64, figures: &Figures) -> Re
 }
 
 #[test]
+#[ignore = "30 s, or TCPSCOPE_SOAK_SECS: cargo test --release --test soak -- --ignored"]
 fn watch_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
+    watch_under_churn(soak_duration(), Check::Soak)
+}
+
+#[test]
+fn watch_through_a_few_seconds_of_churn_keeps_up_with_level_fds_and_threads() -> Result<()> {
+    watch_under_churn(SHORT, Check::Short)
+}
+
+fn watch_under_churn(duration: Duration, check: Check) -> Result<()> {
     let _turn = soak_turn();
-    let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7300)?;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "100ms"])
+    let mut child = tcpscope_command(&["--watch", "--json", "--interval", "100ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -237,24 +275,45 @@ fn watch_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     let status = child.wait()?;
     let _ = reader.join();
 
-    report("--watch", duration, churned, &figures?)?;
+    report("--watch", duration, churned, &figures?, check)?;
     ensure!(status.success(), "tcpscope --watch ended with {status}");
     let printed = lines.load(Ordering::Relaxed);
-    ensure!(
-        printed > churned,
-        "the stream did not keep up: {printed} lines for {churned} connections"
-    );
+    if check == Check::Soak {
+        ensure!(
+            printed > churned,
+            "the stream did not keep up: {printed} lines for {churned} connections"
+        );
+    } else {
+        // Over a few seconds the lines can fall a few percent short of the connections
+        // (measured: 7% in a 3 s debug run on a busy machine), which a soak's tens of
+        // seconds of polls make up for; here the stream must only have gone on poll
+        // after poll, as --serve's polls must (a slow poll every other one at most).
+        let polls = duration.as_secs_f64() / 0.1;
+        ensure!(
+            printed as f64 >= polls * 0.9 * 0.5,
+            "the stream stalled: {printed} lines over {polls:.0} intervals"
+        );
+    }
     Ok(())
 }
 
 #[test]
+#[ignore = "30 s, or TCPSCOPE_SOAK_SECS: cargo test --release --test soak -- --ignored"]
 fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
+    view_under_churn(soak_duration(), Check::Soak)
+}
+
+#[test]
+fn view_through_a_few_seconds_of_churn_draws_every_tab_with_level_fds_and_threads() -> Result<()> {
+    view_under_churn(SHORT, Check::Short)
+}
+
+fn view_under_churn(duration: Duration, check: Check) -> Result<()> {
     let _turn = soak_turn();
-    let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7301)?;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", "100ms"]);
     let mut terminal = Terminal::spawn(command, 120, 40)?;
     terminal.wait_for(Duration::from_secs(20), "the view", |screen| {
@@ -262,8 +321,9 @@ fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     })?;
     let pid = u32::try_from(terminal.pid())?;
 
-    // Every tab in turn, a few seconds each: the connections table and its process
-    // scans, the timeline's chart and transition log, the overview.
+    // Every tab in turn, a few seconds each (a quarter of a short run): the connections
+    // table and its process scans, the timeline's chart and transition log, the overview.
+    let stay = (duration / 4).min(Duration::from_secs(3));
     let mut turn = 0u64;
     let mut next_tab = Instant::now();
     let figures = observe(pid, duration, &mut || {
@@ -271,7 +331,7 @@ fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
             let tab = [b"2", b"3", b"1"][(turn % 3) as usize];
             let _ = terminal.send(tab);
             turn += 1;
-            next_tab = Instant::now() + Duration::from_secs(3);
+            next_tab = Instant::now() + stay;
         }
     });
     let churned = churn.stop()?;
@@ -279,7 +339,7 @@ fn the_view_keeps_memory_fds_and_threads_flat_under_churn() -> Result<()> {
     terminal.send(b"q")?;
     let status = terminal.wait(Duration::from_secs(10))?;
 
-    report("the view", duration, churned, &figures?)?;
+    report("the view", duration, churned, &figures?, check)?;
     ensure!(status.success(), "the view ended with {status}:\n{drawn}");
     ensure!(turn >= 3, "the tabs were not all visited");
     Ok(())
@@ -300,15 +360,24 @@ fn scrape_polls(address: &str) -> Result<f64> {
 }
 
 #[test]
+#[ignore = "30 s, or TCPSCOPE_SOAK_SECS: cargo test --release --test soak -- --ignored"]
 fn serve_keeps_memory_fds_and_threads_flat_under_churn_and_scrapes() -> Result<()> {
+    serve_under_churn(soak_duration(), Check::Soak)
+}
+
+#[test]
+fn serve_through_a_few_seconds_of_churn_answers_every_scrape_with_level_fds_and_threads()
+-> Result<()> {
+    serve_under_churn(SHORT, Check::Short)
+}
+
+fn serve_under_churn(duration: Duration, check: Check) -> Result<()> {
     let _turn = soak_turn();
-    let duration = soak_duration();
     let _lab = Lab::enter()?;
     let churn = Churn::start(7302)?;
 
     let address = "127.0.0.1:7399";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--serve", address, "--interval", "100ms"])
+    let mut child = tcpscope_command(&["--serve", address, "--interval", "100ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -347,7 +416,7 @@ fn serve_keeps_memory_fds_and_threads_flat_under_churn_and_scrapes() -> Result<(
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.wait()?;
 
-    report("--serve", duration, churned, &figures?)?;
+    report("--serve", duration, churned, &figures?, check)?;
     ensure!(status.success(), "tcpscope --serve ended with {status}");
     ensure!(
         failed.is_empty(),

@@ -5,28 +5,25 @@
 //! Every way out gives the terminal back as a shell expects it (the main screen, a
 //! visible cursor, line mode): `q`, SIGTERM, SIGHUP, a panic on any thread, and a
 //! kernel that refuses sock_diag (which never takes the screen at all).
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod fault;
-mod lab;
-mod pty;
-
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use fault::Refusal;
-use lab::child::exit_within;
-use lab::{Lab, SETTLE, TcpState};
-use pty::Terminal;
+
+use crate::support::fault::Refusal;
+use crate::support::lab::child::exit_within;
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::pty::Terminal;
+use crate::support::tcpscope_command;
+use crate::support::{fault, pty};
 
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(20);
 const FLOOD: usize = 300;
 const FROM_TWO_HOSTS: usize = 200;
 
-fn tcpscope(columns: u16, rows: u16) -> Result<Terminal> {
-    Terminal::spawn(Command::new(env!("CARGO_BIN_EXE_tcpscope")), columns, rows)
+/// The interactive view, started in a pseudo-terminal of `columns` × `rows`.
+fn in_terminal(columns: u16, rows: u16) -> Result<Terminal> {
+    Terminal::spawn(tcpscope_command(&[]), columns, rows)
 }
 
 /// The view's status line is drawn: it is up and has had its first poll.
@@ -49,7 +46,7 @@ fn ensure_restored(terminal: &Terminal) -> Result<()> {
 
 /// Starts the view and waits until it is up, in raw mode on the alternate screen.
 fn running_view() -> Result<Terminal> {
-    let terminal = tcpscope(100, 30)?;
+    let terminal = in_terminal(100, 30)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
     ensure!(
         terminal.alternate_screen(),
@@ -83,7 +80,7 @@ fn a_random_source_flood_is_flagged_and_two_busy_hosts_are_not() -> Result<()> {
     let _two_hosts = lab.syns_from_two_hosts(busy.addr_v4()?, FROM_TWO_HOSTS)?;
     lab.wait_for_count(TcpState::SynRecv, FLOOD + FROM_TWO_HOSTS, SETTLE)?;
 
-    let mut terminal = tcpscope(120, 40)?;
+    let mut terminal = in_terminal(120, 40)?;
     let flooded_at = format!("127.0.0.1:{}", flooded.addr.port());
     let busy_at = format!("127.0.0.1:{}", busy.addr.port());
     let screen = terminal.wait_for(SCREEN_TIMEOUT, "both listeners' verdicts", |screen| {
@@ -167,7 +164,7 @@ fn sighup_restores_the_terminal_and_exits_with_128_plus_1() -> Result<()> {
 #[cfg(debug_assertions)]
 fn panic_in(place: &str, message: &str) -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.env("TCPSCOPE_TEST_PANIC", place);
     let mut terminal = Terminal::spawn(command, 100, 30)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
@@ -224,7 +221,7 @@ fn a_resize_down_to_1x1_and_back_keeps_the_view_alive() -> Result<()> {
 #[test]
 fn without_sock_diag_the_view_exits_2_before_taking_the_screen() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     fault::refuse(
         &mut command,
         &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)],
@@ -248,7 +245,7 @@ fn without_sock_diag_the_view_exits_2_before_taking_the_screen() -> Result<()> {
 #[test]
 fn the_status_line_says_when_destroy_events_are_refused() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
     let mut terminal = Terminal::spawn(command, 100, 30)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the refusal on the status line", |screen| {
@@ -262,7 +259,7 @@ fn the_status_line_says_when_destroy_events_are_refused() -> Result<()> {
 #[test]
 fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", "200ms"]);
     let mut terminal = Terminal::spawn(command, 160, 30)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
@@ -286,7 +283,7 @@ fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<
 #[test]
 fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut terminal = tcpscope(60, 20)?;
+    let mut terminal = in_terminal(60, 20)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the size message", |screen| {
         screen.contains("needs 80x24, has 60x20")
     })?;
@@ -297,7 +294,7 @@ fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
 
 #[test]
 fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> Result<()> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args([
         "--replay",
         concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
@@ -322,7 +319,7 @@ fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> R
 
 #[test]
 fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args([
         "--replay",
         concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
@@ -346,7 +343,7 @@ fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
 }
 
 /// Captures the real view under a flood for the README: run with
-/// `cargo test --test tui_e2e -- --ignored screenshot`, then
+/// `cargo test --test lab -- --ignored tui::screenshot`, then
 /// `python3 tests/screenshot/render.py target/screenshot.json assets/screenshot.png`.
 #[test]
 #[ignore = "writes target/screenshot.json for the README's screenshot"]
@@ -361,7 +358,7 @@ fn screenshot_of_the_view_under_a_flood() -> Result<()> {
     let _flood = lab.syn_flood(flooded.addr_v4()?, FLOOD, 42)?;
     let _two_hosts = lab.syns_from_two_hosts(busy.addr_v4()?, FROM_TWO_HOSTS)?;
     lab.wait_for_count(TcpState::SynRecv, FLOOD + FROM_TWO_HOSTS, SETTLE)?;
-    let mut terminal = tcpscope(120, 40)?;
+    let mut terminal = in_terminal(120, 40)?;
     terminal.wait_for(SCREEN_TIMEOUT, "the flood verdict", |screen| {
         screen.contains("SYN flood suspected") && screen.contains("Δ")
     })?;
@@ -445,7 +442,7 @@ fn view_drawn_on_a_bare_pty(args: &[&str]) -> Result<(std::process::Child, std::
     use std::io::Read;
 
     let (master, slave) = pty::open_pty(100, 30)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(args);
     let child = pty::spawn_on(&mut command, slave)?;
     drop(command);

@@ -12,20 +12,16 @@
 //! | `NLMSG_ERROR` part-way | `Failed`; nothing kept; the next dump is whole |
 //! | a reply cut short | `Malformed`; nothing kept; the next dump is whole |
 //! | EINTR from `recv` | retried; the result is what `ss` lists |
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
-use lab::{Entry, Lab, SETTLE, TcpState};
 use tcpscope::kernel::sockdiag::{DumpError, DumpRequest, Interposer, SockDiag};
 use tcpscope::snapshot::SocketRecord;
-use tcpscope::tcp::State;
+
+use crate::support::entries;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 
 const NLMSG_HEADER_BYTES: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -122,22 +118,6 @@ fn sequence_of(reply: &[u8]) -> u32 {
     headers(reply).first().map_or(0, |header| header.sequence)
 }
 
-/// The lab's view of a record: its state and 4-tuple, a listener without a peer.
-fn entry(record: &SocketRecord) -> Result<Entry> {
-    let state = TcpState::from_kernel(record.state.kernel_number())
-        .context("a state the lab does not know")?;
-    let local = SocketAddr::new(record.local_addr, record.local_port);
-    let peer = (record.state != State::Listen)
-        .then(|| SocketAddr::new(record.remote_addr, record.remote_port));
-    Ok(Entry { state, local, peer })
-}
-
-fn sorted_entries(records: &[SocketRecord]) -> Result<Vec<Entry>> {
-    let mut entries = records.iter().map(entry).collect::<Result<Vec<_>>>()?;
-    entries.sort();
-    Ok(entries)
-}
-
 /// A lab whose dump takes many replies: a crowd of ESTABLISHED sockets, SYN_RECV
 /// request sockets on a listener, and a TIME_WAIT. Returns what `ss` lists, sorted.
 struct Busy {
@@ -212,7 +192,7 @@ fn a_dump_flagged_interrupted_once_is_repeated_and_matches_ss() -> Result<()> {
         seen.walks.load(Ordering::SeqCst) == 2,
         "the interrupted dump was not repeated exactly once: {seen:?}"
     );
-    assert_eq!(sorted_entries(&records)?, busy.oracle);
+    assert_eq!(entries::of_records(&records)?, busy.oracle);
     Ok(())
 }
 
@@ -326,8 +306,8 @@ fn a_kernel_without_the_one_walk_request_is_dumped_family_by_family() -> Result<
     let (second, result) = dump_after(&mut diag, &[]);
     result?;
 
-    assert_eq!(sorted_entries(&first)?, busy.oracle);
-    assert_eq!(sorted_entries(&second)?, busy.oracle);
+    assert_eq!(entries::of_records(&first)?, busy.oracle);
+    assert_eq!(entries::of_records(&second)?, busy.oracle);
     assert_eq!(
         refused.load(Ordering::SeqCst),
         1,
@@ -378,7 +358,7 @@ fn a_kernel_error_part_way_through_a_dump_keeps_nothing_and_the_next_dump_is_who
     assert_eq!(records, earlier, "a partial dump was kept");
     // The kernel still held the rest of the abandoned dump for the old socket.
     next.context("the dump after the failed one")?;
-    assert_eq!(sorted_entries(&after)?, busy.oracle);
+    assert_eq!(entries::of_records(&after)?, busy.oracle);
     Ok(())
 }
 
@@ -419,7 +399,7 @@ fn a_reply_cut_short_is_malformed_keeps_nothing_and_the_next_dump_is_whole() -> 
     );
     assert_eq!(records, earlier, "a partial dump was kept");
     next.context("the dump after the malformed one")?;
-    assert_eq!(sorted_entries(&after)?, busy.oracle);
+    assert_eq!(entries::of_records(&after)?, busy.oracle);
     Ok(())
 }
 
@@ -445,7 +425,7 @@ fn a_receive_interrupted_by_a_signal_is_retried() -> Result<()> {
     let (records, result) = dump_after(&mut diag, &[]);
 
     result?;
-    assert_eq!(sorted_entries(&records)?, busy.oracle);
+    assert_eq!(entries::of_records(&records)?, busy.oracle);
     assert_eq!(interruptions.lock().map(|left| *left).ok(), Some(0));
     Ok(())
 }

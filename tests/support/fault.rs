@@ -8,11 +8,9 @@
 //! them back), so that whatever it opens next fails with EMFILE.
 //!
 //! ```ignore
-//! let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+//! let mut command = tcpscope_command(&[]);
 //! fault::refuse(&mut command, &[Refusal::sock_diag_socket(libc::EPROTONOSUPPORT)]);
 //! ```
-
-#![allow(dead_code)]
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

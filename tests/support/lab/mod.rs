@@ -1,7 +1,7 @@
 //! The test lab: real TCP sockets in every state that can be held, inside a private network
 //! namespace, with `ss` as the oracle.
 //!
-//! An integration test says `mod lab;`, calls [`Lab::enter`] on its own thread, builds the
+//! A test says `use crate::support::lab::Lab;`, calls [`Lab::enter`] on its own thread, builds the
 //! states it needs and compares what tcpscope sees with what [`Lab::ss_entries`] lists.
 //! Linux keeps the network namespace per thread, so everything the entering thread does
 //! afterwards happens inside the lab: the sockets it opens, the sysctls it writes under
@@ -20,7 +20,7 @@
 //! - [`child`] waits for a program a test started, with a deadline.
 //!
 //! ```ignore
-//! mod lab;
+//! use crate::support::lab;
 //!
 //! #[test]
 //! fn half_closed_connections_show_close_wait() -> anyhow::Result<()> {
@@ -41,14 +41,10 @@
 //! | 127.2.0.0/16     | clients of [`Lab::time_wait_crowd`], ports 10000 and up        |
 //! | 127.64.0.0/10    | the sink: SYN_SENT peers (127.64.x.y:80), forged SYN sources   |
 //!
-//! Measured on the project's 2-core machine (`cargo test --test lab_selftest`, debug build):
+//! Measured on the project's 2-core machine (`cargo test --test lab selftest::`, debug build):
 //! entering a lab takes a few milliseconds (two `ip` processes); 1,000 forged SYNs about
 //! 10 ms; a crowd of 100,000 ESTABLISHED sockets 0.9 s in 6 holders (and `ss -tanH state
 //! established` over them 0.2 s); 50,000 TIME_WAIT 2.9 s; the whole self-test about 3 s.
-
-// Every integration test binary compiles this module with `mod lab;` and uses only part of
-// it; without this each binary would warn about the parts it happens not to use.
-#![allow(dead_code)]
 
 pub mod child;
 pub mod crowd;

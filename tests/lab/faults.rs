@@ -9,12 +9,6 @@
 //! | a poll fails (no descriptor left) | an `error` line; the next poll succeeds, with no false closes |
 //! | ENOBUFS on the event socket | an `events_lost` line; the polls resynchronise |
 //! | the reader of stdout goes away | every streaming mode ends quietly with status 0 |
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod fault;
-mod lab;
-mod stream;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -23,23 +17,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fault::{Refusal, set_descriptor_limit};
-use lab::Lab;
 use serde_json::Value;
-use stream::Stream;
+
+use crate::support::fault::{Refusal, set_descriptor_limit};
+use crate::support::lab::Lab;
+use crate::support::stream::Stream;
+use crate::support::tcpscope_command;
+use crate::support::{fault, lab};
 
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn tcpscope(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
-    command.args(args).stdin(Stdio::null());
-    command
-}
 
 /// Runs tcpscope with `refusals` and returns its output; `--watch` is ended after a
 /// while if it has not ended by itself.
 fn run_refused(args: &[&str], refusals: &[Refusal]) -> Result<Output> {
-    let mut command = tcpscope(args);
+    let mut command = tcpscope_command(args);
     fault::refuse(&mut command, refusals);
     let mut child = command
         .stdout(Stdio::piped())
@@ -129,7 +120,7 @@ impl Watch {
 fn a_refused_destroy_subscription_is_noted_once_and_watch_goes_on() -> Result<()> {
     let _lab = Lab::enter()?;
     let listener = TcpListener::bind("127.0.0.1:7400")?;
-    let mut command = tcpscope(&["--watch", "--json", "--interval", "100ms"]);
+    let mut command = tcpscope_command(&["--watch", "--json", "--interval", "100ms"]);
     fault::refuse(&mut command, &[Refusal::netlink_membership(libc::EPERM)]);
     let mut watch = Watch::start(command)?;
 
@@ -172,7 +163,12 @@ fn a_poll_that_fails_is_reported_and_the_next_one_succeeds_without_false_closes(
     let listener = TcpListener::bind("127.0.0.1:7401")?;
     let _client = TcpStream::connect(listener.local_addr()?)?;
     let (_server, _) = listener.accept()?;
-    let mut watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "100ms"]))?;
+    let mut watch = Watch::start(tcpscope_command(&[
+        "--watch",
+        "--json",
+        "--interval",
+        "100ms",
+    ]))?;
     let (_, first) = watch.until("counts")?;
 
     // No descriptor may be opened: the next poll cannot read /proc/net/netstat.
@@ -219,7 +215,12 @@ const SOCKETS: usize = 60_000;
 fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Result<()> {
     let lab = Lab::enter()?;
     let crowd = lab.crowd(SOCKETS)?;
-    let mut watch = Watch::start(tcpscope(&["--watch", "--json", "--interval", "200ms"]))?;
+    let mut watch = Watch::start(tcpscope_command(&[
+        "--watch",
+        "--json",
+        "--interval",
+        "200ms",
+    ]))?;
     let (_, before) = watch.until("counts")?;
     let established = before["counts"]["ESTABLISHED"].as_u64().unwrap_or_default();
 
@@ -251,7 +252,7 @@ fn an_overflowing_event_queue_is_reported_and_the_polls_resynchronise() -> Resul
 /// Starts `args` with stdout on a pipe, waits until it has written something (or
 /// `settle` passed), closes the reading end, and returns how it ended.
 fn close_the_reader(args: &[&str], settle: Duration) -> Result<(Output, Duration)> {
-    let mut child = tcpscope(args)
+    let mut child = tcpscope_command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;

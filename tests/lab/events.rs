@@ -1,19 +1,16 @@
 //! The kernel's destroy events, read directly: what they carry, and what happens when
 //! more arrive than the queue holds.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::Lab;
 use tcpscope::kernel::events::DestroyEvents;
 use tcpscope::snapshot::SocketRecord;
 use tcpscope::tcp::State;
+
+use crate::support::lab::Lab;
 
 fn endpoints(record: &SocketRecord) -> (SocketAddr, SocketAddr) {
     (

@@ -4,26 +4,22 @@
 //! most states.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod stream;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail, ensure};
-use lab::random::SplitMix64;
-use lab::{Entry, Lab, SETTLE, TcpState};
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
-use stream::Stream;
 use tcpscope::filter::{self, Filter};
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::snapshot::SocketRecord;
-use tcpscope::tcp::State;
+
+use crate::support::lab;
+use crate::support::lab::random::SplitMix64;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
+use crate::support::stream::Stream;
+use crate::support::{entries, json, tcpscope};
 
 /// The sockets the tests filter, kept open for as long as a test needs them.
 struct Varied {
@@ -296,46 +292,9 @@ fn for_random_expressions_the_kernels_filtering_equals_user_space_evaluation() -
     Ok(())
 }
 
-/// Runs the tcpscope binary inside the lab.
-fn tcpscope(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(args)
-        .output()
-        .context("running tcpscope")
-}
-
 /// The sockets `tcpscope --json --filter EXPR` lists, as the lab's entries.
 fn tcpscope_entries(expression: &str) -> Result<Vec<Entry>> {
-    let output = tcpscope(&["--json", "--filter", expression])?;
-    ensure!(
-        output.status.success(),
-        "tcpscope --filter {expression:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let document: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let mut entries = Vec::new();
-    for socket in document["sockets"].as_array().context("no sockets")? {
-        let text = |key: &str| {
-            socket[key]
-                .as_str()
-                .with_context(|| format!("{key} missing"))
-        };
-        let number = |key: &str| {
-            socket[key]
-                .as_u64()
-                .with_context(|| format!("{key} missing"))
-        };
-        let state = State::parse(text("state")?).context("state")?;
-        let local = SocketAddr::new(text("local_addr")?.parse()?, number("local_port")? as u16);
-        let peer = SocketAddr::new(text("remote_addr")?.parse()?, number("remote_port")? as u16);
-        entries.push(Entry {
-            state: TcpState::from_kernel(state.kernel_number()).context("lab state")?,
-            local,
-            peer: (state != State::Listen).then_some(peer),
-        });
-    }
-    entries.sort();
-    Ok(entries)
+    entries::of_json(&json(&["--json", "--filter", expression])?)
 }
 
 /// What `ss -tanH [state S] EXPR` lists.

@@ -7,17 +7,16 @@
 //! the line it prints on stderr.
 
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::lab::child::exit_within;
+use super::lab::child::exit_within;
+use super::tcpscope_command;
 use prometheus_parse::{Sample, Scrape, Value};
 
 /// How long the server may take to start and poll once, or a scrape to show what a
@@ -36,7 +35,7 @@ pub struct Server {
 impl Server {
     /// Starts `tcpscope --serve LISTEN ARGS…` and waits until it serves its first poll.
     pub fn start(listen: &str, args: &[&str]) -> Result<Server> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        let mut child = tcpscope_command(&[])
             .arg("--serve")
             .arg(listen)
             .args(args)

@@ -1,8 +1,6 @@
 //! What a running process costs, read from `/proc/<pid>`: resident memory (now and at
 //! its peak), open file descriptors and threads. Used by the soak and load tests.
 
-#![allow(dead_code)]
-
 use anyhow::{Context, Result};
 
 /// What `/proc/<pid>` says about a process at one moment.

@@ -6,28 +6,19 @@
 //! other answer leaves it alone.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod pty;
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use lab::{Connection, Entry, Lab, Listener, SETTLE, TcpState};
 use socket2::Socket;
 
-fn tcpscope(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(args)
-        .output()
-        .context("running tcpscope")
-}
+use crate::support::lab::{Connection, Entry, Lab, Listener, SETTLE, TcpState};
+use crate::support::pty;
+use crate::support::{TCPSCOPE, tcpscope, tcpscope_command};
 
 /// A listener with one accepted connection, and two more connections elsewhere.
 struct Scene {
@@ -220,7 +211,7 @@ fn without_cap_net_admin_kill_says_so_exits_2_and_closes_nothing() -> Result<()>
     // without it; sock_diag dumps need no capability, SOCK_DESTROY does.
     let output = Command::new("setpriv")
         .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
-        .arg(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg(TCPSCOPE)
         .args(["--kill", &format!("sport = :{port}"), "--yes"])
         .output()
         .context("running tcpscope under setpriv")?;
@@ -235,7 +226,7 @@ fn without_cap_net_admin_kill_says_so_exits_2_and_closes_nothing() -> Result<()>
 /// Opens the interactive view in the lab, narrows it with `/` to the accepted socket,
 /// and opens its detail pane.
 fn view_on_the_accepted_socket(scene: &Scene) -> Result<pty::Terminal> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", "200ms"]);
     let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
     let timeout = SETTLE * 3;

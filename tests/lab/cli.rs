@@ -1,30 +1,23 @@
 //! The command line as a user meets it: bad input gets a clear message on stderr,
 //! nothing on stdout, and exit status 2. These need no privileges.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output, Stdio};
+use anyhow::Result;
 
-fn tcpscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the tcpscope binary runs")
-}
+use crate::support::tcpscope;
 
-fn assert_usage_error(args: &[&str], mentions: &[&str]) {
-    let output = tcpscope(args);
+fn assert_usage_error(args: &[&str], mentions: &[&str]) -> Result<()> {
+    let output = tcpscope(args)?;
     assert_eq!(output.status.code(), Some(2), "{args:?}");
     assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
     let stderr = String::from_utf8_lossy(&output.stderr);
     for word in mentions {
         assert!(stderr.contains(word), "{args:?}: {word:?} not in {stderr}");
     }
+    Ok(())
 }
 
 #[test]
-fn an_unknown_state_name_lists_the_valid_ones() {
+fn an_unknown_state_name_lists_the_valid_ones() -> Result<()> {
     assert_usage_error(
         &["--grep", "SYN_RECIEVED"],
         &[
@@ -34,49 +27,51 @@ fn an_unknown_state_name_lists_the_valid_ones() {
             "CLOSE_WAIT",
             "connected",
         ],
-    );
+    )
 }
 
 #[test]
-fn one_bad_name_in_a_list_is_enough_to_refuse_it() {
-    assert_usage_error(&["--grep", "LISTEN,nope"], &["'nope'"]);
+fn one_bad_name_in_a_list_is_enough_to_refuse_it() -> Result<()> {
+    assert_usage_error(&["--grep", "LISTEN,nope"], &["'nope'"])
 }
 
 #[test]
-fn an_empty_state_list_is_refused() {
-    assert_usage_error(&["--grep", ""], &["valid states"]);
+fn an_empty_state_list_is_refused() -> Result<()> {
+    assert_usage_error(&["--grep", ""], &["valid states"])
 }
 
 #[test]
-fn an_unknown_flag_is_a_usage_error() {
-    assert_usage_error(&["--frobnicate"], &["--frobnicate", "Usage"]);
+fn an_unknown_flag_is_a_usage_error() -> Result<()> {
+    assert_usage_error(&["--frobnicate"], &["--frobnicate", "Usage"])
 }
 
 #[test]
-fn a_port_that_is_not_a_port_is_a_usage_error() {
-    assert_usage_error(&["--port", "http"], &["--port"]);
-    assert_usage_error(&["--sport", "65536"], &["--sport"]);
+fn a_port_that_is_not_a_port_is_a_usage_error() -> Result<()> {
+    assert_usage_error(&["--port", "http"], &["--port"])?;
+    assert_usage_error(&["--sport", "65536"], &["--sport"])
 }
 
 #[test]
-fn asking_for_both_only_ipv4_and_only_ipv6_is_a_usage_error() {
-    assert_usage_error(&["-4", "-6"], &["cannot be used with"]);
+fn asking_for_both_only_ipv4_and_only_ipv6_is_a_usage_error() -> Result<()> {
+    assert_usage_error(&["-4", "-6"], &["cannot be used with"])
 }
 
 #[test]
-fn without_a_mode_and_without_a_terminal_it_points_to_the_scripted_modes() {
+fn without_a_mode_and_without_a_terminal_it_points_to_the_scripted_modes() -> Result<()> {
     // `output()` gives the child a pipe for stdout, never a terminal.
-    assert_usage_error(&[], &["not a terminal", "--json", "--grep"]);
+    assert_usage_error(&[], &["not a terminal", "--json", "--grep"])?;
+    Ok(())
 }
 
 #[test]
-fn help_lists_the_modes_and_exits_0() {
-    let output = tcpscope(&["--help"]);
+fn help_lists_the_modes_and_exits_0() -> Result<()> {
+    let output = tcpscope(&["--help"])?;
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
     for word in ["--grep", "--json", "--processes", "--port"] {
         assert!(help.contains(word), "{word} missing from --help");
     }
+    Ok(())
 }
 
 /// Malformed command lines, each of which must exit 2 with a message on stderr and
@@ -122,10 +117,10 @@ const MALFORMED: &[&[&str]] = &[
 ];
 
 #[test]
-fn every_malformed_command_line_exits_2_with_a_message_and_no_output() {
+fn every_malformed_command_line_exits_2_with_a_message_and_no_output() -> Result<()> {
     assert!(MALFORMED.len() >= 30);
     for args in MALFORMED {
-        let output = tcpscope(args);
+        let output = tcpscope(args)?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
@@ -135,14 +130,15 @@ fn every_malformed_command_line_exits_2_with_a_message_and_no_output() {
         );
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
+    Ok(())
 }
 
 #[test]
-fn a_bad_filter_expression_shows_the_expression_with_a_caret_under_the_culprit() {
+fn a_bad_filter_expression_shows_the_expression_with_a_caret_under_the_culprit() -> Result<()> {
     let output = tcpscope(&[
         "--filter",
         "state syn-recv and ( dport = :443 or sprot = :8080 )",
-    ]);
+    ])?;
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -155,6 +151,7 @@ fn a_bad_filter_expression_shows_the_expression_with_a_caret_under_the_culprit()
     let column = lines[shown].find("sprot").unwrap();
     assert_eq!(lines[shown + 1].find('^'), Some(column), "{stderr}");
     assert_eq!(lines[shown + 1].trim(), "^^^^^", "{stderr}");
+    Ok(())
 }
 
 /// Filter expressions that must be refused with exit 2 before touching the kernel.
@@ -186,11 +183,11 @@ const MALFORMED_FILTERS: &[&str] = &[
 ];
 
 #[test]
-fn every_malformed_filter_expression_exits_2_with_a_message_and_no_output() {
+fn every_malformed_filter_expression_exits_2_with_a_message_and_no_output() -> Result<()> {
     for expression in MALFORMED_FILTERS {
         for mode in [&["--filter"][..], &["--json", "--filter"]] {
             let args: Vec<&str> = mode.iter().copied().chain([*expression]).collect();
-            let output = tcpscope(&args);
+            let output = tcpscope(&args)?;
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
             assert!(output.stdout.is_empty(), "{args:?} wrote to stdout");
@@ -198,17 +195,19 @@ fn every_malformed_filter_expression_exits_2_with_a_message_and_no_output() {
             assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
         }
     }
+    Ok(())
 }
 
 #[test]
-fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stack() {
+fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stack() -> Result<()> {
     let nested = format!("{}sport = :80{}", "(".repeat(10_000), ")".repeat(10_000));
     let long = vec!["dst != 2001:db8::1"; 5_000].join(" or ");
     for (expression, says) in [(nested, "nested too deeply"), (long, "too long")] {
-        let output = tcpscope(&["--json", "--filter", &expression]);
+        let output = tcpscope(&["--json", "--filter", &expression])?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{says}: {stderr:.300}");
         assert!(output.stdout.is_empty());
         assert!(stderr.contains(says), "{stderr:.300}");
     }
+    Ok(())
 }

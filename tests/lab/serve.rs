@@ -5,11 +5,6 @@
 //!
 //! The server listens on `[::1]` and polls IPv4 only (`-4`), so that its own socket and
 //! the scrapes' connections never show up in the counts under test.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod scrape;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
@@ -17,9 +12,12 @@ use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Entry, LISTEN_BACKLOG, Lab, SETTLE, TcpState};
-use scrape::{Metrics, Server};
 use tcpscope::tcp::State;
+
+use crate::support::entries::state_of;
+use crate::support::lab::{Entry, LISTEN_BACKLOG, Lab, SETTLE};
+use crate::support::scrape::{Metrics, Server};
+use crate::support::tcpscope_command;
 
 /// The server of these tests: loopback IPv6, any free port, IPv4 sockets only.
 fn serve(extra: &[&str]) -> Result<Server> {
@@ -29,21 +27,12 @@ fn serve(extra: &[&str]) -> Result<Server> {
 }
 
 /// tcpscope's spelling of a lab state.
-fn state_name(state: TcpState) -> &'static str {
-    let number = (1..=11)
-        .find(|n| TcpState::from_kernel(*n) == Some(state))
-        .expect("every lab state has a kernel number");
-    State::from_kernel(number)
-        .expect("lab states are TCP states")
-        .name()
-}
-
 /// Sockets per state, all 11 states present.
 fn counts_of(entries: &[Entry]) -> BTreeMap<&'static str, f64> {
     let mut counts: BTreeMap<&'static str, f64> =
         State::ALL.iter().map(|state| (state.name(), 0.0)).collect();
     for entry in entries {
-        *counts.entry(state_name(entry.state)).or_default() += 1.0;
+        *counts.entry(state_of(entry.state).name()).or_default() += 1.0;
     }
     counts
 }
@@ -241,9 +230,7 @@ fn an_address_already_in_use_is_an_error_with_exit_status_2() -> Result<()> {
     let _lab = Lab::enter()?;
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = taken.local_addr()?.to_string();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--serve", &address])
-        .output()?;
+    let output = tcpscope_command(&["--serve", &address]).output()?;
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -257,7 +244,7 @@ fn an_address_already_in_use_is_an_error_with_exit_status_2() -> Result<()> {
 #[test]
 fn without_an_address_it_listens_on_loopback_only() -> Result<()> {
     let _lab = Lab::enter()?;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+    let mut child = tcpscope_command(&[])
         .arg("--serve")
         .stderr(std::process::Stdio::piped())
         .spawn()?;

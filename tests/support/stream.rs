@@ -10,8 +10,6 @@
 //! at the read that meets it, so it is never passed over.
 
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -21,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::lab::child::exit_within;
+use super::lab::child::exit_within;
+use super::tcpscope_command;
 use serde_json::Value;
 
 /// How long the process may take to exit once signalled.
@@ -56,7 +55,7 @@ pub struct Stream {
 impl Stream {
     /// Starts `tcpscope --watch --json ARGS…`; its stderr goes with the test's output.
     pub fn watch(args: &[&str]) -> Result<Stream> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+        let mut command = tcpscope_command(&[]);
         command.args(["--watch", "--json"]).args(args);
         Stream::start(&mut command)
     }

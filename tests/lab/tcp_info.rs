@@ -1,18 +1,15 @@
 //! `tcp_info` for one socket, asked of the kernel in a lab: the detail pane's numbers.
 //! Fails, never skips, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
 
 use std::io::Write;
 
 use anyhow::{Context, Result, ensure};
-use lab::Lab;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::SockDiag;
 use tcpscope::kernel::tcp_info;
 use tcpscope::tcp::State;
+
+use crate::support::lab::Lab;
 
 #[test]
 fn an_established_connection_reports_its_rtt_window_and_bytes() -> Result<()> {

@@ -4,22 +4,19 @@
 //! that fails loudly when one appears), and every mode but `--record`, run under
 //! `strace` in a lab namespace, makes no such system call. Run with fewer rights, it
 //! says what it cannot see. What `--record` may write is tested with it
-//! (`record_lab`).
+//! (`record.rs`).
 //!
 //! Fails, never skips, without root or without `strace`.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod pty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use lab::Lab;
-use pty::Terminal;
+
+use crate::support::lab::Lab;
+use crate::support::pty::Terminal;
+use crate::support::{TCPSCOPE, tcpscope_command};
 
 /// Calls that start a program.
 const STARTS_PROGRAMS: &[&str] = &[
@@ -167,7 +164,7 @@ fn traced(args: &[&str], trace: &Path) -> Command {
     command
         .args(["-f", "-qq", "-e", TRACED, "-e", "signal=none", "-o"])
         .arg(trace)
-        .arg(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg(TCPSCOPE)
         .args(args);
     command
 }
@@ -327,7 +324,7 @@ fn run_as_nobody_it_says_which_processes_it_could_not_read() -> Result<()> {
     let port = listener.addr.port().to_string();
 
     for args in [&["--grep", "listen", "-p"][..], &["--json", "-p"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        let output = tcpscope_command(&[])
             .args(args)
             .uid(NOBODY)
             .gid(NOBODY)

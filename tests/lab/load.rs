@@ -8,27 +8,21 @@
 //! by `cargo test`. Run them in a release build:
 //!
 //! ```sh
-//! cargo test --release --test load -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test lab -- --ignored --nocapture --test-threads 1 load::
 //! ```
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod pty;
-mod stream;
-mod usage;
 
 use std::net::TcpStream;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use lab::{Lab, SETTLE, Syncookies, TcpState};
-use pty::Terminal;
 use serde_json::Value;
-use stream::{Line, Stream};
-use usage::{Sample, median, sample};
+
+use crate::support::lab::{Lab, SETTLE, Syncookies, TcpState};
+use crate::support::pty::Terminal;
+use crate::support::stream::{Line, Stream};
+use crate::support::tcpscope_command;
+use crate::support::usage::{Sample, median, sample};
 
 const ESTABLISHED: usize = 140_000;
 const TIME_WAIT: usize = 40_000;
@@ -160,7 +154,7 @@ fn press(terminal: &mut Terminal, key: &[u8], shown: &str, gone: &str) -> Result
 /// Runs the view for `duration` in a 120x40 terminal, while `churn` keeps the counts
 /// moving, and returns how it kept up and its resident memory.
 fn measure_view(duration: Duration, churn: &mut dyn FnMut()) -> Result<(Drawing, Sample)> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--interval", &format!("{}ms", INTERVAL.as_millis())]);
     let mut terminal = Terminal::spawn(command, 120, 40)?;
     terminal.wait_for(Duration::from_secs(30), "the view", view_is_up)?;
@@ -225,7 +219,7 @@ fn bytes_per_socket(empty: &Sample, loaded: &Sample) -> f64 {
 }
 
 #[test]
-#[ignore = "minutes at 200,000 sockets: cargo test --release --test load -- --ignored"]
+#[ignore = "minutes at 200,000 sockets: cargo test --release --test lab -- --ignored load::"]
 fn at_200k_sockets_watch_and_the_view_keep_their_interval() -> Result<()> {
     let lab = Lab::enter()?;
     // Half-open connections must outlive the run: more SYN+ACK retries keep them.
@@ -328,7 +322,7 @@ const BATCH_EVERY: Duration = Duration::from_millis(10);
 const FLOOD_FOR: Duration = Duration::from_secs(10);
 
 #[test]
-#[ignore = "a 10 s flood of 500,000 SYNs: cargo test --release --test load -- --ignored"]
+#[ignore = "a 10 s flood of 500,000 SYNs: cargo test --release --test lab -- --ignored load::"]
 fn a_flood_of_50k_syns_a_second_does_not_make_watch_fall_behind() -> Result<()> {
     let lab = Lab::enter()?;
     // The kernel's default: cookies once a listener's SYN queue is full.

@@ -2,8 +2,6 @@
 //! pseudo-terminal as its controlling terminal, and everything it writes is fed to a
 //! `vt100` emulator, so a test reads the screen a user would see.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -15,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::lab::child::exit_within;
+use super::lab::child::exit_within;
 
 /// A program running in a pseudo-terminal.
 pub struct Terminal {

@@ -6,12 +6,6 @@
 //! The servers are small `perl` programs (perl-base is essential on Debian and
 //! Ubuntu) so that each is its own process, as a leaking service would be. The test
 //! enters its own lab and fails, never skips, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod pty;
-mod scrape;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -20,11 +14,14 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
 use tcpscope::filter::Filter;
 use tcpscope::kernel::procfs::ProcessMap;
 use tcpscope::kernel::sockdiag::SockDiag;
 use tcpscope::watch::{LeakWatcher, Owner};
+
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::tcpscope_command;
+use crate::support::{lab, pty, scrape};
 
 /// Accepts connections, greets each with one byte, and keeps them all open forever:
 /// every connection its client closes stays in CLOSE_WAIT.
@@ -151,9 +148,7 @@ fn a_process_accumulating_close_wait_is_flagged_and_one_closing_its_sockets_is_n
     );
 
     // The one-shot JSON carries the same counts (a single reading: nothing growing).
-    let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--json", "-p"])
-        .output()?;
+    let output = tcpscope_command(&["--json", "-p"]).output()?;
     ensure!(output.status.success(), "{output:?}");
     let document: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let section = &document["close_wait_leaks"];
@@ -259,7 +254,7 @@ fn the_view_flags_the_process_accumulating_close_wait_and_not_the_tidy_one() -> 
     let lab = Lab::enter()?;
     let leaky = Server::start(&lab, LEAKY, "127.0.0.1:7321")?;
     let tidy = Server::start(&lab, TIDY, "127.0.0.1:7322")?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["-4", "--interval", "200ms"]);
     let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
     terminal.wait_for(SETTLE * 3, "the view", |screen| screen.contains("q quit"))?;

@@ -3,22 +3,19 @@
 //!
 //! Each test enters its own private network namespace (the lab) and fails, never skips,
 //! without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Entry, Lab, SETTLE, TcpState};
 use tcpscope::filter::{Comparison, Condition, Filter, Side};
 use tcpscope::kernel::bytecode;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
-use tcpscope::snapshot::SocketRecord;
 use tcpscope::tcp::{State, StateSet};
+
+use crate::support::lab;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
+use crate::support::{entries, json, tcpscope};
 
 const V4: &str = "127.0.0.1";
 const V6: &str = "::1";
@@ -81,98 +78,17 @@ fn every_state(lab: &Lab) -> Result<EveryState> {
     })
 }
 
-/// The lab's view of a record: its state and 4-tuple, a listener without a peer.
-fn entry(record: &SocketRecord) -> Result<Entry> {
-    let state = TcpState::from_kernel(record.state.kernel_number())
-        .context("a state the lab does not know")?;
-    let local = SocketAddr::new(record.local_addr, record.local_port);
-    let peer = (record.state != State::Listen)
-        .then(|| SocketAddr::new(record.remote_addr, record.remote_port));
-    Ok(Entry { state, local, peer })
-}
-
-fn sorted_entries(records: &[SocketRecord]) -> Result<Vec<Entry>> {
-    let mut entries = records.iter().map(entry).collect::<Result<Vec<_>>>()?;
-    entries.sort();
-    Ok(entries)
-}
-
-fn expected_counts(entries: &[Entry]) -> BTreeMap<String, u64> {
-    let mut counts: BTreeMap<String, u64> = State::ALL
-        .iter()
-        .map(|s| (s.name().to_string(), 0))
-        .collect();
-    for entry in entries {
-        let state =
-            State::from_kernel(kernel_number(entry.state)).expect("lab states are TCP states");
-        *counts.entry(state.name().to_string()).or_default() += 1;
-    }
-    counts
-}
-
-fn kernel_number(state: TcpState) -> u8 {
-    (1..=11)
-        .find(|n| TcpState::from_kernel(*n) == Some(state))
-        .expect("every lab state has a kernel number")
-}
-
-/// Runs the tcpscope binary inside the lab (a child spawned from the lab's thread
-/// inherits its namespace).
-fn tcpscope(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(args)
-        .output()
-        .context("running tcpscope")
-}
-
-fn json(args: &[&str]) -> Result<serde_json::Value> {
-    let output = tcpscope(args)?;
-    ensure!(
-        output.status.success(),
-        "tcpscope {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).context("parsing tcpscope's JSON")
-}
-
-fn json_entries(document: &serde_json::Value) -> Result<Vec<Entry>> {
-    let sockets = document["sockets"].as_array().context("no sockets array")?;
-    let mut entries = Vec::new();
-    for socket in sockets {
-        let text = |key: &str| {
-            socket[key]
-                .as_str()
-                .with_context(|| format!("{key} missing"))
-        };
-        let number = |key: &str| {
-            socket[key]
-                .as_u64()
-                .with_context(|| format!("{key} missing"))
-        };
-        let state = State::parse(text("state")?).context("unknown state in JSON")?;
-        let local = SocketAddr::new(text("local_addr")?.parse()?, number("local_port")? as u16);
-        let peer = SocketAddr::new(text("remote_addr")?.parse()?, number("remote_port")? as u16);
-        entries.push(Entry {
-            state: TcpState::from_kernel(state.kernel_number()).context("lab state")?,
-            local,
-            peer: (state != State::Listen).then_some(peer),
-        });
-    }
-    entries.sort();
-    Ok(entries)
-}
-
 #[test]
 fn a_snapshot_holds_exactly_the_sockets_of_every_state() -> Result<()> {
     let lab = Lab::enter()?;
     let built = every_state(&lab)?;
     let snapshot = SockDiag::open()?.snapshot(&Filter::default())?;
 
-    assert_eq!(sorted_entries(&snapshot.sockets)?, built.entries);
+    assert_eq!(entries::of_records(&snapshot.sockets)?, built.entries);
     let mut oracle = lab.ss_entries()?;
     oracle.sort();
     assert_eq!(
-        sorted_entries(&snapshot.sockets)?,
+        entries::of_records(&snapshot.sockets)?,
         oracle,
         "tcpscope and ss disagree"
     );
@@ -220,10 +136,10 @@ fn json_counts_every_state_and_lists_what_ss_lists() -> Result<()> {
 
     assert_eq!(document["schema_version"], 1);
     let counts: BTreeMap<String, u64> = serde_json::from_value(document["counts"].clone())?;
-    assert_eq!(counts, expected_counts(&built.entries));
+    assert_eq!(counts, entries::counts_of(&built.entries));
     let mut oracle = lab.ss_entries()?;
     oracle.sort();
-    assert_eq!(json_entries(&document)?, oracle);
+    assert_eq!(entries::of_json(&document)?, oracle);
     for key in [
         "syncookies_sent",
         "syncookies_recv",
@@ -246,7 +162,7 @@ fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
     let lab = Lab::enter()?;
     let _built = every_state(&lab)?;
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../assets/tcpscope.schema.json"))?;
+        serde_json::from_str(include_str!("../../assets/tcpscope.schema.json"))?;
     let validator = jsonschema::validator_for(&schema).context("compiling the schema")?;
     for args in [
         &["--json"][..],
@@ -274,7 +190,7 @@ fn json_grep_filters_to_the_states_asked_for() -> Result<()> {
         .filter(|e| matches!(e.state, TcpState::SynRecv | TcpState::TimeWait))
         .copied()
         .collect();
-    assert_eq!(json_entries(&document)?, wanted);
+    assert_eq!(entries::of_json(&document)?, wanted);
     assert_eq!(document["counts"]["SYN_RECV"], 25);
     assert_eq!(document["counts"]["ESTABLISHED"], 0);
     Ok(())
@@ -352,7 +268,7 @@ fn port_and_family_filters_keep_only_matching_sockets() -> Result<()> {
     let built = every_state(&lab)?;
     let listener_port = built.ipv4_listener_port()?;
 
-    let on_port = json_entries(&json(&["--json", "--port", &listener_port.to_string()])?)?;
+    let on_port = entries::of_json(&json(&["--json", "--port", &listener_port.to_string()])?)?;
     let expected: Vec<Entry> = built
         .entries
         .iter()
@@ -364,23 +280,23 @@ fn port_and_family_filters_keep_only_matching_sockets() -> Result<()> {
     assert_eq!(on_port, expected);
     assert_eq!(on_port.len(), 26, "the listener and its 25 half-open");
 
-    let sport = json_entries(&json(&["--json", "--sport", "80"])?)?;
+    let sport = entries::of_json(&json(&["--json", "--sport", "80"])?)?;
     // An empty document is still a success: only --grep alone speaks through its status.
     assert!(
         sport.is_empty(),
         "SYN_SENT sockets have peer port 80, not local"
     );
-    let dport = json_entries(&json(&["--json", "--dport", "80"])?)?;
+    let dport = entries::of_json(&json(&["--json", "--dport", "80"])?)?;
     assert_eq!(dport.len(), 3, "the three SYN_SENT sockets");
 
-    let v6 = json_entries(&json(&["--json", "-6"])?)?;
+    let v6 = entries::of_json(&json(&["--json", "-6"])?)?;
     assert_eq!(
         v6.len(),
         3,
         "the IPv6 listener and both ends of its connection"
     );
     assert!(v6.iter().all(|e| e.local.is_ipv6()));
-    let v4 = json_entries(&json(&["--json", "-4"])?)?;
+    let v4 = entries::of_json(&json(&["--json", "-4"])?)?;
     assert_eq!(v4.len() + v6.len(), built.entries.len());
     Ok(())
 }

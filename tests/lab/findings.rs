@@ -3,15 +3,11 @@
 //! `ss -tlm`, and the local port and TIME_WAIT sysctls after the test narrowed them.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::support::lab::{self, Lab, SETTLE};
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE};
 use socket2::{Domain, Protocol, Socket, Type};
 use tcpscope::kernel::procfs::{TwReuse, read_connection_limits};
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};

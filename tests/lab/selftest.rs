@@ -3,10 +3,6 @@
 //!
 //! Each test enters its own namespace (each test runs on its own thread). Without root these
 //! tests fail, with the lab's message saying why; they never skip.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::mpsc;
@@ -14,7 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Entry, Lab, SETTLE, TcpState};
+
+use crate::support::lab;
+use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);

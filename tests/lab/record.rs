@@ -5,13 +5,6 @@
 //! `--record` (in a pseudo-terminal) record what they served and showed.
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod pty;
-mod scrape;
-mod stream;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,9 +14,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab::{Lab, SETTLE, TcpState};
-use stream::Stream;
 use tcpscope::tcp::State;
+
+use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::stream::Stream;
+use crate::support::{TCPSCOPE, tcpscope_command};
+use crate::support::{lab, pty, scrape};
 
 /// A scratch file removed (with its rotated sibling) when dropped.
 struct Scratch(PathBuf);
@@ -90,7 +86,7 @@ impl Recording {
 }
 
 fn replay(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+    tcpscope_command(&[])
         .args(args)
         .output()
         .context("running tcpscope --replay")
@@ -232,7 +228,7 @@ fn a_file_that_is_not_a_recording_is_an_error() -> Result<()> {
 
 /// `tcpscope --watch --record FILE` with more flags, run briefly in a lab namespace.
 fn record_briefly(file: &Scratch, more: &[&str]) -> Result<Output> {
-    let mut args = vec!["-n", env!("CARGO_BIN_EXE_tcpscope"), "--watch", "--json"];
+    let mut args = vec!["-n", TCPSCOPE, "--watch", "--json"];
     args.extend_from_slice(&["--interval", "100ms", "--record", file.arg()]);
     args.extend_from_slice(more);
     let child = Command::new("timeout")
@@ -409,7 +405,7 @@ fn the_view_records_every_poll_and_the_replay_shows_the_counts_it_showed() -> Re
     let file = Scratch::new("view");
     let listener = lab.listener_v4()?;
     let before = ss_counts_v4(&lab)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["-4", "--interval", "200ms", "--record", file.arg()]);
     let mut terminal = pty::Terminal::spawn(command, 120, 40)?;
     let timeout = SETTLE * 3;
@@ -454,7 +450,7 @@ fn the_view_records_every_poll_and_the_replay_shows_the_counts_it_showed() -> Re
 fn a_recording_the_view_cannot_open_is_refused_before_the_screen_is_taken() -> Result<()> {
     let file = Scratch::new("not-a-recording");
     fs::write(&file.0, b"somebody's notes")?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcpscope"));
+    let mut command = tcpscope_command(&[]);
     command.args(["--record", file.arg()]);
     let mut terminal = pty::Terminal::spawn(command, 100, 30)?;
     let status = terminal.wait(Duration::from_secs(10))?;
@@ -477,7 +473,7 @@ fn the_demo_recording_replays_without_privileges() -> Result<()> {
     // As nobody: a new user needs no root to look at the demo.
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_tcpscope"))
+        .arg(TCPSCOPE)
         .args(["--replay", DEMO, "--json"])
         .output()
         .context("running tcpscope --replay as nobody")?;
@@ -504,7 +500,7 @@ fn the_demo_recording_replays_without_privileges() -> Result<()> {
 /// Makes `assets/synflood.rec`: run it on purpose, as root, and commit the result.
 ///
 /// ```sh
-/// cargo test --test record_lab -- --ignored make_the_demo_recording
+/// cargo test --test lab -- --ignored record::make_the_demo_recording
 /// ```
 #[test]
 #[ignore = "writes assets/synflood.rec; run on purpose"]

@@ -1,22 +1,19 @@
 //! `tcpscope --watch --json` as a process in a lab namespace while the test drives real
 //! connections through their states: every transition must show up in the stream, and
 //! connections that open and close entirely between two polls must still appear.
-// Test code: it may unwrap, and the lab calls unshare and setns.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod lab;
-mod stream;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use lab::Lab;
 use serde_json::Value;
-use stream::Stream;
+
+use crate::support::lab::Lab;
+use crate::support::stream::Stream;
+use crate::support::tcpscope_command;
 
 /// How long to wait for an expected line: a few poll intervals, with room for a
 /// loaded machine.
@@ -229,8 +226,7 @@ fn sigterm_ends_the_stream_with_status_0() -> Result<()> {
 fn a_closed_pipe_ends_the_stream_quietly() -> Result<()> {
     let _lab = Lab::enter()?;
     let _listener = TcpListener::bind("127.0.0.1:7006")?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
-        .args(["--watch", "--json", "--interval", "50ms"])
+    let mut child = tcpscope_command(&["--watch", "--json", "--interval", "50ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
