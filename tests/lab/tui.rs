@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 
 use crate::support::fault::Refusal;
-use crate::support::lab::child::exit_within;
+use crate::support::lab::child::{exit_within, in_write};
 use crate::support::lab::{Lab, SETTLE, TcpState};
 use crate::support::pty::Terminal;
 use crate::support::tcpscope_command;
@@ -455,11 +455,4 @@ fn view_drawn_on_a_bare_pty(args: &[&str]) -> Result<(std::process::Child, std::
             .context("reading the view's first frames")?;
     }
     Ok((child, master))
-}
-
-/// Whether the main thread of process `pid` is inside a write(2) system call.
-fn in_write(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|call| {
-        call.split_whitespace().next() == Some(libc::SYS_write.to_string().as_str())
-    })
 }

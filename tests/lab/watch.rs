@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::support::lab::Lab;
+use crate::support::lab::child::{exit_within, in_write};
 use crate::support::stream::Stream;
 use crate::support::tcpscope_command;
 
@@ -220,6 +221,48 @@ fn sigterm_ends_the_stream_with_status_0() -> Result<()> {
     let _lab = Lab::enter()?;
     let watch = Watch::start("100ms")?;
     watch.stop_with(libc::SIGTERM)
+}
+
+#[test]
+fn sigterm_ends_the_stream_even_when_its_reader_stopped_reading() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:7007")?;
+    // Nobody reads the stream: once the pipe is full, every write blocks.
+    let mut child = tcpscope_command(&["--watch", "--json", "--interval", "50ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = i32::try_from(child.id())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut blocked_samples = 0;
+    while blocked_samples < 10 {
+        ensure!(
+            Instant::now() < deadline,
+            "the stream's writes never blocked: the pipe did not fill"
+        );
+        // Each connection opened and closed is a few lines of the stream.
+        for _ in 0..50 {
+            let client = TcpStream::connect(listener.local_addr()?)?;
+            let (server, _) = listener.accept()?;
+            drop(client);
+            drop(server);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        blocked_samples = if in_write(pid) {
+            blocked_samples + 1
+        } else {
+            0
+        };
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = exit_within(&mut child, Duration::from_secs(10))
+        .context("SIGTERM did not end a stream blocked on its pipe")?;
+    ensure!(
+        status.code() == Some(128 + 15),
+        "SIGTERM exited with {status}"
+    );
+    Ok(())
 }
 
 #[test]

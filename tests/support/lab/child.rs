@@ -23,3 +23,11 @@ pub fn exit_within(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Whether the main thread of process `pid` is inside a write(2) system call: blocked
+/// on an output nobody reads, when it stays there.
+pub fn in_write(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|call| {
+        call.split_whitespace().next() == Some(libc::SYS_write.to_string().as_str())
+    })
+}
