@@ -288,6 +288,10 @@ fn listeners(count: usize) -> Result<Vec<std::net::TcpListener>> {
 #[test]
 fn clients_that_ask_and_never_read_cannot_lock_a_scraper_out() -> Result<()> {
     let lab = Lab::enter()?;
+    // An Ethernet-sized MTU: on loopback's 64 KiB one the kernel sizes a send buffer
+    // for ten 64 KiB segments, and the whole page would be sent to clients that never
+    // read, freeing their slots.
+    lab.run("ip", &["link", "set", "dev", "lo", "mtu", "1500"])?;
     let _listener = lab.listener_v4()?;
     // Listeners make the page large (about 100 KB), as a busy host's is.
     let _more = listeners(300)?;
