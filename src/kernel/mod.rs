@@ -1,6 +1,7 @@
 //! Everything that talks to Linux, and nothing else: netlink sock_diag dumps, the
 //! destroy-event multicast, `SOCK_DESTROY`, the files under `/proc`, entering other
-//! network namespaces, and the scheduling priority of a thread.
+//! network namespaces, the scheduling priority of a thread, and locking the one file
+//! tcpscope writes.
 
 //!
 //! `unsafe` is denied in the crate but for the modules below that call libc where no
@@ -11,6 +12,8 @@ pub mod destroy;
 pub mod diag_msg;
 #[allow(unsafe_code)] // poll on the multicast socket
 pub mod events;
+#[allow(unsafe_code)] // flock, geteuid
+pub mod files;
 #[allow(unsafe_code)] // setns, unshare
 pub mod netns;
 #[allow(unsafe_code)] // mallopt, poll on stdout, _exit

@@ -17,6 +17,7 @@ use crate::kernel::process::stdout_reader_gone;
 use crate::poll::source::note_refused;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
+use crate::report::escape::Escaped;
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 
@@ -131,7 +132,8 @@ impl<W: Write> Emitter<W> {
                     self.warned_about_events = true;
                     let _ = writeln!(
                         io::stderr(),
-                        "tcpscope: note: kernel destroy events are unavailable ({reason}); connections that open and close between two polls may be missed"
+                        "tcpscope: note: kernel destroy events are unavailable ({}); connections that open and close between two polls may be missed",
+                        Escaped(reason)
                     );
                 }
                 if let Some(interval) = self.interval

@@ -24,6 +24,9 @@ const POLL_FAILED: u8 = 3;
 /// recording them needs a new format version, with version 1 files still read.
 const RECORDED_COUNTERS: usize = 7;
 
+/// The last second a record may be dated: 9999-12-31T23:59:59Z.
+pub const LAST_SECOND: u64 = 253_402_300_799;
+
 /// One record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -386,6 +389,10 @@ impl<'a> Input<'a> {
         if nanos >= 1_000_000_000 {
             return Err(self.error("a time with more than a second of nanoseconds"));
         }
+        // What the outputs can print: RFC 3339 and the clock have four-digit years.
+        if seconds > LAST_SECOND {
+            return Err(self.error("a time after the year 9999"));
+        }
         UNIX_EPOCH
             .checked_add(Duration::new(seconds, nanos))
             .ok_or_else(|| self.error("a time out of range"))
@@ -675,6 +682,21 @@ mod tests {
         }
         bytes.push(0);
         assert!(decode(&bytes).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn a_time_after_the_year_9999_is_an_error_and_its_last_second_is_not() {
+        let failed = |seconds| {
+            let mut bytes = vec![POLL_FAILED];
+            put_u64(&mut bytes, seconds);
+            put_u32(&mut bytes, 999_999_999);
+            put_text(&mut bytes, "x");
+            decode(&bytes)
+        };
+        assert!(failed(LAST_SECOND).is_ok());
+        let error = failed(LAST_SECOND + 1).unwrap_err();
+        assert!(error.0.contains("9999"), "{error}");
+        assert!(failed(u64::MAX).is_err());
     }
 
     #[test]

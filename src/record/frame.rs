@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Records are only ever appended. A writer that dies mid-record leaves a torn tail: a
-//! short length, a short payload, or a payload whose CRC does not match. A reader
+//! short length, a short payload, or a payload whose CRC does not match; a file
+//! extended with zeros (preallocated, sparse, or a crash that left the size grown but
+//! the data unwritten) has a zero length where a record would start, which is a tear
+//! too, since no record is empty. A reader
 //! stops there and says where; everything before it is intact. This module knows
 //! bytes, not what the payloads mean.
 
@@ -126,11 +129,17 @@ impl<R: Read> FrameReader<R> {
             frame_header[6],
             frame_header[7],
         ]);
+        if length == 0 {
+            // Every payload holds at least its kind, and an all-zero frame header
+            // would otherwise pass (the CRC-32 of nothing is 0): a tail of zeros (a
+            // file extended, preallocated or sparse) is a tear, for the reader and
+            // for the recorder that cuts it off before appending.
+            return Ok(torn("a zero-filled tail"));
+        }
         if length > MAX_PAYLOAD_BYTES {
             return Ok(torn("a record claims an impossible length"));
         }
-        self.payload.resize(length as usize, 0);
-        if read_up_to(&mut self.inner, &mut self.payload)? < length as usize {
+        if read_payload(&mut self.inner, &mut self.payload, length as usize)? < length as usize {
             return Ok(torn("the last record is cut short"));
         }
         if crc32(&self.payload) != crc {
@@ -139,6 +148,25 @@ impl<R: Read> FrameReader<R> {
         self.offset += (FRAME_HEADER_BYTES + self.payload.len()) as u64;
         Ok(Next::Frame(&self.payload))
     }
+}
+
+/// Reads up to `length` bytes into `payload` (emptied first), growing it only as bytes
+/// arrive, so that a length field claiming more than the file holds allocates no more
+/// than what is there. Returns how many bytes it read.
+fn read_payload(input: &mut impl Read, payload: &mut Vec<u8>, length: usize) -> io::Result<usize> {
+    const CHUNK: usize = 64 * 1024;
+    payload.clear();
+    while payload.len() < length {
+        let filled = payload.len();
+        let wanted = (length - filled).min(CHUNK);
+        payload.resize(filled + wanted, 0);
+        let got = read_up_to(input, &mut payload[filled..])?;
+        payload.truncate(filled + got);
+        if got < wanted {
+            break;
+        }
+    }
+    Ok(payload.len())
 }
 
 /// Reads until `buffer` is full or the input ends; returns how many bytes it read.
@@ -216,9 +244,9 @@ mod tests {
 
     #[test]
     fn records_read_back_in_order_and_the_end_is_clean() {
-        let bytes = file(&[b"one", b"", b"three"]);
+        let bytes = file(&[b"one", b"2", b"three"]);
         let (frames, torn) = read_all(&bytes);
-        assert_eq!(frames, [b"one".to_vec(), vec![], b"three".to_vec()]);
+        assert_eq!(frames, [b"one".to_vec(), b"2".to_vec(), b"three".to_vec()]);
         assert_eq!(torn, None);
     }
 
@@ -250,6 +278,33 @@ mod tests {
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
         assert_eq!(read_all(&bytes), (vec![], Some(HEADER_BYTES as u64)));
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_a_tear_where_the_zeros_start() {
+        let mut bytes = file(&[b"first"]);
+        let zeros_start = bytes.len() as u64;
+        bytes.extend_from_slice(&[0u8; 8]);
+        append_frame(b"behind the zeros", &mut bytes);
+        assert_eq!(
+            read_all(&bytes),
+            (vec![b"first".to_vec()], Some(zeros_start))
+        );
+    }
+
+    #[test]
+    fn a_length_larger_than_the_bytes_left_allocates_only_what_is_there() {
+        let mut bytes = header().to_vec();
+        bytes.extend_from_slice(&(MAX_PAYLOAD_BYTES).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(b"short");
+        let mut reader = FrameReader::open(&bytes[..]).unwrap();
+        assert!(matches!(reader.next_frame().unwrap(), Next::Torn { .. }));
+        assert!(
+            reader.payload.capacity() < 128 * 1024,
+            "{} bytes allocated for 5 present",
+            reader.payload.capacity()
+        );
     }
 
     #[test]

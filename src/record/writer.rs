@@ -10,12 +10,14 @@
 //! This is the one place tcpscope writes a file, so it is careful with what it finds
 //! there: it never follows a symbolic link as the file's last component (someone who
 //! can write the directory must not be able to point a root tcpscope at another file),
-//! and it never replaces a file that is not a recording unless told to (`--force`).
+//! and it never replaces a file that is not a recording unless told to (`--force`). It
+//! writes only into a regular file, owned by the user it runs as unless `--force`, and
+//! holds an exclusive lock on it while it records.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +28,7 @@ use super::delta::SocketTable;
 use super::frame::{self, FrameReader, HeaderError, Next};
 use crate::diff::Transition;
 use crate::kernel::events::EventStatus;
+use crate::kernel::files;
 use crate::kernel::procfs::TcpExt;
 use crate::snapshot::Snapshot;
 
@@ -93,6 +96,7 @@ impl Recorder {
             path,
         )
         .with_context(|| format!("opening the recording {shown}"))?;
+        check_ours(&file, path, to.force)?;
         if to.force {
             file.set_len(0)
                 .with_context(|| format!("emptying {shown} (--force)"))?;
@@ -218,6 +222,7 @@ impl Recorder {
         // FILE was just moved away: anything there now was put there meanwhile.
         let mut file = open_no_follow(OpenOptions::new().write(true).create_new(true), &self.path)
             .with_context(|| format!("creating the recording {}", self.path.display()))?;
+        lock(&file, &self.path)?;
         file.write_all(&frame::header())
             .with_context(|| format!("writing to {}", self.path.display()))?;
         self.file = BufWriter::new(file);
@@ -234,11 +239,13 @@ pub fn rotated_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens `path` without following a symbolic link as its last component: the kernel
-/// refuses with ELOOP, said here in words.
+/// Opens `path` without following a symbolic link as its last component (the kernel
+/// refuses with ELOOP, said here in words), and without waiting: opening a FIFO would
+/// otherwise wait for a reader, and [`check_ours`] refuses it before anything is
+/// written. On a regular file O_NONBLOCK changes nothing.
 fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     options
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|error| match error.raw_os_error() {
             Some(libc::ELOOP) => io::Error::other(format!(
@@ -247,6 +254,54 @@ fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
             )),
             _ => error,
         })
+}
+
+/// Refuses, before the first byte is written, what tcpscope must not record into: anything
+/// but a regular file (a FIFO would block the recorder, and hand the recording to
+/// whoever opens it; a device would be written over from its first byte), and, unless
+/// `force`, a file another user owns (a root tcpscope must not fill a file someone
+/// else left writable). Then takes the file's lock, so that two recorders cannot
+/// interleave their records in it.
+fn check_ours(file: &File, path: &Path, force: bool) -> anyhow::Result<()> {
+    let shown = path.display();
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("looking at {shown}"))?;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        bail!("{shown} is {what}; tcpscope records only into a regular file");
+    }
+    let me = files::effective_uid();
+    if metadata.uid() != me && !force {
+        bail!(
+            "{shown} belongs to user {}, not to the user tcpscope runs as ({me}); --force records into it anyway",
+            metadata.uid()
+        );
+    }
+    lock(file, path)
+}
+
+/// Takes the recording's exclusive lock, or says who holds it.
+fn lock(file: &File, path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let locked = files::try_lock_exclusive(file).with_context(|| format!("locking {shown}"))?;
+    if !locked {
+        bail!("another tcpscope is recording into {shown} (it holds the file's lock)");
+    }
+    Ok(())
 }
 
 /// Rotation may replace `older` only if nothing is there, or a recording is.

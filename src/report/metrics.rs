@@ -12,12 +12,15 @@
 //! (`node_tcp_connection_states{state}` is `tcpscope_connections{state,family}` here),
 //! with tcpscope's own state spelling (`SYN_RECV`, as `--grep` and `--json` print it).
 //! Every label is bounded: states, families, listeners and namespaces, never a
-//! connection's peer. The CLOSE_WAIT series (per local port, and per process with
+//! connection's peer. At most [`MAX_LISTENER_SERIES`] listeners per namespace have
+//! series of their own, the most urgent (flooded, then fullest queues), the rest are
+//! summed into one `other` row. The CLOSE_WAIT series (per local port, and per process with
 //! `-p`) exist only for groups holding CLOSE_WAIT sockets, at most
 //! [`MAX_CLOSE_WAIT_SERIES`] of each per namespace, growing ones first, then the
 //! largest.
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -77,11 +80,12 @@ struct NamespaceMetrics {
     last_poll: Option<SystemTime>,
 }
 
-/// One listening endpoint's numbers.
+/// One listening endpoint's numbers, or the listeners past [`MAX_LISTENER_SERIES`]
+/// folded into one row.
 #[derive(Debug, Clone, PartialEq)]
 struct ListenerRow {
-    local_addr: IpAddr,
-    local_port: u16,
+    /// `None`: the row of the listeners not shown one by one.
+    endpoint: Option<(IpAddr, u16)>,
     half_open: u32,
     accept_queue: u32,
     backlog: u32,
@@ -93,6 +97,34 @@ struct ListenerRow {
 /// with CLOSE_WAIT sockets on thousands of ports must not flood the scraper. The groups
 /// kept are the growing ones, then the largest.
 pub const MAX_CLOSE_WAIT_SERIES: usize = 50;
+
+/// The most listeners with series of their own per namespace: anyone may open
+/// thousands of listeners on 127/8, and each costs a series per listener gauge (15,000
+/// gave a 6 MB page). The rest are summed into one row labelled
+/// `local_addr="other",local_port="other"`, so that totals stay right.
+pub const MAX_LISTENER_SERIES: usize = 200;
+
+/// The label values of the row of listeners folded together.
+pub const OTHER_LISTENERS: &str = "other";
+
+impl ListenerRow {
+    /// The listeners in `rest` as one row: their queues summed, flagged when any one
+    /// is.
+    fn folded(rest: &[ListenerRow]) -> ListenerRow {
+        let sum = |value: fn(&ListenerRow) -> u32| {
+            rest.iter()
+                .fold(0u32, |total, row| total.saturating_add(value(row)))
+        };
+        ListenerRow {
+            endpoint: None,
+            half_open: sum(|row| row.half_open),
+            accept_queue: sum(|row| row.accept_queue),
+            backlog: sum(|row| row.backlog),
+            distinct_sources: sum(|row| row.distinct_sources),
+            suspected_flood: rest.iter().any(|row| row.suspected_flood),
+        }
+    }
+}
 
 /// The key of the one namespace of [`Metrics::single`].
 pub const SINGLE: u64 = 0;
@@ -248,8 +280,7 @@ fn listener_rows(
         // watch's business; a listener metric needs a listener.
         .filter(|listener| listener.listen_sockets > 0)
         .map(|listener| ListenerRow {
-            local_addr: listener.local_addr,
-            local_port: listener.local_port,
+            endpoint: Some((listener.local_addr, listener.local_port)),
             half_open: listener.half_open,
             accept_queue: listener.accept_queue,
             backlog: listener.backlog,
@@ -260,7 +291,22 @@ fn listener_rows(
                 .any(|row| row.suspected_flood && row.listener.endpoint() == listener.endpoint()),
         })
         .collect();
-    rows.sort_by_key(|row| (row.local_port, row.local_addr));
+    if rows.len() > MAX_LISTENER_SERIES {
+        // The most urgent first; among equals the lowest ports, so that the quiet
+        // listeners shown stay the same from scrape to scrape.
+        rows.sort_by_key(|row| {
+            (
+                Reverse(row.suspected_flood),
+                Reverse(u64::from(row.half_open) + u64::from(row.accept_queue)),
+                row.endpoint,
+            )
+        });
+        let rest = rows.split_off(MAX_LISTENER_SERIES);
+        rows.sort_by_key(|row| row.endpoint.map(|(addr, port)| (port, addr)));
+        rows.push(ListenerRow::folded(&rest));
+    } else {
+        rows.sort_by_key(|row| row.endpoint.map(|(addr, port)| (port, addr)));
+    }
     rows
 }
 
@@ -466,10 +512,16 @@ impl Collector for Exposition {
                 ns.listeners
                     .iter()
                     .map(|row| {
-                        let labels: Labels = vec![
-                            ("local_addr", Cow::Owned(row.local_addr.to_string())),
-                            ("local_port", Cow::Owned(row.local_port.to_string())),
-                        ];
+                        let labels: Labels = match row.endpoint {
+                            Some((addr, port)) => vec![
+                                ("local_addr", Cow::Owned(addr.to_string())),
+                                ("local_port", Cow::Owned(port.to_string())),
+                            ],
+                            None => vec![
+                                ("local_addr", Cow::Borrowed(OTHER_LISTENERS)),
+                                ("local_port", Cow::Borrowed(OTHER_LISTENERS)),
+                            ],
+                        };
                         (labels, gauge(value(row)))
                     })
                     .collect()
@@ -646,6 +698,40 @@ mod tests {
         );
         assert!(samples.contains(&"tcpscope_connections{state=\"TIME_WAIT\",family=\"ipv6\"} 0.0"));
         assert!(text.contains("# TYPE tcpscope_connections gauge\n"));
+    }
+
+    #[test]
+    fn thousands_of_listeners_give_the_most_urgent_series_and_one_row_for_the_rest() {
+        let mut metrics = Metrics::single();
+        let mut sockets: Vec<_> = (0..5_000u16)
+            .map(|n| listen("127.0.0.1", 20_000 + n, 0, 128))
+            .collect();
+        // The one listener with a full accept queue is kept, however high its port.
+        sockets.push(listen("127.0.0.1", 60_000, 7, 8));
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
+        let text = metrics.render();
+        let backlogs: Vec<_> = lines(&text)
+            .into_iter()
+            .filter(|line| line.starts_with("tcpscope_listener_backlog{"))
+            .collect();
+        assert_eq!(
+            backlogs.len(),
+            MAX_LISTENER_SERIES + 1,
+            "{}",
+            backlogs.len()
+        );
+        assert!(text.contains(
+            "tcpscope_listener_accept_queue{local_addr=\"127.0.0.1\",local_port=\"60000\"} 7.0"
+        ));
+        // The 4,801 listeners not shown: their backlogs summed, so totals stay right.
+        let folded = 128.0 * (5_001 - MAX_LISTENER_SERIES) as f64;
+        assert!(
+            backlogs.contains(&format!(
+                "tcpscope_listener_backlog{{local_addr=\"other\",local_port=\"other\"}} {folded:.1}"
+            ).as_str()),
+            "{backlogs:?}"
+        );
+        assert!(text.len() < 200 * 1024, "a page of {} bytes", text.len());
     }
 
     #[test]

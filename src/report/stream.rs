@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::endpoint::Endpoint;
+use super::escape::Escaped;
 use super::json::{CountsByName, FindingFields, Rfc3339};
 use crate::diff::Transition;
 use crate::snapshot::Counts;
@@ -114,7 +115,12 @@ impl<W: Write> StreamWriter<W> {
                 message,
                 count: None,
             }),
-            Format::Text => writeln!(self.out, "{}  poll failed: {message}", self.stamp(at)),
+            Format::Text => writeln!(
+                self.out,
+                "{}  poll failed: {}",
+                self.stamp(at),
+                Escaped(message)
+            ),
         }
     }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::endpoint::{Cell, Endpoint};
+use super::escape::Escaped;
 use crate::kernel::procfs::ProcessMap;
 use crate::snapshot::{SocketRecord, Timer};
 
@@ -130,7 +131,7 @@ where
         }
         if let Some(processes) = processes {
             match processes.lookup(socket.inode).filter(|_| socket.inode != 0) {
-                Some(process) => write!(out, "{}/{}", process.pid, process.name)?,
+                Some(process) => write!(out, "{}/{}", process.pid, Escaped(&process.name))?,
                 None => out.write_all(b"-")?,
             }
         }

@@ -519,3 +519,182 @@ fn make_the_demo_recording() -> Result<()> {
     fs::copy(&file.0, Path::new(DEMO))?;
     Ok(())
 }
+
+#[test]
+fn record_refuses_a_fifo_a_device_and_another_users_file_at_once_with_status_2() -> Result<()> {
+    // A FIFO nobody reads: opening it to write would wait for a reader, writing to it
+    // would block the recorder.
+    let fifo = Scratch::new("fifo");
+    let made = Command::new("mkfifo").arg(&fifo.0).status()?;
+    ensure!(made.success(), "mkfifo failed");
+    let started = Instant::now();
+    let output = record_briefly(&fifo, &["--force"])?;
+    ensure!(output.status.code() == Some(2), "{output:?}");
+    ensure!(
+        started.elapsed() < Duration::from_millis(900),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("is a FIFO"), "{stderr}");
+
+    // A device, even forced: nothing is written to it. /dev/null takes any write
+    // and tells no one, so it stands for every device here.
+    let output = record_briefly_to("/dev/null", &["--force"])?;
+    ensure!(output.status.code() == Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("is a character device"), "{stderr}");
+
+    // An empty file anyone may write, owned by someone else: refused, then forced.
+    let theirs = Scratch::new("theirs");
+    fs::write(&theirs.0, b"")?;
+    std::os::unix::fs::chown(&theirs.0, Some(65534), Some(65534))?;
+    let output = record_briefly(&theirs, &[])?;
+    ensure!(output.status.code() == Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("belongs to user 65534"), "{stderr}");
+    ensure!(
+        fs::read(&theirs.0)?.is_empty(),
+        "nothing written without --force"
+    );
+    let output = record_briefly(&theirs, &["--force"])?;
+    ensure!(matches!(output.status.code(), Some(0 | 124)), "{output:?}");
+    ensure!(!fs::read(&theirs.0)?.is_empty(), "--force records into it");
+    Ok(())
+}
+
+/// `tcpscope --watch --record PATH` with more flags, briefly, in a lab namespace.
+fn record_briefly_to(path: &str, more: &[&str]) -> Result<Output> {
+    let file = Scratch(PathBuf::from(path));
+    let output = record_briefly(&file, more);
+    // Not ours to remove.
+    std::mem::forget(file);
+    output
+}
+
+#[test]
+fn a_second_recorder_into_the_same_file_is_refused_and_the_first_replays_whole() -> Result<()> {
+    let lab = Lab::enter()?;
+    let file = Scratch::new("two-recorders");
+    let _listener = lab.listener_v4()?;
+    let mut first = Recording::start(&file, "100ms")?;
+    first.wait_for_polls(2)?;
+    let second = record_briefly(&file, &[])?;
+    ensure!(second.status.code() == Some(2), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    ensure!(stderr.contains("another tcpscope is recording"), "{stderr}");
+    first.wait_for_polls(3)?;
+    first.stop()?;
+    let replayed = replay(&["--replay", file.arg(), "--json"])?;
+    ensure!(replayed.status.code() == Some(0), "{replayed:?}");
+    let stderr = String::from_utf8_lossy(&replayed.stderr);
+    ensure!(
+        !stderr.contains("torn") && !stderr.contains("unreadable"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_zero_filled_tail_is_cut_off_before_appending_so_every_new_poll_replays() -> Result<()> {
+    let file = Scratch::new("zero-tail");
+    let first = record_briefly(&file, &[])?;
+    ensure!(matches!(first.status.code(), Some(0 | 124)), "{first:?}");
+    let polls_before = count_replayed(&file)?;
+    ensure!(polls_before > 0, "the first run recorded nothing");
+    // As `head -c 8 /dev/zero >> FILE` does, then a sparse 4 GB hole after it.
+    let length = fs::metadata(&file.0)?.len();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&file.0)?
+        .set_len(length + 8)?;
+    let second = record_briefly(&file, &[])?;
+    ensure!(matches!(second.status.code(), Some(0 | 124)), "{second:?}");
+    let polls_after = count_replayed(&file)?;
+    ensure!(
+        polls_after > polls_before,
+        "{polls_before} polls before, {polls_after} after a second recording behind zeros"
+    );
+
+    let length = fs::metadata(&file.0)?.len();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&file.0)?
+        .set_len(length + (4 << 30))?;
+    let started = Instant::now();
+    let third = record_briefly(&file, &[])?;
+    ensure!(matches!(third.status.code(), Some(0 | 124)), "{third:?}");
+    ensure!(
+        count_replayed(&file)? > polls_after,
+        "the polls after a 4 GB hole, in {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        fs::metadata(&file.0)?.len() < 1 << 30,
+        "the hole was cut off"
+    );
+    Ok(())
+}
+
+/// How many polls `--replay FILE --json` prints, insisting that it read to the end.
+fn count_replayed(file: &Scratch) -> Result<usize> {
+    let output = replay(&["--replay", file.arg(), "--json"])?;
+    ensure!(output.status.code() == Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !stderr.contains("torn") && !stderr.contains("unreadable"),
+        "{stderr}"
+    );
+    Ok(lines(&output)?.len())
+}
+
+#[test]
+fn a_record_dated_after_the_year_9999_or_claiming_512_mib_ends_the_replay_cleanly() -> Result<()> {
+    for (name, bytes) in crafted_recordings() {
+        let file = Scratch::new(name);
+        fs::write(&file.0, &bytes)?;
+        for format in [&["--json"][..], &[][..]] {
+            let mut args = vec!["--replay", file.arg()];
+            args.extend_from_slice(format);
+            // Under a memory limit, as a 528 MB allocation would be found out.
+            let output = Command::new("prlimit")
+                .arg("--as=268435456")
+                .arg(env!("CARGO_BIN_EXE_tcpscope"))
+                .args(&args)
+                .output()?;
+            ensure!(
+                output.status.code() == Some(0),
+                "{name} {format:?}: {output:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Recordings made to break a reader, each with valid checksums: kept as the fuzz
+/// target's corpus too (tests/fuzz/corpus/recording/).
+fn crafted_recordings() -> Vec<(&'static str, Vec<u8>)> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/recording");
+    ["after-year-9999", "claims-512-mib", "zero-filled-tail"]
+        .into_iter()
+        .map(|name| (name, fs::read(corpus.join(name)).unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn a_recorded_error_message_holding_terminal_escapes_is_replayed_escaped() -> Result<()> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/recording");
+    let path = corpus.join("escapes-in-a-message");
+    let output = replay(&["--replay", path.to_str().unwrap_or_default()])?;
+    ensure!(output.status.code() == Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout)?;
+    ensure!(
+        !stdout.contains('\x1b') && !stdout.contains('\x07'),
+        "{stdout:?}"
+    );
+    ensure!(
+        stdout.contains("poll failed: dump failed \\e]2;OWN\\a\\e[2J"),
+        "{stdout}"
+    );
+    Ok(())
+}

@@ -346,3 +346,29 @@ fn run_as_nobody_it_says_which_processes_it_could_not_read() -> Result<()> {
     }
     Ok(())
 }
+
+/// What a process shows as its name: the kernel keeps 15 bytes of it.
+const HOSTILE_NAME: &str = "\x1b]2;OWN\x07\x1b[2J";
+
+#[test]
+fn a_process_name_that_is_a_terminal_escape_is_shown_escaped_by_grep_p() -> Result<()> {
+    let lab = Lab::enter()?;
+    let _listener = lab.listener_v4()?;
+    // This test process holds the listener: it names itself, as prctl(PR_SET_NAME)
+    // would, through the file the kernel offers for it.
+    let own_name = std::fs::read_to_string("/proc/self/comm")?;
+    std::fs::write("/proc/self/comm", HOSTILE_NAME)?;
+    let output = Command::new(env!("CARGO_BIN_EXE_tcpscope"))
+        .args(["--grep", "listen", "-p"])
+        .output();
+    std::fs::write("/proc/self/comm", own_name.trim_end())?;
+    let output = output?;
+    ensure!(output.status.code() == Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout)?;
+    ensure!(
+        !stdout.contains('\x1b') && !stdout.contains('\x07'),
+        "{stdout:?}"
+    );
+    ensure!(stdout.contains("\\e]2;OWN\\a\\e[2J"), "{stdout}");
+    Ok(())
+}

@@ -264,3 +264,105 @@ fn without_an_address_it_listens_on_loopback_only() -> Result<()> {
     assert_eq!(local, ["127.0.0.1:9464"], "{listening}");
     Ok(())
 }
+
+/// `count` listeners on 127.0.0.1 (kept open by the caller) with a backlog of 16 each.
+fn listeners(count: usize) -> Result<Vec<std::net::TcpListener>> {
+    (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding a listener"))
+        .collect()
+}
+
+#[test]
+fn clients_that_ask_and_never_read_cannot_lock_a_scraper_out() -> Result<()> {
+    let lab = Lab::enter()?;
+    // An Ethernet-sized MTU: on loopback's 64 KiB one the kernel sizes a send buffer
+    // for ten 64 KiB segments, and the whole page would be sent to clients that never
+    // read, freeing their slots.
+    lab.run("ip", &["link", "set", "dev", "lo", "mtu", "1500"])?;
+    let _listener = lab.listener_v4()?;
+    // Listeners make the page large (about 100 KB), as a busy host's is.
+    let _more = listeners(300)?;
+    let server = serve(&[])?;
+    let address: std::net::SocketAddr = server
+        .base()
+        .trim_start_matches("http://")
+        .parse()
+        .context("the server's address")?;
+    server.wait_for("the listeners", |m| {
+        m.value(
+            "tcpscope_connections",
+            &[("state", "LISTEN"), ("family", "ipv4")],
+        ) == Some(301.0)
+    })?;
+
+    // More than the server's 512 slots, each asking for the page and reading none of
+    // it, with a receive buffer so small that the answer is left half written.
+    let mut stalled = Vec::new();
+    for _ in 0..520 {
+        let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+        socket.set_recv_buffer_size(2048)?;
+        socket.connect(&address.into())?;
+        let mut stream: TcpStream = socket.into();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        stalled.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Round after round, a scraper gets the whole page, at once.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let metrics = server.scrape()?;
+        slowest = slowest.max(started.elapsed());
+        ensure!(
+            metrics.value("tcpscope_polls_total", &[]).is_some(),
+            "a page without its poll counter"
+        );
+        // More non-readers keep coming between scrapes.
+        for _ in 0..20 {
+            let mut stream = TcpStream::connect(address)?;
+            stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")?;
+            stalled.push(stream);
+        }
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest scrape {slowest:?}"
+    );
+    let (status, _) = server.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[test]
+fn thousands_of_listeners_give_200_listener_series_and_one_row_for_the_rest() -> Result<()> {
+    let lab = Lab::enter()?;
+    let held = listeners(3000)?;
+    let server = serve(&[])?;
+    let metrics = server.wait_for("the listeners", |m| {
+        m.value(
+            "tcpscope_connections",
+            &[("state", "LISTEN"), ("family", "ipv4")],
+        ) == Some(3000.0)
+    })?;
+    let rows = metrics
+        .text
+        .lines()
+        .filter(|line| line.starts_with("tcpscope_listener_backlog{"))
+        .count();
+    assert_eq!(rows, 201, "series of tcpscope_listener_backlog");
+    let other = [("local_addr", "other"), ("local_port", "other")];
+    // std binds with a backlog of 128; the 2,800 folded listeners' backlogs are summed.
+    assert_eq!(
+        metrics.value("tcpscope_listener_backlog", &other),
+        Some(128.0 * 2800.0)
+    );
+    assert!(
+        metrics.text.len() < 256 * 1024,
+        "a page of {} bytes",
+        metrics.text.len()
+    );
+    drop(held);
+    drop(lab);
+    Ok(())
+}

@@ -9,16 +9,22 @@
 //! `httparse`, and every limit explicit in [`Limits`]:
 //!
 //! - at most `max_connections` open at once; at the cap, a new connection evicts the
-//!   oldest one still sending its request, so idle or slow connections cannot lock
-//!   scrapers out, only delay the idlest of themselves;
+//!   one that has made the least progress (no byte read or written for the longest),
+//!   whether it is still sending its request or not reading its answer, so idle, slow
+//!   or non-reading connections cannot lock scrapers out, only push out the most
+//!   stalled of themselves;
 //! - a request head (request line and headers) of at most `max_head_bytes`, in at most
 //!   `head_timeout` from accept to the blank line, however slowly it trickles in (a
 //!   per-read timeout would let a slowloris reset it with each byte);
 //! - the answer written within `write_timeout`, so a client that stops reading is
-//!   dropped; the page itself is shared (`Arc`), never copied per connection;
+//!   dropped; the page itself is shared (`Arc`), never copied per connection, and the
+//!   pages that answers in flight hold (older ones too, when the page was replaced
+//!   meanwhile) take at most `max_held_bytes`: past it, the most stalled writers
+//!   holding other pages are dropped;
 //! - one request per connection (`Connection: close`): no idle keep-alive sockets.
 //!
-//! Memory is thus bounded by `max_connections × max_head_bytes` plus the pages. The
+//! Memory is thus bounded by `max_connections × max_head_bytes` plus `max_held_bytes`
+//! (and one page, however large, for a lone answer). The
 //! server never calls into the handler for anything but a well-formed `GET` or `HEAD`,
 //! and the handler must answer from memory: it runs on the event loop.
 
@@ -38,18 +44,21 @@ pub struct Limits {
     pub max_head_bytes: usize,
     pub head_timeout: Duration,
     pub write_timeout: Duration,
+    /// The most bytes of distinct pages that answers being written may hold.
+    pub max_held_bytes: usize,
 }
 
 impl Default for Limits {
     /// Room for a few hundred scrapers and idle probes; a head far larger than any
     /// scraper sends (Prometheus sends about 300 bytes); Prometheus's default scrape
-    /// timeout (10 s) for both phases.
+    /// timeout (10 s) for both phases; room for a few versions of a large page.
     fn default() -> Limits {
         Limits {
             max_connections: 512,
             max_head_bytes: 8 * 1024,
             head_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            max_held_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -105,7 +114,8 @@ pub struct Server {
 
 struct Connection {
     stream: TcpStream,
-    accepted: Instant,
+    /// When a byte was last read from or written to it (or it was accepted).
+    progressed: Instant,
     deadline: Instant,
     phase: Phase,
 }
@@ -187,8 +197,8 @@ impl Server {
                 // the backlog until a slot frees up. Either way, try again later.
                 Err(_) => return,
             };
-            if self.open >= self.limits.max_connections && !self.evict_idlest() {
-                // Everyone is being answered: this one must wait its turn elsewhere.
+            if self.open >= self.limits.max_connections && !self.evict_most_stalled(|_, _| true) {
+                // No room at all (a cap of 0).
                 drop(stream);
                 continue;
             }
@@ -196,18 +206,21 @@ impl Server {
         }
     }
 
-    /// Closes the connection that has been sending its request the longest. Returns
-    /// false when every connection is already being answered.
-    fn evict_idlest(&mut self) -> bool {
-        let idlest = self
+    /// Closes the connection that has gone longest without a byte read or written,
+    /// among those `which` accepts (by slot and connection). Returns false when there is
+    /// none.
+    /// A scraper reads its answer as it comes and sends its request at once, so it is
+    /// never the most stalled while others idle or have stopped reading.
+    fn evict_most_stalled(&mut self, which: impl Fn(usize, &Connection) -> bool) -> bool {
+        let stalled = self
             .connections
             .iter()
             .enumerate()
             .filter_map(|(slot, c)| Some((slot, c.as_ref()?)))
-            .filter(|(_, c)| matches!(c.phase, Phase::Reading { .. }))
-            .min_by_key(|(_, c)| c.accepted)
+            .filter(|(slot, c)| which(*slot, c))
+            .min_by_key(|(_, c)| c.progressed)
             .map(|(slot, _)| slot);
-        match idlest {
+        match stalled {
             Some(slot) => {
                 self.close(slot);
                 true
@@ -233,7 +246,7 @@ impl Server {
         let now = Instant::now();
         self.connections[slot] = Some(Connection {
             stream,
-            accepted: now,
+            progressed: now,
             deadline: now + self.limits.head_timeout,
             phase: Phase::Reading { head: Vec::new() },
         });
@@ -255,17 +268,31 @@ impl Server {
             return;
         };
         if let Phase::Reading { head } = &mut connection.phase {
-            match read_head(&mut connection.stream, head, limits.max_head_bytes, handler) {
+            let before = head.len();
+            let read = read_head(&mut connection.stream, head, limits.max_head_bytes, handler);
+            if head.len() > before {
+                connection.progressed = Instant::now();
+            }
+            match read {
                 Head::Incomplete => return,
                 Head::Gone => return self.close(slot),
                 Head::Answer(response, with_body) => {
+                    let head = response_head(&response);
+                    let body = if with_body {
+                        response.body
+                    } else {
+                        Arc::from(&[][..])
+                    };
+                    if !self.make_room_for(slot, &body) {
+                        return self.close(slot);
+                    }
+                    let Some(connection) = self.connections.get_mut(slot).and_then(Option::as_mut)
+                    else {
+                        return;
+                    };
                     connection.phase = Phase::Writing {
-                        head: response_head(&response),
-                        body: if with_body {
-                            response.body
-                        } else {
-                            Arc::from(&[][..])
-                        },
+                        head,
+                        body,
                         written: 0,
                     };
                     connection.deadline = Instant::now() + limits.write_timeout;
@@ -281,19 +308,61 @@ impl Server {
                 }
             }
         }
+        let Some(connection) = self.connections.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
         if let Phase::Writing {
             head,
             body,
             written,
         } = &mut connection.phase
         {
-            match write_answer(&mut connection.stream, head, body, written) {
+            let before = *written;
+            let result = write_answer(&mut connection.stream, head, body, written);
+            if *written > before {
+                connection.progressed = Instant::now();
+            }
+            match result {
                 Ok(true) => {
                     let _ = connection.stream.shutdown(Shutdown::Write);
                     self.close(slot);
                 }
                 Ok(false) => {}
                 Err(_) => self.close(slot),
+            }
+        }
+    }
+
+    /// Makes room, within `max_held_bytes`, for connection `slot` to hold `body` while
+    /// writing it: a page other writers already hold costs nothing more; otherwise the
+    /// most stalled writers holding other pages are dropped until it fits. Returns
+    /// false when it cannot fit even so (a page larger than the limit is still sent
+    /// when no other page is held).
+    fn make_room_for(&mut self, slot: usize, body: &Arc<[u8]>) -> bool {
+        loop {
+            let mut pages: Vec<&Arc<[u8]>> = Vec::new();
+            for connection in self.connections.iter().flatten() {
+                if let Phase::Writing { body, .. } = &connection.phase
+                    && !body.is_empty()
+                    && !pages.iter().any(|page| Arc::ptr_eq(page, body))
+                {
+                    pages.push(body);
+                }
+            }
+            if body.is_empty() || pages.iter().any(|page| Arc::ptr_eq(page, body)) {
+                return true;
+            }
+            let held: usize = pages.iter().map(|page| page.len()).sum();
+            if held == 0 || held.saturating_add(body.len()) <= self.limits.max_held_bytes {
+                return true;
+            }
+            let holds_another_page = |other: usize, c: &Connection| {
+                other != slot
+                    && matches!(&c.phase, Phase::Writing { body: page, .. }
+                        if !page.is_empty() && !Arc::ptr_eq(page, body))
+            };
+            if !self.evict_most_stalled(holds_another_page) {
+                return false;
             }
         }
     }
@@ -425,8 +494,14 @@ mod tests {
     use std::net::TcpStream as StdStream;
     use std::thread;
 
-    /// A server on a free loopback port, answering `/` with "hello" and anything else
-    /// with 404, on its own thread until dropped.
+    /// The size of the pages at `/big` (one page, shared) and `/fresh` (a new page each
+    /// time): far more than a socket's buffers take, so that a client that does not
+    /// read leaves its answer half written.
+    const BIG: usize = 8 * 1024 * 1024;
+
+    /// A server on a free loopback port, answering `/` with "hello", `/big` and
+    /// `/fresh` with [`BIG`] bytes, and anything else with 404, on its own thread until
+    /// dropped.
     struct Running {
         address: SocketAddr,
         stop: Arc<AtomicBool>,
@@ -438,12 +513,17 @@ mod tests {
             let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), limits).unwrap();
             let address = server.local_addr().unwrap();
             let stop = Arc::new(AtomicBool::new(false));
+            let big: Arc<[u8]> = Arc::from(vec![b'x'; BIG]);
             let thread = thread::spawn({
                 let stop = Arc::clone(&stop);
                 move || {
                     server
                         .run(&stop, |path| match path {
                             "/" => Response::new(200, "text/plain", Arc::from(&b"hello"[..])),
+                            "/big" => Response::new(200, "text/plain", Arc::clone(&big)),
+                            "/fresh" => {
+                                Response::new(200, "text/plain", Arc::from(vec![b'y'; BIG]))
+                            }
                             _ => Response::text(404, "not found\n"),
                         })
                         .unwrap()
@@ -493,7 +573,87 @@ mod tests {
             max_head_bytes: 1024,
             head_timeout: Duration::from_millis(500),
             write_timeout: Duration::from_millis(500),
+            max_held_bytes: 64 * 1024 * 1024,
         }
+    }
+
+    /// Connections that ask for `path` and never read the answer, each left with its
+    /// answer half written once the server has got that far.
+    fn non_readers(server: &Running, count: usize, path: &str) -> Vec<StdStream> {
+        let clients = (0..count)
+            .map(|_| {
+                let mut stream = server.connect();
+                write!(stream, "GET {path} HTTP/1.1\r\n\r\n").unwrap();
+                stream
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        clients
+    }
+
+    /// Whether the server dropped `stream` before its whole answer was sent: what it
+    /// had written ends early, or the connection is reset.
+    fn was_dropped(stream: &mut StdStream) -> bool {
+        let mut received = Vec::new();
+        match stream.read_to_end(&mut received) {
+            Ok(_) => received.len() < BIG,
+            Err(error) => error.kind() == ErrorKind::ConnectionReset,
+        }
+    }
+
+    #[test]
+    fn clients_that_never_read_their_answer_cannot_lock_a_scraper_out() {
+        let server = Running::start(Limits {
+            write_timeout: Duration::from_secs(30),
+            ..short_limits()
+        });
+        let mut stalled = non_readers(&server, 4, "/big");
+        // Round after round of newcomers: each gets in and is answered at once.
+        for _ in 0..3 {
+            let started = Instant::now();
+            let answer = server.exchange(b"GET / HTTP/1.1\r\n\r\n");
+            assert!(answer.ends_with("hello"), "{answer}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        // A scraper reading a page as large as the stalled ones' gets all of it.
+        let mut scraper = server.connect();
+        scraper.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
+        let mut page = Vec::new();
+        scraper.read_to_end(&mut page).unwrap();
+        assert!(page.len() > BIG, "{} bytes", page.len());
+        // The ones evicted were the non-readers, the first stalled first.
+        assert!(was_dropped(&mut stalled[0]));
+        stalled.clear();
+    }
+
+    #[test]
+    fn answers_in_flight_hold_no_more_distinct_pages_than_the_limit_allows() {
+        let server = Running::start(Limits {
+            max_connections: 16,
+            write_timeout: Duration::from_secs(30),
+            max_held_bytes: 2 * BIG,
+            ..short_limits()
+        });
+        // Each asks for a page of its own and never reads it: a third page cannot be
+        // held, so the most stalled holder goes.
+        let mut stalled = non_readers(&server, 3, "/fresh");
+        assert!(
+            was_dropped(&mut stalled[0]),
+            "the first non-reader was kept"
+        );
+        assert!(
+            !was_dropped(&mut stalled[2]),
+            "the newest non-reader was dropped"
+        );
+        // Any number of answers of one shared page cost it once.
+        let mut sharing = non_readers(&server, 8, "/big");
+        assert!(!was_dropped(&mut sharing[7]));
+        sharing.clear();
+        stalled.clear();
     }
 
     #[test]
