@@ -1,12 +1,15 @@
 //! `tcpscope --check` as a monitoring system runs it, in a lab namespace: a forged SYN
-//! flood is CRITICAL (exit 2) and named on the status line, a calm lab is OK (exit 0),
+//! flood is CRITICAL (exit 2) and named on the status line, an accept queue that nothing
+//! empties is a WARNING (exit 1), a calm lab is OK (exit 0),
 //! and a check that cannot be made (no sock_diag, a usage error) is UNKNOWN (exit 3),
 //! always with one status line on stdout and perfdata after a `|`.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::support::fault::{self, Refusal};
 use crate::support::lab::{Lab, SETTLE};
@@ -77,6 +80,35 @@ fn a_forged_syn_flood_is_critical_and_named_on_the_status_line() -> Result<()> {
         took >= Duration::from_secs(2) && took < Duration::from_secs(5),
         "the default window is 2 s; the check took {took:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_full_accept_queue_nothing_accepts_from_is_a_warning() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    listener.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+    // A backlog of 4 holds 4 completed handshakes (5 before the kernel drops): 4
+    // clients fill it, and no attempt is dropped, so there is nothing critical.
+    listener.listen(4)?;
+    let address = listener
+        .local_addr()?
+        .as_socket()
+        .context("the listener has no IP address")?;
+    let clients = (0..4)
+        .map(|_| TcpStream::connect(address))
+        .collect::<std::io::Result<Vec<_>>>()?;
+
+    let (output, _) = check(&["--window", "1s"])?;
+    let (status, perfdata) = status_line(&output)?;
+    assert_eq!(output.status.code(), Some(1), "{status} | {perfdata}");
+    assert_eq!(
+        status,
+        format!("TCPSCOPE WARNING - accept_queue_full on {address}")
+    );
+    assert_eq!(perf(&perfdata, "findings_warning"), Some(1), "{perfdata}");
+    assert_eq!(perf(&perfdata, "findings_critical"), Some(0), "{perfdata}");
+    drop(clients);
     Ok(())
 }
 
