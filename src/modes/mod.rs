@@ -1,9 +1,11 @@
 //! The modes other than the interactive view: each starts from the live source
 //! ([`crate::poll::Source`]) or from one snapshot, and writes a report. [`oneshot`]
 //! is `--grep` and `--json` (across namespaces: [`all_netns`]), [`kill`] closes
-//! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics.
+//! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics,
+//! [`check`] answers once as a monitoring plugin.
 
 pub mod all_netns;
+pub mod check;
 pub mod kill;
 pub mod oneshot;
 pub mod serve;

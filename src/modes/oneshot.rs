@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
         Mode::Kill => kill::run(cli, out)?,
-        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay => {
+        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay | Mode::Check => {
             anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
         }
     };
