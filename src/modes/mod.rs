@@ -16,10 +16,11 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::kernel::procfs::ProcessMap;
+use crate::kernel::procfs::{ConnectionLimits, ProcessMap};
 use crate::poll::namespaces::Namespaces;
 use crate::poll::{LiveConfig, Stopping};
 use crate::record::RecordTo;
+use crate::watch::findings::HostLimits;
 
 /// Whether a one-shot mode found anything, for grep-like exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,4 +69,11 @@ pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::R
         stopping,
         in_flight,
     })
+}
+
+/// The limits a namespace's findings are judged by: its sysctls as read, or Linux's
+/// defaults where they could not be.
+pub fn host_limits(read: Option<ConnectionLimits>) -> HostLimits {
+    read.as_ref()
+        .map_or_else(HostLimits::default, HostLimits::from_sysctls)
 }
