@@ -1,6 +1,6 @@
 //! The live layer's lower half: a poll as data ([`update`]), the poller thread that
 //! takes one every interval ([`poller`]), one poller per network namespace
-//! ([`pollers`], with [`namespaces`] choosing them and [`rounds`] putting their polls
+//! ([`per_namespace`], with [`namespaces`] choosing them and [`rounds`] putting their polls
 //! together for the view), and the one [`source`] every live mode starts from, live or
 //! replayed ([`replay`]).
 //!
@@ -8,7 +8,7 @@
 
 pub mod namespaces;
 pub mod poller;
-pub mod pollers;
+pub mod per_namespace;
 pub mod replay;
 pub mod rounds;
 pub mod source;

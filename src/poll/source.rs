@@ -28,7 +28,7 @@ use signal_hook::iterator::Signals;
 
 use super::namespaces::Namespaces;
 use super::poller::PollerConfig;
-use super::pollers::{Followed, Pollers, RESCAN};
+use super::per_namespace::{Followed, Pollers, RESCAN};
 use super::replay::{Replaying, Timed};
 use super::update::{Message, Update};
 use crate::filter::Filter;
