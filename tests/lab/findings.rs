@@ -497,6 +497,53 @@ fn watch_names_a_port_whose_close_wait_keeps_growing_and_not_one_holding_steady(
     Ok(())
 }
 
+#[test]
+fn watch_calls_time_wait_pressure_critical_at_once_when_the_kernel_starts_skipping_time_wait()
+-> Result<()> {
+    let lab = Lab::enter()?;
+    lab.set_sysctl("net.ipv4.tcp_max_tw_buckets", 20)?;
+    let mut stream = Stream::watch(&["--interval", "200ms"])?;
+    stream.wait_for("the first poll", PATIENCE, |line| line["type"] == "counts")?;
+    let subject = "this network namespace";
+
+    // The twin: 8 of 20 buckets, held for a few polls.
+    active_closes(&lab, 8, 8)?;
+    stream.collect(Duration::from_secs(1))?;
+    let calm = findings_about(&stream, subject);
+    ensure!(calm.is_empty(), "8 of 20 buckets: {calm:#?}");
+
+    // 52 more: 12 fill the table, the kernel closes 40 without TIME_WAIT.
+    active_closes(&lab, 52, 20)?;
+    let lines = stream.read_until("time_wait_pressure raised", PATIENCE, |line| {
+        finding_line(line, "raised", "time_wait_pressure", subject)
+    })?;
+    let polls = lines
+        .iter()
+        .filter(|line| line.value["type"] == "counts")
+        .count();
+    // At once: on the poll that saw the overflows, or the next if the closes straddled
+    // two polls; never after the two polls in a row a share needs.
+    ensure!(
+        polls <= 1,
+        "raised on poll {} after the overflow",
+        polls + 1
+    );
+    let raised = &lines.last().context("the raised line")?.value;
+    ensure!(raised["severity"] == "critical", "{raised}");
+    ensure!(
+        raised["evidence"]["overflows_per_second"].as_f64() > Some(0.0),
+        "{raised}"
+    );
+    ensure!(
+        raised["summary"]
+            .as_str()
+            .is_some_and(|summary| summary.starts_with("TIME_WAIT table full")),
+        "{raised}"
+    );
+    stream.stop(libc::SIGINT)?;
+    Ok(())
+}
+
 /// Every kind in the README's table of findings, with the remedy the outputs give: the
 /// table is where a user looks up what a finding means, and it must say what tcpscope
 /// says.
