@@ -7,8 +7,8 @@
 //! Nothing here writes an output or knows a mode: polls go out as values.
 
 pub mod namespaces;
-pub mod poller;
 pub mod per_namespace;
+pub mod poller;
 pub mod replay;
 pub mod rounds;
 pub mod source;

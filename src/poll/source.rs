@@ -27,8 +27,8 @@ use anyhow::Context;
 use signal_hook::iterator::Signals;
 
 use super::namespaces::Namespaces;
-use super::poller::PollerConfig;
 use super::per_namespace::{Followed, Pollers, RESCAN};
+use super::poller::PollerConfig;
 use super::replay::{Replaying, Timed};
 use super::update::{Message, Update};
 use crate::filter::Filter;

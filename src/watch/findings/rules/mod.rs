@@ -68,9 +68,12 @@ pub struct Peer {
     pub port: Option<u16>,
 }
 
-/// What every rule needs from one snapshot's sockets, from one pass over them. The
-/// buffers are kept between polls, so that a poll of 100k sockets allocates nothing
-/// once they have grown.
+/// One bit per port: 65,536 bits.
+const PORT_WORDS: usize = 65_536 / 64;
+
+/// What every rule needs from one snapshot's sockets, from one pass over them (and one
+/// over its listeners first). The buffers are kept between polls, so that a poll of
+/// 100k sockets allocates nothing once they have grown.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub listeners: Vec<ListenSocket>,
@@ -78,6 +81,8 @@ pub struct Tally {
     pub time_wait: u32,
     /// The other end of every TIME_WAIT remnant.
     pub time_wait_peers: Vec<Peer>,
+    /// The local ports listeners hold, one bit each.
+    listening: Vec<u64>,
 }
 
 impl Tally {
@@ -87,20 +92,27 @@ impl Tally {
         self.outgoing.clear();
         self.time_wait = 0;
         self.time_wait_peers.clear();
-        for socket in sockets {
-            if socket.state == State::Listen {
-                self.listeners.push(ListenSocket {
-                    addr: socket.local_addr,
-                    port: socket.local_port,
-                    cookie: socket.cookie,
-                    drops: socket.drops,
-                    accept_queue: socket.recv_q,
-                    backlog: socket.send_q,
-                });
-                continue;
-            }
+        self.listening.clear();
+        self.listening.resize(PORT_WORDS, 0);
+        for socket in sockets.iter().filter(|s| s.state == State::Listen) {
+            self.listeners.push(ListenSocket {
+                addr: socket.local_addr,
+                port: socket.local_port,
+                cookie: socket.cookie,
+                drops: socket.drops,
+                accept_queue: socket.recv_q,
+                backlog: socket.send_q,
+            });
+            self.listening[usize::from(socket.local_port) / 64] |= 1 << (socket.local_port % 64);
+        }
+        for socket in sockets.iter().filter(|s| s.state != State::Listen) {
             let time_wait = socket.state == State::TimeWait;
-            let outgoing = limits.is_ephemeral(socket.local_port);
+            // `connect()` never picks a port a listener holds (`__inet_hash_connect()`
+            // skips ports bound with bind()): a connection on a listener's port was
+            // accepted, even when that port lies in the ephemeral range.
+            let port = socket.local_port;
+            let outgoing = limits.is_ephemeral(port)
+                && self.listening[usize::from(port) / 64] & (1 << (port % 64)) == 0;
             if outgoing {
                 self.outgoing.push(Outgoing {
                     local_addr: socket.local_addr,
