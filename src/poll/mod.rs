@@ -7,11 +7,11 @@
 //! Nothing here writes an output or knows a mode: polls go out as values.
 
 pub mod namespaces;
-pub mod per_namespace;
-pub mod poller;
+pub(crate) mod per_namespace;
+pub(crate) mod poller;
 pub mod replay;
-pub mod rounds;
-pub mod source;
+pub(crate) mod rounds;
+pub(crate) mod source;
 pub mod update;
 
 pub use source::{Control, LiveConfig, Next, OWN, Source, Stopping};

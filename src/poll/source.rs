@@ -61,7 +61,7 @@ pub struct LiveConfig {
     pub record: Option<RecordTo>,
     pub stopping: Stopping,
     /// Polls that may wait for the consumer per namespace; beyond that the pollers
-    /// wait (see [`super::poller::Poller::spawn`]), so a slow consumer cannot pile up
+    /// wait (see [`super::poller::Poller::spawn_in`]), so a slow consumer cannot pile up
     /// snapshots.
     pub in_flight: usize,
 }

@@ -20,13 +20,13 @@
 //! the table's order and filter, [`theme`] the colours.
 
 pub mod app;
-pub mod connections;
-pub mod keys;
+pub(crate) mod connections;
+pub(crate) mod keys;
 pub mod model;
-pub mod playback;
-pub mod query;
+pub(crate) mod playback;
+pub(crate) mod query;
 pub mod theme;
-pub mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
