@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use ratatui::DefaultTerminal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
@@ -68,8 +68,9 @@ pub enum Ending {
     Signal(i32),
 }
 
-/// The signals that end the view; SIGHUP too, as its terminal going away does.
-const SIGNALS: &[i32] = &[SIGTERM, SIGHUP, SIGINT];
+/// The signals that end the view; SIGHUP too, as its terminal going away does, and
+/// SIGQUIT, which would otherwise end it with the terminal left in raw mode.
+const SIGNALS: &[i32] = &[SIGTERM, SIGHUP, SIGINT, SIGQUIT];
 
 /// Ends the view on [`SIGNALS`]: the signal comes to the event loop as an event, and
 /// the source ends the process if the view has not ended by itself in time (it may be

@@ -215,6 +215,19 @@ fn sighup_restores_the_terminal_and_exits_with_128_plus_1() -> Result<()> {
     ensure_restored(&terminal)
 }
 
+#[test]
+fn sigquit_restores_the_terminal_and_exits_with_128_plus_3() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+    signal(&terminal, libc::SIGQUIT)?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(
+        status.code() == Some(128 + 3),
+        "SIGQUIT exited with {status}"
+    );
+    ensure_restored(&terminal)
+}
+
 /// Presses the hidden panic key of debug builds (see `test_panic` in src/tui/mod.rs)
 /// with `TCPSCOPE_TEST_PANIC=where`, and checks what the user is left with.
 #[cfg(debug_assertions)]
