@@ -37,11 +37,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use ratatui::DefaultTerminal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
+use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetNamespace};
+use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info;
 use crate::modes;
@@ -269,6 +271,19 @@ fn spawn_waker(events: Sender<Event>) -> anyhow::Result<Sender<(u64, Duration)>>
 }
 
 fn spawn_ticks_and_input(events: Sender<Event>) -> anyhow::Result<()> {
+    // SIGTSTP (`kill -TSTP`, or Ctrl-Z where the terminal is not raw) suspends like the
+    // Ctrl-Z key does in the view: the terminal is given back first.
+    let mut suspends = Signals::new([SIGTSTP]).context("installing the SIGTSTP handler")?;
+    spawn_named("tcpscope-suspend", {
+        let events = events.clone();
+        move || {
+            for _ in suspends.forever() {
+                if events.send(Event::Suspend).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
     spawn_named("tcpscope-ticks", {
         let events = events.clone();
         move || {
@@ -349,11 +364,38 @@ fn event_loop(
                 match effect {
                     Effect::Quit => return Ok(Ending::Quit),
                     Effect::QuitOnSignal(signal) => return Ok(Ending::Signal(signal)),
+                    Effect::Suspend => suspend(terminal).context("suspending the view")?,
                     other => carry_out(other),
                 }
             }
         }
     }
+}
+
+/// Gives the terminal back and stops, as `htop` and `vim` do on Ctrl-Z: the shell gets
+/// a usable terminal while the view is stopped, and `fg` (SIGCONT) comes back here, to
+/// take it again and draw a whole frame. The polls that arrived meanwhile wait in the
+/// channel, bounded as ever.
+fn suspend(terminal: &mut DefaultTerminal) -> std::io::Result<()> {
+    {
+        let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
+        terminal.show_cursor()?;
+        ratatui::try_restore()?;
+    }
+    process::stop_self();
+    let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All),
+        crossterm::cursor::Hide
+    )?;
+    // The screen is blank: so must be what the next frame is compared with, or only
+    // what changed would be drawn. (`Terminal::clear` would ask the terminal for the
+    // cursor, whose answer the input thread may read first.)
+    terminal.swap_buffers();
+    Ok(())
 }
 
 /// A panic on demand, in debug builds only (release builds have no such code), so that
