@@ -7,7 +7,7 @@
 
 /// The layers from the ground up; modules of one layer may not import each other.
 const LAYERS: &[&[&str]] = &[
-    &["tcp"],
+    &["tcp", "text"],
     &["snapshot"],
     &["filter", "diff"],
     &["kernel"],

@@ -34,5 +34,6 @@ pub mod record;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod text;
 pub mod tui;
 pub mod watch;

@@ -17,9 +17,9 @@ use crate::kernel::process::stdout_reader_gone;
 use crate::poll::source::note_refused;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
-use crate::report::escape::Escaped;
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
+use crate::text::Escaped;
 
 /// Updates per namespace that may wait for the writer; beyond that the pollers wait.
 const UPDATES_IN_FLIGHT: usize = 2;

@@ -5,25 +5,10 @@
 //! allocation per row.
 
 use std::fmt::{self, Write};
-use std::net::IpAddr;
 
 use crate::snapshot::Endpoints;
 
-/// An endpoint as `ss` prints it.
-pub struct Endpoint(pub IpAddr, pub u16);
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(address) => write!(f, "{address}:")?,
-            IpAddr::V6(address) => write!(f, "[{address}]:")?,
-        }
-        match self.1 {
-            0 => f.write_char('*'),
-            port => write!(f, "{port}"),
-        }
-    }
-}
+pub use crate::text::Endpoint;
 
 /// A small text buffer on the stack. Text beyond its capacity is cut off, which
 /// cannot happen for the endpoints and timers written here (at most 47 bytes).
@@ -89,6 +74,7 @@ pub fn connection_name(endpoints: &Endpoints) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn endpoints_are_written_as_ss_writes_them() {

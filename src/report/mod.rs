@@ -3,7 +3,6 @@
 //! Pure: they take values and write text.
 
 pub(crate) mod endpoint;
-pub(crate) mod escape;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod plugin;

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::endpoint::Endpoint;
-use super::escape::Escaped;
 use super::json::{CountsByName, FindingFields, Rfc3339};
 use crate::diff::Transition;
 use crate::snapshot::Counts;
 use crate::tcp::{State, StateSet};
+use crate::text::Escaped;
 use crate::watch::findings::FindingEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::endpoint::{Cell, Endpoint};
-use super::escape::Escaped;
 use crate::kernel::procfs::ProcessMap;
 use crate::snapshot::{SocketRecord, Timer};
+use crate::text::Escaped;
 
 /// The first column with `--all-netns`: the namespace's inode.
 const NETNS_HEADER: &str = "Netns";

@@ -284,8 +284,8 @@ mod tests {
         });
         assert!(!screen.contains('\u{1b}'), "{screen:?}");
         assert!(!screen.contains('\u{7}'), "{screen:?}");
-        assert!(screen.contains(r"evil\u{1b}[2J\nname (pid 7)"), "{screen}");
-        assert!(screen.contains(r"local_ports: 80\u{7}"), "{screen}");
+        assert!(screen.contains(r"evil\e[2J\nname (pid 7)"), "{screen}");
+        assert!(screen.contains(r"local_ports: 80\a"), "{screen}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
+pub(crate) use crate::text::{Endpoint, Escaped};
 pub use analyst::{Analyst, Observation, Report, single_reading};
 pub use hysteresis::{FindingEvent, Hysteresis};
 pub use limits::HostLimits;
@@ -214,35 +215,6 @@ impl fmt::Display for Subject {
 impl Serialize for Subject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
-    }
-}
-
-/// An address and port as `ss` writes them: IPv6 in brackets.
-pub(crate) struct Endpoint(pub IpAddr, pub u16);
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(v4) => write!(f, "{v4}:{}", self.1),
-            IpAddr::V6(v6) => write!(f, "[{v6}]:{}", self.1),
-        }
-    }
-}
-
-/// Text from outside (a process name) with its control characters escaped, so that it
-/// cannot move the cursor or end a line of whatever output shows the finding.
-pub(crate) struct Escaped<'a>(pub &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -482,7 +454,7 @@ mod tests {
             pid: 7,
             name: "evil\x1b[2Jname\n".to_owned(),
         };
-        assert_eq!(subject.to_string(), "evil\\u{1b}[2Jname\\n (pid 7)");
+        assert_eq!(subject.to_string(), "evil\\e[2Jname\\n (pid 7)");
     }
 
     #[test]

@@ -1,12 +1,32 @@
-//! Text that came from outside (process names, messages read from a recording, kernel
-//! strings) shown in a text output with its control characters escaped, as `ls` and
-//! `ps` do: a process that names itself `\e]2;…\a\e[2J` must not retitle or clear the
-//! terminal of whoever reads the output, nor write its clipboard (OSC 52).
+//! How values are written as text wherever tcpscope shows them: endpoints as `ss`
+//! writes them (`127.0.0.1:80`, `[::1]:443`, `*` for the unset port of a listener's
+//! peer), and text that came from outside (process names, messages read from a
+//! recording, kernel strings) with its control characters escaped, as `ls` and `ps` do:
+//! a process that names itself `\e]2;…\a\e[2J` must not retitle or clear the terminal
+//! of whoever reads the output, nor write its clipboard (OSC 52).
 //!
-//! JSON and the metrics escape by construction and must not use this: their readers
-//! get the text as it was.
+//! JSON and the metrics escape by construction and must not use [`Escaped`]: their
+//! readers get the text as it was. Nothing here depends on another module of tcpscope,
+//! so every layer can write what it shows the same way.
 
 use std::fmt::{self, Display, Write};
+use std::net::IpAddr;
+
+/// An endpoint as `ss` prints it.
+pub struct Endpoint(pub IpAddr, pub u16);
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(address) => write!(f, "{address}:")?,
+            IpAddr::V6(address) => write!(f, "[{address}]:")?,
+        }
+        match self.1 {
+            0 => f.write_char('*'),
+            port => write!(f, "{port}"),
+        }
+    }
+}
 
 /// `text` as it is shown: printable characters as they are, control characters (C0,
 /// DEL, C1) as C-style escapes (`\e`, `\n`, `\x7f`, `\u{9b}`).
