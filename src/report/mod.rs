@@ -7,5 +7,6 @@ pub(crate) mod escape;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod plugin;
+pub(crate) mod repeats;
 pub(crate) mod stream;
 pub(crate) mod table;
