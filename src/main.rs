@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     process::keep_large_allocations_out_of_the_heap();
+    // Each namespace --all-netns follows holds descriptors of its own.
+    process::raise_descriptor_limit();
     // --serve and --check enter namespaces on their poller threads only (--serve's HTTP
     // socket stays here).
     if !matches!(cli.mode(), Mode::Serve | Mode::Check)

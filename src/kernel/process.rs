@@ -1,5 +1,6 @@
-//! tcpscope's own process as the kernel and libc see it: its allocator's tuning, whether
-//! anyone still reads its standard output, and leaving at once. Nothing else.
+//! tcpscope's own process as the kernel and libc see it: its allocator's tuning, its
+//! descriptor limit, whether anyone still reads its standard output, and leaving at
+//! once. Nothing else.
 
 /// The live modes run for hours while each poll allocates and frees buffers of a few
 /// hundred KiB. glibc's malloc raises its mmap threshold each time such a buffer is
@@ -12,6 +13,34 @@ pub fn keep_large_allocations_out_of_the_heap() {
     // SAFETY: mallopt only changes malloc's tuning; called before any other thread runs.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one, as Go's runtime does at
+/// start: `--all-netns` holds a namespace handle and netlink sockets per namespace,
+/// and the usual soft limit of 1024 runs out near 300 namespaces while the hard limit
+/// is far higher. When it cannot be raised it stays as it was, and the namespaces
+/// beyond it are reported as they fail.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the one rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the one rlimit it is given. An unlimited hard limit
+    // is refused (EPERM, above fs.nr_open), which leaves the soft limit as it was.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
     }
 }
 

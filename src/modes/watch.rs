@@ -17,6 +17,7 @@ use crate::kernel::process::stdout_reader_gone;
 use crate::poll::source::note_refused;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
+use crate::report::repeats::{REPEAT_EVERY, Repeats};
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
 use crate::text::Escaped;
@@ -37,7 +38,7 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
             Next::Poll { netns, at, message } => {
                 // With --all-netns every line names its namespace.
                 emitter.writer.set_netns(cli.all_netns.then_some(netns));
-                emitter.emit(at, &message)?;
+                emitter.emit(netns, at, &message)?;
             }
             Next::Namespaces(followed) => note_refused(&followed.refused, "streaming"),
             // A recording that cannot be written ends the stream: it was asked for.
@@ -74,9 +75,9 @@ pub fn replay(cli: &Cli, out: impl Write) -> anyhow::Result<Outcome> {
     let mut records = 0u64;
     loop {
         match source.wait()? {
-            Next::Poll { at, message, .. } => {
+            Next::Poll { netns, at, message } => {
                 records += 1;
-                emitter.emit(at, &message)?;
+                emitter.emit(netns, at, &message)?;
             }
             Next::Signal(_) | Next::End => break,
             _ => {}
@@ -110,6 +111,8 @@ struct Emitter<W: Write> {
     /// The interval a poll is slow against (none for a replay).
     interval: Option<Duration>,
     warned_about_events: bool,
+    /// Each namespace's failures, so that one failing every poll is not a line a poll.
+    repeats: Repeats,
 }
 
 impl<W: Write> Emitter<W> {
@@ -120,12 +123,14 @@ impl<W: Write> Emitter<W> {
             filter,
             interval,
             warned_about_events: false,
+            repeats: Repeats::new(REPEAT_EVERY),
         }
     }
 
-    fn emit(&mut self, at: SystemTime, message: &Message) -> io::Result<()> {
+    fn emit(&mut self, netns: u64, at: SystemTime, message: &Message) -> io::Result<()> {
         match message {
             Message::Update(update) => {
+                self.repeats.recovered(netns);
                 if let EventStatus::Refused(reason) = &update.events
                     && !self.warned_about_events
                 {
@@ -157,7 +162,11 @@ impl<W: Write> Emitter<W> {
                 self.writer
                     .counts(at, &counts(&self.filter, &update.snapshot))?;
             }
-            Message::PollFailed(message) => self.writer.poll_failed(at, message)?,
+            Message::PollFailed(message) => {
+                if let Some(times) = self.repeats.failed(netns, message, at) {
+                    self.writer.poll_failed(at, message, times)?;
+                }
+            }
         }
         Ok(())
     }

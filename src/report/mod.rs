@@ -6,5 +6,6 @@ pub(crate) mod endpoint;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod plugin;
+pub(crate) mod repeats;
 pub(crate) mod stream;
 pub(crate) mod table;

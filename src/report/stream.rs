@@ -96,6 +96,7 @@ impl<W: Write> StreamWriter<W> {
                 netns: self.netns,
                 message: "the kernel's destroy-event queue overflowed: connections that opened and closed since the last poll may be missing; resynchronised from the poll",
                 count: Some(overflows),
+                repeated: None,
             }),
             Format::Text => writeln!(
                 self.out,
@@ -105,8 +106,10 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
-    /// A poll failed; polling goes on.
-    pub fn poll_failed(&mut self, at: SystemTime, message: &str) -> io::Result<()> {
+    /// A poll failed; polling goes on. `times` is how many failures with this message
+    /// the line stands for (see [`super::repeats`]): more than one is said as `repeated`.
+    pub fn poll_failed(&mut self, at: SystemTime, message: &str, times: u32) -> io::Result<()> {
+        let repeated = (times > 1).then_some(times);
         match self.format {
             Format::Ndjson => self.json_line(&NoticeLine {
                 kind: "error",
@@ -114,13 +117,22 @@ impl<W: Write> StreamWriter<W> {
                 netns: self.netns,
                 message,
                 count: None,
+                repeated,
             }),
-            Format::Text => writeln!(
-                self.out,
-                "{}  poll failed: {}",
-                self.stamp(at),
-                Escaped(message)
-            ),
+            Format::Text => match repeated {
+                Some(times) => writeln!(
+                    self.out,
+                    "{}  poll failed {times} times since this was last said: {}",
+                    self.stamp(at),
+                    Escaped(message)
+                ),
+                None => writeln!(
+                    self.out,
+                    "{}  poll failed: {}",
+                    self.stamp(at),
+                    Escaped(message)
+                ),
+            },
         }
     }
 
@@ -380,7 +392,7 @@ mod tests {
             writer.transition(at, &transition).unwrap();
         }
         writer.counts(at, &Counts::default()).unwrap();
-        writer.poll_failed(at, "no").unwrap();
+        writer.poll_failed(at, "no", 1).unwrap();
         let text = String::from_utf8(out).unwrap();
         for line in text.lines() {
             let line: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -395,6 +407,31 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("22:13:20.250  4026532201  changed  "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_error_said_again_carries_how_often_it_came() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Ndjson, StateSet::all());
+        writer.poll_failed(at, "no descriptor", 1).unwrap();
+        writer.poll_failed(at, "no descriptor", 30).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines[0].get("repeated"), None, "{text}");
+        assert_eq!(lines[1]["repeated"], 30, "{text}");
+
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Text, StateSet::all());
+        writer.poll_failed(at, "no descriptor", 30).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("poll failed 30 times since this was last said: no descriptor\n"),
             "{text}"
         );
     }
@@ -477,6 +514,9 @@ struct NoticeLine<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u32>,
+    /// An error said again: how many times it came since it was last said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeated: Option<u32>,
 }
 
 #[derive(Serialize)]

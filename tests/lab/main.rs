@@ -13,6 +13,7 @@ mod support;
 
 mod check;
 mod cli;
+mod descriptors;
 mod events;
 mod faults;
 mod filter;

@@ -27,6 +27,7 @@ use crate::poll::per_namespace::Followed;
 use crate::poll::source::note_refused;
 use crate::poll::{Message, Next, Source, Stopping, Update};
 use crate::report::metrics::{self, Metrics};
+use crate::report::repeats::{REPEAT_EVERY, Repeats};
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, ListenerTable, Owner};
 
@@ -126,23 +127,39 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 
     let mut table = ListenerTable::default();
     let mut close_wait = CloseWait::new(cli.processes)?;
-    let mut last_error = None;
+    // Each namespace's failures: said once, then with a count now and then.
+    let mut repeats = Repeats::new(REPEAT_EVERY);
     let mut last_render: Option<Instant> = None;
     let mut changed = false;
     while !http.is_finished() {
         close_wait.take_scans();
         match source.wait()? {
-            Next::Poll { netns, message, .. } => {
+            Next::Poll { netns, at, message } => {
                 match message {
                     Message::Update(update) => {
+                        repeats.recovered(netns);
                         metrics.observe(netns, &update, &mut table);
                         close_wait.observe(netns, &update, &mut metrics);
                     }
                     Message::PollFailed(error) => {
                         metrics.poll_failed(netns);
-                        if last_error.as_ref() != Some(&error) {
-                            let _ = writeln!(io::stderr(), "tcpscope: poll failed: {error}");
-                            last_error = Some(error);
+                        let place = if cli.all_netns {
+                            format!(" in network namespace {netns}")
+                        } else {
+                            String::new()
+                        };
+                        match repeats.failed(netns, &error, at) {
+                            Some(1) => {
+                                let _ =
+                                    writeln!(io::stderr(), "tcpscope: poll failed{place}: {error}");
+                            }
+                            Some(times) => {
+                                let _ = writeln!(
+                                    io::stderr(),
+                                    "tcpscope: poll failed{place} {times} times since this was last said: {error}"
+                                );
+                            }
+                            None => {}
                         }
                     }
                 }

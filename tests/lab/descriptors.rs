@@ -1,0 +1,143 @@
+//! Descriptors: tcpscope raises its soft limit on open files to the hard one at start,
+//! and `--all-netns` under a limit too low for every namespace keeps reporting the
+//! namespaces it can poll, saying each one's failure once instead of a line a poll.
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+
+use crate::support::stream::Stream;
+use crate::support::tcpscope_command;
+
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// Processes each alone in a new network namespace, killed when dropped.
+struct Namespaces(Vec<Child>);
+
+impl Namespaces {
+    fn start(count: usize) -> Result<Namespaces> {
+        let mut children = Namespaces(Vec::new());
+        for _ in 0..count {
+            children.0.push(
+                Command::new("unshare")
+                    .args(["-n", "sleep", "60"])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .context("starting unshare -n sleep")?,
+            );
+        }
+        Ok(children)
+    }
+
+    /// The namespaces' inodes, once every child is in its own.
+    fn inodes(&self) -> Result<HashSet<u64>> {
+        let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+        for _ in 0..100 {
+            let inodes: Vec<u64> = self
+                .0
+                .iter()
+                .filter_map(|child| std::fs::metadata(format!("/proc/{}/ns/net", child.id())).ok())
+                .map(|metadata| metadata.ino())
+                .filter(|inode| *inode != own)
+                .collect();
+            if inodes.len() == self.0.len() {
+                return Ok(inodes.into_iter().collect());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        anyhow::bail!("the children did not all enter namespaces of their own")
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `tcpscope --watch --json ARGS…` started with the open-files limit `soft:hard`.
+fn watch_with_limit(soft: u64, hard: u64, args: &[&str]) -> Result<Stream> {
+    let mut command = tcpscope_command(&["--watch", "--json"]);
+    command.args(args).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and only reads its argument.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Stream::start(&mut command)
+}
+
+#[test]
+fn a_soft_limit_on_open_files_below_the_hard_one_is_raised_at_start() -> Result<()> {
+    let mut stream = watch_with_limit(64, 4096, &["--interval", "100ms"])?;
+    stream.wait_for("a counts line", STARTUP, |line| line["type"] == "counts")?;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", stream.pid()))?;
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .context("no open-files line")?
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    ensure!(
+        open_files == ["4096", "4096"],
+        "soft and hard limits {open_files:?}, not raised:\n{limits}"
+    );
+    Ok(())
+}
+
+#[test]
+fn namespaces_beyond_the_descriptor_limit_say_so_once_and_the_rest_are_reported() -> Result<()> {
+    // Each followed namespace holds a handle and a poller's sockets: 25 of them and
+    // whatever the host has do not fit in 64 descriptors.
+    let children = Namespaces::start(25)?;
+    let ours = children.inodes()?;
+    let mut stream = watch_with_limit(64, 64, &["--all-netns", "--interval", "100ms"])?;
+    stream.collect(Duration::from_secs(4))?;
+    let lines: Vec<_> = stream.seen().iter().map(|line| &line.value).collect();
+
+    let mut errors: BTreeMap<u64, usize> = BTreeMap::new();
+    for line in lines.iter().filter(|line| line["type"] == "error") {
+        let netns = line["netns"]
+            .as_u64()
+            .context("an error line without netns")?;
+        *errors.entry(netns).or_default() += 1;
+    }
+    ensure!(
+        !errors.is_empty(),
+        "no poll failed: the limit did not bite, so the test shows nothing"
+    );
+    // At 100 ms, a namespace failing every poll would have written 40 lines; an error
+    // is said once, again only if it changes, and with a count every 30 s.
+    ensure!(
+        errors.values().all(|&count| count <= 3),
+        "a namespace's failures were said poll after poll: {errors:?}"
+    );
+    let reported: HashSet<u64> = lines
+        .iter()
+        .filter(|line| line["type"] == "counts")
+        .filter_map(|line| line["netns"].as_u64())
+        .collect();
+    ensure!(
+        reported.iter().any(|inode| ours.contains(inode)),
+        "none of the lab's namespaces was reported beside the failures: {errors:?}"
+    );
+    drop(children);
+    Ok(())
+}
