@@ -9,13 +9,14 @@ use tcpscope::poll::Message;
 use tcpscope::poll::replay::Replaying;
 use tcpscope::record::{Replay, ReplayEnd};
 use tcpscope::watch::Thresholds;
+use tcpscope::watch::findings::FindingThresholds;
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(replay) = Replay::from_reader(bytes) else {
         return;
     };
     // Replayed as the view and the stream replay it: analysed, SYN watch and all.
-    let mut replay = Replaying::new(replay, Thresholds::default());
+    let mut replay = Replaying::new(replay, Thresholds::default(), FindingThresholds::default());
     loop {
         let replayed = match replay.next_poll() {
             Ok(Some(replayed)) => replayed,
