@@ -132,6 +132,7 @@ impl Analyst {
             time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
             syn_watch: Some(&syn_watch),
             leaks: Some(&leaks),
+            transitions: &polled.transitions,
         });
         Update {
             snapshot: Arc::new(polled.snapshot),

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::mem;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::diff::Transition;
 use crate::snapshot::Snapshot;
 use crate::watch::leaks::CloseWaitLeaks;
 use crate::watch::syn_watch::SynWatch;
@@ -28,6 +29,8 @@ pub struct Observation<'a> {
     pub syn_watch: Option<&'a SynWatch>,
     /// This poll's CLOSE_WAIT reading, for `close_wait_leak`.
     pub leaks: Option<&'a CloseWaitLeaks>,
+    /// What changed since the previous poll, for `connection_churn`; empty on the first.
+    pub transitions: &'a [Transition],
 }
 
 /// What one poll of the findings says.
@@ -48,6 +51,64 @@ struct Previous {
     time_wait_overflows: Option<u64>,
 }
 
+/// Since when a Send-Q has not gone down, and what it was at the last poll.
+#[derive(Debug, Clone, Copy)]
+struct NotDraining {
+    since: SystemTime,
+    send_q: u32,
+}
+
+/// What the rules about peers remember of single sockets across polls, by cookie: only
+/// the sockets in question (SYN_SENT, and ESTABLISHED with a Send-Q), each forgotten
+/// at the first poll it is gone from. Each map is rebuilt every poll into the spare
+/// one, so that no poll allocates once they have grown.
+#[derive(Debug, Default)]
+struct SocketMemory {
+    /// When each SYN_SENT socket was first seen.
+    connecting: HashMap<u64, SystemTime>,
+    spare_connecting: HashMap<u64, SystemTime>,
+    /// Each ESTABLISHED socket with a Send-Q.
+    unacknowledged: HashMap<u64, NotDraining>,
+    spare_unacknowledged: HashMap<u64, NotDraining>,
+}
+
+impl SocketMemory {
+    /// Gives the tallied sockets their ages as live polls saw them, and remembers this
+    /// poll's for the next.
+    fn age(&mut self, at: SystemTime, tally: &mut Tally) {
+        let since = |then: SystemTime| at.duration_since(then).unwrap_or(Duration::ZERO);
+
+        let mut connecting = mem::take(&mut self.spare_connecting);
+        connecting.clear();
+        for socket in &mut tally.connecting {
+            let first_seen = self.connecting.get(&socket.cookie).copied().unwrap_or(at);
+            socket.waited = socket.waited.max(since(first_seen));
+            connecting.insert(socket.cookie, first_seen);
+        }
+        self.spare_connecting = mem::replace(&mut self.connecting, connecting);
+
+        let mut unacknowledged = mem::take(&mut self.spare_unacknowledged);
+        unacknowledged.clear();
+        for socket in &mut tally.unacknowledged {
+            // A Send-Q that went down since the last poll is draining: its wait starts
+            // again.
+            let not_draining = match self.unacknowledged.get(&socket.cookie) {
+                Some(last) if socket.send_q >= last.send_q => last.since,
+                _ => at,
+            };
+            socket.stalled = since(not_draining);
+            unacknowledged.insert(
+                socket.cookie,
+                NotDraining {
+                    since: not_draining,
+                    send_q: socket.send_q,
+                },
+            );
+        }
+        self.spare_unacknowledged = mem::replace(&mut self.unacknowledged, unacknowledged);
+    }
+}
+
 /// The findings across polls of one network namespace.
 #[derive(Debug)]
 pub struct Analyst {
@@ -57,6 +118,7 @@ pub struct Analyst {
     previous: Option<Previous>,
     /// The next poll's `previous.drops`, kept to reuse its allocation.
     spare_drops: HashMap<u64, u32>,
+    sockets: SocketMemory,
     hysteresis: Hysteresis,
 }
 
@@ -68,6 +130,7 @@ impl Analyst {
             tally: Tally::default(),
             previous: None,
             spare_drops: HashMap::new(),
+            sockets: SocketMemory::default(),
             hysteresis: Hysteresis::new(thresholds.raise_after_polls, thresholds.clear_after),
         }
     }
@@ -89,6 +152,7 @@ impl Analyst {
         let at = observation.snapshot.taken_at;
         self.tally
             .take(&observation.snapshot.sockets, observation.limits);
+        self.sockets.age(at, &mut self.tally);
 
         let mut candidates = Vec::new();
         let mut overflows_per_second = 0.0;
@@ -107,6 +171,19 @@ impl Analyst {
                 // u64 → f64 is exact below 2^53 events.
                 overflows_per_second = now.saturating_sub(before) as f64 / seconds;
             }
+            rules::connection_churn::arrivals(
+                observation.transitions,
+                observation.limits,
+                &mut self.tally.arrivals,
+            );
+            rules::connection_churn::check(
+                &mut self.tally.arrivals,
+                seconds,
+                &observation.snapshot.sockets,
+                observation.limits,
+                &self.thresholds,
+                &mut candidates,
+            );
         }
         run_rules(
             &mut self.tally,
@@ -164,6 +241,14 @@ fn run_rules(
     if let Some(leaks) = observation.leaks {
         rules::close_wait_leak::check(leaks, out);
     }
+    rules::connect_stalled::check(&mut tally.connecting, thresholds, out);
+    rules::peer_not_reading::check(
+        &mut tally.unacknowledged,
+        &observation.snapshot.sockets,
+        thresholds,
+        out,
+    );
+    rules::retransmitting_path::check(&mut tally.retransmitting, thresholds, out);
 }
 
 /// The findings one snapshot shows by itself, for one-shot outputs: no hysteresis, no
@@ -183,6 +268,7 @@ pub fn single_reading(
         time_wait_overflows: None,
         syn_watch,
         leaks: None,
+        transitions: &[],
     };
     let mut candidates = Vec::new();
     run_rules(&mut tally, &observation, 0.0, thresholds, &mut candidates);
@@ -256,6 +342,7 @@ mod tests {
                     time_wait_overflows: None,
                     syn_watch: Some(&watch),
                     leaks: None,
+                    transitions: &[],
                 })
             })
             .collect()
@@ -346,6 +433,7 @@ mod tests {
                 time_wait_overflows: Some(overflows),
                 syn_watch: None,
                 leaks: None,
+                transitions: &[],
             })
         };
         assert!(observe(&mut analyst, 0, 1_000).findings.is_empty());
@@ -387,6 +475,83 @@ mod tests {
             .expect("cleared at last");
         assert!(reports[cleared].findings.is_empty());
         assert!(reports[cleared..].iter().all(|r| r.findings.is_empty()));
+    }
+
+    /// Polls `snapshots` through an analyst with no SYN watch, as the rules about peers
+    /// need none.
+    fn observe_peers(analyst: &mut Analyst, snapshots: &[Snapshot]) -> Vec<Report> {
+        let limits = HostLimits::default();
+        snapshots
+            .iter()
+            .map(|snapshot| {
+                analyst.observe(&Observation {
+                    snapshot,
+                    limits: &limits,
+                    time_wait_overflows: None,
+                    syn_watch: None,
+                    leaks: None,
+                    transitions: &[],
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn syn_sent_sockets_that_live_polls_see_waiting_a_second_are_stalled() {
+        // Five fresh connects (timer 990 ms from its first timeout) at every poll: by
+        // their timers alone they waited 10 ms, but the polls saw them for longer.
+        let connecting = |s: u64| {
+            let sockets = (0..5)
+                .map(|i| SocketRecord {
+                    expires_ms: 990,
+                    cookie: 100 + i,
+                    ..socket(
+                        State::SynSent,
+                        "10.0.0.1",
+                        50_000 + i as u16,
+                        "192.0.2.9",
+                        443,
+                    )
+                })
+                .collect();
+            Snapshot::new(at(0) + Duration::from_millis(500 * s), sockets)
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let reports = observe_peers(
+            &mut analyst,
+            &[connecting(0), connecting(1), connecting(2), connecting(3)],
+        );
+        assert!(reports[1].findings.is_empty(), "half a second is no stall");
+        assert!(reports[2].findings.is_empty(), "one poll of evidence");
+        assert_eq!(kinds(&reports[3]), [Kind::ConnectStalled]);
+        assert_eq!(
+            reports[3].findings[0].evidence.get("oldest_seconds"),
+            Some(&crate::watch::findings::Value::Number(1.5))
+        );
+    }
+
+    #[test]
+    fn a_send_q_that_never_goes_down_for_ten_seconds_is_a_peer_not_reading() {
+        let stuck = |s: u64, send_q: u32| {
+            let writer = SocketRecord {
+                send_q,
+                cookie: 7,
+                ..socket(State::Established, "10.0.0.1", 40_000, "192.0.2.5", 443)
+            };
+            Snapshot::new(at(s), vec![writer])
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        // Down once at 5 s: the ten seconds start again there.
+        let mut polls: Vec<Snapshot> = (0..5).map(|s| stuck(s, 8_000)).collect();
+        polls.extend((5..=16).map(|s| stuck(s, 4_000)));
+        let reports = observe_peers(&mut analyst, &polls);
+        let first = reports
+            .iter()
+            .position(|r| !r.findings.is_empty())
+            .expect("raised");
+        // Stalled from 5 s; 10 s at 15 s; raised on the second poll that shows it.
+        assert_eq!(first, 16);
+        assert_eq!(kinds(&reports[16]), [Kind::PeerNotReading]);
     }
 
     #[test]
