@@ -56,6 +56,7 @@ struct Previous {
 struct NotDraining {
     since: SystemTime,
     send_q: u32,
+    zero_window: bool,
 }
 
 /// What the rules about peers remember of single sockets across polls, by cookie: only
@@ -92,16 +93,20 @@ impl SocketMemory {
         for socket in &mut tally.unacknowledged {
             // A Send-Q that went down since the last poll is draining: its wait starts
             // again.
-            let not_draining = match self.unacknowledged.get(&socket.cookie) {
-                Some(last) if socket.send_q >= last.send_q => last.since,
-                _ => at,
-            };
+            let last = self
+                .unacknowledged
+                .get(&socket.cookie)
+                .filter(|last| socket.send_q >= last.send_q);
+            let not_draining = last.map_or(at, |last| last.since);
             socket.stalled = since(not_draining);
+            socket.zero_window_held =
+                socket.zero_window && last.is_some_and(|last| last.zero_window);
             unacknowledged.insert(
                 socket.cookie,
                 NotDraining {
                     since: not_draining,
                     send_q: socket.send_q,
+                    zero_window: socket.zero_window,
                 },
             );
         }
@@ -283,8 +288,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::snapshot::SocketRecord;
     use crate::snapshot::fixtures::socket;
+    use crate::snapshot::{SocketRecord, Timer};
     use crate::tcp::State;
     use crate::watch::counters::CounterRates;
     use crate::watch::findings::{Kind, Severity, Subject};
@@ -552,6 +557,29 @@ mod tests {
         // Stalled from 5 s; 10 s at 15 s; raised on the second poll that shows it.
         assert_eq!(first, 16);
         assert_eq!(kinds(&reports[16]), [Kind::PeerNotReading]);
+    }
+
+    #[test]
+    fn a_window_shut_at_every_poll_is_a_peer_not_reading_and_one_shut_now_and_then_is_not() {
+        let writer = |s: u64, shut: bool| {
+            let socket = SocketRecord {
+                send_q: 262_144,
+                timer: if shut { Timer::Persist } else { Timer::On },
+                cookie: 7,
+                ..socket(State::Established, "10.0.0.1", 40_000, "192.0.2.5", 443)
+            };
+            Snapshot::new(at(s), vec![socket])
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let flapping: Vec<Snapshot> = (0..8).map(|s| writer(s, s % 2 == 0)).collect();
+        let reports = observe_peers(&mut analyst, &flapping);
+        assert!(reports.iter().all(|r| r.findings.is_empty()));
+
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let shut: Vec<Snapshot> = (0..3).map(|s| writer(s, true)).collect();
+        let reports = observe_peers(&mut analyst, &shut);
+        assert!(reports[1].findings.is_empty(), "one poll of evidence");
+        assert_eq!(kinds(&reports[2]), [Kind::PeerNotReading]);
     }
 
     #[test]

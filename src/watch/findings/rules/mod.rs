@@ -112,6 +112,11 @@ pub struct Unacknowledged {
     pub send_q: u32,
     /// The peer advertises a zero window: the persist timer probes it.
     pub zero_window: bool,
+    /// The window stays shut: in one reading, it is shut; in live polls, it was shut
+    /// at the previous poll too and the Send-Q has not gone down since. A reader merely
+    /// slower than a writer at full speed shuts its window for moments; one that is not
+    /// reading keeps it shut.
+    pub zero_window_held: bool,
     /// How long its Send-Q has stayed without going down, as live polls saw it; zero in
     /// one reading.
     pub stalled: Duration,
@@ -209,6 +214,7 @@ impl Tally {
                 cookie: socket.cookie,
                 send_q: socket.send_q,
                 zero_window,
+                zero_window_held: zero_window,
                 stalled: Duration::ZERO,
             });
         }

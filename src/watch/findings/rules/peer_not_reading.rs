@@ -29,7 +29,7 @@ pub fn check(
     out: &mut Vec<Candidate>,
 ) {
     let stuck = |socket: &Unacknowledged| {
-        socket.zero_window || socket.stalled >= thresholds.peer_not_reading_after
+        socket.zero_window_held || socket.stalled >= thresholds.peer_not_reading_after
     };
     // Most sockets with a Send-Q are draining it: nothing to group then.
     if !unacknowledged.iter().any(stuck) {
