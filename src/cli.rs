@@ -93,6 +93,21 @@ pub struct Cli {
     )]
     pub serve: Option<SocketAddr>,
 
+    /// Check once, as a monitoring plugin (Nagios, Icinga, Sensu): poll for --window,
+    /// print one status line with perfdata, and exit 0 OK, 1 WARNING, 2 CRITICAL or
+    /// 3 UNKNOWN, the plugin convention; these differ from the other modes' codes.
+    #[arg(
+        long,
+        conflicts_with_all = ["watch", "json", "grep", "filter", "serve", "kill", "replay", "record"]
+    )]
+    pub check: bool,
+
+    /// With --check: how long to poll before answering (at least 200ms). Polls come every
+    /// quarter of it (or every --interval, if shorter), so a finding has the two polls in
+    /// a row it needs to be raised.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_window, requires = "check")]
+    pub window: Duration,
+
     /// Inspect another network namespace: a name from /run/netns, a path such as
     /// /proc/PID/ns/net, or a process id.
     #[arg(long, value_name = "NAME|PATH|PID", value_parser = NetnsSpec::parse, conflicts_with = "all_netns")]
@@ -211,6 +226,8 @@ pub enum Mode {
     Serve,
     /// `--kill`: close matching sockets (or, without `--yes`, list them).
     Kill,
+    /// `--check`: one monitoring-plugin status line and exit code.
+    Check,
     /// `--replay`: a recording's stream.
     Replay,
     /// No mode: the interactive view.
@@ -223,6 +240,8 @@ impl Cli {
             Mode::Replay
         } else if self.kill.is_some() {
             Mode::Kill
+        } else if self.check {
+            Mode::Check
         } else if self.serve.is_some() {
             Mode::Serve
         } else if self.watch {
@@ -394,6 +413,34 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
             "'{text}' is not a ratio between 0 and 1 (e.g. 0.9)"
         )),
     }
+}
+
+/// The shortest `--window`: four polls at the shortest interval.
+pub const MIN_WINDOW: Duration = Duration::from_millis(200);
+
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    if window < MIN_WINDOW {
+        return Err(format!(
+            "'{text}' is shorter than the shortest window, 200ms: a check needs a few polls"
+        ));
+    }
+    Ok(window)
+}
+
+/// Whether a command line asks for `--check`, read from the raw arguments, for a
+/// command line clap refused: a monitoring plugin's usage errors are UNKNOWN (3), not
+/// the other modes' 2, which a monitoring system would read as CRITICAL.
+pub fn asks_for_check<I, S>(args: I) -> bool
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    args.into_iter()
+        .skip(1)
+        // tcpscope takes no positional arguments: past `--` nothing is a flag.
+        .take_while(|arg| arg.as_ref() != "--")
+        .any(|arg| arg.as_ref() == "--check")
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -705,5 +752,29 @@ mod tests {
     #[test]
     fn a_port_out_of_range_is_a_usage_error() {
         assert_eq!(parse(&["--port", "70000"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn check_polls_for_two_seconds_unless_given_a_window_of_its_own() {
+        let cli = parse(&["--check"]).unwrap();
+        assert_eq!(cli.mode(), Mode::Check);
+        assert_eq!(cli.window, Duration::from_secs(2));
+        let cli = parse(&["--check", "--window", "500ms", "--port", "443"]).unwrap();
+        assert_eq!(cli.window, Duration::from_millis(500));
+        assert!(parse(&["--check", "--window", "100ms"]).is_err());
+        assert!(
+            parse(&["--window", "5s"]).is_err(),
+            "--window needs --check"
+        );
+        assert!(parse(&["--check", "--json"]).is_err());
+        assert!(parse(&["--check", "--record", "x.tcpscope"]).is_err());
+    }
+
+    #[test]
+    fn a_command_line_asking_for_check_is_told_from_its_raw_arguments() {
+        assert!(asks_for_check(["tcpscope", "--window", "1s", "--check"]));
+        assert!(!asks_for_check(["tcpscope", "--json"]));
+        assert!(!asks_for_check(["--check"]), "the program name is no flag");
+        assert!(!asks_for_check(["tcpscope", "--", "--check"]));
     }
 }

@@ -1,27 +1,40 @@
 //! The `tcpscope` binary: parse the command line, pick a mode, and map the outcome to
-//! an exit status (0 matched, 1 nothing matched, 2 error). Nothing else.
+//! an exit status (0 matched, 1 nothing matched, 2 error). Nothing else. `--check` is a
+//! monitoring plugin and exits as plugins do: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN,
+//! its usage errors included.
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tcpscope::cli::{Cli, Mode};
+use tcpscope::cli::{self, Cli, Mode};
 use tcpscope::kernel::process;
-use tcpscope::modes::{Outcome, oneshot, serve, watch};
+use tcpscope::modes::{Outcome, check, oneshot, serve, watch};
 use tcpscope::poll::namespaces;
+use tcpscope::report::plugin::{self, Status};
 use tcpscope::tui;
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(error) = cli.check() {
-        error.exit();
-    }
+    let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
+        Ok(cli) => cli,
+        // Plugin runners read 2 as CRITICAL: a check they cannot run is UNKNOWN.
+        Err(error) if error.use_stderr() && cli::asks_for_check(std::env::args_os()) => {
+            let _ = error.print();
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let reason = first.strip_prefix("error: ").unwrap_or(first);
+            print!("{}", plugin::unknown(&format!("usage: {reason}")));
+            return ExitCode::from(Status::Unknown.code());
+        }
+        Err(error) => error.exit(),
+    };
     process::keep_large_allocations_out_of_the_heap();
-    // --serve enters namespaces on its poller threads only: its HTTP socket stays here.
-    if cli.mode() != Mode::Serve
+    // --serve and --check enter namespaces on their poller threads only (--serve's HTTP
+    // socket stays here).
+    if !matches!(cli.mode(), Mode::Serve | Mode::Check)
         && let Err(error) = namespaces::enter(cli.netns.as_ref())
     {
         return exit_status(Err(error));
@@ -49,6 +62,7 @@ fn main() -> ExitCode {
                 .map_or(Ok(()), |address| serve::run(&cli, address))
                 .map(|()| Outcome::Matched),
         ),
+        Mode::Check => run_check(&cli),
         _ => {
             let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
             let outcome = oneshot::run(&cli, &mut out);
@@ -70,6 +84,23 @@ fn run_interactive(ending: anyhow::Result<tui::Ending>) -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// A monitoring plugin's answer goes to stdout, whatever it is, UNKNOWN included.
+fn run_check(cli: &Cli) -> ExitCode {
+    let (status, text) = match check::run(cli) {
+        Ok(answer) => answer,
+        Err(error) => (Status::Unknown, plugin::unknown(&format!("{error:#}"))),
+    };
+    let mut out = io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::from(Status::Unknown.code());
+    }
+    ExitCode::from(status.code())
 }
 
 fn exit_status(outcome: anyhow::Result<Outcome>) -> ExitCode {

@@ -259,6 +259,21 @@ impl SockDiag {
         request: &DumpRequest,
         sink: &mut dyn FnMut(Delivery<'_>),
     ) -> Result<Completion, DumpError> {
+        let mut completion = Completion::Consistent;
+        for part in parts(request) {
+            if self.stream_part(&part, sink)? == Completion::Interrupted {
+                completion = Completion::Interrupted;
+            }
+        }
+        Ok(completion)
+    }
+
+    /// One part of a dump (see [`parts`]): one walk for both families, or one each.
+    fn stream_part(
+        &mut self,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(Delivery<'_>),
+    ) -> Result<Completion, DumpError> {
         if request.ipv4 && request.ipv6 && self.single_walk {
             match self.walk(Walk::BothFamilies, request, sink) {
                 // A kernel without the compatibility request refuses it before sending
@@ -439,9 +454,34 @@ fn encode_legacy_request(request: &DumpRequest, sequence: u32, buffer: &mut Vec<
     }
 }
 
+/// The requests a dump is made of: listeners apart from every other state, when both
+/// are wanted. Listeners' drop counters need the `INET_DIAG_SKMEMINFO` extension, which
+/// the kernel adds to every full socket a request returns: asked for with the other
+/// states, it would grow each ESTABLISHED socket's message from 88 to 128 bytes, for
+/// nothing. Apart, it costs one more request: the kernel walks its listening hash for
+/// the one and its established hash for the other, never both (`inet_diag_dump_icsk()`
+/// in `net/ipv4/inet_diag.c`), so the two together walk what one would.
+fn parts(request: &DumpRequest) -> Vec<DumpRequest> {
+    let listen: StateSet = [State::Listen].into_iter().collect();
+    if !request.states.contains(State::Listen) || request.states == listen {
+        return vec![request.clone()];
+    }
+    let mut others = request.states;
+    others.remove(State::Listen);
+    vec![
+        DumpRequest {
+            states: others,
+            ..request.clone()
+        },
+        DumpRequest {
+            states: listen,
+            ..request.clone()
+        },
+    ]
+}
+
 /// The attributes asked for beside each socket: `INET_DIAG_SKMEMINFO` when listeners
-/// are wanted, for their drop counter. The kernel then sends it with every full socket
-/// (not request sockets or TIME_WAIT remnants), 40 bytes each; the parser reads it for
+/// are wanted, for their drop counter (see [`parts`]); the parser reads it for
 /// listeners only.
 fn extensions(request: &DumpRequest) -> ExtensionFlags {
     if request.states.contains(State::Listen) {
@@ -521,6 +561,27 @@ mod tests {
         assert_eq!(buffer[18], 0);
         encode_legacy_request(&half_open, 1, &mut buffer);
         assert_eq!(buffer[19], 0);
+    }
+
+    #[test]
+    fn a_dump_of_listeners_and_other_states_is_two_requests_only_one_with_skmeminfo() {
+        let mut filtered = DumpRequest::everything();
+        filtered.bytecode = Some(vec![1, 2, 3, 4]);
+        let split = parts(&filtered);
+        assert_eq!(split.len(), 2);
+        assert!(!split[0].states.contains(State::Listen));
+        assert_eq!(split[0].states.union(split[1].states), StateSet::all());
+        assert_eq!(extensions(&split[0]), ExtensionFlags::empty());
+        assert_eq!(extensions(&split[1]), ExtensionFlags::SKMEMINFO);
+        assert!(split.iter().all(|part| part.bytecode == filtered.bytecode));
+
+        for states in ["LISTEN", "SYN_RECV,ESTABLISHED"] {
+            let one = DumpRequest {
+                states: StateSet::parse_list(states).unwrap(),
+                ..DumpRequest::everything()
+            };
+            assert_eq!(parts(&one), std::slice::from_ref(&one), "{states}");
+        }
     }
 
     #[test]

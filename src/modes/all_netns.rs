@@ -13,8 +13,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
-use super::oneshot::host_limits;
-use super::{Outcome, scan_processes};
+use super::{Outcome, host_limits, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::netns::{self, NetNamespace, NetnsHandle};

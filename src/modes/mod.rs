@@ -1,9 +1,11 @@
 //! The modes other than the interactive view: each starts from the live source
 //! ([`crate::poll::Source`]) or from one snapshot, and writes a report. [`oneshot`]
 //! is `--grep` and `--json` (across namespaces: [`all_netns`]), [`kill`] closes
-//! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics.
+//! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics,
+//! [`check`] answers once as a monitoring plugin.
 
 pub mod all_netns;
+pub mod check;
 pub mod kill;
 pub mod oneshot;
 pub mod serve;
@@ -14,10 +16,11 @@ use std::io::{self, Write};
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::kernel::procfs::ProcessMap;
+use crate::kernel::procfs::{ConnectionLimits, ProcessMap};
 use crate::poll::namespaces::Namespaces;
 use crate::poll::{LiveConfig, Stopping};
 use crate::record::RecordTo;
+use crate::watch::findings::HostLimits;
 
 /// Whether a one-shot mode found anything, for grep-like exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,4 +69,11 @@ pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::R
         stopping,
         in_flight,
     })
+}
+
+/// The limits a namespace's findings are judged by: its sysctls as read, or Linux's
+/// defaults where they could not be.
+pub fn host_limits(read: Option<ConnectionLimits>) -> HostLimits {
+    read.as_ref()
+        .map_or_else(HostLimits::default, HostLimits::from_sysctls)
 }

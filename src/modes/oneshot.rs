@@ -8,10 +8,10 @@ use std::time::SystemTime;
 
 use anyhow::{Context, anyhow};
 
-use super::{Outcome, all_netns, kill, scan_processes};
+use super::{Outcome, all_netns, host_limits, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::procfs::{self, ConnectionLimits};
+use crate::kernel::procfs;
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::poll::namespaces::Namespaces;
 use crate::report::json::{
@@ -19,7 +19,7 @@ use crate::report::json::{
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::watch::findings::{self, HostLimits};
+use crate::watch::findings;
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
         Mode::Kill => kill::run(cli, out)?,
-        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay => {
+        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay | Mode::Check => {
             anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
         }
     };
@@ -158,11 +158,4 @@ fn read_kernel_counters() -> anyhow::Result<KernelCounters> {
     let tcpext = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
     let limits = procfs::read_listen_limits().context("reading listen-queue sysctls")?;
     Ok(KernelCounters::new(&tcpext, &limits))
-}
-
-/// The limits a namespace's findings are judged by: its sysctls as read, or Linux's
-/// defaults where they could not be.
-pub(crate) fn host_limits(read: Option<ConnectionLimits>) -> HostLimits {
-    read.as_ref()
-        .map_or_else(HostLimits::default, HostLimits::from_sysctls)
 }

@@ -17,7 +17,10 @@
 //! summed into one `other` row. The CLOSE_WAIT series (per local port, and per process with
 //! `-p`) exist only for groups holding CLOSE_WAIT sockets, at most
 //! [`MAX_CLOSE_WAIT_SERIES`] of each per namespace, growing ones first, then the
-//! largest.
+//! largest. The finding series (`tcpscope_finding` and its evidence) exist only while a
+//! finding is raised, for at most [`MAX_FINDING_SERIES`] findings per namespace, most
+//! urgent first; their `subject` label names a listener, a destination, a local port, a
+//! process or the namespace, as the finding does.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -39,6 +42,7 @@ use crate::kernel::procfs::{COUNTERS, TcpExt};
 use crate::poll::update::Update;
 use crate::snapshot::{Family, Snapshot};
 use crate::tcp::State;
+use crate::watch::findings::{Finding, Value};
 use crate::watch::{CloseWaitLeaks, ListenerTable, PortLeak, ProcessLeak, SynWatch};
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
@@ -71,6 +75,8 @@ struct NamespaceMetrics {
     close_wait_ports: Vec<PortLeak>,
     /// CLOSE_WAIT per process of the latest poll (owners known only), capped.
     close_wait_processes: Vec<ProcessLeak>,
+    /// The findings raised as of the latest poll, most urgent first, capped.
+    findings: Vec<Finding>,
     /// Transitions since start, by `from` and `to` (`None`: new, gone).
     transitions: BTreeMap<(Option<State>, Option<State>), u64>,
     tcpext: TcpExt,
@@ -125,6 +131,12 @@ impl ListenerRow {
         }
     }
 }
+
+/// The most findings shown per namespace, the most urgent kept: each is one
+/// `tcpscope_finding` series, one `tcpscope_finding_since_timestamp_seconds` series and
+/// one `tcpscope_finding_evidence` series per numeric evidence field (at most 8 per
+/// kind), so a host with thousands of troubled endpoints still gives a bounded scrape.
+pub const MAX_FINDING_SERIES: usize = 50;
 
 /// The key of the one namespace of [`Metrics::single`].
 pub const SINGLE: u64 = 0;
@@ -226,6 +238,7 @@ impl NamespaceMetrics {
             listeners: Vec::new(),
             close_wait_ports: Vec::new(),
             close_wait_processes: Vec::new(),
+            findings: Vec::new(),
             transitions: BTreeMap::new(),
             tcpext: TcpExt::default(),
             polls: 0,
@@ -238,6 +251,10 @@ impl NamespaceMetrics {
     fn observe(&mut self, update: &Update, table: &mut ListenerTable) {
         self.connections = connections(&update.snapshot);
         self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+        // Already most urgent first: the cap drops the least urgent.
+        self.findings.clear();
+        self.findings
+            .extend(update.findings.iter().take(MAX_FINDING_SERIES).cloned());
         for transition in &update.transitions {
             *self.transitions.entry(step(transition)).or_default() += 1;
         }
@@ -353,6 +370,77 @@ impl Exposition {
         }
         Ok(())
     }
+}
+
+impl Exposition {
+    /// The finding series: one per raised finding, with when it was raised and its
+    /// numeric evidence.
+    fn findings(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        self.family(
+            encoder,
+            "tcpscope_finding",
+            "1 while a finding is raised (an incident tcpscope names, about its subject); the series is gone once the finding clears.",
+            MetricType::Gauge,
+            |ns| {
+                ns.findings
+                    .iter()
+                    .map(|finding| {
+                        let mut labels = finding_labels(finding);
+                        labels.insert(1, ("severity", Cow::Borrowed(finding.severity.name())));
+                        (labels, gauge(1.0))
+                    })
+                    .collect()
+            },
+        )?;
+        self.family(
+            encoder,
+            "tcpscope_finding_since_timestamp_seconds",
+            "When the raised finding was raised, in seconds since the Unix epoch.",
+            MetricType::Gauge,
+            |ns| {
+                ns.findings
+                    .iter()
+                    .filter_map(|finding| {
+                        let since = finding.since?.duration_since(UNIX_EPOCH).ok()?;
+                        Some((finding_labels(finding), gauge(since.as_secs_f64())))
+                    })
+                    .collect()
+            },
+        )?;
+        self.family(
+            encoder,
+            "tcpscope_finding_evidence",
+            "A number behind a raised finding (the name label: half_open, used, time_wait_share, drops_per_second, ...); flags are 1 or 0.",
+            MetricType::Gauge,
+            |ns| {
+                ns.findings
+                    .iter()
+                    .flat_map(|finding| {
+                        finding.evidence.iter().filter_map(move |(name, value)| {
+                            let value = match value {
+                                // Counts stay exact below 2^53.
+                                Value::Count(count) => *count as f64,
+                                Value::Number(number) => *number,
+                                Value::Flag(flag) => f64::from(u8::from(*flag)),
+                                Value::Text(_) => return None,
+                            };
+                            let mut labels = finding_labels(finding);
+                            labels.push(("name", Cow::Borrowed(name)));
+                            Some((labels, gauge(value)))
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+}
+
+/// The labels that name a finding: its kind and subject.
+fn finding_labels(finding: &Finding) -> Labels<'_> {
+    vec![
+        ("kind", Cow::Borrowed(finding.kind.id())),
+        ("subject", Cow::Owned(finding.subject.to_string())),
+    ]
 }
 
 /// A value as a gauge or a counter sample.
@@ -555,6 +643,8 @@ impl Collector for Exposition {
                     .collect()
             })?;
         }
+
+        self.findings(&mut encoder)?;
 
         self.family(
             &mut encoder,
@@ -900,6 +990,89 @@ mod tests {
         assert_eq!(series, MAX_CLOSE_WAIT_SERIES);
     }
 
+    fn flood_on(port: u16) -> Finding {
+        use crate::watch::findings::{Evidence, Kind, Severity, Subject};
+        let mut finding = Finding::new(
+            Kind::SynFlood,
+            Severity::Critical,
+            Subject::Listener {
+                addr: "10.0.0.1".parse().expect("address"),
+                port,
+            },
+            "SYN flood".to_owned(),
+            Evidence::default()
+                .count("half_open", 300u32)
+                .number("share", 0.25)
+                .flag("held_by_syn_cookies", true)
+                .text("note", "words are no gauge".to_owned()),
+        );
+        finding.since = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        finding
+    }
+
+    #[test]
+    fn a_raised_finding_is_a_series_with_its_evidence_until_it_clears() {
+        let mut metrics = Metrics::single();
+        let mut table = ListenerTable::default();
+        let mut raised = update(vec![]);
+        raised.findings = vec![flood_on(443)];
+        metrics.observe(SINGLE, &raised, &mut table);
+        let text = metrics.render();
+        let samples = lines(&text);
+        for expected in [
+            "tcpscope_finding{kind=\"syn_flood\",severity=\"critical\",subject=\"10.0.0.1:443\"} 1.0",
+            "tcpscope_finding_since_timestamp_seconds{kind=\"syn_flood\",subject=\"10.0.0.1:443\"} 1700000000.0",
+            "tcpscope_finding_evidence{kind=\"syn_flood\",subject=\"10.0.0.1:443\",name=\"half_open\"} 300.0",
+            "tcpscope_finding_evidence{kind=\"syn_flood\",subject=\"10.0.0.1:443\",name=\"share\"} 0.25",
+            "tcpscope_finding_evidence{kind=\"syn_flood\",subject=\"10.0.0.1:443\",name=\"held_by_syn_cookies\"} 1.0",
+        ] {
+            assert!(
+                samples.contains(&expected),
+                "{expected} missing from\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("name=\"note\""),
+            "text evidence is no gauge:\n{text}"
+        );
+        assert!(text.contains("# TYPE tcpscope_finding gauge\n"));
+        assert!(text.contains("# HELP tcpscope_finding 1 while a finding is raised"));
+
+        // The next poll finds it cleared: its series go, the description stays.
+        metrics.observe(SINGLE, &update(vec![]), &mut table);
+        let text = metrics.render();
+        assert!(
+            !lines(&text)
+                .iter()
+                .any(|l| l.starts_with("tcpscope_finding")),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE tcpscope_finding gauge\n"));
+    }
+
+    #[test]
+    fn finding_series_are_capped_keeping_the_most_urgent() {
+        let mut metrics = Metrics::single();
+        let mut many = update(vec![]);
+        many.findings = (0..500).map(|port| flood_on(1000 + port)).collect();
+        metrics.observe(SINGLE, &many, &mut ListenerTable::default());
+        let text = metrics.render();
+        let samples = lines(&text);
+        let count = |prefix: &str| samples.iter().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("tcpscope_finding{"), MAX_FINDING_SERIES);
+        assert_eq!(count("tcpscope_finding_evidence{"), 3 * MAX_FINDING_SERIES);
+        assert!(
+            samples
+                .iter()
+                .any(|l| l.contains("subject=\"10.0.0.1:1000\""))
+        );
+        assert!(
+            !samples
+                .iter()
+                .any(|l| l.contains("subject=\"10.0.0.1:1050\""))
+        );
+    }
+
     #[test]
     fn before_the_first_poll_there_are_no_connection_numbers_to_show() {
         let text = Metrics::single().render();
@@ -954,5 +1127,13 @@ mod tests {
         );
         assert!(samples.contains(&described.as_str()), "{text}");
         assert!(samples.contains(&"tcpscope_polls_total{netns=\"4026532999\"} 1"));
+
+        let mut flooded = update(vec![]);
+        flooded.findings = vec![flood_on(443)];
+        metrics.observe(4026532999, &flooded, &mut table);
+        let text = metrics.render();
+        assert!(lines(&text).contains(
+            &"tcpscope_finding{netns=\"4026532999\",kind=\"syn_flood\",severity=\"critical\",subject=\"10.0.0.1:443\"} 1.0"
+        ), "{text}");
     }
 }

@@ -487,6 +487,8 @@ impl App {
                     self.ui.help = false;
                 } else if self.ui.filter_error.is_some() {
                     self.ui.filter_error = None;
+                } else if self.ui.tab == Tab::Overview && self.ui.finding_open.is_some() {
+                    self.ui.finding_open = None;
                 } else {
                     self.each_model(|model| model.detail = None);
                 }
@@ -590,7 +592,14 @@ impl App {
                     .saturating_add_signed(rows)
                     .min(len.saturating_sub(1));
             }
-            Tab::Overview => {}
+            Tab::Overview => {
+                let len = self.shown().findings.len();
+                self.ui.finding_row = self
+                    .ui
+                    .finding_row
+                    .saturating_add_signed(rows)
+                    .min(len.saturating_sub(1));
+            }
         }
     }
 
@@ -628,7 +637,14 @@ impl App {
                 Vec::new()
             }
             Tab::Namespaces => self.show_namespace_connections(),
-            Tab::Overview => Vec::new(),
+            Tab::Overview => {
+                let findings = &self.shown().findings;
+                match findings.get(self.ui.finding_row.min(findings.len().saturating_sub(1))) {
+                    Some(finding) => self.ui.finding_open = Some(finding.clone()),
+                    None => self.ui.notice = Some("no finding to open: none is raised".into()),
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -719,6 +735,35 @@ mod tests {
 
     fn app() -> App {
         App::new(fixtures::flooded(), Theme::MONO)
+    }
+
+    #[test]
+    fn enter_on_the_overview_opens_the_selected_finding_and_esc_closes_it() {
+        let mut app = App::new(fixtures::leaking(), Theme::MONO);
+        let kinds: Vec<&str> = app.shown().findings.iter().map(|f| f.kind.id()).collect();
+        assert_eq!(kinds, ["syn_flood", "close_wait_leak"]);
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        assert!(press(&mut app, KeyCode::Enter).is_empty());
+        let opened = app.ui.finding_open.as_ref().map(|f| f.kind.id());
+        assert_eq!(
+            opened,
+            Some("close_wait_leak"),
+            "the last row stays selected"
+        );
+        let screen = crate::tui::views::testing::text(80, 24, |area, buf| app.render(area, buf));
+        assert!(screen.contains("  close_wait: 7"), "{screen}");
+        assert!(screen.contains("Remedy"), "{screen}");
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.ui.finding_open, None);
+    }
+
+    #[test]
+    fn enter_on_a_calm_overview_says_there_is_no_finding_to_open() {
+        let mut app = App::new(fixtures::first_poll(), Theme::MONO);
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.ui.finding_open, None);
+        assert!(app.ui.notice.is_some());
     }
 
     #[test]
@@ -1107,7 +1152,14 @@ mod tests {
             let screen = screen(&mut app);
             insta::assert_snapshot!(screen);
             assert!(screen.contains("SYN flood suspected"), "{screen}");
-            assert!(screen.contains("SYN FLOOD SUSPECTED"), "{screen}");
+            assert!(
+                screen
+                    .lines()
+                    .next()
+                    .is_some_and(|tabs| tabs.contains("CRITICAL syn_flood")),
+                "the replay computes findings: {screen}"
+            );
+            assert!(screen.contains("CRIT SYN flood on 127.0.0.1:"), "{screen}");
             assert!(screen.contains("REPLAY"), "{screen}");
         }
 
@@ -1126,6 +1178,7 @@ mod tests {
             assert_eq!(shown.counts.get(State::SynRecv), 0);
             assert_eq!(shown.counts.total(), shown.counts.get(State::Established));
             assert!(!shown.syn_watch.suspected_flood());
+            assert_eq!(shown.findings, []);
             assert!((0..shown.connections.len()).all(|row| {
                 shown
                     .connections

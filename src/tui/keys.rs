@@ -20,9 +20,10 @@ pub enum Action {
     PageDown,
     Top,
     Bottom,
-    /// Open the selected connection (Connections) or plot the selected state (Timeline).
+    /// Open the selected finding (Overview) or connection (Connections), plot the
+    /// selected state (Timeline), or show a namespace's connections (Namespaces).
     Select,
-    /// Close the detail pane, the help or the filter line.
+    /// Close the detail pane, the opened finding, the help or the filter line.
     Back,
     OpenFilter,
     NextSortColumn,
@@ -153,13 +154,13 @@ pub const BINDINGS: &[Binding] = &[
         keys: "Enter",
         matches: |k| code(k, &[KeyCode::Enter]),
         action: Action::Select,
-        help: "open detail / plot state / go to namespace",
+        help: "open finding/connection/namespace, plot state",
     },
     Binding {
         keys: "Esc",
         matches: |k| code(k, &[KeyCode::Esc]),
         action: Action::Back,
-        help: "close detail, help or filter",
+        help: "close detail, finding, help or filter",
     },
     Binding {
         keys: "/",

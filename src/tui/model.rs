@@ -5,13 +5,14 @@
 //! or reads the clock: time differences come from the snapshots' own timestamps.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::kernel::procfs::{ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
 use crate::poll::update::{EventStatus, Update};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
+use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
@@ -31,6 +32,9 @@ pub struct Model {
     pub ipv4_total: u32,
     pub ipv6_total: u32,
     pub syn_watch: SynWatch,
+    /// The findings raised at the latest poll, most urgent first (across namespaces,
+    /// each names its own).
+    pub findings: Vec<Finding>,
     /// CLOSE_WAIT sockets per process and local port, followed across polls by the
     /// app's leak watcher (owners from the latest process scan).
     pub close_wait: CloseWaitLeaks,
@@ -91,6 +95,7 @@ impl Model {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
             },
+            findings: Vec::new(),
             close_wait: CloseWaitLeaks::default(),
             counter_rates: None,
             history,
@@ -170,6 +175,7 @@ impl Model {
             }
         }
         self.syn_watch = update.syn_watch.clone();
+        self.findings.clone_from(&update.findings);
         self.history.record(
             snapshot.taken_at,
             counts,
@@ -236,6 +242,22 @@ impl Model {
         }
         let process = self.processes.as_ref()?.lookup(socket.inode)?;
         Some((process.pid, process.name.as_str()))
+    }
+
+    /// When the latest poll was taken; what the views measure ages against, since
+    /// they never read the clock.
+    pub fn taken_at(&self) -> Option<SystemTime> {
+        self.history.latest().map(|poll| poll.taken_at)
+    }
+
+    /// The finding raised now that is the same incident as `opened` (same kind,
+    /// subject and namespace), with its latest numbers.
+    pub fn finding_like(&self, opened: &Finding) -> Option<&Finding> {
+        self.findings.iter().find(|finding| {
+            finding.kind == opened.kind
+                && finding.subject == opened.subject
+                && finding.netns == opened.netns
+        })
     }
 
     /// What to call the namespace `inode` across namespaces: its short label, or its
@@ -323,6 +345,11 @@ pub struct Ui {
     pub timeline_cursor: usize,
     /// The row selected in the namespaces tab.
     pub namespace_row: usize,
+    /// The finding selected on the overview.
+    pub finding_row: usize,
+    /// The finding Enter opened on the overview, as it was then: shown with its
+    /// latest numbers while it is raised, and as cleared once it is not.
+    pub finding_open: Option<Finding>,
     /// Which states the timeline plots, by [`State::index`].
     pub plotted: [bool; 11],
     pub paused: bool,
@@ -366,6 +393,8 @@ impl Default for Ui {
             table: Scroll::default(),
             timeline_cursor: State::SynRecv.index(),
             namespace_row: 0,
+            finding_row: 0,
+            finding_open: None,
             plotted,
             paused: false,
             behind: 0,

@@ -7,6 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 
 use crate::tcp::State;
 use crate::watch::Verdict;
+use crate::watch::findings::Severity;
 
 /// Where a state sits in a connection's life; the counts view colours by it so that
 /// a glance tells opening trouble (SYN_RECV piling up) from closing trouble
@@ -83,6 +84,13 @@ impl Theme {
             Verdict::AcceptQueueFull => self.fg(Color::LightRed).add_modifier(Modifier::BOLD),
             Verdict::BacklogFromFewHosts => self.fg(Color::Yellow),
             Verdict::Normal => self.fg(Color::Green),
+        }
+    }
+
+    pub fn severity(self, severity: Severity) -> Style {
+        match severity {
+            Severity::Critical => self.error(),
+            Severity::Warning => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         }
     }
 

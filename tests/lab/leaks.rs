@@ -263,7 +263,7 @@ fn the_view_flags_the_process_accumulating_close_wait_and_not_the_tidy_one() -> 
         screen
             .lines()
             .next()
-            .is_some_and(|tabs| tabs.contains("CLOSE_WAIT LEAK"))
+            .is_some_and(|tabs| tabs.contains("close_wait_leak"))
             && screen.contains(&leaky_holder)
             && screen.contains("application not closing sockets")
     };

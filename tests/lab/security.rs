@@ -183,6 +183,11 @@ fn misdeeds(trace: &str) -> Vec<String> {
         if call.starts_with("<...") {
             continue;
         }
+        // A thread strace let go of as the process exited, between two calls: no call
+        // was made, so strace has no name for it.
+        if call == "???( <detached ...>" {
+            continue;
+        }
         let name = call.split('(').next().unwrap_or_default();
         let writes = ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
             .iter()
@@ -216,6 +221,7 @@ fn a_second_program_or_a_file_opened_for_writing_shows_in_a_trace() {
 12 openat(AT_FDCWD, \"/tmp/out\", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 5
 13 execve(\"/bin/sh\", [\"sh\", \"-c\", \"ss\"], 0x7ffd /* 20 vars */) = 0
 14 unlink(\"/tmp/x\") = 0
+15 ???( <detached ...>
 ";
     let found = misdeeds(trace);
     assert_eq!(found.len(), 3, "{found:?}");

@@ -104,6 +104,12 @@ fn the_connection_gauges_equal_the_labs_counts_and_follow_its_changes() -> Resul
         listener_value("tcpscope_listener_suspected_flood"),
         Some(0.0)
     );
+    assert_eq!(
+        metrics.samples("tcpscope_finding", &[]).count(),
+        0,
+        "25 half-open connections raise no finding:\n{}",
+        metrics.text
+    );
     assert!(
         metrics
             .value("tcpscope_poll_duration_seconds", &[])
@@ -136,6 +142,62 @@ fn the_connection_gauges_equal_the_labs_counts_and_follow_its_changes() -> Resul
     let (status, took) = server.terminate()?;
     assert!(status.success(), "SIGTERM ended it with {status}");
     assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+    Ok(())
+}
+
+#[test]
+fn a_syn_flood_is_a_finding_series_with_its_evidence_and_a_calm_listener_has_none() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    let calm = lab.listener_v4()?;
+    let flood = lab.syn_flood(listener.addr_v4()?, 300, 23)?;
+    lab.wait_for_exactly(
+        &[listener.entries(), calm.entries(), flood.entries()].concat(),
+        SETTLE,
+    )?;
+
+    let server = serve(&[])?;
+    let subject = listener.addr.to_string();
+    let finding = [
+        ("kind", "syn_flood"),
+        ("severity", "critical"),
+        ("subject", subject.as_str()),
+    ];
+    let metrics = server.wait_for("the syn_flood finding", |m| {
+        m.value("tcpscope_finding", &finding) == Some(1.0)
+    })?;
+    let evidence = |name| {
+        metrics.value(
+            "tcpscope_finding_evidence",
+            &[
+                ("kind", "syn_flood"),
+                ("subject", subject.as_str()),
+                ("name", name),
+            ],
+        )
+    };
+    assert_eq!(evidence("half_open"), Some(300.0), "{}", metrics.text);
+    assert_eq!(evidence("held_by_syn_cookies"), Some(0.0));
+    assert!(
+        metrics
+            .value(
+                "tcpscope_finding_since_timestamp_seconds",
+                &[("kind", "syn_flood"), ("subject", subject.as_str())]
+            )
+            .is_some_and(|since| since > 1.6e9)
+    );
+    let calm_subject = calm.addr.to_string();
+    assert_eq!(
+        metrics
+            .samples("tcpscope_finding", &[("subject", calm_subject.as_str())])
+            .count(),
+        0,
+        "the calm listener beside it has no finding:\n{}",
+        metrics.text
+    );
+    assert_eq!(metrics.samples("tcpscope_finding", &[]).count(), 1);
+
+    assert!(metrics.text.contains("# TYPE tcpscope_finding gauge"));
     Ok(())
 }
 

@@ -83,9 +83,20 @@ fn a_random_source_flood_is_flagged_and_two_busy_hosts_are_not() -> Result<()> {
     let mut terminal = in_terminal(120, 40)?;
     let flooded_at = format!("127.0.0.1:{}", flooded.addr.port());
     let busy_at = format!("127.0.0.1:{}", busy.addr.port());
+    // The listener's line in the SYN_RECV watch, not its finding's.
+    let watch_line = |screen: &str, at: &str, verdict: &str| {
+        screen
+            .lines()
+            .any(|line| line.contains(at) && line.contains(verdict))
+    };
+    let headline = format!("CRITICAL syn_flood on {flooded_at}");
     let screen = terminal.wait_for(SCREEN_TIMEOUT, "both listeners' verdicts", |screen| {
-        line_with(screen, &flooded_at).is_some_and(|line| line.contains("SYN flood suspected"))
-            && line_with(screen, &busy_at).is_some()
+        watch_line(screen, &flooded_at, "SYN flood suspected")
+            && watch_line(screen, &busy_at, "  ")
+            && screen
+                .lines()
+                .next()
+                .is_some_and(|tabs| tabs.contains(&headline))
     })?;
 
     let syn_recv = line_with(&screen, "│SYN_RECV").context("no SYN_RECV count")?;
@@ -94,14 +105,10 @@ fn a_random_source_flood_is_flagged_and_two_busy_hosts_are_not() -> Result<()> {
         syn_recv.split_whitespace().nth(1) == Some(count.as_str()),
         "SYN_RECV count is not {count}: {syn_recv}\n{screen}"
     );
-    let busy_line = line_with(&screen, &busy_at).unwrap_or_default();
     ensure!(
-        busy_line.contains("backlog from few hosts"),
-        "two hosts misjudged: {busy_line}\n{screen}"
-    );
-    ensure!(
-        screen.contains("SYN FLOOD SUSPECTED"),
-        "no headline:\n{screen}"
+        watch_line(&screen, &busy_at, "backlog from few hosts")
+            && !watch_line(&screen, &busy_at, "SYN flood"),
+        "two hosts misjudged:\n{screen}"
     );
     ensure!(
         terminal.alternate_screen(),
@@ -120,6 +127,55 @@ fn a_random_source_flood_is_flagged_and_two_busy_hosts_are_not() -> Result<()> {
         raw.windows(8).any(|w| w == b"\x1b[?1049l"),
         "no escape sequence leaving the alternate screen"
     );
+    Ok(())
+}
+
+#[test]
+fn a_flood_is_named_in_the_findings_panel_and_enter_opens_its_evidence_and_remedy() -> Result<()> {
+    let lab = Lab::enter()?;
+    let flooded = lab.listener_v4()?;
+    let _flood = lab.syn_flood(flooded.addr_v4()?, FLOOD, 7)?;
+    lab.wait_for_count(TcpState::SynRecv, FLOOD, SETTLE)?;
+
+    let mut command = tcpscope_command(&[]);
+    command.args(["--interval", "200ms"]);
+    let mut terminal = Terminal::spawn(command, 120, 40)?;
+    let summary = format!("SYN flood on 127.0.0.1:{}", flooded.addr.port());
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the flood's finding", |screen| {
+        line_with(screen, &summary).is_some()
+    })?;
+    let line = line_with(&screen, &summary).unwrap_or_default();
+    ensure!(
+        line.contains("critical") && line.contains("syn_flood"),
+        "the finding's line lacks its severity or kind: {line}\n{screen}"
+    );
+    ensure!(
+        line_with(&screen, "Findings 1 critical").is_some(),
+        "the panel's title does not count it:\n{screen}"
+    );
+
+    terminal.send(b"\r")?;
+    let half_open = format!("half_open: {FLOOD}");
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the finding's evidence", |screen| {
+        screen.contains("Finding (Esc to close)") && screen.contains(&half_open)
+    })?;
+    for shown in [
+        "distinct_sources: ",
+        "Remedy",
+        "net.ipv4.tcp_syncookies",
+        "raised ",
+    ] {
+        ensure!(
+            screen.contains(shown),
+            "no {shown:?} in the opened finding:\n{screen}"
+        );
+    }
+    terminal.send(b"\x1b")?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the overview again", |screen| {
+        !screen.contains("Finding (Esc to close)") && screen.contains("│SYN_RECV")
+    })?;
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
     Ok(())
 }
 
@@ -301,7 +357,7 @@ fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> R
     ]);
     let mut terminal = Terminal::spawn(command, 80, 24)?;
     let screen = terminal.wait_for(SCREEN_TIMEOUT, "the replayed flood", |screen| {
-        screen.contains("SYN FLOOD SUSPECTED") && screen.contains("REPLAY")
+        screen.contains("CRITICAL syn_flood") && screen.contains("REPLAY")
     })?;
     ensure!(
         terminal.alternate_screen(),
@@ -336,7 +392,7 @@ fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
         syn_recv.split_whitespace().nth(1) == Some("0"),
         "half-open connections shown under --grep established: {syn_recv}\n{screen}"
     );
-    ensure!(!screen.contains("SYN FLOOD"), "{screen}");
+    ensure!(!screen.contains("syn_flood"), "{screen}");
     terminal.send(b"q")?;
     ensure!(terminal.wait(Duration::from_secs(10))?.success());
     Ok(())

@@ -3,7 +3,7 @@
 //! IPv6 totals.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Row, Table, Widget};
 
@@ -20,7 +20,7 @@ pub const HEIGHT: u16 = 15;
 
 pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let header = Row::new(["State", "Count", "Δ", "/s"]).style(theme.header());
-    let mut rows: Vec<Row> = State::ALL
+    let rows: Vec<Row> = State::ALL
         .into_iter()
         .map(|state| {
             let count = model.counts.get(state);
@@ -42,22 +42,11 @@ pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
             ])
         })
         .collect();
-    rows.push(Row::new([
-        Line::from(vec![
-            Span::styled("IPv4 ", theme.dim()),
-            Span::raw(model.ipv4_total.to_string()),
-        ]),
-        Line::from(vec![
-            Span::styled("IPv6 ", theme.dim()),
-            Span::raw(model.ipv6_total.to_string()),
-        ]),
-        Line::from(""),
-        Line::from(vec![
-            Span::styled("all ", theme.dim()),
-            Span::raw(model.counts.total().to_string()),
-        ])
-        .right_aligned(),
-    ]));
+    let block = Block::bordered().title(Line::styled(" States ", theme.title()));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let [table_area, totals_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
     Table::new(
         rows,
         [
@@ -68,8 +57,22 @@ pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
         ],
     )
     .header(header)
-    .block(Block::bordered().title(Line::styled(" States ", theme.title())))
-    .render(area, buf);
+    .render(table_area, buf);
+    // The totals span the panel's width rather than sit in the table's narrow last
+    // column, so that a six-digit total still shows whole.
+    Line::from(vec![
+        Span::styled("IPv4 ", theme.dim()),
+        Span::raw(model.ipv4_total.to_string()),
+        Span::styled("  IPv6 ", theme.dim()),
+        Span::raw(model.ipv6_total.to_string()),
+    ])
+    .render(totals_area, buf);
+    Line::from(vec![
+        Span::styled("all ", theme.dim()),
+        Span::raw(model.counts.total().to_string()),
+    ])
+    .right_aligned()
+    .render(totals_area, buf);
 }
 
 #[cfg(test)]
@@ -90,6 +93,25 @@ mod tests {
         }
         assert!(
             screen.contains("SYN_RECV         400  +100  +100.0"),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn five_digit_counts_and_their_total_show_whole() {
+        let mut model = fixtures::first_poll();
+        model.counts = crate::snapshot::Counts::default();
+        for _ in 0..20_692 {
+            model.counts.add(State::TimeWait);
+        }
+        model.ipv4_total = 15_000;
+        model.ipv6_total = 5_692;
+        let screen = text(WIDTH, HEIGHT, |area, buf| {
+            render(&model, &Theme::MONO, area, buf)
+        });
+        assert!(screen.contains("TIME_WAIT      20692"), "{screen}");
+        assert!(
+            screen.contains("│IPv4 15000  IPv6 5692    all 20692│"),
             "{screen}"
         );
     }

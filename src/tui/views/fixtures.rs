@@ -1,6 +1,6 @@
 //! Deterministic models for the view tests: fixed timestamps, fixed addresses, and
-//! the real diff engine and SYN watch run over hand-built snapshots, so that what the
-//! views show is what the analyses would say.
+//! the real diff engine, SYN watch and findings run over hand-built snapshots, so that
+//! what the views show is what the analyses would say.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::snapshot::fixtures::socket;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::tui::model::Model;
+use crate::watch::findings::{self, FindingThresholds, HostLimits, Observation};
 use crate::watch::leaks::DEFAULT_WINDOW;
 use crate::watch::{CounterRates, History, LeakWatcher, Owner, SynWatcher, Thresholds};
 
@@ -143,27 +144,60 @@ fn counters(poll: u32) -> TcpExt {
     }
 }
 
-fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatcher) -> Update {
+/// What the poller keeps across polls of one namespace, as the live poller does.
+struct Analyses {
+    differ: Differ,
+    watcher: SynWatcher,
+    /// CLOSE_WAIT by local port, for the findings: the poller names no owner.
+    leaks: LeakWatcher,
+    findings: findings::Analyst,
+}
+
+impl Analyses {
+    fn new() -> Analyses {
+        Analyses {
+            differ: Differ::new(),
+            watcher: SynWatcher::new(Thresholds::default()),
+            leaks: LeakWatcher::new(DEFAULT_WINDOW),
+            findings: findings::Analyst::new(FindingThresholds::default()),
+        }
+    }
+}
+
+fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
     let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
     let mut sockets = sockets(poll);
     if leaking {
         sockets.extend(close_wait_sockets(poll));
     }
     let snapshot = Snapshot::new(taken_at, sockets);
-    let transitions = differ.observe(&snapshot, &[]).to_vec();
+    let transitions = analyses.differ.observe(&snapshot, &[]).to_vec();
     let counters = counters(poll);
     let rates = CounterRates::between(
         &watch_counters(&TcpExt::default()),
         &watch_counters(&counters),
         1.0,
     );
-    let syn_watch = watcher.poll(&snapshot, &rates, Duration::from_secs(1));
+    let syn_watch = analyses
+        .watcher
+        .poll(&snapshot, &rates, Duration::from_secs(1));
+    let leaks = analyses
+        .leaks
+        .observe(snapshot.taken_at, &snapshot.sockets, |_| None);
+    let report = analyses.findings.observe(&Observation {
+        snapshot: &snapshot,
+        limits: &HostLimits::default(),
+        time_wait_overflows: Some(0),
+        syn_watch: Some(&syn_watch),
+        leaks: Some(&leaks),
+        transitions: &transitions,
+    });
     Update {
         snapshot: Arc::new(snapshot),
         transitions,
         counters,
-        findings: Vec::new(),
-        finding_events: Vec::new(),
+        findings: report.findings,
+        finding_events: report.events,
         // The polls are a second apart.
         rates: poll.checked_sub(1).map(|before| {
             CounterRates::between(
@@ -181,11 +215,10 @@ fn update(poll: u32, leaking: bool, differ: &mut Differ, watcher: &mut SynWatche
 
 fn after_polls(polls: u32, leaking: bool) -> Model {
     let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000));
-    let mut differ = Differ::new();
-    let mut watcher = SynWatcher::new(Thresholds::default());
+    let mut analyses = Analyses::new();
     let mut leaks = LeakWatcher::new(DEFAULT_WINDOW);
     for poll in 0..polls {
-        let update = update(poll, leaking, &mut differ, &mut watcher);
+        let update = update(poll, leaking, &mut analyses);
         model.apply(&update);
         let snapshot = &update.snapshot;
         model.close_wait = leaks.observe(snapshot.taken_at, &snapshot.sockets, owner);
@@ -196,9 +229,7 @@ fn after_polls(polls: u32, leaking: bool) -> Model {
 
 /// One more poll of the flooded host, for tests that feed the app updates.
 pub fn next_update() -> Update {
-    let mut differ = Differ::new();
-    let mut watcher = SynWatcher::new(Thresholds::default());
-    update(5, false, &mut differ, &mut watcher)
+    update(5, false, &mut Analyses::new())
 }
 
 /// Five polls in: the flood at its height, 300 half-open on :80.
@@ -308,23 +339,43 @@ pub fn across_namespaces() -> Model {
     let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000)).across_namespaces();
     let mut rounds = Rounds::default();
     rounds.set_namespaces(namespace_labels());
-    let mut namespaces: Vec<(Differ, SynWatcher)> = (0..3)
-        .map(|_| (Differ::new(), SynWatcher::new(Thresholds::default())))
+    // Findings raised at the first poll that shows them, so that two polls show the
+    // flood's finding naming its namespace.
+    let raise_at_once = FindingThresholds {
+        raise_after_polls: 1,
+        ..FindingThresholds::default()
+    };
+    let mut namespaces: Vec<(Differ, SynWatcher, findings::Analyst)> = (0..3)
+        .map(|_| {
+            (
+                Differ::new(),
+                SynWatcher::new(Thresholds::default()),
+                findings::Analyst::new(raise_at_once),
+            )
+        })
         .collect();
     for poll in 0..2 {
-        for (which, (differ, watcher)) in namespaces.iter_mut().enumerate() {
+        for (which, (differ, watcher, analyst)) in namespaces.iter_mut().enumerate() {
             let taken_at = SystemTime::UNIX_EPOCH + Duration::from_secs(START + u64::from(poll));
             let snapshot = Snapshot::new(taken_at, namespace_sockets(which, poll));
             let transitions = differ.observe(&snapshot, &[]).to_vec();
             let syn_watch =
                 watcher.poll(&snapshot, &CounterRates::default(), Duration::from_secs(1));
+            let report = analyst.observe(&Observation {
+                snapshot: &snapshot,
+                limits: &HostLimits::default(),
+                time_wait_overflows: Some(0),
+                syn_watch: Some(&syn_watch),
+                leaks: None,
+                transitions: &transitions,
+            });
             let update = Update {
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: TcpExt::default(),
                 rates: None,
-                findings: Vec::new(),
-                finding_events: Vec::new(),
+                findings: report.findings,
+                finding_events: report.events,
                 syn_watch,
                 took: Duration::from_millis(3 + which as u64),
                 events: EventStatus::Subscribed,

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod counts;
 pub mod detail;
 pub mod diagram;
+pub mod findings;
 pub mod help;
 pub mod namespaces;
 pub mod screen;
@@ -17,6 +18,7 @@ pub mod syn_watch;
 pub mod timeline;
 pub mod too_small;
 pub mod transitions;
+pub mod trend;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

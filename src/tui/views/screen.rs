@@ -3,16 +3,21 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::tui::model::{Model, Scroll, Tab, Ui};
 use crate::tui::theme::Theme;
+use crate::watch::findings::Escaped;
 
 use super::{
-    close_wait, connections, counts, detail, help, namespaces, status, syn_watch, timeline,
-    too_small,
+    close_wait, connections, counts, detail, findings, help, namespaces, status, syn_watch,
+    timeline, too_small, trend,
 };
+
+/// The most rows the findings take across the top of a tall overview; more scroll.
+const FINDINGS_TALL_MAX: u16 = 8;
 
 /// Draws everything. `scroll` is the connections table's, kept across frames.
 pub fn render(
@@ -35,7 +40,7 @@ pub fn render(
     .areas(area);
     render_tabs(model, ui, theme, tabs_area, buf);
     match ui.tab {
-        Tab::Overview => render_overview(model, theme, body, buf),
+        Tab::Overview => render_overview(model, ui, theme, body, buf),
         Tab::Connections => match &model.detail {
             Some(detail) => detail::render(model, detail, theme, body, buf),
             None => connections::render(model, ui, scroll, theme, body, buf),
@@ -60,39 +65,83 @@ fn render_tabs(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buff
         spans.push(Span::styled(format!(" {} ", tab.title()), style));
         spans.push(Span::raw(" "));
     }
-    // Headlines in full when they fit, else short, so that both always show at 80
-    // columns.
-    let flags = [
-        (
-            model.syn_watch.suspected_flood(),
-            " SYN FLOOD SUSPECTED ",
-            " SYN FLOOD ",
-        ),
-        (
-            model.close_wait_leak(),
-            " CLOSE_WAIT LEAK ",
-            " CLOSE_WAIT LEAK ",
-        ),
-    ];
-    let used: usize = spans.iter().map(Span::width).sum();
-    let full: usize = flags
-        .iter()
-        .filter(|(raised, ..)| *raised)
-        .map(|(_, long, _)| long.chars().count() + 1)
-        .sum();
-    let fits = used + full <= usize::from(area.width);
-    for (raised, long, short) in flags {
-        if raised {
-            spans.push(Span::styled(if fits { long } else { short }, theme.error()));
-            spans.push(Span::raw(" "));
-        }
+    if let Some(headline) = headline(
+        model,
+        theme,
+        area.width,
+        spans.iter().map(Span::width).sum(),
+    ) {
+        spans.extend(headline);
     }
     Paragraph::new(Line::from(spans)).render(area, buf);
 }
 
-fn render_overview(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
+/// The most severe finding, for the tab bar: in full when it fits in what is left of
+/// `width` after `used` columns, else shorter, down to its kind alone; then how many
+/// more there are.
+fn headline<'a>(model: &Model, theme: &Theme, width: u16, used: usize) -> Option<Vec<Span<'a>>> {
+    let top = model.findings.first()?;
+    let more = model.findings.len() - 1;
+    let severity = top.severity.name().to_uppercase();
+    let mut subject = format!(" on {}", top.subject);
+    if let Some(netns) = &top.netns {
+        subject.push_str(&format!(" in {}", Escaped(netns)));
+    }
+    let more = if more > 0 {
+        format!("+{more} ")
+    } else {
+        String::new()
+    };
+    let room = usize::from(width).saturating_sub(used);
+    let candidates = [
+        format!(" {severity} {}{subject} ", top.kind.id()),
+        format!(" {severity} {} ", top.kind.id()),
+        format!(" {} ", top.kind.id()),
+    ];
+    let fits = |text: &String| Span::raw(text.as_str()).width() + 1 + more.chars().count() <= room;
+    let text = candidates
+        .iter()
+        .find(|text| fits(text))
+        .unwrap_or(&candidates[2])
+        .clone();
+    Some(vec![
+        Span::styled(
+            text,
+            theme
+                .severity(top.severity)
+                .add_modifier(Modifier::REVERSED),
+        ),
+        Span::raw(" "),
+        Span::styled(more, theme.dim()),
+    ])
+}
+
+/// The overview. On a tall terminal (120x40): findings across the top, the counts and
+/// kernel counters beside the SYN_RECV watch and the CLOSE_WAIT panel, and the compact
+/// timeline across the bottom. On a short one (80x24) the counts take the left column
+/// whole, the findings top the right one, and the timeline stays on its tab.
+fn render_overview(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    let side = counts::HEIGHT + syn_watch::COUNTERS_HEIGHT;
+    let wanted = findings::height(model);
+    let tall = area.height >= side + wanted.min(FINDINGS_TALL_MAX) + trend::MIN_HEIGHT;
+    let middle = if tall {
+        let findings_height = wanted
+            .min(FINDINGS_TALL_MAX)
+            .min(area.height - side - trend::MIN_HEIGHT);
+        let [findings_area, middle, trend_area] = Layout::vertical([
+            Constraint::Length(findings_height),
+            Constraint::Length(side),
+            Constraint::Fill(1),
+        ])
+        .areas(area);
+        findings::render(model, ui, theme, findings_area, buf);
+        trend::render(model, theme, trend_area, buf);
+        middle
+    } else {
+        area
+    };
     let [left, right] =
-        Layout::horizontal([Constraint::Length(counts::WIDTH), Constraint::Fill(1)]).areas(area);
+        Layout::horizontal([Constraint::Length(counts::WIDTH), Constraint::Fill(1)]).areas(middle);
     let [counts_area, counters_area, _] = Layout::vertical([
         Constraint::Length(counts::HEIGHT),
         Constraint::Length(syn_watch::COUNTERS_HEIGHT),
@@ -101,6 +150,18 @@ fn render_overview(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
     .areas(left);
     counts::render(model, theme, counts_area, buf);
     syn_watch::render_counters(model, theme, counters_area, buf);
+    let right = if tall {
+        right
+    } else {
+        // A third of the column at most, so that the SYN_RECV watch keeps room.
+        let [findings_area, rest] = Layout::vertical([
+            Constraint::Length(wanted.min(right.height / 3)),
+            Constraint::Fill(1),
+        ])
+        .areas(right);
+        findings::render(model, ui, theme, findings_area, buf);
+        rest
+    };
     // The CLOSE_WAIT panel takes what it needs below the SYN_RECV watch, never more
     // than half the column.
     let leaks_height = close_wait::height(model, theme, right.width).min(right.height / 2);
@@ -108,6 +169,9 @@ fn render_overview(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
         Layout::vertical([Constraint::Fill(1), Constraint::Length(leaks_height)]).areas(right);
     syn_watch::render_listeners(model, theme, listeners_area, buf);
     close_wait::render(model, theme, leaks_area, buf);
+    if let Some(opened) = &ui.finding_open {
+        findings::render_open(model, opened, theme, area, buf);
+    }
 }
 
 #[cfg(test)]
@@ -148,9 +212,14 @@ mod tests {
             screen
                 .lines()
                 .next()
-                .is_some_and(|tabs| tabs.contains("CLOSE_WAIT LEAK")),
+                .is_some_and(|tabs| tabs.contains("CRITICAL syn_flood  +1")),
             "{screen}"
         );
+        assert!(
+            screen.contains("WARN local port 9000: 7 sockets in CLOSE_W"),
+            "{screen}"
+        );
+        assert!(screen.contains("CLOSE_WAIT LEAK"), "{screen}");
         assert!(screen.contains("4242/leaky-api"), "{screen}");
         assert!(screen.contains(close_wait::LEAK), "{screen}");
     }

@@ -6,6 +6,8 @@
 //!
 //! See `__inet_hash_connect()` in `net/ipv4/inet_hashtables.c`.
 
+use std::net::IpAddr;
+
 use crate::watch::findings::{
     Endpoint, Evidence, Finding, FindingThresholds, HostLimits, Kind, Severity, Subject, percent,
     share,
@@ -13,8 +15,20 @@ use crate::watch::findings::{
 
 use super::{Candidate, Outgoing, count};
 
+/// Above this many destinations that could each reach the warning share (a small
+/// range among many sockets), finding them among the heavy hitters would cost more than
+/// sorting: sort instead.
+const MOST_HEAVY_HITTERS: usize = 16;
+
+/// A destination: the three things a local port must be unique for.
+type Destination = (IpAddr, IpAddr, u16);
+
+fn destination(socket: &Outgoing) -> Destination {
+    (socket.local_addr, socket.remote_addr, socket.remote_port)
+}
+
 /// A candidate for each destination whose sockets hold the warning share of the
-/// ephemeral range or more. Sorts `outgoing`.
+/// ephemeral range or more. May reorder `outgoing`.
 pub fn check(
     outgoing: &mut [Outgoing],
     limits: &HostLimits,
@@ -22,52 +36,110 @@ pub fn check(
     out: &mut Vec<Candidate>,
 ) {
     let range = limits.ephemeral_ports();
-    // No destination can reach the warning share if all of them together do not: the
-    // usual case, which then costs no sort.
-    if range == 0 || share(count(outgoing.len()), range) < thresholds.port_exhaustion_warning {
+    // The fewest sockets a destination needs for a warning: at least one.
+    let least = (thresholds.port_exhaustion_warning * f64::from(range))
+        .ceil()
+        .max(1.0);
+    // At most this many destinations can have that many: usually 0 (and this rule then
+    // costs nothing more), else a handful.
+    let most = (outgoing.len() as f64 / least) as usize;
+    if range == 0 || most == 0 {
         return;
     }
-    outgoing.sort_unstable();
-    for group in outgoing.chunk_by(|a, b| {
-        (a.local_addr, a.remote_addr, a.remote_port) == (b.local_addr, b.remote_addr, b.remote_port)
-    }) {
-        let used = count(group.len());
-        let used_share = share(used, range);
-        let severity = if used_share >= thresholds.port_exhaustion_critical {
-            Severity::Critical
-        } else if used_share >= thresholds.port_exhaustion_warning {
-            Severity::Warning
-        } else {
-            continue;
-        };
-        let first = group[0];
-        let time_wait = count(group.iter().filter(|socket| socket.time_wait).count());
-        let subject = Subject::Destination {
-            local_addr: first.local_addr,
-            remote_addr: first.remote_addr,
-            remote_port: first.remote_port,
-        };
-        let summary = format!(
-            "{} -> {}: {used} of {range} local ports in use ({}%), {time_wait} in TIME_WAIT",
-            first.local_addr,
-            Endpoint(first.remote_addr, first.remote_port),
-            percent(used_share)
-        );
-        let evidence = Evidence::default()
-            .count("used", used)
-            .count("range_size", range)
-            .number("used_share", used_share)
-            .count("time_wait", time_wait)
-            .number("time_wait_share", share(time_wait, used))
-            .count("tcp_tw_reuse", limits.tw_reuse.sysctl_value());
-        out.push(Candidate::new(Finding::new(
-            Kind::PortExhaustion,
-            severity,
-            subject,
-            summary,
-            evidence,
-        )));
+    if most > MOST_HEAVY_HITTERS {
+        outgoing.sort_unstable();
+        for group in outgoing.chunk_by(|a, b| destination(a) == destination(b)) {
+            let time_wait = count(group.iter().filter(|socket| socket.time_wait).count());
+            judge(
+                destination(&group[0]),
+                count(group.len()),
+                time_wait,
+                limits,
+                thresholds,
+                out,
+            );
+        }
+        return;
     }
+    for (key, used, time_wait) in heavy_hitters(outgoing, most) {
+        judge(key, used, time_wait, limits, thresholds, out);
+    }
+}
+
+/// Every destination with more than `len / (slots + 1)` of the sockets, with its exact
+/// count and TIME_WAIT count (and perhaps a few with fewer), in two passes and `slots`
+/// counters: the Misra–Gries frequent-items summary finds the candidates, a second
+/// pass counts them.
+fn heavy_hitters(outgoing: &[Outgoing], slots: usize) -> Vec<(Destination, u32, u32)> {
+    let mut counters: Vec<(Destination, usize)> = Vec::with_capacity(slots);
+    for socket in outgoing {
+        let key = destination(socket);
+        if let Some(counter) = counters.iter_mut().find(|(held, _)| *held == key) {
+            counter.1 += 1;
+        } else if counters.len() < slots {
+            counters.push((key, 1));
+        } else {
+            for counter in &mut counters {
+                counter.1 -= 1;
+            }
+            counters.retain(|(_, left)| *left > 0);
+        }
+    }
+    let mut exact: Vec<(Destination, u32, u32)> =
+        counters.into_iter().map(|(key, _)| (key, 0, 0)).collect();
+    for socket in outgoing {
+        let key = destination(socket);
+        if let Some(found) = exact.iter_mut().find(|(held, _, _)| *held == key) {
+            found.1 += 1;
+            found.2 += u32::from(socket.time_wait);
+        }
+    }
+    exact.sort_unstable();
+    exact
+}
+
+/// A candidate when `used` sockets to one destination reach the warning share.
+fn judge(
+    (local_addr, remote_addr, remote_port): Destination,
+    used: u32,
+    time_wait: u32,
+    limits: &HostLimits,
+    thresholds: &FindingThresholds,
+    out: &mut Vec<Candidate>,
+) {
+    let range = limits.ephemeral_ports();
+    let used_share = share(used, range);
+    let severity = if used_share >= thresholds.port_exhaustion_critical {
+        Severity::Critical
+    } else if used_share >= thresholds.port_exhaustion_warning {
+        Severity::Warning
+    } else {
+        return;
+    };
+    let subject = Subject::Destination {
+        local_addr,
+        remote_addr,
+        remote_port,
+    };
+    let summary = format!(
+        "{local_addr} -> {}: {used} of {range} local ports in use ({}%), {time_wait} in TIME_WAIT",
+        Endpoint(remote_addr, remote_port),
+        percent(used_share)
+    );
+    let evidence = Evidence::default()
+        .count("used", used)
+        .count("range_size", range)
+        .number("used_share", used_share)
+        .count("time_wait", time_wait)
+        .number("time_wait_share", share(time_wait, used))
+        .count("tcp_tw_reuse", limits.tw_reuse.sysctl_value());
+    out.push(Candidate::new(Finding::new(
+        Kind::PortExhaustion,
+        severity,
+        subject,
+        summary,
+        evidence,
+    )));
 }
 
 #[cfg(test)]
@@ -171,6 +243,56 @@ mod tests {
             .map(|i| socket(State::Established, "10.0.0.1", 443, "192.0.2.5", 40000 + i))
             .collect();
         assert!(judge(sockets, &narrow()).is_empty());
+    }
+
+    #[test]
+    fn a_heavy_destination_among_many_light_ones_is_found_in_any_order() {
+        // 600 to one destination, interleaved with 900 to 900 others: the frequent-items
+        // pass must keep the one however the others crowd it.
+        let mut sockets = Vec::new();
+        for (i, heavy) in to("192.0.2.5", 600, 40000).into_iter().enumerate() {
+            sockets.push(heavy);
+            if i < 450 {
+                for j in 0..2u16 {
+                    let remote = format!("198.51.{}.{}", i / 200, i % 200);
+                    sockets.push(socket(
+                        State::Established,
+                        "10.0.0.1",
+                        40000 + j,
+                        &remote,
+                        443,
+                    ));
+                }
+            }
+        }
+        let found = judge(sockets, &narrow());
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].finding.evidence.get("used"),
+            Some(&Value::Count(600))
+        );
+        assert_eq!(
+            found[0].finding.evidence.get("time_wait"),
+            Some(&Value::Count(300))
+        );
+    }
+
+    #[test]
+    fn a_tiny_range_with_many_destinations_near_it_is_judged_by_sorting_the_same_way() {
+        // 10 ports: 5 make a warning, and 100 sockets could hold 20 such destinations,
+        // more than the frequent-items pass keeps.
+        let tiny = HostLimits::new((40000, 40009), &[], TwReuse::Off, 1);
+        let mut sockets = Vec::new();
+        for d in 0..20u16 {
+            let remote = format!("192.0.2.{d}");
+            let used = if d < 3 { 8 } else { 4 };
+            sockets.extend(
+                (0..used).map(|p| socket(State::Established, "10.0.0.1", 40000 + p, &remote, 443)),
+            );
+        }
+        let found = judge(sockets, &tiny);
+        let severities: Vec<Severity> = found.iter().map(|c| c.finding.severity).collect();
+        assert_eq!(severities, [Severity::Critical; 3]);
     }
 
     #[test]
