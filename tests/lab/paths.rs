@@ -3,7 +3,8 @@
 //! `--watch --json`, each beside a negative twin that must not raise it: connects into
 //! the lab's sink (`connect_stalled`), a server that never reads (`peer_not_reading`),
 //! a receiving socket whose filter drops every segment (`retransmitting_path`), and a
-//! client opening 200 connections a second (`connection_churn`).
+//! client opening 200 connections a second (`connection_churn`). The view names a
+//! stalled connect in its Findings panel, in a pseudo-terminal.
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
@@ -19,9 +20,10 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::support::json;
 use crate::support::lab::Lab;
+use crate::support::pty::Terminal;
 use crate::support::stream::Stream;
+use crate::support::{json, tcpscope_command};
 
 /// An address in the lab's sink: a SYN sent there is never answered.
 const SILENT: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 7);
@@ -96,6 +98,48 @@ fn connects_into_an_address_that_never_answers_are_connect_stalled() -> Result<(
         .as_f64()
         .context("oldest")?;
     assert!(oldest >= 1.0, "oldest {oldest}");
+    Ok(())
+}
+
+#[test]
+fn the_view_names_stalled_connects_in_its_findings_panel_and_enter_shows_the_evidence() -> Result<()>
+{
+    let _lab = Lab::enter()?;
+    let _waiting = connects(SocketAddr::V4(SocketAddrV4::new(SILENT, 80)), 6)?;
+    let mut command = tcpscope_command(&[]);
+    command.args(["--interval", "200ms"]);
+    let mut terminal = Terminal::spawn(command, 120, 40)?;
+    let summary = "connections to 127.64.0.7:80 are not answered";
+    let screen = terminal.wait_for(Duration::from_secs(20), "the stalled connects", |screen| {
+        screen.contains(summary)
+    })?;
+    let line = screen
+        .lines()
+        .find(|line| line.contains(summary))
+        .unwrap_or_default();
+    ensure!(
+        line.contains("warning") && line.contains("connect_stalled"),
+        "the finding's line lacks its severity or kind: {line}\n{screen}"
+    );
+    terminal.send(b"\r")?;
+    let screen = terminal.wait_for(
+        Duration::from_secs(20),
+        "the finding's evidence",
+        |screen| screen.contains("Finding (Esc to close)") && screen.contains("connecting: 6"),
+    )?;
+    for shown in [
+        "oldest_seconds: ",
+        "most_retransmits: ",
+        "Remedy",
+        "firewalls",
+    ] {
+        ensure!(
+            screen.contains(shown),
+            "no {shown:?} in the opened finding:\n{screen}"
+        );
+    }
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
     Ok(())
 }
 
