@@ -235,12 +235,6 @@ pub enum Subject {
     Namespace,
     /// A remote endpoint this host connects to, from whichever local address.
     Remote { addr: IpAddr, port: u16 },
-    /// The connections between one local port and one remote endpoint.
-    Peer {
-        local_port: u16,
-        remote_addr: IpAddr,
-        remote_port: u16,
-    },
     /// Remote hosts in one network: a /24 for IPv4, a /64 for IPv6.
     Network { addr: IpAddr, prefix: u8 },
 }
@@ -262,15 +256,6 @@ impl fmt::Display for Subject {
             Subject::Process { pid, name } => write!(f, "{} (pid {pid})", Escaped(name)),
             Subject::Namespace => f.write_str("this network namespace"),
             Subject::Remote { addr, port } => write!(f, "remote {}", Endpoint(*addr, *port)),
-            Subject::Peer {
-                local_port,
-                remote_addr,
-                remote_port,
-            } => write!(
-                f,
-                "local port {local_port} -> {}",
-                Endpoint(*remote_addr, *remote_port)
-            ),
             Subject::Network { addr, prefix } => write!(f, "{addr}/{prefix}"),
         }
     }
@@ -549,12 +534,6 @@ mod tests {
             port: 443,
         };
         assert_eq!(remote.to_string(), "remote [2001:db8::]:443");
-        let peer = Subject::Peer {
-            local_port: 8080,
-            remote_addr: "192.0.2.7".parse().expect("address"),
-            remote_port: 40_000,
-        };
-        assert_eq!(peer.to_string(), "local port 8080 -> 192.0.2.7:40000");
         let network = Subject::Network {
             addr: v6,
             prefix: 64,

@@ -108,6 +108,8 @@ pub struct Unacknowledged {
     pub local_port: u16,
     pub remote_addr: IpAddr,
     pub remote_port: u16,
+    /// Its local port is one `connect()` could have picked: the peer is a server.
+    pub outgoing: bool,
     pub cookie: u64,
     pub send_q: u32,
     /// The peer advertises a zero window: the persist timer probes it.
@@ -178,7 +180,7 @@ impl Tally {
                     retransmits: socket.retransmits,
                     waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
                 }),
-                State::Established => self.take_established(socket),
+                State::Established => self.take_established(socket, limits),
                 _ => {}
             }
             let time_wait = socket.state == State::TimeWait;
@@ -203,7 +205,7 @@ impl Tally {
 }
 
 impl Tally {
-    fn take_established(&mut self, socket: &SocketRecord) {
+    fn take_established(&mut self, socket: &SocketRecord, limits: &HostLimits) {
         let zero_window = socket.timer == Timer::Persist;
         if socket.send_q > 0 || zero_window {
             self.unacknowledged.push(Unacknowledged {
@@ -211,6 +213,7 @@ impl Tally {
                 local_port: socket.local_port,
                 remote_addr: socket.remote_addr,
                 remote_port: socket.remote_port,
+                outgoing: limits.is_ephemeral(socket.local_port),
                 cookie: socket.cookie,
                 send_q: socket.send_q,
                 zero_window,

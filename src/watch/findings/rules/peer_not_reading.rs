@@ -5,9 +5,15 @@
 //! that reads, only too slowly, shows as a Send-Q that does not go down for a long
 //! time, which live polls see.
 //!
+//! Connections this host opened (from an ephemeral port) are grouped by the server
+//! they go to; connections into this host's services by the local port, their clients
+//! listed. So a stuck upstream is one finding, not one per connection to it.
+//!
 //! When the peer is a local socket too, its Recv-Q holds what it has not read: the
 //! finding says which local port that is.
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::snapshot::SocketRecord;
@@ -18,8 +24,36 @@ use crate::watch::findings::{
 
 use super::{Candidate, Unacknowledged, count};
 
-/// A candidate for each (local port, remote endpoint) with a connection whose peer
-/// advertises a zero window, or whose Send-Q has not gone down for
+/// How many clients of a local port the evidence lists; the count says how many.
+const LISTED: usize = 5;
+
+impl Unacknowledged {
+    /// What its finding is about: the server it sends to, or the local port its
+    /// clients came to.
+    fn subject(&self) -> Subject {
+        if self.outgoing {
+            Subject::Remote {
+                addr: self.remote_addr,
+                port: self.remote_port,
+            }
+        } else {
+            Subject::LocalPort(self.local_port)
+        }
+    }
+
+    /// The key it is sorted by: its subject's, then its client's address, so that a
+    /// group's sockets are together and its clients in order.
+    fn order(&self) -> (bool, u16, IpAddr, u16) {
+        if self.outgoing {
+            (true, 0, self.remote_addr, self.remote_port)
+        } else {
+            (false, self.local_port, self.remote_addr, 0)
+        }
+    }
+}
+
+/// A candidate for each remote server, and each local port, with a connection whose
+/// peer keeps a zero window, or whose Send-Q has not gone down for
 /// `peer_not_reading_after`. `sockets` is the poll's snapshot, looked into only for a
 /// candidate's local reader. Sorts `unacknowledged`.
 pub fn check(
@@ -35,21 +69,12 @@ pub fn check(
     if !unacknowledged.iter().any(stuck) {
         return;
     }
-    unacknowledged.sort_unstable_by_key(|socket| {
-        (
-            !stuck(socket),
-            socket.local_port,
-            socket.remote_addr,
-            socket.remote_port,
-        )
-    });
+    unacknowledged.sort_unstable_by_key(|socket| (!stuck(socket), socket.order()));
     let stuck_count = unacknowledged
         .iter()
         .take_while(|socket| stuck(socket))
         .count();
-    for group in unacknowledged[..stuck_count].chunk_by(|a, b| {
-        (a.local_port, a.remote_addr, a.remote_port) == (b.local_port, b.remote_addr, b.remote_port)
-    }) {
+    for group in unacknowledged[..stuck_count].chunk_by(|a, b| a.subject() == b.subject()) {
         let first = group[0];
         let connections = count(group.len());
         let zero_window = count(group.iter().filter(|socket| socket.zero_window).count());
@@ -59,29 +84,50 @@ pub fn check(
             .map(|socket| socket.stalled)
             .max()
             .unwrap_or(Duration::ZERO);
-        let reader = local_reader(&first, sockets);
         let how = if zero_window > 0 {
-            "its window is zero".to_owned()
+            format!("{zero_window} with a zero window")
         } else {
             format!("Send-Q not going down for {:.0} s", stalled.as_secs_f64())
         };
-        let mut summary = format!(
-            "the peer {} of local port {} is not reading: {connections} connection{}, {how}, \
-             {largest} bytes waiting",
-            Endpoint(first.remote_addr, first.remote_port),
-            first.local_port,
-            if connections == 1 { "" } else { "s" },
-        );
+        let plural = if connections == 1 { "" } else { "s" };
+        let mut summary = if first.outgoing {
+            format!(
+                "{} is not reading: {connections} connection{plural} to it, {how}, up to \
+                 {largest} bytes waiting",
+                Endpoint(first.remote_addr, first.remote_port),
+            )
+        } else {
+            format!(
+                "clients of local port {} are not reading: {connections} connection{plural}, \
+                 {how}, up to {largest} bytes waiting",
+                first.local_port,
+            )
+        };
         let mut evidence = Evidence::default()
             .count("connections", connections)
             .count("zero_window", zero_window)
             .count("largest_send_q", largest)
             .number("stalled_seconds", stalled.as_secs_f64());
-        if let Some(reader) = reader {
-            summary.push_str(&format!(
+        if !first.outgoing {
+            let mut clients: Vec<IpAddr> = group.iter().map(|socket| socket.remote_addr).collect();
+            clients.dedup();
+            let mut listed = clients
+                .iter()
+                .take(LISTED)
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if clients.len() > LISTED {
+                let _ = write!(listed, " and {} more", clients.len() - LISTED);
+            }
+            evidence = evidence.text("remote_addresses", listed);
+        }
+        if let Some(reader) = local_reader(&first, sockets) {
+            let _ = write!(
+                summary,
                 "; the reader is local, port {} with {} bytes unread",
                 reader.local_port, reader.recv_q
-            ));
+            );
             evidence = evidence
                 .count("reader_local_port", reader.local_port)
                 .count("reader_recv_q", reader.recv_q);
@@ -89,11 +135,7 @@ pub fn check(
         out.push(Candidate::new(Finding::new(
             Kind::PeerNotReading,
             Severity::Warning,
-            Subject::Peer {
-                local_port: first.local_port,
-                remote_addr: first.remote_addr,
-                remote_port: first.remote_port,
-            },
+            first.subject(),
             summary,
             evidence,
         )));
@@ -101,11 +143,17 @@ pub fn check(
 }
 
 /// The local socket at the other end of `socket`'s connection, when the peer is on this
-/// host: the one whose endpoints are `socket`'s swapped.
+/// host: the one whose endpoints are `socket`'s swapped. One walk of the snapshot per
+/// finding, and only for a peer at one of this host's addresses.
 fn local_reader<'a>(
     socket: &Unacknowledged,
     sockets: &'a [SocketRecord],
 ) -> Option<&'a SocketRecord> {
+    // A connection to this host comes from one of its own addresses: only then is the
+    // snapshot worth a walk.
+    if !(socket.remote_addr.is_loopback() || socket.remote_addr == socket.local_addr) {
+        return None;
+    }
     sockets.iter().find(|other| {
         other.state == State::Established
             && (other.local_addr, other.local_port) == (socket.remote_addr, socket.remote_port)
@@ -155,10 +203,7 @@ mod tests {
         let found = judge(vec![sending(65_536, Timer::Persist)], Duration::ZERO);
         assert_eq!(found.len(), 1);
         let finding = &found[0].finding;
-        assert_eq!(
-            finding.subject.to_string(),
-            "local port 40000 -> 192.0.2.5:443"
-        );
+        assert_eq!(finding.subject.to_string(), "remote 192.0.2.5:443");
         assert_eq!(finding.evidence.get("zero_window"), Some(&Value::Count(1)));
         assert_eq!(
             finding.evidence.get("largest_send_q"),
@@ -166,8 +211,8 @@ mod tests {
         );
         assert_eq!(
             finding.summary,
-            "the peer 192.0.2.5:443 of local port 40000 is not reading: 1 connection, its \
-             window is zero, 65536 bytes waiting"
+            "192.0.2.5:443 is not reading: 1 connection to it, 1 with a zero window, up to \
+             65536 bytes waiting"
         );
     }
 
@@ -186,6 +231,48 @@ mod tests {
     fn a_draining_send_q_and_an_idle_connection_are_calm() {
         let idle = sending(0, Timer::Keepalive);
         assert!(judge(vec![sending(4_096, Timer::On), idle], Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn clients_of_one_local_port_not_reading_are_one_finding_naming_them() {
+        let client = |remote: &str, port: u16| SocketRecord {
+            send_q: 1_000,
+            timer: Timer::Persist,
+            ..socket(State::Established, "10.0.0.1", 8080, remote, port)
+        };
+        let found = judge(
+            vec![
+                client("192.0.2.5", 40_000),
+                client("192.0.2.6", 40_001),
+                client("192.0.2.5", 40_002),
+            ],
+            Duration::ZERO,
+        );
+        assert_eq!(found.len(), 1);
+        let finding = &found[0].finding;
+        assert_eq!(finding.subject.to_string(), "local port 8080");
+        assert_eq!(finding.evidence.get("connections"), Some(&Value::Count(3)));
+        assert_eq!(
+            finding.evidence.get("remote_addresses"),
+            Some(&Value::Text("192.0.2.5, 192.0.2.6".to_owned()))
+        );
+    }
+
+    #[test]
+    fn many_connections_to_one_stuck_server_are_one_finding() {
+        let sockets = (0..1_000)
+            .map(|i| SocketRecord {
+                send_q: 1_000,
+                timer: Timer::Persist,
+                ..socket(State::Established, "10.0.0.1", 40_000 + i, "192.0.2.5", 443)
+            })
+            .collect();
+        let found = judge(sockets, Duration::ZERO);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].finding.evidence.get("connections"),
+            Some(&Value::Count(1_000))
+        );
     }
 
     #[test]
