@@ -19,12 +19,12 @@
 //! - [`network`]: address prefixes and the kernel's rules for matching them;
 //! - [`simplify`]: which states a condition can match, and the kernel's share of it.
 
-pub mod condition;
-pub mod error;
-pub mod lexer;
-pub mod network;
-pub mod parser;
-pub mod simplify;
+pub(crate) mod condition;
+pub(crate) mod error;
+pub(crate) mod lexer;
+pub(crate) mod network;
+pub(crate) mod parser;
+pub(crate) mod simplify;
 
 pub use condition::{Comparison, Condition, Side};
 pub use error::FilterError;

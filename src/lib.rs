@@ -19,6 +19,9 @@
 //! source or a snapshot to a report; [`tui`] is the interactive view over the same
 //! source. Imports run one way: nothing below `modes` and `tui` imports from them.
 
+// The documentation is for those who work on tcpscope: it links internals freely.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod cli;
 pub mod diff;
 pub mod filter;

@@ -162,6 +162,7 @@ fn observation<'a>(snapshot: &'a Snapshot, limits: &'a HostLimits) -> Observatio
         limits,
         time_wait_overflows: Some(0),
         syn_watch: None,
+        syn_cookies_rising: false,
         leaks: None,
         transitions: &[],
     }

@@ -38,6 +38,7 @@ pub struct Token<'a> {
 }
 
 impl Token<'_> {
+    #[cfg(test)]
     pub fn end(&self) -> usize {
         self.start + self.text.len()
     }

@@ -8,19 +8,19 @@
 //! safe wrapper exists; every such block says why it is sound (`// SAFETY:`).
 
 pub mod bytecode;
-pub mod destroy;
+pub(crate) mod destroy;
 pub mod diag_msg;
 #[allow(unsafe_code)] // poll on the multicast socket
 pub mod events;
 #[allow(unsafe_code)] // flock, geteuid
-pub mod files;
+pub(crate) mod files;
 #[allow(unsafe_code)] // setns, unshare
-pub mod netns;
+pub(crate) mod netns;
 #[allow(unsafe_code)] // mallopt, poll on stdout, _exit
 pub mod process;
 #[allow(unsafe_code)] // openat, readdir and readlinkat under /proc
 pub mod procfs;
 #[allow(unsafe_code)] // gettid, setpriority
-pub mod sched;
+pub(crate) mod sched;
 pub mod sockdiag;
 pub mod tcp_info;

@@ -29,6 +29,15 @@ pub fn stdout_reader_gone() -> bool {
     ready > 0 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
+/// Stops the process, as the shell's Ctrl-Z would, until it is continued (`fg`, SIGCONT):
+/// returns then. SIGSTOP rather than SIGTSTP, which the view catches to get here.
+pub fn stop_self() {
+    // SAFETY: getpid has no preconditions; kill takes no pointers.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+}
+
 /// Ends the process at once with `status`, without flushing stdout or running
 /// destructors: for a process stuck writing to a terminal or pipe that stopped
 /// reading, where flushing on the way out would block too.

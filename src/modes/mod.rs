@@ -4,9 +4,9 @@
 //! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics,
 //! [`check`] answers once as a monitoring plugin.
 
-pub mod all_netns;
+pub(crate) mod all_netns;
 pub mod check;
-pub mod kill;
+pub(crate) mod kill;
 pub mod oneshot;
 pub mod serve;
 pub mod watch;

@@ -1,17 +1,17 @@
 //! The live layer's lower half: a poll as data ([`update`]), the poller thread that
 //! takes one every interval ([`poller`]), one poller per network namespace
-//! ([`pollers`], with [`namespaces`] choosing them and [`rounds`] putting their polls
+//! ([`per_namespace`], with [`namespaces`] choosing them and [`rounds`] putting their polls
 //! together for the view), and the one [`source`] every live mode starts from, live or
 //! replayed ([`replay`]).
 //!
 //! Nothing here writes an output or knows a mode: polls go out as values.
 
 pub mod namespaces;
-pub mod poller;
-pub mod pollers;
+pub(crate) mod per_namespace;
+pub(crate) mod poller;
 pub mod replay;
-pub mod rounds;
-pub mod source;
+pub(crate) mod rounds;
+pub(crate) mod source;
 pub mod update;
 
 pub use source::{Control, LiveConfig, Next, OWN, Source, Stopping};

@@ -12,7 +12,7 @@ use std::io;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -66,22 +66,9 @@ struct Shared {
 }
 
 impl Poller {
-    /// Starts polling on a new thread, which inherits the caller's network namespace.
-    ///
-    /// `updates` is a bounded channel on purpose: when the consumer falls behind, the
-    /// poller waits for it instead of piling up updates (and memory); the next poll
-    /// then starts late, and its update says so through `took` and the tick it missed.
-    pub fn spawn(config: PollerConfig, updates: SyncSender<Message>) -> io::Result<Poller> {
-        Self::start(
-            config,
-            Box::new(move |message| updates.try_send(message)),
-            || true,
-        )
-    }
-
     /// Starts polling on a new thread that first enters the network namespace
     /// `netns` (none: the caller's), and offers each message to `deliver`, which
-    /// works like [`SyncSender::try_send`] (a full consumer makes the poller wait and
+    /// works like [`std::sync::mpsc::SyncSender::try_send`] (a full consumer makes the poller wait and
     /// offer again). Fails if the namespace cannot be entered.
     ///
     /// The thread enters the namespace before it opens any netlink socket or `/proc`
@@ -140,10 +127,6 @@ impl Poller {
             .interval_nanos
             .store(nanos(interval.max(MIN_INTERVAL)), Ordering::Relaxed);
     }
-
-    pub fn interval(&self) -> Duration {
-        Duration::from_nanos(self.shared.interval_nanos.load(Ordering::Relaxed))
-    }
 }
 
 impl Drop for Poller {
@@ -159,7 +142,7 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Where the poller thread offers its messages, with [`SyncSender::try_send`]'s
+/// Where the poller thread offers its messages, with [`std::sync::mpsc::SyncSender::try_send`]'s
 /// answers: taken, full (offer again later), or nobody listens any more.
 type Deliver = Box<dyn FnMut(Message) -> Result<(), TrySendError<Message>> + Send>;
 

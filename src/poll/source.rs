@@ -27,8 +27,8 @@ use anyhow::Context;
 use signal_hook::iterator::Signals;
 
 use super::namespaces::Namespaces;
+use super::per_namespace::{Followed, Pollers, RESCAN};
 use super::poller::PollerConfig;
-use super::pollers::{Followed, Pollers, RESCAN};
 use super::replay::{Replaying, Timed};
 use super::update::{Message, Update};
 use crate::filter::Filter;
@@ -61,7 +61,7 @@ pub struct LiveConfig {
     pub record: Option<RecordTo>,
     pub stopping: Stopping,
     /// Polls that may wait for the consumer per namespace; beyond that the pollers
-    /// wait (see [`super::poller::Poller::spawn`]), so a slow consumer cannot pile up
+    /// wait (see [`super::poller::Poller::spawn_in`]), so a slow consumer cannot pile up
     /// snapshots.
     pub in_flight: usize,
 }

@@ -87,6 +87,8 @@ pub struct Analyst {
     limits: Option<(ConnectionLimits, HostLimits)>,
     /// Linux's defaults, for polls that come without sysctls (a replay).
     default_limits: HostLimits,
+    /// The counter rate at which SYN cookies count as being sent.
+    min_counter_rate: f64,
 }
 
 impl Analyst {
@@ -98,6 +100,7 @@ impl Analyst {
             findings: findings::Analyst::new(finding_thresholds),
             limits: None,
             default_limits: HostLimits::default(),
+            min_counter_rate: thresholds.min_counter_rate,
         }
     }
 
@@ -105,9 +108,10 @@ impl Analyst {
         let (rates, since_last) = self
             .rates
             .observe(polled.snapshot.taken_at, &polled.counters);
-        let syn_watch =
-            self.syn_watcher
-                .poll(&polled.snapshot, &rates.unwrap_or_default(), since_last);
+        let rates_or_none = rates.unwrap_or_default();
+        let syn_watch = self
+            .syn_watcher
+            .poll(&polled.snapshot, &rates_or_none, since_last);
         // Owners are the consumers' business (`-p`): leaks are told apart by port here.
         let leaks = self
             .leaks
@@ -131,6 +135,7 @@ impl Analyst {
             limits,
             time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
             syn_watch: Some(&syn_watch),
+            syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
             leaks: Some(&leaks),
             transitions: &polled.transitions,
         });

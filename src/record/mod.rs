@@ -19,11 +19,11 @@
 //! The file and its layout are documented in README.md ("Record and replay"); bump
 //! [`frame::VERSION`] on any change an older reader could not read.
 
-pub mod codec;
-pub mod delta;
-pub mod frame;
-pub mod reader;
-pub mod writer;
+pub(crate) mod codec;
+pub(crate) mod delta;
+pub(crate) mod frame;
+pub(crate) mod reader;
+pub(crate) mod writer;
 
 pub use reader::{RecordedPoll, Replay, ReplayEnd, Replayed};
 pub use writer::{DEFAULT_MAX_BYTES, PollToRecord, RecordTo, Recorder, rotated_path};

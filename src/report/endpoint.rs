@@ -56,10 +56,6 @@ impl Cell {
     pub fn len(&self) -> usize {
         self.length
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.length == 0
-    }
 }
 
 impl Default for Cell {

@@ -257,6 +257,7 @@ impl<'a> RenderedSockets<'a> {
     }
 
     /// All of `sockets`, rendered.
+    #[cfg(test)]
     pub fn of(sockets: &[SocketRecord], processes: Option<&'a ProcessMap>) -> RenderedSockets<'a> {
         let mut rendered = RenderedSockets::new(processes);
         for socket in sockets {
@@ -277,12 +278,9 @@ impl<'a> RenderedSockets<'a> {
         self.count = 0;
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     pub fn push(&mut self, s: &SocketRecord) {

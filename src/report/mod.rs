@@ -2,10 +2,10 @@
 //! document, the `--watch` stream, the `--serve` metrics and the `--check` status line.
 //! Pure: they take values and write text.
 
-pub mod endpoint;
-pub mod escape;
-pub mod json;
-pub mod metrics;
+pub(crate) mod endpoint;
+pub(crate) mod escape;
+pub(crate) mod json;
+pub(crate) mod metrics;
 pub mod plugin;
-pub mod stream;
-pub mod table;
+pub(crate) mod stream;
+pub(crate) mod table;

@@ -138,13 +138,14 @@ impl<W: Write> StreamWriter<W> {
             Format::Ndjson => self.json_line(&SlowPollLine {
                 kind: "slow_poll",
                 at: Rfc3339(at),
+                netns: self.netns,
                 took_ms,
                 interval_ms,
             }),
             Format::Text => writeln!(
                 self.out,
                 "{}  slow poll: took {took_ms} ms, longer than the {interval_ms} ms interval; the next starts late instead of queueing",
-                clock(at)
+                self.stamp(at)
             ),
         }
     }
@@ -336,6 +337,19 @@ mod tests {
     }
 
     #[test]
+    fn across_namespaces_a_slow_poll_names_its_namespace_like_every_other_line() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Ndjson, StateSet::all());
+        writer.set_netns(Some(4026531840));
+        writer
+            .slow_poll(at, Duration::from_millis(1250), Duration::from_secs(1))
+            .unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["netns"], 4026531840u64);
+    }
+
+    #[test]
     fn a_slow_poll_says_how_long_it_took_against_the_interval() {
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
         let line = |format| {
@@ -482,6 +496,8 @@ struct SlowPollLine {
     #[serde(rename = "type")]
     kind: &'static str,
     at: Rfc3339,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
     took_ms: u64,
     interval_ms: u64,
 }

@@ -149,6 +149,7 @@ pub const EDGES: [Edge; 27] = [
 ];
 
 /// The edge from `from` to `to`, if the machine has one.
+#[cfg(test)]
 pub fn edge(from: State, to: State) -> Option<&'static Edge> {
     EDGES.iter().find(|edge| edge.from == from && edge.to == to)
 }

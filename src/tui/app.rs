@@ -58,8 +58,10 @@ pub enum Event {
     Namespaces(Vec<NamespaceLabel>),
     Processes(Result<Arc<ProcessMap>, String>),
     TcpInfo(Endpoints, Result<TcpInfo, String>),
-    /// SIGTERM, SIGHUP or SIGINT arrived.
+    /// SIGTERM, SIGHUP, SIGINT or SIGQUIT arrived.
     Signal(i32),
+    /// SIGTSTP arrived (`kill -TSTP`; Ctrl-Z typed in the view is a key).
+    Suspend,
     /// The wait asked for by [`Effect::WakeForPlayback`] with this generation is over.
     PlaybackDue(u64),
     /// The answer to [`Effect::Close`]: the connection's endpoints, and whether it closed.
@@ -72,6 +74,8 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Quit,
+    /// Give the terminal back, stop until continued, then take it again and redraw.
+    Suspend,
     /// Quit because of this signal.
     QuitOnSignal(i32),
     SetInterval(Duration),
@@ -223,6 +227,7 @@ impl App {
                 Vec::new()
             }
             Event::Signal(signal) => vec![Effect::QuitOnSignal(signal)],
+            Event::Suspend => vec![Effect::Suspend],
             Event::RecordingStopped(error) => {
                 self.ui.recording = Some(Recording::Stopped(error));
                 Vec::new()
@@ -471,6 +476,7 @@ impl App {
     fn act(&mut self, action: Action) -> Vec<Effect> {
         match action {
             Action::Quit => return vec![Effect::Quit],
+            Action::Suspend => return vec![Effect::Suspend],
             Action::ToggleHelp => self.ui.help = !self.ui.help,
             Action::NextTab => return self.step_tab(1),
             Action::PreviousTab => return self.step_tab(-1),

@@ -10,6 +10,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
+    /// Give the terminal back and stop, as Ctrl-Z does in a shell; `fg` resumes.
+    Suspend,
     ToggleHelp,
     NextTab,
     PreviousTab,
@@ -70,7 +72,14 @@ pub const BINDINGS: &[Binding] = &[
                 || (k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c'))
         },
         action: Action::Quit,
-        help: "quit",
+        help: "quit (Ctrl-Z: suspend, fg resumes)",
+    },
+    // Listed in the quit row, to keep the help within 24 rows.
+    Binding {
+        keys: "",
+        matches: |k| k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('z'),
+        action: Action::Suspend,
+        help: "",
     },
     Binding {
         keys: "?",

@@ -20,13 +20,13 @@
 //! the table's order and filter, [`theme`] the colours.
 
 pub mod app;
-pub mod connections;
-pub mod keys;
+pub(crate) mod connections;
+pub(crate) mod keys;
 pub mod model;
-pub mod playback;
-pub mod query;
+pub(crate) mod playback;
+pub(crate) mod query;
 pub mod theme;
-pub mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -37,11 +37,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use ratatui::DefaultTerminal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
+use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetNamespace};
+use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info;
 use crate::modes;
@@ -68,8 +70,9 @@ pub enum Ending {
     Signal(i32),
 }
 
-/// The signals that end the view; SIGHUP too, as its terminal going away does.
-const SIGNALS: &[i32] = &[SIGTERM, SIGHUP, SIGINT];
+/// The signals that end the view; SIGHUP too, as its terminal going away does, and
+/// SIGQUIT, which would otherwise end it with the terminal left in raw mode.
+const SIGNALS: &[i32] = &[SIGTERM, SIGHUP, SIGINT, SIGQUIT];
 
 /// Ends the view on [`SIGNALS`]: the signal comes to the event loop as an event, and
 /// the source ends the process if the view has not ended by itself in time (it may be
@@ -268,6 +271,19 @@ fn spawn_waker(events: Sender<Event>) -> anyhow::Result<Sender<(u64, Duration)>>
 }
 
 fn spawn_ticks_and_input(events: Sender<Event>) -> anyhow::Result<()> {
+    // SIGTSTP (`kill -TSTP`, or Ctrl-Z where the terminal is not raw) suspends like the
+    // Ctrl-Z key does in the view: the terminal is given back first.
+    let mut suspends = Signals::new([SIGTSTP]).context("installing the SIGTSTP handler")?;
+    spawn_named("tcpscope-suspend", {
+        let events = events.clone();
+        move || {
+            for _ in suspends.forever() {
+                if events.send(Event::Suspend).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
     spawn_named("tcpscope-ticks", {
         let events = events.clone();
         move || {
@@ -348,11 +364,38 @@ fn event_loop(
                 match effect {
                     Effect::Quit => return Ok(Ending::Quit),
                     Effect::QuitOnSignal(signal) => return Ok(Ending::Signal(signal)),
+                    Effect::Suspend => suspend(terminal).context("suspending the view")?,
                     other => carry_out(other),
                 }
             }
         }
     }
+}
+
+/// Gives the terminal back and stops, as `htop` and `vim` do on Ctrl-Z: the shell gets
+/// a usable terminal while the view is stopped, and `fg` (SIGCONT) comes back here, to
+/// take it again and draw a whole frame. The polls that arrived meanwhile wait in the
+/// channel, bounded as ever.
+fn suspend(terminal: &mut DefaultTerminal) -> std::io::Result<()> {
+    {
+        let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
+        terminal.show_cursor()?;
+        ratatui::try_restore()?;
+    }
+    process::stop_self();
+    let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All),
+        crossterm::cursor::Hide
+    )?;
+    // The screen is blank: so must be what the next frame is compared with, or only
+    // what changed would be drawn. (`Terminal::clear` would ask the terminal for the
+    // cursor, whose answer the input thread may read first.)
+    terminal.swap_buffers();
+    Ok(())
 }
 
 /// A panic on demand, in debug builds only (release builds have no such code), so that

@@ -98,7 +98,7 @@ pub fn owners_unknown(sockets: &[SocketRecord], mut known: impl FnMut(u32) -> bo
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tcpscope::watch::leaks::{LeakWatcher, Owner};
+/// use tcpscope::watch::{LeakWatcher, Owner};
 ///
 /// let mut watcher = LeakWatcher::new(3);
 /// let start = SystemTime::UNIX_EPOCH;

@@ -15,16 +15,16 @@
 //! Everything here is pure: no kernel, no clock, no terminal. Snapshots, counter
 //! readings, transitions and the time between polls come in as values.
 
-pub mod counters;
+pub(crate) mod counters;
 pub mod findings;
-pub mod half_open_age;
-pub mod history;
-pub mod leaks;
-pub mod listeners;
-pub mod ring;
-pub mod syn_watch;
-pub mod tracker;
-pub mod verdict;
+pub(crate) mod half_open_age;
+pub(crate) mod history;
+pub(crate) mod leaks;
+pub(crate) mod listeners;
+pub(crate) mod ring;
+pub(crate) mod syn_watch;
+pub(crate) mod tracker;
+pub(crate) mod verdict;
 
 pub use counters::{CounterRates, Counters, HostNote};
 pub use history::{Event, History, Poll};

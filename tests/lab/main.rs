@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod filter;
 mod findings;
+mod findings_analyst;
 mod kill;
 mod leaks;
 mod load;

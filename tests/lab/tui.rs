@@ -215,6 +215,75 @@ fn sighup_restores_the_terminal_and_exits_with_128_plus_1() -> Result<()> {
     ensure_restored(&terminal)
 }
 
+#[test]
+fn sigquit_restores_the_terminal_and_exits_with_128_plus_3() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+    signal(&terminal, libc::SIGQUIT)?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(
+        status.code() == Some(128 + 3),
+        "SIGQUIT exited with {status}"
+    );
+    ensure_restored(&terminal)
+}
+
+/// Whether process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
+fn stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
+/// Suspends the view with `suspend`, checks that the terminal is given back while it is
+/// stopped, continues it as `fg` does, and checks that it takes the terminal again,
+/// redraws, and answers a key without Enter.
+fn suspend_and_resume(suspend: impl FnOnce(&mut Terminal) -> Result<()>) -> Result<()> {
+    let _lab = Lab::enter()?;
+    let mut terminal = running_view()?;
+    suspend(&mut terminal)?;
+    let deadline = std::time::Instant::now() + SCREEN_TIMEOUT;
+    while !stopped(terminal.pid()) {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the view did not stop:\n{}",
+            terminal.contents()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give the screen's reader a moment to take in what came before the stop.
+    std::thread::sleep(Duration::from_millis(200));
+    ensure_restored(&terminal).context("while the view is stopped")?;
+
+    signal(&terminal, libc::SIGCONT)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view again", |screen| {
+        view_is_up(screen)
+    })?;
+    let deadline = std::time::Instant::now() + SCREEN_TIMEOUT;
+    while !terminal.alternate_screen() || terminal.line_mode()? {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the view did not take the terminal back in raw mode"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q after resuming exited with {status}");
+    ensure_restored(&terminal)
+}
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() -> Result<()> {
+    suspend_and_resume(|terminal| terminal.send(b"\x1a"))
+}
+
+#[test]
+fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() -> Result<()> {
+    suspend_and_resume(|terminal| signal(terminal, libc::SIGTSTP))
+}
+
 /// Presses the hidden panic key of debug builds (see `test_panic` in src/tui/mod.rs)
 /// with `TCPSCOPE_TEST_PANIC=where`, and checks what the user is left with.
 #[cfg(debug_assertions)]

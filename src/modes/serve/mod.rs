@@ -23,7 +23,7 @@ use anyhow::{Context, anyhow};
 use crate::cli::Cli;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
-use crate::poll::pollers::Followed;
+use crate::poll::per_namespace::Followed;
 use crate::poll::source::note_refused;
 use crate::poll::{Message, Next, Source, Stopping, Update};
 use crate::report::metrics::{self, Metrics};

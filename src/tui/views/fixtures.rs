@@ -189,6 +189,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         limits: &HostLimits::default(),
         time_wait_overflows: Some(0),
         syn_watch: Some(&syn_watch),
+        syn_cookies_rising: rates.cookies_rising(Thresholds::default().min_counter_rate),
         leaks: Some(&leaks),
         transitions: &transitions,
     });
@@ -366,6 +367,7 @@ pub fn across_namespaces() -> Model {
                 limits: &HostLimits::default(),
                 time_wait_overflows: Some(0),
                 syn_watch: Some(&syn_watch),
+                syn_cookies_rising: false,
                 leaks: None,
                 transitions: &transitions,
             });

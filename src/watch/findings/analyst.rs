@@ -29,6 +29,10 @@ pub struct Observation<'a> {
     pub time_wait_overflows: Option<u64>,
     /// This poll's SYN watch, for `syn_flood` and `accept_queue_full`.
     pub syn_watch: Option<&'a SynWatch>,
+    /// Whether SYN cookies were being sent since the previous poll: the evidence that
+    /// keeps a flood the SYN watch remembers going while cookies hide its half-open
+    /// connections.
+    pub syn_cookies_rising: bool,
     /// This poll's CLOSE_WAIT reading, for `close_wait_leak`.
     pub leaks: Option<&'a CloseWaitLeaks>,
     /// What changed since the previous poll, for `connection_churn`; empty on the first.
@@ -199,19 +203,19 @@ impl Analyst {
                 // u64 → f64 is exact below 2^53 events.
                 overflows_per_second = now.saturating_sub(before) as f64 / seconds;
             }
-            rules::connection_churn::arrivals(
-                observation.transitions,
-                observation.limits,
-                &mut self.tally.arrivals,
-            );
+            let mut arrivals = mem::take(&mut self.tally.arrivals);
+            let tally = &self.tally;
+            let outgoing = |port| tally.is_outgoing(port, observation.limits);
+            rules::connection_churn::arrivals(observation.transitions, outgoing, &mut arrivals);
             rules::connection_churn::check(
-                &mut self.tally.arrivals,
+                &mut arrivals,
                 seconds,
                 &observation.snapshot.sockets,
-                observation.limits,
+                outgoing,
                 &self.thresholds,
                 &mut candidates,
             );
+            self.tally.arrivals = arrivals;
         }
         run_rules(
             &mut self.tally,
@@ -254,7 +258,7 @@ fn run_rules(
     out: &mut Vec<Candidate>,
 ) {
     if let Some(watch) = observation.syn_watch {
-        rules::syn_flood::check(watch, out);
+        rules::syn_flood::check(watch, observation.syn_cookies_rising, out);
         rules::accept_queue_full::check(watch, out);
     }
     rules::port_exhaustion::check(&mut tally.outgoing, observation.limits, thresholds, out);
@@ -295,6 +299,7 @@ pub fn single_reading(
         limits,
         time_wait_overflows: None,
         syn_watch,
+        syn_cookies_rising: false,
         leaks: None,
         transitions: &[],
     };
@@ -369,6 +374,7 @@ mod tests {
                     limits: &limits,
                     time_wait_overflows: None,
                     syn_watch: Some(&watch),
+                    syn_cookies_rising: false,
                     leaks: None,
                     transitions: &[],
                 })
@@ -395,6 +401,29 @@ mod tests {
             flood.summary,
             "SYN flood on 0.0.0.0:443: 200 half-open from 200 addresses in 200 networks"
         );
+    }
+
+    #[test]
+    fn a_flood_that_stopped_clears_after_the_finding_hold_not_the_syn_watchs_memory_too() {
+        let thresholds = FindingThresholds {
+            clear_after: Duration::from_secs(2),
+            ..FindingThresholds::default()
+        };
+        let mut analyst = Analyst::new(thresholds);
+        // The forged half-open connections are gone from the third poll on; the SYN
+        // watch still remembers the flood for its own 30 s.
+        let calm = |s| Snapshot::new(at(s), vec![listen(443, 0, 4096, 0)]);
+        let reports = poll_all(
+            &mut analyst,
+            &[flooded(at(0)), flooded(at(1)), calm(2), calm(3), calm(4)],
+        );
+        assert_eq!(kinds(&reports[2]), [Kind::SynFlood], "held for 2 s");
+        assert!(
+            matches!(&reports[3].events[..], [FindingEvent::Cleared(f)] if f.kind == Kind::SynFlood),
+            "cleared 2 s after the last half-open connections: {:?}",
+            reports[3]
+        );
+        assert!(reports[4].findings.is_empty() && reports[4].events.is_empty());
     }
 
     #[test]
@@ -460,6 +489,7 @@ mod tests {
                 limits: &limits,
                 time_wait_overflows: Some(overflows),
                 syn_watch: None,
+                syn_cookies_rising: false,
                 leaks: None,
                 transitions: &[],
             })
@@ -479,30 +509,23 @@ mod tests {
     fn a_finding_clears_thirty_seconds_after_its_condition_ends() {
         let mut analyst = Analyst::new(FindingThresholds::default());
         let mut snapshots = vec![flooded(at(0)), flooded(at(1))];
-        snapshots.extend((2..=31).map(|s| busy_from_two_hosts(at(s))));
+        snapshots.extend((2..=40).map(|s| busy_from_two_hosts(at(s))));
         let reports = poll_all(&mut analyst, &snapshots);
-        // The SYN watch holds its own flood verdict for 30 s after the evidence; the
-        // finding's hold starts when the verdict ends.
-        assert!(reports.iter().all(|r| {
-            r.events
-                .iter()
-                .all(|e| matches!(e, FindingEvent::Raised(_)))
-        }));
-        let last = reports.last().expect("reports");
-        assert_eq!(kinds(last), [Kind::SynFlood], "still held");
-
-        let quiet: Vec<Snapshot> = (32..=120).map(|s| busy_from_two_hosts(at(s))).collect();
-        let reports = poll_all(&mut analyst, &quiet);
-        let cleared = reports
+        // Last seen flooded at 1 s: held through 30 s, cleared at 31 s, once; the SYN
+        // watch's own memory of the flood adds nothing to the hold.
+        assert_eq!(kinds(&reports[30]), [Kind::SynFlood], "still held at 30 s");
+        let cleared: Vec<usize> = reports
             .iter()
-            .position(|r| {
+            .enumerate()
+            .filter(|(_, r)| {
                 r.events
                     .iter()
                     .any(|e| matches!(e, FindingEvent::Cleared(_)))
             })
-            .expect("cleared at last");
-        assert!(reports[cleared].findings.is_empty());
-        assert!(reports[cleared..].iter().all(|r| r.findings.is_empty()));
+            .map(|(poll, _)| poll)
+            .collect();
+        assert_eq!(cleared, [31]);
+        assert!(reports[31..].iter().all(|r| r.findings.is_empty()));
     }
 
     /// Polls `snapshots` through an analyst with no SYN watch, as the rules about peers
@@ -517,6 +540,7 @@ mod tests {
                     limits: &limits,
                     time_wait_overflows: None,
                     syn_watch: None,
+                    syn_cookies_rising: false,
                     leaks: None,
                     transitions: &[],
                 })

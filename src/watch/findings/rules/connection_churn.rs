@@ -15,7 +15,7 @@ use crate::diff::{Ending, Kind as Step, Transition};
 use crate::snapshot::SocketRecord;
 use crate::tcp::State;
 use crate::watch::findings::{
-    Endpoint, Evidence, Finding, FindingThresholds, HostLimits, Kind, Severity, Subject, share,
+    Endpoint, Evidence, Finding, FindingThresholds, Kind, Severity, Subject, share,
 };
 
 use super::{Candidate, count};
@@ -49,20 +49,25 @@ impl Arrival {
     }
 
     /// Whether `socket` is a TIME_WAIT remnant of this arrival's group.
-    fn left_in_time_wait(self, socket: &SocketRecord, limits: &HostLimits) -> bool {
+    fn left_in_time_wait(self, socket: &SocketRecord, outgoing: impl Fn(u16) -> bool) -> bool {
         socket.state == State::TimeWait
             && if self.incoming {
                 (socket.local_addr, socket.local_port) == (self.addr, self.port)
             } else {
                 (socket.remote_addr, socket.remote_port) == (self.addr, self.port)
-                    && limits.is_ephemeral(socket.local_port)
+                    && outgoing(socket.local_port)
             }
     }
 }
 
 /// The connections `transitions` show beginning since the previous poll, into
-/// `arrivals` (cleared first).
-pub fn arrivals(transitions: &[Transition], limits: &HostLimits, arrivals: &mut Vec<Arrival>) {
+/// `arrivals` (cleared first). `outgoing` says whether a connection on a local port is
+/// one this host opened ([`super::Tally::is_outgoing`]).
+pub fn arrivals(
+    transitions: &[Transition],
+    outgoing: impl Fn(u16) -> bool,
+    arrivals: &mut Vec<Arrival>,
+) {
     arrivals.clear();
     arrivals.extend(transitions.iter().filter_map(|step| {
         let short = match (step.kind, step.to, step.ending) {
@@ -75,7 +80,7 @@ pub fn arrivals(transitions: &[Transition], limits: &HostLimits, arrivals: &mut 
         };
         let (local_addr, local_port) = step.endpoints.local;
         let (remote_addr, remote_port) = step.endpoints.remote;
-        let incoming = !limits.is_ephemeral(local_port);
+        let incoming = !outgoing(local_port);
         Some(if incoming {
             Arrival {
                 incoming,
@@ -102,7 +107,7 @@ pub fn check(
     arrivals: &mut [Arrival],
     seconds: f64,
     sockets: &[SocketRecord],
-    limits: &HostLimits,
+    outgoing: impl Fn(u16) -> bool,
     thresholds: &FindingThresholds,
     out: &mut Vec<Candidate>,
 ) {
@@ -124,7 +129,7 @@ pub fn check(
         let time_wait = count(
             sockets
                 .iter()
-                .filter(|socket| first.left_in_time_wait(socket, limits))
+                .filter(|socket| first.left_in_time_wait(socket, &outgoing))
                 .count(),
         );
         let direction = if first.incoming { "into" } else { "to" };
@@ -153,7 +158,7 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::snapshot::fixtures::socket;
-    use crate::watch::findings::Value;
+    use crate::watch::findings::{HostLimits, Value};
 
     /// A connection from ephemeral port `port` to 192.0.2.5:80 first seen in `state`.
     fn opened(state: State, port: u16) -> Transition {
@@ -177,15 +182,16 @@ mod tests {
 
     fn judge(transitions: &[Transition], seconds: f64) -> Vec<Candidate> {
         let limits = HostLimits::default();
+        let outgoing = |port| limits.is_ephemeral(port);
         let mut found = Vec::new();
-        arrivals(transitions, &limits, &mut found);
+        arrivals(transitions, outgoing, &mut found);
         let remnants = [socket(State::TimeWait, "10.0.0.1", 40_000, "192.0.2.5", 80)];
         let mut out = Vec::new();
         check(
             &mut found,
             seconds,
             &remnants,
-            &limits,
+            outgoing,
             &FindingThresholds::default(),
             &mut out,
         );

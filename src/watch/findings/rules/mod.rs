@@ -132,9 +132,12 @@ pub struct Retransmitting {
     pub retransmits: u8,
 }
 
-/// What every rule needs from one snapshot's sockets, from one pass over them. The
-/// buffers are kept between polls, so that a poll of 100k sockets allocates nothing
-/// once they have grown.
+/// One bit per port: 65,536 bits.
+const PORT_WORDS: usize = 65_536 / 64;
+
+/// What every rule needs from one snapshot's sockets, from one pass over them (and one
+/// over its listeners first). The buffers are kept between polls, so that a poll of
+/// 100k sockets allocates nothing once they have grown.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub listeners: Vec<ListenSocket>,
@@ -148,6 +151,8 @@ pub struct Tally {
     /// The connections new in this poll; filled from the transitions, not by
     /// [`Tally::take`].
     pub arrivals: Vec<connection_churn::Arrival>,
+    /// The local ports listeners hold, one bit each.
+    listening: Vec<u64>,
 }
 
 impl Tally {
@@ -160,18 +165,25 @@ impl Tally {
         self.connecting.clear();
         self.unacknowledged.clear();
         self.retransmitting.clear();
-        for socket in sockets {
-            if socket.state == State::Listen {
-                self.listeners.push(ListenSocket {
-                    addr: socket.local_addr,
-                    port: socket.local_port,
-                    cookie: socket.cookie,
-                    drops: socket.drops,
-                    accept_queue: socket.recv_q,
-                    backlog: socket.send_q,
-                });
-                continue;
-            }
+        self.listening.clear();
+        self.listening.resize(PORT_WORDS, 0);
+        for socket in sockets.iter().filter(|s| s.state == State::Listen) {
+            self.listeners.push(ListenSocket {
+                addr: socket.local_addr,
+                port: socket.local_port,
+                cookie: socket.cookie,
+                drops: socket.drops,
+                accept_queue: socket.recv_q,
+                backlog: socket.send_q,
+            });
+            self.listening[usize::from(socket.local_port) / 64] |= 1 << (socket.local_port % 64);
+        }
+        for socket in sockets.iter().filter(|s| s.state != State::Listen) {
+            let time_wait = socket.state == State::TimeWait;
+            // `connect()` never picks a port a listener holds (`__inet_hash_connect()`
+            // skips ports bound with bind()): a connection on a listener's port was
+            // accepted, even when that port lies in the ephemeral range.
+            let outgoing = self.is_outgoing(socket.local_port, limits);
             match socket.state {
                 State::SynSent => self.connecting.push(Connecting {
                     remote_addr: socket.remote_addr,
@@ -180,11 +192,9 @@ impl Tally {
                     retransmits: socket.retransmits,
                     waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
                 }),
-                State::Established => self.take_established(socket, limits),
+                State::Established => self.take_established(socket, outgoing),
                 _ => {}
             }
-            let time_wait = socket.state == State::TimeWait;
-            let outgoing = limits.is_ephemeral(socket.local_port);
             if outgoing {
                 self.outgoing.push(Outgoing {
                     local_addr: socket.local_addr,
@@ -202,10 +212,18 @@ impl Tally {
             }
         }
     }
-}
 
-impl Tally {
-    fn take_established(&mut self, socket: &SocketRecord, limits: &HostLimits) {
+    /// Whether a connection on local `port` is one this host opened: `connect()` could
+    /// have picked the port and no listener holds it. Valid after [`Tally::take`].
+    pub fn is_outgoing(&self, port: u16, limits: &HostLimits) -> bool {
+        limits.is_ephemeral(port)
+            && self
+                .listening
+                .get(usize::from(port) / 64)
+                .is_none_or(|word| word & (1 << (port % 64)) == 0)
+    }
+
+    fn take_established(&mut self, socket: &SocketRecord, outgoing: bool) {
         let zero_window = socket.timer == Timer::Persist;
         if socket.send_q > 0 || zero_window {
             self.unacknowledged.push(Unacknowledged {
@@ -213,7 +231,7 @@ impl Tally {
                 local_port: socket.local_port,
                 remote_addr: socket.remote_addr,
                 remote_port: socket.remote_port,
-                outgoing: limits.is_ephemeral(socket.local_port),
+                outgoing,
                 cookie: socket.cookie,
                 send_q: socket.send_q,
                 zero_window,

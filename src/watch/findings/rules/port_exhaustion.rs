@@ -307,4 +307,22 @@ mod tests {
             Some(&Value::Count(800))
         );
     }
+
+    #[test]
+    fn clients_of_a_listener_on_a_port_inside_the_range_are_incoming_not_outgoing() {
+        // A server listening on 40500, inside the range: connect() never picks a
+        // listener's port, so its connections were accepted, TIME_WAIT ones included.
+        let mut sockets = vec![socket(State::Listen, "10.0.0.1", 40500, "0.0.0.0", 0)];
+        sockets.extend(
+            (0..900).map(|i| socket(State::TimeWait, "10.0.0.1", 40500, "192.0.2.5", 1024 + i)),
+        );
+        let mut tally = Tally::default();
+        tally.take(&sockets, &narrow());
+        assert!(tally.outgoing.is_empty());
+        assert_eq!(tally.time_wait, 900);
+        assert!(tally.time_wait_peers.iter().all(|peer| peer.port.is_none()));
+        // Without the listener, the same sockets are taken for outgoing ones.
+        tally.take(&sockets[1..], &narrow());
+        assert_eq!(tally.outgoing.len(), 900);
+    }
 }

@@ -8,13 +8,16 @@ use crate::watch::verdict::Verdict;
 
 use super::Candidate;
 
-/// A candidate for each listener the SYN watch suspects of a SYN flood.
-pub fn check(watch: &SynWatch, out: &mut Vec<Candidate>) {
-    for row in watch
-        .listeners
-        .iter()
-        .filter(|row| row.verdict == Verdict::SynFloodSuspected)
-    {
+/// A candidate for each listener the SYN watch suspects of a SYN flood on this poll's
+/// evidence: its own half-open connections, or SYN cookies still being sent
+/// (`cookies_rising`) for a listener it remembers. A listener remembered on no evidence
+/// this poll is no candidate: once the flood stops, the finding's own hold (the
+/// hysteresis, `--finding-hold`) decides when it clears, not that hold added to the SYN
+/// watch's memory of the flood.
+pub fn check(watch: &SynWatch, cookies_rising: bool, out: &mut Vec<Candidate>) {
+    for row in watch.listeners.iter().filter(|row| {
+        row.verdict == Verdict::SynFloodSuspected && (!row.remembered || cookies_rising)
+    }) {
         let listener = &row.listener;
         let subject = Subject::Listener {
             addr: listener.local_addr,

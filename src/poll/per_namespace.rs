@@ -122,11 +122,6 @@ impl Pollers {
         followed
     }
 
-    /// Whether namespace `inode` could not be entered (and is not tried again).
-    pub fn refuses(&self, inode: u64) -> bool {
-        self.refused.contains(&inode)
-    }
-
     /// Changes every poller's interval from its next tick on.
     pub fn set_interval(&self, interval: Duration) {
         for running in self.running.values() {
@@ -138,13 +133,5 @@ impl Pollers {
     /// polled (any more).
     pub fn netns(&self, key: u64) -> Option<Arc<NetnsHandle>> {
         self.running.get(&key)?.netns.clone()
-    }
-
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
     }
 }
