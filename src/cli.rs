@@ -187,6 +187,30 @@ pub struct Cli {
     /// Findings: the share of net.ipv4.tcp_max_tw_buckets that makes time_wait_pressure critical.
     #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_critical, value_parser = parse_ratio, help_heading = "Findings")]
     pub time_wait_critical: f64,
+
+    /// Findings: SYN_SENT sockets toward one remote endpoint that make connect_stalled,
+    /// once the oldest has waited --connect-stalled-age or a SYN was sent twice again.
+    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().connect_stalled_count, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Findings")]
+    pub connect_stalled_count: u32,
+
+    /// Findings: how long the oldest of those SYN_SENT sockets must have waited.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, help_heading = "Findings")]
+    pub connect_stalled_age: Duration,
+
+    /// Findings: how long a Send-Q may stay without going down before peer_not_reading
+    /// (a zero window counts at once).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Findings")]
+    pub peer_not_reading_after: Duration,
+
+    /// Findings: retransmissions in a row of one segment that count a connection toward
+    /// retransmitting_path.
+    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().path_retransmits, value_parser = clap::value_parser!(u8).range(1..), help_heading = "Findings")]
+    pub path_retransmits: u8,
+
+    /// Findings: new connections a second to one remote endpoint or into one listener,
+    /// most over within a poll, that make connection_churn.
+    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().churn_per_second, value_parser = parse_rate, help_heading = "Findings")]
+    pub churn_rate: f64,
 }
 
 /// What the user asked tcpscope to do.
@@ -254,6 +278,11 @@ impl Cli {
             port_exhaustion_critical: self.port_exhaustion_critical,
             time_wait_warning: self.time_wait_warning,
             time_wait_critical: self.time_wait_critical,
+            connect_stalled_count: self.connect_stalled_count,
+            connect_stalled_age: self.connect_stalled_age,
+            peer_not_reading_after: self.peer_not_reading_after,
+            path_retransmits: self.path_retransmits,
+            churn_per_second: self.churn_rate,
             ..FindingThresholds::default()
         }
     }
@@ -639,6 +668,22 @@ mod tests {
         let cli = parse(&["--finding-hold", "5s", "--time-wait-warning", "0.3"]).unwrap();
         assert_eq!(cli.finding_thresholds().clear_after, Duration::from_secs(5));
         assert_eq!(cli.finding_thresholds().time_wait_warning, 0.3);
+        let cli = parse(&[
+            "--connect-stalled-count",
+            "3",
+            "--peer-not-reading-after",
+            "2s",
+            "--path-retransmits",
+            "5",
+            "--churn-rate",
+            "20",
+        ])
+        .unwrap();
+        let thresholds = cli.finding_thresholds();
+        assert_eq!(thresholds.connect_stalled_count, 3);
+        assert_eq!(thresholds.peer_not_reading_after, Duration::from_secs(2));
+        assert_eq!(thresholds.path_retransmits, 5);
+        assert_eq!(thresholds.churn_per_second, 20.0);
         assert!(parse(&["--listen-drops-rate", "0"]).is_err());
         assert!(parse(&["--port-exhaustion-warning", "1.5"]).is_err());
     }

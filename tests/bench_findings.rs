@@ -164,6 +164,7 @@ fn observation<'a>(snapshot: &'a Snapshot, limits: &'a HostLimits) -> Observatio
         syn_watch: None,
         syn_cookies_rising: false,
         leaks: None,
+        transitions: &[],
     }
 }
 

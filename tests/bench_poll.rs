@@ -108,6 +108,7 @@ fn run() -> Result<bool> {
             syn_watch: Some(&update.syn_watch),
             syn_cookies_rising: false,
             leaks: None,
+            transitions: &update.transitions,
         });
         findings_times.push(start.elapsed());
         drop((churn, update, report));

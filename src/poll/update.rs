@@ -137,6 +137,7 @@ impl Analyst {
             syn_watch: Some(&syn_watch),
             syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
             leaks: Some(&leaks),
+            transitions: &polled.transitions,
         });
         Update {
             snapshot: Arc::new(polled.snapshot),

@@ -28,6 +28,7 @@ fn poll(diag: &mut SockDiag, analyst: &mut Analyst) -> Result<Report> {
         syn_watch: None,
         syn_cookies_rising: false,
         leaks: None,
+        transitions: &[],
     }))
 }
 

@@ -23,6 +23,7 @@ mod kill;
 mod leaks;
 mod load;
 mod netns;
+mod paths;
 mod record;
 mod security;
 mod selftest;

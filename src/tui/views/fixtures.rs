@@ -191,6 +191,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         syn_watch: Some(&syn_watch),
         syn_cookies_rising: rates.cookies_rising(Thresholds::default().min_counter_rate),
         leaks: Some(&leaks),
+        transitions: &transitions,
     });
     Update {
         snapshot: Arc::new(snapshot),
@@ -368,6 +369,7 @@ pub fn across_namespaces() -> Model {
                 syn_watch: Some(&syn_watch),
                 syn_cookies_rising: false,
                 leaks: None,
+                transitions: &transitions,
             });
             let update = Update {
                 snapshot: Arc::new(snapshot),

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 use std::mem;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use foldhash::fast::RandomState;
+
+use crate::diff::Transition;
 use crate::snapshot::Snapshot;
 use crate::watch::leaks::CloseWaitLeaks;
 use crate::watch::syn_watch::SynWatch;
@@ -32,6 +35,8 @@ pub struct Observation<'a> {
     pub syn_cookies_rising: bool,
     /// This poll's CLOSE_WAIT reading, for `close_wait_leak`.
     pub leaks: Option<&'a CloseWaitLeaks>,
+    /// What changed since the previous poll, for `connection_churn`; empty on the first.
+    pub transitions: &'a [Transition],
 }
 
 /// What one poll of the findings says.
@@ -52,6 +57,90 @@ struct Previous {
     time_wait_overflows: Option<u64>,
 }
 
+/// Since when a Send-Q has not gone down, and what it was at the last poll.
+#[derive(Debug, Clone, Copy)]
+struct NotDraining {
+    since: SystemTime,
+    send_q: u32,
+    zero_window: bool,
+}
+
+/// What the rules about peers remember of single sockets across polls, by cookie: only
+/// the sockets in question (SYN_SENT, and ESTABLISHED with a Send-Q), each forgotten
+/// at the first poll it is gone from. Each is rebuilt every poll into its spare, so
+/// that no poll allocates once they have grown.
+///
+/// On a busy host most connections may have bytes in flight, so the Send-Q memory can
+/// hold most sockets: it is a list sorted by cookie, joined with the poll's sockets
+/// sorted the same way, which costs a third of a hash map's lookups and inserts at
+/// 100k sockets (their cache misses, mostly).
+#[derive(Debug, Default)]
+struct SocketMemory {
+    /// When each SYN_SENT socket was first seen.
+    connecting: HashMap<u64, SystemTime, RandomState>,
+    spare_connecting: HashMap<u64, SystemTime, RandomState>,
+    /// Each ESTABLISHED socket with a Send-Q at the last poll, by cookie.
+    unacknowledged: Vec<(u64, NotDraining)>,
+    spare_unacknowledged: Vec<(u64, NotDraining)>,
+    /// This poll's sockets with a Send-Q, as (cookie, index in the tally).
+    by_cookie: Vec<(u64, usize)>,
+}
+
+impl SocketMemory {
+    /// Gives the tallied sockets their ages as live polls saw them, and remembers this
+    /// poll's for the next.
+    fn age(&mut self, at: SystemTime, tally: &mut Tally) {
+        let since = |then: SystemTime| at.duration_since(then).unwrap_or(Duration::ZERO);
+
+        let mut connecting = mem::take(&mut self.spare_connecting);
+        connecting.clear();
+        for socket in &mut tally.connecting {
+            let first_seen = self.connecting.get(&socket.cookie).copied().unwrap_or(at);
+            socket.waited = socket.waited.max(since(first_seen));
+            connecting.insert(socket.cookie, first_seen);
+        }
+        self.spare_connecting = mem::replace(&mut self.connecting, connecting);
+
+        self.by_cookie.clear();
+        self.by_cookie.extend(
+            tally
+                .unacknowledged
+                .iter()
+                .enumerate()
+                .map(|(index, socket)| (socket.cookie, index)),
+        );
+        self.by_cookie.sort_unstable();
+        let mut unacknowledged = mem::take(&mut self.spare_unacknowledged);
+        unacknowledged.clear();
+        let mut earlier = self.unacknowledged.iter().peekable();
+        for &(cookie, index) in &self.by_cookie {
+            while earlier.next_if(|(seen, _)| *seen < cookie).is_some() {}
+            let Some(socket) = tally.unacknowledged.get_mut(index) else {
+                continue;
+            };
+            // A Send-Q that went down since the last poll is draining: its wait starts
+            // again.
+            let last = earlier
+                .peek()
+                .filter(|(seen, last)| *seen == cookie && socket.send_q >= last.send_q)
+                .map(|(_, last)| *last);
+            let not_draining = last.map_or(at, |last| last.since);
+            socket.stalled = since(not_draining);
+            socket.zero_window_held =
+                socket.zero_window && last.is_some_and(|last| last.zero_window);
+            unacknowledged.push((
+                cookie,
+                NotDraining {
+                    since: not_draining,
+                    send_q: socket.send_q,
+                    zero_window: socket.zero_window,
+                },
+            ));
+        }
+        self.spare_unacknowledged = mem::replace(&mut self.unacknowledged, unacknowledged);
+    }
+}
+
 /// The findings across polls of one network namespace.
 #[derive(Debug)]
 pub struct Analyst {
@@ -61,6 +150,7 @@ pub struct Analyst {
     previous: Option<Previous>,
     /// The next poll's `previous.drops`, kept to reuse its allocation.
     spare_drops: HashMap<u64, u32>,
+    sockets: SocketMemory,
     hysteresis: Hysteresis,
 }
 
@@ -72,6 +162,7 @@ impl Analyst {
             tally: Tally::default(),
             previous: None,
             spare_drops: HashMap::new(),
+            sockets: SocketMemory::default(),
             hysteresis: Hysteresis::new(thresholds.raise_after_polls, thresholds.clear_after),
         }
     }
@@ -93,6 +184,7 @@ impl Analyst {
         let at = observation.snapshot.taken_at;
         self.tally
             .take(&observation.snapshot.sockets, observation.limits);
+        self.sockets.age(at, &mut self.tally);
 
         let mut candidates = Vec::new();
         let mut overflows_per_second = 0.0;
@@ -111,6 +203,19 @@ impl Analyst {
                 // u64 → f64 is exact below 2^53 events.
                 overflows_per_second = now.saturating_sub(before) as f64 / seconds;
             }
+            let mut arrivals = mem::take(&mut self.tally.arrivals);
+            let tally = &self.tally;
+            let outgoing = |port| tally.is_outgoing(port, observation.limits);
+            rules::connection_churn::arrivals(observation.transitions, outgoing, &mut arrivals);
+            rules::connection_churn::check(
+                &mut arrivals,
+                seconds,
+                &observation.snapshot.sockets,
+                outgoing,
+                &self.thresholds,
+                &mut candidates,
+            );
+            self.tally.arrivals = arrivals;
         }
         run_rules(
             &mut self.tally,
@@ -168,6 +273,14 @@ fn run_rules(
     if let Some(leaks) = observation.leaks {
         rules::close_wait_leak::check(leaks, out);
     }
+    rules::connect_stalled::check(&mut tally.connecting, thresholds, out);
+    rules::peer_not_reading::check(
+        &mut tally.unacknowledged,
+        &observation.snapshot.sockets,
+        thresholds,
+        out,
+    );
+    rules::retransmitting_path::check(&mut tally.retransmitting, thresholds, out);
 }
 
 /// The findings one snapshot shows by itself, for one-shot outputs: no hysteresis, no
@@ -188,6 +301,7 @@ pub fn single_reading(
         syn_watch,
         syn_cookies_rising: false,
         leaks: None,
+        transitions: &[],
     };
     let mut candidates = Vec::new();
     run_rules(&mut tally, &observation, 0.0, thresholds, &mut candidates);
@@ -202,8 +316,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::snapshot::SocketRecord;
     use crate::snapshot::fixtures::socket;
+    use crate::snapshot::{SocketRecord, Timer};
     use crate::tcp::State;
     use crate::watch::counters::CounterRates;
     use crate::watch::findings::{Kind, Severity, Subject};
@@ -262,6 +376,7 @@ mod tests {
                     syn_watch: Some(&watch),
                     syn_cookies_rising: false,
                     leaks: None,
+                    transitions: &[],
                 })
             })
             .collect()
@@ -376,6 +491,7 @@ mod tests {
                 syn_watch: None,
                 syn_cookies_rising: false,
                 leaks: None,
+                transitions: &[],
             })
         };
         assert!(observe(&mut analyst, 0, 1_000).findings.is_empty());
@@ -410,6 +526,146 @@ mod tests {
             .collect();
         assert_eq!(cleared, [31]);
         assert!(reports[31..].iter().all(|r| r.findings.is_empty()));
+    }
+
+    /// Polls `snapshots` through an analyst with no SYN watch, as the rules about peers
+    /// need none.
+    fn observe_peers(analyst: &mut Analyst, snapshots: &[Snapshot]) -> Vec<Report> {
+        let limits = HostLimits::default();
+        snapshots
+            .iter()
+            .map(|snapshot| {
+                analyst.observe(&Observation {
+                    snapshot,
+                    limits: &limits,
+                    time_wait_overflows: None,
+                    syn_watch: None,
+                    syn_cookies_rising: false,
+                    leaks: None,
+                    transitions: &[],
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn syn_sent_sockets_that_live_polls_see_waiting_a_second_are_stalled() {
+        // Five fresh connects (timer 990 ms from its first timeout) at every poll: by
+        // their timers alone they waited 10 ms, but the polls saw them for longer.
+        let connecting = |s: u64| {
+            let sockets = (0..5)
+                .map(|i| SocketRecord {
+                    expires_ms: 990,
+                    cookie: 100 + i,
+                    ..socket(
+                        State::SynSent,
+                        "10.0.0.1",
+                        50_000 + i as u16,
+                        "192.0.2.9",
+                        443,
+                    )
+                })
+                .collect();
+            Snapshot::new(at(0) + Duration::from_millis(500 * s), sockets)
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let reports = observe_peers(
+            &mut analyst,
+            &[connecting(0), connecting(1), connecting(2), connecting(3)],
+        );
+        assert!(reports[1].findings.is_empty(), "half a second is no stall");
+        assert!(reports[2].findings.is_empty(), "one poll of evidence");
+        assert_eq!(kinds(&reports[3]), [Kind::ConnectStalled]);
+        assert_eq!(
+            reports[3].findings[0].evidence.get("oldest_seconds"),
+            Some(&crate::watch::findings::Value::Number(1.5))
+        );
+    }
+
+    #[test]
+    fn a_send_q_that_never_goes_down_for_ten_seconds_is_a_peer_not_reading() {
+        let stuck = |s: u64, send_q: u32| {
+            let writer = SocketRecord {
+                send_q,
+                cookie: 7,
+                ..socket(State::Established, "10.0.0.1", 40_000, "192.0.2.5", 443)
+            };
+            Snapshot::new(at(s), vec![writer])
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        // Down once at 5 s: the ten seconds start again there.
+        let mut polls: Vec<Snapshot> = (0..5).map(|s| stuck(s, 8_000)).collect();
+        polls.extend((5..=16).map(|s| stuck(s, 4_000)));
+        let reports = observe_peers(&mut analyst, &polls);
+        let first = reports
+            .iter()
+            .position(|r| !r.findings.is_empty())
+            .expect("raised");
+        // Stalled from 5 s; 10 s at 15 s; raised on the second poll that shows it.
+        assert_eq!(first, 16);
+        assert_eq!(kinds(&reports[16]), [Kind::PeerNotReading]);
+    }
+
+    #[test]
+    fn a_window_shut_at_every_poll_is_a_peer_not_reading_and_one_shut_now_and_then_is_not() {
+        let writer = |s: u64, shut: bool| {
+            let socket = SocketRecord {
+                send_q: 262_144,
+                timer: if shut { Timer::Persist } else { Timer::On },
+                cookie: 7,
+                ..socket(State::Established, "10.0.0.1", 40_000, "192.0.2.5", 443)
+            };
+            Snapshot::new(at(s), vec![socket])
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let flapping: Vec<Snapshot> = (0..8).map(|s| writer(s, s % 2 == 0)).collect();
+        let reports = observe_peers(&mut analyst, &flapping);
+        assert!(reports.iter().all(|r| r.findings.is_empty()));
+
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        let shut: Vec<Snapshot> = (0..3).map(|s| writer(s, true)).collect();
+        let reports = observe_peers(&mut analyst, &shut);
+        assert!(reports[1].findings.is_empty(), "one poll of evidence");
+        assert_eq!(kinds(&reports[2]), [Kind::PeerNotReading]);
+    }
+
+    #[test]
+    fn sockets_remembered_for_the_rules_about_peers_are_forgotten_when_they_go() {
+        let busy = |s: u64| {
+            let mut sockets: Vec<SocketRecord> = (0..3)
+                .map(|i| SocketRecord {
+                    cookie: 10 + i,
+                    ..socket(
+                        State::SynSent,
+                        "10.0.0.1",
+                        50_000 + i as u16,
+                        "192.0.2.9",
+                        443,
+                    )
+                })
+                .collect();
+            sockets.push(SocketRecord {
+                send_q: 100,
+                cookie: 20,
+                ..socket(State::Established, "10.0.0.1", 40_000, "192.0.2.5", 443)
+            });
+            // Idle connections are not remembered at all.
+            sockets.push(socket(
+                State::Established,
+                "10.0.0.1",
+                40_001,
+                "192.0.2.5",
+                443,
+            ));
+            Snapshot::new(at(s), sockets)
+        };
+        let mut analyst = Analyst::new(FindingThresholds::default());
+        observe_peers(&mut analyst, &[busy(0), busy(1)]);
+        assert_eq!(analyst.sockets.connecting.len(), 3);
+        assert_eq!(analyst.sockets.unacknowledged.len(), 1);
+        observe_peers(&mut analyst, &[Snapshot::new(at(2), Vec::new())]);
+        assert!(analyst.sockets.connecting.is_empty());
+        assert!(analyst.sockets.unacknowledged.is_empty());
     }
 
     #[test]

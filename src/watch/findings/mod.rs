@@ -59,6 +59,10 @@ pub enum Kind {
     PortExhaustion,
     TimeWaitPressure,
     CloseWaitLeak,
+    ConnectStalled,
+    PeerNotReading,
+    RetransmittingPath,
+    ConnectionChurn,
 }
 
 /// Which outputs can see a kind.
@@ -86,7 +90,7 @@ pub struct KindInfo {
 }
 
 /// Every kind, in [`Kind`] order.
-pub const KINDS: [KindInfo; 6] = [
+pub const KINDS: [KindInfo; 10] = [
     KindInfo {
         kind: Kind::SynFlood,
         id: "syn_flood",
@@ -141,16 +145,56 @@ pub const KINDS: [KindInfo; 6] = [
                  restarting it frees them for now.",
         seen: Seen::LiveOnly,
     },
+    KindInfo {
+        kind: Kind::ConnectStalled,
+        id: "connect_stalled",
+        severity: Some(Severity::Warning),
+        remedy: "Nothing answers these connection attempts: check that the service at this \
+                 address is up, and that the route and the firewalls between let its SYNs \
+                 through (a dropped SYN looks the same as a host that is down).",
+        seen: Seen::EveryMode,
+    },
+    KindInfo {
+        kind: Kind::PeerNotReading,
+        id: "peer_not_reading",
+        severity: Some(Severity::Warning),
+        remedy: "The application at the other end is stuck or too slow to read what is sent \
+                 to it: look at that process (blocked, overloaded, waiting on something else); \
+                 the senders here block or buffer until it reads.",
+        seen: Seen::EveryMode,
+    },
+    KindInfo {
+        kind: Kind::RetransmittingPath,
+        id: "retransmitting_path",
+        severity: Some(Severity::Warning),
+        remedy: "Segments to these hosts are being lost: check the path to them (a congested \
+                 or faulty link, a firewall or load balancer dropping a flow, an MTU black \
+                 hole) with mtr or by capturing on both ends.",
+        seen: Seen::EveryMode,
+    },
+    KindInfo {
+        kind: Kind::ConnectionChurn,
+        id: "connection_churn",
+        severity: Some(Severity::Warning),
+        remedy: "A client opens a new connection per request: make it keep connections \
+                 open and reuse them (HTTP keep-alive, a connection pool); each short \
+                 connection costs a handshake and leaves a TIME_WAIT behind.",
+        seen: Seen::LiveOnly,
+    },
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 10] = [
         Kind::SynFlood,
         Kind::ListenDrops,
         Kind::AcceptQueueFull,
         Kind::PortExhaustion,
         Kind::TimeWaitPressure,
         Kind::CloseWaitLeak,
+        Kind::ConnectStalled,
+        Kind::PeerNotReading,
+        Kind::RetransmittingPath,
+        Kind::ConnectionChurn,
     ];
 
     pub fn info(self) -> &'static KindInfo {
@@ -190,6 +234,10 @@ pub enum Subject {
     Process { pid: i32, name: String },
     /// The network namespace as a whole (its TIME_WAIT table).
     Namespace,
+    /// A remote endpoint this host connects to, from whichever local address.
+    Remote { addr: IpAddr, port: u16 },
+    /// Remote hosts in one network: a /24 for IPv4, a /64 for IPv6.
+    Network { addr: IpAddr, prefix: u8 },
 }
 
 impl fmt::Display for Subject {
@@ -208,6 +256,8 @@ impl fmt::Display for Subject {
             Subject::LocalPort(port) => write!(f, "local port {port}"),
             Subject::Process { pid, name } => write!(f, "{} (pid {pid})", Escaped(name)),
             Subject::Namespace => f.write_str("this network namespace"),
+            Subject::Remote { addr, port } => write!(f, "remote {}", Endpoint(*addr, *port)),
+            Subject::Network { addr, prefix } => write!(f, "{addr}/{prefix}"),
         }
     }
 }
@@ -360,6 +410,22 @@ pub struct FindingThresholds {
     /// TIME_WAIT, and a late segment can corrupt a new connection.
     pub time_wait_warning: f64,
     pub time_wait_critical: f64,
+    /// SYN_SENT sockets toward one remote endpoint that make `connect_stalled`
+    /// (default 5), once the oldest has waited `connect_stalled_age` (default 1 s, the
+    /// kernel's first SYN timeout) or a SYN has been sent again
+    /// `connect_stalled_retransmits` times (default 2).
+    pub connect_stalled_count: u32,
+    pub connect_stalled_age: Duration,
+    pub connect_stalled_retransmits: u8,
+    /// How long a Send-Q may stay without draining before its peer counts as not
+    /// reading (default 10 s). A zero window counts at once.
+    pub peer_not_reading_after: Duration,
+    /// Retransmissions in a row of one segment that count a connection as
+    /// retransmitting (default 3: the timer has doubled twice without an answer).
+    pub path_retransmits: u8,
+    /// New connections a second to one remote endpoint or into one local listener,
+    /// most of them over within a poll, that make `connection_churn` (default 100).
+    pub churn_per_second: f64,
 }
 
 impl Default for FindingThresholds {
@@ -372,6 +438,12 @@ impl Default for FindingThresholds {
             port_exhaustion_critical: 0.8,
             time_wait_warning: 0.5,
             time_wait_critical: 0.9,
+            connect_stalled_count: 5,
+            connect_stalled_age: Duration::from_secs(1),
+            connect_stalled_retransmits: 2,
+            peer_not_reading_after: Duration::from_secs(10),
+            path_retransmits: 3,
+            churn_per_second: 100.0,
         }
     }
 }
@@ -422,6 +494,23 @@ mod tests {
         assert_eq!(Kind::CloseWaitLeak.info().severity, Some(Severity::Warning));
         assert_eq!(Kind::PortExhaustion.info().severity, None);
         assert_eq!(Kind::TimeWaitPressure.info().severity, None);
+        assert_eq!(Kind::ConnectionChurn.info().seen, Seen::LiveOnly);
+        assert_eq!(Kind::ConnectStalled.info().seen, Seen::EveryMode);
+    }
+
+    #[test]
+    fn the_subjects_about_peers_and_paths_read_as_ss_writes_addresses() {
+        let v6: IpAddr = "2001:db8::".parse().expect("address");
+        let remote = Subject::Remote {
+            addr: v6,
+            port: 443,
+        };
+        assert_eq!(remote.to_string(), "remote [2001:db8::]:443");
+        let network = Subject::Network {
+            addr: v6,
+            prefix: 64,
+        };
+        assert_eq!(network.to_string(), "2001:db8::/64");
     }
 
     #[test]

@@ -8,14 +8,19 @@
 
 pub mod accept_queue_full;
 pub mod close_wait_leak;
+pub mod connect_stalled;
+pub mod connection_churn;
 pub mod listen_drops;
+pub mod peer_not_reading;
 pub mod port_exhaustion;
+pub mod retransmitting_path;
 pub mod syn_flood;
 pub mod time_wait_pressure;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use crate::snapshot::SocketRecord;
+use crate::snapshot::{SocketRecord, Timer};
 use crate::tcp::State;
 
 use super::{Finding, HostLimits};
@@ -68,6 +73,65 @@ pub struct Peer {
     pub port: Option<u16>,
 }
 
+/// A SYN_SENT socket: a `connect()` nothing has answered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connecting {
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+    pub cookie: u64,
+    /// How often its SYN has been sent again.
+    pub retransmits: u8,
+    /// How long it has waited at least: from its SYN timer in one reading, or since a
+    /// live poll first saw it, whichever is longer.
+    pub waited: Duration,
+}
+
+impl Connecting {
+    /// The least time a SYN_SENT socket can have waited, from its timer alone. The
+    /// first SYN times out after 1 s (`TCP_TIMEOUT_INIT`), and every timeout since was
+    /// at least as long, exponential or linear (`tcp_syn_linear_timeouts`): so each
+    /// retransmit is a second at least, and before the first the timer counts down
+    /// from 1 s.
+    pub fn waited_by_its_timer(retransmits: u8, expires_ms: u32) -> Duration {
+        if retransmits == 0 {
+            Duration::from_millis(u64::from(1_000u32.saturating_sub(expires_ms)))
+        } else {
+            Duration::from_secs(u64::from(retransmits))
+        }
+    }
+}
+
+/// An ESTABLISHED socket with bytes its peer has not acknowledged yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unacknowledged {
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+    /// Its local port is one `connect()` could have picked: the peer is a server.
+    pub outgoing: bool,
+    pub cookie: u64,
+    pub send_q: u32,
+    /// The peer advertises a zero window: the persist timer probes it.
+    pub zero_window: bool,
+    /// The window stays shut: in one reading, it is shut; in live polls, it was shut
+    /// at the previous poll too and the Send-Q has not gone down since. A reader merely
+    /// slower than a writer at full speed shuts its window for moments; one that is not
+    /// reading keeps it shut.
+    pub zero_window_held: bool,
+    /// How long its Send-Q has stayed without going down, as live polls saw it; zero in
+    /// one reading.
+    pub stalled: Duration,
+}
+
+/// An ESTABLISHED socket whose retransmission timer runs after a retransmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Retransmitting {
+    pub remote_addr: IpAddr,
+    /// Retransmissions in a row of its oldest unacknowledged segment.
+    pub retransmits: u8,
+}
+
 /// One bit per port: 65,536 bits.
 const PORT_WORDS: usize = 65_536 / 64;
 
@@ -81,6 +145,12 @@ pub struct Tally {
     pub time_wait: u32,
     /// The other end of every TIME_WAIT remnant.
     pub time_wait_peers: Vec<Peer>,
+    pub connecting: Vec<Connecting>,
+    pub unacknowledged: Vec<Unacknowledged>,
+    pub retransmitting: Vec<Retransmitting>,
+    /// The connections new in this poll; filled from the transitions, not by
+    /// [`Tally::take`].
+    pub arrivals: Vec<connection_churn::Arrival>,
     /// The local ports listeners hold, one bit each.
     listening: Vec<u64>,
 }
@@ -92,6 +162,9 @@ impl Tally {
         self.outgoing.clear();
         self.time_wait = 0;
         self.time_wait_peers.clear();
+        self.connecting.clear();
+        self.unacknowledged.clear();
+        self.retransmitting.clear();
         self.listening.clear();
         self.listening.resize(PORT_WORDS, 0);
         for socket in sockets.iter().filter(|s| s.state == State::Listen) {
@@ -110,9 +183,18 @@ impl Tally {
             // `connect()` never picks a port a listener holds (`__inet_hash_connect()`
             // skips ports bound with bind()): a connection on a listener's port was
             // accepted, even when that port lies in the ephemeral range.
-            let port = socket.local_port;
-            let outgoing = limits.is_ephemeral(port)
-                && self.listening[usize::from(port) / 64] & (1 << (port % 64)) == 0;
+            let outgoing = self.is_outgoing(socket.local_port, limits);
+            match socket.state {
+                State::SynSent => self.connecting.push(Connecting {
+                    remote_addr: socket.remote_addr,
+                    remote_port: socket.remote_port,
+                    cookie: socket.cookie,
+                    retransmits: socket.retransmits,
+                    waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
+                }),
+                State::Established => self.take_established(socket, outgoing),
+                _ => {}
+            }
             if outgoing {
                 self.outgoing.push(Outgoing {
                     local_addr: socket.local_addr,
@@ -128,6 +210,40 @@ impl Tally {
                     port: outgoing.then_some(socket.remote_port),
                 });
             }
+        }
+    }
+
+    /// Whether a connection on local `port` is one this host opened: `connect()` could
+    /// have picked the port and no listener holds it. Valid after [`Tally::take`].
+    pub fn is_outgoing(&self, port: u16, limits: &HostLimits) -> bool {
+        limits.is_ephemeral(port)
+            && self
+                .listening
+                .get(usize::from(port) / 64)
+                .is_none_or(|word| word & (1 << (port % 64)) == 0)
+    }
+
+    fn take_established(&mut self, socket: &SocketRecord, outgoing: bool) {
+        let zero_window = socket.timer == Timer::Persist;
+        if socket.send_q > 0 || zero_window {
+            self.unacknowledged.push(Unacknowledged {
+                local_addr: socket.local_addr,
+                local_port: socket.local_port,
+                remote_addr: socket.remote_addr,
+                remote_port: socket.remote_port,
+                outgoing,
+                cookie: socket.cookie,
+                send_q: socket.send_q,
+                zero_window,
+                zero_window_held: zero_window,
+                stalled: Duration::ZERO,
+            });
+        }
+        if socket.timer == Timer::On && socket.retransmits > 0 {
+            self.retransmitting.push(Retransmitting {
+                remote_addr: socket.remote_addr,
+                retransmits: socket.retransmits,
+            });
         }
     }
 }
