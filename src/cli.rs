@@ -697,6 +697,16 @@ mod tests {
     }
 
     #[test]
+    fn a_web_config_goes_with_serve_only() {
+        let cli = parse(&["--serve", "--web-config", "web.yml"]).unwrap();
+        assert_eq!(cli.web_config, Some(PathBuf::from("web.yml")));
+        assert_eq!(
+            parse(&["--web-config", "web.yml"]).unwrap_err().exit_code(),
+            2
+        );
+    }
+
+    #[test]
     fn a_namespace_is_named_one_way_or_all_are_asked_for() {
         let cli = parse(&["--json", "--netns", "4242"]).unwrap();
         assert_eq!(cli.netns, Some(NetnsSpec::Pid(4242)));

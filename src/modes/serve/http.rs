@@ -888,6 +888,47 @@ mod tests {
     }
 
     #[test]
+    fn without_the_right_password_any_request_gets_401_and_an_empty_body() {
+        use base64::Engine;
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = std::collections::BTreeMap::from([("prometheus".to_owned(), hash)]);
+        let web = WebConfig {
+            tls: None,
+            auth: Some(Auth::new(users)),
+        };
+        let server = Running::start_with(Limits::default(), web);
+        let encoded = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+        for request in [
+            "GET / HTTP/1.1\r\n\r\n".to_owned(),
+            "GET /nope HTTP/1.1\r\n\r\n".to_owned(),
+            "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            format!(
+                "GET / HTTP/1.1\r\nAuthorization: Basic {}\r\n\r\n",
+                encoded("prometheus:wrong")
+            ),
+        ] {
+            let answer = server.exchange(request.as_bytes());
+            assert!(
+                answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+                "{answer}"
+            );
+            assert!(
+                answer.contains("WWW-Authenticate: Basic realm=\"tcpscope\"\r\n"),
+                "{answer}"
+            );
+            assert!(answer.ends_with("Content-Length: 0\r\nConnection: close\r\nWWW-Authenticate: Basic realm=\"tcpscope\"\r\n\r\n"), "{answer}");
+        }
+        let allowed = server.exchange(
+            format!(
+                "GET / HTTP/1.1\r\nauthorization: Basic {}\r\n\r\n",
+                encoded("prometheus:s3cret")
+            )
+            .as_bytes(),
+        );
+        assert!(allowed.ends_with("\r\n\r\nhello"), "{allowed}");
+    }
+
+    #[test]
     fn plain_http_to_a_tls_port_gets_no_http_answer() {
         let (server, _client) = tls_server(Limits::default());
         let answer = server.exchange(b"GET / HTTP/1.1\r\n\r\n");
