@@ -82,7 +82,8 @@ pub struct Cli {
 
     /// Serve Prometheus metrics at http://ADDRESS/metrics, headless, until interrupted.
     /// ADDRESS is an address and port ([::]:9464), or a port alone, on loopback;
-    /// without one, 127.0.0.1:9464. The endpoint has no authentication.
+    /// without one, 127.0.0.1:9464. Without --web-config the endpoint has no
+    /// authentication.
     #[arg(
         long,
         value_name = "ADDRESS",
@@ -92,6 +93,12 @@ pub struct Cli {
         conflicts_with_all = ["watch", "json", "grep"]
     )]
     pub serve: Option<SocketAddr>,
+
+    /// With --serve: TLS and basic authentication from FILE, in the Prometheus
+    /// exporters' web config shape (tls_server_config: cert_file, key_file;
+    /// basic_auth_users: NAME: BCRYPT-HASH). A bad file is an error (exit 2).
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub web_config: Option<PathBuf>,
 
     /// Check once, as a monitoring plugin (Nagios, Icinga, Sensu): poll for --window,
     /// print one status line with perfdata, and exit 0 OK, 1 WARNING, 2 CRITICAL or
@@ -730,6 +737,16 @@ mod tests {
             parse(&["--serve", "127.0.0.1:9464", "--watch"])
                 .unwrap_err()
                 .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_web_config_goes_with_serve_only() {
+        let cli = parse(&["--serve", "--web-config", "web.yml"]).unwrap();
+        assert_eq!(cli.web_config, Some(PathBuf::from("web.yml")));
+        assert_eq!(
+            parse(&["--web-config", "web.yml"]).unwrap_err().exit_code(),
             2
         );
     }

@@ -428,3 +428,182 @@ fn thousands_of_listeners_give_200_listener_series_and_one_row_for_the_rest() ->
     drop(lab);
     Ok(())
 }
+
+/// A folder of its own under the system's temporary one, removed when dropped.
+struct Folder(std::path::PathBuf);
+
+impl Folder {
+    fn new(name: &str) -> Result<Folder> {
+        let path = std::env::temp_dir().join(format!("tcpscope-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Folder(path))
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<String> {
+        let path = self.0.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `tcpscope --serve --web-config` child, killed when dropped, and where it listens.
+struct Guarded {
+    child: std::process::Child,
+    address: std::net::SocketAddr,
+}
+
+impl Guarded {
+    /// Starts it and reads the address from the line it prints, which must say https.
+    fn start(web_config: &str) -> Result<Guarded> {
+        let mut child =
+            tcpscope_command(&["-4", "--interval", "200ms", "--web-config", web_config])
+                .args(["--serve", "[::1]:0"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+        let mut banner = String::new();
+        if let Some(stderr) = child.stderr.take() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut banner)?;
+        }
+        let guarded = |address: std::net::SocketAddr| Guarded { child, address };
+        let address = banner
+            .trim()
+            .strip_prefix("tcpscope: serving Prometheus metrics at https://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .with_context(|| format!("the banner was {banner:?}"))?
+            .parse()?;
+        Ok(guarded(address))
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GETs `/metrics` over TLS, trusting only `ca`, with basic authentication when
+/// `credentials` are given; returns the whole answer, head and body.
+fn tls_get(
+    address: std::net::SocketAddr,
+    ca: &rcgen::Certificate,
+    credentials: Option<(&str, &str)>,
+) -> Result<String> {
+    use base64::Engine;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone())?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let session = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from("localhost")?,
+    )?;
+    let socket = TcpStream::connect(address)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = rustls::StreamOwned::new(session, socket);
+    let mut request = String::from("GET /metrics HTTP/1.1\r\nHost: localhost\r\n");
+    if let Some((user, password)) = credentials {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request.push_str(&format!("Authorization: Basic {encoded}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn over_tls_only_the_right_password_gets_the_metrics_and_plain_http_gets_nothing() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let folder = Folder::new("tls")?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    folder.write("server.crt", &certified.cert.pem())?;
+    folder.write("server.key", &certified.signing_key.serialize_pem())?;
+    let hash = bcrypt::hash("s3cret", 6)?;
+    let web_config = folder.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )?;
+    let server = Guarded::start(&web_config)?;
+    let ca = &certified.cert;
+
+    // Until the first poll the answer is 503; then the page.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let answer = tls_get(server.address, ca, Some(("prometheus", "s3cret")))?;
+        if answer.starts_with("HTTP/1.1 200 ") || Instant::now() >= deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("tcpscope_connections{"), "{page}");
+
+    for credentials in [
+        None,
+        Some(("prometheus", "wrong")),
+        Some(("nobody", "s3cret")),
+    ] {
+        let refused = tls_get(server.address, ca, credentials)?;
+        let (head, body) = refused.split_once("\r\n\r\n").context("no head")?;
+        let head = format!("{head}\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+            "{credentials:?}: {refused}"
+        );
+        assert!(
+            head.contains("WWW-Authenticate: Basic realm=\"tcpscope\"\r\n"),
+            "{refused}"
+        );
+        assert!(head.contains("Content-Length: 0\r\n"), "{refused}");
+        assert_eq!(body, "", "{credentials:?}");
+    }
+
+    // Plain HTTP to the TLS port: no page, no HTTP answer at all.
+    let mut plain = TcpStream::connect(server.address)?;
+    plain.set_read_timeout(Some(Duration::from_secs(5)))?;
+    plain.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("HTTP/1.1"), "{answer}");
+    assert!(!answer.contains("tcpscope_"), "{answer}");
+
+    // The one who knows the password is still served after all that.
+    let again = tls_get(server.address, ca, Some(("prometheus", "s3cret")))?;
+    assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
+    Ok(())
+}
+
+#[test]
+fn a_web_config_with_a_plain_password_or_a_missing_certificate_exits_2_naming_it() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let folder = Folder::new("bad-web-config")?;
+    let plain = folder.write("plain.yml", "basic_auth_users:\n  prometheus: hunter2\n")?;
+    let missing = folder.write(
+        "missing.yml",
+        "tls_server_config:\n  cert_file: gone.crt\n  key_file: gone.key\n",
+    )?;
+    for (config, named) in [(&plain, "not a bcrypt hash"), (&missing, "gone.crt")] {
+        let output = tcpscope_command(&["--serve", "[::1]:0", "--web-config", config]).output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(!stderr.contains("serving"), "{stderr}");
+    }
+    Ok(())
+}

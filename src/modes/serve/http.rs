@@ -23,12 +23,17 @@
 //!   holding other pages are dropped;
 //! - one request per connection (`Connection: close`): no idle keep-alive sockets.
 //!
+//! With `--web-config` ([`WebConfig`]) it speaks TLS ([`Transport`]) and asks for a
+//! user and password: the limits hold alike (a TLS handshake is part of the head, under
+//! the same deadline, and a session holds at most its bounded buffers), and a request
+//! without the right credentials gets `401` and an empty body, whatever it asked for.
+//!
 //! Memory is thus bounded by `max_connections × max_head_bytes` plus `max_held_bytes`
 //! (and one page, however large, for a lone answer). The
 //! server never calls into the handler for anything but a well-formed `GET` or `HEAD`,
 //! and the handler must answer from memory: it runs on the event loop.
 
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, IoSlice};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +41,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+
+use super::auth::Auth;
+use super::tls::Transport;
+use super::web_config::WebConfig;
 
 /// The server's limits; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +90,14 @@ pub struct Response {
     pub headers: &'static str,
 }
 
+/// The answer to a request without the right credentials: nothing but the challenge.
+fn unauthorized() -> Response {
+    Response {
+        headers: "WWW-Authenticate: Basic realm=\"tcpscope\"\r\n",
+        ..Response::new(401, "text/plain; charset=utf-8", Arc::from(&[][..]))
+    }
+}
+
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Arc<[u8]>) -> Response {
         Response {
@@ -106,6 +123,7 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     limits: Limits,
+    web: WebConfig,
     connections: Vec<Option<Connection>>,
     /// Free slots in `connections`.
     free: Vec<usize>,
@@ -114,6 +132,7 @@ pub struct Server {
 
 struct Connection {
     stream: TcpStream,
+    transport: Transport,
     /// When a byte was last read from or written to it (or it was accepted).
     progressed: Instant,
     deadline: Instant,
@@ -155,10 +174,16 @@ impl Server {
             poll,
             listener,
             limits,
+            web: WebConfig::default(),
             connections: Vec::new(),
             free: Vec::new(),
             open: 0,
         })
+    }
+
+    /// Serves through TLS and asks for credentials as `web` says.
+    pub fn guarded(self, web: WebConfig) -> Server {
+        Server { web, ..self }
     }
 
     /// The address it listens on (with the port the kernel chose for port 0).
@@ -230,6 +255,14 @@ impl Server {
     }
 
     fn add(&mut self, mut stream: TcpStream) {
+        let Ok(transport) = Transport::new(self.web.tls.as_ref()) else {
+            return;
+        };
+        let interest = if transport.writes_while_reading() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.connections.push(None);
             self.connections.len() - 1
@@ -237,7 +270,7 @@ impl Server {
         if self
             .poll
             .registry()
-            .register(&mut stream, Token(slot), Interest::READABLE)
+            .register(&mut stream, Token(slot), interest)
             .is_err()
         {
             self.free.push(slot);
@@ -246,6 +279,7 @@ impl Server {
         let now = Instant::now();
         self.connections[slot] = Some(Connection {
             stream,
+            transport,
             progressed: now,
             deadline: now + self.limits.head_timeout,
             phase: Phase::Reading { head: Vec::new() },
@@ -269,7 +303,14 @@ impl Server {
         };
         if let Phase::Reading { head } = &mut connection.phase {
             let before = head.len();
-            let read = read_head(&mut connection.stream, head, limits.max_head_bytes, handler);
+            let read = read_head(
+                &mut connection.stream,
+                &mut connection.transport,
+                head,
+                limits.max_head_bytes,
+                self.web.auth.as_ref(),
+                handler,
+            );
             if head.len() > before {
                 connection.progressed = Instant::now();
             }
@@ -318,7 +359,13 @@ impl Server {
         } = &mut connection.phase
         {
             let before = *written;
-            let result = write_answer(&mut connection.stream, head, body, written);
+            let result = write_answer(
+                &mut connection.stream,
+                &mut connection.transport,
+                head,
+                body,
+                written,
+            );
             if *written > before {
                 connection.progressed = Instant::now();
             }
@@ -386,8 +433,10 @@ impl Server {
 /// Reads what has arrived of a request head and, once it is whole, decides the answer.
 fn read_head(
     stream: &mut TcpStream,
+    transport: &mut Transport,
     head: &mut Vec<u8>,
     max_head_bytes: usize,
+    auth: Option<&Auth>,
     handler: &impl Fn(&str) -> Response,
 ) -> Head {
     let mut chunk = [0u8; READ_CHUNK];
@@ -399,11 +448,11 @@ fn read_head(
                 true,
             );
         }
-        match stream.read(&mut chunk[..room]) {
+        match transport.read(stream, &mut chunk[..room]) {
             Ok(0) => return Head::Gone,
             Ok(read) => {
                 head.extend_from_slice(&chunk[..read]);
-                if let Some(answer) = answer(head, handler) {
+                if let Some(answer) = answer(head, auth, handler) {
                     return answer;
                 }
             }
@@ -415,11 +464,22 @@ fn read_head(
 }
 
 /// The answer to a head, or `None` while it is incomplete.
-fn answer(head: &[u8], handler: &impl Fn(&str) -> Response) -> Option<Head> {
+fn answer(head: &[u8], auth: Option<&Auth>, handler: &impl Fn(&str) -> Response) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let response = match request.parse(head) {
         Ok(httparse::Status::Partial) => return None,
+        Ok(httparse::Status::Complete(_))
+            if auth.is_some_and(|auth| {
+                let authorization = request
+                    .headers
+                    .iter()
+                    .find(|header| header.name.eq_ignore_ascii_case("authorization"));
+                !auth.allows(authorization.map(|header| header.value))
+            }) =>
+        {
+            unauthorized()
+        }
         Ok(httparse::Status::Complete(_)) => match (request.method, request.path) {
             (Some("GET"), Some(path)) => return Some(Head::Answer(handler(path), true)),
             (Some("HEAD"), Some(path)) => return Some(Head::Answer(handler(path), false)),
@@ -440,6 +500,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -463,6 +524,7 @@ fn response_head(response: &Response) -> Vec<u8> {
 /// Writes as much of the answer as the socket takes. Returns whether all of it went.
 fn write_answer(
     stream: &mut TcpStream,
+    transport: &mut Transport,
     head: &[u8],
     body: &[u8],
     written: &mut usize,
@@ -477,7 +539,7 @@ fn write_answer(
                 IoSlice::new(&[]),
             ]
         };
-        match stream.write_vectored(&slices) {
+        match transport.write_vectored(stream, &slices) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(sent) => *written += sent,
             Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(false),
@@ -485,12 +547,13 @@ fn write_answer(
             Err(error) => return Err(error),
         }
     }
-    Ok(true)
+    transport.finish(stream)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpStream as StdStream;
     use std::thread;
 
@@ -510,7 +573,13 @@ mod tests {
 
     impl Running {
         fn start(limits: Limits) -> Running {
-            let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+            Running::start_with(limits, WebConfig::default())
+        }
+
+        fn start_with(limits: Limits, web: WebConfig) -> Running {
+            let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), limits)
+                .unwrap()
+                .guarded(web);
             let address = server.local_addr().unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let big: Arc<[u8]> = Arc::from(vec![b'x'; BIG]);
@@ -738,5 +807,132 @@ mod tests {
         // The first idle connection was the idlest: it has been closed.
         assert_eq!(read_all(&mut idle[0]), "");
         idle.clear();
+    }
+
+    /// A TLS configuration with a fresh self-signed certificate for `localhost`, and a
+    /// client configuration that trusts it.
+    fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der = CertificateDer::from(certified.cert.der().to_vec());
+        let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let server = super::super::web_config::tls_config(vec![der.clone()], key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        (server, Arc::new(client))
+    }
+
+    fn tls_server(limits: Limits) -> (Running, Arc<rustls::ClientConfig>) {
+        let (server, client) = tls_pair();
+        let web = WebConfig {
+            tls: Some(server),
+            auth: None,
+        };
+        (Running::start_with(limits, web), client)
+    }
+
+    /// Sends `request` over TLS and reads the whole answer.
+    fn tls_exchange(
+        server: &Running,
+        client: &Arc<rustls::ClientConfig>,
+        request: &[u8],
+    ) -> Vec<u8> {
+        let session =
+            rustls::ClientConnection::new(Arc::clone(client), "localhost".try_into().unwrap())
+                .unwrap();
+        let mut stream = rustls::StreamOwned::new(session, server.connect());
+        stream.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_page_far_larger_than_the_tls_buffers_comes_whole_and_the_session_ends_cleanly() {
+        let (server, client) = tls_server(Limits::default());
+        let answer = tls_exchange(&server, &client, b"GET /big HTTP/1.1\r\n\r\n");
+        let text = String::from_utf8_lossy(&answer[..64]);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        // read_to_end succeeded, so the server ended with close_notify, not a cut.
+        assert!(answer.len() > BIG, "{} bytes", answer.len());
+        assert!(answer.ends_with(b"xxxx"));
+    }
+
+    #[test]
+    fn a_tls_handshake_that_never_finishes_is_cut_off_at_the_head_deadline() {
+        let (server, _client) = tls_server(short_limits());
+        let mut stream = server.connect();
+        let started = Instant::now();
+        // The start of a ClientHello record that announces more than ever comes.
+        stream
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn without_the_right_password_any_request_gets_401_and_an_empty_body() {
+        use base64::Engine;
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let users = std::collections::BTreeMap::from([("prometheus".to_owned(), hash)]);
+        let web = WebConfig {
+            tls: None,
+            auth: Some(Auth::new(users)),
+        };
+        let server = Running::start_with(Limits::default(), web);
+        let encoded = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+        for request in [
+            "GET / HTTP/1.1\r\n\r\n".to_owned(),
+            "GET /nope HTTP/1.1\r\n\r\n".to_owned(),
+            "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            format!(
+                "GET / HTTP/1.1\r\nAuthorization: Basic {}\r\n\r\n",
+                encoded("prometheus:wrong")
+            ),
+        ] {
+            let answer = server.exchange(request.as_bytes());
+            assert!(
+                answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+                "{answer}"
+            );
+            assert!(
+                answer.contains("WWW-Authenticate: Basic realm=\"tcpscope\"\r\n"),
+                "{answer}"
+            );
+            assert!(answer.ends_with("Content-Length: 0\r\nConnection: close\r\nWWW-Authenticate: Basic realm=\"tcpscope\"\r\n\r\n"), "{answer}");
+        }
+        let allowed = server.exchange(
+            format!(
+                "GET / HTTP/1.1\r\nauthorization: Basic {}\r\n\r\n",
+                encoded("prometheus:s3cret")
+            )
+            .as_bytes(),
+        );
+        assert!(allowed.ends_with("\r\n\r\nhello"), "{allowed}");
+    }
+
+    #[test]
+    fn plain_http_to_a_tls_port_gets_no_http_answer() {
+        let (server, _client) = tls_server(Limits::default());
+        let answer = server.exchange(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(!answer.contains("HTTP/1.1"), "{answer}");
+        assert!(!answer.contains("hello"), "{answer}");
     }
 }

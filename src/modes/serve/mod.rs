@@ -7,7 +7,10 @@
 //! bound here, in tcpscope's own namespace, before any poller enters another one, so
 //! Prometheus reaches it where it was started.
 
+mod auth;
 pub mod http;
+mod tls;
+pub mod web_config;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -32,6 +35,7 @@ use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, ListenerTable, Owner};
 
 use http::{Limits, Response, Server};
+use web_config::WebConfig;
 
 /// The HTTP thread's nice value when allowed: ahead of the pollers and of ordinary
 /// processes, so that scrapes do not wait behind a poll of 100k sockets. It is idle
@@ -91,8 +95,14 @@ impl Page {
 
 /// Serves metrics on `address` until a signal asks to stop.
 pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
+    let web = match &cli.web_config {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    };
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
     let mut server = Server::bind(address, Limits::default())
-        .with_context(|| format!("listening on {address}"))?;
+        .with_context(|| format!("listening on {address}"))?
+        .guarded(web);
     let bound = server.local_addr().context("reading the bound address")?;
     let mut source = Source::live(super::live_config(
         cli,
@@ -122,7 +132,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     };
     let _ = writeln!(
         io::stderr(),
-        "tcpscope: serving Prometheus metrics at http://{bound}/metrics"
+        "tcpscope: serving Prometheus metrics at {scheme}://{bound}/metrics"
     );
 
     let mut table = ListenerTable::default();
