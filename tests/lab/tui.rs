@@ -189,43 +189,33 @@ fn q_gives_back_the_main_screen_the_cursor_and_line_mode() -> Result<()> {
     ensure_restored(&terminal)
 }
 
-#[test]
-fn sigterm_restores_the_terminal_and_exits_with_128_plus_15() -> Result<()> {
+/// Sends `signal` to a running view, and checks that it gives the terminal back and
+/// exits with 128 + the signal's number, as a shell reports a process a signal ended.
+fn a_signal_restores_the_terminal(signal_number: libc::c_int) -> Result<()> {
     let _lab = Lab::enter()?;
     let mut terminal = running_view()?;
-    signal(&terminal, libc::SIGTERM)?;
+    signal(&terminal, signal_number)?;
     let status = terminal.wait(Duration::from_secs(10))?;
     ensure!(
-        status.code() == Some(128 + 15),
-        "SIGTERM exited with {status}"
+        status.code() == Some(128 + signal_number),
+        "signal {signal_number} exited with {status}"
     );
     ensure_restored(&terminal)
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_exits_with_128_plus_15() -> Result<()> {
+    a_signal_restores_the_terminal(libc::SIGTERM)
 }
 
 #[test]
 fn sighup_restores_the_terminal_and_exits_with_128_plus_1() -> Result<()> {
-    let _lab = Lab::enter()?;
-    let mut terminal = running_view()?;
-    signal(&terminal, libc::SIGHUP)?;
-    let status = terminal.wait(Duration::from_secs(10))?;
-    ensure!(
-        status.code() == Some(128 + 1),
-        "SIGHUP exited with {status}"
-    );
-    ensure_restored(&terminal)
+    a_signal_restores_the_terminal(libc::SIGHUP)
 }
 
 #[test]
 fn sigquit_restores_the_terminal_and_exits_with_128_plus_3() -> Result<()> {
-    let _lab = Lab::enter()?;
-    let mut terminal = running_view()?;
-    signal(&terminal, libc::SIGQUIT)?;
-    let status = terminal.wait(Duration::from_secs(10))?;
-    ensure!(
-        status.code() == Some(128 + 3),
-        "SIGQUIT exited with {status}"
-    );
-    ensure_restored(&terminal)
+    a_signal_restores_the_terminal(libc::SIGQUIT)
 }
 
 /// Whether process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
