@@ -165,6 +165,7 @@ fn observation<'a>(snapshot: &'a Snapshot, limits: &'a HostLimits) -> Observatio
         syn_cookies_rising: false,
         leaks: None,
         transitions: &[],
+        processes: None,
     }
 }
 

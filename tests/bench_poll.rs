@@ -109,6 +109,7 @@ fn run() -> Result<bool> {
             syn_cookies_rising: false,
             leaks: None,
             transitions: &update.transitions,
+            processes: None,
         });
         findings_times.push(start.elapsed());
         drop((churn, update, report));

@@ -143,6 +143,7 @@ fn write_document(
                 &r.snapshot,
                 &host_limits(r.limits.clone()),
                 Some(watch),
+                processes.as_ref(),
                 &cli.finding_thresholds(),
             )
             .into_iter()

@@ -122,6 +122,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             &snapshot,
             &host_limits(procfs::read_connection_limits().ok()),
             Some(&syn_watch),
+            processes.as_ref(),
             &cli.finding_thresholds(),
         );
         let findings: Vec<FindingEntry> = findings

@@ -138,6 +138,7 @@ impl Analyst {
             syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
             leaks: Some(&leaks),
             transitions: &polled.transitions,
+            processes: None,
         });
         Update {
             snapshot: Arc::new(polled.snapshot),

@@ -1,7 +1,7 @@
 //! The findings about peers and paths, each built for real inside a private network
 //! namespace and asserted with its subject and evidence in `--json` or
 //! `--watch --json`, each beside a negative twin that must not raise it: connects into
-//! the lab's sink (`connect_stalled`), a server that never reads (`peer_not_reading`),
+//! the lab's sink (`connect_stalled`, with `-p` naming the process waiting), a server that never reads (`peer_not_reading`),
 //! a receiving socket whose filter drops every segment (`retransmitting_path`), and a
 //! client opening 200 connections a second (`connection_churn`). The view names a
 //! stalled connect in its Findings panel, in a pseudo-terminal.
@@ -98,6 +98,32 @@ fn connects_into_an_address_that_never_answers_are_connect_stalled() -> Result<(
         .as_f64()
         .context("oldest")?;
     assert!(oldest >= 1.0, "oldest {oldest}");
+    Ok(())
+}
+
+#[test]
+fn with_p_a_stalled_connect_names_the_local_process_waiting() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let peer = SocketAddr::V4(SocketAddrV4::new(SILENT, 80));
+    let _waiting = connects(peer, 6)?;
+    thread::sleep(Duration::from_millis(1_300));
+    let reading = json(&["--json", "-p"])?;
+    let finding = reading["findings"]
+        .as_array()
+        .context("--json has no findings[]")?
+        .iter()
+        .find(|finding| finding["kind"] == "connect_stalled")
+        .context("no connect_stalled finding")?;
+    let waiting = format!("(pid {}, 6 sockets)", std::process::id());
+    let processes = finding["evidence"]["processes"]
+        .as_str()
+        .unwrap_or_default();
+    ensure!(
+        processes.contains(&waiting),
+        "processes {processes:?}, want {waiting}"
+    );
+    let summary = finding["summary"].as_str().unwrap_or_default();
+    ensure!(summary.contains("; waiting: "), "summary {summary:?}");
     Ok(())
 }
 

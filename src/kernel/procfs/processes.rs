@@ -177,6 +177,27 @@ impl ProcessMap {
         self.by_inode.is_empty()
     }
 
+    /// A map of the given processes and the socket inodes each holds, for unit tests
+    /// of what consumes a map.
+    #[cfg(test)]
+    pub(crate) fn of(processes: &[(i32, &str, &[u32])]) -> ProcessMap {
+        let mut map = ProcessMap::default();
+        for &(pid, name, sockets) in processes {
+            let process = Process {
+                pid,
+                name: name.to_owned(),
+            };
+            map.insert(
+                Holder {
+                    process,
+                    started: 0,
+                },
+                sockets,
+            );
+        }
+        map
+    }
+
     fn insert(&mut self, holder: Holder, sockets: &[u32]) {
         let index = self.holders.len();
         for &inode in sockets {

@@ -192,6 +192,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         syn_cookies_rising: rates.cookies_rising(Thresholds::default().min_counter_rate),
         leaks: Some(&leaks),
         transitions: &transitions,
+        processes: None,
     });
     Update {
         snapshot: Arc::new(snapshot),
@@ -370,6 +371,7 @@ pub fn across_namespaces() -> Model {
                 syn_cookies_rising: false,
                 leaks: None,
                 transitions: &transitions,
+                processes: None,
             });
             let update = Update {
                 snapshot: Arc::new(snapshot),

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use foldhash::fast::RandomState;
 
 use crate::diff::Transition;
+use crate::kernel::procfs::ProcessMap;
 use crate::snapshot::Snapshot;
 use crate::watch::leaks::CloseWaitLeaks;
 use crate::watch::syn_watch::SynWatch;
@@ -37,6 +38,9 @@ pub struct Observation<'a> {
     pub leaks: Option<&'a CloseWaitLeaks>,
     /// What changed since the previous poll, for `connection_churn`; empty on the first.
     pub transitions: &'a [Transition],
+    /// Who holds each socket, when `-p` asked and a scan is at hand: `connect_stalled`
+    /// names the processes waiting.
+    pub processes: Option<&'a ProcessMap>,
 }
 
 /// What one poll of the findings says.
@@ -273,7 +277,12 @@ fn run_rules(
     if let Some(leaks) = observation.leaks {
         rules::close_wait_leak::check(leaks, out);
     }
-    rules::connect_stalled::check(&mut tally.connecting, thresholds, out);
+    rules::connect_stalled::check(
+        &mut tally.connecting,
+        observation.processes,
+        thresholds,
+        out,
+    );
     rules::peer_not_reading::check(
         &mut tally.unacknowledged,
         &observation.snapshot.sockets,
@@ -290,6 +299,7 @@ pub fn single_reading(
     snapshot: &Snapshot,
     limits: &HostLimits,
     syn_watch: Option<&SynWatch>,
+    processes: Option<&ProcessMap>,
     thresholds: &FindingThresholds,
 ) -> Vec<Finding> {
     let mut tally = Tally::default();
@@ -302,6 +312,7 @@ pub fn single_reading(
         syn_cookies_rising: false,
         leaks: None,
         transitions: &[],
+        processes,
     };
     let mut candidates = Vec::new();
     run_rules(&mut tally, &observation, 0.0, thresholds, &mut candidates);
@@ -377,6 +388,7 @@ mod tests {
                     syn_cookies_rising: false,
                     leaks: None,
                     transitions: &[],
+                    processes: None,
                 })
             })
             .collect()
@@ -492,6 +504,7 @@ mod tests {
                 syn_cookies_rising: false,
                 leaks: None,
                 transitions: &[],
+                processes: None,
             })
         };
         assert!(observe(&mut analyst, 0, 1_000).findings.is_empty());
@@ -543,6 +556,7 @@ mod tests {
                     syn_cookies_rising: false,
                     leaks: None,
                     transitions: &[],
+                    processes: None,
                 })
             })
             .collect()
@@ -678,6 +692,7 @@ mod tests {
             &snapshot,
             &HostLimits::default(),
             Some(&watch),
+            None,
             &FindingThresholds::default(),
         );
         let found: Vec<(Kind, String)> = findings

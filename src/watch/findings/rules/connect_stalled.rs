@@ -6,19 +6,27 @@
 //!
 //! See `tcp_retransmit_timer()` and `tcp_write_timeout()` in `net/ipv4/tcp_timer.c`.
 
+use std::fmt::Write;
 use std::time::Duration;
 
+use crate::kernel::procfs::{Process, ProcessMap};
 use crate::watch::findings::{
-    Endpoint, Evidence, Finding, FindingThresholds, Kind, Severity, Subject,
+    Endpoint, Escaped, Evidence, Finding, FindingThresholds, Kind, Severity, Subject,
 };
 
 use super::{Candidate, Connecting, count};
 
+/// How many of the processes waiting on one endpoint a finding names; the rest are
+/// counted.
+const NAMED_PROCESSES: usize = 3;
+
 /// A candidate for each remote endpoint with `connect_stalled_count` SYN_SENT sockets
 /// or more, the oldest of which has waited `connect_stalled_age` or sent its SYN
-/// `connect_stalled_retransmits` times again. Sorts `connecting`.
+/// `connect_stalled_retransmits` times again. With `processes` (`-p`), the finding
+/// names the local processes waiting. Sorts `connecting`.
 pub fn check(
     connecting: &mut [Connecting],
+    processes: Option<&ProcessMap>,
     thresholds: &FindingThresholds,
     out: &mut Vec<Candidate>,
 ) {
@@ -49,15 +57,19 @@ pub fn check(
         }
         let first = group[0];
         let remote = Endpoint(first.remote_addr, first.remote_port);
-        let summary = format!(
+        let mut summary = format!(
             "connections to {remote} are not answered: {connecting} waiting in SYN_SENT, \
              the oldest for {:.1} s, SYNs sent again up to {retransmits} times",
             oldest.as_secs_f64()
         );
-        let evidence = Evidence::default()
+        let mut evidence = Evidence::default()
             .count("connecting", connecting)
             .number("oldest_seconds", oldest.as_secs_f64())
             .count("most_retransmits", retransmits);
+        if let Some(waiting) = processes.and_then(|map| waiting_processes(group, map)) {
+            let _ = write!(summary, "; waiting: {waiting}");
+            evidence = evidence.text("processes", waiting);
+        }
         out.push(Candidate::new(Finding::new(
             Kind::ConnectStalled,
             Severity::Warning,
@@ -69,6 +81,50 @@ pub fn check(
             evidence,
         )));
     }
+}
+
+/// The processes holding `group`'s sockets, most sockets first: `curl (pid 12, 4
+/// sockets), wget (pid 9)`, at most [`NAMED_PROCESSES`] named and the rest counted.
+/// `None` when the map knows none of them.
+fn waiting_processes(group: &[Connecting], processes: &ProcessMap) -> Option<String> {
+    // A pile is a few hundred sockets at most and a handful of processes: a small
+    // vector beats a map.
+    let mut holders: Vec<(&Process, u32)> = Vec::new();
+    for socket in group {
+        let Some(process) = processes.lookup(socket.inode) else {
+            continue;
+        };
+        match holders
+            .iter_mut()
+            .find(|(known, _)| known.pid == process.pid)
+        {
+            Some((_, sockets)) => *sockets += 1,
+            None => holders.push((process, 1)),
+        }
+    }
+    if holders.is_empty() {
+        return None;
+    }
+    holders.sort_by_key(|&(process, sockets)| (std::cmp::Reverse(sockets), process.pid));
+    let mut text = String::new();
+    for (process, sockets) in holders.iter().take(NAMED_PROCESSES) {
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{} (pid {}", Escaped(&process.name), process.pid);
+        if *sockets > 1 {
+            let _ = write!(text, ", {sockets} sockets");
+        }
+        text.push(')');
+    }
+    if let Some(more) = holders
+        .len()
+        .checked_sub(NAMED_PROCESSES)
+        .filter(|&n| n > 0)
+    {
+        let _ = write!(text, " and {more} more");
+    }
+    Some(text)
 }
 
 #[cfg(test)]
@@ -93,12 +149,17 @@ mod tests {
     }
 
     fn judge(sockets: Vec<SocketRecord>) -> Vec<Candidate> {
+        judge_with(sockets, None)
+    }
+
+    fn judge_with(sockets: Vec<SocketRecord>, processes: Option<&ProcessMap>) -> Vec<Candidate> {
         let snapshot = Snapshot::new(SystemTime::UNIX_EPOCH, sockets);
         let mut tally = Tally::default();
         tally.take(&snapshot.sockets, &HostLimits::default());
         let mut out = Vec::new();
         check(
             &mut tally.connecting,
+            processes,
             &FindingThresholds::default(),
             &mut out,
         );
@@ -156,5 +217,61 @@ mod tests {
         let mut sockets = pile("192.0.2.9", 3, 3, 0);
         sockets.extend(pile("192.0.2.10", 3, 3, 0));
         assert!(judge(sockets).is_empty());
+    }
+
+    /// `pile`, each socket with inode 100 + its index.
+    fn pile_with_inodes(count: u16) -> Vec<SocketRecord> {
+        pile("192.0.2.9", count, 2, 2_500)
+            .into_iter()
+            .zip(100..)
+            .map(|(socket, inode)| SocketRecord { inode, ..socket })
+            .collect()
+    }
+
+    #[test]
+    fn with_processes_known_the_finding_names_who_waits_most_sockets_first() {
+        let map = ProcessMap::of(&[(7, "curl", &[100]), (12, "app", &[101, 102, 103])]);
+        let found = judge_with(pile_with_inodes(5), Some(&map));
+        let finding = &found[0].finding;
+        let waiting = "app (pid 12, 3 sockets), curl (pid 7)";
+        assert_eq!(
+            finding.evidence.get("processes"),
+            Some(&Value::Text(waiting.to_owned()))
+        );
+        assert!(
+            finding.summary.ends_with(&format!("; waiting: {waiting}")),
+            "{}",
+            finding.summary
+        );
+    }
+
+    #[test]
+    fn beyond_three_processes_the_rest_are_counted_and_names_are_escaped() {
+        let map = ProcessMap::of(&[
+            (1, "a", &[100]),
+            (2, "b", &[101]),
+            (3, "c", &[102]),
+            (4, "x\x1b]0;owned\x07", &[103]),
+            (5, "e", &[104]),
+        ]);
+        let found = judge_with(pile_with_inodes(5), Some(&map));
+        let Some(Value::Text(waiting)) = found[0].finding.evidence.get("processes") else {
+            panic!("no processes in {:?}", found[0].finding.evidence);
+        };
+        assert_eq!(waiting, "a (pid 1), b (pid 2), c (pid 3) and 2 more");
+        let map = ProcessMap::of(&[(4, "x\x1b]0;owned\x07", &[100, 101])]);
+        let found = judge_with(pile_with_inodes(5), Some(&map));
+        assert!(!found[0].finding.summary.contains('\x1b'));
+    }
+
+    #[test]
+    fn processes_the_map_does_not_know_leave_the_finding_as_without_p() {
+        let map = ProcessMap::of(&[(7, "curl", &[999])]);
+        let found = judge_with(pile_with_inodes(5), Some(&map));
+        assert_eq!(found[0].finding.evidence.get("processes"), None);
+        assert_eq!(
+            found[0].finding.summary,
+            judge(pile_with_inodes(5))[0].finding.summary
+        );
     }
 }

@@ -79,6 +79,8 @@ pub struct Connecting {
     pub remote_addr: IpAddr,
     pub remote_port: u16,
     pub cookie: u64,
+    /// The socket's inode, to name the process waiting on it (with `-p`).
+    pub inode: u32,
     /// How often its SYN has been sent again.
     pub retransmits: u8,
     /// How long it has waited at least: from its SYN timer in one reading, or since a
@@ -189,6 +191,7 @@ impl Tally {
                     remote_addr: socket.remote_addr,
                     remote_port: socket.remote_port,
                     cookie: socket.cookie,
+                    inode: socket.inode,
                     retransmits: socket.retransmits,
                     waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
                 }),
