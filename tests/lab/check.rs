@@ -4,14 +4,14 @@
 //! and a check that cannot be made (no sock_diag, a usage error) is UNKNOWN (exit 3),
 //! always with one status line on stdout and perfdata after a `|`.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::support::fault::{self, Refusal};
+use crate::support::lab::sockets::listener_with_backlog;
 use crate::support::lab::{Lab, SETTLE};
 use crate::support::tcpscope_command;
 
@@ -86,15 +86,9 @@ fn a_forged_syn_flood_is_critical_and_named_on_the_status_line() -> Result<()> {
 #[test]
 fn a_full_accept_queue_nothing_accepts_from_is_a_warning() -> Result<()> {
     let _lab = Lab::enter()?;
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    listener.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
     // A backlog of 4 holds 4 completed handshakes (5 before the kernel drops): 4
     // clients fill it, and no attempt is dropped, so there is nothing critical.
-    listener.listen(4)?;
-    let address = listener
-        .local_addr()?
-        .as_socket()
-        .context("the listener has no IP address")?;
+    let (_listener, address) = listener_with_backlog(0, 4)?;
     let clients = (0..4)
         .map(|_| TcpStream::connect(address))
         .collect::<std::io::Result<Vec<_>>>()?;

@@ -7,15 +7,14 @@
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::support;
+use crate::support::lab::sockets::{listener_with_backlog, start_connect};
 use crate::support::lab::{self, Lab, SETTLE, TcpState};
 use crate::support::stream::Stream;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use socket2::{Domain, Protocol, Socket, Type};
 use tcpscope::kernel::procfs::{TwReuse, read_connection_limits};
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::tcp::State;
@@ -52,15 +51,9 @@ fn dumped_drops(diag: &mut SockDiag, port: u16) -> Result<u32> {
 #[test]
 fn a_listeners_drops_are_what_ss_tlm_shows_when_its_backlog_overflows() -> Result<()> {
     let lab = Lab::enter()?;
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    listener.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).into())?;
     // An accept queue of two that nothing accepts from: the third handshake on is
     // dropped, and each client's SYN retries are dropped again.
-    listener.listen(1)?;
-    let address = listener
-        .local_addr()?
-        .as_socket()
-        .context("the listener has no IP address")?;
+    let (_listener, address) = listener_with_backlog(0, 1)?;
     let port = address.port();
 
     let mut diag = SockDiag::open()?;
@@ -71,11 +64,7 @@ fn a_listeners_drops_are_what_ss_tlm_shows_when_its_backlog_overflows() -> Resul
 
     let mut clients = Vec::new();
     for _ in 0..12 {
-        let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        client.set_nonblocking(true)?;
-        // In progress is what a non-blocking connect says; the handshake goes on.
-        let _ = client.connect(&address.into());
-        clients.push(client);
+        clients.push(start_connect(address)?);
     }
     lab::ss::wait_until(SETTLE, "the listener to drop connection attempts", || {
         let drops = ss_drops(&lab, port)?;
@@ -143,27 +132,6 @@ fn json_findings(args: &[&str]) -> Result<Vec<Value>> {
 /// The findings of `kind` among `findings`.
 fn of_kind<'a>(findings: &'a [Value], kind: &str) -> Vec<&'a Value> {
     findings.iter().filter(|f| f["kind"] == kind).collect()
-}
-
-/// A listener on 127.0.0.1:`port` (0: the kernel picks) with this `listen()` backlog.
-fn listener_with_backlog(port: u16, backlog: i32) -> Result<(Socket, SocketAddr)> {
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    listener.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port).into())?;
-    listener.listen(backlog)?;
-    let address = listener
-        .local_addr()?
-        .as_socket()
-        .context("the listener has no IP address")?;
-    Ok((listener, address))
-}
-
-/// Starts a connection to `address` without waiting for its handshake.
-fn start_connect(address: SocketAddr) -> Result<Socket> {
-    let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    client.set_nonblocking(true)?;
-    // In progress is what a non-blocking connect says; the handshake goes on.
-    let _ = client.connect(&address.into());
-    Ok(client)
 }
 
 #[test]

@@ -4,12 +4,12 @@
 //!
 //! Each test enters its own lab and fails, never skips, without root.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::support::lab::Lab;
+use crate::support::lab::sockets::{listener_with_backlog, start_connect};
 use anyhow::{Context, Result, ensure};
-use socket2::{Domain, Protocol, Socket, Type};
 use tcpscope::filter::Filter;
 use tcpscope::kernel::procfs::read_connection_limits;
 use tcpscope::kernel::sockdiag::SockDiag;
@@ -36,13 +36,7 @@ fn poll(diag: &mut SockDiag, analyst: &mut Analyst) -> Result<Report> {
 #[test]
 fn a_listener_turning_away_new_clients_is_raised_as_listen_drops() -> Result<()> {
     let _lab = Lab::enter()?;
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    listener.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).into())?;
-    listener.listen(1)?;
-    let address = listener
-        .local_addr()?
-        .as_socket()
-        .context("the listener has no IP address")?;
+    let (_listener, address) = listener_with_backlog(0, 1)?;
 
     let mut diag = SockDiag::open()?;
     let mut analyst = Analyst::new(FindingThresholds::default());
@@ -52,10 +46,7 @@ fn a_listener_turning_away_new_clients_is_raised_as_listen_drops() -> Result<()>
         reports.push(poll(&mut diag, &mut analyst)?);
         // Five more clients a round, which the full accept queue turns away.
         for _ in 0..5 {
-            let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-            client.set_nonblocking(true)?;
-            let _ = client.connect(&address.into());
-            clients.push(client);
+            clients.push(start_connect(address)?);
         }
         std::thread::sleep(Duration::from_millis(200));
     }

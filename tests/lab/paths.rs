@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use crate::support::lab::Lab;
+use crate::support::lab::sockets::start_connect;
 use crate::support::pty::Terminal;
 use crate::support::stream::Stream;
 use crate::support::{json, tcpscope_command};
@@ -53,18 +54,7 @@ fn raised(line: &Value, kind: &str) -> bool {
 
 /// `count` non-blocking connects to `peer`, left waiting for their answers.
 fn connects(peer: SocketAddr, count: usize) -> Result<Vec<Socket>> {
-    (0..count)
-        .map(|_| {
-            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_nonblocking(true)?;
-            match socket.connect(&peer.into()) {
-                Ok(()) => {}
-                Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                Err(error) => return Err(error).context("connecting"),
-            }
-            Ok(socket)
-        })
-        .collect()
+    (0..count).map(|_| start_connect(peer)).collect()
 }
 
 /// A listener on 127.0.0.1 at a port the kernel picks.

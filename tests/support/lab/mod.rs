@@ -50,6 +50,7 @@ pub mod child;
 pub mod crowd;
 pub mod netns;
 pub mod random;
+pub mod sockets;
 pub mod ss;
 pub mod states;
 pub mod syn;
