@@ -8,7 +8,9 @@
 //!
 //! Targets (from the project's issue tracker): `--json` at most 0.5× `ss -tan`;
 //! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
-//! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`.
+//! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`; `--json`'s peak
+//! resident memory at most 100 bytes a socket above the same run with no socket
+//! matching (`--grep closing`).
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -130,11 +132,69 @@ fn run() -> Result<bool> {
             verdict(met, scale.enforce)
         );
     }
+    let per_socket = json_bytes_per_socket(scale.established + scale.half_open)?;
+    let met = per_socket <= MAX_JSON_BYTES_PER_SOCKET;
+    all_met &= met;
+    println!(
+        "  {:<42} {per_socket:>8.0} bytes a socket at its peak (target <= {MAX_JSON_BYTES_PER_SOCKET}) {}",
+        "--json memory",
+        verdict(met, scale.enforce)
+    );
     if !scale.enforce {
         println!("  debug build: figures only; run with --release to hold the targets");
         return Ok(true);
     }
     Ok(all_met)
+}
+
+/// `--json`'s peak memory target: the document streams, so only the records stay.
+const MAX_JSON_BYTES_PER_SOCKET: f64 = 100.0;
+
+/// `--json`'s peak resident memory per socket: its peak over the lab's sockets less its
+/// peak when the kernel matches none of them, so that the binary, its libraries and its
+/// buffers do not count.
+fn json_bytes_per_socket(sockets: usize) -> Result<f64> {
+    let mut all = Vec::new();
+    let mut none = Vec::new();
+    for _ in 0..3 {
+        all.push(peak_resident_kib(&["--json"])?);
+        none.push(peak_resident_kib(&["--json", "--grep", "closing"])?);
+    }
+    all.sort_unstable();
+    none.sort_unstable();
+    let above = all[1].saturating_sub(none[1]);
+    println!(
+        "  --json peak resident memory: {} KiB, {} KiB with no socket matching",
+        all[1], none[1]
+    );
+    Ok(above as f64 * 1024.0 / sockets as f64)
+}
+
+/// The peak resident memory of one run of tcpscope, from the kernel's accounting of
+/// the child (`ru_maxrss`), output discarded.
+fn peak_resident_kib(args: &[&str]) -> Result<u64> {
+    let child = Command::new(TCPSCOPE)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running tcpscope")?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    ensure!(
+        waited == pid,
+        "waiting for tcpscope: {}",
+        std::io::Error::last_os_error()
+    );
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) <= 1,
+        "tcpscope {args:?} ended with status {status:#x}"
+    );
+    Ok(u64::try_from(usage.ru_maxrss)?)
 }
 
 fn verdict(met: bool, enforced: bool) -> &'static str {

@@ -15,7 +15,7 @@ use crate::kernel::procfs;
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::poll::namespaces::Namespaces;
 use crate::report::json::{
-    Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
+    self, Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
@@ -24,6 +24,12 @@ use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 64;
+
+/// Rendered sockets a `--json` document holds back before it starts writing them out
+/// (about 900 sockets). A document held back in full can start over when the kernel
+/// restarts its dump; past this, memory matters more: the records alone stay, at
+/// tens of bytes a socket rather than the hundreds of their JSON.
+const HELD_BACK_BYTES: usize = 256 << 10;
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
@@ -73,7 +79,8 @@ enum Received {
 ///
 /// The kernel's dump is most of the cost, so the sockets are rendered on this thread
 /// while another thread is still receiving them, and the process map and counters are
-/// read meanwhile too.
+/// read meanwhile too. Past [`HELD_BACK_BYTES`] the rendered sockets are written out as
+/// they come: peak memory is then the records the counts and findings need.
 fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let filter = cli.filter();
     let request = DumpRequest::for_filter(&filter);
@@ -98,6 +105,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         let kernel = read_kernel_counters()?;
         let mut sockets = Vec::new();
         let mut rendered = RenderedSockets::new(processes.as_ref());
+        let mut streaming = false;
         for received in receiver {
             match received {
                 Received::Sockets(batch) => {
@@ -105,7 +113,18 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                         sockets.push(*socket);
                         rendered.push(socket);
                     }
+                    if !streaming && rendered.pending_bytes() >= HELD_BACK_BYTES {
+                        json::write_head(out, taken_at)?;
+                        streaming = true;
+                    }
+                    if streaming {
+                        rendered.write_out(out)?;
+                    }
                 }
+                Received::Restart if streaming => anyhow::bail!(
+                    "the kernel restarted its socket dump after part of the document was \
+                     written; run again"
+                ),
                 Received::Restart => {
                     sockets.clear();
                     rendered.clear();
@@ -136,21 +155,23 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                 name: process.name.clone(),
             })
         });
-        Document {
+        let document = Document {
             snapshot: &snapshot,
             sockets: &rendered,
             kernel,
             syn_watch: SynWatchSection::One(&syn_watch),
             namespaces: None,
             findings: &findings,
+        };
+        let leaks = Some(LeaksSection {
+            leaks: &leaks,
+            with_processes: processes.is_some(),
+        });
+        if streaming {
+            document.write_rest(out, leaks)?;
+        } else {
+            document.write_with_leaks(out, leaks)?;
         }
-        .write_with_leaks(
-            out,
-            Some(LeaksSection {
-                leaks: &leaks,
-                with_processes: processes.is_some(),
-            }),
-        )?;
         Ok(Outcome::Matched)
     })
 }

@@ -3,8 +3,9 @@
 //!
 //! The schema is `assets/tcpscope.schema.json`; bump [`SCHEMA_VERSION`] on any change
 //! that could break a reader. Sockets are rendered straight from their records into one
-//! growing buffer, with no allocation per socket, and can be rendered batch by batch
-//! while the kernel is still dumping.
+//! buffer, with no allocation per socket, batch by batch while the kernel is still
+//! dumping; a large dump's are written out as they come, so that a document costs
+//! little more memory than the records it counts.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -193,6 +194,17 @@ fn counts_by_name<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok
     CountsByName(*counts).serialize(serializer)
 }
 
+/// Writes the start of a document, up to and including the `[` of its `sockets`: what
+/// a document that streams its sockets writes before the dump ends. The rest comes from
+/// [`Document::write_rest`].
+pub fn write_head(out: &mut impl Write, taken_at: SystemTime) -> io::Result<()> {
+    out.write_all(b"{\"schema_version\":")?;
+    serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
+    out.write_all(b",\"taken_at\":")?;
+    serde_json::to_writer(&mut *out, &Rfc3339(taken_at))?;
+    out.write_all(b",\"sockets\":[")
+}
+
 impl Document<'_> {
     /// Writes the document and a final newline.
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
@@ -205,15 +217,24 @@ impl Document<'_> {
         out: &mut impl Write,
         leaks: Option<LeaksSection<'_>>,
     ) -> io::Result<()> {
-        out.write_all(b"{\"schema_version\":")?;
-        serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
-        out.write_all(b",\"taken_at\":")?;
-        serde_json::to_writer(&mut *out, &Rfc3339(self.snapshot.taken_at))?;
-        out.write_all(b",\"counts\":")?;
-        serde_json::to_writer(&mut *out, &CountsByName(self.snapshot.counts()))?;
-        out.write_all(b",\"sockets\":[")?;
+        write_head(out, self.snapshot.taken_at)?;
+        self.write_rest(out, leaks)
+    }
+
+    /// Writes what follows [`write_head`]: the sockets not yet written out (see
+    /// [`RenderedSockets::write_out`]), then the counts and every other section.
+    ///
+    /// The counts follow the sockets, not precede them, so that a document can stream
+    /// its sockets while the kernel still dumps them and count them at the end.
+    pub fn write_rest(
+        &self,
+        out: &mut impl Write,
+        leaks: Option<LeaksSection<'_>>,
+    ) -> io::Result<()> {
         out.write_all(&self.sockets.bytes)?;
-        out.write_all(b"],\"kernel\":")?;
+        out.write_all(b"],\"counts\":")?;
+        serde_json::to_writer(&mut *out, &CountsByName(self.snapshot.counts()))?;
+        out.write_all(b",\"kernel\":")?;
         serde_json::to_writer(&mut *out, &self.kernel)?;
         out.write_all(b",\"syn_watch\":")?;
         serde_json::to_writer(&mut *out, &self.syn_watch)?;
@@ -270,6 +291,19 @@ impl<'a> RenderedSockets<'a> {
     /// namespace they were read from (`--all-netns`).
     pub fn set_netns(&mut self, netns: Option<u64>) {
         self.netns = netns;
+    }
+
+    /// How many bytes are rendered and not yet written out.
+    pub fn pending_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Writes the sockets rendered so far to `out`, after a [`write_head`], and forgets
+    /// their bytes: the sockets rendered next continue the same array.
+    pub fn write_out(&mut self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.bytes)?;
+        self.bytes.clear();
+        Ok(())
     }
 
     /// Forgets every socket rendered so far (the dump started over).

@@ -158,6 +158,33 @@ fn json_counts_every_state_and_lists_what_ss_lists() -> Result<()> {
 }
 
 #[test]
+fn a_json_document_too_large_to_hold_back_lists_every_socket_ss_lists() -> Result<()> {
+    let lab = Lab::enter()?;
+    // 20,000 sockets render to several megabytes: more than --json holds back before
+    // it writes its sockets out while the kernel still dumps.
+    let built = every_state(&lab)?;
+    let _crowd = lab.crowd(20_000)?;
+    let document = json(&["--json"])?;
+    let mut oracle = lab.ss_entries()?;
+    oracle.sort();
+    let listed = entries::of_json(&document)?;
+    ensure!(
+        listed.len() >= 20_000,
+        "--json listed {} sockets",
+        listed.len()
+    );
+    assert_eq!(listed, oracle);
+    let counts: BTreeMap<String, u64> = serde_json::from_value(document["counts"].clone())?;
+    let counted: u64 = counts.values().sum();
+    assert_eq!(counted, listed.len() as u64, "counts {counts:?}");
+    assert_eq!(
+        counts["SYN_RECV"],
+        entries::counts_of(&built.entries)["SYN_RECV"]
+    );
+    Ok(())
+}
+
+#[test]
 fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
     let lab = Lab::enter()?;
     let _built = every_state(&lab)?;
