@@ -372,6 +372,47 @@ fn the_status_line_says_when_destroy_events_are_refused() -> Result<()> {
 }
 
 #[test]
+fn as_root_a_process_refused_even_to_root_is_not_called_unprivileged() -> Result<()> {
+    let _lab = Lab::enter()?;
+    // A process of another user, and a root tcpscope without the capabilities that
+    // let root read other users' descriptors: root, refused one process.
+    let mut other_user = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sleep", "60"])
+        .spawn()
+        .context("starting a process as nobody")?;
+    let mut command = std::process::Command::new("setpriv");
+    let without = "-sys_ptrace,-dac_read_search,-dac_override";
+    command
+        .args([
+            &format!("--bounding-set={without}"),
+            &format!("--inh-caps={without}"),
+            "--",
+        ])
+        .arg(crate::support::TCPSCOPE)
+        .stdin(std::process::Stdio::null());
+    let terminal = Terminal::spawn(command, 200, 30);
+    let screen = terminal.and_then(|mut terminal| {
+        terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+        // The connections tab asks for the processes.
+        terminal.send(b"2")?;
+        let screen = terminal.wait_for(SCREEN_TIMEOUT, "the process scan", |screen| {
+            line_with(screen, "q quit").is_some_and(|line| !line.contains("processes …"))
+        })?;
+        terminal.send(b"q")?;
+        ensure!(terminal.wait(Duration::from_secs(10))?.success());
+        Ok(screen)
+    });
+    let _ = other_user.kill();
+    let _ = other_user.wait();
+    let screen = screen?;
+    let status = line_with(&screen, "q quit").context("no status line")?;
+    ensure!(!status.contains("unprivileged"), "{status}");
+    ensure!(status.contains("refused even to root"), "{status}");
+    Ok(())
+}
+
+#[test]
 fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<()> {
     let _lab = Lab::enter()?;
     let mut command = tcpscope_command(&[]);

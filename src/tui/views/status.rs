@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::poll::update::EventStatus;
-use crate::tui::model::{Model, Recording, Ui};
+use crate::tui::model::{Model, ProcessesSeen, Recording, Ui};
 use crate::tui::theme::Theme;
 
 use super::short_duration;
@@ -99,10 +99,10 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
         EventStatus::Refused(_) => Span::styled("refused", theme.warning()),
     });
     spans.push(dim("  processes "));
-    spans.push(match status.processes_partial {
+    spans.push(match &status.processes {
         None => Span::raw("…"),
-        Some(false) => Span::raw("all"),
-        Some(true) => Span::styled("partial (unprivileged)", theme.warning()),
+        Some(ProcessesSeen::All) => Span::raw("all"),
+        Some(ProcessesSeen::Partial(brief)) => Span::styled(brief.clone(), theme.warning()),
     });
     spans.push(dim("  ? help  q quit"));
     Paragraph::new(Line::from(spans)).render(area, buf);
@@ -168,7 +168,9 @@ mod tests {
     fn a_poll_error_and_a_pause_are_shown_first() {
         let mut model = fixtures::flooded();
         model.poll_failed("dumping TCP sockets: permission denied".into());
-        model.status.processes_partial = Some(true);
+        model.status.processes = Some(ProcessesSeen::Partial(
+            "7 unreadable (run as root to see all)".into(),
+        ));
         let ui = Ui {
             paused: true,
             behind: 3,
