@@ -211,3 +211,13 @@ fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stac
     }
     Ok(())
 }
+
+#[test]
+fn a_replay_refuses_p_since_a_recording_keeps_no_owners() -> Result<()> {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
+    assert_usage_error(&["--replay", demo, "-p"], &["--replay", "-p", "owner"])?;
+    assert_usage_error(
+        &["--replay", demo, "--json", "--processes"],
+        &["--replay", "-p", "owner"],
+    )
+}

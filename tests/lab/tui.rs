@@ -474,6 +474,29 @@ fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> R
 }
 
 #[test]
+fn a_replay_shows_the_recordings_own_interval_and_nothing_only_a_live_view_knows() -> Result<()> {
+    let mut command = tcpscope_command(&[]);
+    command.args([
+        "--replay",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
+    ]);
+    // Wide enough for every field the status line could show.
+    let mut terminal = Terminal::spawn(command, 200, 30)?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the replay", |screen| {
+        screen.contains("REPLAY") && screen.contains("q quit")
+    })?;
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    let status = line_with(&screen, "q quit").context("no status line")?;
+    // The demo was recorded at 250 ms; this run was given no --interval.
+    ensure!(status.contains("recorded every 250ms"), "{status}");
+    for live_only in ["every 1.0s", "destroy events", "processes"] {
+        ensure!(!status.contains(live_only), "{live_only:?} in {status}");
+    }
+    Ok(())
+}
+
+#[test]
 fn filter_flags_narrow_the_view_over_a_replay() -> Result<()> {
     let mut command = tcpscope_command(&[]);
     command.args([
