@@ -49,6 +49,9 @@ pub struct Model {
     /// Across namespaces (`--all-netns`): each one's counts and whose each SYN watch
     /// row is; `None` for one namespace.
     pub namespaces: Option<NamespaceSummary>,
+    /// When the first poll was taken, so that a quiet log can say for how long it has
+    /// been quiet.
+    pub first_taken_at: Option<SystemTime>,
     previous: Option<(Arc<Snapshot>, TcpExt)>,
 }
 
@@ -121,6 +124,7 @@ impl Model {
             },
             detail: None,
             namespaces: None,
+            first_taken_at: None,
             previous: None,
         }
     }
@@ -203,6 +207,7 @@ impl Model {
         self.status.event_overflows = update.event_overflows;
         self.status.error = None;
         self.status.polls += 1;
+        self.first_taken_at.get_or_insert(snapshot.taken_at);
         self.previous = Some((Arc::clone(snapshot), update.counters));
     }
 

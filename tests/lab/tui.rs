@@ -437,6 +437,29 @@ fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<
 }
 
 #[test]
+fn a_quiet_timeline_says_how_long_it_has_been_quiet_once_past_the_second_poll() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let command = tcpscope_command(&["--interval", "100ms"]);
+    let mut terminal = Terminal::spawn(command, 120, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    terminal.send(b"3")?;
+    // Nothing happens in an empty lab: ten polls later the log says so, not "yet".
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "ten quiet polls", |screen| {
+        line_with(screen, "No transitions in ").is_some_and(|line| {
+            line.split("No transitions in ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|polls| polls.parse::<u32>().ok())
+                .is_some_and(|polls| polls >= 10)
+        })
+    })?;
+    ensure!(!screen.contains("second poll"), "{screen}");
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
 fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     let _lab = Lab::enter()?;
     let mut terminal = in_terminal(60, 20)?;
