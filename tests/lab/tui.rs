@@ -460,6 +460,41 @@ fn a_quiet_timeline_says_how_long_it_has_been_quiet_once_past_the_second_poll() 
 }
 
 #[test]
+fn a_listeners_detail_pane_shows_its_accept_queue_not_rtt_or_cwnd() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    // Two connections the listener never accepts wait in its accept queue.
+    let _waiting = [
+        std::net::TcpStream::connect(listener.addr)?,
+        std::net::TcpStream::connect(listener.addr)?,
+    ];
+    let mut terminal = Terminal::spawn(tcpscope_command(&["--interval", "200ms"]), 120, 40)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    let port = listener.addr.port();
+    terminal.send(format!("2/state listen and sport = :{port}\r").as_bytes())?;
+    let local = listener.addr.to_string();
+    terminal.wait_for(SCREEN_TIMEOUT, "the listener in the table", |screen| {
+        line_with(screen, &local).is_some_and(|line| line.contains("LISTEN"))
+    })?;
+    terminal.send(b"\r")?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "its detail pane", |screen| {
+        screen.contains("Esc back") && screen.contains("state LISTEN")
+    })?;
+    ensure!(screen.contains("accept queue 2"), "{screen}");
+    ensure!(screen.contains("backlog "), "{screen}");
+    ensure!(screen.contains("drops 0"), "{screen}");
+    for meaningless in ["rtt ", "cwnd ", "recv-q "] {
+        ensure!(
+            !screen.contains(meaningless),
+            "{meaningless:?} shown:\n{screen}"
+        );
+    }
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
 fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     let _lab = Lab::enter()?;
     let mut terminal = in_terminal(60, 20)?;
