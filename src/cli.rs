@@ -66,8 +66,9 @@ pub struct Cli {
     #[arg(long, requires = "record")]
     pub force: bool,
 
-    /// Replay a recording made with --record: the stream --watch printed (NDJSON with
-    /// --json), filtered by --filter, --grep and the port flags. Needs no privileges.
+    /// Replay a recording made with --record: on a terminal, in the interactive view at
+    /// its recorded pace; piped or with --json, the stream --watch printed (NDJSON with
+    /// --json). Filtered by --filter, --grep and the port flags. Needs no privileges.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"])]
     pub replay: Option<PathBuf>,
 
@@ -121,7 +122,7 @@ pub struct Cli {
     pub netns: Option<NetnsSpec>,
 
     /// Inspect the network namespaces of all processes (containers), each labelled
-    /// (with --json, --grep, --watch or --serve).
+    /// (with --json, --grep, --watch, --serve or the interactive view).
     #[arg(long)]
     pub all_netns: bool,
 
