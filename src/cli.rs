@@ -66,8 +66,9 @@ pub struct Cli {
     #[arg(long, requires = "record")]
     pub force: bool,
 
-    /// Replay a recording made with --record: the stream --watch printed (NDJSON with
-    /// --json), filtered by --filter, --grep and the port flags. Needs no privileges.
+    /// Replay a recording made with --record: on a terminal, in the interactive view at
+    /// its recorded pace; piped or with --json, the stream --watch printed (NDJSON with
+    /// --json). Filtered by --filter, --grep and the port flags. Needs no privileges.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"])]
     pub replay: Option<PathBuf>,
 
@@ -121,7 +122,7 @@ pub struct Cli {
     pub netns: Option<NetnsSpec>,
 
     /// Inspect the network namespaces of all processes (containers), each labelled
-    /// (with --json, --grep, --watch or --serve).
+    /// (with --json, --grep, --watch, --serve or the interactive view).
     #[arg(long)]
     pub all_netns: bool,
 
@@ -263,14 +264,21 @@ impl Cli {
     }
 
     /// Refuses what clap's declarations cannot: `--record` only goes with a mode that
-    /// polls over time (`--watch`, `--serve`, the interactive view). The error is a
-    /// usage error (exit status 2), as clap's own are.
+    /// polls over time (`--watch`, `--serve`, the interactive view), and `-p` not with
+    /// `--replay`, whose recordings keep no owners. The error is a usage error (exit
+    /// status 2), as clap's own are.
     pub fn check(&self) -> Result<(), clap::Error> {
         let polls_over_time = matches!(self.mode(), Mode::Watch | Mode::Serve | Mode::Interactive);
         if self.record.is_some() && !polls_over_time {
             return Err(Cli::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "--record goes with --watch, --serve or the interactive view: a one-shot or a replay has no polls to record",
+            ));
+        }
+        if self.replay.is_some() && self.processes {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--replay cannot show processes (-p): a recording keeps no socket's owner, and today's processes are not the recorded ones",
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@
 //!
 //! Pure formatting: the caller hands in values and a writer.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +30,8 @@ pub struct StreamWriter<W: Write> {
     states: StateSet,
     /// With `--all-netns`: the namespace the lines written from now on are about.
     netns: Option<u64>,
+    /// The namespaces whose first counts the text stream has written.
+    counted: HashSet<Option<u64>>,
 }
 
 impl<W: Write> StreamWriter<W> {
@@ -38,6 +41,7 @@ impl<W: Write> StreamWriter<W> {
             format,
             states,
             netns: None,
+            counted: HashSet::new(),
         }
     }
 
@@ -74,10 +78,27 @@ impl<W: Write> StreamWriter<W> {
     }
 
     /// The per-state counts after a poll, for the states asked for (others are 0).
-    /// Only NDJSON carries them; the text stream is transitions only.
+    /// NDJSON carries them after every poll; text only after a namespace's first, so
+    /// that the stream starts by saying what is there (a quiet host would otherwise
+    /// print nothing until something changes) and is transitions from then on.
     pub fn counts(&mut self, at: SystemTime, counts: &Counts) -> io::Result<()> {
         if self.format == Format::Text {
-            return Ok(());
+            if !self.counted.insert(self.netns) {
+                return Ok(());
+            }
+            let counts = counts.only(self.states);
+            let present: Vec<String> = counts
+                .iter()
+                .filter(|&(_, count)| count > 0)
+                .map(|(state, count)| format!("{} {count}", state.name()))
+                .collect();
+            let said = if present.is_empty() {
+                "no sockets".to_owned()
+            } else {
+                present.join("  ")
+            };
+            writeln!(self.out, "{}  {:<7}  {said}", self.stamp(at), "counts")?;
+            return self.out.flush();
         }
         self.json_line(&CountsLine {
             kind: "counts",
@@ -265,10 +286,32 @@ mod tests {
     }
 
     #[test]
+    fn the_text_stream_says_the_counts_once_per_namespace_to_begin_with() {
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Text, StateSet::all());
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let mut counts = Counts::default();
+        counts.add(State::Listen);
+        counts.add(State::Established);
+        counts.add(State::Established);
+        writer.counts(at, &counts).unwrap();
+        writer.counts(at, &counts).unwrap();
+        writer.set_netns(Some(4_026_532_001));
+        writer.counts(at, &Counts::default()).unwrap();
+        writer.counts(at, &counts).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "22:13:20.250  counts   LISTEN 1  ESTABLISHED 2\n\
+             22:13:20.250  4026532001  counts   no sockets\n"
+        );
+    }
+
+    #[test]
     fn a_skipped_state_shows_its_inferred_path_in_text() {
         assert_eq!(
             render(Format::Text, "all"),
-            "22:13:20.250  changed  ESTABLISHED → TIME_WAIT    127.0.0.1:5000         127.0.0.1:80            via FIN_WAIT1 → FIN_WAIT2\n"
+            "22:13:20.250  changed  ESTABLISHED → TIME_WAIT    127.0.0.1:5000         127.0.0.1:80            via FIN_WAIT1 → FIN_WAIT2\n\
+             22:13:20.250  counts   LISTEN 1  TIME_WAIT 1\n"
         );
     }
 

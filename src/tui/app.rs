@@ -733,6 +733,7 @@ fn follow_close_wait(model: &mut Model, leaks: &mut LeakWatcher, update: &Update
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::model::ProcessesSeen;
     use crate::tui::views::fixtures;
 
     fn press(app: &mut App, code: KeyCode) -> Vec<Effect> {
@@ -785,7 +786,7 @@ mod tests {
         assert_eq!(press(&mut app, KeyCode::Char('2')), [Effect::ScanProcesses]);
         app.handle(Event::Processes(Ok(Arc::new(ProcessMap::default()))));
         assert_eq!(press(&mut app, KeyCode::Char('2')), []);
-        assert_eq!(app.shown().status.processes_partial, Some(false));
+        assert_eq!(app.shown().status.processes, Some(ProcessesSeen::All));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Model {
     /// Across namespaces (`--all-netns`): each one's counts and whose each SYN watch
     /// row is; `None` for one namespace.
     pub namespaces: Option<NamespaceSummary>,
+    /// When the first poll was taken, so that a quiet log can say for how long it has
+    /// been quiet.
+    pub first_taken_at: Option<SystemTime>,
     previous: Option<(Arc<Snapshot>, TcpExt)>,
 }
 
@@ -62,10 +65,19 @@ pub struct Status {
     pub event_overflows: u32,
     /// Whether process names miss processes this user may not inspect; `None` before
     /// the first scan.
-    pub processes_partial: Option<bool>,
+    pub processes: Option<ProcessesSeen>,
     /// The last poll's error, cleared by the next poll that succeeds.
     pub error: Option<String>,
     pub polls: u64,
+}
+
+/// What the last process scan could read, for the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessesSeen {
+    All,
+    /// Some processes could not be read: how many and what would help, in the words
+    /// the one-shot `-p` uses ([`ProcessMap::partial_brief`]).
+    Partial(String),
 }
 
 /// The connection the detail pane follows, found again in each new snapshot by its
@@ -106,12 +118,13 @@ impl Model {
                 took: None,
                 events: EventStatus::Off,
                 event_overflows: 0,
-                processes_partial: None,
+                processes: None,
                 error: None,
                 polls: 0,
             },
             detail: None,
             namespaces: None,
+            first_taken_at: None,
             previous: None,
         }
     }
@@ -194,6 +207,7 @@ impl Model {
         self.status.event_overflows = update.event_overflows;
         self.status.error = None;
         self.status.polls += 1;
+        self.first_taken_at.get_or_insert(snapshot.taken_at);
         self.previous = Some((Arc::clone(snapshot), update.counters));
     }
 
@@ -231,7 +245,11 @@ impl Model {
     }
 
     pub fn set_processes(&mut self, processes: Arc<ProcessMap>) {
-        self.status.processes_partial = Some(processes.is_partial());
+        self.status.processes = Some(if processes.is_partial() {
+            ProcessesSeen::Partial(processes.partial_brief())
+        } else {
+            ProcessesSeen::All
+        });
         self.processes = Some(processes);
     }
 

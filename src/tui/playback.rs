@@ -25,6 +25,8 @@ pub struct Playback {
     /// Bumped on every change of position, speed or play state, so that a wake-up asked
     /// for before the change is recognised as stale and ignored.
     generation: u64,
+    /// The interval the recording was made at (see [`recorded_interval`]).
+    interval: Option<Duration>,
 }
 
 /// What the status line says about the replay.
@@ -37,6 +39,8 @@ pub struct PlaybackStatus {
     pub speed: f64,
     /// Time since the recording's first poll.
     pub elapsed: Duration,
+    /// The interval the recording was made at; `None` for a single poll.
+    pub interval: Option<Duration>,
 }
 
 impl Playback {
@@ -45,12 +49,14 @@ impl Playback {
         if polls.is_empty() {
             return None;
         }
+        let interval = recorded_interval(&polls);
         Some(Playback {
             polls,
             position: 0,
             playing: false,
             speed: NORMAL_SPEED,
             generation: 0,
+            interval,
         })
     }
 
@@ -124,8 +130,25 @@ impl Playback {
                 .at
                 .duration_since(first)
                 .unwrap_or(Duration::ZERO),
+            interval: self.interval,
         }
     }
+}
+
+/// The interval a recording was made at, which it does not store: the median gap
+/// between its polls, so that a pause in recording (one file appended to by two runs)
+/// or a late poll does not count. `None` with fewer than two polls.
+fn recorded_interval(polls: &[Timed]) -> Option<Duration> {
+    let mut gaps: Vec<Duration> = polls
+        .windows(2)
+        .filter_map(|pair| match pair {
+            [before, after] => after.at.duration_since(before.at).ok(),
+            _ => None,
+        })
+        .filter(|gap| !gap.is_zero())
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied()
 }
 
 #[cfg(test)]
@@ -142,6 +165,15 @@ mod tests {
             })
             .collect();
         Playback::new(polls).unwrap_or_else(|| panic!("no polls"))
+    }
+
+    #[test]
+    fn the_recorded_interval_is_the_usual_gap_whatever_a_pause_or_a_late_poll() {
+        assert_eq!(
+            polls(&[0, 2, 4, 6, 60, 62, 65]).status().interval,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(polls(&[0]).status().interval, None);
     }
 
     #[test]

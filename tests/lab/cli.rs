@@ -211,3 +211,33 @@ fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stac
     }
     Ok(())
 }
+
+#[test]
+fn a_replay_refuses_p_since_a_recording_keeps_no_owners() -> Result<()> {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
+    assert_usage_error(&["--replay", demo, "-p"], &["--replay", "-p", "owner"])?;
+    assert_usage_error(
+        &["--replay", demo, "--json", "--processes"],
+        &["--replay", "-p", "owner"],
+    )
+}
+
+#[test]
+fn help_says_all_netns_and_replay_work_in_the_interactive_view_too() -> Result<()> {
+    let output = tcpscope(&["--help"])?;
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--all-netns", "--replay <FILE>"] {
+        // A flag's entry runs from its name to the next blank line.
+        let entry = help
+            .split("\n\n")
+            .find(|entry| entry.trim_start().starts_with(flag))
+            .unwrap_or_default();
+        let entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            entry.contains("interactive view"),
+            "{flag}'s help does not mention the view: {entry:?}"
+        );
+    }
+    Ok(())
+}

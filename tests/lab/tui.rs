@@ -372,6 +372,47 @@ fn the_status_line_says_when_destroy_events_are_refused() -> Result<()> {
 }
 
 #[test]
+fn as_root_a_process_refused_even_to_root_is_not_called_unprivileged() -> Result<()> {
+    let _lab = Lab::enter()?;
+    // A process of another user, and a root tcpscope without the capabilities that
+    // let root read other users' descriptors: root, refused one process.
+    let mut other_user = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sleep", "60"])
+        .spawn()
+        .context("starting a process as nobody")?;
+    let mut command = std::process::Command::new("setpriv");
+    let without = "-sys_ptrace,-dac_read_search,-dac_override";
+    command
+        .args([
+            &format!("--bounding-set={without}"),
+            &format!("--inh-caps={without}"),
+            "--",
+        ])
+        .arg(crate::support::TCPSCOPE)
+        .stdin(std::process::Stdio::null());
+    let terminal = Terminal::spawn(command, 200, 30);
+    let screen = terminal.and_then(|mut terminal| {
+        terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+        // The connections tab asks for the processes.
+        terminal.send(b"2")?;
+        let screen = terminal.wait_for(SCREEN_TIMEOUT, "the process scan", |screen| {
+            line_with(screen, "q quit").is_some_and(|line| !line.contains("processes …"))
+        })?;
+        terminal.send(b"q")?;
+        ensure!(terminal.wait(Duration::from_secs(10))?.success());
+        Ok(screen)
+    });
+    let _ = other_user.kill();
+    let _ = other_user.wait();
+    let screen = screen?;
+    let status = line_with(&screen, "q quit").context("no status line")?;
+    ensure!(!status.contains("unprivileged"), "{status}");
+    ensure!(status.contains("refused even to root"), "{status}");
+    Ok(())
+}
+
+#[test]
 fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<()> {
     let _lab = Lab::enter()?;
     let mut command = tcpscope_command(&[]);
@@ -393,6 +434,64 @@ fn a_failed_poll_shows_on_the_status_line_until_polls_succeed_again() -> Result<
     terminal.send(b"q")?;
     ensure!(terminal.wait(Duration::from_secs(10))?.success());
     ensure_restored(&terminal)
+}
+
+#[test]
+fn a_quiet_timeline_says_how_long_it_has_been_quiet_once_past_the_second_poll() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let command = tcpscope_command(&["--interval", "100ms"]);
+    let mut terminal = Terminal::spawn(command, 120, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    terminal.send(b"3")?;
+    // Nothing happens in an empty lab: ten polls later the log says so, not "yet".
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "ten quiet polls", |screen| {
+        line_with(screen, "No transitions in ").is_some_and(|line| {
+            line.split("No transitions in ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|polls| polls.parse::<u32>().ok())
+                .is_some_and(|polls| polls >= 10)
+        })
+    })?;
+    ensure!(!screen.contains("second poll"), "{screen}");
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
+fn a_listeners_detail_pane_shows_its_accept_queue_not_rtt_or_cwnd() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    // Two connections the listener never accepts wait in its accept queue.
+    let _waiting = [
+        std::net::TcpStream::connect(listener.addr)?,
+        std::net::TcpStream::connect(listener.addr)?,
+    ];
+    let mut terminal = Terminal::spawn(tcpscope_command(&["--interval", "200ms"]), 120, 40)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    let port = listener.addr.port();
+    terminal.send(format!("2/state listen and sport = :{port}\r").as_bytes())?;
+    let local = listener.addr.to_string();
+    terminal.wait_for(SCREEN_TIMEOUT, "the listener in the table", |screen| {
+        line_with(screen, &local).is_some_and(|line| line.contains("LISTEN"))
+    })?;
+    terminal.send(b"\r")?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "its detail pane", |screen| {
+        screen.contains("Esc back") && screen.contains("state LISTEN")
+    })?;
+    ensure!(screen.contains("accept queue 2"), "{screen}");
+    ensure!(screen.contains("backlog "), "{screen}");
+    ensure!(screen.contains("drops 0"), "{screen}");
+    for meaningless in ["rtt ", "cwnd ", "recv-q "] {
+        ensure!(
+            !screen.contains(meaningless),
+            "{meaningless:?} shown:\n{screen}"
+        );
+    }
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
 }
 
 #[test]
@@ -429,6 +528,29 @@ fn the_demo_recording_replays_in_the_view_without_a_namespace_and_q_quits() -> R
         !terminal.alternate_screen(),
         "the alternate screen was not left"
     );
+    Ok(())
+}
+
+#[test]
+fn a_replay_shows_the_recordings_own_interval_and_nothing_only_a_live_view_knows() -> Result<()> {
+    let mut command = tcpscope_command(&[]);
+    command.args([
+        "--replay",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec"),
+    ]);
+    // Wide enough for every field the status line could show.
+    let mut terminal = Terminal::spawn(command, 200, 30)?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the replay", |screen| {
+        screen.contains("REPLAY") && screen.contains("q quit")
+    })?;
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    let status = line_with(&screen, "q quit").context("no status line")?;
+    // The demo was recorded at 250 ms; this run was given no --interval.
+    ensure!(status.contains("recorded every 250ms"), "{status}");
+    for live_only in ["every 1.0s", "destroy events", "processes"] {
+        ensure!(!status.contains(live_only), "{live_only:?} in {status}");
+    }
     Ok(())
 }
 

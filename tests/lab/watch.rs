@@ -286,3 +286,36 @@ fn a_closed_pipe_ends_the_stream_quietly() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_text_stream_starts_with_one_line_of_counts_on_a_quiet_host() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let _connection = connect(&listener)?;
+    let mut child = tcpscope_command(&["--watch", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+    let (sender, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let first = lines.recv_timeout(PATIENCE);
+    // Nothing changes in the lab: a few more polls must add nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = exit_within(&mut child, PATIENCE)?;
+    let _ = reader.join();
+    let first = first.context("no line within the patience: the stream said nothing")?;
+    let rest: Vec<String> = lines.try_iter().collect();
+    ensure!(status.success(), "{status}");
+    ensure!(
+        first.ends_with("counts   LISTEN 1  ESTABLISHED 2"),
+        "{first}"
+    );
+    ensure!(rest.is_empty(), "more than one line: {rest:#?}");
+    Ok(())
+}

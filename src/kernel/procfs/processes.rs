@@ -159,13 +159,23 @@ impl ProcessMap {
     /// there is nothing to suggest.
     pub fn partial_summary(&self) -> String {
         let processes = count_of_processes(self.skipped);
+        format!("{processes} could not be read ({})", Self::partial_hint())
+    }
+
+    /// The same in a few words, for a status line: `3 unreadable (run as root to see
+    /// all)`.
+    pub fn partial_brief(&self) -> String {
+        format!("{} unreadable ({})", self.skipped, Self::partial_hint())
+    }
+
+    /// What would help when processes could not be read: root, unless this is root.
+    fn partial_hint() -> &'static str {
         // SAFETY: geteuid has no preconditions.
-        let hint = if unsafe { libc::geteuid() } == 0 {
+        if unsafe { libc::geteuid() } == 0 {
             "refused even to root"
         } else {
             "run as root to see all"
-        };
-        format!("{processes} could not be read ({hint})")
+        }
     }
 
     /// How many socket inodes have a process.

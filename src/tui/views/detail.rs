@@ -1,6 +1,10 @@
 //! The detail pane for one connection: every field of its record, the `tcp_info` the
 //! kernel gave for it, its own transitions, and the state diagram with its current
-//! state and the path it took highlighted.
+//! state and the path it took highlighted. Only what means something for the kind of
+//! socket: a listener's queues are its accept queue and backlog, and a listener, a
+//! request socket or a TIME_WAIT remnant has no `tcp_info` worth showing.
+
+use std::time::Duration;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
 use crate::report::endpoint::Endpoint;
-use crate::snapshot::Timer;
+use crate::snapshot::{SocketRecord, Timer};
 use crate::tcp::State;
 use crate::tui::model::{Detail, Model};
 use crate::tui::theme::Theme;
@@ -38,42 +42,14 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
     let inner = block.inner(area);
     block.render(area, buf);
 
-    let label = |text: &'static str| Span::styled(text, theme.dim());
-    let mut fields = vec![
-        vec![
-            label("state "),
-            Span::styled(record.state.name(), theme.state(record.state)),
-        ],
-        vec![label("family "), Span::raw(record.family.name())],
-        vec![label("recv-q "), Span::raw(record.recv_q.to_string())],
-        vec![label("send-q "), Span::raw(record.send_q.to_string())],
-        vec![
-            label("timer "),
-            Span::raw(match record.timer {
-                Timer::Off => "off".to_owned(),
-                timer => format!(
-                    "{} {}",
-                    timer.name(),
-                    short_duration(std::time::Duration::from_millis(u64::from(
-                        record.expires_ms
-                    )))
-                ),
-            }),
-        ],
-        vec![
-            label("retransmits "),
-            Span::raw(record.retransmits.to_string()),
-        ],
-        vec![label("uid "), Span::raw(record.uid.to_string())],
-        vec![label("inode "), Span::raw(record.inode.to_string())],
-        vec![label("cookie "), Span::raw(format!("{:#x}", record.cookie))],
-        vec![label("if "), Span::raw(record.interface.to_string())],
-    ];
-    if let Some((pid, name)) = model.process_of(record) {
-        fields.push(vec![label("process "), Span::raw(format!("{pid}/{name}"))]);
+    let kind = SocketKind::of(record);
+    let mut top = flow(record_fields(model, record, kind, theme), inner.width);
+    match kind {
+        SocketKind::Connection => top.extend(flow(tcp_info_fields(detail, theme), inner.width)),
+        SocketKind::Listener | SocketKind::Request | SocketKind::TimeWait => {
+            top.push(Line::styled(kind.without_tcp_info(), theme.dim()));
+        }
     }
-    let mut top = flow(fields, inner.width);
-    top.extend(flow(tcp_info_fields(detail, theme), inner.width));
 
     // This connection's transitions, oldest first, for the path and the history.
     let events: Vec<_> = model
@@ -131,6 +107,120 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
         ));
     }
     Paragraph::new(history).render(history_area, buf);
+}
+
+/// What kind of kernel object a record is, which decides the fields that mean
+/// something for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketKind {
+    /// A full socket with a peer: queues, owner, and `tcp_info`.
+    Connection,
+    /// A LISTEN socket: its queues are the accept queue and the backlog
+    /// (`inet_diag`'s `idiag_rqueue`/`idiag_wqueue` for a listener), plus its drops.
+    Listener,
+    /// A request socket (SYN_RECV with no file: the kernel's `request_sock`): a
+    /// handshake in progress, with its SYN-ACK timer and retransmissions only.
+    Request,
+    /// A TIME_WAIT remnant (`inet_timewait_sock`): addresses and a timer, nothing else.
+    TimeWait,
+}
+
+impl SocketKind {
+    fn of(record: &SocketRecord) -> SocketKind {
+        match record.state {
+            State::Listen => SocketKind::Listener,
+            // A SYN_RECV socket with a file is a full socket (Fast Open, a simultaneous
+            // open); without one it is the mini socket of a handshake.
+            State::SynRecv if record.inode == 0 => SocketKind::Request,
+            State::TimeWait => SocketKind::TimeWait,
+            _ => SocketKind::Connection,
+        }
+    }
+
+    /// Why there is no `tcp_info` to show, in the place it would be.
+    fn without_tcp_info(self) -> &'static str {
+        match self {
+            SocketKind::Listener => {
+                "a listener: it has no peer, so tcp_info has nothing to say about it"
+            }
+            SocketKind::Request => {
+                "a handshake in progress: no tcp_info until it completes and is queued for accept"
+            }
+            SocketKind::TimeWait => {
+                "a TIME_WAIT remnant: the kernel keeps only its addresses until the timer ends"
+            }
+            SocketKind::Connection => "",
+        }
+    }
+}
+
+/// The record's fields that mean something for its kind of socket.
+fn record_fields<'a>(
+    model: &'a Model,
+    record: &SocketRecord,
+    kind: SocketKind,
+    theme: &Theme,
+) -> Vec<Vec<Span<'a>>> {
+    let label = |text: &'static str| Span::styled(text, theme.dim());
+    let count = |value: u32| Span::raw(value.to_string());
+    let mut fields = vec![
+        vec![
+            label("state "),
+            Span::styled(record.state.name(), theme.state(record.state)),
+        ],
+        vec![label("family "), Span::raw(record.family.name())],
+    ];
+    match kind {
+        SocketKind::Listener => {
+            fields.push(vec![label("accept queue "), count(record.recv_q)]);
+            fields.push(vec![label("backlog "), count(record.send_q)]);
+            // Drops come from the kernel's socket memory info: a recording has none.
+            fields.push(vec![label("drops "), count(record.drops)]);
+        }
+        SocketKind::Connection => {
+            fields.push(vec![label("recv-q "), count(record.recv_q)]);
+            fields.push(vec![label("send-q "), count(record.send_q)]);
+        }
+        SocketKind::Request | SocketKind::TimeWait => {}
+    }
+    if kind != SocketKind::Listener {
+        fields.push(vec![
+            label("timer "),
+            Span::raw(match record.timer {
+                Timer::Off => "off".to_owned(),
+                timer => format!(
+                    "{} {}",
+                    timer.name(),
+                    short_duration(Duration::from_millis(u64::from(record.expires_ms)))
+                ),
+            }),
+        ]);
+    }
+    match kind {
+        SocketKind::Connection => fields.push(vec![
+            label("retransmits "),
+            count(u32::from(record.retransmits)),
+        ]),
+        SocketKind::Request => fields.push(vec![
+            label("SYN-ACK retransmits "),
+            count(u32::from(record.retransmits)),
+        ]),
+        SocketKind::Listener | SocketKind::TimeWait => {}
+    }
+    // Request sockets and TIME_WAIT remnants belong to no file: no owner, no inode.
+    if matches!(kind, SocketKind::Connection | SocketKind::Listener) {
+        fields.push(vec![label("uid "), count(record.uid)]);
+        fields.push(vec![label("inode "), count(record.inode)]);
+    }
+    fields.push(vec![
+        label("cookie "),
+        Span::raw(format!("{:#x}", record.cookie)),
+    ]);
+    fields.push(vec![label("if "), count(record.interface)]);
+    if let Some((pid, name)) = model.process_of(record) {
+        fields.push(vec![label("process "), Span::raw(format!("{pid}/{name}"))]);
+    }
+    fields
 }
 
 fn tcp_info_fields<'a>(detail: &Detail, theme: &Theme) -> Vec<Vec<Span<'a>>> {
@@ -211,11 +301,85 @@ mod tests {
             render(&model, &detail, &Theme::MONO, area, buf)
         });
         insta::assert_snapshot!(screen);
-        assert!(screen.contains("rtt 1.5ms±0.2ms"), "{screen}");
+        // It closed first, so it lingers in TIME_WAIT, with nothing of tcp_info.
+        assert!(screen.contains("a TIME_WAIT remnant"), "{screen}");
         assert!(
             screen.contains("ESTABLISHED → TIME_WAIT via FIN_WAIT1, FIN_WAIT2"),
             "{screen}"
         );
+    }
+
+    /// The detail pane of the first socket in `state`, with the tcp_info the kernel
+    /// would still give for it.
+    fn pane_of(state: State) -> String {
+        let model = fixtures::flooded();
+        let detail = detail_of(&model, state);
+        text(100, 22, |area, buf| {
+            render(&model, &detail, &Theme::MONO, area, buf)
+        })
+    }
+
+    /// The first socket in `state`, with tcp_info as the kernel gives it.
+    fn detail_of(model: &Model, state: State) -> Detail {
+        let Some(record) = model
+            .connections
+            .snapshot()
+            .sockets
+            .iter()
+            .find(|socket| socket.state == state)
+            .copied()
+        else {
+            panic!("no {state:?} socket in the fixture")
+        };
+        Detail {
+            endpoints: record.endpoints(),
+            record,
+            ..closer(model)
+        }
+    }
+
+    #[test]
+    fn a_listener_shows_its_accept_queue_backlog_and_drops_not_rtt_or_cwnd() {
+        let screen = pane_of(State::Listen);
+        for field in ["accept queue ", "backlog ", "drops "] {
+            assert!(screen.contains(field), "{field:?} missing:\n{screen}");
+        }
+        for meaningless in ["rtt ", "cwnd ", "recv-q", "send-q", "retransmits"] {
+            assert!(
+                !screen.contains(meaningless),
+                "{meaningless:?} shown:\n{screen}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_connection_shows_its_queues_and_tcp_info() {
+        let screen = pane_of(State::Established);
+        for field in [
+            "recv-q ",
+            "send-q ",
+            "retransmits ",
+            "rtt 1.5ms±0.2ms",
+            "cwnd 10",
+        ] {
+            assert!(screen.contains(field), "{field:?} missing:\n{screen}");
+        }
+    }
+
+    #[test]
+    fn a_request_socket_and_a_time_wait_remnant_show_only_what_they_have() {
+        let request = pane_of(State::SynRecv);
+        assert!(request.contains("SYN-ACK retransmits "), "{request}");
+        let time_wait = pane_of(State::TimeWait);
+        assert!(time_wait.contains("timer "), "{time_wait}");
+        for screen in [request, time_wait] {
+            for meaningless in ["rtt ", "cwnd ", "recv-q", "send-q", "uid ", "inode "] {
+                assert!(
+                    !screen.contains(meaningless),
+                    "{meaningless:?} shown:\n{screen}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -236,7 +400,7 @@ mod tests {
     #[test]
     fn the_detail_pane_at_120x40_says_when_tcp_info_is_unavailable() {
         let model = fixtures::flooded();
-        let mut detail = closer(&model);
+        let mut detail = detail_of(&model, State::Established);
         detail.tcp_info = Some(Err("the kernel has no such socket any more".into()));
         let screen = text(120, 38, |area, buf| {
             render(&model, &detail, &Theme::MONO, area, buf)

@@ -14,7 +14,7 @@ use crate::poll::update::{EventStatus, Message, Update, watch_counters};
 use crate::snapshot::fixtures::socket;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::State;
-use crate::tui::model::Model;
+use crate::tui::model::{Model, ProcessesSeen};
 use crate::watch::findings::{self, FindingThresholds, HostLimits, Observation};
 use crate::watch::leaks::DEFAULT_WINDOW;
 use crate::watch::{CounterRates, History, LeakWatcher, Owner, SynWatcher, Thresholds};
@@ -225,7 +225,7 @@ fn after_polls(polls: u32, leaking: bool) -> Model {
         let snapshot = &update.snapshot;
         model.close_wait = leaks.observe(snapshot.taken_at, &snapshot.sockets, owner);
     }
-    model.status.processes_partial = Some(false);
+    model.status.processes = Some(ProcessesSeen::All);
     model
 }
 
@@ -391,6 +391,6 @@ pub fn across_namespaces() -> Model {
             }
         }
     }
-    model.status.processes_partial = Some(false);
+    model.status.processes = Some(ProcessesSeen::All);
     model
 }

@@ -1,8 +1,10 @@
 //! The status line: what the view can and cannot see. The poll interval, how long the
 //! last poll took, whether kernel destroy events are on, whether process names are
 //! partial, whether the display is paused, and the last poll error (the view stays up
-//! and the poller retries). In a replay, it starts with the position in the recording,
-//! and a one-off notice (a refused key, a kill's result) comes before the rest.
+//! and the poller retries). In a replay, it starts with the position in the recording
+//! and shows only what the recording holds (the interval it was made at, how long its
+//! polls took), not what only a live view knows; a one-off notice (a refused key, a
+//! kill's result) comes before the rest.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::poll::update::EventStatus;
-use crate::tui::model::{Model, Recording, Ui};
+use crate::tui::model::{Model, ProcessesSeen, Recording, Ui};
 use crate::tui::theme::Theme;
 
 use super::short_duration;
@@ -77,17 +79,35 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
         }
         None => {}
     }
-    spans.push(dim("every "));
-    spans.push(Span::raw(short_duration(status.interval)));
-    spans.push(dim("  poll "));
+    // A replay shows what the recording holds: the interval it was made at, and how
+    // long its polls took; destroy events and processes are today's, not its.
+    let interval = match &ui.playback {
+        Some(playback) => playback.interval,
+        None => Some(status.interval),
+    };
+    if let Some(interval) = interval {
+        spans.push(dim(if ui.playback.is_some() {
+            "recorded every "
+        } else {
+            "every "
+        }));
+        spans.push(Span::raw(short_duration(interval)));
+        spans.push(dim("  "));
+    }
+    spans.push(dim("poll "));
     // A poll longer than the interval makes the next start late (never queue): say so.
     spans.push(match status.took {
         None => Span::raw("…"),
-        Some(took) if took > status.interval => {
+        Some(took) if interval.is_some_and(|interval| took > interval) => {
             Span::styled(format!("{} (slow)", short_duration(took)), theme.warning())
         }
         Some(took) => Span::raw(short_duration(took)),
     });
+    if ui.playback.is_some() {
+        spans.push(dim("  ? help  q quit"));
+        Paragraph::new(Line::from(spans)).render(area, buf);
+        return;
+    }
     spans.push(dim("  destroy events "));
     spans.push(match &status.events {
         EventStatus::Subscribed if status.event_overflows > 0 => Span::styled(
@@ -99,10 +119,10 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
         EventStatus::Refused(_) => Span::styled("refused", theme.warning()),
     });
     spans.push(dim("  processes "));
-    spans.push(match status.processes_partial {
+    spans.push(match &status.processes {
         None => Span::raw("…"),
-        Some(false) => Span::raw("all"),
-        Some(true) => Span::styled("partial (unprivileged)", theme.warning()),
+        Some(ProcessesSeen::All) => Span::raw("all"),
+        Some(ProcessesSeen::Partial(brief)) => Span::styled(brief.clone(), theme.warning()),
     });
     spans.push(dim("  ? help  q quit"));
     Paragraph::new(Line::from(spans)).render(area, buf);
@@ -168,7 +188,9 @@ mod tests {
     fn a_poll_error_and_a_pause_are_shown_first() {
         let mut model = fixtures::flooded();
         model.poll_failed("dumping TCP sockets: permission denied".into());
-        model.status.processes_partial = Some(true);
+        model.status.processes = Some(ProcessesSeen::Partial(
+            "7 unreadable (run as root to see all)".into(),
+        ));
         let ui = Ui {
             paused: true,
             behind: 3,

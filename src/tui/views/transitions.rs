@@ -14,6 +14,8 @@ use crate::tui::model::Model;
 use crate::tui::theme::Theme;
 use crate::watch::Event;
 
+use super::short_duration;
+
 /// How long before `latest` something was seen, as `-12s`.
 pub fn age(seen_at: SystemTime, latest: Option<SystemTime>) -> String {
     let seconds = latest
@@ -101,21 +103,68 @@ pub fn render(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
         .map(|event| line(event, model, latest, theme))
         .collect();
     let lines = if lines.is_empty() {
-        vec![Line::styled(
-            "No transitions yet: they appear from the second poll.",
-            theme.dim(),
-        )]
+        vec![Line::styled(quiet(model), theme.dim())]
     } else {
         lines
     };
     Paragraph::new(lines).block(block).render(area, buf);
 }
 
+/// What an empty log says: that it is too early to tell, or how long it has been quiet.
+fn quiet(model: &Model) -> String {
+    let polls = model.status.polls;
+    let span = model
+        .first_taken_at
+        .zip(model.taken_at())
+        .and_then(|(first, latest)| latest.duration_since(first).ok());
+    match span {
+        Some(span) if polls >= 2 => format!(
+            "No transitions in {polls} polls over {}: nothing opened, closed or changed state.",
+            short_duration(span)
+        ),
+        _ => "No transitions yet: they appear from the second poll.".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Snapshot;
     use crate::tui::views::fixtures;
     use crate::tui::views::testing::text;
+    use crate::watch::History;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// `polls` polls a second apart in which nothing changed.
+    fn quiet_for(polls: u64) -> Model {
+        let mut model = Model::new(Duration::from_secs(1), History::new(600, 1000));
+        let mut update = fixtures::next_update();
+        update.transitions.clear();
+        let start = update.snapshot.taken_at;
+        for poll in 0..polls {
+            let sockets = update.snapshot.sockets.clone();
+            update.snapshot = Arc::new(Snapshot::new(start + Duration::from_secs(poll), sockets));
+            model.apply(&update);
+        }
+        model
+    }
+
+    #[test]
+    fn a_quiet_log_says_for_how_many_polls_it_has_been_quiet_after_the_second() {
+        let log = |model: &Model| text(100, 4, |area, buf| render(model, &Theme::MONO, area, buf));
+        let first = log(&quiet_for(1));
+        assert!(
+            first.contains("they appear from the second poll"),
+            "{first}"
+        );
+        let later = log(&quiet_for(40));
+        assert!(
+            later.contains("No transitions in 40 polls over 39.0s"),
+            "{later}"
+        );
+        assert!(!later.contains("second poll"), "{later}");
+    }
 
     #[test]
     fn across_namespaces_each_transition_names_its_namespace() {
