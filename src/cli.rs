@@ -26,21 +26,55 @@ const LIVE: &str = "Live modes (--watch, --serve, --check, the view)";
 const OUTPUT: &str = "Output";
 const THRESHOLDS: &str = "SYN watch and finding thresholds";
 
-/// The examples that end `--help` and the man page.
-const EXAMPLES: &str = "\
-Examples:
-  tcpscope                                  the live view (q quits, ? shows the keys)
-  tcpscope --replay assets/synflood.rec     a recorded SYN flood, in the view
-  tcpscope --grep SYN_RECV -p               half-open connections and their processes
-  tcpscope --filter 'state estab and dport = :443' --json
-  tcpscope --watch --json --port 8080       every transition on port 8080, as NDJSON
-  tcpscope --serve :9464 --all-netns        metrics for Prometheus, on every interface
-  tcpscope --check --window 5s              a monitoring plugin's status line
-  tcpscope --completions bash > /etc/bash_completion.d/tcpscope
+/// The examples that end `--help` and the man page: a command line and what it shows.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("tcpscope", "the live view (q quits, ? shows the keys)"),
+    (
+        "tcpscope --replay assets/synflood.rec",
+        "a recorded SYN flood, in the view",
+    ),
+    (
+        "tcpscope --grep SYN_RECV -p",
+        "half-open connections and their processes",
+    ),
+    (
+        "tcpscope --filter 'state estab and dport = :443' --json",
+        "HTTPS clients, as JSON",
+    ),
+    (
+        "tcpscope --watch --json --port 8080",
+        "every transition on port 8080, as NDJSON",
+    ),
+    (
+        "tcpscope --serve :9464 --all-netns",
+        "Prometheus metrics, every container, on every interface",
+    ),
+    (
+        "tcpscope --check --window 5s",
+        "a monitoring plugin's status line",
+    ),
+    (
+        "tcpscope --completions bash > /etc/bash_completion.d/tcpscope",
+        "completions for bash",
+    ),
+];
 
-State names: netstat (SYN_RECV, FIN_WAIT1), ss (syn-recv, fin-wait-1, estab) or RFC
-(SYN-RECEIVED) spellings, case-insensitive, comma-separated; ss groups: all, connected,
-synchronized, bucket, big.";
+/// How states are named, wherever a flag takes them.
+pub const STATE_NAMES: &str = "State names: netstat (SYN_RECV, FIN_WAIT1), ss (syn-recv, \
+    fin-wait-1, estab) or RFC (SYN-RECEIVED) spellings, case-insensitive, comma-separated; \
+    ss groups: all, connected, synchronized, bucket, big.";
+
+/// What ends `--help`: the examples, each command on its own line and what it shows
+/// below it (so that no terminal width breaks a command), then the state names.
+fn long_epilogue() -> String {
+    let mut text = String::from("Examples:\n");
+    for (command, shows) in EXAMPLES {
+        text.push_str(&format!("  {command}\n      {shows}\n"));
+    }
+    text.push('\n');
+    text.push_str(STATE_NAMES);
+    text
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,7 +87,7 @@ synchronized, bucket, big.";
         JSON document.",
     after_help = "State names: netstat (SYN_RECV), ss (syn-recv, estab) or RFC spellings, \
         comma-separated. --help shows more, with examples.",
-    after_long_help = EXAMPLES
+    after_long_help = long_epilogue()
 )]
 pub struct Cli {
     /// Print the sockets in these states as a table.

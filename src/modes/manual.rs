@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, EXAMPLES, STATE_NAMES};
 
 /// Writes the completion script for `shell`.
 pub fn completions(shell: Shell, out: &mut impl Write) -> io::Result<()> {
@@ -18,10 +18,35 @@ pub fn completions(shell: Shell, out: &mut impl Write) -> io::Result<()> {
     out.flush()
 }
 
-/// Writes the man page, section 1, in roff.
+/// Writes the man page, section 1, in roff: clap's sections, with the examples and
+/// the state names in sections of their own where clap would put `--help`'s epilogue.
 pub fn man_page(out: &mut impl Write) -> io::Result<()> {
-    clap_mangen::Man::new(Cli::command()).render(out)?;
+    let man = clap_mangen::Man::new(Cli::command());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    page.extend_from_slice(b".SH EXAMPLES\n");
+    for (command, shows) in EXAMPLES {
+        page.extend_from_slice(format!(".TP\n.B {}\n{}\n", roff(command), roff(shows)).as_bytes());
+    }
+    page.extend_from_slice(format!(".SH STATE NAMES\n{}\n", roff(STATE_NAMES)).as_bytes());
+    man.render_version_section(&mut page)?;
+    out.write_all(&page)?;
     out.flush()
+}
+
+/// Text as roff reads it literally: backslashes and dashes escaped (a `\-` is a dash a
+/// reader can paste into a shell), and a line that would start a request guarded.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }
 
 #[cfg(test)]
@@ -47,7 +72,7 @@ mod tests {
     #[test]
     fn the_man_page_has_the_usual_sections_and_every_long_flag() {
         let page = rendered(man_page);
-        for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXAMPLES"] {
             assert!(page.contains(section), "{section} missing");
         }
         for arg in Cli::command().get_arguments() {
@@ -57,5 +82,12 @@ mod tests {
                 assert!(page.contains(&escaped), "--{long} missing");
             }
         }
+    }
+
+    #[test]
+    fn text_for_roff_keeps_dashes_and_backslashes_and_starts_no_request() {
+        assert_eq!(roff("--grep a\\b"), "\\-\\-grep a\\eb");
+        assert_eq!(roff(".SH x"), "\\&.SH x");
+        assert_eq!(roff("'x"), "\\&'x");
     }
 }
