@@ -13,8 +13,11 @@ use crate::cli::{Cli, EXAMPLES, STATE_NAMES};
 
 /// Writes the completion script for `shell`.
 pub fn completions(shell: Shell, out: &mut impl Write) -> io::Result<()> {
-    let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "tcpscope", out);
+    // clap_complete panics when a write fails: it writes to memory, and a closed pipe
+    // (`| head`) is met here, as an error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tcpscope", &mut script);
+    out.write_all(&script)?;
     out.flush()
 }
 

@@ -425,3 +425,24 @@ fn a_filter_nested_or_long_beyond_reason_exits_2_instead_of_overflowing_the_stac
     }
     Ok(())
 }
+
+#[test]
+fn completions_and_the_man_page_end_quietly_when_their_reader_is_gone() -> Result<()> {
+    for args in [
+        &["--completions", "bash"][..],
+        &["--completions", "fish"],
+        &["--man"],
+    ] {
+        let (reader, writer) = std::io::pipe()?;
+        // The reader is gone before tcpscope writes: every write meets a closed pipe.
+        drop(reader);
+        let output = crate::support::tcpscope_command(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
