@@ -206,7 +206,8 @@ pub struct Cli {
 
     /// Inspect the network namespaces of all processes.
     ///
-    /// Containers included, each labelled (with --json, --grep, --watch or --serve).
+    /// Containers included, each labelled (with --json, --grep, --watch, --serve or the
+    /// interactive view).
     #[arg(long, help_heading = SOCKETS)]
     pub all_netns: bool,
 
