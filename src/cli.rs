@@ -1,12 +1,16 @@
 //! The command line: flags, their value parsers, and the mode they select.
 //!
-//! Parsing only: nothing here touches the kernel or the terminal.
+//! Parsing only: nothing here touches the kernel or the terminal. This one definition
+//! is also the source of `--help`, the shell completions and the man page, so a flag's
+//! first doc paragraph is its one-line `-h` summary and the rest is for `--help` and
+//! `man tcpscope`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser};
+use clap_complete::Shell;
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
 use crate::kernel::netns::NetnsSpec;
@@ -14,6 +18,63 @@ use crate::poll::poller::MIN_INTERVAL;
 use crate::tcp::StateSet;
 use crate::watch::Thresholds;
 use crate::watch::findings::FindingThresholds;
+
+/// The headings `--help` groups the flags under, in the order they first appear.
+const MODES: &str = "Modes (none: the interactive view)";
+const SOCKETS: &str = "Which sockets";
+const LIVE: &str = "Live modes (--watch, --serve, --check, the view)";
+const OUTPUT: &str = "Output";
+const THRESHOLDS: &str = "SYN watch and finding thresholds";
+
+/// The examples that end `--help` and the man page: a command line and what it shows.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("tcpscope", "the live view (q quits, ? shows the keys)"),
+    (
+        "tcpscope --replay assets/synflood.rec",
+        "a recorded SYN flood, in the view",
+    ),
+    (
+        "tcpscope --grep SYN_RECV -p",
+        "half-open connections and their processes",
+    ),
+    (
+        "tcpscope --filter 'state estab and dport = :443' --json",
+        "HTTPS clients, as JSON",
+    ),
+    (
+        "tcpscope --watch --json --port 8080",
+        "every transition on port 8080, as NDJSON",
+    ),
+    (
+        "tcpscope --serve :9464 --all-netns",
+        "Prometheus metrics, every container, on every interface",
+    ),
+    (
+        "tcpscope --check --window 5s",
+        "a monitoring plugin's status line",
+    ),
+    (
+        "tcpscope --completions bash > /etc/bash_completion.d/tcpscope",
+        "completions for bash",
+    ),
+];
+
+/// How states are named, wherever a flag takes them.
+pub const STATE_NAMES: &str = "State names: netstat (SYN_RECV, FIN_WAIT1), ss (syn-recv, \
+    fin-wait-1, estab) or RFC (SYN-RECEIVED) spellings, case-insensitive, comma-separated; \
+    ss groups: all, connected, synchronized, bucket, big.";
+
+/// What ends `--help`: the examples, each command on its own line and what it shows
+/// below it (so that no terminal width breaks a command), then the state names.
+fn long_epilogue() -> String {
+    let mut text = String::from("Examples:\n");
+    for (command, shows) in EXAMPLES {
+        text.push_str(&format!("  {command}\n      {shows}\n"));
+    }
+    text.push('\n');
+    text.push_str(STATE_NAMES);
+    text
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,200 +85,281 @@ use crate::watch::findings::FindingThresholds;
         With no mode on a terminal, opens the interactive view. --grep prints matching \
         sockets as a table (exit 0 on a match, 1 on none, 2 on error); --json prints one \
         JSON document.",
-    after_help = "State names: netstat (SYN_RECV, FIN_WAIT1), ss (syn-recv, fin-wait-1, estab) \
-        or RFC (SYN-RECEIVED) spellings, case-insensitive, comma-separated; ss groups: all, \
-        connected, synchronized, bucket, big."
+    after_help = "State names: netstat (SYN_RECV), ss (syn-recv, estab) or RFC spellings, \
+        comma-separated. --help shows more, with examples.",
+    after_long_help = long_epilogue()
 )]
 pub struct Cli {
-    /// Print the sockets in these states as a table, like `netstat -nap | grep SYN_RECV`
-    /// (with --json: filter the JSON document).
-    #[arg(long, value_name = "STATES", value_parser = parse_states)]
+    /// Print the sockets in these states as a table.
+    ///
+    /// Like `netstat -nap | grep SYN_RECV`; exit 0 on a match, 1 on none. With --json:
+    /// filter the JSON document.
+    #[arg(long, value_name = "STATES", value_parser = parse_states, help_heading = MODES)]
     pub grep: Option<StateSet>,
 
-    /// Keep the sockets an ss-style expression matches, e.g. 'state syn-recv and
-    /// ( dport = :443 or sport = :8080 ) and dst 10.0.0.0/8'. Alone, prints them as a
-    /// table like --grep; combines with --grep, --json, --watch and the other filters.
-    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
-    pub filter: Option<Filter>,
-
-    /// Close the sockets an ss-style expression matches (SOCK_DESTROY, as `ss -K`).
-    /// Without --yes, only prints what it would close. Never closes a LISTEN socket
-    /// unless the expression names the state: 'state listen and sport = :8080'.
-    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json", "serve", "all_netns"])]
-    pub kill: Option<Expression>,
-
-    /// With --kill: really close the sockets (needs CAP_NET_ADMIN).
-    #[arg(long, requires = "kill")]
-    pub yes: bool,
-
-    /// With --watch, --serve or the interactive view: also append every poll to FILE,
-    /// a recording that --replay shows again. Appends to an existing recording; a file
-    /// that is not one is refused (unless --force), and so is a symbolic link.
-    #[arg(long, value_name = "FILE", conflicts_with = "all_netns")]
-    pub record: Option<PathBuf>,
-
-    /// Past this size a recording moves to FILE.1 (replacing it) and FILE starts anew:
-    /// 64M, 500K, 1G, or bytes.
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "record")]
-    pub record_max_size: u64,
-
-    /// With --record: start FILE afresh, replacing whatever it holds (and FILE.1 when
-    /// it rotates), instead of appending to a recording and refusing anything else.
-    #[arg(long, requires = "record")]
-    pub force: bool,
-
-    /// Replay a recording made with --record: on a terminal, in the interactive view at
-    /// its recorded pace; piped or with --json, the stream --watch printed (NDJSON with
-    /// --json). Filtered by --filter, --grep and the port flags. Needs no privileges.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"])]
-    pub replay: Option<PathBuf>,
-
-    /// Print one JSON document: counts for all states, every socket, kernel counters
-    /// (with --watch: one JSON object per line).
-    #[arg(long)]
-    pub json: bool,
-
-    /// Print every state transition as it happens, one line each, until interrupted.
-    #[arg(long)]
+    /// Print every state transition as it happens.
+    ///
+    /// One line each (with --json: one JSON object per line), until interrupted.
+    #[arg(long, help_heading = MODES)]
     pub watch: bool,
 
-    /// Serve Prometheus metrics at http://ADDRESS/metrics, headless, until interrupted.
-    /// ADDRESS is an address and port ([::]:9464), or a port alone, on loopback;
-    /// without one, 127.0.0.1:9464. Without --web-config the endpoint has no
-    /// authentication.
+    /// Serve Prometheus metrics at http://ADDRESS/metrics.
+    ///
+    /// Headless, until interrupted. ADDRESS is an address and port ([::]:9464,
+    /// 10.0.0.5:9464), a port alone on loopback (9464), or :PORT for every interface,
+    /// as node_exporter's --web.listen-address=:9100; without one, 127.0.0.1:9464.
+    /// Without --web-config the endpoint has no authentication: beyond loopback,
+    /// tcpscope says so on stderr when it starts.
     #[arg(
         long,
         value_name = "ADDRESS",
         num_args = 0..=1,
         default_missing_value = DEFAULT_SERVE_ADDRESS,
         value_parser = parse_serve_address,
-        conflicts_with_all = ["watch", "json", "grep"]
+        conflicts_with_all = ["watch", "json", "grep"],
+        help_heading = MODES
     )]
     pub serve: Option<SocketAddr>,
 
-    /// With --serve: TLS and basic authentication from FILE, in the Prometheus
-    /// exporters' web config shape (tls_server_config: cert_file, key_file;
-    /// basic_auth_users: NAME: BCRYPT-HASH). A bad file is an error (exit 2).
-    #[arg(long, value_name = "FILE", requires = "serve")]
-    pub web_config: Option<PathBuf>,
-
-    /// Check once, as a monitoring plugin (Nagios, Icinga, Sensu): poll for --window,
-    /// print one status line with perfdata, and exit 0 OK, 1 WARNING, 2 CRITICAL or
-    /// 3 UNKNOWN, the plugin convention; these differ from the other modes' codes.
+    /// Check once, as a monitoring plugin (Nagios, Icinga, Sensu).
+    ///
+    /// Polls for --window, prints one status line with perfdata, and exits 0 OK,
+    /// 1 WARNING, 2 CRITICAL or 3 UNKNOWN, the plugin convention; these differ from the
+    /// other modes' codes.
     #[arg(
         long,
-        conflicts_with_all = ["watch", "json", "grep", "filter", "serve", "kill", "replay", "record"]
+        conflicts_with_all = ["watch", "json", "grep", "filter", "serve", "kill", "replay", "record"],
+        help_heading = MODES
     )]
     pub check: bool,
 
-    /// With --check: how long to poll before answering (at least 200ms). Polls come every
-    /// quarter of it (or every --interval, if shorter), so a finding has the two polls in
-    /// a row it needs to be raised.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_window, requires = "check")]
-    pub window: Duration,
+    /// Close the sockets an ss-style expression matches.
+    ///
+    /// SOCK_DESTROY, as `ss -K`. Without --yes, only prints what it would close. Never
+    /// closes a LISTEN socket unless the expression names the state: 'state listen and
+    /// sport = :8080'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_kill, conflicts_with_all = ["watch", "json", "serve", "all_netns"], help_heading = MODES)]
+    pub kill: Option<Expression>,
 
-    /// Inspect another network namespace: a name from /run/netns, a path such as
-    /// /proc/PID/ns/net, or a process id.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = NetnsSpec::parse, conflicts_with = "all_netns")]
-    pub netns: Option<NetnsSpec>,
+    /// With --kill: really close the sockets.
+    ///
+    /// Needs CAP_NET_ADMIN.
+    #[arg(long, requires = "kill", help_heading = MODES)]
+    pub yes: bool,
 
-    /// Inspect the network namespaces of all processes (containers), each labelled
-    /// (with --json, --grep, --watch, --serve or the interactive view).
-    #[arg(long)]
-    pub all_netns: bool,
+    /// Replay a recording made with --record.
+    ///
+    /// On a terminal, in the interactive view; otherwise the stream --watch printed
+    /// (NDJSON with --json), filtered by --filter, --grep and the port flags. Needs no
+    /// privileges.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["watch", "serve", "kill", "netns", "all_netns"], help_heading = MODES)]
+    pub replay: Option<PathBuf>,
 
-    /// Time between polls: 250ms, 1s, 2.5s, 1m (at least 50ms).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// Print the completions for bash, zsh or fish.
+    ///
+    /// Also elvish and powershell. For bash: `tcpscope --completions bash > /etc/bash_completion.d/tcpscope`; for
+    /// zsh, a file named _tcpscope in a folder of $fpath; for fish,
+    /// ~/.config/fish/completions/tcpscope.fish.
+    #[arg(long, value_name = "SHELL", exclusive = true, hide_possible_values = true, help_heading = MODES)]
+    pub completions: Option<Shell>,
 
-    /// Show the process that owns each socket (reads /proc/*/fd; slower).
-    #[arg(short = 'p', long)]
-    pub processes: bool,
+    /// Print the man page (roff).
+    ///
+    /// Read it with `tcpscope --man | man -l -`, or install it as
+    /// /usr/local/share/man/man1/tcpscope.1.
+    #[arg(long, exclusive = true, help_heading = MODES)]
+    pub man: bool,
+
+    /// Keep the sockets an ss-style expression matches.
+    ///
+    /// E.g. 'state syn-recv and ( dport = :443 or sport = :8080 ) and dst 10.0.0.0/8'.
+    /// Alone, prints them as a table like --grep; combines with --grep, --json, --watch
+    /// and the other filters.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter, help_heading = SOCKETS)]
+    pub filter: Option<Filter>,
 
     /// IPv4 sockets only.
-    #[arg(short = '4', long = "ipv4", action = ArgAction::SetTrue, conflicts_with = "ipv6")]
+    #[arg(short = '4', long = "ipv4", action = ArgAction::SetTrue, conflicts_with = "ipv6", help_heading = SOCKETS)]
     pub ipv4: bool,
 
     /// IPv6 sockets only.
-    #[arg(short = '6', long = "ipv6", action = ArgAction::SetTrue)]
+    #[arg(short = '6', long = "ipv6", action = ArgAction::SetTrue, help_heading = SOCKETS)]
     pub ipv6: bool,
 
     /// Sockets whose local or peer port is PORT.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", help_heading = SOCKETS)]
     pub port: Option<u16>,
 
     /// Sockets whose local (source) port is PORT.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", help_heading = SOCKETS)]
     pub sport: Option<u16>,
 
     /// Sockets whose peer (destination) port is PORT.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", help_heading = SOCKETS)]
     pub dport: Option<u16>,
 
-    /// SYN flood verdict: half-open connections on one listener that count as many.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open, help_heading = "SYN flood verdict")]
+    /// Inspect another network namespace.
+    ///
+    /// A name from /run/netns, a path such as /proc/PID/ns/net, or a process id.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = NetnsSpec::parse, conflicts_with = "all_netns", help_heading = SOCKETS)]
+    pub netns: Option<NetnsSpec>,
+
+    /// Inspect the network namespaces of all processes.
+    ///
+    /// Containers included, each labelled (with --json, --grep, --watch, --serve or the
+    /// interactive view).
+    #[arg(long, help_heading = SOCKETS)]
+    pub all_netns: bool,
+
+    /// Time between polls.
+    ///
+    /// 250ms, 1s, 2.5s, 1m (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval, help_heading = LIVE)]
+    pub interval: Duration,
+
+    /// Also append every poll to FILE.
+    ///
+    /// With --watch, --serve or the interactive view: a recording that --replay shows
+    /// again. Appends to an existing recording; a file that is not one is refused
+    /// (unless --force), and so is a symbolic link.
+    #[arg(long, value_name = "FILE", conflicts_with = "all_netns", help_heading = LIVE)]
+    pub record: Option<PathBuf>,
+
+    /// Rotate the recording past this size.
+    ///
+    /// Past it, FILE moves to FILE.1 (replacing it) and FILE starts anew: 64M, 500K,
+    /// 1G, or bytes.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "record", help_heading = LIVE)]
+    pub record_max_size: u64,
+
+    /// With --record: start FILE afresh.
+    ///
+    /// Replaces whatever it holds (and FILE.1 when it rotates), instead of appending to
+    /// a recording and refusing anything else.
+    #[arg(long, requires = "record", help_heading = LIVE)]
+    pub force: bool,
+
+    /// With --serve: TLS and basic authentication from FILE.
+    ///
+    /// In the Prometheus exporters' web config shape (tls_server_config: cert_file,
+    /// key_file; basic_auth_users: NAME: BCRYPT-HASH). A bad file is an error (exit 2).
+    #[arg(long, value_name = "FILE", requires = "serve", help_heading = LIVE)]
+    pub web_config: Option<PathBuf>,
+
+    /// With --check: how long to poll before answering.
+    ///
+    /// At least 200ms. Polls come every quarter of it (or every --interval, if
+    /// shorter), so a finding has the two polls in a row it needs to be raised.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_window, requires = "check", help_heading = LIVE)]
+    pub window: Duration,
+
+    /// Print one JSON document.
+    ///
+    /// Counts for all states, every socket, kernel counters (with --watch: one JSON
+    /// object per line).
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
+
+    /// Show the process that owns each socket.
+    ///
+    /// Reads /proc/*/fd; slower.
+    #[arg(short = 'p', long, help_heading = OUTPUT)]
+    pub processes: bool,
+
+    /// SYN flood: half-open on one listener.
+    ///
+    /// SYN flood verdict: how many half-open connections on one listener count as many.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_half_open, help_heading = THRESHOLDS)]
     pub flood_min_half_open: u32,
 
+    /// SYN flood: distinct source addresses.
+    ///
     /// SYN flood verdict: distinct source addresses among them needed to call it a flood.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources, help_heading = "SYN flood verdict")]
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_sources, help_heading = THRESHOLDS)]
     pub flood_min_sources: u32,
 
+    /// SYN flood: distinct networks.
+    ///
     /// SYN flood verdict: distinct /24 (IPv4) or /64 (IPv6) networks needed as well.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes, help_heading = "SYN flood verdict")]
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().min_distinct_prefixes, help_heading = THRESHOLDS)]
     pub flood_min_prefixes: u32,
 
-    /// Accept-queue length, as a share of the backlog, that counts as full (0 to 1).
-    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio, value_parser = parse_ratio, help_heading = "SYN flood verdict")]
+    /// Accept-queue share that counts as full.
+    ///
+    /// The accept-queue length, as a share of the backlog, that counts as full (0 to 1).
+    #[arg(long, value_name = "RATIO", default_value_t = Thresholds::default().accept_queue_full_ratio, value_parser = parse_ratio, help_heading = THRESHOLDS)]
     pub accept_queue_full: f64,
 
+    /// Time a finding outlasts its cause.
+    ///
     /// Findings: how long a finding's condition must be gone before it clears.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Findings")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = THRESHOLDS)]
     pub finding_hold: Duration,
 
-    /// Findings: a listener's drops per second that raise listen_drops.
-    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().listen_drops_per_second, value_parser = parse_rate, help_heading = "Findings")]
+    /// listen_drops: drops a second.
+    ///
+    /// A listener's drops per second that raise listen_drops.
+    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().listen_drops_per_second, value_parser = parse_rate, help_heading = THRESHOLDS)]
     pub listen_drops_rate: f64,
 
-    /// Findings: share of the ephemeral port range one destination may use before
+    /// port_exhaustion: warning share.
+    ///
+    /// Share of the ephemeral port range one destination may use before
     /// port_exhaustion warns (0 to 1); critical at --port-exhaustion-critical.
-    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_warning, value_parser = parse_ratio, help_heading = "Findings")]
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_warning, value_parser = parse_ratio, help_heading = THRESHOLDS)]
     pub port_exhaustion_warning: f64,
 
-    /// Findings: share of the ephemeral port range that makes port_exhaustion critical.
-    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_critical, value_parser = parse_ratio, help_heading = "Findings")]
+    /// port_exhaustion: critical share.
+    ///
+    /// Share of the ephemeral port range that makes port_exhaustion critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().port_exhaustion_critical, value_parser = parse_ratio, help_heading = THRESHOLDS)]
     pub port_exhaustion_critical: f64,
 
-    /// Findings: TIME_WAIT sockets, as a share of net.ipv4.tcp_max_tw_buckets, that
-    /// make time_wait_pressure a warning (0 to 1); critical at --time-wait-critical.
-    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_warning, value_parser = parse_ratio, help_heading = "Findings")]
+    /// time_wait_pressure: warning share.
+    ///
+    /// TIME_WAIT sockets, as a share of net.ipv4.tcp_max_tw_buckets, that make
+    /// time_wait_pressure a warning (0 to 1); critical at --time-wait-critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_warning, value_parser = parse_ratio, help_heading = THRESHOLDS)]
     pub time_wait_warning: f64,
 
-    /// Findings: the share of net.ipv4.tcp_max_tw_buckets that makes time_wait_pressure critical.
-    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_critical, value_parser = parse_ratio, help_heading = "Findings")]
+    /// time_wait_pressure: critical share.
+    ///
+    /// The share of net.ipv4.tcp_max_tw_buckets that makes time_wait_pressure critical.
+    #[arg(long, value_name = "RATIO", default_value_t = FindingThresholds::default().time_wait_critical, value_parser = parse_ratio, help_heading = THRESHOLDS)]
     pub time_wait_critical: f64,
 
-    /// Findings: SYN_SENT sockets toward one remote endpoint that make connect_stalled,
-    /// once the oldest has waited --connect-stalled-age or a SYN was sent twice again.
-    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().connect_stalled_count, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Findings")]
+    /// connect_stalled: SYN_SENT count.
+    ///
+    /// SYN_SENT sockets toward one remote endpoint that make connect_stalled, once the
+    /// oldest has waited --connect-stalled-age or a SYN was sent twice again.
+    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().connect_stalled_count, value_parser = clap::value_parser!(u32).range(1..), help_heading = THRESHOLDS)]
     pub connect_stalled_count: u32,
 
-    /// Findings: how long the oldest of those SYN_SENT sockets must have waited.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, help_heading = "Findings")]
+    /// connect_stalled: wait of the oldest.
+    ///
+    /// How long the oldest of those SYN_SENT sockets must have waited.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, help_heading = THRESHOLDS)]
     pub connect_stalled_age: Duration,
 
-    /// Findings: how long a Send-Q may stay without going down before peer_not_reading
-    /// (a zero window counts at once).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Findings")]
+    /// peer_not_reading: Send-Q stuck for.
+    ///
+    /// How long a Send-Q may stay without going down before peer_not_reading (a zero
+    /// window counts at once).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = THRESHOLDS)]
     pub peer_not_reading_after: Duration,
 
-    /// Findings: retransmissions in a row of one segment that count a connection toward
+    /// retransmitting_path: retransmits.
+    ///
+    /// Retransmissions in a row of one segment that count a connection toward
     /// retransmitting_path.
-    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().path_retransmits, value_parser = clap::value_parser!(u8).range(1..), help_heading = "Findings")]
+    #[arg(long, value_name = "COUNT", default_value_t = FindingThresholds::default().path_retransmits, value_parser = clap::value_parser!(u8).range(1..), help_heading = THRESHOLDS)]
     pub path_retransmits: u8,
 
-    /// Findings: new connections a second to one remote endpoint or into one listener,
-    /// most over within a poll, that make connection_churn.
-    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().churn_per_second, value_parser = parse_rate, help_heading = "Findings")]
+    /// connection_churn: new per second.
+    ///
+    /// New connections a second to one remote endpoint or into one listener, most over
+    /// within a poll, that make connection_churn.
+    #[arg(long, value_name = "RATE", default_value_t = FindingThresholds::default().churn_per_second, value_parser = parse_rate, help_heading = THRESHOLDS)]
     pub churn_rate: f64,
 }
 
@@ -238,13 +380,21 @@ pub enum Mode {
     Check,
     /// `--replay`: a recording's stream.
     Replay,
+    /// `--completions SHELL`: a shell's completion script.
+    Completions(Shell),
+    /// `--man`: the man page.
+    Man,
     /// No mode: the interactive view.
     Interactive,
 }
 
 impl Cli {
     pub fn mode(&self) -> Mode {
-        if self.replay.is_some() {
+        if let Some(shell) = self.completions {
+            Mode::Completions(shell)
+        } else if self.man {
+            Mode::Man
+        } else if self.replay.is_some() {
             Mode::Replay
         } else if self.kill.is_some() {
             Mode::Kill
@@ -398,16 +548,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// has no authentication.
 const DEFAULT_SERVE_ADDRESS: &str = "127.0.0.1:9464";
 
-/// An address and port, or a port alone (`9464`, `:9464`), which means loopback: the
-/// metrics go to another host only when a user names an address that reaches it.
+/// An address and port; a port alone (`9464`), which means loopback; or `:PORT`,
+/// which means every interface, as node_exporter's `--web.listen-address=:9100` and
+/// Go's listeners take it. Every interface is `[::]`, which on Linux also accepts IPv4
+/// unless `net.ipv6.bindv6only` is set (`--serve` falls back to `0.0.0.0` on a host
+/// without IPv6).
 fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
-    let port = text.strip_prefix(':').unwrap_or(text);
-    if let Ok(port) = port.parse::<u16>() {
+    if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Some(port) = text.strip_prefix(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
     text.parse().map_err(|_| {
         format!(
-            "'{text}' is not an address and port; write e.g. 127.0.0.1:9464, [::]:9464 or a port alone (loopback)"
+            "'{text}' is not an address and port; write e.g. 127.0.0.1:9464, [::]:9464, \
+             a port alone (loopback) or :9464 (every interface)"
         )
     })
 }
@@ -718,15 +876,17 @@ mod tests {
     }
 
     #[test]
-    fn serve_binds_to_loopback_unless_an_address_is_given() {
+    fn serve_binds_to_loopback_unless_an_address_or_colon_port_is_given() {
         let loopback: SocketAddr = "127.0.0.1:9464".parse().unwrap();
         assert_eq!(parse(&["--serve"]).unwrap().serve, Some(loopback));
         assert_eq!(parse(&["--serve", "-4"]).unwrap().serve, Some(loopback));
         assert_eq!(parse(&["--serve", "9464"]).unwrap().serve, Some(loopback));
         assert_eq!(
             parse(&["--serve", ":9100"]).unwrap().serve,
-            Some("127.0.0.1:9100".parse().unwrap())
+            Some("[::]:9100".parse().unwrap()),
+            "a port after a colon is every interface, as node_exporter takes it"
         );
+        assert_eq!(parse(&["--serve", ":"]).unwrap_err().exit_code(), 2);
         assert_eq!(
             parse(&["--serve", "[::]:9464"]).unwrap().serve,
             Some("[::]:9464".parse().unwrap())
@@ -747,6 +907,48 @@ mod tests {
                 .exit_code(),
             2
         );
+    }
+
+    #[test]
+    fn completions_and_the_man_page_are_modes_that_take_no_other_flag() {
+        assert_eq!(
+            parse(&["--completions", "zsh"]).unwrap().mode(),
+            Mode::Completions(Shell::Zsh)
+        );
+        assert_eq!(parse(&["--man"]).unwrap().mode(), Mode::Man);
+        let unknown = parse(&["--completions", "tcsh"]).unwrap_err();
+        assert_eq!(unknown.exit_code(), 2);
+        for shell in ["bash", "zsh", "fish"] {
+            assert!(unknown.to_string().contains(shell), "{unknown}");
+        }
+        assert_eq!(
+            parse(&["--man", "--json"]).unwrap_err().exit_code(),
+            2,
+            "--man alone"
+        );
+        assert_eq!(
+            parse(&["--completions", "bash", "--man"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn every_flag_has_a_heading_and_a_one_line_summary() {
+        let command = Cli::command();
+        for arg in command.get_arguments() {
+            let name = arg.get_id().as_str();
+            if matches!(name, "help" | "version") {
+                continue;
+            }
+            assert!(arg.get_help_heading().is_some(), "--{name} has no heading");
+            let summary = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !summary.is_empty() && !summary.contains('\n') && summary.len() <= 60,
+                "--{name}: {summary:?} is no short summary"
+            );
+        }
     }
 
     #[test]

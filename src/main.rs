@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpscope::cli::{self, Cli, Mode};
 use tcpscope::kernel::process;
-use tcpscope::modes::{Outcome, check, oneshot, serve, watch};
+use tcpscope::modes::{Outcome, check, manual, oneshot, serve, watch};
 use tcpscope::poll::namespaces;
 use tcpscope::report::plugin::{self, Status};
 use tcpscope::tui;
@@ -31,6 +31,24 @@ fn main() -> ExitCode {
         }
         Err(error) => error.exit(),
     };
+    // Text about tcpscope itself: no kernel, no namespace, no limits to raise.
+    match cli.mode() {
+        Mode::Completions(shell) => {
+            return exit_status(
+                manual::completions(shell, &mut io::stdout().lock())
+                    .map(|()| Outcome::Matched)
+                    .map_err(anyhow::Error::from),
+            );
+        }
+        Mode::Man => {
+            return exit_status(
+                manual::man_page(&mut io::stdout().lock())
+                    .map(|()| Outcome::Matched)
+                    .map_err(anyhow::Error::from),
+            );
+        }
+        _ => {}
+    }
     process::keep_large_allocations_out_of_the_heap();
     // Each namespace --all-netns follows holds descriptors of its own.
     process::raise_descriptor_limit();

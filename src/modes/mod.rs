@@ -2,11 +2,13 @@
 //! ([`crate::poll::Source`]) or from one snapshot, and writes a report. [`oneshot`]
 //! is `--grep` and `--json` (across namespaces: [`all_netns`]), [`kill`] closes
 //! sockets, [`watch`] streams transitions, [`serve`] serves Prometheus metrics,
-//! [`check`] answers once as a monitoring plugin.
+//! [`check`] answers once as a monitoring plugin, [`manual`] prints the shell
+//! completions and the man page.
 
 pub(crate) mod all_netns;
 pub mod check;
 pub(crate) mod kill;
+pub mod manual;
 pub mod oneshot;
 pub mod serve;
 pub mod watch;

@@ -44,7 +44,13 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         Mode::Json => run_json(cli, out)?,
         Mode::Grep => run_grep(cli, out)?,
         Mode::Kill => kill::run(cli, out)?,
-        Mode::Interactive | Mode::Watch | Mode::Serve | Mode::Replay | Mode::Check => {
+        Mode::Interactive
+        | Mode::Watch
+        | Mode::Serve
+        | Mode::Replay
+        | Mode::Check
+        | Mode::Completions(_)
+        | Mode::Man => {
             anyhow::bail!("{:?} is not a one-shot mode", cli.mode())
         }
     };

@@ -548,6 +548,19 @@ const CLOSE_WAIT_PROCESS_GAUGES: [Described<ProcessLeak, f64>; 3] = [
 
 impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        // As every exporter does (node_exporter's `node_exporter_build_info`): which
+        // build answers, so a dashboard can show versions across a fleet.
+        encoder
+            .encode_descriptor(
+                "tcpscope_build",
+                "The tcpscope build serving these metrics: its version and the architecture it was built for.",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("arch", std::env::consts::ARCH),
+            ])?;
         if self.0.labelled {
             let mut metric = encoder.encode_descriptor(
                 "tcpscope_netns",
@@ -1071,6 +1084,17 @@ mod tests {
                 .iter()
                 .any(|l| l.contains("subject=\"10.0.0.1:1050\""))
         );
+    }
+
+    #[test]
+    fn the_build_is_named_in_one_info_series() {
+        let text = Metrics::single().render();
+        let expected = format!(
+            "tcpscope_build_info{{version=\"{}\",arch=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        );
+        assert!(lines(&text).contains(&expected.as_str()), "{text}");
     }
 
     #[test]

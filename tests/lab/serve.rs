@@ -607,3 +607,64 @@ fn a_web_config_with_a_plain_password_or_a_missing_certificate_exits_2_naming_it
     }
     Ok(())
 }
+
+/// GETs `/metrics` from `address` over plain HTTP/1.1 and returns the status line and
+/// body.
+fn plain_get(address: &str) -> Result<(String, String)> {
+    let mut stream =
+        TcpStream::connect(address).with_context(|| format!("connecting {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: tcpscope\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body.to_owned()))
+}
+
+#[test]
+fn colon_port_listens_on_every_interface_and_reminds_that_it_has_no_authentication() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let server = serve_at(":0")?;
+    let port = server
+        .url
+        .strip_prefix("http://[::]:")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .with_context(|| format!("not every interface: {}", server.url))?
+        .to_owned();
+    // 127.0.0.2 answers only a socket bound to every interface (or to it), not one on
+    // 127.0.0.1: IPv4 reaches the IPv6 wildcard as well.
+    for host in ["127.0.0.1", "127.0.0.2", "[::1]"] {
+        let (status, body) = plain_get(&format!("{host}:{port}"))?;
+        assert!(status.contains(" 200 "), "{host}: {status}");
+        let build = format!(
+            "tcpscope_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(
+            body.lines()
+                .any(|line| line.starts_with(&build) && line.ends_with(" 1")),
+            "{host}: no build_info in\n{body:.2000}"
+        );
+    }
+    let said = server.stderr();
+    let reminders: Vec<&String> = said
+        .iter()
+        .filter(|line| line.contains("no authentication"))
+        .collect();
+    assert_eq!(reminders.len(), 1, "{said:?}");
+    assert!(reminders[0].starts_with("tcpscope: "), "{said:?}");
+
+    let loopback = serve_at("127.0.0.1:0")?;
+    let said = loopback.stderr();
+    assert!(
+        !said.iter().any(|line| line.contains("authentication")),
+        "loopback needs no reminder: {said:?}"
+    );
+    Ok(())
+}
+
+/// A server of IPv4 sockets listening at `listen`.
+fn serve_at(listen: &str) -> Result<Server> {
+    Server::start(listen, &["-4", "--interval", "200ms"])
+}

@@ -15,6 +15,7 @@ use tcpscope::tcp::{State, StateSet};
 
 use crate::support::lab;
 use crate::support::lab::{Entry, Lab, SETTLE, TcpState};
+use crate::support::schema;
 use crate::support::{entries, json, tcpscope};
 
 const V4: &str = "127.0.0.1";
@@ -188,19 +189,14 @@ fn a_json_document_too_large_to_hold_back_lists_every_socket_ss_lists() -> Resul
 fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
     let lab = Lab::enter()?;
     let _built = every_state(&lab)?;
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../assets/tcpscope.schema.json"))?;
-    let validator = jsonschema::validator_for(&schema).context("compiling the schema")?;
+    let validator = schema::validator(schema::DOCUMENT)?;
     for args in [
         &["--json"][..],
         &["--json", "-p"],
         &["--json", "--grep", "syn-recv"],
     ] {
         let document = json(args)?;
-        let errors: Vec<String> = validator
-            .iter_errors(&document)
-            .map(|e| e.to_string())
-            .collect();
+        let errors = schema::errors(&validator, &document);
         assert!(errors.is_empty(), "{args:?}: {errors:#?}");
     }
     Ok(())

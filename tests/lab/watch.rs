@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::support::lab::Lab;
 use crate::support::lab::child::{exit_within, in_write};
+use crate::support::schema;
 use crate::support::stream::Stream;
 use crate::support::tcpscope_command;
 
@@ -284,6 +285,88 @@ fn a_closed_pipe_ends_the_stream_quietly() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+/// Checks every line against assets/tcpscope-stream.schema.json and returns the types
+/// seen.
+fn validate_stream<'a>(lines: impl IntoIterator<Item = &'a Value>) -> Result<HashSet<String>> {
+    let validator = schema::validator(schema::STREAM)?;
+    let mut types = HashSet::new();
+    for line in lines {
+        let errors = schema::errors(&validator, line);
+        ensure!(errors.is_empty(), "{line}: {errors:#?}");
+        types.insert(line["type"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(types)
+}
+
+#[test]
+fn every_line_of_a_live_stream_and_of_a_replay_validates_against_the_stream_schema() -> Result<()> {
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    let mut watch = Watch::start("100ms")?;
+    let flood = lab.syn_flood(listener.addr_v4()?, 300, 11)?;
+    let half_closed = lab.fin_wait2_close_wait("127.0.0.1".parse()?)?;
+    watch.wait_for("the flood's finding", |line| line["type"] == "finding")?;
+    drop(half_closed);
+    drop(flood);
+    watch.0.collect(Duration::from_millis(500))?;
+    let live: Vec<&Value> = watch.0.seen().iter().map(|line| &line.value).collect();
+    let types = validate_stream(live)?;
+    for wanted in ["transition", "counts", "finding"] {
+        ensure!(types.contains(wanted), "no {wanted} line: {types:?}");
+    }
+    watch.interrupt()?;
+
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
+    let output = tcpscope_command(&["--replay", demo, "--json"]).output()?;
+    ensure!(output.status.success(), "{output:?}");
+    let replayed: Vec<Value> = String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let types = validate_stream(&replayed)?;
+    ensure!(
+        types.contains("finding") && types.contains("transition"),
+        "{types:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_stream_schema_refuses_an_unknown_field_or_type_and_knows_the_documents_findings()
+-> Result<()> {
+    let validator = schema::validator(schema::STREAM)?;
+    let counts: Value = serde_json::json!({
+        "type": "counts", "at": "2026-11-24T13:45:08.411Z",
+        "counts": {"CLOSED": 0, "LISTEN": 1, "SYN_SENT": 0, "SYN_RECV": 0, "ESTABLISHED": 4,
+            "FIN_WAIT1": 0, "FIN_WAIT2": 0, "CLOSE_WAIT": 1, "CLOSING": 0, "LAST_ACK": 0,
+            "TIME_WAIT": 1}
+    });
+    ensure!(schema::errors(&validator, &counts).is_empty());
+    let mut extra = counts.clone();
+    extra["colour"] = "red".into();
+    ensure!(
+        !schema::errors(&validator, &extra).is_empty(),
+        "an unknown field passed"
+    );
+    let mut unknown = counts.clone();
+    unknown["type"] = "tally".into();
+    ensure!(
+        !schema::errors(&validator, &unknown).is_empty(),
+        "an unknown type passed"
+    );
+
+    // A finding line carries the document's finding fields: the kinds must agree.
+    let stream: Value = serde_json::from_str(schema::STREAM)?;
+    let document: Value = serde_json::from_str(schema::DOCUMENT)?;
+    ensure!(
+        stream["$defs"]["finding"]["properties"]["kind"]
+            == document["$defs"]["finding"]["properties"]["kind"],
+        "the stream's finding kinds differ from the document's"
+    );
+    ensure!(stream["$defs"]["state"] == document["$defs"]["state"]);
     Ok(())
 }
 

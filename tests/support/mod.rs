@@ -14,6 +14,7 @@ pub mod entries;
 pub mod fault;
 pub mod lab;
 pub mod pty;
+pub mod schema;
 pub mod scrape;
 pub mod stream;
 pub mod usage;

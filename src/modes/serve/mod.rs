@@ -14,7 +14,7 @@ pub mod web_config;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -93,6 +93,35 @@ impl Page {
     }
 }
 
+/// Listens on `address`; `[::]` (what `--serve :PORT` means) on a host without IPv6
+/// is `0.0.0.0`, every IPv4 interface, as Go's listeners do for node_exporter.
+fn bind(address: SocketAddr) -> io::Result<Server> {
+    match Server::bind(address, Limits::default()) {
+        Err(error)
+            if address.ip() == Ipv6Addr::UNSPECIFIED
+                && error.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            Server::bind(
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, address.port())),
+                Limits::default(),
+            )
+        }
+        bound => bound,
+    }
+}
+
+/// The one line said on stderr when the endpoint is reachable beyond this host and
+/// asks for no password: a reminder, not a refusal, as node_exporter gives none.
+fn exposure_reminder(bound: SocketAddr, has_password: bool) -> Option<String> {
+    (!bound.ip().is_loopback() && !has_password).then(|| {
+        format!(
+            "tcpscope: note: {bound} is reachable beyond loopback and the endpoint has no \
+             authentication: anyone who reaches it reads every listener's address \
+             (--web-config sets a password and TLS)"
+        )
+    })
+}
+
 /// Serves metrics on `address` until a signal asks to stop.
 pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
     let web = match &cli.web_config {
@@ -100,7 +129,8 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         None => WebConfig::default(),
     };
     let scheme = if web.tls.is_some() { "https" } else { "http" };
-    let mut server = Server::bind(address, Limits::default())
+    let has_password = web.auth.is_some();
+    let mut server = bind(address)
         .with_context(|| format!("listening on {address}"))?
         .guarded(web);
     let bound = server.local_addr().context("reading the bound address")?;
@@ -134,6 +164,9 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
         io::stderr(),
         "tcpscope: serving Prometheus metrics at {scheme}://{bound}/metrics"
     );
+    if let Some(reminder) = exposure_reminder(bound, has_password) {
+        let _ = writeln!(io::stderr(), "{reminder}");
+    }
 
     let mut table = ListenerTable::default();
     let mut close_wait = CloseWait::new(cli.processes)?;
@@ -339,5 +372,23 @@ impl CloseWait {
     /// Forgets a namespace no longer polled.
     fn forget(&mut self, key: u64) {
         self.watchers.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_endpoint_beyond_loopback_without_a_password_gets_the_reminder() {
+        let every: SocketAddr = "[::]:9464".parse().unwrap();
+        let reminder = exposure_reminder(every, false).unwrap();
+        assert!(reminder.contains("no authentication"), "{reminder}");
+        assert_eq!(reminder.lines().count(), 1);
+        assert_eq!(exposure_reminder(every, true), None);
+        for loopback in ["127.0.0.1:9464", "[::1]:9464", "127.0.0.2:1"] {
+            assert_eq!(exposure_reminder(loopback.parse().unwrap(), false), None);
+        }
+        assert!(exposure_reminder("10.0.0.5:9464".parse().unwrap(), false).is_some());
     }
 }
