@@ -19,6 +19,7 @@ use crate::filter::Filter;
 use crate::kernel::netns::{self, NetNamespace, NetnsHandle};
 use crate::kernel::procfs::{self, ConnectionLimits};
 use crate::kernel::sockdiag::SockDiag;
+use crate::poll::namespaces::{label, note_left_out};
 use crate::report::json::{
     Document, FindingEntry, KernelCounters, NamespaceEntry, RenderedSockets, SynWatchSection,
 };
@@ -30,6 +31,8 @@ use crate::watch::findings::{self, Finding};
 /// One namespace's sockets and counters.
 struct Reading {
     namespace: NetNamespace,
+    /// What the outputs call it.
+    label: String,
     snapshot: Snapshot,
     kernel: KernelCounters,
     limits: Option<ConnectionLimits>,
@@ -42,10 +45,27 @@ pub fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<Outcome> {
     let filter = cli.filter();
-    let readings = namespaces
-        .iter()
-        .map(|handle| read(handle, &filter))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut readings = Vec::new();
+    let mut unread = Vec::new();
+    for handle in namespaces {
+        match read(handle, &filter) {
+            Ok(reading) => readings.push(reading),
+            Err(error) => unread.push((handle.namespace.clone(), format!("{error:#}"))),
+        }
+    }
+    // Unprivileged, only the namespaces tcpscope may enter are read (its own at
+    // least): the others are named once, and the rest reported.
+    if let Some((_, why)) = unread.first() {
+        let left_out: Vec<NetNamespace> = unread.iter().map(|(n, _)| n.clone()).collect();
+        note_left_out("reading", why, &left_out);
+    }
+    if readings.is_empty() {
+        let (_, why) = unread
+            .into_iter()
+            .next()
+            .context("no network namespace was found")?;
+        return Err(anyhow!(why));
+    }
     match cli.mode() {
         Mode::Grep => write_table(cli, &readings, out),
         _ => write_document(cli, &readings, out),
@@ -69,6 +89,7 @@ fn read(handle: &NetnsHandle, filter: &Filter) -> anyhow::Result<Reading> {
                     procfs::read_listen_limits().context("reading listen-queue sysctls")?;
                 Ok(Reading {
                     namespace: handle.namespace.clone(),
+                    label: label(&handle.namespace).short(),
                     snapshot,
                     kernel: KernelCounters::new(&tcpext, &limits),
                     limits: procfs::read_connection_limits().ok(),
@@ -158,7 +179,7 @@ fn write_document(
 
     let entries: Vec<NamespaceEntry> = readings
         .iter()
-        .map(|r| NamespaceEntry::new(&r.namespace, r.snapshot.counts(), r.kernel))
+        .map(|r| NamespaceEntry::new(&r.namespace, &r.label, r.snapshot.counts(), r.kernel))
         .collect();
     // The top-level counters are those of the namespace tcpscope runs in.
     let own = netns::current_inode().ok();

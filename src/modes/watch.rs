@@ -14,7 +14,6 @@ use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
 use crate::kernel::process::stdout_reader_gone;
-use crate::poll::source::note_refused;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
 use crate::report::repeats::{REPEAT_EVERY, Repeats};
@@ -40,7 +39,7 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
                 emitter.writer.set_netns(cli.all_netns.then_some(netns));
                 emitter.emit(netns, at, &message)?;
             }
-            Next::Namespaces(followed) => note_refused(&followed.refused, "streaming"),
+            Next::Namespaces(followed) => followed.note("streaming"),
             // A recording that cannot be written ends the stream: it was asked for.
             Next::RecordingStopped(error) => return Err(anyhow!("recording: {error}")),
             // A quiet stream writes nothing for a long time, so a write would not tell

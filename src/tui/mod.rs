@@ -42,11 +42,12 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
-use crate::kernel::netns::{self, NetNamespace};
+use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info;
 use crate::modes;
+use crate::poll::namespaces;
 use crate::poll::replay::Timed;
 use crate::poll::rounds::NamespaceLabel;
 use crate::poll::{Control, Next, Source, Stopping};
@@ -111,6 +112,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         App::new(model, theme)
     };
     app.ui.recording = recording;
+    // Already entered (main does), so it opened before: say which one it is.
+    app.ui.netns = match &cli.netns {
+        Some(spec) => Some(namespaces::label(&NetnsHandle::open(spec)?.namespace).short()),
+        None => None,
+    };
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
@@ -137,7 +143,7 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
                 Ok(Next::Poll { netns, message, .. }) => Event::NamespacePoll(netns, message),
                 Ok(Next::Namespaces(followed)) => {
                     labels.retain(|label| !followed.gone.contains(&label.inode));
-                    labels.extend(followed.started.iter().map(label));
+                    labels.extend(followed.started.iter().map(namespaces::label));
                     labels.sort_by_key(|label| (label.pid, label.inode));
                     Event::Namespaces(labels.clone())
                 }
@@ -151,18 +157,6 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
             }
         }
     })
-}
-
-/// A namespace's label, with the command name of its process.
-fn label(namespace: &NetNamespace) -> NamespaceLabel {
-    NamespaceLabel {
-        inode: namespace.inode,
-        pid: namespace.pid,
-        command: (namespace.pid > 0)
-            .then(|| netns::command_name(namespace.pid))
-            .flatten(),
-        container: namespace.container.clone(),
-    }
 }
 
 /// Shows the recording `cli.replay` names in the view, paced by its recorded times.
