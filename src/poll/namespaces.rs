@@ -112,16 +112,23 @@ pub fn open_within(found: Vec<Found>, room: usize) -> (Vec<NetnsHandle>, Vec<Net
 /// Says once on stderr that `namespaces` are not being read, and why, naming the
 /// first few.
 pub fn note_left_out(doing: &str, why: &str, namespaces: &[NetNamespace]) {
+    if let Some(text) = left_out(doing, why, namespaces) {
+        let _ = writeln!(io::stderr(), "tcpscope: note: {text}");
+    }
+}
+
+/// `not DOING N network namespaces: WHY; a, b, c and 7 more`, with what came from
+/// outside escaped; none when `namespaces` is empty.
+pub fn left_out(doing: &str, why: &str, namespaces: &[NetNamespace]) -> Option<String> {
     if namespaces.is_empty() {
-        return;
+        return None;
     }
     let labels: Vec<String> = namespaces.iter().map(|n| label(n).short()).collect();
-    let _ = writeln!(
-        io::stderr(),
-        "tcpscope: note: not {doing} {}: {}",
+    Some(format!(
+        "not {doing} {}: {}",
         count_of_namespaces(namespaces.len()),
         Escaped(&format!("{why}; {}", first_few(&labels)))
-    );
+    ))
 }
 
 fn count_of_namespaces(count: usize) -> String {

@@ -11,11 +11,12 @@
 //! went (a metric family, a line in the view) is the caller's.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
-use super::namespaces::{TOO_FEW_DESCRIPTORS, note_left_out, open_within, room_for_namespaces};
+use super::namespaces::{TOO_FEW_DESCRIPTORS, left_out, open_within, room_for_namespaces};
 use super::poller::{Poller, PollerConfig};
 use super::update::Message;
 use crate::kernel::netns::{self, Discovery, NetNamespace, NetnsHandle};
@@ -61,11 +62,23 @@ impl Followed {
     /// Says once on stderr which namespaces are not `doing` (a verb: `streaming`), and
     /// why: those that could not be entered, those left out for want of descriptors.
     pub fn note(&self, doing: &str) {
-        if let Some((_, why)) = self.refused.first() {
-            let refused: Vec<NetNamespace> = self.refused.iter().map(|(n, _)| n.clone()).collect();
-            note_left_out(doing, why, &refused);
+        for text in self.notes(doing) {
+            let _ = writeln!(io::stderr(), "tcpscope: note: {text}");
         }
-        note_left_out(doing, TOO_FEW_DESCRIPTORS, &self.left_out);
+    }
+
+    /// What [`Followed::note`] says, for a caller that shows it elsewhere (the view's
+    /// status line).
+    pub fn notes(&self, doing: &str) -> Vec<String> {
+        let refused: Vec<NetNamespace> = self.refused.iter().map(|(n, _)| n.clone()).collect();
+        let why = self.refused.first().map_or("", |(_, why)| why.as_str());
+        [
+            left_out(doing, why, &refused),
+            left_out(doing, TOO_FEW_DESCRIPTORS, &self.left_out),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

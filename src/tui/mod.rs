@@ -142,6 +142,10 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
                 Ok(Next::Poll { message, .. }) if !across => Event::Poll(message),
                 Ok(Next::Poll { netns, message, .. }) => Event::NamespacePoll(netns, message),
                 Ok(Next::Namespaces(followed)) => {
+                    let notes = followed.notes("shown");
+                    if !notes.is_empty() && to.send(Event::Notice(notes.join("; "))).is_err() {
+                        return;
+                    }
                     labels.retain(|label| !followed.gone.contains(&label.inode));
                     labels.extend(followed.started.iter().map(namespaces::label));
                     labels.sort_by_key(|label| (label.pid, label.inode));

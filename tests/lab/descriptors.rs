@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
+use crate::support::pty;
 use crate::support::stream::Stream;
 use crate::support::tcpscope_command;
 
@@ -66,6 +67,12 @@ impl Drop for Namespaces {
 fn watch_with_limit(soft: u64, hard: u64, args: &[&str]) -> Result<Stream> {
     let mut command = tcpscope_command(&["--watch", "--json"]);
     command.args(args).stderr(Stdio::piped());
+    limit_open_files(&mut command, soft, hard);
+    Stream::start(&mut command)
+}
+
+/// Starts `command` with the open-files limit `soft:hard`.
+fn limit_open_files(command: &mut Command, soft: u64, hard: u64) {
     // SAFETY: setrlimit is async-signal-safe and only reads its argument.
     unsafe {
         command.pre_exec(move || {
@@ -79,7 +86,6 @@ fn watch_with_limit(soft: u64, hard: u64, args: &[&str]) -> Result<Stream> {
             Ok(())
         });
     }
-    Stream::start(&mut command)
 }
 
 #[test]
@@ -151,6 +157,23 @@ fn namespaces_beyond_the_descriptor_limit_are_left_out_once_and_the_rest_are_rep
         counted >= left_out,
         "{counted} said, {left_out} of ours left out: {stderr}"
     );
+    drop(children);
+    Ok(())
+}
+
+#[test]
+fn the_view_says_on_its_status_line_which_namespaces_the_descriptors_left_out() -> Result<()> {
+    let children = Namespaces::start(60)?;
+    children.inodes()?;
+    let mut command = tcpscope_command(&["--all-netns", "--interval", "200ms"]);
+    limit_open_files(&mut command, 64, 64);
+    let mut terminal = pty::Terminal::spawn(command, 240, 30)?;
+    terminal.wait_for(STARTUP, "the note on the status line", |screen| {
+        screen.contains("not shown ") && screen.contains("network namespaces: too few descriptors")
+    })?;
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q exited with {status}");
     drop(children);
     Ok(())
 }
