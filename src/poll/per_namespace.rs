@@ -54,7 +54,8 @@ pub struct Followed {
     /// Namespaces not polled because the descriptors left would not hold them, not
     /// said before; they are tried again at the next look.
     pub left_out: Vec<NetNamespace>,
-    /// Keys of the namespaces no longer polled: no process is in them any more.
+    /// Keys of the namespaces no longer polled: no process is in them and no
+    /// `ip netns` name holds them any more.
     pub gone: Vec<u64>,
 }
 

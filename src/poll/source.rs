@@ -149,8 +149,9 @@ enum Origin {
 
 impl Source {
     /// Starts polling. Fails, before any poll, when the kernel cannot answer sock_diag,
-    /// the recording cannot be written, a signal handler cannot be installed or a
-    /// namespace cannot be entered.
+    /// the recording cannot be written, a signal handler cannot be installed or the
+    /// namespace `--netns` names cannot be entered. With `--all-netns`, a namespace
+    /// that cannot be entered is reported in the first [`Next::Namespaces`] instead.
     pub fn live(config: LiveConfig) -> anyhow::Result<Source> {
         let (signal, stop) = catch_signals(config.stopping)?;
         SockDiag::open()
