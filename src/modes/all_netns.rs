@@ -3,11 +3,11 @@
 //! then write one document or table in which every socket names its namespace.
 //!
 //! Namespaces are read one after the other, each by a fresh thread, so the calling
-//! thread never leaves its own namespace and no thread has to find its way back.
+//! thread never leaves its own namespace and no thread has to find its way back. Each
+//! is opened only while it is read, so that any number fits in a few descriptors.
 
 use std::cmp::Reverse;
 use std::io::Write;
-use std::sync::Arc;
 use std::thread;
 use std::time::SystemTime;
 
@@ -16,7 +16,7 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, host_limits, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::netns::{self, NetNamespace, NetnsHandle};
+use crate::kernel::netns::{self, Found, NetNamespace, NetnsError, NetnsHandle};
 use crate::kernel::procfs::{self, ConnectionLimits};
 use crate::kernel::sockdiag::SockDiag;
 use crate::poll::namespaces::{label, note_left_out};
@@ -39,18 +39,25 @@ struct Reading {
 }
 
 /// Runs `--json` or `--grep` over `namespaces`.
-pub fn run(
-    cli: &Cli,
-    namespaces: &[Arc<NetnsHandle>],
-    out: &mut impl Write,
-) -> anyhow::Result<Outcome> {
+pub fn run(cli: &Cli, namespaces: &[Found], out: &mut impl Write) -> anyhow::Result<Outcome> {
     let filter = cli.filter();
     let mut readings = Vec::new();
     let mut unread = Vec::new();
-    for handle in namespaces {
-        match read(handle, &filter) {
+    for found in namespaces {
+        // Opened only while it is read: a one-shot holds one namespace at a time,
+        // however many there are and however few descriptors it may open.
+        let handle = match found.open() {
+            Ok(handle) => handle,
+            // Gone since it was found: nothing left to read.
+            Err(NetnsError::NotFound { .. }) => continue,
+            Err(error) => {
+                unread.push((found.namespace.clone(), error.to_string()));
+                continue;
+            }
+        };
+        match read(&handle, &filter) {
             Ok(reading) => readings.push(reading),
-            Err(error) => unread.push((handle.namespace.clone(), format!("{error:#}"))),
+            Err(error) => unread.push((found.namespace.clone(), format!("{error:#}"))),
         }
     }
     // Unprivileged, only the namespaces tcpscope may enter are read (its own at

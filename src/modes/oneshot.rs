@@ -13,7 +13,7 @@ use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs;
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
-use crate::poll::namespaces::{Namespaces, TOO_FEW_DESCRIPTORS, note_left_out};
+use crate::poll::namespaces;
 use crate::report::json::{
     Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
@@ -27,11 +27,8 @@ const BATCHES_IN_FLIGHT: usize = 64;
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    if cli.all_netns
-        && let Namespaces::All { handles, left_out } = super::namespaces(cli)?
-    {
-        note_left_out("reading", TOO_FEW_DESCRIPTORS, &left_out);
-        let outcome = all_netns::run(cli, &handles, out)?;
+    if cli.all_netns {
+        let outcome = all_netns::run(cli, &namespaces::discovered()?, out)?;
         out.flush()?;
         return Ok(outcome);
     }

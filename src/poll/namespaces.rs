@@ -48,16 +48,7 @@ impl Namespaces {
     /// names, else tcpscope's own. Nothing is entered yet.
     pub fn chosen(all: bool, netns: Option<&NetnsSpec>) -> anyhow::Result<Namespaces> {
         if all {
-            let discovery =
-                netns::discover().context("listing the processes' network namespaces in /proc")?;
-            if discovery.forbidden > 0 {
-                let processes = procfs::count_of_processes(discovery.forbidden);
-                let _ = writeln!(
-                    io::stderr(),
-                    "tcpscope: note: the network namespace of {processes} could not be read (permission denied); sockets only they hold are left out",
-                );
-            }
-            let (handles, left_out) = open_within(discovery.namespaces, room_for_namespaces(0));
+            let (handles, left_out) = open_within(discovered()?, room_for_namespaces(0));
             return Ok(Namespaces::All {
                 handles: handles.into_iter().map(Arc::new).collect(),
                 left_out,
@@ -68,6 +59,21 @@ impl Namespaces {
             None => Ok(Namespaces::Current),
         }
     }
+}
+
+/// Every network namespace there is (see [`netns::discover`]), none opened yet,
+/// saying once on stderr how many processes' namespaces could not be seen.
+pub fn discovered() -> anyhow::Result<Vec<Found>> {
+    let discovery =
+        netns::discover().context("listing the processes' network namespaces in /proc")?;
+    if discovery.forbidden > 0 {
+        let processes = procfs::count_of_processes(discovery.forbidden);
+        let _ = writeln!(
+            io::stderr(),
+            "tcpscope: note: the network namespace of {processes} could not be read (permission denied); sockets only they hold are left out",
+        );
+    }
+    Ok(discovery.namespaces)
 }
 
 /// Why [`note_left_out`] leaves namespaces out that did not fit.
