@@ -355,18 +355,30 @@ fn named_namespaces() -> HashMap<(u64, u64), String> {
 }
 
 /// The inode of the initial network namespace: pid 1's, or else that of pid 2 when it
-/// is `kthreadd` (its parent is 0), since the kernel's threads never leave the
-/// initial namespaces. None when neither may be inspected (unprivileged).
+/// is `kthreadd`, since the kernel's threads never leave the initial namespaces. None
+/// when neither may be inspected (unprivileged).
 fn host_inode() -> Option<u64> {
     if let Ok(metadata) = fs::metadata("/proc/1/ns/net") {
         return Some(metadata.ino());
     }
     let stat = fs::read_to_string("/proc/2/stat").ok()?;
-    // The fields after the command name, which is in parentheses and may hold any.
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    let parent = after.split_whitespace().nth(1)?;
-    (parent == "0").then_some(())?;
+    is_kthreadd(&stat).then_some(())?;
     Some(fs::metadata("/proc/2/ns/net").ok()?.ino())
+}
+
+/// Whether a `/proc/<pid>/stat` line is the kernel's thread daemon: named `kthreadd`,
+/// with no parent. (A process `docker exec` put in a container has no parent in the
+/// container's pid namespace either, but another name.)
+fn is_kthreadd(stat: &str) -> bool {
+    // The command name is in parentheses and may hold anything, a `)` included.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = stat.get(open + 1..close);
+    let parent = stat
+        .get(close + 1..)
+        .and_then(|after| after.split_whitespace().nth(1));
+    name == Some("kthreadd") && parent == Some("0")
 }
 
 /// The inode of the calling thread's network namespace.
@@ -430,6 +442,21 @@ mod tests {
         assert!(NetnsSpec::parse("99999999999999999999").is_err());
         // A name with a slash is a path, taken as the user wrote it.
         assert_eq!(NetnsSpec::parse("../x"), Ok(NetnsSpec::Path("../x".into())));
+    }
+
+    #[test]
+    fn only_a_parentless_kthreadd_stands_for_the_kernels_threads() {
+        assert!(is_kthreadd("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0"));
+        assert!(
+            !is_kthreadd("2 (bash) S 0 2 2 34816 2 4194560"),
+            "docker exec"
+        );
+        assert!(
+            !is_kthreadd("2 (kthreadd) S 1 2 2 0 -1 4194560"),
+            "a namesake"
+        );
+        assert!(!is_kthreadd("2 (kthreadd"));
+        assert!(!is_kthreadd(""));
     }
 
     #[test]
