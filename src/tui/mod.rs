@@ -148,7 +148,8 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
                     }
                     labels.retain(|label| !followed.gone.contains(&label.inode));
                     labels.extend(followed.started.iter().map(namespaces::label));
-                    labels.sort_by_key(|label| (label.pid, label.inode));
+                    // As discovered: by lowest pid, then the names no process is in.
+                    labels.sort_by_key(|label| (label.pid == 0, label.pid, label.inode));
                     Event::Namespaces(labels.clone())
                 }
                 Ok(Next::RecordingStopped(error)) => Event::RecordingStopped(error),
