@@ -14,7 +14,7 @@
 //! wanted, and keeps only their inode numbers, while entering a namespace later needs
 //! the file held open from the moment it was found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -40,6 +40,11 @@ pub struct NetNamespace {
     pub pid: u32,
     /// The container that process runs in, when its cgroup path names one.
     pub container: Option<Container>,
+    /// Its name in `/run/netns` (`ip netns add NAME`, `ip netns attach NAME PID`).
+    pub name: Option<String>,
+    /// Whether it is the initial namespace, the host's: that of pid 1 (or of the
+    /// kernel's threads, when pid 1 refuses to be inspected).
+    pub host: bool,
 }
 
 /// How the user named a namespace on the command line.
@@ -155,22 +160,25 @@ impl NetnsHandle {
                 source,
             },
         })?;
-        let inode = file
-            .metadata()
-            .map_err(|source| NetnsError::Open {
-                path: shown.clone(),
-                source,
-            })?
-            .ino();
+        let metadata = file.metadata().map_err(|source| NetnsError::Open {
+            path: shown.clone(),
+            source,
+        })?;
         let (pid, container) = match spec {
             NetnsSpec::Pid(pid) => (*pid, read_container(*pid)),
             _ => (0, None),
         };
+        let name = match spec {
+            NetnsSpec::Name(name) => Some(name.clone()),
+            _ => named_namespaces().remove(&(metadata.dev(), metadata.ino())),
+        };
         Ok(NetnsHandle {
             namespace: NetNamespace {
-                inode,
+                inode: metadata.ino(),
                 pid,
                 container,
+                name,
+                host: host_inode() == Some(metadata.ino()),
             },
             file,
             path: shown,
@@ -180,6 +188,11 @@ impl NetnsHandle {
     /// Moves the calling thread, and only it, into this namespace. Threads it spawns
     /// from then on start there too; sockets it opened before stay where they were.
     pub fn enter(&self) -> Result<(), NetnsError> {
+        // setns needs CAP_SYS_ADMIN even into the namespace the thread is already in:
+        // an unprivileged `--netns /proc/self/ns/net` has nothing to do.
+        if current_inode().ok() == Some(self.namespace.inode) {
+            return Ok(());
+        }
         // SAFETY: setns only reads its two integer arguments; the file is open.
         if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
             return Ok(());
@@ -201,34 +214,79 @@ impl NetnsHandle {
     }
 }
 
-/// The distinct network namespaces of all processes.
+/// The distinct network namespaces of all processes and of `/run/netns`, found but
+/// not held open: a namespace costs a descriptor only once [`Found::open`] is called,
+/// so that a caller short of descriptors can choose which to keep.
 #[derive(Debug, Default)]
 pub struct Discovery {
-    /// One per namespace, in the order of their lowest pid.
-    pub namespaces: Vec<NetnsHandle>,
+    /// One per namespace: those of processes in the order of their lowest pid, then
+    /// the named ones no process is in.
+    pub namespaces: Vec<Found>,
     /// Processes whose namespace tcpscope was not allowed to see.
     pub forbidden: usize,
 }
 
-/// Walks `/proc/<pid>/ns/net` for every process and keeps one handle per namespace
-/// (deduplicated by inode), labelled with its lowest pid and that process's container.
+/// A namespace [`discover`] found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub namespace: NetNamespace,
+    path: String,
+}
+
+impl Found {
+    /// Opens the namespace, which holds it alive from then on. Fails if it went (its
+    /// process exited and nothing else held it) or is not the one found any more.
+    pub fn open(&self) -> Result<NetnsHandle, NetnsError> {
+        let file = File::open(&self.path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => NetnsError::NotFound {
+                path: self.path.clone(),
+            },
+            _ if denied(&source) => NetnsError::Denied {
+                what: format!("opening {}", self.path),
+                source,
+            },
+            _ => NetnsError::Open {
+                path: self.path.clone(),
+                source,
+            },
+        })?;
+        // The pid may have been reused by a process in another namespace.
+        if file.metadata().map(|m| m.ino()).ok() != Some(self.namespace.inode) {
+            return Err(NetnsError::NotFound {
+                path: self.path.clone(),
+            });
+        }
+        Ok(NetnsHandle {
+            namespace: self.namespace.clone(),
+            file,
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// Walks `/proc/<pid>/ns/net` for every process and `/run/netns` for the named
+/// namespaces, one entry per namespace (deduplicated by inode), labelled with its
+/// lowest pid, that process's container, its `ip netns` name and whether it is the
+/// host's.
 ///
 /// Processes that exit during the walk are skipped; those tcpscope may not inspect are
-/// counted in [`Discovery::forbidden`].
+/// counted in [`Discovery::forbidden`]. Nothing is kept open.
 pub fn discover() -> io::Result<Discovery> {
     let mut pids: Vec<u32> = fs::read_dir("/proc")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
 
+    let mut names = named_namespaces();
+    let host = host_inode();
     let mut seen = HashSet::new();
     let mut discovery = Discovery::default();
     for pid in pids {
         let path = format!("/proc/{pid}/ns/net");
-        // Opening (not just stat-ing) keeps the namespace from vanishing before it is
-        // entered, and needs the same permission as entering it.
-        let file = match File::open(&path) {
-            Ok(file) => file,
+        // Stat-ing the link needs the same permission as opening it (ptrace read
+        // access to the process).
+        let metadata = match fs::metadata(&path) {
+            Ok(metadata) => metadata,
             Err(error) if denied(&error) => {
                 discovery.forbidden += 1;
                 continue;
@@ -236,23 +294,91 @@ pub fn discover() -> io::Result<Discovery> {
             // Exited, or a kernel thread in the middle of it: nothing to see.
             Err(_) => continue,
         };
-        let Ok(metadata) = file.metadata() else {
-            continue;
-        };
         if !seen.insert(metadata.ino()) {
             continue;
         }
-        discovery.namespaces.push(NetnsHandle {
+        discovery.namespaces.push(Found {
             namespace: NetNamespace {
                 inode: metadata.ino(),
                 pid,
                 container: read_container(pid),
+                name: names.remove(&(metadata.dev(), metadata.ino())),
+                host: host == Some(metadata.ino()),
             },
-            file,
             path,
         });
     }
+    // `ip netns add` makes namespaces no process needs to be in.
+    let mut unpeopled: Vec<((u64, u64), String)> = names.into_iter().collect();
+    unpeopled.sort_by(|a, b| a.1.cmp(&b.1));
+    for ((_, inode), name) in unpeopled {
+        if !seen.insert(inode) {
+            continue;
+        }
+        discovery.namespaces.push(Found {
+            path: Path::new(NAMED_NAMESPACES)
+                .join(&name)
+                .display()
+                .to_string(),
+            namespace: NetNamespace {
+                inode,
+                pid: 0,
+                container: None,
+                name: Some(name),
+                host: host == Some(inode),
+            },
+        });
+    }
     Ok(discovery)
+}
+
+/// The namespaces `ip netns` named, by the device and inode of their namespace file:
+/// the entries of `/run/netns` that are namespace bind mounts (a name whose mount went
+/// is an empty file on the tmpfs, and is left out).
+fn named_namespaces() -> HashMap<(u64, u64), String> {
+    let Ok(own) = fs::metadata("/proc/thread-self/ns/net") else {
+        return HashMap::new();
+    };
+    let Ok(entries) = fs::read_dir(NAMED_NAMESPACES) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let metadata = fs::metadata(entry.path()).ok()?;
+            // Every namespace file lives on the one nsfs.
+            (metadata.dev() == own.dev()).then_some(())?;
+            let name = entry.file_name().into_string().ok()?;
+            Some(((metadata.dev(), metadata.ino()), name))
+        })
+        .collect()
+}
+
+/// The inode of the initial network namespace: pid 1's, or else that of pid 2 when it
+/// is `kthreadd`, since the kernel's threads never leave the initial namespaces. None
+/// when neither may be inspected (unprivileged).
+fn host_inode() -> Option<u64> {
+    if let Ok(metadata) = fs::metadata("/proc/1/ns/net") {
+        return Some(metadata.ino());
+    }
+    let stat = fs::read_to_string("/proc/2/stat").ok()?;
+    is_kthreadd(&stat).then_some(())?;
+    Some(fs::metadata("/proc/2/ns/net").ok()?.ino())
+}
+
+/// Whether a `/proc/<pid>/stat` line is the kernel's thread daemon: named `kthreadd`,
+/// with no parent. (A process `docker exec` put in a container has no parent in the
+/// container's pid namespace either, but another name.)
+fn is_kthreadd(stat: &str) -> bool {
+    // The command name is in parentheses and may hold anything, a `)` included.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = stat.get(open + 1..close);
+    let parent = stat
+        .get(close + 1..)
+        .and_then(|after| after.split_whitespace().nth(1));
+    name == Some("kthreadd") && parent == Some("0")
 }
 
 /// The inode of the calling thread's network namespace.
@@ -316,6 +442,21 @@ mod tests {
         assert!(NetnsSpec::parse("99999999999999999999").is_err());
         // A name with a slash is a path, taken as the user wrote it.
         assert_eq!(NetnsSpec::parse("../x"), Ok(NetnsSpec::Path("../x".into())));
+    }
+
+    #[test]
+    fn only_a_parentless_kthreadd_stands_for_the_kernels_threads() {
+        assert!(is_kthreadd("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0"));
+        assert!(
+            !is_kthreadd("2 (bash) S 0 2 2 34816 2 4194560"),
+            "docker exec"
+        );
+        assert!(
+            !is_kthreadd("2 (kthreadd) S 1 2 2 0 -1 4194560"),
+            "a namesake"
+        );
+        assert!(!is_kthreadd("2 (kthreadd"));
+        assert!(!is_kthreadd(""));
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub fn keep_large_allocations_out_of_the_heap() {
 /// Raises the soft limit on open descriptors to the hard one, as Go's runtime does at
 /// start: `--all-netns` holds a namespace handle and netlink sockets per namespace,
 /// and the usual soft limit of 1024 runs out near 300 namespaces while the hard limit
-/// is far higher. When it cannot be raised it stays as it was, and the namespaces
-/// beyond it are reported as they fail.
+/// is far higher. When it cannot be raised it stays as it was, and `--all-netns`
+/// follows as many namespaces as [`free_descriptors`] leaves room for.
 pub fn raise_descriptor_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -42,6 +42,26 @@ pub fn raise_descriptor_limit() {
     unsafe {
         libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
     }
+}
+
+/// How many more descriptors the process may open now: its soft limit on open files
+/// less those open (`/proc/self/fd`). None when either cannot be read.
+pub fn free_descriptors() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the one rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    // Listing the directory holds one descriptor of its own while it counts.
+    let open = std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .count()
+        .saturating_sub(1);
+    let limit = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    Some(limit.saturating_sub(open))
 }
 
 /// Whether standard output is a pipe or socket whose reading end is closed: the kernel

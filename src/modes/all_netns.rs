@@ -3,11 +3,11 @@
 //! then write one document or table in which every socket names its namespace.
 //!
 //! Namespaces are read one after the other, each by a fresh thread, so the calling
-//! thread never leaves its own namespace and no thread has to find its way back.
+//! thread never leaves its own namespace and no thread has to find its way back. Each
+//! is opened only while it is read, so that any number fits in a few descriptors.
 
 use std::cmp::Reverse;
 use std::io::Write;
-use std::sync::Arc;
 use std::thread;
 use std::time::SystemTime;
 
@@ -16,9 +16,10 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, host_limits, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::netns::{self, NetNamespace, NetnsHandle};
+use crate::kernel::netns::{self, Found, NetNamespace, NetnsError, NetnsHandle};
 use crate::kernel::procfs::{self, ConnectionLimits};
 use crate::kernel::sockdiag::SockDiag;
+use crate::poll::namespaces::{label, note_left_out};
 use crate::report::json::{
     Document, FindingEntry, KernelCounters, NamespaceEntry, RenderedSockets, SynWatchSection,
 };
@@ -30,22 +31,48 @@ use crate::watch::findings::{self, Finding};
 /// One namespace's sockets and counters.
 struct Reading {
     namespace: NetNamespace,
+    /// What the outputs call it.
+    label: String,
     snapshot: Snapshot,
     kernel: KernelCounters,
     limits: Option<ConnectionLimits>,
 }
 
 /// Runs `--json` or `--grep` over `namespaces`.
-pub fn run(
-    cli: &Cli,
-    namespaces: &[Arc<NetnsHandle>],
-    out: &mut impl Write,
-) -> anyhow::Result<Outcome> {
+pub fn run(cli: &Cli, namespaces: &[Found], out: &mut impl Write) -> anyhow::Result<Outcome> {
     let filter = cli.filter();
-    let readings = namespaces
-        .iter()
-        .map(|handle| read(handle, &filter))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut readings = Vec::new();
+    let mut unread = Vec::new();
+    for found in namespaces {
+        // Opened only while it is read: a one-shot holds one namespace at a time,
+        // however many there are and however few descriptors it may open.
+        let handle = match found.open() {
+            Ok(handle) => handle,
+            // Gone since it was found: nothing left to read.
+            Err(NetnsError::NotFound { .. }) => continue,
+            Err(error) => {
+                unread.push((found.namespace.clone(), error.to_string()));
+                continue;
+            }
+        };
+        match read(&handle, &filter) {
+            Ok(reading) => readings.push(reading),
+            Err(error) => unread.push((found.namespace.clone(), format!("{error:#}"))),
+        }
+    }
+    // Unprivileged, only the namespaces tcpscope may enter are read (its own at
+    // least): the others are named once, and the rest reported.
+    if let Some((_, why)) = unread.first() {
+        let left_out: Vec<NetNamespace> = unread.iter().map(|(n, _)| n.clone()).collect();
+        note_left_out("reading", why, &left_out);
+    }
+    if readings.is_empty() {
+        let (_, why) = unread
+            .into_iter()
+            .next()
+            .context("no network namespace was found")?;
+        return Err(anyhow!(why));
+    }
     match cli.mode() {
         Mode::Grep => write_table(cli, &readings, out),
         _ => write_document(cli, &readings, out),
@@ -69,6 +96,7 @@ fn read(handle: &NetnsHandle, filter: &Filter) -> anyhow::Result<Reading> {
                     procfs::read_listen_limits().context("reading listen-queue sysctls")?;
                 Ok(Reading {
                     namespace: handle.namespace.clone(),
+                    label: label(&handle.namespace).short(),
                     snapshot,
                     kernel: KernelCounters::new(&tcpext, &limits),
                     limits: procfs::read_connection_limits().ok(),
@@ -159,7 +187,7 @@ fn write_document(
 
     let entries: Vec<NamespaceEntry> = readings
         .iter()
-        .map(|r| NamespaceEntry::new(&r.namespace, r.snapshot.counts(), r.kernel))
+        .map(|r| NamespaceEntry::new(&r.namespace, &r.label, r.snapshot.counts(), r.kernel))
         .collect();
     // The top-level counters are those of the namespace tcpscope runs in.
     let own = netns::current_inode().ok();

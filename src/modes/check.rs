@@ -17,7 +17,6 @@ use anyhow::{anyhow, bail};
 
 use crate::cli::Cli;
 use crate::poll::poller::MIN_INTERVAL;
-use crate::poll::source::note_refused;
 use crate::poll::{Message, Next, OWN, Source, Stopping};
 use crate::report::plugin::{Reading, Status};
 use crate::snapshot::Counts;
@@ -83,7 +82,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<(Status, String)> {
                 Message::PollFailed(error) => last_error = Some(error),
             },
             Next::Namespaces(followed) => {
-                note_refused(&followed.refused, "checking");
+                followed.note("checking");
                 for namespace in followed.started {
                     latest.entry(namespace.inode).or_default();
                 }

@@ -13,7 +13,7 @@ use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
 use crate::kernel::procfs;
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
-use crate::poll::namespaces::Namespaces;
+use crate::poll::namespaces;
 use crate::report::json::{
     self, Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
@@ -33,10 +33,8 @@ const HELD_BACK_BYTES: usize = 256 << 10;
 
 /// Runs the mode the command line asks for and writes the result to `out`.
 pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    if cli.all_netns
-        && let Namespaces::All(namespaces) = super::namespaces(cli)?
-    {
-        let outcome = all_netns::run(cli, &namespaces, out)?;
+    if cli.all_netns {
+        let outcome = all_netns::run(cli, &namespaces::discovered()?, out)?;
         out.flush()?;
         return Ok(outcome);
     }

@@ -4,6 +4,7 @@
 //! line names its own. With `--record`, every poll is appended to a recording too;
 //! `--replay` writes a recording's stream the same way.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +15,7 @@ use crate::cli::Cli;
 use crate::diff::Transition;
 use crate::filter::Filter;
 use crate::kernel::process::stdout_reader_gone;
-use crate::poll::source::note_refused;
+use crate::poll::namespaces;
 use crate::poll::{EventStatus, Message, Next, Source, Stopping};
 use crate::record::ReplayEnd;
 use crate::report::repeats::{REPEAT_EVERY, Repeats};
@@ -33,14 +34,27 @@ pub fn run(cli: &Cli, out: impl Write) -> anyhow::Result<()> {
         UPDATES_IN_FLIGHT,
     )?)?;
     let mut emitter = Emitter::new(out, cli.json, cli.filter(), Some(cli.interval));
+    // With --all-netns, what text lines call each namespace followed.
+    let mut labels: HashMap<u64, String> = HashMap::new();
     loop {
         match source.wait()? {
             Next::Poll { netns, at, message } => {
                 // With --all-netns every line names its namespace.
                 emitter.writer.set_netns(cli.all_netns.then_some(netns));
+                emitter
+                    .writer
+                    .set_netns_label(labels.get(&netns).map(String::as_str));
                 emitter.emit(netns, at, &message)?;
             }
-            Next::Namespaces(followed) => note_refused(&followed.refused, "streaming"),
+            Next::Namespaces(followed) => {
+                followed.note("streaming");
+                for namespace in &followed.started {
+                    labels.insert(namespace.inode, namespaces::label(namespace).short());
+                }
+                for inode in &followed.gone {
+                    labels.remove(inode);
+                }
+            }
             // A recording that cannot be written ends the stream: it was asked for.
             Next::RecordingStopped(error) => return Err(anyhow!("recording: {error}")),
             // A quiet stream writes nothing for a long time, so a write would not tell

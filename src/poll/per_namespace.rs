@@ -2,17 +2,21 @@
 //! (`--watch`, `--serve` and the interactive view with `--all-netns`): each poller's
 //! messages come tagged with its key, and [`Pollers::follow`] starts polling the
 //! namespaces that appeared since the last look and stops polling those no process is
-//! in any more (containers started or stopped).
+//! in and no `ip netns` name holds any more (containers started or stopped). It
+//! starts no more pollers than the descriptors left can hold
+//! ([`super::namespaces::room_for_namespaces`]), and says once which it left out.
 //!
 //! Only the walk of `/proc` ([`netns::discover`]) and entering namespaces touch the
 //! system, both in [`crate::kernel::netns`]; what to do with a namespace that came or
 //! went (a metric family, a line in the view) is the caller's.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
+use super::namespaces::{TOO_FEW_DESCRIPTORS, left_out, open_within, room_for_namespaces};
 use super::poller::{Poller, PollerConfig};
 use super::update::Message;
 use crate::kernel::netns::{self, Discovery, NetNamespace, NetnsHandle};
@@ -26,6 +30,9 @@ pub struct Pollers {
     running: HashMap<u64, Running>,
     /// Namespaces that could not be entered: not tried again.
     refused: HashSet<u64>,
+    /// Namespaces left out for want of descriptors, already said: said again only if
+    /// they were polled in between.
+    left_out: HashSet<u64>,
     config: PollerConfig,
     sender: SyncSender<(u64, Message)>,
 }
@@ -43,9 +50,37 @@ pub struct Followed {
     /// Namespaces polled from now on.
     pub started: Vec<NetNamespace>,
     /// Namespaces that could not be entered, with why; they are not tried again.
-    pub refused: Vec<(u64, String)>,
-    /// Keys of the namespaces no longer polled: no process is in them any more.
+    pub refused: Vec<(NetNamespace, String)>,
+    /// Namespaces not polled because the descriptors left would not hold them, not
+    /// said before; they are tried again at the next look.
+    pub left_out: Vec<NetNamespace>,
+    /// Keys of the namespaces no longer polled: no process is in them and no
+    /// `ip netns` name holds them any more.
     pub gone: Vec<u64>,
+}
+
+impl Followed {
+    /// Says once on stderr which namespaces are not `doing` (a verb: `streaming`), and
+    /// why: those that could not be entered, those left out for want of descriptors.
+    pub fn note(&self, doing: &str) {
+        for text in self.notes(doing) {
+            let _ = writeln!(io::stderr(), "tcpscope: note: {text}");
+        }
+    }
+
+    /// What [`Followed::note`] says, for a caller that shows it elsewhere (the view's
+    /// status line).
+    pub fn notes(&self, doing: &str) -> Vec<String> {
+        let refused: Vec<NetNamespace> = self.refused.iter().map(|(n, _)| n.clone()).collect();
+        let why = self.refused.first().map_or("", |(_, why)| why.as_str());
+        [
+            left_out(doing, why, &refused),
+            left_out(doing, TOO_FEW_DESCRIPTORS, &self.left_out),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 impl Pollers {
@@ -54,6 +89,7 @@ impl Pollers {
         Pollers {
             running: HashMap::new(),
             refused: HashSet::new(),
+            left_out: HashSet::new(),
             config,
             sender,
         }
@@ -75,39 +111,77 @@ impl Pollers {
         Ok(())
     }
 
-    /// Walks `/proc` for the namespaces processes are in now and follows them (see
-    /// [`Pollers::follow_discovered`]). A failed walk changes nothing.
+    /// Starts polling each of `handles`, keyed by its inode, and reports the
+    /// namespaces `left_out` for want of descriptors (once: a later look leaves them
+    /// out quietly). A namespace that cannot be entered is left out and reported; the
+    /// others go on.
+    pub fn start_all(
+        &mut self,
+        handles: Vec<Arc<NetnsHandle>>,
+        left_out: Vec<NetNamespace>,
+    ) -> Followed {
+        let mut followed = self.start_each(handles);
+        self.left_out
+            .extend(left_out.iter().map(|namespace| namespace.inode));
+        followed.left_out = left_out;
+        followed
+    }
+
+    fn start_each(&mut self, handles: Vec<Arc<NetnsHandle>>) -> Followed {
+        let mut followed = Followed::default();
+        for handle in handles {
+            let namespace = handle.namespace.clone();
+            match self.start(namespace.inode, Some(handle)) {
+                Ok(()) => followed.started.push(namespace),
+                Err(error) => {
+                    self.refused.insert(namespace.inode);
+                    followed.refused.push((namespace, format!("{error:#}")));
+                }
+            }
+        }
+        followed
+    }
+
+    /// Walks `/proc` and `/run/netns` for the namespaces there are now and follows
+    /// them (see [`Pollers::follow_discovered`]), as many as the descriptors left
+    /// hold. A failed walk changes nothing.
     pub fn follow(&mut self) -> Followed {
         match netns::discover() {
-            Ok(discovery) => self.follow_discovered(discovery),
+            Ok(discovery) => {
+                let room = room_for_namespaces(self.running.len());
+                self.follow_discovered(discovery, room)
+            }
             Err(_) => Followed::default(),
         }
     }
 
-    /// Polls the namespaces of `discovery` not polled yet, keyed by their inode, and
-    /// stops polling those it does not list. A namespace that cannot be entered is
-    /// reported and left out; the others go on.
-    pub fn follow_discovered(&mut self, discovery: Discovery) -> Followed {
+    /// Polls at most `room` of the namespaces of `discovery` not polled yet, keyed by
+    /// their inode, and stops polling those it does not list. A namespace that cannot
+    /// be entered, or does not fit, is reported and left out; the others go on.
+    pub fn follow_discovered(&mut self, discovery: Discovery, room: usize) -> Followed {
         let present: HashSet<u64> = discovery
             .namespaces
             .iter()
-            .map(|handle| handle.namespace.inode)
+            .map(|found| found.namespace.inode)
             .collect();
-        let mut followed = Followed::default();
-        for handle in discovery.namespaces {
-            let inode = handle.namespace.inode;
-            if self.running.contains_key(&inode) || self.refused.contains(&inode) {
-                continue;
-            }
-            let namespace = handle.namespace.clone();
-            match self.start(inode, Some(Arc::new(handle))) {
-                Ok(()) => followed.started.push(namespace),
-                Err(error) => {
-                    self.refused.insert(inode);
-                    followed.refused.push((inode, format!("{error:#}")));
-                }
-            }
+        let new = discovery
+            .namespaces
+            .into_iter()
+            .filter(|found| {
+                let inode = found.namespace.inode;
+                !self.running.contains_key(&inode) && !self.refused.contains(&inode)
+            })
+            .collect();
+        let (handles, left_out) = open_within(new, room);
+        let mut followed = self.start_each(handles.into_iter().map(Arc::new).collect());
+        for namespace in &followed.started {
+            self.left_out.remove(&namespace.inode);
         }
+        followed.left_out = left_out
+            .into_iter()
+            .filter(|namespace| self.left_out.insert(namespace.inode))
+            .collect();
+        self.left_out.retain(|inode| present.contains(inode));
         followed.gone = self
             .running
             .keys()

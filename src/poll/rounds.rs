@@ -30,7 +30,7 @@ use crate::watch::{ListenerWatch, SynWatch};
 /// How many hex digits of a container id the view shows, as `docker ps` does.
 const SHORT_ID: usize = 12;
 
-/// What the view calls a namespace.
+/// What the outputs call a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceLabel {
     /// The namespace's inode number: its identity.
@@ -40,14 +40,23 @@ pub struct NamespaceLabel {
     /// That process's command name.
     pub command: Option<String>,
     pub container: Option<Container>,
+    /// Its `ip netns` name.
+    pub name: Option<String>,
+    /// Whether it is the initial namespace.
+    pub host: bool,
 }
 
 impl NamespaceLabel {
-    /// The short name the connections table and the SYN watch show: the container's id
-    /// if it runs one, else `pid/command` of a process in it, else its inode.
+    /// The short name every output shows: its `ip netns` name, else the container's
+    /// id if it runs one, else `host` for the initial namespace, else `pid/command` of
+    /// a process in it, else its inode.
     pub fn short(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
         match (&self.container, self.pid, &self.command) {
             (Some(container), _, _) => container.id.chars().take(SHORT_ID).collect(),
+            _ if self.host => "host".to_owned(),
             (None, pid, Some(command)) if pid > 0 => format!("{pid}/{command}"),
             (None, pid, None) if pid > 0 => pid.to_string(),
             _ => self.inode.to_string(),
@@ -605,7 +614,29 @@ mod tests {
             pid: 0,
             command: None,
             container: None,
+            name: None,
+            host: false,
         };
         assert_eq!(bare.short(), "4026532999");
+    }
+
+    #[test]
+    fn an_ip_netns_name_comes_first_and_the_initial_namespace_is_the_host() {
+        let labels = namespace_labels();
+        let named = NamespaceLabel {
+            name: Some("blue".into()),
+            ..labels[1].clone()
+        };
+        assert_eq!(named.short(), "blue", "before the container id");
+        let host = NamespaceLabel {
+            host: true,
+            ..labels[0].clone()
+        };
+        assert_eq!(host.short(), "host", "before pid/command");
+        let host_container = NamespaceLabel {
+            host: true,
+            ..labels[1].clone()
+        };
+        assert_eq!(host_container.short(), "3f2a9c4e5d6b");
     }
 }

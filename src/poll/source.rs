@@ -15,7 +15,6 @@
 //! [`WAKE_UP`], so a consumer can also notice a stop or a closed output in time.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -150,8 +149,9 @@ enum Origin {
 
 impl Source {
     /// Starts polling. Fails, before any poll, when the kernel cannot answer sock_diag,
-    /// the recording cannot be written, a signal handler cannot be installed or a
-    /// namespace cannot be entered.
+    /// the recording cannot be written, a signal handler cannot be installed or the
+    /// namespace `--netns` names cannot be entered. With `--all-netns`, a namespace
+    /// that cannot be entered is reported in the first [`Next::Namespaces`] instead.
     pub fn live(config: LiveConfig) -> anyhow::Result<Source> {
         let (signal, stop) = catch_signals(config.stopping)?;
         SockDiag::open()
@@ -165,30 +165,31 @@ impl Source {
             thresholds: config.thresholds,
             findings: config.findings,
         };
-        let following = matches!(config.namespaces, Namespaces::All(_));
-        let handles = match config.namespaces {
-            Namespaces::Current => vec![(OWN, None)],
-            Namespaces::One(handle) => vec![(OWN, Some(handle))],
-            Namespaces::All(handles) => handles
-                .into_iter()
-                .map(|handle| (handle.namespace.inode, Some(handle)))
-                .collect(),
+        let following = matches!(config.namespaces, Namespaces::All { .. });
+        let (handles, left_out) = match config.namespaces {
+            Namespaces::Current => (vec![(OWN, None)], Vec::new()),
+            Namespaces::One(handle) => (vec![(OWN, Some(handle))], Vec::new()),
+            Namespaces::All { handles, left_out } => (
+                handles
+                    .into_iter()
+                    .map(|handle| (handle.namespace.inode, Some(handle)))
+                    .collect(),
+                left_out,
+            ),
         };
         // Namespaces that appear later share the room of those there at the start.
         let (sender, polls) = mpsc::sync_channel(config.in_flight.max(1) * handles.len().max(1));
         let mut pollers = Pollers::new(poller, sender);
-        let mut started = Vec::new();
-        for (key, handle) in handles {
-            let namespace = handle.as_ref().map(|handle| handle.namespace.clone());
-            pollers.start(key, handle)?;
-            started.extend(namespace.filter(|_| following));
-        }
         let mut pending = VecDeque::new();
         if following {
-            pending.push_back(Next::Namespaces(Followed {
-                started,
-                ..Followed::default()
-            }));
+            // Across namespaces, one that cannot be entered is reported, not fatal.
+            let handles = handles.into_iter().filter_map(|(_, handle)| handle);
+            let followed = pollers.start_all(handles.collect(), left_out);
+            pending.push_back(Next::Namespaces(followed));
+        } else {
+            for (key, handle) in handles {
+                pollers.start(key, handle)?;
+            }
         }
         Ok(Source {
             origin: Origin::Live {
@@ -244,6 +245,7 @@ impl Source {
                     let followed = lock(pollers).follow();
                     if !(followed.started.is_empty()
                         && followed.refused.is_empty()
+                        && followed.left_out.is_empty()
                         && followed.gone.is_empty())
                     {
                         return Ok(Next::Namespaces(followed));
@@ -312,16 +314,6 @@ pub fn as_record(update: &Update) -> PollToRecord<'_> {
         took: update.took,
         events: &update.events,
         event_overflows: update.event_overflows,
-    }
-}
-
-/// A note on stderr for a namespace that could not be entered at a rescan.
-pub fn note_refused(refused: &[(u64, String)], doing: &str) {
-    for (inode, error) in refused {
-        let _ = writeln!(
-            io::stderr(),
-            "tcpscope: note: not {doing} network namespace {inode}: {error}"
-        );
     }
 }
 

@@ -160,7 +160,10 @@ impl Serialize for SynWatchSection<'_> {
 pub struct NamespaceEntry {
     /// The namespace's inode, as each socket's `netns` gives it.
     pub netns: u64,
-    /// A process in it (the lowest pid).
+    /// What the other outputs call it: its `ip netns` name, its container, `host`, or
+    /// `pid/command` of a process in it.
+    pub label: String,
+    /// A process in it (the lowest pid); 0 for a named namespace no process is in.
     pub pid: u32,
     pub container: Option<ContainerEntry>,
     #[serde(serialize_with = "counts_by_name")]
@@ -176,9 +179,15 @@ pub struct ContainerEntry {
 }
 
 impl NamespaceEntry {
-    pub fn new(namespace: &NetNamespace, counts: Counts, kernel: KernelCounters) -> NamespaceEntry {
+    pub fn new(
+        namespace: &NetNamespace,
+        label: &str,
+        counts: Counts,
+        kernel: KernelCounters,
+    ) -> NamespaceEntry {
         NamespaceEntry {
             netns: namespace.inode,
+            label: label.to_owned(),
             pid: namespace.pid,
             container: namespace.container.as_ref().map(|c| ContainerEntry {
                 runtime: c.runtime,

@@ -564,7 +564,7 @@ impl Collector for Exposition {
         if self.0.labelled {
             let mut metric = encoder.encode_descriptor(
                 "tcpscope_netns",
-                "A network namespace tcpscope watches: its inode (the netns label), a process in it, and its container when the cgroup path names one.",
+                "A network namespace tcpscope watches: its inode (the netns label), a process in it, its container when the cgroup path names one, its `ip netns` name when it has one, and host=\"true\" for the initial namespace.",
                 None,
                 MetricType::Info,
             )?;
@@ -577,6 +577,12 @@ impl Collector for Exposition {
                     if let Some(container) = &netns.container {
                         labels.push(("container", Cow::Borrowed(container.id.as_str())));
                         labels.push(("runtime", Cow::Borrowed(container.runtime)));
+                    }
+                    if let Some(name) = &netns.name {
+                        labels.push(("name", Cow::Borrowed(name.as_str())));
+                    }
+                    if netns.host {
+                        labels.push(("host", Cow::Borrowed("true")));
                     }
                     metric.encode_info(&labels)?;
                 }
@@ -1115,6 +1121,8 @@ mod tests {
                 inode: 4026531840,
                 pid: 1,
                 container: None,
+                name: None,
+                host: true,
             },
             NetNamespace {
                 inode: 4026532999,
@@ -1123,6 +1131,8 @@ mod tests {
                     runtime: "docker",
                     id: "0123456789ab".repeat(5) + "cdef",
                 }),
+                name: Some("blue".into()),
+                host: false,
             },
         ]);
         let mut table = ListenerTable::default();
@@ -1144,9 +1154,12 @@ mod tests {
         assert!(samples.contains(
             &"tcpscope_listener_backlog{netns=\"4026532999\",local_addr=\"0.0.0.0\",local_port=\"80\"} 64.0"
         ));
-        assert!(samples.contains(&"tcpscope_netns_info{netns=\"4026531840\",pid=\"1\"} 1"));
+        assert!(
+            samples
+                .contains(&"tcpscope_netns_info{netns=\"4026531840\",pid=\"1\",host=\"true\"} 1")
+        );
         let described = format!(
-            "tcpscope_netns_info{{netns=\"4026532999\",pid=\"4242\",container=\"{}\",runtime=\"docker\"}} 1",
+            "tcpscope_netns_info{{netns=\"4026532999\",pid=\"4242\",container=\"{}\",runtime=\"docker\",name=\"blue\"}} 1",
             "0123456789ab".repeat(5) + "cdef"
         );
         assert!(samples.contains(&described.as_str()), "{text}");

@@ -32,6 +32,8 @@ pub struct StreamWriter<W: Write> {
     netns: Option<u64>,
     /// The namespaces whose first counts the text stream has written.
     counted: HashSet<Option<u64>>,
+    /// And what text lines call it, when known (else its inode).
+    netns_label: Option<String>,
 }
 
 impl<W: Write> StreamWriter<W> {
@@ -42,6 +44,7 @@ impl<W: Write> StreamWriter<W> {
             states,
             netns: None,
             counted: HashSet::new(),
+            netns_label: None,
         }
     }
 
@@ -51,11 +54,20 @@ impl<W: Write> StreamWriter<W> {
         self.netns = netns;
     }
 
+    /// What text lines call the namespace of [`StreamWriter::set_netns`] (`blue`,
+    /// `host`, `4242/nginx`) in place of its inode; NDJSON keeps the inode.
+    pub fn set_netns_label(&mut self, label: Option<&str>) {
+        if self.netns_label.as_deref() != label {
+            self.netns_label = label.map(str::to_owned);
+        }
+    }
+
     /// The time column, and the namespace's when there is one.
     fn stamp(&self, at: SystemTime) -> String {
-        match self.netns {
-            Some(netns) => format!("{}  {netns}", clock(at)),
-            None => clock(at),
+        match (self.netns, &self.netns_label) {
+            (Some(_), Some(label)) => format!("{}  {}", clock(at), Escaped(label)),
+            (Some(netns), None) => format!("{}  {netns}", clock(at)),
+            (None, _) => clock(at),
         }
     }
 
@@ -450,6 +462,19 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("22:13:20.250  4026532201  changed  "),
+            "{text}"
+        );
+
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Text, StateSet::all());
+        writer.set_netns(Some(4026532201));
+        writer.set_netns_label(Some("blue"));
+        writer.transition(at, &transitions()[0]).unwrap();
+        writer.counts(at, &Counts::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines()
+                .all(|line| line.starts_with("22:13:20.250  blue  ")),
             "{text}"
         );
     }

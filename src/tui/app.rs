@@ -68,6 +68,9 @@ pub enum Event {
     Closed(Endpoints, Result<(), String>),
     /// Appending a poll to the recording failed (the error); recording has stopped.
     RecordingStopped(String),
+    /// Something the view should say once on its status line: namespaces it could not
+    /// enter or had no descriptors left for (`--all-netns`).
+    Notice(String),
 }
 
 /// What the event loop must do for the app.
@@ -202,6 +205,10 @@ impl App {
             Event::NamespacePoll(netns, message) => self.namespace_poll(netns, message),
             Event::Namespaces(labels) => {
                 self.set_namespaces(labels);
+                Vec::new()
+            }
+            Event::Notice(text) => {
+                self.ui.notice = Some(text);
                 Vec::new()
             }
             Event::Processes(result) => {

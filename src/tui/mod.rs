@@ -42,11 +42,12 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::Cli;
 use crate::kernel::destroy::Destroyer;
-use crate::kernel::netns::{self, NetNamespace};
+use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::tcp_info;
 use crate::modes;
+use crate::poll::namespaces;
 use crate::poll::replay::Timed;
 use crate::poll::rounds::NamespaceLabel;
 use crate::poll::{Control, Next, Source, Stopping};
@@ -111,6 +112,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         App::new(model, theme)
     };
     app.ui.recording = recording;
+    // Already entered (main does), so it opened before: say which one it is.
+    app.ui.netns = match &cli.netns {
+        Some(spec) => Some(namespaces::label(&NetnsHandle::open(spec)?.namespace).short()),
+        None => None,
+    };
     let mut terminal = ratatui::init();
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
@@ -136,9 +142,14 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
                 Ok(Next::Poll { message, .. }) if !across => Event::Poll(message),
                 Ok(Next::Poll { netns, message, .. }) => Event::NamespacePoll(netns, message),
                 Ok(Next::Namespaces(followed)) => {
+                    let notes = followed.notes("shown");
+                    if !notes.is_empty() && to.send(Event::Notice(notes.join("; "))).is_err() {
+                        return;
+                    }
                     labels.retain(|label| !followed.gone.contains(&label.inode));
-                    labels.extend(followed.started.iter().map(label));
-                    labels.sort_by_key(|label| (label.pid, label.inode));
+                    labels.extend(followed.started.iter().map(namespaces::label));
+                    // As discovered: by lowest pid, then the names no process is in.
+                    labels.sort_by_key(|label| (label.pid == 0, label.pid, label.inode));
                     Event::Namespaces(labels.clone())
                 }
                 Ok(Next::RecordingStopped(error)) => Event::RecordingStopped(error),
@@ -151,18 +162,6 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
             }
         }
     })
-}
-
-/// A namespace's label, with the command name of its process.
-fn label(namespace: &NetNamespace) -> NamespaceLabel {
-    NamespaceLabel {
-        inode: namespace.inode,
-        pid: namespace.pid,
-        command: (namespace.pid > 0)
-            .then(|| netns::command_name(namespace.pid))
-            .flatten(),
-        container: namespace.container.clone(),
-    }
 }
 
 /// Shows the recording `cli.replay` names in the view, paced by its recorded times.

@@ -381,6 +381,8 @@ pub struct Ui {
     pub confirm_close: Option<SocketRecord>,
     /// Whether polls are being recorded (`--record FILE`); `None` when not asked to.
     pub recording: Option<Recording>,
+    /// The label of the namespace `--netns` named; `None` for tcpscope's own.
+    pub netns: Option<String>,
 }
 
 /// What became of `--record FILE` in the view.
@@ -420,6 +422,7 @@ impl Default for Ui {
             notice: None,
             confirm_close: None,
             recording: None,
+            netns: None,
         }
     }
 }

@@ -311,6 +311,13 @@ fn all_netns_finds_both_labs_labelled_alongside_the_tests_own() -> Result<()> {
     Ok(())
 }
 
+/// `tcpscope ARGS` as user and group 65534 (nobody), with no capabilities.
+fn unprivileged(args: &[&str]) -> Command {
+    let mut command = tcpscope_command(args);
+    command.uid(65534).gid(65534);
+    command
+}
+
 #[test]
 fn without_privilege_another_namespace_is_refused_with_a_clear_message_and_status_2() -> Result<()>
 {
@@ -319,18 +326,124 @@ fn without_privilege_another_namespace_is_refused_with_a_clear_message_and_statu
     for args in [
         &["--json", "--netns", &pid][..],
         &["--grep", "all", "--netns", &pid],
-        &["--json", "--all-netns"],
     ] {
-        let output = tcpscope_command(&[])
-            .args(args)
-            .uid(65534)
-            .gid(65534)
-            .output()?;
+        let output = unprivileged(args).output()?;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("needs privilege"), "{args:?}: {stderr}");
     }
+    Ok(())
+}
+
+#[test]
+fn without_privilege_its_own_namespace_is_read_and_all_netns_shows_what_it_can() -> Result<()> {
+    let a = Neighbour::start(lab_a)?;
+    let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+
+    let output = unprivileged(&["--json", "--netns", "/proc/self/ns/net"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let document: Value = serde_json::from_slice(&output.stdout)?;
+    assert!(document["counts"].is_object(), "{document}");
+
+    let output = unprivileged(&["--json", "--all-netns"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let document: Value = serde_json::from_slice(&output.stdout)?;
+    let listed: Vec<u64> = document["namespaces"]
+        .as_array()
+        .context("no namespaces array")?
+        .iter()
+        .filter_map(|n| n["netns"].as_u64())
+        .collect();
+    assert_eq!(listed, [own], "its own namespace, and only it");
+    // Lab A's process belongs to root: its namespace is one of those it could not see.
+    assert!(
+        stderr.contains("could not be read (permission denied)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "said once: {stderr}");
+
+    let mut stream = Stream::start(
+        unprivileged(&["--watch", "--json", "--all-netns", "--interval", "100ms"])
+            .stderr(Stdio::piped()),
+    )?;
+    let counts = stream.wait_for("a counts line", FOLLOW_TIMEOUT, |line| {
+        line["type"] == "counts"
+    })?;
+    assert_eq!(counts["netns"], own);
+    let status = stream.stop(libc::SIGTERM)?;
+    assert!(status.success(), "{status}: {}", stream.stderr());
+    drop(a);
+    Ok(())
+}
+
+/// Runs `script` under `sh` in a new mount and network namespace with a private
+/// `/run/netns`, so that the names `ip netns add` makes there go with it.
+fn with_private_run_netns(script: &str) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "-n", "sh", "-c"])
+        .arg(format!(
+            "mkdir -p /run/netns && mount -t tmpfs tcpscope-lab /run/netns && {script}"
+        ))
+        .env("TCPSCOPE", crate::support::TCPSCOPE)
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn all_netns_calls_a_namespace_by_its_ip_netns_name_and_the_initial_one_host() -> Result<()> {
+    let output = with_private_run_netns(
+        "ip netns add tcpscope-blue && exec \"$TCPSCOPE\" --json --all-netns",
+    )
+    .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let document: Value = serde_json::from_slice(&output.stdout)?;
+    let namespaces = document["namespaces"]
+        .as_array()
+        .context("no namespaces array")?;
+    let labelled = |label: &str| namespaces.iter().find(|n| n["label"] == label);
+    // `ip netns add` made it: no process is in it, the name alone holds it.
+    let blue =
+        labelled("tcpscope-blue").with_context(|| format!("no tcpscope-blue: {document}"))?;
+    assert_eq!(blue["pid"], 0);
+    let host = labelled("host").with_context(|| format!("no host: {document}"))?;
+    // tcpscope ran in a namespace of its own, which is not the host's.
+    let own = namespaces
+        .iter()
+        .find(|n| {
+            n["label"]
+                .as_str()
+                .is_some_and(|label| label.ends_with("/tcpscope"))
+        })
+        .with_context(|| format!("its own namespace is not pid/tcpscope: {document}"))?;
+    assert_ne!(host["netns"], own["netns"]);
+    assert!(
+        namespaces.iter().all(|n| n["label"]
+            .as_str()
+            .is_some_and(|l| !l.ends_with("/kthreadd"))),
+        "{document}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_view_of_a_named_namespace_says_which_it_shows() -> Result<()> {
+    let command = with_private_run_netns(
+        "ip netns add tcpscope-green && exec \"$TCPSCOPE\" --netns tcpscope-green",
+    );
+    let mut terminal = pty::Terminal::spawn(command, 120, 30)?;
+    terminal.wait_for(
+        FOLLOW_TIMEOUT,
+        "the namespace in the status line",
+        |screen| screen.contains("netns tcpscope-green") && screen.contains("q quit"),
+    )?;
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    assert!(status.success(), "q exited with {status}");
     Ok(())
 }
 

@@ -27,7 +27,6 @@ use crate::cli::Cli;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
 use crate::poll::per_namespace::Followed;
-use crate::poll::source::note_refused;
 use crate::poll::{Message, Next, Source, Stopping, Update};
 use crate::report::metrics::{self, Metrics};
 use crate::report::repeats::{REPEAT_EVERY, Repeats};
@@ -244,10 +243,10 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 /// process is in any more. A namespace that cannot be entered is left out with a note;
 /// the others go on.
 fn follow_namespaces(followed: Followed, metrics: &mut Metrics, close_wait: &mut CloseWait) {
+    followed.note("polling");
     for namespace in followed.started {
         metrics.add(namespace);
     }
-    note_refused(&followed.refused, "polling");
     for inode in followed.gone {
         metrics.remove(inode);
         close_wait.forget(inode);

@@ -259,6 +259,8 @@ pub fn namespace_labels() -> Vec<NamespaceLabel> {
             pid: 1,
             command: Some("systemd".into()),
             container: None,
+            name: None,
+            host: false,
         },
         NamespaceLabel {
             inode: 4_026_532_501,
@@ -268,12 +270,16 @@ pub fn namespace_labels() -> Vec<NamespaceLabel> {
                 runtime: "docker",
                 id: "3f2a9c4e5d6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c0b1a2f".into(),
             }),
+            name: None,
+            host: false,
         },
         NamespaceLabel {
             inode: 4_026_532_777,
             pid: 5120,
             command: Some("nginx".into()),
             container: None,
+            name: None,
+            host: false,
         },
     ]
 }

@@ -1,4 +1,5 @@
-//! The status line: what the view can and cannot see. The poll interval, how long the
+//! The status line: what the view can and cannot see. The namespace `--netns` named,
+//! the poll interval, how long the
 //! last poll took, whether kernel destroy events are on, whether process names are
 //! partial, whether the display is paused, and the last poll error (the view stays up
 //! and the poller retries). In a replay, it starts with the position in the recording
@@ -12,6 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use crate::poll::update::EventStatus;
+use crate::text::Escaped;
 use crate::tui::model::{Model, ProcessesSeen, Recording, Ui};
 use crate::tui::theme::Theme;
 
@@ -78,6 +80,11 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
             spans.push(dim("  "));
         }
         None => {}
+    }
+    if let Some(netns) = &ui.netns {
+        spans.push(dim("netns "));
+        spans.push(Span::raw(Escaped(netns).to_string()));
+        spans.push(dim("  "));
     }
     // A replay shows what the recording holds: the interval it was made at, and how
     // long its polls took; destroy events and processes are today's, not its.
@@ -182,6 +189,19 @@ mod tests {
                 .starts_with("recording stopped: writing to the recording incident.rec: No space"),
             "{screen}"
         );
+    }
+
+    #[test]
+    fn the_namespace_netns_named_is_said_before_the_interval() {
+        let model = fixtures::flooded();
+        let ui = Ui {
+            netns: Some("blue".into()),
+            ..Ui::default()
+        };
+        let screen = text(100, 1, |area, buf| {
+            render(&model, &ui, &Theme::MONO, area, buf)
+        });
+        assert!(screen.starts_with("netns blue  every 1.0s"), "{screen}");
     }
 
     #[test]
