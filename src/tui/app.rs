@@ -22,6 +22,7 @@ use crate::watch::{LeakWatcher, Owner};
 
 use super::connections::SortColumn;
 use super::keys::{Action, action_for};
+use super::line_editor::{self, LineEditor};
 use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
 use super::playback::Playback;
 use super::query::Query;
@@ -442,7 +443,8 @@ impl App {
         self.ui.notice = refusal;
     }
 
-    /// Keys while the filter line is open are text.
+    /// Keys while the filter line is open edit it ([`LineEditor`]); Enter applies it,
+    /// Esc closes it, Ctrl-C quits as everywhere.
     fn filter_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let Some(input) = &mut self.ui.filter_input else {
             return Vec::new();
@@ -451,14 +453,11 @@ impl App {
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 return vec![Effect::Quit];
             }
-            KeyCode::Char(c) => input.push(c),
-            KeyCode::Backspace => {
-                input.pop();
-            }
             KeyCode::Esc => self.ui.filter_input = None,
             KeyCode::Enter => {
-                let text = input.clone();
+                let text = input.text();
                 self.ui.filter_input = None;
+                line_editor::remember(&mut self.ui.filter_history, &text);
                 match Query::parse(&text) {
                     Ok(query) => {
                         self.ui.filter_error = None;
@@ -468,7 +467,7 @@ impl App {
                     Err(error) => self.ui.filter_error = Some(error),
                 }
             }
-            _ => {}
+            _ => input.key(&key, &self.ui.filter_history),
         }
         Vec::new()
     }
@@ -506,7 +505,7 @@ impl App {
                     Some(error) => error.text,
                     None => self.shown().connections.query_text.clone(),
                 };
-                self.ui.filter_input = Some(text);
+                self.ui.filter_input = Some(LineEditor::new(&text));
                 self.each_model(|model| model.detail = None);
             }
             Action::NextSortColumn => {

@@ -16,6 +16,7 @@ use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
+use super::line_editor::LineEditor;
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
@@ -356,7 +357,9 @@ pub struct Ui {
     pub tab: Tab,
     pub help: bool,
     /// The filter line being edited, if open.
-    pub filter_input: Option<String>,
+    pub filter_input: Option<LineEditor>,
+    /// The filter lines entered in this session, oldest first, for ↑/↓.
+    pub filter_history: Vec<String>,
     pub filter_error: Option<QueryError>,
     pub table: Scroll,
     /// The state selected in the timeline's legend.
@@ -407,6 +410,7 @@ impl Default for Ui {
             tab: Tab::Overview,
             help: false,
             filter_input: None,
+            filter_history: Vec::new(),
             filter_error: None,
             table: Scroll::default(),
             timeline_cursor: State::SynRecv.index(),
