@@ -23,7 +23,7 @@ use crate::watch::{LeakWatcher, Owner};
 use super::connections::SortColumn;
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
-use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
+use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
@@ -630,7 +630,8 @@ impl App {
                         tcp_info: replayed.then(|| Err("not in the recording".to_owned())),
                     });
                 });
-                if replayed {
+                // A listener, a handshake or a TIME_WAIT remnant has none worth asking.
+                if replayed || !SocketKind::of(&record).has_tcp_info() {
                     Vec::new()
                 } else {
                     vec![Effect::FetchTcpInfo(netns, record)]
@@ -743,6 +744,15 @@ mod tests {
         App::new(fixtures::flooded(), Theme::MONO)
     }
 
+    /// Narrows the connections table with the filter line.
+    fn filter(app: &mut App, line: &str) {
+        press(app, KeyCode::Char('/'));
+        for c in line.chars() {
+            press(app, KeyCode::Char(c));
+        }
+        press(app, KeyCode::Enter);
+    }
+
     #[test]
     fn enter_on_the_overview_opens_the_selected_finding_and_esc_closes_it() {
         let mut app = App::new(fixtures::leaking(), Theme::MONO);
@@ -838,14 +848,28 @@ mod tests {
     fn enter_on_a_connection_opens_its_detail_and_asks_for_its_tcp_info() {
         let mut app = app();
         press(&mut app, KeyCode::Char('2'));
-        press(&mut app, KeyCode::Down);
+        filter(&mut app, "estab");
         let effects = press(&mut app, KeyCode::Enter);
         let Some(detail) = &app.shown().detail else {
             panic!("no detail pane")
         };
+        assert_eq!(detail.record.state, State::Established);
         assert_eq!(effects, [Effect::FetchTcpInfo(None, detail.record)]);
         press(&mut app, KeyCode::Esc);
         assert!(app.shown().detail.is_none());
+    }
+
+    #[test]
+    fn enter_on_a_listener_asks_the_kernel_nothing_it_has_no_tcp_info() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('2'));
+        filter(&mut app, "listen");
+        let effects = press(&mut app, KeyCode::Enter);
+        let Some(detail) = &app.shown().detail else {
+            panic!("no detail pane")
+        };
+        assert_eq!(detail.record.state, State::Listen);
+        assert_eq!(effects, []);
     }
 
     #[test]
@@ -1020,12 +1044,12 @@ mod tests {
         fn enter_on_a_connection_asks_for_its_tcp_info_in_its_own_namespace() {
             let mut app = app();
             press(&mut app, KeyCode::Char('2'));
-            // Rows sort by state: the host's listener on :80 comes second.
-            press(&mut app, KeyCode::Down);
+            super::filter(&mut app, "estab");
             let effects = press(&mut app, KeyCode::Enter);
             let Some(detail) = app.shown().detail.clone() else {
                 panic!("no detail pane")
             };
+            assert_eq!(detail.record.state, State::Established);
             assert_eq!(detail.netns, Some(4_026_531_840));
             assert_eq!(
                 effects,

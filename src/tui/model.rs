@@ -81,6 +81,40 @@ pub enum ProcessesSeen {
     Partial(String),
 }
 
+/// What kind of kernel object a record is, which decides the fields that mean
+/// something for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// A full socket with a peer: queues, owner, and `tcp_info`.
+    Connection,
+    /// A LISTEN socket: its queues are the accept queue and the backlog
+    /// (`inet_diag`'s `idiag_rqueue`/`idiag_wqueue` for a listener), plus its drops.
+    Listener,
+    /// A request socket (SYN_RECV with no file: the kernel's `request_sock`): a
+    /// handshake in progress, with its SYN-ACK timer and retransmissions only.
+    Request,
+    /// A TIME_WAIT remnant (`inet_timewait_sock`): addresses and a timer, nothing else.
+    TimeWait,
+}
+
+impl SocketKind {
+    pub fn of(record: &SocketRecord) -> SocketKind {
+        match record.state {
+            State::Listen => SocketKind::Listener,
+            // A SYN_RECV socket with a file is a full socket (Fast Open, a simultaneous
+            // open); without one it is the mini socket of a handshake.
+            State::SynRecv if record.inode == 0 => SocketKind::Request,
+            State::TimeWait => SocketKind::TimeWait,
+            _ => SocketKind::Connection,
+        }
+    }
+
+    /// Whether the kernel's `tcp_info` says anything about it: only a connection's.
+    pub fn has_tcp_info(self) -> bool {
+        self == SocketKind::Connection
+    }
+}
+
 /// The connection the detail pane follows, found again in each new snapshot by its
 /// endpoints.
 #[derive(Debug, Clone, PartialEq)]
