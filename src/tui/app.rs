@@ -22,7 +22,8 @@ use crate::watch::{LeakWatcher, Owner};
 
 use super::connections::SortColumn;
 use super::keys::{Action, action_for};
-use super::model::{Detail, Model, Recording, Scroll, Tab, Ui};
+use super::line_editor::{self, LineEditor};
+use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
@@ -449,7 +450,8 @@ impl App {
         self.ui.notice = refusal;
     }
 
-    /// Keys while the filter line is open are text.
+    /// Keys while the filter line is open edit it ([`LineEditor`]); Enter applies it,
+    /// Esc closes it, Ctrl-C quits as everywhere.
     fn filter_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let Some(input) = &mut self.ui.filter_input else {
             return Vec::new();
@@ -458,14 +460,11 @@ impl App {
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 return vec![Effect::Quit];
             }
-            KeyCode::Char(c) => input.push(c),
-            KeyCode::Backspace => {
-                input.pop();
-            }
             KeyCode::Esc => self.ui.filter_input = None,
             KeyCode::Enter => {
-                let text = input.clone();
+                let text = input.text();
                 self.ui.filter_input = None;
+                line_editor::remember(&mut self.ui.filter_history, &text);
                 match Query::parse(&text) {
                     Ok(query) => {
                         self.ui.filter_error = None;
@@ -475,7 +474,7 @@ impl App {
                     Err(error) => self.ui.filter_error = Some(error),
                 }
             }
-            _ => {}
+            _ => input.key(&key, &self.ui.filter_history),
         }
         Vec::new()
     }
@@ -513,7 +512,7 @@ impl App {
                     Some(error) => error.text,
                     None => self.shown().connections.query_text.clone(),
                 };
-                self.ui.filter_input = Some(text);
+                self.ui.filter_input = Some(LineEditor::new(&text));
                 self.each_model(|model| model.detail = None);
             }
             Action::NextSortColumn => {
@@ -638,7 +637,8 @@ impl App {
                         tcp_info: replayed.then(|| Err("not in the recording".to_owned())),
                     });
                 });
-                if replayed {
+                // A listener, a handshake or a TIME_WAIT remnant has none worth asking.
+                if replayed || !SocketKind::of(&record).has_tcp_info() {
                     Vec::new()
                 } else {
                     vec![Effect::FetchTcpInfo(netns, record)]
@@ -751,6 +751,15 @@ mod tests {
         App::new(fixtures::flooded(), Theme::MONO)
     }
 
+    /// Narrows the connections table with the filter line.
+    fn filter(app: &mut App, line: &str) {
+        press(app, KeyCode::Char('/'));
+        for c in line.chars() {
+            press(app, KeyCode::Char(c));
+        }
+        press(app, KeyCode::Enter);
+    }
+
     #[test]
     fn enter_on_the_overview_opens_the_selected_finding_and_esc_closes_it() {
         let mut app = App::new(fixtures::leaking(), Theme::MONO);
@@ -846,14 +855,28 @@ mod tests {
     fn enter_on_a_connection_opens_its_detail_and_asks_for_its_tcp_info() {
         let mut app = app();
         press(&mut app, KeyCode::Char('2'));
-        press(&mut app, KeyCode::Down);
+        filter(&mut app, "estab");
         let effects = press(&mut app, KeyCode::Enter);
         let Some(detail) = &app.shown().detail else {
             panic!("no detail pane")
         };
+        assert_eq!(detail.record.state, State::Established);
         assert_eq!(effects, [Effect::FetchTcpInfo(None, detail.record)]);
         press(&mut app, KeyCode::Esc);
         assert!(app.shown().detail.is_none());
+    }
+
+    #[test]
+    fn enter_on_a_listener_asks_the_kernel_nothing_it_has_no_tcp_info() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('2'));
+        filter(&mut app, "listen");
+        let effects = press(&mut app, KeyCode::Enter);
+        let Some(detail) = &app.shown().detail else {
+            panic!("no detail pane")
+        };
+        assert_eq!(detail.record.state, State::Listen);
+        assert_eq!(effects, []);
     }
 
     #[test]
@@ -1028,12 +1051,12 @@ mod tests {
         fn enter_on_a_connection_asks_for_its_tcp_info_in_its_own_namespace() {
             let mut app = app();
             press(&mut app, KeyCode::Char('2'));
-            // Rows sort by state: the host's listener on :80 comes second.
-            press(&mut app, KeyCode::Down);
+            super::filter(&mut app, "estab");
             let effects = press(&mut app, KeyCode::Enter);
             let Some(detail) = app.shown().detail.clone() else {
                 panic!("no detail pane")
             };
+            assert_eq!(detail.record.state, State::Established);
             assert_eq!(detail.netns, Some(4_026_531_840));
             assert_eq!(
                 effects,

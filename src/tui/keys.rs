@@ -1,8 +1,9 @@
 //! Keys → actions, in one table. The help overlay (`?`) shows this table, so what it
 //! lists is exactly what the keys do. Conventions follow htop, bottom and trippy.
 //!
-//! While the filter line is open, keys are text instead; [`crate::tui::app`] handles
-//! that before consulting this table.
+//! While the filter line is open, keys edit it instead ([`crate::tui::line_editor`]:
+//! a shell's line-editing keys); [`crate::tui::app`] handles that before consulting
+//! this table.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -175,7 +176,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "/",
         matches: |k| char_key(k, &['/']),
         action: Action::OpenFilter,
-        help: "filter: states, ports, addresses",
+        help: "filter: states, ports, addresses (↑↓ earlier)",
     },
     Binding {
         keys: "s",

@@ -16,12 +16,14 @@
 //! for namespaces that came or went, and [`namespaces`] puts their polls together.
 //!
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
-//! [`views`] one widget per file, [`keys`] the key table, [`connections`] and [`query`]
-//! the table's order and filter, [`theme`] the colours.
+//! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
+//! line's editing, [`connections`] and [`query`] the table's order and filter,
+//! [`theme`] the colours.
 
 pub mod app;
 pub(crate) mod connections;
 pub(crate) mod keys;
+pub(crate) mod line_editor;
 pub mod model;
 pub(crate) mod playback;
 pub(crate) mod query;

@@ -16,6 +16,7 @@ use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
+use super::line_editor::LineEditor;
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
@@ -78,6 +79,40 @@ pub enum ProcessesSeen {
     /// Some processes could not be read: how many and what would help, in the words
     /// the one-shot `-p` uses ([`ProcessMap::partial_brief`]).
     Partial(String),
+}
+
+/// What kind of kernel object a record is, which decides the fields that mean
+/// something for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// A full socket with a peer: queues, owner, and `tcp_info`.
+    Connection,
+    /// A LISTEN socket: its queues are the accept queue and the backlog
+    /// (`inet_diag`'s `idiag_rqueue`/`idiag_wqueue` for a listener), plus its drops.
+    Listener,
+    /// A request socket (SYN_RECV with no file: the kernel's `request_sock`): a
+    /// handshake in progress, with its SYN-ACK timer and retransmissions only.
+    Request,
+    /// A TIME_WAIT remnant (`inet_timewait_sock`): addresses and a timer, nothing else.
+    TimeWait,
+}
+
+impl SocketKind {
+    pub fn of(record: &SocketRecord) -> SocketKind {
+        match record.state {
+            State::Listen => SocketKind::Listener,
+            // A SYN_RECV socket with a file is a full socket (Fast Open, a simultaneous
+            // open); without one it is the mini socket of a handshake.
+            State::SynRecv if record.inode == 0 => SocketKind::Request,
+            State::TimeWait => SocketKind::TimeWait,
+            _ => SocketKind::Connection,
+        }
+    }
+
+    /// Whether the kernel's `tcp_info` says anything about it: only a connection's.
+    pub fn has_tcp_info(self) -> bool {
+        self == SocketKind::Connection
+    }
 }
 
 /// The connection the detail pane follows, found again in each new snapshot by its
@@ -356,7 +391,9 @@ pub struct Ui {
     pub tab: Tab,
     pub help: bool,
     /// The filter line being edited, if open.
-    pub filter_input: Option<String>,
+    pub filter_input: Option<LineEditor>,
+    /// The filter lines entered in this session, oldest first, for ↑/↓.
+    pub filter_history: Vec<String>,
     pub filter_error: Option<QueryError>,
     pub table: Scroll,
     /// The state selected in the timeline's legend.
@@ -409,6 +446,7 @@ impl Default for Ui {
             tab: Tab::Overview,
             help: false,
             filter_input: None,
+            filter_history: Vec::new(),
             filter_error: None,
             table: Scroll::default(),
             timeline_cursor: State::SynRecv.index(),

@@ -495,6 +495,62 @@ fn a_listeners_detail_pane_shows_its_accept_queue_not_rtt_or_cwnd() -> Result<()
 }
 
 #[test]
+fn the_filter_line_edits_as_a_shell_line_does_and_recalls_earlier_filters() -> Result<()> {
+    const CTRL_A: &str = "\x01";
+    const CTRL_U: &str = "\x15";
+    const CTRL_W: &str = "\x17";
+    const UP: &str = "\x1b[A";
+    const LEFT: &str = "\x1b[D";
+    const HOME: &str = "\x1b[H";
+    const DELETE: &str = "\x1b[3~";
+    let lab = Lab::enter()?;
+    let listener = lab.listener_v4()?;
+    let port = listener.addr.port();
+    let mut terminal = Terminal::spawn(tcpscope_command(&["--interval", "200ms"]), 80, 24)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "the view", view_is_up)?;
+    let mut filter = |keys: String, applied: String| -> Result<String> {
+        terminal.send(keys.as_bytes())?;
+        terminal.wait_for(SCREEN_TIMEOUT, &applied, |screen| {
+            line_with(screen, "filter: ").is_some_and(|line| line.contains(&applied))
+        })
+    };
+    // Ctrl-U erases the line; Ctrl-A and Home go to its start, where text goes in.
+    filter(
+        format!("2/sport = :1{CTRL_U}sport = :{port}{CTRL_A}state listen and \r"),
+        format!("filter: state listen and sport = :{port}"),
+    )?;
+    // Ctrl-W erases a word, ← and Delete work inside the line.
+    filter(
+        format!("/{CTRL_W}{CTRL_W}{CTRL_W}{CTRL_W}{CTRL_W}{CTRL_W}estabX{LEFT}{DELETE}{HOME}\r"),
+        "filter: estab".to_owned(),
+    )?;
+    // ↑ recalls the filters entered before, the newest first.
+    let screen = filter(
+        format!("/{CTRL_U}{UP}{UP}\r"),
+        format!("filter: state listen and sport = :{port}"),
+    )?;
+    ensure!(
+        line_with(&screen, &listener.addr.to_string()).is_some(),
+        "{screen}"
+    );
+    // A refusal is shown whole at 80 columns, wrapped below the caret.
+    terminal.send(format!("/{CTRL_U}state nosuchstate\r").as_bytes())?;
+    let screen = terminal.wait_for(SCREEN_TIMEOUT, "the refusal", |screen| {
+        screen.contains("^^^^^^^^^^^")
+    })?;
+    let flat = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    ensure!(
+        flat.contains(
+            "groups: all, connected, synchronized, bucket, big (/ to edit, Esc to dismiss)"
+        ),
+        "{screen}"
+    );
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
 fn a_terminal_below_80x24_is_told_the_size_it_needs() -> Result<()> {
     let _lab = Lab::enter()?;
     let mut terminal = in_terminal(60, 20)?;

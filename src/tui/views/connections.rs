@@ -13,7 +13,9 @@ use crate::filter::FilterError;
 use crate::poll::rounds::NamespaceSpan;
 use crate::report::endpoint::Endpoint;
 use crate::snapshot::{SocketRecord, Timer};
+use crate::text::Escaped;
 use crate::tui::connections::SortColumn;
+use crate::tui::line_editor::LineEditor;
 use crate::tui::model::{Model, Scroll, Ui};
 use crate::tui::query::QueryError;
 use crate::tui::theme::Theme;
@@ -139,11 +141,11 @@ pub fn render(
     area: Rect,
     buf: &mut Buffer,
 ) {
-    // A refused filter takes two lines: the text, and the caret under what was wrong.
-    let filter_height = if ui.filter_input.is_none() && ui.filter_error.is_some() {
-        2
-    } else {
-        1
+    // A refused filter takes the text, the caret under what was wrong, and why, wrapped
+    // to the width.
+    let filter_height = match (&ui.filter_input, &ui.filter_error) {
+        (None, Some(error)) => 2 + error_lines(error, area.width).len() as u16,
+        _ => 1,
     };
     let [table_area, filter_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(filter_height)]).areas(area);
@@ -204,11 +206,7 @@ pub fn render(
         return;
     }
     let filter_line = match (&ui.filter_input, &ui.filter_error) {
-        (Some(text), _) => Line::from(vec![
-            Span::styled("/", theme.key()),
-            Span::raw(text.as_str()),
-            Span::styled("█", theme.dim()),
-        ]),
+        (Some(editor), _) => editing(editor, theme, filter_area.width),
         (None, Some(_)) => Line::default(),
         (None, None) if !table.query_text.is_empty() => Line::from(vec![
             Span::styled("filter: ", theme.dim()),
@@ -220,21 +218,69 @@ pub fn render(
     Paragraph::new(filter_line).render(filter_area, buf);
 }
 
-/// The refused line with the offending token marked, and a caret under it followed by
-/// why.
+/// The filter line being edited, with the character under the cursor shown reversed
+/// (a block at the end), scrolled sideways to keep the cursor on screen.
+fn editing<'a>(editor: &LineEditor, theme: &Theme, width: u16) -> Line<'a> {
+    let (before, under, after) = editor.split_at_cursor();
+    // "/" and the cursor take a column each.
+    let room = usize::from(width).saturating_sub(2).max(1);
+    let hidden = editor.cursor().saturating_sub(room);
+    let before: String = before.chars().skip(hidden).collect();
+    let mut spans = vec![Span::styled("/", theme.key()), Span::raw(before)];
+    match under {
+        Some(c) => spans.push(Span::styled(c.to_string(), theme.selected())),
+        None => spans.push(Span::styled("█", theme.dim())),
+    }
+    spans.push(Span::raw(after));
+    Line::from(spans)
+}
+
+/// The most lines the explanation of a refused filter takes; past them it ends in `…`.
+const MOST_ERROR_LINES: usize = 6;
+
+/// Why a filter was refused, and how to go on, wrapped to `width` in at most
+/// [`MOST_ERROR_LINES`] lines.
+fn error_lines(error: &QueryError, width: u16) -> Vec<String> {
+    let text = format!(
+        "{}  (/ to edit, Esc to dismiss)",
+        Escaped(error.message.as_str())
+    );
+    let width = usize::from(width).max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    if lines.len() > MOST_ERROR_LINES {
+        lines.truncate(MOST_ERROR_LINES);
+        if let Some(last) = lines.last_mut() {
+            while last.chars().count() + 2 > width && last.pop().is_some() {}
+            last.push_str(" …");
+        }
+    }
+    lines
+}
+
+/// The refused line with the offending token marked, a caret under it, and why.
 fn render_filter_error(error: &QueryError, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let pointer = FilterError::new(&error.text, error.position, error.length, String::new());
     let (shown, carets) = pointer.pointer();
-    let lines = vec![
+    let mut lines = vec![
         Line::from(vec![Span::styled("/", theme.key()), Span::raw(shown)]),
-        Line::from(vec![
-            Span::raw(" "),
-            Span::styled(carets, theme.error()),
-            Span::raw(" "),
-            Span::styled(error.message.as_str(), theme.error()),
-            Span::styled("  (/ to edit, Esc to dismiss)", theme.dim()),
-        ]),
+        Line::from(vec![Span::raw(" "), Span::styled(carets, theme.error())]),
     ];
+    lines.extend(
+        error_lines(error, area.width)
+            .into_iter()
+            .map(|line| Line::styled(line, theme.error())),
+    );
     Paragraph::new(lines).render(area, buf);
 }
 
@@ -304,15 +350,68 @@ mod tests {
             render(&model, &ui, &mut Scroll::default(), &Theme::MONO, area, buf)
         });
         let lines: Vec<&str> = screen.lines().collect();
-        let caret_line = lines[lines.len() - 1];
-        assert_eq!(lines[lines.len() - 2], format!("/{text_line}"));
+        let at = lines
+            .iter()
+            .position(|line| *line == format!("/{text_line}"))
+            .unwrap_or_else(|| panic!("the refused line is not shown:\n{screen}"));
+        let caret_line = lines[at + 1];
         let column = caret_line.find('^').unwrap_or(0);
-        assert_eq!(
-            &lines[lines.len() - 2][column..column + 5],
-            "sprot",
+        assert_eq!(&lines[at][column..column + 5], "sprot", "{screen}");
+        assert!(caret_line.trim_end().ends_with("^^^^^"), "{screen}");
+        // Why, below the caret, to its end however narrow the screen.
+        let why = lines[at + 2..].join(" ");
+        assert!(why.contains("sprot"), "{screen}");
+        assert!(
+            why.trim_end().ends_with("(/ to edit, Esc to dismiss)"),
             "{screen}"
         );
-        assert!(caret_line.contains("^^^^^ "), "{screen}");
+    }
+
+    #[test]
+    fn a_long_refusal_is_wrapped_not_cut() {
+        let error = QueryError {
+            text: "bogus".into(),
+            position: 0,
+            length: 5,
+            message: "word ".repeat(20) + "end-of-the-message",
+        };
+        for width in [40, 80, 120] {
+            let lines = error_lines(&error, width);
+            assert!(
+                lines.len() > 1 && lines.len() <= MOST_ERROR_LINES,
+                "{lines:?}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .all(|line| line.chars().count() <= usize::from(width)),
+                "{lines:?}"
+            );
+            let said = lines
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(said.contains("end-of-the-message (/ to edit"), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn the_line_being_edited_shows_its_cursor_and_scrolls_to_keep_it_on_screen() {
+        let mut editor = LineEditor::new("state listen");
+        editor.key(
+            &crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Home,
+                crossterm::event::KeyModifiers::NONE,
+            ),
+            &[],
+        );
+        let line = editing(&editor, &Theme::MONO, 80);
+        assert_eq!(line.to_string(), "/state listen");
+        let long = LineEditor::new(&"x".repeat(200));
+        let line = editing(&long, &Theme::MONO, 80);
+        assert_eq!(line.to_string().chars().count(), 80, "{line}");
+        assert!(line.to_string().ends_with("x█"), "{line}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 use crate::report::endpoint::Endpoint;
 use crate::snapshot::{SocketRecord, Timer};
 use crate::tcp::State;
-use crate::tui::model::{Detail, Model};
+use crate::tui::model::{Detail, Model, SocketKind};
 use crate::tui::theme::Theme;
 
 use super::{diagram, flow, short_duration, transitions};
@@ -47,7 +47,7 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
     match kind {
         SocketKind::Connection => top.extend(flow(tcp_info_fields(detail, theme), inner.width)),
         SocketKind::Listener | SocketKind::Request | SocketKind::TimeWait => {
-            top.push(Line::styled(kind.without_tcp_info(), theme.dim()));
+            top.push(Line::styled(without_tcp_info(kind), theme.dim()));
         }
     }
 
@@ -109,48 +109,19 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
     Paragraph::new(history).render(history_area, buf);
 }
 
-/// What kind of kernel object a record is, which decides the fields that mean
-/// something for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SocketKind {
-    /// A full socket with a peer: queues, owner, and `tcp_info`.
-    Connection,
-    /// A LISTEN socket: its queues are the accept queue and the backlog
-    /// (`inet_diag`'s `idiag_rqueue`/`idiag_wqueue` for a listener), plus its drops.
-    Listener,
-    /// A request socket (SYN_RECV with no file: the kernel's `request_sock`): a
-    /// handshake in progress, with its SYN-ACK timer and retransmissions only.
-    Request,
-    /// A TIME_WAIT remnant (`inet_timewait_sock`): addresses and a timer, nothing else.
-    TimeWait,
-}
-
-impl SocketKind {
-    fn of(record: &SocketRecord) -> SocketKind {
-        match record.state {
-            State::Listen => SocketKind::Listener,
-            // A SYN_RECV socket with a file is a full socket (Fast Open, a simultaneous
-            // open); without one it is the mini socket of a handshake.
-            State::SynRecv if record.inode == 0 => SocketKind::Request,
-            State::TimeWait => SocketKind::TimeWait,
-            _ => SocketKind::Connection,
+/// Why there is no `tcp_info` to show, in the place it would be.
+fn without_tcp_info(kind: SocketKind) -> &'static str {
+    match kind {
+        SocketKind::Listener => {
+            "a listener: it has no peer, so tcp_info has nothing to say about it"
         }
-    }
-
-    /// Why there is no `tcp_info` to show, in the place it would be.
-    fn without_tcp_info(self) -> &'static str {
-        match self {
-            SocketKind::Listener => {
-                "a listener: it has no peer, so tcp_info has nothing to say about it"
-            }
-            SocketKind::Request => {
-                "a handshake in progress: no tcp_info until it completes and is queued for accept"
-            }
-            SocketKind::TimeWait => {
-                "a TIME_WAIT remnant: the kernel keeps only its addresses until the timer ends"
-            }
-            SocketKind::Connection => "",
+        SocketKind::Request => {
+            "a handshake in progress: no tcp_info until it completes and is queued for accept"
         }
+        SocketKind::TimeWait => {
+            "a TIME_WAIT remnant: the kernel keeps only its addresses until the timer ends"
+        }
+        SocketKind::Connection => "",
     }
 }
 

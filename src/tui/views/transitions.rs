@@ -119,7 +119,7 @@ fn quiet(model: &Model) -> String {
         .and_then(|(first, latest)| latest.duration_since(first).ok());
     match span {
         Some(span) if polls >= 2 => format!(
-            "No transitions in {polls} polls over {}: nothing opened, closed or changed state.",
+            "No transitions in {polls} polls over {}: nothing opened, closed or changed.",
             short_duration(span)
         ),
         _ => "No transitions yet: they appear from the second poll.".to_owned(),
