@@ -260,6 +260,14 @@ fn the_man_page_renders_with_every_long_flag_in_its_options() -> Result<()> {
             after
         })
         .unwrap_or_else(|| panic!("no OPTIONS section:\n{page}"));
+    let examples = options
+        .split_once("\nEXAMPLES\n")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| panic!("no EXAMPLES section:\n{page}"));
+    assert!(
+        examples.contains("tcpscope --replay assets/synflood.rec"),
+        "{examples}"
+    );
     for flag in long_flags()? {
         // groff may print a hyphen as U+2010 in UTF-8 output.
         let found = options.contains(&flag) || options.contains(&flag.replace('-', "\u{2010}"));
