@@ -550,9 +550,8 @@ const DEFAULT_SERVE_ADDRESS: &str = "127.0.0.1:9464";
 
 /// An address and port; a port alone (`9464`), which means loopback; or `:PORT`,
 /// which means every interface, as node_exporter's `--web.listen-address=:9100` and
-/// Go's listeners take it. Every interface is `[::]`, which on Linux also accepts IPv4
-/// unless `net.ipv6.bindv6only` is set (`--serve` falls back to `0.0.0.0` on a host
-/// without IPv6).
+/// Go's listeners take it. Every interface is `[::]`, which `--serve` binds for IPv4 as
+/// well (or `0.0.0.0` on a kernel without IPv6).
 fn parse_serve_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));

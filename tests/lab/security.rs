@@ -265,6 +265,8 @@ fn no_mode_starts_a_program_or_writes_a_file() -> Result<()> {
             ],
         ),
         ("help", &["--help"]),
+        ("man", &["--man"]),
+        ("completions", &["--completions", "zsh"]),
         ("bad-flag", &["--port", "http"]),
     ] {
         let trace = trace_file(name);

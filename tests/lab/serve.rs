@@ -668,3 +668,23 @@ fn colon_port_listens_on_every_interface_and_reminds_that_it_has_no_authenticati
 fn serve_at(listen: &str) -> Result<Server> {
     Server::start(listen, &["-4", "--interval", "200ms"])
 }
+
+#[test]
+fn colon_port_takes_ipv4_even_where_ipv6_sockets_default_to_ipv6_only() -> Result<()> {
+    let lab = Lab::enter()?;
+    // Some hosts set this so that `[::]` means IPv6 alone; `:PORT` still means every
+    // interface, IPv4 included.
+    lab.set_sysctl("net.ipv6.bindv6only", 1)?;
+    let server = serve_at(":0")?;
+    let port = server
+        .url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.strip_suffix("/metrics"))
+        .with_context(|| format!("no port in {}", server.url))?
+        .to_owned();
+    for host in ["127.0.0.1", "[::1]"] {
+        let (status, _) = plain_get(&format!("{host}:{port}"))?;
+        assert!(status.contains(" 200 "), "{host}: {status}");
+    }
+    Ok(())
+}

@@ -34,13 +34,14 @@
 //! and the handler must answer from memory: it runs on the event loop.
 
 use std::io::{self, ErrorKind, IoSlice};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::auth::Auth;
 use super::tls::Transport;
@@ -79,6 +80,10 @@ const MAX_HEADERS: usize = 64;
 const LISTENER: Token = Token(usize::MAX);
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 2048;
+
+/// Connections the kernel may hold for the listener before it accepts them, as std's
+/// `TcpListener::bind` asks for.
+const LISTEN_BACKLOG: i32 = 128;
 
 /// What a handler answers.
 #[derive(Debug, Clone)]
@@ -164,7 +169,30 @@ impl Server {
     /// Listens on `address`. Binding happens here, so that a bad address is reported
     /// before anything else starts.
     pub fn bind(address: SocketAddr, limits: Limits) -> io::Result<Server> {
-        let listener = std::net::TcpListener::bind(address)?;
+        Server::listen(std::net::TcpListener::bind(address)?, limits)
+    }
+
+    /// Listens on `port` of every interface, IPv6 and IPv4 alike: `[::]` with
+    /// IPV6_V6ONLY off, whatever `net.ipv6.bindv6only` makes the default, or `0.0.0.0`
+    /// where the kernel has no IPv6 (as Go's listeners do for node_exporter's `:9100`).
+    pub fn bind_every_interface(port: u16, limits: Limits) -> io::Result<Server> {
+        let socket = match Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+            Ok(socket) => socket,
+            Err(error) if error.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                return Server::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), limits);
+            }
+            Err(error) => return Err(error),
+        };
+        socket.set_only_v6(false)?;
+        // As std's TcpListener::bind does: a restart finds the port free at once.
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Server::listen(socket.into(), limits)
+    }
+
+    /// Serves on a bound, listening socket.
+    fn listen(listener: std::net::TcpListener, limits: Limits) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;

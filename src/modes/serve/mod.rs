@@ -14,7 +14,7 @@ pub mod web_config;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -92,20 +92,13 @@ impl Page {
     }
 }
 
-/// Listens on `address`; `[::]` (what `--serve :PORT` means) on a host without IPv6
-/// is `0.0.0.0`, every IPv4 interface, as Go's listeners do for node_exporter.
+/// Listens on `address`; `[::]` (what `--serve :PORT` means) is every interface, IPv4
+/// included, whatever the host's `net.ipv6.bindv6only`.
 fn bind(address: SocketAddr) -> io::Result<Server> {
-    match Server::bind(address, Limits::default()) {
-        Err(error)
-            if address.ip() == Ipv6Addr::UNSPECIFIED
-                && error.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
-        {
-            Server::bind(
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, address.port())),
-                Limits::default(),
-            )
-        }
-        bound => bound,
+    if address.ip() == Ipv6Addr::UNSPECIFIED {
+        Server::bind_every_interface(address.port(), Limits::default())
+    } else {
+        Server::bind(address, Limits::default())
     }
 }
 
