@@ -11,9 +11,12 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, all_netns, host_limits, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::procfs;
+use crate::group::{self, Group, GroupCounts, GroupKey};
+use crate::kernel::cgroups::CgroupNames;
+use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::poll::namespaces::Namespaces;
+use crate::report::groups::{self, GroupNames};
 use crate::report::json::{
     Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
@@ -53,8 +56,36 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NothingMatched);
     }
     let processes = cli.processes.then(scan_processes).transpose()?;
-    table::write_table(out, &snapshot.sockets, processes.as_ref())?;
+    if let Some(key) = cli.group_by {
+        let (rows, cgroups) = grouped(key, &snapshot.sockets, processes.as_ref());
+        let names = GroupNames {
+            cgroups: Some(&cgroups),
+            processes: processes.as_ref(),
+        };
+        groups::write_table(out, key, &rows, names)?;
+    } else {
+        table::write_table(out, &snapshot.sockets, processes.as_ref())?;
+    }
     Ok(Outcome::Matched)
+}
+
+/// The sockets counted per group, and the cgroup names the groups need (the tree is
+/// walked only when a cgroup is to be named).
+fn grouped(
+    key: GroupKey,
+    sockets: &[SocketRecord],
+    processes: Option<&ProcessMap>,
+) -> (Vec<GroupCounts>, CgroupNames) {
+    let rows = group::group(key, sockets, |inode| Some(processes?.lookup(inode)?.pid));
+    let mut cgroups = CgroupNames::default();
+    if key == GroupKey::Cgroup {
+        cgroups = CgroupNames::open();
+        cgroups.learn(rows.iter().filter_map(|row| match row.group {
+            Group::Cgroup(id) => Some(id),
+            _ => None,
+        }));
+    }
+    (rows, cgroups)
 }
 
 fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
@@ -135,6 +166,14 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                 name: process.name.clone(),
             })
         });
+        let groups = cli.group_by.map(|key| {
+            let (rows, cgroups) = grouped(key, &snapshot.sockets, processes.as_ref());
+            let names = GroupNames {
+                cgroups: Some(&cgroups),
+                processes: processes.as_ref(),
+            };
+            groups::entries(key, &rows, names)
+        });
         Document {
             snapshot: &snapshot,
             sockets: &rendered,
@@ -143,12 +182,13 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             namespaces: None,
             findings: &findings,
         }
-        .write_with_leaks(
+        .write_with_sections(
             out,
             Some(LeaksSection {
                 leaks: &leaks,
                 with_processes: processes.is_some(),
             }),
+            groups.as_deref(),
         )?;
         Ok(Outcome::Matched)
     })

@@ -189,7 +189,10 @@ impl NamespaceEntry {
     }
 }
 
-fn counts_by_name<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn counts_by_name<S: Serializer>(
+    counts: &Counts,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     CountsByName(*counts).serialize(serializer)
 }
 
@@ -204,6 +207,17 @@ impl Document<'_> {
         &self,
         out: &mut impl Write,
         leaks: Option<LeaksSection<'_>>,
+    ) -> io::Result<()> {
+        self.write_with_sections(out, leaks, None)
+    }
+
+    /// Writes the document with a `close_wait_leaks` section and, with `--group-by`, a
+    /// `groups` array (see [`super::groups::entries`]).
+    pub fn write_with_sections(
+        &self,
+        out: &mut impl Write,
+        leaks: Option<LeaksSection<'_>>,
+        groups: Option<&[super::groups::GroupEntry]>,
     ) -> io::Result<()> {
         out.write_all(b"{\"schema_version\":")?;
         serde_json::to_writer(&mut *out, &SCHEMA_VERSION)?;
@@ -226,6 +240,10 @@ impl Document<'_> {
         if let Some(leaks) = leaks {
             out.write_all(b",\"close_wait_leaks\":")?;
             serde_json::to_writer(&mut *out, &leaks)?;
+        }
+        if let Some(groups) = groups {
+            out.write_all(b",\"groups\":")?;
+            serde_json::to_writer(&mut *out, groups)?;
         }
         out.write_all(b"}\n")
     }
