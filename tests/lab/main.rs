@@ -19,6 +19,7 @@ mod faults;
 mod filter;
 mod findings;
 mod findings_analyst;
+mod groups;
 mod kill;
 mod leaks;
 mod load;
