@@ -159,6 +159,13 @@ impl Counts {
         self.0[state.index()] += 1;
     }
 
+    /// Adds every count of `other` to these.
+    pub fn merge(&mut self, other: &Counts) {
+        for (count, more) in self.0.iter_mut().zip(other.0) {
+            *count = count.saturating_add(more);
+        }
+    }
+
     pub fn total(&self) -> u32 {
         self.0.iter().sum()
     }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::support::lab::cgroups::Cgroups;
 use crate::support::lab::ss::{Probe, wait_until};
 use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::scrape::Server;
 use crate::support::{json, tcpscope};
 
 /// Group label → state name (as `--json` spells it) → sockets.
@@ -313,5 +314,48 @@ fn an_unknown_key_or_process_without_p_is_a_usage_error_naming_what_is_wanted() 
     let process = tcpscope(&["--json", "--group-by", "process"])?;
     assert_eq!(process.status.code(), Some(2));
     assert!(String::from_utf8(process.stderr)?.contains("needs -p"));
+    Ok(())
+}
+
+#[test]
+fn serve_exports_connections_per_listening_port_and_per_cgroup() -> Result<()> {
+    let lab = Lab::enter()?;
+    let cgroups = server_and_client(&lab)?;
+    let server = Server::start("[::1]:0", &["--interval", "200ms"])?;
+    let port = PORT.to_string();
+    let metrics = server.wait_for("the per-port series", |m| {
+        m.value(
+            "tcpscope_port_connections",
+            &[("port", port.as_str()), ("state", "SYN_RECV")],
+        )
+        .is_some()
+    })?;
+    let per_port = |state: &str| {
+        metrics.value(
+            "tcpscope_port_connections",
+            &[("port", port.as_str()), ("state", state)],
+        )
+    };
+    assert_eq!(per_port("SYN_RECV"), Some(5.0), "{}", metrics.text);
+    assert_eq!(per_port("TIME_WAIT"), Some(1.0));
+    assert_eq!(per_port("ESTABLISHED"), Some(2.0));
+    assert_eq!(
+        per_port("FIN_WAIT2"),
+        None,
+        "the client's side is not the port's"
+    );
+
+    let per_cgroup = |index: usize, state: &str| {
+        let path = cgroups.path(index);
+        metrics.value(
+            "tcpscope_cgroup_connections",
+            &[("cgroup", path), ("unit", path), ("state", state)],
+        )
+    };
+    assert_eq!(per_cgroup(0, "SYN_RECV"), Some(5.0), "{}", metrics.text);
+    assert_eq!(per_cgroup(0, "LISTEN"), Some(1.0));
+    assert_eq!(per_cgroup(1, "FIN_WAIT2"), Some(1.0));
+    assert_eq!(per_cgroup(1, "ESTABLISHED"), Some(2.0));
+    server.terminate()?;
     Ok(())
 }
