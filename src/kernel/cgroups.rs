@@ -41,7 +41,7 @@ impl CgroupName {
 }
 
 /// Cgroup id → name, learnt from walks of the cgroup2 mount.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CgroupNames {
     mount: Option<PathBuf>,
     names: HashMap<u64, CgroupName>,
@@ -101,6 +101,11 @@ impl CgroupNames {
                 self.missing.insert(id);
             }
         }
+    }
+
+    /// Whether `id` has been looked for: named, or missed by a walk.
+    pub fn has_looked_for(&self, id: u64) -> bool {
+        self.names.contains_key(&id) || self.missing.contains(&id)
     }
 
     /// The name of cgroup `id`, if a walk found it.

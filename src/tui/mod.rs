@@ -21,6 +21,7 @@
 
 pub mod app;
 pub(crate) mod connections;
+pub(crate) mod groups;
 pub(crate) mod keys;
 pub mod model;
 pub(crate) mod playback;

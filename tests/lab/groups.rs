@@ -15,8 +15,9 @@ use serde_json::Value;
 use crate::support::lab::cgroups::Cgroups;
 use crate::support::lab::ss::{Probe, wait_until};
 use crate::support::lab::{Lab, SETTLE, TcpState};
+use crate::support::pty::Terminal;
 use crate::support::scrape::Server;
-use crate::support::{json, tcpscope};
+use crate::support::{json, tcpscope, tcpscope_command};
 
 /// Group label → state name (as `--json` spells it) → sockets.
 type Grouped = BTreeMap<String, BTreeMap<String, u64>>;
@@ -83,6 +84,9 @@ fn wait_for_states(lab: &Lab, wanted: &BTreeMap<String, u64>) -> Result<()> {
 }
 
 const PORT: u16 = 18080;
+
+/// How long the view may take to show what a key asked for.
+const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A server in cgroup `a` listening on 127.0.0.1:18080 with five request sockets, two
 /// connections established, one in CLOSE_WAIT and a TIME_WAIT remnant of one it closed
@@ -357,5 +361,62 @@ fn serve_exports_connections_per_listening_port_and_per_cgroup() -> Result<()> {
     assert_eq!(per_cgroup(1, "FIN_WAIT2"), Some(1.0));
     assert_eq!(per_cgroup(1, "ESTABLISHED"), Some(2.0));
     server.terminate()?;
+    Ok(())
+}
+
+#[test]
+fn in_the_view_g_groups_by_cgroup_and_enter_shows_only_that_cgroups_connections() -> Result<()> {
+    let lab = Lab::enter()?;
+    let cgroups = server_and_client(&lab)?;
+    let server = cgroups.path(0).to_owned();
+    let mut terminal = Terminal::spawn(tcpscope_command(&[]), 120, 30)?;
+    terminal.wait_for(VIEW_TIMEOUT, "the view", |screen| {
+        screen.contains("Overview") && screen.contains("ESTABLISHED")
+    })?;
+    terminal.send(b"5")?;
+    terminal.wait_for(VIEW_TIMEOUT, "the Groups tab", |screen| {
+        screen.contains("Groups by port")
+    })?;
+    terminal.send(b"g")?;
+    let screen = terminal.wait_for(VIEW_TIMEOUT, "groups by cgroup", |screen| {
+        screen.contains("Groups by cgroup") && screen.contains(server.as_str())
+    })?;
+    // The server's cgroup holds the most (10 sockets): first, and selected.
+    let first = screen
+        .lines()
+        .find(|line| line.contains("/tcpscope-lab-"))
+        .context("no cgroup row")?;
+    ensure!(
+        first.contains(server.as_str()),
+        "first row: {first}\n{screen}"
+    );
+    ensure!(
+        first
+            .split_whitespace()
+            .any(|cell| cell.trim_matches('│') == "10"),
+        "{first}"
+    );
+    terminal.send(b"\r")?;
+    let screen = terminal.wait_for(VIEW_TIMEOUT, "the cgroup's connections", |screen| {
+        screen.contains(&format!("cgroup:{server}")) && screen.contains("SYN_RECV")
+    })?;
+    // A row's first address is its local one: the server's side of every connection.
+    let locals: Vec<&str> = screen
+        .lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find(|cell| cell.starts_with("127."))
+        })
+        .collect();
+    ensure!(
+        locals.len() == 10 && locals.iter().all(|local| *local == "127.0.0.1:18080"),
+        "the server cgroup's 10 sockets, all local to :18080: {locals:#?}\n{screen}"
+    );
+    ensure!(
+        !screen.contains("FIN_WAIT2"),
+        "the client's half-closed socket is another cgroup's:\n{screen}"
+    );
+    terminal.send(b"q")?;
+    terminal.wait(VIEW_TIMEOUT)?;
     Ok(())
 }
