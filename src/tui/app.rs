@@ -372,7 +372,8 @@ impl App {
             self.last_scan
                 .is_none_or(|last| now.duration_since(last).is_ok_and(|age| age >= every))
         };
-        let for_table = self.ui.tab == Tab::Connections && due(PROCESS_SCAN_EVERY);
+        let for_table =
+            matches!(self.ui.tab, Tab::Connections | Tab::Groups) && due(PROCESS_SCAN_EVERY);
         let for_leaks = due(LEAK_SCAN_EVERY) && self.close_wait_owners_unknown();
         if !self.scan_in_flight && (for_table || for_leaks) {
             self.scan_in_flight = true;
