@@ -239,6 +239,25 @@ pub fn group(
     rows
 }
 
+/// The cgroup holding more than half of the sockets `wanted` keeps (request sockets
+/// and TIME_WAIT remnants in their listener's), with how many of them it holds and
+/// how many were kept; `None` when no cgroup has a majority or nothing was kept.
+pub fn dominant_cgroup(
+    sockets: &[SocketRecord],
+    listeners: &Listeners,
+    wanted: impl Fn(&SocketRecord) -> bool,
+) -> Option<(u64, u32, u32)> {
+    let mut held: HashMap<u64, u32> = HashMap::new();
+    let mut kept = 0u32;
+    for socket in sockets.iter().filter(|socket| wanted(socket)) {
+        kept += 1;
+        *held.entry(listeners.cgroup_of(socket)).or_default() += 1;
+    }
+    held.into_iter()
+        .find(|(_, count)| u64::from(*count) * 2 > u64::from(kept))
+        .map(|(id, count)| (id, count, kept))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +381,32 @@ mod tests {
         assert_eq!(
             summary(GroupKey::Process, owner),
             [(Group::Process(Some(11)), 4), (Group::Process(Some(22)), 2)]
+        );
+    }
+
+    #[test]
+    fn a_cgroup_dominates_only_with_more_than_half_of_the_sockets() {
+        let sockets = table();
+        let listeners = Listeners::of(&sockets);
+        let on_8080 = |s: &SocketRecord| s.local_port == 8080;
+        assert_eq!(
+            dominant_cgroup(&sockets, &listeners, on_8080),
+            Some((7, 4, 4))
+        );
+        assert_eq!(
+            dominant_cgroup(&sockets, &listeners, |_| true),
+            Some((7, 4, 6))
+        );
+        let half = |s: &SocketRecord| {
+            s.local_port == 8080 && s.state != State::Listen || s.remote_port == 443
+        };
+        assert_eq!(dominant_cgroup(&sockets, &listeners, half), Some((7, 3, 5)));
+        assert_eq!(dominant_cgroup(&sockets, &listeners, |_| false), None);
+        let even = |s: &SocketRecord| s.state == State::Established;
+        assert_eq!(
+            dominant_cgroup(&sockets, &listeners, even),
+            None,
+            "1 of 2 is no majority"
         );
     }
 

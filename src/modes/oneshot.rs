@@ -149,12 +149,18 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
         let snapshot = Snapshot::new(taken_at, sockets);
         let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
-        let findings = findings::single_reading(
+        let mut findings = findings::single_reading(
             &snapshot,
             &host_limits(procfs::read_connection_limits().ok()),
             Some(&syn_watch),
             &cli.finding_thresholds(),
         );
+        if !findings.is_empty() {
+            let rows = group::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
+            let mut names = CgroupNames::open();
+            names.learn(groups::cgroup_ids(&rows));
+            groups::place_findings(&mut findings, &snapshot.sockets, &names);
+        }
         let findings: Vec<FindingEntry> = findings
             .iter()
             .map(|finding| FindingEntry::new(None, finding))

@@ -11,12 +11,13 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::group::{Group, GroupCounts, GroupKey};
+use crate::group::{self, Group, GroupCounts, GroupKey, Listeners};
 use crate::kernel::cgroups::CgroupNames;
 use crate::kernel::procfs::ProcessMap;
-use crate::snapshot::Counts;
+use crate::snapshot::{Counts, SocketRecord};
 use crate::tcp::State;
 use crate::text::Escaped;
+use crate::watch::findings::{Finding, Kind, Subject};
 
 /// What names the groups: the cgroup tree and the process map, where there are any.
 #[derive(Clone, Copy, Default)]
@@ -169,6 +170,90 @@ pub fn entries(key: GroupKey, rows: &[GroupCounts], names: GroupNames<'_>) -> Ve
         .collect()
 }
 
+/// The cgroup ids among `rows` (grouped by [`GroupKey::Cgroup`]), for
+/// [`CgroupNames::learn`].
+pub fn cgroup_ids(rows: &[GroupCounts]) -> impl Iterator<Item = u64> + '_ {
+    rows.iter().filter_map(|row| match row.group {
+        Group::Cgroup(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Names, in each finding's summary and evidence, the cgroup that holds most of its
+/// sockets (`… (in nginx.service)`, evidence `cgroup`), where one holds more than half
+/// and `names` knows it. The root cgroup says nothing and is not named; nor are
+/// findings about a process, which is named already.
+pub fn place_findings(findings: &mut [Finding], sockets: &[SocketRecord], names: &CgroupNames) {
+    if findings.is_empty() {
+        return;
+    }
+    let listeners = Listeners::of(sockets);
+    for finding in findings.iter_mut() {
+        if matches!(finding.subject, Subject::Process { .. }) {
+            continue;
+        }
+        let Some((id, _, _)) = group::dominant_cgroup(sockets, &listeners, |socket| {
+            in_state_of(finding.kind, socket) && about(&finding.subject, socket)
+        }) else {
+            continue;
+        };
+        let Some(name) = names.name(id).filter(|name| name.path != "/") else {
+            continue;
+        };
+        finding.summary.push_str(&format!(" (in {})", name.label));
+        finding.evidence = std::mem::take(&mut finding.evidence).text("cgroup", name.label.clone());
+    }
+}
+
+/// Whether a socket is in the states a finding of `kind` counts.
+fn in_state_of(kind: Kind, socket: &SocketRecord) -> bool {
+    use crate::tcp::State;
+    match kind {
+        Kind::SynFlood => socket.state == State::SynRecv,
+        Kind::CloseWaitLeak => socket.state == State::CloseWait,
+        Kind::TimeWaitPressure => socket.state == State::TimeWait,
+        Kind::ConnectStalled => socket.state == State::SynSent,
+        _ => true,
+    }
+}
+
+/// Whether a socket is among those a finding's subject names.
+fn about(subject: &Subject, socket: &SocketRecord) -> bool {
+    match subject {
+        Subject::Listener { addr, port } => {
+            socket.local_port == *port
+                && (addr.is_unspecified()
+                    || addr.to_canonical() == socket.local_addr.to_canonical())
+        }
+        Subject::Destination {
+            local_addr,
+            remote_addr,
+            remote_port,
+        } => {
+            socket.local_addr == *local_addr
+                && socket.remote_addr == *remote_addr
+                && socket.remote_port == *remote_port
+        }
+        Subject::LocalPort(port) => socket.local_port == *port,
+        Subject::Remote { addr, port } => {
+            socket.remote_addr == *addr && socket.remote_port == *port
+        }
+        Subject::Network { addr, prefix } => in_network(socket.remote_addr, *addr, *prefix),
+        Subject::Namespace => true,
+        Subject::Process { .. } => false,
+    }
+}
+
+fn in_network(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
+    let (address, network, width) = match (address.to_canonical(), network.to_canonical()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(a.to_bits()), u128::from(n.to_bits()), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (a.to_bits(), n.to_bits(), 128),
+        _ => return false,
+    };
+    let shift = width - u32::from(prefix.min(width as u8));
+    shift >= 128 || address >> shift == network >> shift
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +284,58 @@ Port    LISTEN  ESTABLISHED  TIME_WAIT  Total
 to 443       0            1          0      1
 "
         );
+    }
+
+    #[test]
+    fn a_finding_names_the_cgroup_that_holds_most_of_its_sockets() {
+        use crate::kernel::cgroups::CgroupNames;
+        use crate::watch::findings::{Evidence, Severity};
+        let root = std::env::temp_dir().join(format!("tcpscope-place-{}", std::process::id()));
+        let service = root.join("system.slice/nginx.service");
+        std::fs::create_dir_all(&service).unwrap();
+        let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&service).unwrap());
+        let mut names = CgroupNames::at(Some(root.clone()));
+        names.learn([id]);
+
+        let mut sockets: Vec<SocketRecord> = (0..7)
+            .map(|n| {
+                let mut s = socket(State::CloseWait, "10.0.0.1", 9000, "10.0.0.2", 5000 + n);
+                s.cgroup_id = id;
+                s
+            })
+            .collect();
+        sockets.push(socket(State::CloseWait, "10.0.0.1", 9000, "10.0.0.3", 1));
+        let finding = |subject| {
+            Finding::new(
+                Kind::CloseWaitLeak,
+                Severity::Warning,
+                subject,
+                "local port 9000: 8 sockets in CLOSE_WAIT".to_owned(),
+                Evidence::default(),
+            )
+        };
+        let mut findings = vec![
+            finding(Subject::LocalPort(9000)),
+            finding(Subject::LocalPort(9001)),
+            finding(Subject::Process {
+                pid: 1,
+                name: "nginx".into(),
+            }),
+        ];
+        place_findings(&mut findings, &sockets, &names);
+        assert_eq!(
+            findings[0].summary,
+            "local port 9000: 8 sockets in CLOSE_WAIT (in nginx.service)"
+        );
+        assert!(
+            !findings[1].summary.contains("(in "),
+            "no sockets, no cgroup"
+        );
+        assert!(
+            !findings[2].summary.contains("(in "),
+            "a process is named already"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -264,6 +264,19 @@ impl Metrics {
         }
     }
 
+    /// Names, in namespace `key`'s findings of the latest poll, the cgroup that holds
+    /// most of each one's sockets (see [`super::groups::place_findings`]).
+    pub fn place_findings(
+        &mut self,
+        key: u64,
+        sockets: &[crate::snapshot::SocketRecord],
+        names: &crate::kernel::cgroups::CgroupNames,
+    ) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            super::groups::place_findings(&mut namespace.findings, sockets, names);
+        }
+    }
+
     /// Records a failed poll of namespace `key`.
     pub fn poll_failed(&mut self, key: u64) {
         if let Some(namespace) = self.namespaces.get_mut(&key) {

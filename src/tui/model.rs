@@ -198,6 +198,17 @@ impl Model {
             let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
             groups::learn(&mut self.cgroups, &rows);
         }
+        if !self.findings.is_empty() {
+            if self.groups.key != GroupKey::Cgroup {
+                let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
+                groups::learn(&mut self.cgroups, &rows);
+            }
+            crate::report::groups::place_findings(
+                &mut self.findings,
+                &snapshot.sockets,
+                &self.cgroups,
+            );
+        }
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
             Some(spans) => self

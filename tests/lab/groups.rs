@@ -420,3 +420,28 @@ fn in_the_view_g_groups_by_cgroup_and_enter_shows_only_that_cgroups_connections(
     terminal.wait(VIEW_TIMEOUT)?;
     Ok(())
 }
+
+#[test]
+fn a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()> {
+    let lab = Lab::enter()?;
+    let mut cgroups = Cgroups::create(&["flooded"])?;
+    let mut server = cgroups.worker(&lab, 0)?;
+    let listener = SocketAddrV4::new([127, 0, 0, 1].into(), PORT);
+    server.listen(listener)?;
+    lab.syn_flood(listener, 300, 5)?;
+    lab.wait_for_count(TcpState::SynRecv, 300, SETTLE)?;
+
+    let document = json(&["--json"])?;
+    let flood = document["findings"]
+        .as_array()
+        .and_then(|findings| findings.iter().find(|f| f["kind"] == "syn_flood"))
+        .with_context(|| format!("no syn_flood finding: {:#}", document["findings"]))?;
+    let path = cgroups.path(0);
+    let summary = flood["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.ends_with(&format!("(in {path})")),
+        "the request sockets count in their listener's cgroup: {summary}"
+    );
+    assert_eq!(flood["evidence"]["cgroup"], path);
+    Ok(())
+}

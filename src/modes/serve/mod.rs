@@ -348,13 +348,15 @@ impl CloseWait {
 }
 
 /// Counts namespace `key`'s sockets per cgroup for the metrics, naming cgroups not seen
-/// before with one walk of the cgroup2 tree.
+/// before with one walk of the cgroup2 tree, and names the cgroup behind each finding
+/// where one holds most of its sockets.
 fn observe_cgroups(key: u64, update: &Update, names: &mut CgroupNames, metrics: &mut Metrics) {
     let rows = group::group(GroupKey::Cgroup, &update.snapshot.sockets, |_| None);
     names.learn(rows.iter().filter_map(|row| match row.group {
         Group::Cgroup(id) => Some(id),
         _ => None,
     }));
+    metrics.place_findings(key, &update.snapshot.sockets, names);
     let names = GroupNames {
         cgroups: Some(names),
         processes: None,

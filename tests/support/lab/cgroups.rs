@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::Lab;
 use super::crowd::close_all_but;
+use super::{LISTEN_BACKLOG, Lab};
 
 /// Sockets one worker can hold.
 const SLOTS: usize = 32;
@@ -244,7 +244,7 @@ fn obey(commands: RawFd, reports: RawFd) -> ! {
                     slots[0] = fd;
                     fd >= 0
                         && libc::bind(fd, (&raw const address).cast(), address_length) == 0
-                        && libc::listen(fd, 128) == 0
+                        && libc::listen(fd, LISTEN_BACKLOG as i32) == 0
                 }
                 b'C' => {
                     let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
