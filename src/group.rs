@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use foldhash::fast::RandomState;
+
 use crate::snapshot::{Counts, SocketRecord};
 use crate::tcp::State;
 
@@ -219,7 +221,9 @@ pub fn group(
     owner: impl Fn(u32) -> Option<i32>,
 ) -> Vec<GroupCounts> {
     let listeners = Listeners::of(sockets);
-    let mut groups: HashMap<Group, Counts> = HashMap::new();
+    // Every socket is looked up, and peers are the sender's choice: foldhash with a
+    // random seed, as the differ's maps have.
+    let mut groups: HashMap<Group, Counts, RandomState> = HashMap::default();
     for socket in sockets {
         groups
             .entry(group_of(key, socket, &listeners, &owner))
@@ -247,7 +251,7 @@ pub fn dominant_cgroup(
     listeners: &Listeners,
     wanted: impl Fn(&SocketRecord) -> bool,
 ) -> Option<(u64, u32, u32)> {
-    let mut held: HashMap<u64, u32> = HashMap::new();
+    let mut held: HashMap<u64, u32, RandomState> = HashMap::default();
     let mut kept = 0u32;
     for socket in sockets.iter().filter(|socket| wanted(socket)) {
         kept += 1;
