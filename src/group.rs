@@ -105,9 +105,22 @@ struct Listener {
     cgroup_id: u64,
 }
 
-/// The listeners of a snapshot, sorted by port for lookup.
-#[derive(Debug, Default)]
-pub struct Listeners(Vec<Listener>);
+/// The listeners of a snapshot, sorted by port for lookup, with a bit per port that
+/// has one: most sockets' local port has none, and that is answered without a search.
+#[derive(Debug)]
+pub struct Listeners {
+    sorted: Vec<Listener>,
+    ports: Box<[u64; 1024]>,
+}
+
+impl Default for Listeners {
+    fn default() -> Listeners {
+        Listeners {
+            sorted: Vec::new(),
+            ports: Box::new([0; 1024]),
+        }
+    }
+}
 
 impl Listeners {
     pub fn of(sockets: &[SocketRecord]) -> Listeners {
@@ -123,13 +136,23 @@ impl Listeners {
             .collect();
         // An exact address first, so that it wins over a wildcard on the same port.
         listeners.sort_by_key(|l| (l.port, l.address.is_unspecified()));
-        Listeners(listeners)
+        let mut ports = Box::new([0u64; 1024]);
+        for listener in &listeners {
+            ports[usize::from(listener.port / 64)] |= 1 << (listener.port % 64);
+        }
+        Listeners {
+            sorted: listeners,
+            ports,
+        }
     }
 
     /// The listener a connection with this local endpoint came in through.
     fn of_local(&self, address: IpAddr, port: u16) -> Option<&Listener> {
-        let start = self.0.partition_point(|l| l.port < port);
-        self.0[start..]
+        if self.ports[usize::from(port / 64)] & (1 << (port % 64)) == 0 {
+            return None;
+        }
+        let start = self.sorted.partition_point(|l| l.port < port);
+        self.sorted[start..]
             .iter()
             .take_while(|l| l.port == port)
             .find(|l| l.address.is_unspecified() || same_address(l.address, address))
@@ -220,13 +243,23 @@ pub fn group(
     sockets: &[SocketRecord],
     owner: impl Fn(u32) -> Option<i32>,
 ) -> Vec<GroupCounts> {
-    let listeners = Listeners::of(sockets);
+    group_with(key, sockets, &Listeners::of(sockets), owner)
+}
+
+/// [`group`] with the listeners given: those of a wider dump when `sockets` were
+/// filtered (`--grep time-wait`), so that the sockets left still find their listener.
+pub fn group_with(
+    key: GroupKey,
+    sockets: &[SocketRecord],
+    listeners: &Listeners,
+    owner: impl Fn(u32) -> Option<i32>,
+) -> Vec<GroupCounts> {
     // Every socket is looked up, and peers are the sender's choice: foldhash with a
     // random seed, as the differ's maps have.
     let mut groups: HashMap<Group, Counts, RandomState> = HashMap::default();
     for socket in sockets {
         groups
-            .entry(group_of(key, socket, &listeners, &owner))
+            .entry(group_of(key, socket, listeners, &owner))
             .or_default()
             .add(socket.state);
     }
@@ -321,6 +354,23 @@ mod tests {
         assert_eq!(
             summary(GroupKey::Port, |_| None),
             [(Group::ListenPort(8080), 4), (Group::RemotePort(443), 2)]
+        );
+    }
+
+    #[test]
+    fn filtered_sockets_find_their_listener_among_those_given() {
+        let all = table();
+        let time_wait: Vec<SocketRecord> = all
+            .iter()
+            .filter(|s| s.state == State::TimeWait)
+            .copied()
+            .collect();
+        let rows = group_with(GroupKey::Cgroup, &time_wait, &Listeners::of(&all), |_| None);
+        assert_eq!(rows[0].group, Group::Cgroup(7));
+        assert_eq!(
+            rows[0].counts.total(),
+            1,
+            "only the sockets given are counted"
         );
     }
 

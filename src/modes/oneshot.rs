@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, all_netns, host_limits, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::group::{self, Group, GroupCounts, GroupKey};
+use crate::group::{self, GroupCounts, GroupKey, Listeners};
 use crate::kernel::cgroups::CgroupNames;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
@@ -22,6 +22,7 @@ use crate::report::json::{
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
+use crate::tcp::State;
 use crate::watch::findings;
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
@@ -57,7 +58,7 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     }
     let processes = cli.processes.then(scan_processes).transpose()?;
     if let Some(key) = cli.group_by {
-        let (rows, cgroups) = grouped(key, &snapshot.sockets, processes.as_ref());
+        let (rows, cgroups) = grouped(key, &cli.filter(), &snapshot.sockets, processes.as_ref())?;
         let names = GroupNames {
             cgroups: Some(&cgroups),
             processes: processes.as_ref(),
@@ -71,21 +72,37 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
 /// The sockets counted per group, and the cgroup names the groups need (the tree is
 /// walked only when a cgroup is to be named).
+///
+/// Sockets without an owner of their own count in their listener's group, so the
+/// listeners come from a dump of their own when the filter may have left them out.
 fn grouped(
     key: GroupKey,
+    filter: &Filter,
     sockets: &[SocketRecord],
     processes: Option<&ProcessMap>,
-) -> (Vec<GroupCounts>, CgroupNames) {
-    let rows = group::group(key, sockets, |inode| Some(processes?.lookup(inode)?.pid));
+) -> anyhow::Result<(Vec<GroupCounts>, CgroupNames)> {
+    let complete = filter.states.contains(State::Listen)
+        && filter.condition.is_none()
+        && filter.ipv4
+        && filter.ipv6;
+    let listeners = if complete {
+        Listeners::of(sockets)
+    } else {
+        let only_listeners = Filter {
+            states: [State::Listen].into_iter().collect(),
+            ..Filter::default()
+        };
+        Listeners::of(&take_snapshot(&only_listeners)?.sockets)
+    };
+    let rows = group::group_with(key, sockets, &listeners, |inode| {
+        Some(processes?.lookup(inode)?.pid)
+    });
     let mut cgroups = CgroupNames::default();
     if key == GroupKey::Cgroup {
         cgroups = CgroupNames::open();
-        cgroups.learn(rows.iter().filter_map(|row| match row.group {
-            Group::Cgroup(id) => Some(id),
-            _ => None,
-        }));
+        cgroups.learn(groups::cgroup_ids(&rows));
     }
-    (rows, cgroups)
+    Ok((rows, cgroups))
 }
 
 fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
@@ -172,14 +189,17 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                 name: process.name.clone(),
             })
         });
-        let groups = cli.group_by.map(|key| {
-            let (rows, cgroups) = grouped(key, &snapshot.sockets, processes.as_ref());
-            let names = GroupNames {
-                cgroups: Some(&cgroups),
-                processes: processes.as_ref(),
-            };
-            groups::entries(key, &rows, names)
-        });
+        let groups = match cli.group_by {
+            Some(key) => {
+                let (rows, cgroups) = grouped(key, &filter, &snapshot.sockets, processes.as_ref())?;
+                let names = GroupNames {
+                    cgroups: Some(&cgroups),
+                    processes: processes.as_ref(),
+                };
+                Some(groups::entries(key, &rows, names))
+            }
+            None => None,
+        };
         Document {
             snapshot: &snapshot,
             sockets: &rendered,

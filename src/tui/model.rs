@@ -194,15 +194,13 @@ impl Model {
         );
         self.groups
             .show(snapshot, &mut self.cgroups, self.processes.as_deref());
-        if self.connections.wants_cgroups() && self.groups.key != GroupKey::Cgroup {
+        // The Groups tab has named the cgroups already when it groups by them.
+        let wants_names = self.connections.wants_cgroups() || !self.findings.is_empty();
+        if wants_names && self.groups.key != GroupKey::Cgroup {
             let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
             groups::learn(&mut self.cgroups, &rows);
         }
         if !self.findings.is_empty() {
-            if self.groups.key != GroupKey::Cgroup {
-                let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-                groups::learn(&mut self.cgroups, &rows);
-            }
             crate::report::groups::place_findings(
                 &mut self.findings,
                 &snapshot.sockets,

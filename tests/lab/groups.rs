@@ -218,6 +218,21 @@ fn the_group_table_shows_each_cgroup_and_keeps_greps_exit_codes() -> Result<()> 
         "total 10: {row}"
     );
 
+    // Filtered to the sockets without a cgroup of their own, they still find their
+    // listener's.
+    let output = tcpscope(&["--grep", "syn-recv,time-wait", "--group-by", "cgroup"])?;
+    let text = String::from_utf8(output.stdout)?;
+    let row = text
+        .lines()
+        .find(|line| line.starts_with(cgroups.path(0)))
+        .with_context(|| format!("no row for {}:\n{text}", cgroups.path(0)))?;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[1..4],
+        ["5", "1", "6"],
+        "SYN_RECV, TIME_WAIT, total:\n{text}"
+    );
+
     let none = tcpscope(&["--grep", "syn-sent", "--group-by", "cgroup"])?;
     assert_eq!(
         none.status.code(),
