@@ -464,7 +464,7 @@ impl App {
                 match Query::parse(&text) {
                     Ok(query) => {
                         self.ui.filter_error = None;
-                        self.each_model(|model| model.connections.set_query(&text, query.clone()));
+                        self.each_model(|model| model.set_connections_query(&text, query.clone()));
                         self.scroll = Scroll::default();
                     }
                     Err(error) => self.ui.filter_error = Some(error),
