@@ -13,6 +13,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 use clap_complete::Shell;
 
 use crate::filter::{self, Comparison, Condition, Expression, Filter, Side};
+use crate::group::GroupKey;
 use crate::kernel::netns::NetnsSpec;
 use crate::poll::poller::MIN_INTERVAL;
 use crate::tcp::StateSet;
@@ -266,6 +267,15 @@ pub struct Cli {
     #[arg(short = 'p', long, help_heading = OUTPUT)]
     pub processes: bool,
 
+    /// Count the sockets of each group in each state.
+    ///
+    /// With --grep or --json. KEY is port (the local listening port of server-side
+    /// connections, the remote port of outgoing ones), peer, peer/24 (a /64 for IPv6),
+    /// process (needs -p) or cgroup (the socket's cgroup v2: systemd unit, container or
+    /// pod).
+    #[arg(long, value_name = "KEY", value_parser = parse_group_key, help_heading = OUTPUT)]
+    pub group_by: Option<GroupKey>,
+
     /// SYN flood: half-open on one listener.
     ///
     /// SYN flood verdict: how many half-open connections on one listener count as many.
@@ -431,6 +441,20 @@ impl Cli {
                 "--replay cannot show processes (-p): a recording keeps no socket's owner, and today's processes are not the recorded ones",
             ));
         }
+        if let Some(key) = self.group_by {
+            if !matches!(self.mode(), Mode::Grep | Mode::Json) || self.all_netns {
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--group-by goes with --grep or --json (the interactive view groups with g in its Groups tab), and not yet with --all-netns",
+                ));
+            }
+            if key == GroupKey::Process && !self.processes {
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "--group-by process needs -p: the owners of sockets come from the walk over /proc that -p does",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -508,6 +532,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(multiplier))
         .filter(|bytes| *bytes >= 4096)
         .ok_or_else(|| format!("'{text}' is not a size of at least 4K; write e.g. 500K, 64M or 1G"))
+}
+
+fn parse_group_key(text: &str) -> Result<GroupKey, String> {
+    GroupKey::parse(text).ok_or_else(|| {
+        let keys: Vec<&str> = GroupKey::ALL.iter().map(|key| key.name()).collect();
+        format!("the keys are {}", keys.join(", "))
+    })
 }
 
 fn parse_kill(expression: &str) -> Result<Expression, String> {

@@ -9,7 +9,7 @@
 const LAYERS: &[&[&str]] = &[
     &["tcp", "text"],
     &["snapshot"],
-    &["filter", "diff"],
+    &["filter", "diff", "group"],
     &["kernel"],
     &["watch"],
     &["record"],

@@ -25,6 +25,7 @@
 pub mod cli;
 pub mod diff;
 pub mod filter;
+pub mod group;
 pub mod kernel;
 #[cfg(test)]
 mod layering;

@@ -102,6 +102,10 @@ pub struct SocketRecord {
     /// (`SK_MEMINFO_DROPS`, the `d` of `ss -tlm`), a full accept queue or SYN queue
     /// among the causes; 0 for every other state, and in recordings.
     pub drops: u32,
+    /// The cgroup v2 the socket was created in (`INET_DIAG_CGROUP_ID`: the inode of
+    /// its directory on the cgroup2 mount). 0 where the kernel sends none: request
+    /// sockets, TIME_WAIT remnants, kernels before 5.7, and recordings.
+    pub cgroup_id: u64,
 }
 
 /// A socket with every field zero: IPv4, both endpoints `0.0.0.0:0`, no timer, state
@@ -127,6 +131,7 @@ impl Default for SocketRecord {
             cookie: 0,
             interface: 0,
             drops: 0,
+            cgroup_id: 0,
         }
     }
 }
@@ -152,6 +157,13 @@ impl Counts {
 
     pub fn add(&mut self, state: State) {
         self.0[state.index()] += 1;
+    }
+
+    /// Adds every count of `other` to these.
+    pub fn merge(&mut self, other: &Counts) {
+        for (count, more) in self.0.iter_mut().zip(other.0) {
+            *count = count.saturating_add(more);
+        }
     }
 
     pub fn total(&self) -> u32 {

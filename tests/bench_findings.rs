@@ -195,6 +195,7 @@ fn worst_case(count: usize) -> Vec<SocketRecord> {
             cookie: i as u64,
             interface: 0,
             drops: 0,
+            cgroup_id: 0,
         })
         .collect()
 }

@@ -10,7 +10,10 @@
 //! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
 //! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`; `--json`'s peak
 //! resident memory at most 100 bytes a socket above the same run with no socket
-//! matching (`--grep closing`).
+//! matching (`--grep closing`). Grouping a dumped
+//! snapshot by each `--group-by` key (what the view and `--serve` do each poll) takes
+//! under 10 ms, and naming its cgroups walks the cgroup2 tree once, never again for
+//! ids already seen; `--json --group-by cgroup` against `--json` is reported.
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +27,13 @@ use anyhow::{Context, Result, ensure};
 
 use support::TCPSCOPE;
 use support::lab::{Lab, SETTLE, TcpState};
+use tcpscope::filter::Filter;
+use tcpscope::group::{self, Group, GroupKey};
+use tcpscope::kernel::cgroups::CgroupNames;
+use tcpscope::kernel::sockdiag::SockDiag;
+
+/// The most grouping a snapshot by one key may add to a poll.
+const GROUPING_TARGET: Duration = Duration::from_millis(10);
 
 struct Scale {
     established: usize,
@@ -140,6 +150,7 @@ fn run() -> Result<bool> {
         "--json memory",
         verdict(met, scale.enforce)
     );
+    all_met &= grouping(&scale)?;
     if !scale.enforce {
         println!("  debug build: figures only; run with --release to hold the targets");
         return Ok(true);
@@ -195,6 +206,74 @@ fn peak_resident_kib(args: &[&str]) -> Result<u64> {
         "tcpscope {args:?} ended with status {status:#x}"
     );
     Ok(u64::try_from(usage.ru_maxrss)?)
+}
+
+/// Times grouping one dumped snapshot by each key, and the cgroup names' cache;
+/// reports `--json --group-by cgroup` beside `--json`.
+fn grouping(scale: &Scale) -> Result<bool> {
+    let snapshot = SockDiag::open()?.snapshot(&Filter::default())?;
+    let sockets = &snapshot.sockets;
+    let mut met = true;
+    for key in GroupKey::ALL {
+        let mut times = Vec::new();
+        let mut groups = 0;
+        for _ in 0..scale.rounds {
+            let start = Instant::now();
+            let rows = group::group(key, sockets, |inode| Some(inode as i32 % 64));
+            times.push(start.elapsed());
+            groups = rows.len();
+        }
+        let took = median(times);
+        met &= took <= GROUPING_TARGET;
+        println!(
+            "  group by {:<33} {:>8.2} ms for {} sockets in {groups} groups (target <= {} ms) {}",
+            key.name(),
+            millis(took),
+            sockets.len(),
+            millis(GROUPING_TARGET),
+            verdict(took <= GROUPING_TARGET, scale.enforce)
+        );
+    }
+
+    let rows = group::group(GroupKey::Cgroup, sockets, |_| None);
+    let ids = || {
+        rows.iter().filter_map(|row| match row.group {
+            Group::Cgroup(id) => Some(id),
+            _ => None,
+        })
+    };
+    let mut names = CgroupNames::open();
+    let start = Instant::now();
+    names.learn(ids());
+    let first = start.elapsed();
+    let start = Instant::now();
+    names.learn(ids());
+    let again = start.elapsed();
+    let cached = names.walks() <= 1;
+    met &= cached;
+    println!(
+        "  cgroup names: first {:.2} ms ({} walk), then {:.3} ms ({} walks in all) {}",
+        millis(first),
+        names.walks(),
+        millis(again),
+        names.walks(),
+        verdict(cached, scale.enforce)
+    );
+
+    let mut plain = Vec::new();
+    let mut grouped = Vec::new();
+    for _ in 0..scale.rounds {
+        plain.push(time(TCPSCOPE, &["--json"])?);
+        grouped.push(time(TCPSCOPE, &["--json", "--group-by", "cgroup"])?);
+    }
+    let (plain, grouped) = (median(plain), median(grouped));
+    println!(
+        "  --json --group-by cgroup vs --json         {:>8.1} ms vs {:>8.1} ms (+{:.1} ms)",
+        millis(grouped),
+        millis(plain),
+        millis(grouped.saturating_sub(plain))
+    );
+    Ok(met)
 }
 
 fn verdict(met: bool, enforced: bool) -> &'static str {

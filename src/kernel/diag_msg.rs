@@ -24,6 +24,10 @@ pub const INET_DIAG_SKMEMINFO: u16 = 7;
 /// `SK_MEMINFO_DROPS` (`include/uapi/linux/sock_diag.h`): the index of `sk_drops` in
 /// that array, the ninth `u32`.
 const SK_MEMINFO_DROPS: usize = 8;
+/// The attribute carrying the socket's cgroup v2 id (`u64`), sent with every full
+/// socket since Linux 5.7 unasked (`inet_diag_msg_attrs_fill` in
+/// `net/ipv4/inet_diag.c`); request sockets and TIME_WAIT remnants have none.
+pub const INET_DIAG_CGROUP_ID: u16 = 21;
 /// `struct nlattr`: length (header included) and type, then the payload, padded to 4.
 const ATTRIBUTE_HEADER_BYTES: usize = 4;
 /// The top bits of `nla_type` are flags (nested, byte order), not part of the type.
@@ -228,16 +232,17 @@ fn parse_socket(payload: &[u8], offset: usize) -> Result<Option<SocketRecord>, P
             Family::Ipv6 => IpAddr::V6(Ipv6Addr::from(octets)),
         }
     };
-    // Only a listener's drops are wanted; other sockets' attributes are not read.
-    let drops = if state == State::Listen {
-        listener_drops(&payload[INET_DIAG_MSG_BYTES..], offset)?
-    } else {
-        0
-    };
+    let extra = attributes(&payload[INET_DIAG_MSG_BYTES..], offset)?;
     Ok(Some(SocketRecord {
         family,
         state,
-        drops,
+        // Only a listener's drops mean something to the tool.
+        drops: if state == State::Listen {
+            extra.drops
+        } else {
+            0
+        },
+        cgroup_id: extra.cgroup_id,
         timer: Timer::from_kernel(m[2]),
         retransmits: m[3],
         // Ports are in network byte order, everything else in host order.
@@ -255,10 +260,20 @@ fn parse_socket(payload: &[u8], offset: usize) -> Result<Option<SocketRecord>, P
     }))
 }
 
-/// `sk_drops` from the `INET_DIAG_SKMEMINFO` attribute among the attributes that follow
-/// an `inet_diag_msg`; 0 when the attribute is missing (not requested) or too short to
-/// hold it (a kernel older than 3.15, whose array ends before `SK_MEMINFO_DROPS`).
-fn listener_drops(mut attributes: &[u8], offset: usize) -> Result<u32, ParseError> {
+/// What the attributes after an `inet_diag_msg` add to the record.
+#[derive(Default)]
+struct Attributes {
+    /// `sk_drops` from `INET_DIAG_SKMEMINFO`; 0 when the attribute is missing (not
+    /// requested) or too short to hold it (a kernel older than 3.15, whose array ends
+    /// before `SK_MEMINFO_DROPS`).
+    drops: u32,
+    /// From `INET_DIAG_CGROUP_ID`; 0 when missing or short.
+    cgroup_id: u64,
+}
+
+/// Reads the attributes that follow an `inet_diag_msg`, checking every length.
+fn attributes(mut attributes: &[u8], offset: usize) -> Result<Attributes, ParseError> {
+    let mut found = Attributes::default();
     while attributes.len() >= ATTRIBUTE_HEADER_BYTES {
         let length = u16::from_ne_bytes([attributes[0], attributes[1]]);
         let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & ATTRIBUTE_TYPE_MASK;
@@ -266,17 +281,26 @@ fn listener_drops(mut attributes: &[u8], offset: usize) -> Result<u32, ParseErro
         if size < ATTRIBUTE_HEADER_BYTES || size > attributes.len() {
             return Err(ParseError::BadAttribute { offset, length });
         }
-        if kind == INET_DIAG_SKMEMINFO {
-            let at = ATTRIBUTE_HEADER_BYTES + SK_MEMINFO_DROPS * 4;
-            let drops = attributes[..size]
-                .get(at..at + 4)
-                .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-            return Ok(drops);
+        let value = &attributes[ATTRIBUTE_HEADER_BYTES..size];
+        match kind {
+            INET_DIAG_SKMEMINFO => {
+                let at = SK_MEMINFO_DROPS * 4;
+                found.drops = value
+                    .get(at..at + 4)
+                    .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            }
+            INET_DIAG_CGROUP_ID => {
+                found.cgroup_id = value
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_ne_bytes);
+            }
+            _ => {}
         }
         // The last attribute's padding may be missing.
         attributes = &attributes[size.next_multiple_of(4).min(attributes.len())..];
     }
-    Ok(0)
+    Ok(found)
 }
 
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
@@ -303,11 +327,18 @@ pub(crate) mod encode {
     /// attribute carrying its drops, as a dump that asked for it has.
     pub fn socket_message(record: &SocketRecord, sequence: u32, flags: u16) -> Vec<u8> {
         let meminfo_bytes = ATTRIBUTE_HEADER_BYTES + 9 * 4;
-        let attributes = if record.state == State::Listen {
+        let cgroup_bytes = ATTRIBUTE_HEADER_BYTES + 8;
+        let meminfo = if record.state == State::Listen {
             meminfo_bytes
         } else {
             0
         };
+        let cgroup = if record.cgroup_id != 0 {
+            cgroup_bytes
+        } else {
+            0
+        };
+        let attributes = meminfo + cgroup;
         let mut bytes = header(
             NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES + attributes,
             20,
@@ -343,7 +374,12 @@ pub(crate) mod encode {
         ] {
             bytes.extend_from_slice(&word.to_ne_bytes());
         }
-        if attributes > 0 {
+        if cgroup > 0 {
+            bytes.extend_from_slice(&(cgroup_bytes as u16).to_ne_bytes());
+            bytes.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
+            bytes.extend_from_slice(&record.cgroup_id.to_ne_bytes());
+        }
+        if meminfo > 0 {
             bytes.extend_from_slice(&(meminfo_bytes as u16).to_ne_bytes());
             bytes.extend_from_slice(&INET_DIAG_SKMEMINFO.to_ne_bytes());
             let mut meminfo = [0u32; 9];
@@ -481,6 +517,32 @@ mod tests {
         let total = short.len() as u32;
         short[0..4].copy_from_slice(&total.to_ne_bytes());
         assert_eq!(collect(&short, 1).unwrap().0[0].drops, 0);
+    }
+
+    #[test]
+    fn a_sockets_cgroup_comes_from_its_cgroup_id_attribute() {
+        let mut record = established(3);
+        record.cgroup_id = 0x1_0000_2a2a;
+        let (records, _) = collect(&socket_message(&record, 1, 0), 1).unwrap();
+        assert_eq!(records[0].cgroup_id, 0x1_0000_2a2a);
+        let mut listening = listener(9);
+        listening.cgroup_id = 77;
+        let (records, _) = collect(&socket_message(&listening, 1, 0), 1).unwrap();
+        assert_eq!(records, [listening], "both attributes are read");
+    }
+
+    #[test]
+    fn a_cgroup_id_attribute_too_short_for_its_u64_reads_as_none() {
+        let mut record = established(3);
+        record.cgroup_id = 5;
+        let mut bytes = socket_message(&record, 1, 0);
+        let at = NLMSG_HEADER_BYTES + INET_DIAG_MSG_BYTES;
+        let short_length = (ATTRIBUTE_HEADER_BYTES + 4) as u16;
+        bytes[at..at + 2].copy_from_slice(&short_length.to_ne_bytes());
+        bytes.truncate(at + usize::from(short_length));
+        let total = bytes.len() as u32;
+        bytes[0..4].copy_from_slice(&total.to_ne_bytes());
+        assert_eq!(collect(&bytes, 1).unwrap().0[0].cgroup_id, 0);
     }
 
     #[test]

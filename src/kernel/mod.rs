@@ -8,6 +8,7 @@
 //! safe wrapper exists; every such block says why it is sound (`// SAFETY:`).
 
 pub mod bytecode;
+pub mod cgroups;
 pub(crate) mod destroy;
 pub mod diag_msg;
 #[allow(unsafe_code)] // poll on the multicast socket

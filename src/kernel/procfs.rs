@@ -21,7 +21,7 @@ mod stat;
 mod sys;
 mod sysctl;
 
-pub use cgroup::{Container, container_of};
+pub use cgroup::{Container, container_in_path, container_of};
 pub use netstat::{COUNTERS, Counter, NetstatError, TcpExt, parse_netstat, read_tcpext};
 pub use processes::{Process, ProcessMap, count_of_processes, socket_inode};
 pub use stat::{ProcessStat, parse_stat};

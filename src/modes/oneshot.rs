@@ -11,14 +11,18 @@ use anyhow::{Context, anyhow};
 use super::{Outcome, all_netns, host_limits, kill, scan_processes};
 use crate::cli::{Cli, Mode};
 use crate::filter::Filter;
-use crate::kernel::procfs;
+use crate::group::{self, GroupCounts, GroupKey, Listeners};
+use crate::kernel::cgroups::CgroupNames;
+use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use crate::poll::namespaces;
+use crate::report::groups::{self, GroupNames};
 use crate::report::json::{
     self, Document, FindingEntry, KernelCounters, LeaksSection, RenderedSockets, SynWatchSection,
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
+use crate::tcp::State;
 use crate::watch::findings;
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
@@ -63,8 +67,52 @@ fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NothingMatched);
     }
     let processes = cli.processes.then(scan_processes).transpose()?;
-    table::write_table(out, &snapshot.sockets, processes.as_ref())?;
+    if let Some(key) = cli.group_by {
+        let (rows, cgroups) = grouped(key, &cli.filter(), &snapshot.sockets, processes.as_ref())?;
+        let names = GroupNames {
+            cgroups: Some(&cgroups),
+            processes: processes.as_ref(),
+        };
+        groups::write_table(out, key, &rows, names)?;
+    } else {
+        table::write_table(out, &snapshot.sockets, processes.as_ref())?;
+    }
     Ok(Outcome::Matched)
+}
+
+/// The sockets counted per group, and the cgroup names the groups need (the tree is
+/// walked only when a cgroup is to be named).
+///
+/// Sockets without an owner of their own count in their listener's group, so the
+/// listeners come from a dump of their own when the filter may have left them out.
+fn grouped(
+    key: GroupKey,
+    filter: &Filter,
+    sockets: &[SocketRecord],
+    processes: Option<&ProcessMap>,
+) -> anyhow::Result<(Vec<GroupCounts>, CgroupNames)> {
+    let complete = filter.states.contains(State::Listen)
+        && filter.condition.is_none()
+        && filter.ipv4
+        && filter.ipv6;
+    let listeners = if complete {
+        Listeners::of(sockets)
+    } else {
+        let only_listeners = Filter {
+            states: [State::Listen].into_iter().collect(),
+            ..Filter::default()
+        };
+        Listeners::of(&take_snapshot(&only_listeners)?.sockets)
+    };
+    let rows = group::group_with(key, sockets, &listeners, |inode| {
+        Some(processes?.lookup(inode)?.pid)
+    });
+    let mut cgroups = CgroupNames::default();
+    if key == GroupKey::Cgroup {
+        cgroups = CgroupNames::open();
+        cgroups.learn(groups::cgroup_ids(&rows));
+    }
+    Ok((rows, cgroups))
 }
 
 fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
@@ -141,13 +189,19 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
         let snapshot = Snapshot::new(taken_at, sockets);
         let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
-        let findings = findings::single_reading(
+        let mut findings = findings::single_reading(
             &snapshot,
             &host_limits(procfs::read_connection_limits().ok()),
             Some(&syn_watch),
             processes.as_ref(),
             &cli.finding_thresholds(),
         );
+        if !findings.is_empty() {
+            let rows = group::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
+            let mut names = CgroupNames::open();
+            names.learn(groups::cgroup_ids(&rows));
+            groups::place_findings(&mut findings, &snapshot.sockets, &names);
+        }
         let findings: Vec<FindingEntry> = findings
             .iter()
             .map(|finding| FindingEntry::new(None, finding))
@@ -159,6 +213,17 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                 name: process.name.clone(),
             })
         });
+        let groups = match cli.group_by {
+            Some(key) => {
+                let (rows, cgroups) = grouped(key, &filter, &snapshot.sockets, processes.as_ref())?;
+                let names = GroupNames {
+                    cgroups: Some(&cgroups),
+                    processes: processes.as_ref(),
+                };
+                Some(groups::entries(key, &rows, names))
+            }
+            None => None,
+        };
         let document = Document {
             snapshot: &snapshot,
             sockets: &rendered,
@@ -172,9 +237,9 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             with_processes: processes.is_some(),
         });
         if streaming {
-            document.write_rest(out, leaks)?;
+            document.write_rest(out, leaks, groups.as_deref())?;
         } else {
-            document.write_with_leaks(out, leaks)?;
+            document.write_with_sections(out, leaks, groups.as_deref())?;
         }
         Ok(Outcome::Matched)
     })

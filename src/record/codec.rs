@@ -479,6 +479,8 @@ impl<'a> Input<'a> {
             cookie: self.u64()?,
             // Not recorded: a replayed listener shows no drops.
             drops: 0,
+            // Not recorded either: a replay groups by cgroup as "none".
+            cgroup_id: 0,
         })
     }
 

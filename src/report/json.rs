@@ -199,7 +199,10 @@ impl NamespaceEntry {
     }
 }
 
-fn counts_by_name<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn counts_by_name<S: Serializer>(
+    counts: &Counts,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     CountsByName(*counts).serialize(serializer)
 }
 
@@ -226,8 +229,19 @@ impl Document<'_> {
         out: &mut impl Write,
         leaks: Option<LeaksSection<'_>>,
     ) -> io::Result<()> {
+        self.write_with_sections(out, leaks, None)
+    }
+
+    /// Writes the document with a `close_wait_leaks` section and, with `--group-by`, a
+    /// `groups` array (see [`super::groups::entries`]).
+    pub fn write_with_sections(
+        &self,
+        out: &mut impl Write,
+        leaks: Option<LeaksSection<'_>>,
+        groups: Option<&[super::groups::GroupEntry]>,
+    ) -> io::Result<()> {
         write_head(out, self.snapshot.taken_at)?;
-        self.write_rest(out, leaks)
+        self.write_rest(out, leaks, groups)
     }
 
     /// Writes what follows [`write_head`]: the sockets not yet written out (see
@@ -239,6 +253,7 @@ impl Document<'_> {
         &self,
         out: &mut impl Write,
         leaks: Option<LeaksSection<'_>>,
+        groups: Option<&[super::groups::GroupEntry]>,
     ) -> io::Result<()> {
         out.write_all(&self.sockets.bytes)?;
         out.write_all(b"],\"counts\":")?;
@@ -256,6 +271,10 @@ impl Document<'_> {
         if let Some(leaks) = leaks {
             out.write_all(b",\"close_wait_leaks\":")?;
             serde_json::to_writer(&mut *out, &leaks)?;
+        }
+        if let Some(groups) = groups {
+            out.write_all(b",\"groups\":")?;
+            serde_json::to_writer(&mut *out, groups)?;
         }
         out.write_all(b"}\n")
     }

@@ -37,13 +37,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::diff::Transition;
+use crate::group::{self, Group, GroupCounts, GroupKey};
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{COUNTERS, TcpExt};
 use crate::poll::update::Update;
-use crate::snapshot::{Family, Snapshot};
+use crate::snapshot::{Counts, Family, Snapshot};
 use crate::tcp::State;
 use crate::watch::findings::{Finding, Value};
 use crate::watch::{CloseWaitLeaks, ListenerTable, PortLeak, ProcessLeak, SynWatch};
+
+use super::groups::GroupNames;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -77,6 +80,10 @@ struct NamespaceMetrics {
     close_wait_processes: Vec<ProcessLeak>,
     /// The findings raised as of the latest poll, most urgent first, capped.
     findings: Vec<Finding>,
+    /// Sockets per state per listening port of the latest poll, capped.
+    ports: Vec<(Option<u16>, Counts)>,
+    /// Sockets per state per cgroup (path, unit) of the latest poll, capped.
+    cgroups: Vec<(Option<(String, String)>, Counts)>,
     /// Transitions since start, by `from` and `to` (`None`: new, gone).
     transitions: BTreeMap<(Option<State>, Option<State>), u64>,
     tcpext: TcpExt,
@@ -112,6 +119,43 @@ pub const MAX_LISTENER_SERIES: usize = 200;
 
 /// The label values of the row of listeners folded together.
 pub const OTHER_LISTENERS: &str = "other";
+
+/// The most listening ports with `tcpscope_port_connections` series of their own per
+/// namespace, those with the most connections; the rest are summed into one
+/// `port="other"` row. As many as the listener series.
+pub const MAX_PORT_SERIES: usize = MAX_LISTENER_SERIES;
+
+/// The most cgroups with `tcpscope_cgroup_connections` series of their own per
+/// namespace, those with the most connections; the rest are summed into one
+/// `cgroup="other",unit="other"` row.
+pub const MAX_CGROUP_SERIES: usize = 50;
+
+/// Keeps the first `most` of `rows` (largest first already) and sums the rest into one
+/// row labelled `None`.
+fn capped<L>(rows: impl Iterator<Item = (L, Counts)>, most: usize) -> Vec<(Option<L>, Counts)> {
+    let mut kept = Vec::new();
+    let mut rest: Option<Counts> = None;
+    for (label, counts) in rows {
+        if kept.len() < most {
+            kept.push((Some(label), counts));
+        } else {
+            rest.get_or_insert_with(Counts::default).merge(&counts);
+        }
+    }
+    kept.extend(rest.map(|counts| (None, counts)));
+    kept
+}
+
+/// The connections of this host's listening ports (the listener and what it
+/// accepted), largest first, capped.
+fn port_rows(snapshot: &Snapshot) -> Vec<(Option<u16>, Counts)> {
+    let rows = group::group(GroupKey::Port, &snapshot.sockets, |_| None);
+    let listening = rows.into_iter().filter_map(|row| match row.group {
+        Group::ListenPort(port) => Some((port, row.counts)),
+        _ => None,
+    });
+    capped(listening, MAX_PORT_SERIES)
+}
 
 impl ListenerRow {
     /// The listeners in `rest` as one row: their queues summed, flagged when any one
@@ -204,6 +248,35 @@ impl Metrics {
         }
     }
 
+    /// Records namespace `key`'s sockets per cgroup (from [`crate::group::group`] by
+    /// [`GroupKey::Cgroup`], largest first), named by `names`; the largest
+    /// [`MAX_CGROUP_SERIES`] get series of their own.
+    pub fn set_cgroups(&mut self, key: u64, rows: &[GroupCounts], names: GroupNames<'_>) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            let named = rows.iter().map(|row| {
+                let unit = names.label(row.group);
+                let path = names
+                    .cgroup_path(row.group)
+                    .map_or_else(|| unit.clone(), str::to_owned);
+                ((path, unit), row.counts)
+            });
+            namespace.cgroups = capped(named, MAX_CGROUP_SERIES);
+        }
+    }
+
+    /// Names, in namespace `key`'s findings of the latest poll, the cgroup that holds
+    /// most of each one's sockets (see [`super::groups::place_findings`]).
+    pub fn place_findings(
+        &mut self,
+        key: u64,
+        sockets: &[crate::snapshot::SocketRecord],
+        names: &crate::kernel::cgroups::CgroupNames,
+    ) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            super::groups::place_findings(&mut namespace.findings, sockets, names);
+        }
+    }
+
     /// Records a failed poll of namespace `key`.
     pub fn poll_failed(&mut self, key: u64) {
         if let Some(namespace) = self.namespaces.get_mut(&key) {
@@ -239,6 +312,8 @@ impl NamespaceMetrics {
             close_wait_ports: Vec::new(),
             close_wait_processes: Vec::new(),
             findings: Vec::new(),
+            ports: Vec::new(),
+            cgroups: Vec::new(),
             transitions: BTreeMap::new(),
             tcpext: TcpExt::default(),
             polls: 0,
@@ -251,6 +326,7 @@ impl NamespaceMetrics {
     fn observe(&mut self, update: &Update, table: &mut ListenerTable) {
         self.connections = connections(&update.snapshot);
         self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+        self.ports = port_rows(&update.snapshot);
         // Already most urgent first: the cap drops the least urgent.
         self.findings.clear();
         self.findings
@@ -436,6 +512,29 @@ impl Exposition {
 }
 
 /// The labels that name a finding: its kind and subject.
+/// The label value of the row that sums the groups past the cap.
+pub const OTHER_GROUP: &str = "other";
+
+/// One sample per group and state with sockets: the group's labels and the state.
+fn group_samples<'n, L>(
+    rows: &'n [(Option<L>, Counts)],
+    labels: impl Fn(&'n Option<L>) -> Labels<'n>,
+) -> Vec<(Labels<'n>, Gauge)> {
+    rows.iter()
+        .flat_map(|(group, counts)| {
+            let labels = &labels;
+            counts
+                .iter()
+                .filter(|(_, count)| *count > 0)
+                .map(move |(state, count)| {
+                    let mut all = labels(group);
+                    all.push(("state", Cow::Borrowed(state.name())));
+                    (all, gauge(count))
+                })
+        })
+        .collect()
+}
+
 fn finding_labels(finding: &Finding) -> Labels<'_> {
     vec![
         ("kind", Cow::Borrowed(finding.kind.id())),
@@ -663,6 +762,37 @@ impl Collector for Exposition {
             })?;
         }
 
+        self.family(
+            &mut encoder,
+            "tcpscope_port_connections",
+            "TCP sockets in each state per listening port of this host: the listener and the connections it accepted, request sockets and TIME_WAIT included (the largest ports; port=\"other\" sums the rest). States with no socket have no series.",
+            MetricType::Gauge,
+            |ns| {
+                group_samples(&ns.ports, |port| match port {
+                    Some(port) => vec![("port", Cow::Owned(port.to_string()))],
+                    None => vec![("port", Cow::Borrowed(OTHER_GROUP))],
+                })
+            },
+        )?;
+        self.family(
+            &mut encoder,
+            "tcpscope_cgroup_connections",
+            "TCP sockets in each state per cgroup v2 (path) and its systemd unit, container or pod (unit); request sockets and TIME_WAIT count in their listener's cgroup, \"-\" is none (the largest cgroups; cgroup=\"other\" sums the rest). States with no socket have no series.",
+            MetricType::Gauge,
+            |ns| {
+                group_samples(&ns.cgroups, |cgroup| match cgroup {
+                    Some((path, unit)) => vec![
+                        ("cgroup", Cow::Borrowed(path.as_str())),
+                        ("unit", Cow::Borrowed(unit.as_str())),
+                    ],
+                    None => vec![
+                        ("cgroup", Cow::Borrowed(OTHER_GROUP)),
+                        ("unit", Cow::Borrowed(OTHER_GROUP)),
+                    ],
+                })
+            },
+        )?;
+
         self.findings(&mut encoder)?;
 
         self.family(
@@ -807,6 +937,65 @@ mod tests {
         );
         assert!(samples.contains(&"tcpscope_connections{state=\"TIME_WAIT\",family=\"ipv6\"} 0.0"));
         assert!(text.contains("# TYPE tcpscope_connections gauge\n"));
+    }
+
+    #[test]
+    fn listening_ports_have_connections_per_state_and_outgoing_ones_none() {
+        let mut metrics = Metrics::single();
+        let sockets = vec![
+            listen("0.0.0.0", 8080, 0, 128),
+            socket(State::Established, "10.0.0.1", 8080, "10.0.0.2", 4000),
+            socket(State::SynRecv, "10.0.0.1", 8080, "10.0.0.3", 4001),
+            socket(State::Established, "10.0.0.1", 50000, "10.0.0.9", 443),
+        ];
+        metrics.observe(SINGLE, &update(sockets), &mut ListenerTable::default());
+        let text = metrics.render();
+        let ports: Vec<_> = lines(&text)
+            .into_iter()
+            .filter(|line| line.starts_with("tcpscope_port_connections{"))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                "tcpscope_port_connections{port=\"8080\",state=\"LISTEN\"} 1.0",
+                "tcpscope_port_connections{port=\"8080\",state=\"SYN_RECV\"} 1.0",
+                "tcpscope_port_connections{port=\"8080\",state=\"ESTABLISHED\"} 1.0",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_fifty_largest_cgroups_have_series_and_the_rest_one_other_row() {
+        let mut metrics = Metrics::single();
+        metrics.observe(SINGLE, &update(Vec::new()), &mut ListenerTable::default());
+        let sockets: Vec<_> = (1..=80u64)
+            .flat_map(|id| {
+                (0..id).map(move |n| {
+                    let mut record =
+                        socket(State::Established, "10.0.0.1", n as u16, "10.0.0.2", 1);
+                    record.cgroup_id = id;
+                    record
+                })
+            })
+            .collect();
+        let rows = group::group(GroupKey::Cgroup, &sockets, |_| None);
+        metrics.set_cgroups(SINGLE, &rows, GroupNames::default());
+        let text = metrics.render();
+        let cgroups: Vec<_> = lines(&text)
+            .into_iter()
+            .filter(|line| line.starts_with("tcpscope_cgroup_connections{"))
+            .collect();
+        assert_eq!(cgroups.len(), MAX_CGROUP_SERIES + 1, "{text}");
+        assert_eq!(
+            cgroups[0],
+            "tcpscope_cgroup_connections{cgroup=\"cgroup 80\",unit=\"cgroup 80\",state=\"ESTABLISHED\"} 80.0"
+        );
+        // Cgroups 1 to 30 hold 465 sockets between them.
+        assert_eq!(
+            cgroups[MAX_CGROUP_SERIES],
+            "tcpscope_cgroup_connections{cgroup=\"other\",unit=\"other\",state=\"ESTABLISHED\"} 465.0"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Pure: they take values and write text.
 
 pub(crate) mod endpoint;
+pub(crate) mod groups;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod plugin;

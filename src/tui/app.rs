@@ -21,6 +21,7 @@ use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, Owner};
 
 use super::connections::SortColumn;
+use super::groups;
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
 use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
@@ -379,7 +380,8 @@ impl App {
             self.last_scan
                 .is_none_or(|last| now.duration_since(last).is_ok_and(|age| age >= every))
         };
-        let for_table = self.ui.tab == Tab::Connections && due(PROCESS_SCAN_EVERY);
+        let for_table =
+            matches!(self.ui.tab, Tab::Connections | Tab::Groups) && due(PROCESS_SCAN_EVERY);
         let for_leaks = due(LEAK_SCAN_EVERY) && self.close_wait_owners_unknown();
         if !self.scan_in_flight && (for_table || for_leaks) {
             self.scan_in_flight = true;
@@ -468,7 +470,7 @@ impl App {
                 match Query::parse(&text) {
                     Ok(query) => {
                         self.ui.filter_error = None;
-                        self.each_model(|model| model.connections.set_query(&text, query.clone()));
+                        self.each_model(|model| model.set_connections_query(&text, query.clone()));
                         self.scroll = Scroll::default();
                     }
                     Err(error) => self.ui.filter_error = Some(error),
@@ -491,6 +493,7 @@ impl App {
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-(PAGE as isize)),
             Action::PageDown => self.move_by(PAGE as isize),
+            Action::Top if self.ui.tab == Tab::Groups => self.cycle_group_key(),
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
             Action::Select => return self.select(),
@@ -514,6 +517,15 @@ impl App {
                 };
                 self.ui.filter_input = Some(LineEditor::new(&text));
                 self.each_model(|model| model.detail = None);
+            }
+            Action::NextSortColumn | Action::ReverseSort if self.ui.tab == Tab::Groups => {
+                let table = &self.shown().groups;
+                let (sort, descending) = if action == Action::ReverseSort {
+                    (table.sort, !table.descending)
+                } else {
+                    (table.sort.next(), table.descending)
+                };
+                self.each_model(|model| model.groups.set_sort(sort, descending));
             }
             Action::NextSortColumn => {
                 let (sort, descending) = (
@@ -560,9 +572,10 @@ impl App {
         Vec::new()
     }
 
+    /// Shows the tab numbered `index + 1` (see [`Tab::NUMBERED`]).
     fn show_tab(&mut self, index: usize) -> Vec<Effect> {
         let tabs = Tab::of(&self.live);
-        match tabs.get(index) {
+        match Tab::NUMBERED.get(index).filter(|tab| tabs.contains(tab)) {
             Some(tab) => self.ui.tab = *tab,
             None => {
                 self.ui.notice =
@@ -576,7 +589,8 @@ impl App {
         let tabs = Tab::of(&self.live);
         let at = tabs.iter().position(|tab| *tab == self.ui.tab).unwrap_or(0);
         let next = (at as isize + step).rem_euclid(tabs.len() as isize) as usize;
-        self.show_tab(next)
+        self.ui.tab = tabs[next];
+        self.maybe_scan()
     }
 
     fn move_by(&mut self, rows: isize) {
@@ -601,6 +615,14 @@ impl App {
                 self.ui.namespace_row = self
                     .ui
                     .namespace_row
+                    .saturating_add_signed(rows)
+                    .min(len.saturating_sub(1));
+            }
+            Tab::Groups => {
+                let len = self.shown().groups.rows.len();
+                self.ui.group_row = self
+                    .ui
+                    .group_row
                     .saturating_add_signed(rows)
                     .min(len.saturating_sub(1));
             }
@@ -650,6 +672,7 @@ impl App {
                 Vec::new()
             }
             Tab::Namespaces => self.show_namespace_connections(),
+            Tab::Groups => self.show_group_connections(),
             Tab::Overview => {
                 let findings = &self.shown().findings;
                 match findings.get(self.ui.finding_row.min(findings.len().saturating_sub(1))) {
@@ -659,6 +682,45 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    /// `g` on the Groups tab: the next key (process only with a process map).
+    fn cycle_group_key(&mut self) {
+        let model = self.shown();
+        let key = model.groups.key.next(model.processes.is_some());
+        self.each_model(|model| {
+            model.groups.key = key;
+            model.regroup();
+        });
+        self.ui.group_row = 0;
+    }
+
+    /// Enter on a group: the connections tab, filtered to the group's connections.
+    fn show_group_connections(&mut self) -> Vec<Effect> {
+        let rows = &self.shown().groups.rows;
+        let Some(row) = rows.get(self.ui.group_row.min(rows.len().saturating_sub(1))) else {
+            return Vec::new();
+        };
+        let text = match groups::drill_filter(row) {
+            Ok(text) => text,
+            Err(why) => {
+                self.ui.notice = Some(why.to_owned());
+                return Vec::new();
+            }
+        };
+        match Query::parse(&text) {
+            Ok(query) => {
+                self.ui.filter_error = None;
+                self.each_model(|model| model.set_connections_query(&text, query.clone()));
+                self.scroll = Scroll::default();
+            }
+            Err(error) => {
+                self.ui.filter_error = Some(error);
+                return Vec::new();
+            }
+        }
+        self.ui.tab = Tab::Connections;
+        self.maybe_scan()
     }
 
     /// Enter on a namespace: its connections, with the table sorted by namespace so
@@ -779,6 +841,31 @@ mod tests {
         assert!(screen.contains("Remedy"), "{screen}");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.ui.finding_open, None);
+    }
+
+    #[test]
+    fn g_on_the_groups_tab_changes_the_key_and_enter_drills_into_the_groups_connections() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(app.ui.tab, Tab::Groups);
+        assert_eq!(app.shown().groups.key, crate::group::GroupKey::Port);
+        let port_rows = app.shown().groups.rows.len();
+        assert!(port_rows > 0);
+        press(&mut app, KeyCode::Char('g'));
+        assert_eq!(app.shown().groups.key, crate::group::GroupKey::Cgroup);
+        // The fixture's sockets carry no cgroup: one group, `-`, holding all.
+        let rows = &app.shown().groups.rows;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].label, "-");
+        let total = rows[0].counts.counts.total() as usize;
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.ui.tab, Tab::Connections);
+        assert_eq!(app.shown().connections.query_text, "cgroup:-");
+        assert_eq!(app.shown().connections.len(), total);
+
+        press(&mut app, KeyCode::Char('5'));
+        press(&mut app, KeyCode::Char('g'));
+        assert_eq!(app.shown().groups.key, crate::group::GroupKey::Peer);
     }
 
     #[test]
@@ -987,12 +1074,15 @@ mod tests {
         }
 
         #[test]
-        fn four_and_n_show_the_namespaces_tab_and_tab_cycles_through_four() {
+        fn four_and_n_show_the_namespaces_tab_and_tab_cycles_through_five() {
             let mut app = app();
             press(&mut app, KeyCode::Char('4'));
             assert_eq!(app.ui.tab, Tab::Namespaces);
             press(&mut app, KeyCode::Tab);
+            assert_eq!(app.ui.tab, Tab::Groups);
+            press(&mut app, KeyCode::Tab);
             assert_eq!(app.ui.tab, Tab::Overview);
+            press(&mut app, KeyCode::BackTab);
             press(&mut app, KeyCode::BackTab);
             assert_eq!(app.ui.tab, Tab::Namespaces);
             press(&mut app, KeyCode::Char('1'));
@@ -1044,7 +1134,15 @@ mod tests {
             );
             press(&mut app, KeyCode::Char('3'));
             press(&mut app, KeyCode::Tab);
-            assert_eq!(app.ui.tab, Tab::Overview, "three tabs in one namespace");
+            assert_eq!(
+                app.ui.tab,
+                Tab::Groups,
+                "no namespaces tab in one namespace"
+            );
+            press(&mut app, KeyCode::Tab);
+            assert_eq!(app.ui.tab, Tab::Overview, "four tabs in one namespace");
+            press(&mut app, KeyCode::Char('5'));
+            assert_eq!(app.ui.tab, Tab::Groups);
         }
 
         #[test]

@@ -7,9 +7,12 @@
 //! the other, and [`NamespaceSpan`]s say where each namespace's start.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::group::Listeners;
+use crate::kernel::cgroups::CgroupNames;
 use crate::snapshot::{Snapshot, SocketRecord};
 
 use super::query::Query;
@@ -95,6 +98,8 @@ pub struct ConnectionTable {
     pub query_text: String,
     /// Where each namespace's sockets start; empty for one namespace.
     namespaces: Vec<NamespaceSpan>,
+    /// Names for the filter line's `cgroup:` words.
+    cgroups: Arc<CgroupNames>,
 }
 
 impl Default for ConnectionTable {
@@ -107,6 +112,7 @@ impl Default for ConnectionTable {
             query: Query::default(),
             query_text: String::new(),
             namespaces: Vec::new(),
+            cgroups: Arc::default(),
         }
     }
 }
@@ -143,6 +149,16 @@ impl ConnectionTable {
         }
     }
 
+    /// The cgroup names `cgroup:` words are matched against from the next rebuild on.
+    pub fn set_cgroups(&mut self, cgroups: Arc<CgroupNames>) {
+        self.cgroups = cgroups;
+    }
+
+    /// Whether the filter line names cgroups, which then need names.
+    pub fn wants_cgroups(&self) -> bool {
+        self.query.has_cgroup_words()
+    }
+
     pub fn set_query(&mut self, text: &str, query: Query) {
         self.query_text = text.to_owned();
         self.query = query;
@@ -162,10 +178,24 @@ impl ConnectionTable {
             Some(place) => namespace_kept.get(place).copied().unwrap_or(false),
             None => kept_without_namespace,
         };
+        // `cgroup:` words are judged once per cgroup; request sockets and TIME_WAIT
+        // remnants are in their listener's.
+        let listeners = query.has_cgroup_words().then(|| Listeners::of(sockets));
+        let mut cgroup_kept: HashMap<u64, bool> = HashMap::new();
+        let cgroups = &self.cgroups;
+        let mut in_a_kept_cgroup = |socket: &SocketRecord| {
+            let Some(listeners) = &listeners else {
+                return true;
+            };
+            let id = listeners.cgroup_of(socket);
+            *cgroup_kept
+                .entry(id)
+                .or_insert_with(|| query.matches_cgroup(id, cgroups.name(id)))
+        };
         self.rows.clear();
         self.rows.extend(
             (0..sockets.len())
-                .filter(|&i| query.matches(&sockets[i]))
+                .filter(|&i| query.matches(&sockets[i]) && in_a_kept_cgroup(&sockets[i]))
                 .filter_map(|i| u32::try_from(i).ok())
                 .filter(|&i| in_a_kept_namespace(i)),
         );

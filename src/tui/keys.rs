@@ -101,10 +101,10 @@ pub const BINDINGS: &[Binding] = &[
         help: "previous tab",
     },
     Binding {
-        keys: "1  2  3",
+        keys: "1  2  3  5",
         matches: |k| char_key(k, &['1']),
         action: Action::ShowTab(0),
-        help: "overview, connections, timeline",
+        help: "overview, connections, timeline, groups",
     },
     Binding {
         keys: "",
@@ -116,6 +116,12 @@ pub const BINDINGS: &[Binding] = &[
         keys: "",
         matches: |k| char_key(k, &['3']),
         action: Action::ShowTab(2),
+        help: "",
+    },
+    Binding {
+        keys: "",
+        matches: |k| char_key(k, &['5']),
+        action: Action::ShowTab(4),
         help: "",
     },
     Binding {
@@ -152,7 +158,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: "Home g  End G",
         matches: |k| code(k, &[KeyCode::Home]) || char_key(k, &['g']),
         action: Action::Top,
-        help: "first or last row",
+        help: "first or last row (Groups: g changes the key)",
     },
     Binding {
         keys: "",

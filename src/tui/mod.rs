@@ -22,6 +22,7 @@
 
 pub mod app;
 pub(crate) mod connections;
+pub(crate) mod groups;
 pub(crate) mod keys;
 pub(crate) mod line_editor;
 pub mod model;

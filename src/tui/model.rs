@@ -16,9 +16,12 @@ use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::ConnectionTable;
+use super::groups::{self, GroupTable};
 use super::line_editor::LineEditor;
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
+use crate::group::{self as grouping, GroupKey};
+use crate::kernel::cgroups::CgroupNames;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
 
 /// The numbers from the latest polls.
@@ -44,6 +47,11 @@ pub struct Model {
     pub counter_rates: Option<CounterRates>,
     pub history: History,
     pub connections: ConnectionTable,
+    /// The Groups tab: the latest snapshot counted per group.
+    pub groups: GroupTable,
+    /// Cgroup names, learnt as new cgroup ids appear (for the Groups tab and the
+    /// filter line's `cgroup:` words).
+    pub cgroups: Arc<CgroupNames>,
     pub processes: Option<Arc<ProcessMap>>,
     pub status: Status,
     pub detail: Option<Detail>,
@@ -147,6 +155,8 @@ impl Model {
             counter_rates: None,
             history,
             connections: ConnectionTable::default(),
+            groups: GroupTable::default(),
+            cgroups: Arc::new(CgroupNames::open()),
             processes: None,
             status: Status {
                 interval,
@@ -230,6 +240,22 @@ impl Model {
             &update.transitions,
             transition_netns,
         );
+        self.groups
+            .show(snapshot, &mut self.cgroups, self.processes.as_deref());
+        // The Groups tab has named the cgroups already when it groups by them.
+        let wants_names = self.connections.wants_cgroups() || !self.findings.is_empty();
+        if wants_names && self.groups.key != GroupKey::Cgroup {
+            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
+            groups::learn(&mut self.cgroups, &rows);
+        }
+        if !self.findings.is_empty() {
+            crate::report::groups::place_findings(
+                &mut self.findings,
+                &snapshot.sockets,
+                &self.cgroups,
+            );
+        }
+        self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
             Some(spans) => self
                 .connections
@@ -244,6 +270,28 @@ impl Model {
         self.status.polls += 1;
         self.first_taken_at.get_or_insert(snapshot.taken_at);
         self.previous = Some((Arc::clone(snapshot), update.counters));
+    }
+
+    /// Counts the latest snapshot again, after the Groups tab's key changed.
+    pub fn regroup(&mut self) {
+        if let Some((snapshot, _)) = &self.previous {
+            let snapshot = Arc::clone(snapshot);
+            self.groups
+                .show(&snapshot, &mut self.cgroups, self.processes.as_deref());
+        }
+    }
+
+    /// Sets the filter line of the connections table, naming cgroups first if it has
+    /// `cgroup:` words.
+    pub fn set_connections_query(&mut self, text: &str, query: super::query::Query) {
+        if query.has_cgroup_words()
+            && let Some((snapshot, _)) = &self.previous
+        {
+            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
+            groups::learn(&mut self.cgroups, &rows);
+            self.connections.set_cgroups(Arc::clone(&self.cgroups));
+        }
+        self.connections.set_query(text, query);
     }
 
     fn follow_detail(&mut self) {
@@ -331,16 +379,21 @@ pub enum Tab {
     Connections,
     Timeline,
     Namespaces,
+    Groups,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 3] = [Tab::Overview, Tab::Connections, Tab::Timeline];
-    pub const ACROSS_NAMESPACES: [Tab; 4] = [
+    pub const ALL: [Tab; 4] = [Tab::Overview, Tab::Connections, Tab::Timeline, Tab::Groups];
+    pub const ACROSS_NAMESPACES: [Tab; 5] = [
         Tab::Overview,
         Tab::Connections,
         Tab::Timeline,
         Tab::Namespaces,
+        Tab::Groups,
     ];
+    /// The tabs by the number their key shows them by (`1` to `5`), whether or not a
+    /// model has them.
+    pub const NUMBERED: [Tab; 5] = Tab::ACROSS_NAMESPACES;
 
     /// The tabs a model has: the namespaces tab only across namespaces.
     pub fn of(model: &Model) -> &'static [Tab] {
@@ -357,6 +410,7 @@ impl Tab {
             Tab::Connections => "2 Connections",
             Tab::Timeline => "3 Timeline",
             Tab::Namespaces => "4 Namespaces",
+            Tab::Groups => "5 Groups",
         }
     }
 }
@@ -400,6 +454,8 @@ pub struct Ui {
     pub timeline_cursor: usize,
     /// The row selected in the namespaces tab.
     pub namespace_row: usize,
+    /// The row selected in the Groups tab.
+    pub group_row: usize,
     /// The finding selected on the overview.
     pub finding_row: usize,
     /// The finding Enter opened on the overview, as it was then: shown with its
@@ -451,6 +507,7 @@ impl Default for Ui {
             table: Scroll::default(),
             timeline_cursor: State::SynRecv.index(),
             namespace_row: 0,
+            group_row: 0,
             finding_row: 0,
             finding_open: None,
             plotted,

@@ -3,7 +3,10 @@
 //! `estab`, groups such as `connected`, comma lists); a number or `:PORT` is a local or
 //! peer port; an address, a `CIDR`, or text containing `.` or `:` matches an address;
 //! across namespaces, `netns:TEXT` keeps the namespaces whose label contains TEXT or
-//! whose inode it is. All words must match.
+//! whose inode it is. `port:N` keeps the sockets whose local port is N (a listening
+//! port's listener and connections, as the Groups tab counts them); `cgroup:TEXT` those
+//! whose cgroup's unit or path contains TEXT or whose id it is (`cgroup:-`: none),
+//! request sockets and TIME_WAIT counting in their listener's. All words must match.
 //!
 //! The line also takes the `--filter` language (`state syn-recv and dport = :443`,
 //! `not src 10.0.0.0/8`), tried first; a line neither reads is reported in the terms of
@@ -13,6 +16,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use crate::filter::{self, Filter};
+use crate::kernel::cgroups::CgroupName;
 use crate::snapshot::SocketRecord;
 use crate::tcp::StateSet;
 
@@ -26,6 +30,10 @@ pub struct Query {
     addresses: Vec<AddressMatch>,
     /// `netns:TEXT` words, lowercased.
     namespaces: Vec<String>,
+    /// `port:N` words: local ports.
+    local_ports: Vec<u16>,
+    /// `cgroup:TEXT` words, lowercased.
+    cgroups: Vec<String>,
     /// The line in the `--filter` language, when it reads as one.
     expression: Option<Filter>,
 }
@@ -96,7 +104,20 @@ impl Query {
 
     fn add(&mut self, word: &str) -> Result<(), String> {
         let port_text = word.strip_prefix(':').unwrap_or(word);
-        if let Some(namespace) = word.strip_prefix("netns:") {
+        if let Some(port) = word.strip_prefix("port:") {
+            let port = port.strip_prefix(':').unwrap_or(port);
+            match port.parse::<u16>() {
+                Ok(port) => self.local_ports.push(port),
+                Err(_) => return Err(format!("`{word}`: `port:` needs a port number after it")),
+            }
+        } else if let Some(cgroup) = word.strip_prefix("cgroup:") {
+            if cgroup.is_empty() {
+                return Err(
+                    "`cgroup:` needs a unit, a path or an id after it (`-`: none)".to_owned(),
+                );
+            }
+            self.cgroups.push(cgroup.to_lowercase());
+        } else if let Some(namespace) = word.strip_prefix("netns:") {
             if namespace.is_empty() {
                 return Err("`netns:` needs a label or an inode after it".to_owned());
             }
@@ -124,7 +145,29 @@ impl Query {
             && self.ports.is_empty()
             && self.addresses.is_empty()
             && self.namespaces.is_empty()
+            && self.local_ports.is_empty()
+            && self.cgroups.is_empty()
             && self.expression.is_none()
+    }
+
+    /// Whether the line has `cgroup:` words, which need the snapshot's listeners and
+    /// the cgroups' names ([`Query::matches_cgroup`]).
+    pub fn has_cgroup_words(&self) -> bool {
+        !self.cgroups.is_empty()
+    }
+
+    /// Whether cgroup `id`, named `name` (unit and path), passes the `cgroup:` words.
+    pub fn matches_cgroup(&self, id: u64, name: Option<&CgroupName>) -> bool {
+        self.cgroups.iter().all(|wanted| {
+            if id == 0 {
+                return wanted == "-";
+            }
+            id.to_string() == *wanted
+                || name.is_some_and(|name| {
+                    name.label.to_lowercase().contains(wanted.as_str())
+                        || name.path.to_lowercase().contains(wanted.as_str())
+                })
+        })
     }
 
     /// Whether a socket of namespace `span` (none with one namespace) passes the
@@ -148,6 +191,10 @@ impl Query {
                 .ports
                 .iter()
                 .all(|&port| socket.local_port == port || socket.remote_port == port)
+            && self
+                .local_ports
+                .iter()
+                .all(|&port| socket.local_port == port)
             && self.addresses.iter().all(|address| {
                 address.matches(socket.local_addr) || address.matches(socket.remote_addr)
             })
@@ -263,6 +310,29 @@ mod tests {
         assert!(Query::parse("2001:db8:").unwrap().matches(&socket));
         assert!(Query::parse("::1").unwrap().matches(&socket));
         assert!(!Query::parse("10.").unwrap().matches(&socket));
+    }
+
+    #[test]
+    fn port_words_keep_a_local_port_and_cgroup_words_a_unit_path_or_id() {
+        let server = socket(State::Established, "10.0.0.1", 8080, "10.0.0.2", 443);
+        let client = socket(State::Established, "10.0.0.2", 443, "10.0.0.1", 8080);
+        let query = Query::parse("port:8080").unwrap();
+        assert!(query.matches(&server));
+        assert!(
+            !query.matches(&client),
+            "8080 is the client's peer port only"
+        );
+        assert!(Query::parse("port:x").is_err());
+
+        let query = Query::parse("cgroup:NGINX").unwrap();
+        assert!(query.has_cgroup_words());
+        let nginx = CgroupName::of_path("/system.slice/nginx.service");
+        assert!(query.matches_cgroup(5, Some(&nginx)));
+        assert!(!query.matches_cgroup(5, Some(&CgroupName::of_path("/init.scope"))));
+        assert!(!query.matches_cgroup(0, None));
+        assert!(Query::parse("cgroup:-").unwrap().matches_cgroup(0, None));
+        assert!(Query::parse("cgroup:5").unwrap().matches_cgroup(5, None));
+        assert!(Query::parse("estab cgroup:").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod filter;
 mod findings;
 mod findings_analyst;
 mod fleet;
+mod groups;
 mod kill;
 mod leaks;
 mod load;

@@ -194,6 +194,9 @@ fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
         &["--json"][..],
         &["--json", "-p"],
         &["--json", "--grep", "syn-recv"],
+        &["--json", "--group-by", "port"],
+        &["--json", "--group-by", "cgroup"],
+        &["--json", "-p", "--group-by", "process"],
     ] {
         let document = json(args)?;
         let errors = schema::errors(&validator, &document);

@@ -38,7 +38,8 @@ pub fn container_of(cgroup: &str) -> Option<Container> {
         .find_map(container_in_path)
 }
 
-fn container_in_path(path: &str) -> Option<Container> {
+/// The container one cgroup path (`/system.slice/docker-<id>.scope`) names, if any.
+pub fn container_in_path(path: &str) -> Option<Container> {
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let in_kubepods = components.iter().any(|c| c.starts_with("kubepods"));
     // The innermost component naming an id is the container; Podman adds a

@@ -139,6 +139,14 @@ impl ProcessMap {
             .map(|holder| &holder.process)
     }
 
+    /// The process `pid`, if it holds a socket.
+    pub fn process(&self, pid: i32) -> Option<&Process> {
+        self.holders
+            .iter()
+            .map(|holder| &holder.process)
+            .find(|process| process.pid == pid)
+    }
+
     /// Whether some processes could not be inspected, so sockets may be missing. An
     /// unprivileged user sees only their own processes' sockets.
     ///

@@ -24,10 +24,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 use crate::cli::Cli;
+use crate::group::{self, Group, GroupKey};
+use crate::kernel::cgroups::CgroupNames;
 use crate::kernel::procfs::ProcessMap;
 use crate::kernel::sched;
 use crate::poll::per_namespace::Followed;
 use crate::poll::{Message, Next, Source, Stopping, Update};
+use crate::report::groups::GroupNames;
 use crate::report::metrics::{self, Metrics};
 use crate::report::repeats::{REPEAT_EVERY, Repeats};
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
@@ -162,6 +165,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
 
     let mut table = ListenerTable::default();
     let mut close_wait = CloseWait::new(cli.processes)?;
+    let mut cgroup_names = CgroupNames::open();
     // Each namespace's failures: said once, then with a count now and then.
     let mut repeats = Repeats::new(REPEAT_EVERY);
     let mut last_render: Option<Instant> = None;
@@ -175,6 +179,7 @@ pub fn run(cli: &Cli, address: SocketAddr) -> anyhow::Result<()> {
                         repeats.recovered(netns);
                         metrics.observe(netns, &update, &mut table);
                         close_wait.observe(netns, &update, &mut metrics);
+                        observe_cgroups(netns, &update, &mut cgroup_names, &mut metrics);
                     }
                     Message::PollFailed(error) => {
                         metrics.poll_failed(netns);
@@ -365,6 +370,23 @@ impl CloseWait {
     fn forget(&mut self, key: u64) {
         self.watchers.remove(&key);
     }
+}
+
+/// Counts namespace `key`'s sockets per cgroup for the metrics, naming cgroups not seen
+/// before with one walk of the cgroup2 tree, and names the cgroup behind each finding
+/// where one holds most of its sockets.
+fn observe_cgroups(key: u64, update: &Update, names: &mut CgroupNames, metrics: &mut Metrics) {
+    let rows = group::group(GroupKey::Cgroup, &update.snapshot.sockets, |_| None);
+    names.learn(rows.iter().filter_map(|row| match row.group {
+        Group::Cgroup(id) => Some(id),
+        _ => None,
+    }));
+    metrics.place_findings(key, &update.snapshot.sockets, names);
+    let names = GroupNames {
+        cgroups: Some(names),
+        processes: None,
+    };
+    metrics.set_cgroups(key, &rows, names);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod counts;
 pub mod detail;
 pub mod diagram;
 pub mod findings;
+pub mod groups;
 pub mod help;
 pub mod namespaces;
 pub mod screen;

@@ -12,7 +12,7 @@ use crate::tui::theme::Theme;
 use crate::watch::findings::Escaped;
 
 use super::{
-    close_wait, connections, counts, detail, findings, help, namespaces, status, syn_watch,
+    close_wait, connections, counts, detail, findings, groups, help, namespaces, status, syn_watch,
     timeline, too_small, trend,
 };
 
@@ -47,6 +47,7 @@ pub fn render(
         },
         Tab::Timeline => timeline::render(model, ui, theme, body, buf),
         Tab::Namespaces => namespaces::render(model, ui, theme, body, buf),
+        Tab::Groups => groups::render(model, ui, theme, body, buf),
     }
     status::render(model, ui, theme, status_area, buf);
     if ui.help {
@@ -55,15 +56,34 @@ pub fn render(
 }
 
 fn render_tabs(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffer) {
-    let mut spans = vec![Span::styled("tcpscope ", theme.title())];
-    for &tab in Tab::of(model) {
-        let style = if tab == ui.tab {
-            theme.selected()
-        } else {
-            theme.dim()
-        };
-        spans.push(Span::styled(format!(" {} ", tab.title()), style));
-        spans.push(Span::raw(" "));
+    let tab_spans = |short_groups: bool| {
+        let mut spans = vec![Span::styled("tcpscope ", theme.title())];
+        for &tab in Tab::of(model) {
+            let style = if tab == ui.tab {
+                theme.selected()
+            } else {
+                theme.dim()
+            };
+            // The newest tab gives up its name first, so that a finding's severity
+            // keeps its place on an 80-column terminal.
+            let title = if short_groups && tab == Tab::Groups && tab != ui.tab {
+                "5"
+            } else {
+                tab.title()
+            };
+            spans.push(Span::styled(format!(" {title} "), style));
+            spans.push(Span::raw(" "));
+        }
+        spans
+    };
+    let mut spans = tab_spans(false);
+    if let Some(top) = model.findings.first() {
+        let used: usize = spans.iter().map(Span::width).sum();
+        let shortest_with_severity = top.severity.name().len() + top.kind.id().len() + 4;
+        let more = if model.findings.len() > 1 { 4 } else { 0 };
+        if used + shortest_with_severity + 1 + more > usize::from(area.width) {
+            spans = tab_spans(true);
+        }
     }
     if let Some(headline) = headline(
         model,

@@ -587,7 +587,7 @@ fn build(plan: &HolderPlan) -> Result<(), (Step, i32)> {
 ///
 /// # Safety
 /// Closes descriptors behind the back of whoever owns them: only for a freshly forked child.
-unsafe fn close_all_but(keep_a: RawFd, keep_b: RawFd) -> Result<(), i32> {
+pub(super) unsafe fn close_all_but(keep_a: RawFd, keep_b: RawFd) -> Result<(), i32> {
     let mut keep = [keep_a, keep_b].map(|fd| u32::try_from(fd).unwrap_or(0));
     keep.sort_unstable();
     let mut first = 3u32;

@@ -46,6 +46,7 @@
 //! 10 ms; a crowd of 100,000 ESTABLISHED sockets 0.9 s in 6 holders (and `ss -tanH state
 //! established` over them 0.2 s); 50,000 TIME_WAIT 2.9 s; the whole self-test about 3 s.
 
+pub mod cgroups;
 pub mod child;
 pub mod crowd;
 pub mod netns;

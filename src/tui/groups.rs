@@ -1,0 +1,227 @@
+//! The Groups tab's rows: the latest snapshot counted per group (port, cgroup, peer,
+//! peer network or process, `g` cycles), named, sorted. Built once per update or when
+//! the key or sort changes, never per frame.
+//!
+//! Enter on a row opens the connections tab filtered to the group: [`drill_filter`]
+//! gives the filter line for it.
+
+use std::sync::Arc;
+
+use crate::group::{self, Group, GroupCounts, GroupKey};
+use crate::kernel::cgroups::CgroupNames;
+use crate::kernel::procfs::ProcessMap;
+use crate::report::groups::GroupNames;
+use crate::snapshot::Snapshot;
+use crate::tcp::State;
+
+/// What the groups can be sorted by: their total, their label, or one state's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSort {
+    Total,
+    Label,
+    State(State),
+}
+
+impl GroupSort {
+    /// The column after this one: total, label, then each state in order.
+    pub fn next(self) -> GroupSort {
+        match self {
+            GroupSort::Total => GroupSort::Label,
+            GroupSort::Label => GroupSort::State(State::ALL[0]),
+            GroupSort::State(state) => match State::ALL.get(state.index() + 1) {
+                Some(next) => GroupSort::State(*next),
+                None => GroupSort::Total,
+            },
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            GroupSort::Total => "Total",
+            GroupSort::Label => "Group",
+            GroupSort::State(state) => state.name(),
+        }
+    }
+}
+
+/// One row: the group, its counts and its name.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub counts: GroupCounts,
+    pub label: String,
+    /// For a cgroup: its path under the cgroup2 mount, when known.
+    pub path: Option<String>,
+}
+
+/// The groups the tab shows.
+#[derive(Debug, Clone)]
+pub struct GroupTable {
+    pub key: GroupKey,
+    pub sort: GroupSort,
+    /// Largest first by default: the point is who holds the most.
+    pub descending: bool,
+    pub rows: Vec<GroupRow>,
+}
+
+impl Default for GroupTable {
+    fn default() -> GroupTable {
+        GroupTable {
+            key: GroupKey::Port,
+            sort: GroupSort::Total,
+            descending: true,
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl GroupTable {
+    /// Counts `snapshot` per group under the current key, naming cgroups (walking the
+    /// cgroup2 tree once if an id is new) and processes.
+    pub fn show(
+        &mut self,
+        snapshot: &Snapshot,
+        cgroups: &mut Arc<CgroupNames>,
+        processes: Option<&ProcessMap>,
+    ) {
+        let rows = group::group(self.key, &snapshot.sockets, |inode| {
+            Some(processes?.lookup(inode)?.pid)
+        });
+        if self.key == GroupKey::Cgroup {
+            learn(cgroups, &rows);
+        }
+        let names = GroupNames {
+            cgroups: Some(cgroups),
+            processes,
+        };
+        self.rows = rows
+            .into_iter()
+            .map(|counts| GroupRow {
+                label: names.label(counts.group),
+                path: names.cgroup_path(counts.group).map(str::to_owned),
+                counts,
+            })
+            .collect();
+        self.sort_rows();
+    }
+
+    pub fn set_sort(&mut self, sort: GroupSort, descending: bool) {
+        self.sort = sort;
+        self.descending = descending;
+        self.sort_rows();
+    }
+
+    fn sort_rows(&mut self) {
+        let (sort, descending) = (self.sort, self.descending);
+        self.rows.sort_by(|a, b| {
+            let order = match sort {
+                GroupSort::Total => a.counts.counts.total().cmp(&b.counts.counts.total()),
+                GroupSort::Label => a.label.cmp(&b.label),
+                GroupSort::State(state) => {
+                    a.counts.counts.get(state).cmp(&b.counts.counts.get(state))
+                }
+            };
+            let order = if descending { order.reverse() } else { order };
+            // Ties in the groups' own order, whichever way the sort goes.
+            order.then_with(|| a.counts.group.cmp(&b.counts.group))
+        });
+    }
+}
+
+/// Names the cgroups of `rows` that have not been seen before.
+pub fn learn(cgroups: &mut Arc<CgroupNames>, rows: &[GroupCounts]) {
+    let ids = || {
+        rows.iter().filter_map(|row| match row.group {
+            Group::Cgroup(id) => Some(id),
+            _ => None,
+        })
+    };
+    if ids().any(|id| id != 0 && !cgroups.has_looked_for(id)) {
+        Arc::make_mut(cgroups).learn(ids());
+    }
+}
+
+/// The filter line that shows a group's connections, or why there is none.
+pub fn drill_filter(row: &GroupRow) -> Result<String, &'static str> {
+    Ok(match row.counts.group {
+        Group::ListenPort(port) => format!("port:{port}"),
+        Group::RemotePort(port) => format!("dport = :{port}"),
+        Group::Peer(address) if address.is_unspecified() => "state listening".to_owned(),
+        Group::Peer(address) => format!("dst {address}"),
+        Group::PeerNet(address, _) if address.is_unspecified() => "state listening".to_owned(),
+        Group::PeerNet(address, prefix) => format!("dst {address}/{prefix}"),
+        Group::Cgroup(0) => "cgroup:-".to_owned(),
+        Group::Cgroup(id) => match &row.path {
+            Some(path) => format!("cgroup:{path}"),
+            None => format!("cgroup:{id}"),
+        },
+        Group::Process(_) => return Err("the filter line has no word for a process"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::socket;
+    use std::time::SystemTime;
+
+    fn snapshot() -> Snapshot {
+        let mut sockets = vec![
+            socket(State::Listen, "0.0.0.0", 8080, "0.0.0.0", 0),
+            socket(State::Established, "10.0.0.1", 8080, "10.0.0.2", 5000),
+            socket(State::TimeWait, "10.0.0.1", 8080, "10.0.0.3", 5001),
+            socket(State::Established, "10.0.0.1", 40000, "192.0.2.9", 443),
+        ];
+        sockets[0].cgroup_id = 7;
+        sockets[1].cgroup_id = 7;
+        Snapshot::new(SystemTime::UNIX_EPOCH, sockets)
+    }
+
+    #[test]
+    fn groups_are_largest_first_and_sort_by_any_column_either_way() {
+        let mut table = GroupTable::default();
+        let mut cgroups = Arc::new(CgroupNames::default());
+        table.show(&snapshot(), &mut cgroups, None);
+        let labels = |t: &GroupTable| t.rows.iter().map(|r| r.label.clone()).collect::<Vec<_>>();
+        assert_eq!(labels(&table), ["8080", "to 443"]);
+        table.set_sort(GroupSort::Total, false);
+        assert_eq!(labels(&table), ["to 443", "8080"]);
+        table.set_sort(GroupSort::Label, false);
+        assert_eq!(labels(&table), ["8080", "to 443"]);
+        table.set_sort(GroupSort::State(State::TimeWait), true);
+        assert_eq!(labels(&table), ["8080", "to 443"]);
+    }
+
+    #[test]
+    fn a_group_drills_into_a_filter_line_that_keeps_its_connections() {
+        let mut table = GroupTable::default();
+        let mut cgroups = Arc::new(CgroupNames::default());
+        table.show(&snapshot(), &mut cgroups, None);
+        let filters: Vec<_> = table.rows.iter().map(drill_filter).collect();
+        assert_eq!(
+            filters,
+            [Ok("port:8080".to_owned()), Ok("dport = :443".to_owned())]
+        );
+        table.key = GroupKey::Cgroup;
+        table.show(&snapshot(), &mut cgroups, None);
+        let filters: Vec<_> = table.rows.iter().map(drill_filter).collect();
+        assert_eq!(
+            filters,
+            [Ok("cgroup:7".to_owned()), Ok("cgroup:-".to_owned())],
+            "the TIME_WAIT counts in its listener's cgroup"
+        );
+    }
+
+    #[test]
+    fn sort_columns_cycle_through_total_label_and_every_state() {
+        let mut sort = GroupSort::Total;
+        let mut seen = 0;
+        loop {
+            sort = sort.next();
+            seen += 1;
+            if sort == GroupSort::Total {
+                break;
+            }
+        }
+        assert_eq!(seen, 13);
+    }
+}
