@@ -154,6 +154,10 @@ impl Counts {
         self.0[state.index()] += 1;
     }
 
+    pub fn set(&mut self, state: State, count: u32) {
+        self.0[state.index()] = count;
+    }
+
     pub fn total(&self) -> u32 {
         self.0.iter().sum()
     }

@@ -84,6 +84,8 @@ struct NamespaceMetrics {
     poll_errors: u64,
     poll_duration: Duration,
     last_poll: Option<SystemTime>,
+    /// The time between full dumps as of the latest poll.
+    full_every: Option<Duration>,
 }
 
 /// One listening endpoint's numbers, or the listeners past [`MAX_LISTENER_SERIES`]
@@ -245,12 +247,27 @@ impl NamespaceMetrics {
             poll_errors: 0,
             poll_duration: Duration::ZERO,
             last_poll: None,
+            full_every: None,
         }
     }
 
     fn observe(&mut self, update: &Update, table: &mut ListenerTable) {
-        self.connections = connections(&update.snapshot);
-        self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+        match &update.pace.lane {
+            None => {
+                self.connections = connections(&update.snapshot);
+                self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+            }
+            // Between full dumps the fast lane's listeners and SYN_RECV are fresher
+            // than the table's; the other states stay as the last full dump left them.
+            Some(lane) => {
+                let fresh = connections(lane);
+                for state in [State::Listen, State::SynRecv] {
+                    self.connections[state.index()] = fresh[state.index()];
+                }
+                self.listeners = listener_rows(lane, &update.syn_watch, table);
+            }
+        }
+        self.full_every = update.pace.full_every;
         // Already most urgent first: the cap drops the least urgent.
         self.findings.clear();
         self.findings
@@ -261,7 +278,7 @@ impl NamespaceMetrics {
         self.tcpext = update.counters;
         self.polls += 1;
         self.poll_duration = update.took;
-        self.last_poll = Some(update.snapshot.taken_at);
+        self.last_poll = Some(update.pace.at);
     }
 }
 
@@ -688,6 +705,20 @@ impl Collector for Exposition {
         )?;
         self.family(
             &mut encoder,
+            "tcpscope_poll_interval_seconds",
+            "The time between full dumps of the socket table: --interval, or longer to keep within --max-cpu (listeners, SYN_RECV and the counters are still read every --interval).",
+            MetricType::Gauge,
+            |ns| {
+                polled(ns, || {
+                    ns.full_every
+                        .map(|every| (Labels::new(), gauge(every.as_secs_f64())))
+                        .into_iter()
+                        .collect()
+                })
+            },
+        )?;
+        self.family(
+            &mut encoder,
             "tcpscope_last_poll_timestamp_seconds",
             "When the latest successful poll was taken, in seconds since the Unix epoch.",
             MetricType::Gauge,
@@ -736,6 +767,7 @@ mod tests {
         let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000), sockets);
         let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
         Update {
+            pace: crate::poll::update::Pace::full(&snapshot, None),
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),
             counters: TcpExt {

@@ -66,6 +66,22 @@ pub struct Status {
     /// The last poll's error, cleared by the next poll that succeeds.
     pub error: Option<String>,
     pub polls: u64,
+    /// The CPU budget in percent of one core (`--max-cpu`; 0: none).
+    pub max_cpu: f64,
+    /// The time between full dumps, when the poller says (see
+    /// [`crate::poll::Pace::full_every`]).
+    pub full_every: Option<Duration>,
+    /// When the latest poll, full or fast lane, was taken.
+    pub polled_at: Option<SystemTime>,
+}
+
+impl Status {
+    /// How long ago the connections table was dumped, when the latest poll was only
+    /// the fast lane; none when the table is as fresh as the rest.
+    pub fn table_age(&self, table_taken_at: Option<SystemTime>) -> Option<Duration> {
+        let age = self.polled_at?.duration_since(table_taken_at?).ok()?;
+        (age > Duration::ZERO).then_some(age)
+    }
 }
 
 /// The connection the detail pane follows, found again in each new snapshot by its
@@ -109,6 +125,9 @@ impl Model {
                 processes_partial: None,
                 error: None,
                 polls: 0,
+                max_cpu: 0.0,
+                full_every: None,
+                polled_at: None,
             },
             detail: None,
             namespaces: None,
@@ -145,8 +164,14 @@ impl Model {
         spans: Option<Vec<NamespaceSpan>>,
         transition_netns: &[u64],
     ) {
+        self.status.full_every = update.pace.full_every;
+        self.status.polled_at = Some(update.pace.at);
+        if !update.pace.is_full() {
+            self.take_in_lane(update);
+            return;
+        }
         let snapshot = &update.snapshot;
-        let counts = snapshot.counts();
+        let counts = update.pace.counts;
         let seconds = self.previous.as_ref().and_then(|(before, _)| {
             let elapsed = snapshot.taken_at.duration_since(before.taken_at).ok()?;
             (elapsed > Duration::ZERO).then_some(elapsed.as_secs_f64())
@@ -197,6 +222,25 @@ impl Model {
         self.previous = Some((Arc::clone(snapshot), update.counters));
     }
 
+    /// Takes in a poll of the fast lane: the SYN watch, the findings, the counter
+    /// rates and the LISTEN and SYN_RECV counts are fresh; the connections table, the
+    /// other counts and the timeline stay as the last full dump left them (no work in
+    /// the number of sockets here).
+    fn take_in_lane(&mut self, update: &Update) {
+        if update.rates.is_some() {
+            self.counter_rates = update.rates;
+        }
+        for state in [State::Listen, State::SynRecv] {
+            self.counts.set(state, update.pace.counts.get(state));
+        }
+        self.syn_watch = update.syn_watch.clone();
+        self.findings.clone_from(&update.findings);
+        self.status.took = Some(update.took);
+        self.status.events = update.events.clone();
+        self.status.error = None;
+        self.status.polls += 1;
+    }
+
     fn follow_detail(&mut self) {
         let Some(detail) = &mut self.detail else {
             return;
@@ -242,6 +286,16 @@ impl Model {
         }
         let process = self.processes.as_ref()?.lookup(socket.inode)?;
         Some((process.pid, process.name.as_str()))
+    }
+
+    /// How long before the latest poll the connections table was dumped, when the
+    /// latest poll was only the fast lane.
+    pub fn table_age(&self) -> Option<Duration> {
+        let table = self
+            .previous
+            .as_ref()
+            .map(|(snapshot, _)| snapshot.taken_at);
+        self.status.table_age(table)
     }
 
     /// When the latest poll was taken; what the views measure ages against, since

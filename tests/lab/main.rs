@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod budget;
 mod check;
 mod cli;
 mod descriptors;

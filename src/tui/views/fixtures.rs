@@ -194,6 +194,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         transitions: &transitions,
     });
     Update {
+        pace: crate::poll::update::Pace::full(&snapshot, None),
         snapshot: Arc::new(snapshot),
         transitions,
         counters,
@@ -372,6 +373,7 @@ pub fn across_namespaces() -> Model {
                 transitions: &transitions,
             });
             let update = Update {
+                pace: crate::poll::update::Pace::full(&snapshot, None),
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: TcpExt::default(),
