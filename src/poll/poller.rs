@@ -356,6 +356,9 @@ impl PollLoop {
             // Lost events are said with the full dump that resynchronises.
             event_overflows: 0,
             full_every: Some(self.budget.full_every(interval)),
+            time_wait: sockstat
+                .filter(|_| whole_table(&self.config.filter))
+                .and_then(|stat| u32::try_from(stat.tw).ok()),
             sockstat,
         });
         Ok(update.map(|mut update| {
@@ -407,4 +410,10 @@ impl PollLoop {
 
 fn only(state: State) -> StateSet {
     std::iter::once(state).collect()
+}
+
+/// Whether the dump takes every socket of the namespace, as `/proc/net/sockstat` counts
+/// them: both families and no port or address condition.
+fn whole_table(filter: &Filter) -> bool {
+    filter.ipv4 && filter.ipv6 && filter.kernel_condition().is_none()
 }

@@ -65,7 +65,8 @@ pub struct Pace {
     /// When the SYN_RECV sockets were last dumped (a full dump dumps them too; the fast
     /// lane leaves them out when the budget is short).
     pub syn_recv_at: SystemTime,
-    /// Per-state counts: the full dump's, with LISTEN and SYN_RECV as last read.
+    /// Per-state counts: the full dump's, with LISTEN and SYN_RECV as last read, and
+    /// TIME_WAIT from `/proc/net/sockstat` between full dumps when no filter narrows it.
     pub counts: Counts,
     /// The kernel's TCP totals, read with the fast lane (none when unreadable).
     pub sockstat: Option<SockStat>,
@@ -139,6 +140,9 @@ pub struct LanePolled {
     pub event_overflows: u32,
     pub full_every: Option<Duration>,
     pub sockstat: Option<SockStat>,
+    /// The TIME_WAIT count from `sockstat`, when it counts what the dump would have:
+    /// every socket of both families, no port or address condition.
+    pub time_wait: Option<u32>,
 }
 
 /// What the analyst keeps of the last full poll for the lane polls after it.
@@ -264,6 +268,9 @@ impl Analyst {
         let fresh = lane.counts();
         counts.set(State::Listen, fresh.get(State::Listen));
         counts.set(State::SynRecv, fresh.get(State::SynRecv));
+        if let Some(time_wait) = polled.time_wait {
+            counts.set(State::TimeWait, time_wait);
+        }
         let pace = Pace {
             at: polled.at,
             full_every: polled.full_every,
@@ -400,6 +407,7 @@ mod tests {
                 event_overflows: 0,
                 full_every: Some(Duration::from_secs(4)),
                 sockstat: None,
+                time_wait: Some(9),
             })
             .expect("after a full poll");
         assert!(!lane.pace.is_full());
@@ -411,6 +419,7 @@ mod tests {
         assert_eq!(lane.pace.counts.get(State::SynRecv), 5);
         assert_eq!(lane.pace.counts.get(State::Established), 3);
         assert_eq!(lane.pace.counts.get(State::Listen), 1);
+        assert_eq!(lane.pace.counts.get(State::TimeWait), 9, "from sockstat");
         assert_eq!(lane.syn_watch.listeners[0].listener.half_open, 5);
 
         // The next lane leaves SYN_RECV out (the budget is short): its last reading stands.
@@ -425,6 +434,7 @@ mod tests {
                 event_overflows: 0,
                 full_every: Some(Duration::from_secs(4)),
                 sockstat: None,
+                time_wait: None,
             })
             .expect("after a full poll");
         assert_eq!(later.pace.counts.get(State::SynRecv), 5);
@@ -444,6 +454,7 @@ mod tests {
             event_overflows: 0,
             full_every: None,
             sockstat: None,
+            time_wait: None,
         });
         assert!(lane.is_none());
     }

@@ -935,6 +935,47 @@ mod tests {
     }
 
     #[test]
+    fn the_time_between_full_dumps_is_a_gauge_and_a_fast_lane_poll_refreshes_listeners_only() {
+        let mut metrics = Metrics::single();
+        let mut table = ListenerTable::default();
+        let listener = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+        let established = socket(State::Established, "127.0.0.1", 80, "10.0.0.1", 5000);
+        let mut full = update(vec![listener, established]);
+        full.pace.full_every = Some(Duration::from_secs(4));
+        metrics.observe(SINGLE, &full, &mut table);
+        let text = metrics.render();
+        assert!(
+            lines(&text).contains(&"tcpscope_poll_interval_seconds 4.0"),
+            "{text}"
+        );
+
+        // Between full dumps: two half-open connections, the table as it was.
+        let half_open: Vec<_> = (0..2)
+            .map(|port| socket(State::SynRecv, "127.0.0.1", 80, "10.9.9.9", 2000 + port))
+            .collect();
+        let lane = Snapshot::new(
+            UNIX_EPOCH + Duration::from_secs(1_700_000_001),
+            [vec![listener], half_open].concat(),
+        );
+        let mut fast = update(vec![listener, established]);
+        fast.syn_watch = SynWatch::of(&lane, Thresholds::default());
+        fast.pace.lane = Some(Arc::new(lane));
+        fast.pace.at = UNIX_EPOCH + Duration::from_secs(1_700_000_001);
+        fast.pace.full_every = Some(Duration::from_secs(4));
+        metrics.observe(SINGLE, &fast, &mut table);
+        let text = metrics.render();
+        let samples = lines(&text);
+        for expected in [
+            "tcpscope_connections{state=\"SYN_RECV\",family=\"ipv4\"} 2.0",
+            "tcpscope_connections{state=\"ESTABLISHED\",family=\"ipv4\"} 1.0",
+            "tcpscope_listener_half_open{local_addr=\"127.0.0.1\",local_port=\"80\"} 2.0",
+            "tcpscope_last_poll_timestamp_seconds 1700000001.0",
+        ] {
+            assert!(samples.contains(&expected), "{expected} in {text}");
+        }
+    }
+
+    #[test]
     fn close_wait_is_shown_per_port_and_per_known_process_only_where_there_is_some() {
         use crate::watch::{LeakWatcher, Owner};
         let mut metrics = Metrics::single();

@@ -465,6 +465,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fast_lane_poll_refreshes_the_syn_watch_and_leaves_the_table_and_timeline_alone() {
+        let mut model = crate::tui::views::fixtures::flooded();
+        let full = crate::tui::views::fixtures::next_update();
+        model.apply(&full);
+        let rows = model.connections.total();
+        let timeline = model.taken_at();
+        let mut lane = full.clone();
+        lane.transitions.clear();
+        lane.pace.at = full.pace.at + Duration::from_millis(2500);
+        lane.pace.lane = Some(Arc::new(Snapshot::new(lane.pace.at, Vec::new())));
+        lane.pace.counts.set(State::SynRecv, 7);
+        lane.syn_watch.listeners.clear();
+        model.apply(&lane);
+        assert_eq!(model.counts.get(State::SynRecv), 7);
+        assert!(model.syn_watch.listeners.is_empty());
+        assert_eq!(model.connections.total(), rows);
+        assert_eq!(
+            model.taken_at(),
+            timeline,
+            "the timeline takes full dumps only"
+        );
+        assert_eq!(model.table_age(), Some(Duration::from_millis(2500)));
+        // The next full dump makes the table as fresh as the rest again.
+        model.apply(&full);
+        assert_eq!(model.table_age(), None);
+    }
+
+    #[test]
     fn scrolling_keeps_the_selection_on_screen_and_moves_the_view_as_little_as_possible() {
         let mut scroll = Scroll {
             selected: 30,
