@@ -26,7 +26,7 @@ use tcpscope::tcp::{State, StateSet};
 
 use support::lab::{Lab, TcpState};
 use support::stream::Stream;
-use support::usage::cpu_time;
+use support::usage::{cpu_time, sample};
 
 /// The default budget, as a share of one core.
 const BUDGET: f64 = 0.20;
@@ -70,12 +70,13 @@ fn run() -> Result<bool> {
     );
 
     let mut met = true;
+    let total = sockets + HALF_OPEN;
     for interval in ["1s", "200ms"] {
         let run = watch(interval)?;
         let within = run.share <= BUDGET;
         met &= within;
         println!(
-            "  --watch --json --interval {interval}: {:.1}% of a core over {:.1} s (budget {:.0}%) {}; {} polls, {} full, full every {} ms",
+            "  --watch --json --interval {interval}: {:.1}% of a core over {:.1} s (budget {:.0}%) {}; {} polls, {} full, full every {} ms; {} MiB resident, {} bytes a socket",
             run.share * 100.0,
             run.wall.as_secs_f64(),
             BUDGET * 100.0,
@@ -83,6 +84,8 @@ fn run() -> Result<bool> {
             run.polls,
             run.full,
             run.full_every_ms,
+            run.rss_kib / 1024,
+            run.rss_kib * 1024 / total as u64,
         );
     }
     drop(crowd);
@@ -137,6 +140,8 @@ struct Run {
     polls: usize,
     full: usize,
     full_every_ms: u64,
+    /// Resident memory at the end of the run.
+    rss_kib: u64,
 }
 
 /// Runs `tcpscope --watch --json --interval INTERVAL` at the default budget for
@@ -150,6 +155,7 @@ fn watch(interval: &str) -> Result<Run> {
     let (cpu_before, wall_before) = (cpu_time(pid)?, Instant::now());
     let lines = watch.collect(MEASURE)?;
     let (cpu_after, wall) = (cpu_time(pid)?, wall_before.elapsed());
+    let rss_kib = sample(pid)?.rss_kib;
     let counts: Vec<_> = lines
         .iter()
         .map(|line| &line.value)
@@ -167,6 +173,7 @@ fn watch(interval: &str) -> Result<Run> {
             .last()
             .and_then(|line| line["interval_ms"].as_u64())
             .unwrap_or(0),
+        rss_kib,
     };
     let status = watch.stop(libc::SIGTERM)?;
     ensure!(status.success(), "tcpscope --watch ended with {status}");

@@ -23,6 +23,7 @@ mod findings_analyst;
 mod kill;
 mod leaks;
 mod load;
+mod million;
 mod netns;
 mod paths;
 mod record;
