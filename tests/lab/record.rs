@@ -97,6 +97,9 @@ impl Recording {
 /// A live line as its replay prints it: a recording does not say how often full dumps
 /// came, so a replayed counts line has no `interval_ms`.
 fn without_pace(line: &str) -> String {
+    if !line.starts_with("{\"type\":\"counts\"") {
+        return line.to_owned();
+    }
     match line.find(",\"interval_ms\":") {
         Some(start) => {
             let rest = &line[start + 1..];
