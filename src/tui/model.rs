@@ -73,9 +73,18 @@ pub struct Status {
     pub full_every: Option<Duration>,
     /// When the latest poll, full or fast lane, was taken.
     pub polled_at: Option<SystemTime>,
+    /// When SYN_RECV sockets were last dumped (see [`crate::poll::Pace::syn_recv_at`]).
+    pub syn_recv_at: Option<SystemTime>,
 }
 
 impl Status {
+    /// How long before the latest poll SYN_RECV sockets were dumped, when a fast-lane
+    /// poll left them out; none when they are as fresh as the rest.
+    pub fn syn_recv_age(&self) -> Option<Duration> {
+        let age = self.polled_at?.duration_since(self.syn_recv_at?).ok()?;
+        (age > Duration::ZERO).then_some(age)
+    }
+
     /// How long ago the connections table was dumped, when the latest poll was only
     /// the fast lane; none when the table is as fresh as the rest.
     pub fn table_age(&self, table_taken_at: Option<SystemTime>) -> Option<Duration> {
@@ -128,6 +137,7 @@ impl Model {
                 max_cpu: 0.0,
                 full_every: None,
                 polled_at: None,
+                syn_recv_at: None,
             },
             detail: None,
             namespaces: None,
@@ -166,6 +176,7 @@ impl Model {
     ) {
         self.status.full_every = update.pace.full_every;
         self.status.polled_at = Some(update.pace.at);
+        self.status.syn_recv_at = Some(update.pace.syn_recv_at);
         if !update.pace.is_full() {
             self.take_in_lane(update);
             return;
