@@ -218,6 +218,14 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval, help_heading = LIVE)]
     pub interval: Duration,
 
+    /// CPU budget of the live modes, in % of one core.
+    ///
+    /// 0: none. When a full dump every --interval would cost more, full dumps are
+    /// spaced out to fit, and listeners, SYN_RECV and the counters are still read every
+    /// --interval.
+    #[arg(long, value_name = "PERCENT", default_value = "20", value_parser = parse_max_cpu, allow_negative_numbers = true, help_heading = LIVE)]
+    pub max_cpu: f64,
+
     /// Also append every poll to FILE.
     ///
     /// With --watch, --serve or the interactive view: a recording that --replay shows
@@ -656,6 +664,21 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// A CPU budget in percent of one core: 0 (none) up to every core of the machine.
+fn parse_max_cpu(text: &str) -> Result<f64, String> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let most = 100.0 * cores as f64;
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(percent) if percent.is_finite() && (0.0..=most).contains(&percent) => Ok(percent),
+        Ok(_) => Err(format!(
+            "'{text}' is not a CPU budget between 0 and {most} (percent of one core, {cores} cores here; 0 for none)"
+        )),
+        Err(_) => Err(format!(
+            "'{text}' is not a number: give a percent of one core, like 20 (0 for no budget)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,6 +854,21 @@ mod tests {
         assert!(parse_size("1K").is_err(), "below 4K");
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn the_cpu_budget_defaults_to_a_fifth_of_a_core_and_refuses_what_is_not_a_share() {
+        assert_eq!(parse(&["--watch"]).unwrap().max_cpu, 20.0);
+        assert_eq!(parse(&["--watch", "--max-cpu", "0"]).unwrap().max_cpu, 0.0);
+        assert_eq!(
+            parse(&["--watch", "--max-cpu", "2.5"]).unwrap().max_cpu,
+            2.5
+        );
+        for bad in ["-5", "lots", "NaN", "inf", "100000"] {
+            let error = parse(&["--watch", "--max-cpu", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}");
+            assert!(error.to_string().contains(bad), "{bad}: {error}");
+        }
     }
 
     #[test]

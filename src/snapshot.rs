@@ -166,6 +166,10 @@ impl Counts {
         }
     }
 
+    pub fn set(&mut self, state: State, count: u32) {
+        self.0[state.index()] = count;
+    }
+
     pub fn total(&self) -> u32 {
         self.0.iter().sum()
     }

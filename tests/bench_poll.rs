@@ -94,6 +94,8 @@ fn run() -> Result<bool> {
             events: EventStatus::Subscribed,
             event_overflows: 0,
             limits: sysctls.clone(),
+            full_every: None,
+            sockstat: None,
         });
         polls.push(start.elapsed());
 

@@ -21,7 +21,7 @@ pub(crate) mod netns;
 pub mod process;
 #[allow(unsafe_code)] // openat, readdir and readlinkat under /proc
 pub mod procfs;
-#[allow(unsafe_code)] // gettid, setpriority
-pub(crate) mod sched;
+#[allow(unsafe_code)] // gettid, setpriority, clock_gettime
+pub mod sched;
 pub mod sockdiag;
 pub mod tcp_info;

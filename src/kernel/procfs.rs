@@ -17,6 +17,7 @@
 mod cgroup;
 mod netstat;
 mod processes;
+mod sockstat;
 mod stat;
 mod sys;
 mod sysctl;
@@ -24,6 +25,7 @@ mod sysctl;
 pub use cgroup::{Container, container_in_path, container_of};
 pub use netstat::{COUNTERS, Counter, NetstatError, TcpExt, parse_netstat, read_tcpext};
 pub use processes::{Process, ProcessMap, count_of_processes, socket_inode};
+pub use sockstat::{SockStat, SockStatError, parse_sockstat, read_sockstat};
 pub use stat::{ProcessStat, parse_stat};
 pub use sysctl::{
     ConnectionLimits, ListenLimits, Syncookies, SysctlError, TwReuse, parse_connection_limits,

@@ -126,6 +126,14 @@ impl DumpRequest {
         }
     }
 
+    /// This request narrowed to `states` (and the states it asked for already).
+    pub fn only(self, states: StateSet) -> DumpRequest {
+        DumpRequest {
+            states: self.states.intersection(states),
+            ..self
+        }
+    }
+
     fn families(&self) -> impl Iterator<Item = Family> {
         [(self.ipv4, Family::Ipv4), (self.ipv6, Family::Ipv6)]
             .into_iter()
@@ -211,6 +219,28 @@ impl SockDiag {
         sockets.retain(|socket| filter.matches(socket));
         self.last_size = sockets.len();
         Ok(Snapshot::new(taken_at, sockets))
+    }
+
+    /// The sockets `filter` matches in `states` only, appended to `out`: a dump the
+    /// kernel answers by walking only the tables those states live in (the listening
+    /// hash for LISTEN; request sockets for SYN_RECV hang off the established hash, but
+    /// the kernel skips every entry in another state without building a reply), so it
+    /// costs what those sockets cost, not the host's socket count.
+    pub fn sockets_in(
+        &mut self,
+        filter: &Filter,
+        states: StateSet,
+        out: &mut Vec<SocketRecord>,
+    ) -> Result<(), DumpError> {
+        let start = out.len();
+        let request = DumpRequest::for_filter(filter).only(states);
+        self.dump_into(&request, out)?;
+        let mut index = start;
+        out.retain(|socket| {
+            index += 1;
+            index <= start || (states.contains(socket.state) && filter.matches(socket))
+        });
+        Ok(())
     }
 
     /// Dumps every socket the request matches, appending them to `out`. On error, `out`

@@ -51,6 +51,9 @@ struct Latest {
 pub fn run(cli: &Cli) -> anyhow::Result<(Status, String)> {
     let mut config = super::live_config(cli, Stopping::headless(), UPDATES_IN_FLIGHT)?;
     config.interval = interval(cli.window, cli.interval);
+    // A check lasts one window and needs two full polls in it for the rates: no fast
+    // lane in between, whatever --max-cpu says.
+    config.max_cpu = 0.0;
     let mut source = Source::live(config)?;
     let started = Instant::now();
     let window_ends = started + cli.window;
@@ -76,7 +79,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<(Status, String)> {
                 Message::Update(update) => {
                     let namespace = latest.entry(netns).or_default();
                     namespace.polls += 1;
-                    namespace.counts = update.snapshot.counts();
+                    namespace.counts = update.pace.counts;
                     namespace.findings.clone_from(&update.findings);
                 }
                 Message::PollFailed(error) => last_error = Some(error),

@@ -63,6 +63,7 @@ pub fn recording(cli: &Cli) -> Option<RecordTo> {
 pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::Result<LiveConfig> {
     Ok(LiveConfig {
         interval: cli.interval,
+        max_cpu: cli.max_cpu,
         filter: cli.filter(),
         thresholds: cli.thresholds(),
         findings: cli.finding_thresholds(),

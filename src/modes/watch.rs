@@ -16,11 +16,12 @@ use crate::diff::Transition;
 use crate::filter::Filter;
 use crate::kernel::process::stdout_reader_gone;
 use crate::poll::namespaces;
-use crate::poll::{EventStatus, Message, Next, Source, Stopping};
+use crate::poll::{EventStatus, Message, Next, Source, Stopping, Update};
 use crate::record::ReplayEnd;
 use crate::report::repeats::{REPEAT_EVERY, Repeats};
 use crate::report::stream::{Format, StreamWriter};
 use crate::snapshot::{Counts, Snapshot};
+use crate::tcp::State;
 use crate::text::Escaped;
 
 /// Updates per namespace that may wait for the writer; beyond that the pollers wait.
@@ -173,8 +174,12 @@ impl<W: Write> Emitter<W> {
                 for event in &update.finding_events {
                     self.writer.finding(at, event)?;
                 }
+                let pace = update
+                    .pace
+                    .full_every
+                    .map(|full_every| (full_every, update.pace.is_full()));
                 self.writer
-                    .counts(at, &counts(&self.filter, &update.snapshot))?;
+                    .counts(at, &counts(&self.filter, update), pace)?;
             }
             Message::PollFailed(message) => {
                 if let Some(times) = self.repeats.failed(netns, message, at) {
@@ -196,12 +201,24 @@ fn wanted(filter: &Filter, transition: &Transition) -> bool {
         .any(|state| filter.matches_endpoints(&transition.endpoints, state))
 }
 
-/// The per-state counts of the sockets the filter matches.
-fn counts(filter: &Filter, snapshot: &Snapshot) -> Counts {
+/// The per-state counts of the sockets the filter matches: the last full dump's, with
+/// LISTEN and SYN_RECV from the fast lane between full dumps.
+fn counts(filter: &Filter, update: &Update) -> Counts {
     if filter.condition.is_none() {
         // The dump applied everything but the states, which the writer applies.
-        return snapshot.counts();
+        return update.pace.counts;
     }
+    let mut counts = matching(filter, &update.snapshot);
+    if let Some(lane) = &update.pace.lane {
+        let fresh = matching(filter, lane);
+        for state in [State::Listen, State::SynRecv] {
+            counts.set(state, fresh.get(state));
+        }
+    }
+    counts
+}
+
+fn matching(filter: &Filter, snapshot: &Snapshot) -> Counts {
     let mut counts = Counts::default();
     for socket in snapshot.sockets.iter().filter(|s| filter.matches(s)) {
         counts.add(socket.state);

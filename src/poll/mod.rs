@@ -6,6 +6,7 @@
 //!
 //! Nothing here writes an output or knows a mode: polls go out as values.
 
+pub mod budget;
 pub mod namespaces;
 pub(crate) mod per_namespace;
 pub(crate) mod poller;
@@ -15,4 +16,4 @@ pub(crate) mod source;
 pub mod update;
 
 pub use source::{Control, LiveConfig, Next, OWN, Source, Stopping};
-pub use update::{EventStatus, Message, Update};
+pub use update::{EventStatus, Message, Pace, Update};

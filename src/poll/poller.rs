@@ -2,6 +2,13 @@
 //! events, dumps the sockets, diffs against the previous poll, reads the TcpExt
 //! counters, runs the SYN watch, and sends the result as one [`Update`].
 //!
+//! Within a CPU budget (`--max-cpu`, see [`super::budget`]): each poll's CPU time is
+//! measured, and when full dumps every interval would cost more than the budget, they
+//! are spaced out; the ticks between them take the fast lane (a LISTEN-only dump, the
+//! counters, `/proc/net/sockstat` and, when it fits, a SYN_RECV-only dump), which keeps
+//! the SYN watch current. Destroy events are read as they come in either case and go
+//! with the next full dump's diff.
+//!
 //! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
 //! finished updates from a channel. A poll that takes longer than the interval is not
 //! queued behind: the next one starts when it finishes, and the update says how long
@@ -16,14 +23,17 @@ use std::sync::mpsc::{self, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::update::{Analyst, EventStatus, Message, Polled, Update};
+use super::budget::{Budget, Part, Plan};
+use super::update::{Analyst, EventStatus, LanePolled, Message, Polled, Update};
 use crate::diff::{DestroyedSocket, Differ};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
 use crate::kernel::netns::NetnsHandle;
 use crate::kernel::procfs;
+use crate::kernel::sched::thread_cpu_time;
 use crate::kernel::sockdiag::SockDiag;
 use crate::snapshot::SocketRecord;
+use crate::tcp::{State, StateSet};
 use crate::watch::Thresholds;
 use crate::watch::findings::FindingThresholds;
 
@@ -36,6 +46,7 @@ const WAKE_UP: Duration = Duration::from_millis(100);
 /// under heavy churn) further events are dropped and reported as lost, like a kernel
 /// queue overflow, so that falling behind costs bounded memory: about 1 MiB here.
 const MAX_PENDING_EVENTS: usize = 16 * 1024;
+
 /// How often a poller whose consumer is behind tries again to hand over an update.
 const CONSUMER_RETRY: Duration = Duration::from_millis(5);
 
@@ -52,6 +63,8 @@ pub struct PollerConfig {
     pub destroy_events: bool,
     pub thresholds: Thresholds,
     pub findings: FindingThresholds,
+    /// The CPU budget in percent of one core (`--max-cpu`); 0 for none.
+    pub max_cpu: f64,
 }
 
 /// A running poller. Dropping it stops the thread.
@@ -159,6 +172,7 @@ struct PollLoop {
     destroyed_records: Vec<SocketRecord>,
     destroyed: Vec<DestroyedSocket>,
     overflows: u32,
+    budget: Budget,
 }
 
 impl PollLoop {
@@ -172,7 +186,9 @@ impl PollLoop {
             (None, EventStatus::Off)
         };
         let analyst = Analyst::new(config.thresholds, config.findings);
+        let budget = Budget::new(config.max_cpu);
         PollLoop {
+            budget,
             config,
             shared,
             deliver,
@@ -195,8 +211,17 @@ impl PollLoop {
                 return;
             }
             let interval = Duration::from_nanos(self.shared.interval_nanos.load(Ordering::Relaxed));
-            let message = match self.poll() {
-                Ok(update) => Message::Update(Box::new(update)),
+            let plan = self.budget.plan(Instant::now(), interval);
+            let polled = match plan {
+                Plan::Full => self.poll(interval).map(Some),
+                Plan::Lanes { syn_recv } => self.poll_lanes(interval, syn_recv),
+            };
+            let message = match polled {
+                Ok(Some(update)) => Message::Update(Box::new(update)),
+                Ok(None) => {
+                    next_tick = (next_tick + interval).max(Instant::now());
+                    continue;
+                }
                 Err(error) => Message::PollFailed(format!("{error:#}")),
             };
             if !self.deliver(message) {
@@ -266,18 +291,89 @@ impl PollLoop {
         }
     }
 
-    fn poll(&mut self) -> anyhow::Result<Update> {
+    /// The sock_diag socket, opened at first use.
+    fn diag(&mut self) -> anyhow::Result<&mut SockDiag> {
+        if self.diag.is_none() {
+            self.diag = Some(SockDiag::open().context("opening the netlink sock_diag socket")?);
+        }
+        self.diag
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the netlink sock_diag socket is not open"))
+    }
+
+    /// A full poll: every socket, the diff, every analysis.
+    fn poll(&mut self, interval: Duration) -> anyhow::Result<Update> {
+        let cpu_before = thread_cpu_time();
+        let started = Instant::now();
+        let result = self.poll_full();
+        // A failed dump costs too, and is retried at the next tick as a full one.
+        self.budget
+            .spent(Part::Full, thread_cpu_time().saturating_sub(cpu_before));
+        let mut update = result?;
+        self.budget.full_taken(started);
+        update.pace.full_every = Some(self.budget.full_every(interval));
+        Ok(update)
+    }
+
+    /// The fast lane: listeners, counters, sockstat, and SYN_RECV when `syn_recv`.
+    fn poll_lanes(&mut self, interval: Duration, syn_recv: bool) -> anyhow::Result<Option<Update>> {
+        let started = Instant::now();
+        let at = SystemTime::now();
+        let dump_filter = self.config.filter.ignoring_states();
+        let cpu_before = thread_cpu_time();
+        let mut listeners = Vec::new();
+        self.diag()?
+            .sockets_in(&dump_filter, only(State::Listen), &mut listeners)
+            .context("dumping listening TCP sockets over netlink sock_diag")?;
+        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
+        let sockstat = procfs::read_sockstat().ok();
+        let cpu_after_listeners = thread_cpu_time();
+        self.budget.spent(
+            Part::Listeners,
+            cpu_after_listeners.saturating_sub(cpu_before),
+        );
+        let syn_recv = if syn_recv {
+            let mut sockets = Vec::new();
+            self.diag()?
+                .sockets_in(&dump_filter, only(State::SynRecv), &mut sockets)
+                .context("dumping SYN_RECV TCP sockets over netlink sock_diag")?;
+            self.budget.spent(
+                Part::SynRecv,
+                thread_cpu_time().saturating_sub(cpu_after_listeners),
+            );
+            self.budget.syn_recv_taken(started);
+            Some(sockets)
+        } else {
+            None
+        };
+        let update = self.analyst.analyse_lanes(LanePolled {
+            at,
+            listeners,
+            syn_recv,
+            counters,
+            took: Duration::ZERO,
+            events: self.event_status.clone(),
+            // Lost events are said with the full dump that resynchronises.
+            event_overflows: 0,
+            full_every: Some(self.budget.full_every(interval)),
+            time_wait: sockstat
+                .filter(|_| whole_table(&self.config.filter))
+                .and_then(|stat| u32::try_from(stat.tw).ok()),
+            sockstat,
+        });
+        Ok(update.map(|mut update| {
+            update.took = started.elapsed();
+            update
+        }))
+    }
+
+    fn poll_full(&mut self) -> anyhow::Result<Update> {
         // Events that arrived before the dump go with it.
         self.drain_events();
         let started = Instant::now();
         let taken_at = SystemTime::now();
         let dump_filter = self.config.filter.ignoring_states();
-        let diag = match &mut self.diag {
-            Some(diag) => diag,
-            None => self
-                .diag
-                .insert(SockDiag::open().context("opening the netlink sock_diag socket")?),
-        };
+        let diag = self.diag()?;
         let mut snapshot = diag
             .snapshot(&dump_filter)
             .context("dumping TCP sockets over netlink sock_diag")?;
@@ -295,6 +391,7 @@ impl PollLoop {
         let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
         // A kernel without one of these sysctls is judged by Linux's defaults.
         let limits = procfs::read_connection_limits().ok();
+        let sockstat = procfs::read_sockstat().ok();
         let mut update = self.analyst.analyse(Polled {
             snapshot,
             transitions,
@@ -303,8 +400,20 @@ impl PollLoop {
             events: self.event_status.clone(),
             event_overflows: std::mem::take(&mut self.overflows),
             limits,
+            full_every: None,
+            sockstat,
         });
         update.took = started.elapsed();
         Ok(update)
     }
+}
+
+fn only(state: State) -> StateSet {
+    std::iter::once(state).collect()
+}
+
+/// Whether the dump takes every socket of the namespace, as `/proc/net/sockstat` counts
+/// them: both families and no port or address condition.
+fn whole_table(filter: &Filter) -> bool {
+    filter.ipv4 && filter.ipv6 && filter.kernel_condition().is_none()
 }

@@ -97,7 +97,9 @@ fn polled(poll: RecordedPoll) -> Polled {
         took: poll.took,
         events: poll.events,
         event_overflows: poll.event_overflows,
-        // Recordings do not hold the sysctls.
+        // Recordings do not hold the sysctls, the pace nor the kernel's totals.
         limits: None,
+        full_every: None,
+        sockstat: None,
     }
 }

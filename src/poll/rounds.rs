@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::update::{EventStatus, Message, RateMeter, Update};
+use super::update::{EventStatus, Message, Pace, RateMeter, Update};
 use crate::diff::Transition;
 use crate::kernel::netns::Container;
 use crate::kernel::procfs::{COUNTERS, TcpExt};
@@ -146,6 +146,9 @@ struct Latest {
     event_overflows: u32,
     error: Option<String>,
     reported: bool,
+    /// When its latest poll (full or fast lane) was taken, and how often it dumps in full.
+    at: Option<SystemTime>,
+    full_every: Option<Duration>,
 }
 
 impl Latest {
@@ -168,6 +171,8 @@ impl Latest {
             event_overflows: 0,
             error: None,
             reported: false,
+            at: None,
+            full_every: None,
         }
     }
 }
@@ -226,7 +231,9 @@ impl Rounds {
                     add_growth(&mut self.counters, before, &update.counters);
                 }
                 latest.counters = Some(update.counters);
-                latest.counts = update.snapshot.counts();
+                latest.counts = update.pace.counts;
+                latest.at = Some(update.pace.at);
+                latest.full_every = update.pace.full_every;
                 latest.snapshot = Some(update.snapshot);
                 latest.syn_watch = update.syn_watch;
                 latest.findings = update.findings;
@@ -342,7 +349,24 @@ impl Rounds {
         for latest in &mut self.namespaces {
             latest.reported = false;
         }
-        let (rates, _) = self.rates.observe(taken_at, &self.counters);
+        let at = self
+            .namespaces
+            .iter()
+            .filter_map(|latest| latest.at)
+            .max()
+            .unwrap_or(taken_at);
+        let mut counts = Counts::default();
+        for latest in &self.namespaces {
+            for (state, count) in latest.counts.iter() {
+                counts.set(state, counts.get(state).saturating_add(count));
+            }
+        }
+        let full_every = self
+            .namespaces
+            .iter()
+            .filter_map(|latest| latest.full_every)
+            .max();
+        let (rates, _) = self.rates.observe(at, &self.counters);
         findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
         Round {
             update: Update {
@@ -356,6 +380,14 @@ impl Rounds {
                 took,
                 events,
                 event_overflows,
+                pace: Pace {
+                    at,
+                    full_every,
+                    lane: None,
+                    syn_recv_at: at,
+                    counts,
+                    sockstat: None,
+                },
             },
             spans,
             transition_netns,
@@ -412,6 +444,7 @@ mod tests {
                 self.watcher
                     .poll(&snapshot, &CounterRates::default(), Duration::from_secs(1));
             Message::Update(Box::new(Update {
+                pace: Pace::full(&snapshot, None),
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: self.counters,

@@ -52,6 +52,8 @@ pub const SIGNAL_GRACE: Duration = Duration::from_secs(3);
 /// What to poll, how, and what ends it.
 pub struct LiveConfig {
     pub interval: Duration,
+    /// See [`PollerConfig::max_cpu`].
+    pub max_cpu: f64,
     /// See [`PollerConfig::filter`].
     pub filter: Filter,
     pub thresholds: Thresholds,
@@ -164,6 +166,7 @@ impl Source {
             destroy_events: true,
             thresholds: config.thresholds,
             findings: config.findings,
+            max_cpu: config.max_cpu,
         };
         let following = matches!(config.namespaces, Namespaces::All { .. });
         let (handles, left_out) = match config.namespaces {
@@ -275,6 +278,9 @@ impl Source {
     fn record(&mut self, at: SystemTime, message: &Message) -> Option<Next> {
         let recorder = self.recorder.as_mut()?;
         let written = match message {
+            // A recording holds full dumps: a fast-lane poll has no table of its own,
+            // and its SYN watch is read again from the full dumps on replay.
+            Message::Update(update) if !update.pace.is_full() => return None,
             Message::Update(update) => recorder.record_poll(&as_record(update)),
             Message::PollFailed(error) => recorder.record_failure(at, error),
         };

@@ -10,17 +10,27 @@ use std::time::{Duration, SystemTime};
 
 use crate::diff::Transition;
 pub use crate::kernel::events::EventStatus;
-use crate::kernel::procfs::{ConnectionLimits, TcpExt};
-use crate::snapshot::Snapshot;
+use crate::kernel::procfs::{ConnectionLimits, SockStat, TcpExt};
+use crate::snapshot::{Counts, Snapshot, SocketRecord};
+use crate::tcp::State;
 use crate::watch::findings::{self, Finding, FindingEvent, FindingThresholds, HostLimits};
 use crate::watch::leaks::DEFAULT_WINDOW;
 use crate::watch::{CounterRates, Counters, LeakWatcher, SynWatch, SynWatcher, Thresholds};
 
 /// One finished poll.
+///
+/// A poll is a full dump, or, between full dumps spaced out to keep within the CPU
+/// budget, the fast lane only ([`Pace::lane`]): then `snapshot` is still the last full
+/// dump's, `transitions` is empty (sockets are only ever compared between full dumps,
+/// so none is taken to have closed because a lane did not dump its state), and what
+/// the lane read fresh is the SYN watch, the counters, the LISTEN and SYN_RECV counts
+/// in [`Pace::counts`] and the findings the SYN watch decides.
 #[derive(Debug, Clone)]
 pub struct Update {
+    /// The last full dump: every socket, as of its `taken_at`.
     pub snapshot: Arc<Snapshot>,
-    /// What changed since the previous poll (empty on the first).
+    /// What changed since the previous full dump (empty on the first, and between
+    /// full dumps).
     pub transitions: Vec<Transition>,
     pub counters: TcpExt,
     /// How fast the SYN and accept-queue counters grew since the previous poll; none
@@ -37,6 +47,47 @@ pub struct Update {
     /// How often events were lost since the last update (the kernel's queue overflowed,
     /// or more were pending than the poller holds); the poll resynchronised the state.
     pub event_overflows: u32,
+    /// Which parts of this update are fresh, and how often full dumps come.
+    pub pace: Pace,
+}
+
+/// How fresh each part of an update is.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// When this poll was taken: the full dump's time, or the fast lane's.
+    pub at: SystemTime,
+    /// The time between full dumps now: the interval, or longer to keep within
+    /// `--max-cpu`. None when unknown (a replay).
+    pub full_every: Option<Duration>,
+    /// Between full dumps: the listeners and SYN_RECV sockets the fast lane read (its
+    /// `taken_at` is [`Pace::at`]). None for a full dump.
+    pub lane: Option<Arc<Snapshot>>,
+    /// When the SYN_RECV sockets were last dumped (a full dump dumps them too; the fast
+    /// lane leaves them out when the budget is short).
+    pub syn_recv_at: SystemTime,
+    /// Per-state counts: the full dump's, with LISTEN and SYN_RECV as last read, and
+    /// TIME_WAIT from `/proc/net/sockstat` between full dumps when no filter narrows it.
+    pub counts: Counts,
+    /// The kernel's TCP totals, read with the fast lane (none when unreadable).
+    pub sockstat: Option<SockStat>,
+}
+
+impl Pace {
+    /// The pace of a full dump with nothing faster beside it.
+    pub fn full(snapshot: &Snapshot, full_every: Option<Duration>) -> Pace {
+        Pace {
+            at: snapshot.taken_at,
+            full_every,
+            lane: None,
+            syn_recv_at: snapshot.taken_at,
+            counts: snapshot.counts(),
+            sockstat: None,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.lane.is_none()
+    }
 }
 
 /// What a poller (or a replay) sends.
@@ -52,7 +103,7 @@ impl Message {
     /// no time of its own.
     pub fn at(&self, failed_at: SystemTime) -> SystemTime {
         match self {
-            Message::Update(update) => update.snapshot.taken_at,
+            Message::Update(update) => update.pace.at,
             Message::PollFailed(_) => failed_at,
         }
     }
@@ -70,6 +121,38 @@ pub struct Polled {
     /// The namespace's port and TIME_WAIT sysctls, read with the poll; none when they
     /// were not (a recording does not hold them: Linux's defaults stand in).
     pub limits: Option<ConnectionLimits>,
+    /// See [`Pace::full_every`].
+    pub full_every: Option<Duration>,
+    pub sockstat: Option<SockStat>,
+}
+
+/// What a poll of the fast lane has before it is analysed.
+#[derive(Debug, Clone)]
+pub struct LanePolled {
+    pub at: SystemTime,
+    /// The LISTEN sockets.
+    pub listeners: Vec<SocketRecord>,
+    /// The SYN_RECV sockets, when they were dumped this time.
+    pub syn_recv: Option<Vec<SocketRecord>>,
+    pub counters: TcpExt,
+    pub took: Duration,
+    pub events: EventStatus,
+    pub event_overflows: u32,
+    pub full_every: Option<Duration>,
+    pub sockstat: Option<SockStat>,
+    /// The TIME_WAIT count from `sockstat`, when it counts what the dump would have:
+    /// every socket of both families, no port or address condition.
+    pub time_wait: Option<u32>,
+}
+
+/// What the analyst keeps of the last full poll for the lane polls after it.
+#[derive(Debug)]
+struct LastFull {
+    snapshot: Arc<Snapshot>,
+    counts: Counts,
+    /// The SYN_RECV sockets last read, by the full dump or a lane since.
+    syn_recv: Vec<SocketRecord>,
+    syn_recv_at: SystemTime,
 }
 
 /// Turns successive polls of one namespace into [`Update`]s: the counter rates between
@@ -89,6 +172,7 @@ pub struct Analyst {
     default_limits: HostLimits,
     /// The counter rate at which SYN cookies count as being sent.
     min_counter_rate: f64,
+    last_full: Option<LastFull>,
 }
 
 impl Analyst {
@@ -101,6 +185,7 @@ impl Analyst {
             limits: None,
             default_limits: HostLimits::default(),
             min_counter_rate: thresholds.min_counter_rate,
+            last_full: None,
         }
     }
 
@@ -140,8 +225,22 @@ impl Analyst {
             transitions: &polled.transitions,
             processes: None,
         });
+        let mut pace = Pace::full(&polled.snapshot, polled.full_every);
+        pace.sockstat = polled.sockstat;
+        let snapshot = Arc::new(polled.snapshot);
+        self.last_full = Some(LastFull {
+            snapshot: Arc::clone(&snapshot),
+            counts: pace.counts,
+            syn_recv: snapshot
+                .sockets
+                .iter()
+                .filter(|socket| socket.state == State::SynRecv)
+                .copied()
+                .collect(),
+            syn_recv_at: pace.at,
+        });
         Update {
-            snapshot: Arc::new(polled.snapshot),
+            snapshot,
             transitions: polled.transitions,
             counters: polled.counters,
             rates,
@@ -151,7 +250,62 @@ impl Analyst {
             took: polled.took,
             events: polled.events,
             event_overflows: polled.event_overflows,
+            pace,
         }
+    }
+
+    /// Analyses a poll of the fast lane, against the last full poll; none before the
+    /// first full poll, which a lane never comes before.
+    pub fn analyse_lanes(&mut self, polled: LanePolled) -> Option<Update> {
+        let last = self.last_full.as_mut()?;
+        if let Some(syn_recv) = polled.syn_recv {
+            last.syn_recv = syn_recv;
+            last.syn_recv_at = polled.at;
+        }
+        let mut sockets = polled.listeners;
+        sockets.extend_from_slice(&last.syn_recv);
+        let lane = Snapshot::new(polled.at, sockets);
+        let mut counts = last.counts;
+        let fresh = lane.counts();
+        counts.set(State::Listen, fresh.get(State::Listen));
+        counts.set(State::SynRecv, fresh.get(State::SynRecv));
+        if let Some(time_wait) = polled.time_wait {
+            counts.set(State::TimeWait, time_wait);
+        }
+        let pace = Pace {
+            at: polled.at,
+            full_every: polled.full_every,
+            lane: None,
+            syn_recv_at: last.syn_recv_at,
+            counts,
+            sockstat: polled.sockstat,
+        };
+        let snapshot = Arc::clone(&last.snapshot);
+
+        let (rates, since_last) = self.rates.observe(polled.at, &polled.counters);
+        let rates_or_none = rates.unwrap_or_default();
+        let syn_watch = self.syn_watcher.poll(&lane, &rates_or_none, since_last);
+        let report = self.findings.observe_lanes(
+            polled.at,
+            &syn_watch,
+            rates_or_none.cookies_rising(self.min_counter_rate),
+        );
+        Some(Update {
+            snapshot,
+            transitions: Vec::new(),
+            counters: polled.counters,
+            rates,
+            syn_watch,
+            findings: report.findings,
+            finding_events: report.events,
+            took: polled.took,
+            events: polled.events,
+            event_overflows: polled.event_overflows,
+            pace: Pace {
+                lane: Some(Arc::new(lane)),
+                ..pace
+            },
+        })
     }
 }
 
@@ -212,6 +366,98 @@ mod tests {
         let (rates, since) = meter.observe(start + Duration::from_secs(2), &reading(110));
         assert_eq!(since, Duration::from_secs(2));
         assert_eq!(rates.map(|r| r.syncookies_sent), Some(50.0));
+    }
+
+    #[test]
+    fn a_fast_lane_poll_refreshes_listeners_and_syn_recv_and_reports_nothing_closed() {
+        use crate::snapshot::fixtures::socket;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let listener = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+        let mut table = vec![listener];
+        for port in 0..3u16 {
+            let mut established =
+                socket(State::Established, "127.0.0.1", 80, "10.0.0.1", 4000 + port);
+            established.cookie = 10 + u64::from(port);
+            table.push(established);
+        }
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        let full = analyst.analyse(Polled {
+            snapshot: Snapshot::new(start, table),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: Some(Duration::from_secs(4)),
+            sockstat: None,
+        });
+        assert!(full.pace.is_full());
+
+        let half_open: Vec<SocketRecord> = (0..5u16)
+            .map(|port| socket(State::SynRecv, "127.0.0.1", 80, "10.9.9.9", 2000 + port))
+            .collect();
+        let lane = analyst
+            .analyse_lanes(LanePolled {
+                at: start + Duration::from_secs(1),
+                listeners: vec![listener],
+                syn_recv: Some(half_open),
+                counters: TcpExt::default(),
+                took: Duration::ZERO,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                full_every: Some(Duration::from_secs(4)),
+                sockstat: None,
+                time_wait: Some(9),
+            })
+            .expect("after a full poll");
+        assert!(!lane.pace.is_full());
+        assert!(
+            Arc::ptr_eq(&lane.snapshot, &full.snapshot),
+            "the table is not copied"
+        );
+        assert!(lane.transitions.is_empty(), "{:?}", lane.transitions);
+        assert_eq!(lane.pace.counts.get(State::SynRecv), 5);
+        assert_eq!(lane.pace.counts.get(State::Established), 3);
+        assert_eq!(lane.pace.counts.get(State::Listen), 1);
+        assert_eq!(lane.pace.counts.get(State::TimeWait), 9, "from sockstat");
+        assert_eq!(lane.syn_watch.listeners[0].listener.half_open, 5);
+
+        // The next lane leaves SYN_RECV out (the budget is short): its last reading stands.
+        let later = analyst
+            .analyse_lanes(LanePolled {
+                at: start + Duration::from_secs(2),
+                listeners: vec![listener],
+                syn_recv: None,
+                counters: TcpExt::default(),
+                took: Duration::ZERO,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                full_every: Some(Duration::from_secs(4)),
+                sockstat: None,
+                time_wait: None,
+            })
+            .expect("after a full poll");
+        assert_eq!(later.pace.counts.get(State::SynRecv), 5);
+        assert_eq!(later.pace.syn_recv_at, start + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_fast_lane_poll_before_any_full_one_gives_nothing() {
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        let lane = analyst.analyse_lanes(LanePolled {
+            at: SystemTime::UNIX_EPOCH,
+            listeners: Vec::new(),
+            syn_recv: None,
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            full_every: None,
+            sockstat: None,
+            time_wait: None,
+        });
+        assert!(lane.is_none());
     }
 
     #[test]

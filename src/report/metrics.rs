@@ -91,6 +91,8 @@ struct NamespaceMetrics {
     poll_errors: u64,
     poll_duration: Duration,
     last_poll: Option<SystemTime>,
+    /// The time between full dumps as of the latest poll.
+    full_every: Option<Duration>,
 }
 
 /// One listening endpoint's numbers, or the listeners past [`MAX_LISTENER_SERIES`]
@@ -320,13 +322,28 @@ impl NamespaceMetrics {
             poll_errors: 0,
             poll_duration: Duration::ZERO,
             last_poll: None,
+            full_every: None,
         }
     }
 
     fn observe(&mut self, update: &Update, table: &mut ListenerTable) {
-        self.connections = connections(&update.snapshot);
-        self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
-        self.ports = port_rows(&update.snapshot);
+        match &update.pace.lane {
+            None => {
+                self.connections = connections(&update.snapshot);
+                self.listeners = listener_rows(&update.snapshot, &update.syn_watch, table);
+                self.ports = port_rows(&update.snapshot);
+            }
+            // Between full dumps the fast lane's listeners and SYN_RECV are fresher
+            // than the table's; the other states stay as the last full dump left them.
+            Some(lane) => {
+                let fresh = connections(lane);
+                for state in [State::Listen, State::SynRecv] {
+                    self.connections[state.index()] = fresh[state.index()];
+                }
+                self.listeners = listener_rows(lane, &update.syn_watch, table);
+            }
+        }
+        self.full_every = update.pace.full_every;
         // Already most urgent first: the cap drops the least urgent.
         self.findings.clear();
         self.findings
@@ -337,7 +354,7 @@ impl NamespaceMetrics {
         self.tcpext = update.counters;
         self.polls += 1;
         self.poll_duration = update.took;
-        self.last_poll = Some(update.snapshot.taken_at);
+        self.last_poll = Some(update.pace.at);
     }
 }
 
@@ -837,6 +854,20 @@ impl Collector for Exposition {
         )?;
         self.family(
             &mut encoder,
+            "tcpscope_poll_interval_seconds",
+            "The time between full dumps of the socket table: --interval, or longer to keep within --max-cpu (listeners, SYN_RECV and the counters are still read every --interval).",
+            MetricType::Gauge,
+            |ns| {
+                polled(ns, || {
+                    ns.full_every
+                        .map(|every| (Labels::new(), gauge(every.as_secs_f64())))
+                        .into_iter()
+                        .collect()
+                })
+            },
+        )?;
+        self.family(
+            &mut encoder,
             "tcpscope_last_poll_timestamp_seconds",
             "When the latest successful poll was taken, in seconds since the Unix epoch.",
             MetricType::Gauge,
@@ -885,6 +916,7 @@ mod tests {
         let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000), sockets);
         let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
         Update {
+            pace: crate::poll::update::Pace::full(&snapshot, None),
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),
             counters: TcpExt {
@@ -1108,6 +1140,47 @@ mod tests {
         assert!(samples.contains(&"tcpscope_last_poll_timestamp_seconds 1700000000.0"));
         assert!(samples.contains(&"tcpscope_tcpext_syncookies_sent_total 12"));
         assert!(samples.contains(&"tcpscope_tcpext_req_q_full_drop_total 0"));
+    }
+
+    #[test]
+    fn the_time_between_full_dumps_is_a_gauge_and_a_fast_lane_poll_refreshes_listeners_only() {
+        let mut metrics = Metrics::single();
+        let mut table = ListenerTable::default();
+        let listener = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+        let established = socket(State::Established, "127.0.0.1", 80, "10.0.0.1", 5000);
+        let mut full = update(vec![listener, established]);
+        full.pace.full_every = Some(Duration::from_secs(4));
+        metrics.observe(SINGLE, &full, &mut table);
+        let text = metrics.render();
+        assert!(
+            lines(&text).contains(&"tcpscope_poll_interval_seconds 4.0"),
+            "{text}"
+        );
+
+        // Between full dumps: two half-open connections, the table as it was.
+        let half_open: Vec<_> = (0..2)
+            .map(|port| socket(State::SynRecv, "127.0.0.1", 80, "10.9.9.9", 2000 + port))
+            .collect();
+        let lane = Snapshot::new(
+            UNIX_EPOCH + Duration::from_secs(1_700_000_001),
+            [vec![listener], half_open].concat(),
+        );
+        let mut fast = update(vec![listener, established]);
+        fast.syn_watch = SynWatch::of(&lane, Thresholds::default());
+        fast.pace.lane = Some(Arc::new(lane));
+        fast.pace.at = UNIX_EPOCH + Duration::from_secs(1_700_000_001);
+        fast.pace.full_every = Some(Duration::from_secs(4));
+        metrics.observe(SINGLE, &fast, &mut table);
+        let text = metrics.render();
+        let samples = lines(&text);
+        for expected in [
+            "tcpscope_connections{state=\"SYN_RECV\",family=\"ipv4\"} 2.0",
+            "tcpscope_connections{state=\"ESTABLISHED\",family=\"ipv4\"} 1.0",
+            "tcpscope_listener_half_open{local_addr=\"127.0.0.1\",local_port=\"80\"} 2.0",
+            "tcpscope_last_poll_timestamp_seconds 1700000001.0",
+        ] {
+            assert!(samples.contains(&expected), "{expected} in {text}");
+        }
     }
 
     #[test]

@@ -89,11 +89,19 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
-    /// The per-state counts after a poll, for the states asked for (others are 0).
-    /// NDJSON carries them after every poll; text only after a namespace's first, so
-    /// that the stream starts by saying what is there (a quiet host would otherwise
-    /// print nothing until something changes) and is transitions from then on.
-    pub fn counts(&mut self, at: SystemTime, counts: &Counts) -> io::Result<()> {
+    /// The per-state counts after a poll, for the states asked for (others are 0), and
+    /// the pace of the poll when known: how often full dumps come (`interval_ms`), and
+    /// whether this one is the full dump (else `"lane": "fast"`: only LISTEN and
+    /// SYN_RECV are fresh, the other states are the last full dump's). NDJSON carries
+    /// them after every poll; text only after a namespace's first, so that the stream
+    /// starts by saying what is there (a quiet host would otherwise print nothing until
+    /// something changes) and is transitions from then on.
+    pub fn counts(
+        &mut self,
+        at: SystemTime,
+        counts: &Counts,
+        pace: Option<(Duration, bool)>,
+    ) -> io::Result<()> {
         if self.format == Format::Text {
             if !self.counted.insert(self.netns) {
                 return Ok(());
@@ -117,6 +125,8 @@ impl<W: Write> StreamWriter<W> {
             at: Rfc3339(at),
             netns: self.netns,
             counts: CountsByName(counts.only(self.states)),
+            interval_ms: pace.map(|(full_every, _)| millis(full_every)),
+            lane: pace.and_then(|(_, full)| (!full).then_some("fast")),
         })
     }
 
@@ -178,7 +188,7 @@ impl<W: Write> StreamWriter<W> {
         interval: Duration,
     ) -> io::Result<()> {
         let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let interval_ms = millis(interval);
         match self.format {
             Format::Ndjson => self.json_line(&SlowPollLine {
                 kind: "slow_poll",
@@ -293,7 +303,7 @@ mod tests {
         let mut counts = Counts::default();
         counts.add(State::TimeWait);
         counts.add(State::Listen);
-        writer.counts(at, &counts).unwrap();
+        writer.counts(at, &counts, None).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -306,11 +316,11 @@ mod tests {
         counts.add(State::Listen);
         counts.add(State::Established);
         counts.add(State::Established);
-        writer.counts(at, &counts).unwrap();
-        writer.counts(at, &counts).unwrap();
+        writer.counts(at, &counts, None).unwrap();
+        writer.counts(at, &counts, None).unwrap();
         writer.set_netns(Some(4_026_532_001));
-        writer.counts(at, &Counts::default()).unwrap();
-        writer.counts(at, &counts).unwrap();
+        writer.counts(at, &Counts::default(), None).unwrap();
+        writer.counts(at, &counts, None).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "22:13:20.250  counts   LISTEN 1  ESTABLISHED 2\n\
@@ -417,6 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn counts_lines_say_how_often_full_dumps_come_and_which_polls_are_the_fast_lane() {
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::new(&mut out, Format::Ndjson, StateSet::all());
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let counts = Counts::default();
+        writer
+            .counts(at, &counts, Some((Duration::from_millis(4000), true)))
+            .unwrap();
+        writer
+            .counts(at, &counts, Some((Duration::from_millis(4000), false)))
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines[0]["interval_ms"], 4000);
+        assert!(lines[0].get("lane").is_none(), "{text}");
+        assert_eq!(lines[1]["interval_ms"], 4000);
+        assert_eq!(lines[1]["lane"], "fast");
+    }
+
+    #[test]
     fn a_slow_poll_says_how_long_it_took_against_the_interval() {
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
         let line = |format| {
@@ -446,7 +479,7 @@ mod tests {
         for transition in transitions() {
             writer.transition(at, &transition).unwrap();
         }
-        writer.counts(at, &Counts::default()).unwrap();
+        writer.counts(at, &Counts::default(), None).unwrap();
         writer.poll_failed(at, "no", 1).unwrap();
         let text = String::from_utf8(out).unwrap();
         for line in text.lines() {
@@ -470,7 +503,7 @@ mod tests {
         writer.set_netns(Some(4026532201));
         writer.set_netns_label(Some("blue"));
         writer.transition(at, &transitions()[0]).unwrap();
-        writer.counts(at, &Counts::default()).unwrap();
+        writer.counts(at, &Counts::default(), None).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.lines()
@@ -562,6 +595,10 @@ impl TransitionLine {
     }
 }
 
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[derive(Serialize)]
 struct CountsLine {
     #[serde(rename = "type")]
@@ -570,6 +607,11 @@ struct CountsLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<u64>,
     counts: CountsByName,
+    /// The time between full dumps (the interval, or longer within `--max-cpu`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lane: Option<&'static str>,
 }
 
 #[derive(Serialize)]

@@ -1201,6 +1201,7 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + second);
         let snapshot = crate::snapshot::Snapshot::new(at, sockets);
         Event::Poll(Message::Update(Box::new(Update {
+            pace: crate::poll::update::Pace::full(&snapshot, None),
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),
             counters: crate::kernel::procfs::TcpExt::default(),

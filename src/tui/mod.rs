@@ -108,7 +108,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
-    let model = Model::new(cli.interval, History::default());
+    let mut model = Model::new(cli.interval, History::default());
+    model.status.max_cpu = cli.max_cpu;
     let mut app = if cli.all_netns {
         App::across_namespaces(model, theme)
     } else {

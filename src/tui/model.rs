@@ -78,6 +78,31 @@ pub struct Status {
     /// The last poll's error, cleared by the next poll that succeeds.
     pub error: Option<String>,
     pub polls: u64,
+    /// The CPU budget in percent of one core (`--max-cpu`; 0: none).
+    pub max_cpu: f64,
+    /// The time between full dumps, when the poller says (see
+    /// [`crate::poll::Pace::full_every`]).
+    pub full_every: Option<Duration>,
+    /// When the latest poll, full or fast lane, was taken.
+    pub polled_at: Option<SystemTime>,
+    /// When SYN_RECV sockets were last dumped (see [`crate::poll::Pace::syn_recv_at`]).
+    pub syn_recv_at: Option<SystemTime>,
+}
+
+impl Status {
+    /// How long before the latest poll SYN_RECV sockets were dumped, when a fast-lane
+    /// poll left them out; none when they are as fresh as the rest.
+    pub fn syn_recv_age(&self) -> Option<Duration> {
+        let age = self.polled_at?.duration_since(self.syn_recv_at?).ok()?;
+        (age > Duration::ZERO).then_some(age)
+    }
+
+    /// How long ago the connections table was dumped, when the latest poll was only
+    /// the fast lane; none when the table is as fresh as the rest.
+    pub fn table_age(&self, table_taken_at: Option<SystemTime>) -> Option<Duration> {
+        let age = self.polled_at?.duration_since(table_taken_at?).ok()?;
+        (age > Duration::ZERO).then_some(age)
+    }
 }
 
 /// What the last process scan could read, for the status line.
@@ -166,6 +191,10 @@ impl Model {
                 processes: None,
                 error: None,
                 polls: 0,
+                max_cpu: 0.0,
+                full_every: None,
+                polled_at: None,
+                syn_recv_at: None,
             },
             detail: None,
             namespaces: None,
@@ -203,8 +232,15 @@ impl Model {
         spans: Option<Vec<NamespaceSpan>>,
         transition_netns: &[u64],
     ) {
+        self.status.full_every = update.pace.full_every;
+        self.status.polled_at = Some(update.pace.at);
+        self.status.syn_recv_at = Some(update.pace.syn_recv_at);
+        if !update.pace.is_full() {
+            self.take_in_lane(update);
+            return;
+        }
         let snapshot = &update.snapshot;
-        let counts = snapshot.counts();
+        let counts = update.pace.counts;
         let seconds = self.previous.as_ref().and_then(|(before, _)| {
             let elapsed = snapshot.taken_at.duration_since(before.taken_at).ok()?;
             (elapsed > Duration::ZERO).then_some(elapsed.as_secs_f64())
@@ -294,6 +330,25 @@ impl Model {
         self.connections.set_query(text, query);
     }
 
+    /// Takes in a poll of the fast lane: the SYN watch, the findings, the counter
+    /// rates and the LISTEN and SYN_RECV counts are fresh; the connections table, the
+    /// other counts and the timeline stay as the last full dump left them (no work in
+    /// the number of sockets here).
+    fn take_in_lane(&mut self, update: &Update) {
+        if update.rates.is_some() {
+            self.counter_rates = update.rates;
+        }
+        for state in [State::Listen, State::SynRecv] {
+            self.counts.set(state, update.pace.counts.get(state));
+        }
+        self.syn_watch = update.syn_watch.clone();
+        self.findings.clone_from(&update.findings);
+        self.status.took = Some(update.took);
+        self.status.events = update.events.clone();
+        self.status.error = None;
+        self.status.polls += 1;
+    }
+
     fn follow_detail(&mut self) {
         let Some(detail) = &mut self.detail else {
             return;
@@ -343,6 +398,16 @@ impl Model {
         }
         let process = self.processes.as_ref()?.lookup(socket.inode)?;
         Some((process.pid, process.name.as_str()))
+    }
+
+    /// How long before the latest poll the connections table was dumped, when the
+    /// latest poll was only the fast lane.
+    pub fn table_age(&self) -> Option<Duration> {
+        let table = self
+            .previous
+            .as_ref()
+            .map(|(snapshot, _)| snapshot.taken_at);
+        self.status.table_age(table)
     }
 
     /// When the latest poll was taken; what the views measure ages against, since
@@ -525,6 +590,34 @@ impl Default for Ui {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fast_lane_poll_refreshes_the_syn_watch_and_leaves_the_table_and_timeline_alone() {
+        let mut model = crate::tui::views::fixtures::flooded();
+        let full = crate::tui::views::fixtures::next_update();
+        model.apply(&full);
+        let rows = model.connections.total();
+        let timeline = model.taken_at();
+        let mut lane = full.clone();
+        lane.transitions.clear();
+        lane.pace.at = full.pace.at + Duration::from_millis(2500);
+        lane.pace.lane = Some(Arc::new(Snapshot::new(lane.pace.at, Vec::new())));
+        lane.pace.counts.set(State::SynRecv, 7);
+        lane.syn_watch.listeners.clear();
+        model.apply(&lane);
+        assert_eq!(model.counts.get(State::SynRecv), 7);
+        assert!(model.syn_watch.listeners.is_empty());
+        assert_eq!(model.connections.total(), rows);
+        assert_eq!(
+            model.taken_at(),
+            timeline,
+            "the timeline takes full dumps only"
+        );
+        assert_eq!(model.table_age(), Some(Duration::from_millis(2500)));
+        // The next full dump makes the table as fresh as the rest again.
+        model.apply(&full);
+        assert_eq!(model.table_age(), None);
+    }
 
     #[test]
     fn scrolling_keeps_the_selection_on_screen_and_moves_the_view_as_little_as_possible() {

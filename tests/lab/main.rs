@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod budget;
 mod check;
 mod cli;
 mod descriptors;
@@ -24,6 +25,7 @@ mod groups;
 mod kill;
 mod leaks;
 mod load;
+mod million;
 mod netns;
 mod paths;
 mod record;

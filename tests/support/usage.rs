@@ -41,3 +41,30 @@ pub fn median(samples: &[u64]) -> u64 {
     sorted.sort_unstable();
     sorted.get(sorted.len() / 2).copied().unwrap_or(0)
 }
+
+/// The CPU time a process has used so far, user and system, all its threads: fields 14
+/// and 15 of `/proc/<pid>/stat`, in clock ticks.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("no command name in /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Field 3 (state) is the first after the name: utime is field 14, stime field 15.
+    let ticks = |field: usize| -> Result<u64> {
+        let value = fields
+            .get(field - 3)
+            .with_context(|| format!("no field {field} in /proc/{pid}/stat"))?;
+        Ok(value.parse()?)
+    };
+    let total = ticks(14)? + ticks(15)?;
+    // SAFETY: sysconf only reads its argument.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).unwrap_or(100).max(1);
+    Ok(std::time::Duration::from_nanos(
+        total.saturating_mul(1_000_000_000) / per_second,
+    ))
+}

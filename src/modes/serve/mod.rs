@@ -304,6 +304,11 @@ impl CloseWait {
     /// Feeds namespace `key`'s poll to its watcher and the reading to the metrics, and
     /// asks for a scan when owners are missing and the last one is old enough.
     fn observe(&mut self, key: u64, update: &Update, metrics: &mut Metrics) {
+        // CLOSE_WAIT is read from full dumps only: a fast-lane poll carries the same
+        // table again.
+        if !update.pace.is_full() {
+            return;
+        }
         let sockets = &update.snapshot.sockets;
         let processes = self.scans.as_ref().and_then(|scans| scans.latest.as_ref());
         let reading = self

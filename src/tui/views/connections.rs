@@ -152,13 +152,21 @@ pub fn render(
     let table = &model.connections;
     let wide = area.width >= 110;
 
-    let block = Block::bordered().title(Line::from(vec![
+    let mut title = vec![
         Span::styled(" Connections ", theme.title()),
         Span::styled(
             format!("{} of {} ", table.len(), table.total()),
             theme.dim(),
         ),
-    ]));
+    ];
+    // Between full dumps the other panels are fresher than this one: say by how much.
+    if let Some(age) = model.table_age() {
+        title.push(Span::styled(
+            format!("(full {} ago) ", super::short_duration(age)),
+            theme.warning(),
+        ));
+    }
+    let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(table_area);
     block.render(table_area, buf);
     // One line for the header.
@@ -299,6 +307,23 @@ mod tests {
             render(&model, &Ui::default(), &mut scroll, &Theme::MONO, area, buf)
         });
         insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn between_full_dumps_the_title_says_how_old_the_table_is() {
+        let mut model = fixtures::flooded();
+        let mut scroll = Scroll::default();
+        let title = |model: &Model, scroll: &mut Scroll| {
+            let screen = text(80, 22, |area, buf| {
+                render(model, &Ui::default(), scroll, &Theme::MONO, area, buf)
+            });
+            screen.lines().next().unwrap_or_default().to_owned()
+        };
+        assert!(!title(&model, &mut scroll).contains("ago"));
+        let table_at = model.taken_at().unwrap();
+        model.status.polled_at = Some(table_at + std::time::Duration::from_millis(3200));
+        let line = title(&model, &mut scroll);
+        assert!(line.contains("(full 3.2s ago)"), "{line}");
     }
 
     #[test]

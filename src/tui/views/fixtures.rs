@@ -195,6 +195,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         processes: None,
     });
     Update {
+        pace: crate::poll::update::Pace::full(&snapshot, None),
         snapshot: Arc::new(snapshot),
         transitions,
         counters,
@@ -380,6 +381,7 @@ pub fn across_namespaces() -> Model {
                 processes: None,
             });
             let update = Update {
+                pace: crate::poll::update::Pace::full(&snapshot, None),
                 snapshot: Arc::new(snapshot),
                 transitions,
                 counters: TcpExt::default(),

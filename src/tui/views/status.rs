@@ -101,6 +101,18 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
         spans.push(Span::raw(short_duration(interval)));
         spans.push(dim("  "));
     }
+    // Full dumps spaced out to keep within --max-cpu: the table refreshes less often.
+    if ui.playback.is_none()
+        && let Some(full_every) = status.full_every.filter(|every| *every > status.interval)
+    {
+        spans.push(dim("full every "));
+        spans.push(Span::styled(short_duration(full_every), theme.warning()));
+        spans.push(Span::styled(
+            format!(" (cpu budget {}%)", status.max_cpu),
+            theme.dim(),
+        ));
+        spans.push(dim("  "));
+    }
     spans.push(dim("poll "));
     // A poll longer than the interval makes the next start late (never queue): say so.
     spans.push(match status.took {
@@ -148,6 +160,27 @@ mod tests {
             render(&model, &Ui::default(), &Theme::MONO, area, buf)
         });
         insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn full_dumps_spaced_out_by_the_cpu_budget_are_said_after_the_interval() {
+        let mut model = fixtures::flooded();
+        model.status.interval = std::time::Duration::from_secs(1);
+        model.status.max_cpu = 20.0;
+        model.status.full_every = Some(std::time::Duration::from_secs(4));
+        let screen = text(100, 1, |area, buf| {
+            render(&model, &Ui::default(), &Theme::MONO, area, buf)
+        });
+        assert!(
+            screen.starts_with("every 1.0s  full every 4.0s (cpu budget 20%)  poll "),
+            "{screen}"
+        );
+        // Within the budget at every interval: nothing more is said.
+        model.status.full_every = Some(std::time::Duration::from_secs(1));
+        let screen = text(100, 1, |area, buf| {
+            render(&model, &Ui::default(), &Theme::MONO, area, buf)
+        });
+        assert!(!screen.contains("full every"), "{screen}");
     }
 
     #[test]

@@ -21,15 +21,18 @@ pub const COUNTERS_HEIGHT: u16 = 7;
 /// The listeners panel.
 pub fn render_listeners(model: &Model, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let flagged = model.syn_watch.suspected_flood();
-    let title = if flagged {
-        Line::from(vec![
-            Span::styled(" SYN_RECV watch ", theme.title()),
-            Span::styled("FLOOD ", theme.error()),
-        ])
-    } else {
-        Line::styled(" SYN_RECV watch ", theme.title())
-    };
-    let block = Block::bordered().title(title);
+    let mut title = vec![Span::styled(" SYN_RECV watch ", theme.title())];
+    if flagged {
+        title.push(Span::styled("FLOOD ", theme.error()));
+    }
+    // Listeners are read at every poll; SYN_RECV, when the budget is short, less often.
+    if let Some(age) = model.status.syn_recv_age() {
+        title.push(Span::styled(
+            format!("(SYN_RECV {} ago) ", short_duration(age)),
+            theme.warning(),
+        ));
+    }
+    let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(area);
     block.render(area, buf);
 
@@ -186,6 +189,23 @@ mod tests {
         insta::assert_snapshot!(screen);
         assert!(screen.contains("SYN flood suspected"), "{screen}");
         assert!(screen.contains("backlog from few hosts"), "{screen}");
+    }
+
+    #[test]
+    fn half_open_counts_older_than_the_latest_poll_say_how_old() {
+        let mut model = fixtures::flooded();
+        let title = |model: &Model| {
+            let screen = text(60, 10, |area, buf| {
+                render_listeners(model, &Theme::MONO, area, buf)
+            });
+            screen.lines().next().unwrap_or_default().to_owned()
+        };
+        assert!(!title(&model).contains("ago"));
+        let at = model.taken_at().unwrap();
+        model.status.polled_at = Some(at + std::time::Duration::from_millis(1200));
+        model.status.syn_recv_at = Some(at);
+        let line = title(&model);
+        assert!(line.contains("FLOOD (SYN_RECV 1.2s ago)"), "{line}");
     }
 
     #[test]

@@ -15,9 +15,9 @@ use crate::snapshot::Snapshot;
 use crate::watch::leaks::CloseWaitLeaks;
 use crate::watch::syn_watch::SynWatch;
 
-use super::hysteresis::{FindingEvent, Hysteresis};
+use super::hysteresis::{FindingEvent, Hysteresis, event_order};
 use super::rules::{self, Candidate, Tally};
-use super::{Finding, FindingThresholds, HostLimits};
+use super::{Finding, FindingThresholds, HostLimits, Kind};
 
 /// Everything one poll brings to the findings.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +155,13 @@ pub struct Analyst {
     /// The next poll's `previous.drops`, kept to reuse its allocation.
     spare_drops: HashMap<u64, u32>,
     sockets: SocketMemory,
+    /// The kinds read from the whole socket table.
     hysteresis: Hysteresis,
+    /// The kinds the SYN watch decides (`syn_flood`, `accept_queue_full`), which the
+    /// fast lane keeps current between full dumps ([`Analyst::observe_lanes`]).
+    lanes: Hysteresis,
+    /// The table kinds' findings as the last full poll left them.
+    table_findings: Vec<Finding>,
 }
 
 impl Analyst {
@@ -168,6 +174,8 @@ impl Analyst {
             spare_drops: HashMap::new(),
             sockets: SocketMemory::default(),
             hysteresis: Hysteresis::new(thresholds.raise_after_polls, thresholds.clear_after),
+            lanes: Hysteresis::new(thresholds.raise_after_polls, thresholds.clear_after),
+            table_findings: Vec::new(),
         }
     }
 
@@ -248,9 +256,44 @@ impl Analyst {
         for candidate in &mut candidates {
             candidate.finding.netns.clone_from(&self.netns);
         }
-        let (findings, events) = self.hysteresis.update(at, candidates);
+        let (lanes, table): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .into_iter()
+            .partition(|candidate| is_lane_kind(candidate.finding.kind));
+        let (table_findings, mut events) = self.hysteresis.update(at, table);
+        self.table_findings = table_findings;
+        let (mut findings, lane_events) = self.lanes.update(at, lanes);
+        findings.extend(self.table_findings.iter().cloned());
+        findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
+        events.extend(lane_events);
+        events.sort_by(|a, b| event_order(a).cmp(&event_order(b)));
         Report { findings, events }
     }
+
+    /// Takes in a poll of the fast lane only (listeners and SYN_RECV, between two full
+    /// dumps): the SYN watch's kinds are judged again; the kinds that need the whole
+    /// socket table keep the verdict of the last full poll.
+    pub fn observe_lanes(
+        &mut self,
+        at: SystemTime,
+        syn_watch: &SynWatch,
+        syn_cookies_rising: bool,
+    ) -> Report {
+        let mut candidates = Vec::new();
+        rules::syn_flood::check(syn_watch, syn_cookies_rising, &mut candidates);
+        rules::accept_queue_full::check(syn_watch, &mut candidates);
+        for candidate in &mut candidates {
+            candidate.finding.netns.clone_from(&self.netns);
+        }
+        let (mut findings, events) = self.lanes.update(at, candidates);
+        findings.extend(self.table_findings.iter().cloned());
+        findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
+        Report { findings, events }
+    }
+}
+
+/// The kinds the fast lane judges: those the SYN watch alone decides.
+fn is_lane_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::SynFlood | Kind::AcceptQueueFull)
 }
 
 /// The rules that need no earlier poll, over one poll's tally.

@@ -129,7 +129,7 @@ impl Hysteresis {
 }
 
 /// Raises before clears, each most urgent first: the order a stream prints them in.
-fn event_order(event: &FindingEvent) -> (bool, (super::Severity, Kind, &Subject)) {
+pub(crate) fn event_order(event: &FindingEvent) -> (bool, (super::Severity, Kind, &Subject)) {
     match event {
         FindingEvent::Raised(finding) => (false, finding.urgency()),
         FindingEvent::Cleared(finding) => (true, finding.urgency()),

@@ -1,0 +1,313 @@
+//! The CPU budget of a live poller (`--max-cpu`): what each kind of dump costs, and
+//! from that, how often a full dump fits and whether the SYN_RECV dump joins the fast
+//! lane between them.
+//!
+//! A full dump walks every socket on the host, so its cost grows with the socket count;
+//! the fast lane (a LISTEN-only dump, the counters, `/proc/net/sockstat`) costs what
+//! the listeners cost. When a full dump every interval would take more than the
+//! budget, full dumps are spaced out (`cost / budget`, never closer than the interval)
+//! and the fast lane fills the ticks between them. The fast lane runs at every tick
+//! whatever it costs (it is what keeps a new listener or a full accept queue visible).
+//! The SYN_RECV-only dump joins it at every tick when it fits in half the budget with
+//! the rest of the lane, else every few ticks, as often as a quarter of the budget
+//! allows; the full dumps get what is left, and never less than a quarter.
+//!
+//! Pure: costs come in as measured CPU time, the clock as [`Instant`]s. Nothing here
+//! reads a clock or the kernel.
+
+use std::time::{Duration, Instant};
+
+/// How much each new measurement moves a smoothed cost: one slow dump (the host was
+/// busy, the table grew for a moment) does not halve the rate of full dumps at once.
+const SMOOTHING: f64 = 0.3;
+
+/// The share of the budget the full dumps keep however much the fast lane costs, so
+/// that the connections table is still refreshed on a host with very many listeners.
+const FULL_SHARE_FLOOR: f64 = 0.25;
+/// The share of the budget the SYN_RECV dumps get at least, however much the rest of
+/// the fast lane costs.
+const SYN_RECV_SHARE_FLOOR: f64 = 0.25;
+/// The share of the budget the fast lane may take with the SYN_RECV dump at every tick.
+const LANE_SHARE: f64 = 0.5;
+
+/// What one tick of the poller does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Dump every socket, diff against the previous full dump.
+    Full,
+    /// Only the fast lane: listeners, counters, sockstat, and the SYN_RECV sockets
+    /// when `syn_recv`.
+    Lanes { syn_recv: bool },
+}
+
+/// What a measured cost was spent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Full,
+    /// The LISTEN-only dump with the counters and sockstat.
+    Listeners,
+    SynRecv,
+}
+
+/// How often each part is read at an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub full_every: Duration,
+    /// At most `full_every`: a full dump reads SYN_RECV too.
+    pub syn_recv_every: Duration,
+}
+
+/// The budget and the smoothed cost of each part.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// A fraction of one core; none for no budget (`--max-cpu 0`).
+    share: Option<f64>,
+    full: Smoothed,
+    listeners: Smoothed,
+    syn_recv: Smoothed,
+    last_full: Option<Instant>,
+    last_syn_recv: Option<Instant>,
+}
+
+impl Budget {
+    /// `percent` of one core; 0 for none.
+    pub fn new(percent: f64) -> Budget {
+        Budget {
+            share: (percent > 0.0 && percent.is_finite()).then_some(percent / 100.0),
+            full: Smoothed::default(),
+            listeners: Smoothed::default(),
+            syn_recv: Smoothed::default(),
+            last_full: None,
+            last_syn_recv: None,
+        }
+    }
+
+    /// Takes in what a part cost, in CPU time.
+    pub fn spent(&mut self, part: Part, cpu: Duration) {
+        match part {
+            Part::Full => self.full.add(cpu),
+            Part::Listeners => self.listeners.add(cpu),
+            Part::SynRecv => self.syn_recv.add(cpu),
+        }
+    }
+
+    /// A full dump was taken at `at` (SYN_RECV with it).
+    pub fn full_taken(&mut self, at: Instant) {
+        self.last_full = Some(at);
+        self.last_syn_recv = Some(at);
+    }
+
+    /// A SYN_RECV-only dump was taken at `at`.
+    pub fn syn_recv_taken(&mut self, at: Instant) {
+        self.last_syn_recv = Some(at);
+    }
+
+    /// The time between full dumps at this interval: the interval itself when a full
+    /// dump every tick fits the budget, else as many ticks as the budget needs.
+    pub fn full_every(&self, interval: Duration) -> Duration {
+        self.cadence(interval).full_every
+    }
+
+    /// How often full dumps and SYN_RECV dumps fit the budget at this interval.
+    pub fn cadence(&self, interval: Duration) -> Cadence {
+        let every_tick = Cadence {
+            full_every: interval,
+            syn_recv_every: interval,
+        };
+        let (Some(share), Some(full)) = (self.share, self.full.value) else {
+            return every_tick;
+        };
+        let seconds = interval.as_secs_f64();
+        if seconds <= 0.0 || full / share <= seconds {
+            return every_tick;
+        }
+        // Whole ticks that give `cost` at most `allowed` of a core.
+        let ticks = |cost: f64, allowed: f64| (cost / allowed / seconds).ceil().max(1.0);
+        let listeners = (self.listeners.value.unwrap_or(0.0) / seconds).min(share);
+        let syn_recv = self.syn_recv.value.unwrap_or(0.0);
+        let syn_allowed = (share * LANE_SHARE - listeners).max(share * SYN_RECV_SHARE_FLOOR);
+        let syn_ticks = ticks(syn_recv, syn_allowed);
+        let syn_share = syn_recv / (syn_ticks * seconds);
+        let left = (share - listeners - syn_share).max(share * FULL_SHARE_FLOOR);
+        let full_ticks = ticks(full, left);
+        Cadence {
+            full_every: interval.mul_f64(full_ticks),
+            syn_recv_every: interval.mul_f64(syn_ticks.min(full_ticks)),
+        }
+    }
+
+    /// What the next tick, at `now`, does.
+    pub fn plan(&self, now: Instant, interval: Duration) -> Plan {
+        let Some(last_full) = self.last_full else {
+            return Plan::Full;
+        };
+        let cadence = self.cadence(interval);
+        if cadence.full_every <= interval {
+            return Plan::Full;
+        }
+        // A tick that comes a little early (a slow poll before it) still counts.
+        let due = |last: Instant, every: Duration| {
+            now.saturating_duration_since(last) >= every.saturating_sub(interval / 4)
+        };
+        if due(last_full, cadence.full_every) {
+            return Plan::Full;
+        }
+        Plan::Lanes {
+            syn_recv: self
+                .last_syn_recv
+                .is_none_or(|last| due(last, cadence.syn_recv_every)),
+        }
+    }
+}
+
+/// An exponentially smoothed cost in seconds; none before the first measurement.
+#[derive(Debug, Clone, Copy, Default)]
+struct Smoothed {
+    value: Option<f64>,
+}
+
+impl Smoothed {
+    fn add(&mut self, cost: Duration) {
+        let cost = cost.as_secs_f64();
+        self.value = Some(match self.value {
+            Some(value) => value + SMOOTHING * (cost - value),
+            None => cost,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(1000);
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn the_first_tick_is_a_full_dump_whatever_the_budget() {
+        assert_eq!(Budget::new(1.0).plan(Instant::now(), INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn a_full_dump_that_fits_the_budget_is_taken_every_interval() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(150));
+        assert_eq!(budget.full_every(INTERVAL), INTERVAL);
+        let start = Instant::now();
+        budget.full_taken(start);
+        assert_eq!(budget.plan(start + INTERVAL, INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn a_full_dump_costing_a_core_for_800ms_comes_every_four_seconds_at_twenty_percent() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        assert_eq!(budget.full_every(INTERVAL), ms(4000));
+        let start = Instant::now();
+        budget.full_taken(start);
+        for tick in 1..4 {
+            assert_eq!(
+                budget.plan(start + INTERVAL * tick, INTERVAL),
+                Plan::Lanes { syn_recv: true },
+                "tick {tick}"
+            );
+        }
+        assert_eq!(budget.plan(start + INTERVAL * 4, INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn what_the_fast_lane_costs_is_left_out_of_the_full_dumps_share() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        // 10% of a core every tick for the lanes: the full dumps get the other 10%.
+        budget.spent(Part::Listeners, ms(60));
+        budget.spent(Part::SynRecv, ms(40));
+        assert_eq!(
+            budget.cadence(INTERVAL),
+            Cadence {
+                full_every: ms(8000),
+                syn_recv_every: INTERVAL
+            }
+        );
+    }
+
+    #[test]
+    fn a_syn_recv_dump_too_dear_for_every_tick_comes_every_few_ticks() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        budget.spent(Part::Listeners, ms(20));
+        // Half the budget less the listeners leaves 8%: 150 ms fits every 2 s.
+        budget.spent(Part::SynRecv, ms(150));
+        assert_eq!(
+            budget.cadence(INTERVAL),
+            Cadence {
+                full_every: ms(8000),
+                syn_recv_every: ms(2000)
+            }
+        );
+        let start = Instant::now();
+        budget.full_taken(start);
+        assert_eq!(
+            budget.plan(start + INTERVAL, INTERVAL),
+            Plan::Lanes { syn_recv: false }
+        );
+        assert_eq!(
+            budget.plan(start + INTERVAL * 2, INTERVAL),
+            Plan::Lanes { syn_recv: true }
+        );
+        budget.syn_recv_taken(start + INTERVAL * 2);
+        assert_eq!(
+            budget.plan(start + INTERVAL * 3, INTERVAL),
+            Plan::Lanes { syn_recv: false }
+        );
+    }
+
+    #[test]
+    fn listeners_that_take_the_whole_lane_share_still_leave_syn_recv_a_quarter() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        budget.spent(Part::Listeners, ms(100));
+        budget.spent(Part::SynRecv, ms(50));
+        // SYN_RECV gets 5%: 50 ms every second. The full dumps get 5%: every 16 s.
+        assert_eq!(
+            budget.cadence(INTERVAL),
+            Cadence {
+                full_every: ms(16000),
+                syn_recv_every: INTERVAL
+            }
+        );
+    }
+
+    #[test]
+    fn no_budget_means_a_full_dump_every_interval_however_slow() {
+        let mut budget = Budget::new(0.0);
+        budget.spent(Part::Full, ms(5000));
+        assert_eq!(budget.full_every(INTERVAL), INTERVAL);
+        let start = Instant::now();
+        budget.full_taken(start);
+        assert_eq!(budget.plan(start + INTERVAL, INTERVAL), Plan::Full);
+        // A tick that comes early after a late poll is a full one too.
+        assert_eq!(budget.plan(start + ms(10), INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn one_slow_dump_moves_the_spacing_only_part_of_the_way() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(100));
+        budget.spent(Part::Full, ms(1100));
+        // 100 + 0.3 × 1000 = 400 ms: two ticks, not six.
+        assert_eq!(budget.full_every(INTERVAL), ms(2000));
+    }
+
+    #[test]
+    fn the_lanes_never_take_the_full_dumps_whole_share() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(400));
+        budget.spent(Part::Listeners, ms(500));
+        // A quarter of the budget (5%) stays for full dumps: 400 ms / 5% = 8 s.
+        assert_eq!(budget.full_every(INTERVAL), ms(8000));
+    }
+}

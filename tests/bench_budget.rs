@@ -1,0 +1,198 @@
+//! Benchmark: the CPU budget of the live modes (`--max-cpu`, 20% of one core by
+//! default) and the dumps of the fast lane. Over 100k ESTABLISHED sockets and 1,000
+//! SYN_RECV request sockets, `tcpscope --watch --json` runs at the default 1 s interval
+//! and at 200 ms (where a full dump every interval would cost more than the budget),
+//! and its CPU share (utime + stime of the process, every thread, from
+//! `/proc/PID/stat`) must stay within the budget; the LISTEN-only and SYN_RECV-only
+//! dumps are timed against a full dump of the same sockets.
+//!
+//! ```sh
+//! cargo test --release --test bench_budget   # 100k sockets, budget enforced
+//! cargo test --test bench_budget             # debug build: 10k sockets, figures only
+//! ```
+// Test code: it may unwrap, and the lab calls unshare and setns.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use tcpscope::filter::Filter;
+use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
+use tcpscope::tcp::{State, StateSet};
+
+use support::lab::{Lab, TcpState};
+use support::stream::Stream;
+use support::usage::{cpu_time, sample};
+
+/// The default budget, as a share of one core.
+const BUDGET: f64 = 0.20;
+const HALF_OPEN: usize = 1000;
+/// How long each run of `--watch` is measured, after its first poll.
+const MEASURE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench_budget: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool> {
+    let release = !cfg!(debug_assertions);
+    let (sockets, rounds) = if release { (100_000, 9) } else { (10_000, 3) };
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(sockets)?;
+    ensure!(crowd.sockets() == sockets, "the crowd is short");
+    let listener = lab.listener_v4()?;
+    lab.syn_flood(listener.addr_v4()?, HALF_OPEN, 5)?;
+    lab.wait_for_count(TcpState::SynRecv, HALF_OPEN, Duration::from_secs(20))?;
+
+    println!(
+        "bench_budget: {sockets} ESTABLISHED, {HALF_OPEN} SYN_RECV ({} build)",
+        if release { "release" } else { "debug" }
+    );
+    let (full, listen, syn_recv) = dumps(rounds)?;
+    println!(
+        "  full dump {:.2} ms   LISTEN-only {:.3} ms ({:.1}%)   SYN_RECV-only {:.2} ms ({:.1}%)",
+        ms(full),
+        ms(listen),
+        100.0 * listen.as_secs_f64() / full.as_secs_f64(),
+        ms(syn_recv),
+        100.0 * syn_recv.as_secs_f64() / full.as_secs_f64(),
+    );
+
+    let mut met = true;
+    let total = sockets + HALF_OPEN;
+    for interval in ["1s", "200ms"] {
+        let run = watch(interval)?;
+        let within = run.share <= BUDGET;
+        met &= within;
+        println!(
+            "  --watch --json --interval {interval}: {:.1}% of a core over {:.1} s (budget {:.0}%) {}; {} polls, {} full, full every {} ms; {} MiB resident, {} bytes a socket",
+            run.share * 100.0,
+            run.wall.as_secs_f64(),
+            BUDGET * 100.0,
+            verdict(release, within),
+            run.polls,
+            run.full,
+            run.full_every_ms,
+            run.rss_kib / 1024,
+            run.rss_kib * 1024 / total as u64,
+        );
+    }
+    drop(crowd);
+    if !release {
+        println!("  debug build: figures only; run with --release to hold the budget");
+        return Ok(true);
+    }
+    Ok(met)
+}
+
+/// The median times of a full dump, a LISTEN-only dump and a SYN_RECV-only dump,
+/// each parsed into records as the poller does, timed alternately.
+fn dumps(rounds: usize) -> Result<(Duration, Duration, Duration)> {
+    let mut diag = SockDiag::open()?;
+    let filter = Filter::default();
+    let only = |state: State| -> StateSet { std::iter::once(state).collect() };
+    let mut records = Vec::new();
+    let (mut full, mut listen, mut syn_recv) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        records.clear();
+        let start = Instant::now();
+        diag.dump_into(&DumpRequest::everything(), &mut records)?;
+        full.push(start.elapsed());
+
+        records.clear();
+        let start = Instant::now();
+        diag.sockets_in(&filter, only(State::Listen), &mut records)?;
+        listen.push(start.elapsed());
+        ensure!(
+            records.iter().all(|record| record.state == State::Listen),
+            "a LISTEN-only dump returned another state"
+        );
+
+        records.clear();
+        let start = Instant::now();
+        diag.sockets_in(&filter, only(State::SynRecv), &mut records)?;
+        syn_recv.push(start.elapsed());
+        ensure!(
+            records.len() >= HALF_OPEN,
+            "the SYN_RECV-only dump found {} of {HALF_OPEN}",
+            records.len()
+        );
+    }
+    Ok((median(full), median(listen), median(syn_recv)))
+}
+
+/// What one run of `--watch` cost.
+struct Run {
+    /// CPU time over wall time, of one core.
+    share: f64,
+    wall: Duration,
+    polls: usize,
+    full: usize,
+    full_every_ms: u64,
+    /// Resident memory at the end of the run.
+    rss_kib: u64,
+}
+
+/// Runs `tcpscope --watch --json --interval INTERVAL` at the default budget for
+/// [`MEASURE`] after its first poll.
+fn watch(interval: &str) -> Result<Run> {
+    let mut watch = Stream::watch(&["--interval", interval])?;
+    watch.wait_for("the first poll", Duration::from_secs(60), |line| {
+        line["type"] == "counts"
+    })?;
+    let pid = u32::try_from(watch.pid())?;
+    let (cpu_before, wall_before) = (cpu_time(pid)?, Instant::now());
+    let lines = watch.collect(MEASURE)?;
+    let (cpu_after, wall) = (cpu_time(pid)?, wall_before.elapsed());
+    let rss_kib = sample(pid)?.rss_kib;
+    let counts: Vec<_> = lines
+        .iter()
+        .map(|line| &line.value)
+        .filter(|value| value["type"] == "counts")
+        .collect();
+    let run = Run {
+        share: (cpu_after - cpu_before).as_secs_f64() / wall.as_secs_f64(),
+        wall,
+        polls: counts.len(),
+        full: counts
+            .iter()
+            .filter(|line| line.get("lane").is_none())
+            .count(),
+        full_every_ms: counts
+            .last()
+            .and_then(|line| line["interval_ms"].as_u64())
+            .unwrap_or(0),
+        rss_kib,
+    };
+    let status = watch.stop(libc::SIGTERM)?;
+    ensure!(status.success(), "tcpscope --watch ended with {status}");
+    Ok(run)
+}
+
+fn verdict(release: bool, met: bool) -> &'static str {
+    match (release, met) {
+        (false, _) => "(not held in debug builds)",
+        (true, true) => "met",
+        (true, false) => "MISSED",
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
