@@ -194,6 +194,7 @@ fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
         &["--json"][..],
         &["--json", "-p"],
         &["--json", "--grep", "syn-recv"],
+        &["--json", "-i"],
     ] {
         let document = json(args)?;
         let errors = schema::errors(&validator, &document);
@@ -339,6 +340,7 @@ fn the_kernel_applies_the_port_filter_itself() -> Result<()> {
             Comparison::Equal,
             listener_port,
         ))),
+        info: false,
     };
     let mut records = Vec::new();
     SockDiag::open()?.dump_into(&request, &mut records)?;
