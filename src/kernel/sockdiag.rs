@@ -5,7 +5,8 @@
 //! message types cost 70–200 ms of allocation at 100k sockets, a walk in place a few.
 //! Parsing lives in [`super::diag_msg`] as pure functions over bytes, so that it can be
 //! tested and fuzzed without a kernel. This module must not interpret what it reads
-//! beyond turning it into [`SocketRecord`]s.
+//! beyond turning it into [`SocketRecord`]s (and, for `-i` only, their `tcp_info`
+//! beside them, never inside them: live modes keep two records of every socket).
 //!
 //! Every reply passes through one function, [`SockDiag::receive`], so that a test can
 //! stand between the real kernel and the parser ([`SockDiag::interpose`]) and corrupt,
@@ -615,6 +616,30 @@ mod tests {
             };
             assert_eq!(parts(&one), std::slice::from_ref(&one), "{states}");
         }
+    }
+
+    #[test]
+    fn only_a_dump_for_info_asks_the_kernel_for_tcp_info() {
+        let info_bit = 1 << (crate::kernel::tcp_info::INET_DIAG_INFO - 1);
+        let half_open = DumpRequest {
+            states: StateSet::parse_list("ESTABLISHED").unwrap(),
+            ..DumpRequest::everything()
+        };
+        let mut buffer = Vec::new();
+        for request in parts(&DumpRequest::everything()).iter().chain([&half_open]) {
+            encode_request(Family::Ipv4, request, 1, &mut buffer);
+            assert_eq!(buffer[18] & info_bit, 0, "inet_diag_req_v2.idiag_ext");
+            encode_legacy_request(request, 1, &mut buffer);
+            assert_eq!(buffer[19] & info_bit, 0, "inet_diag_req.idiag_ext");
+        }
+        let with_info = DumpRequest {
+            info: true,
+            ..half_open
+        };
+        encode_request(Family::Ipv4, &with_info, 1, &mut buffer);
+        assert_eq!(buffer[18], info_bit);
+        encode_legacy_request(&with_info, 1, &mut buffer);
+        assert_eq!(buffer[19], info_bit);
     }
 
     #[test]
