@@ -284,6 +284,13 @@ pub struct Cli {
     #[arg(long, value_name = "KEY", value_parser = parse_group_key, help_heading = OUTPUT)]
     pub group_by: Option<GroupKey>,
 
+    /// Show tcp_info per socket, as ss -i.
+    ///
+    /// With --json or --grep: RTT and its variance, congestion window, retransmits,
+    /// bytes acked and received, delivery rate. The kernel's dump grows with it.
+    #[arg(short = 'i', long, help_heading = OUTPUT)]
+    pub info: bool,
+
     /// SYN flood: half-open on one listener.
     ///
     /// SYN flood verdict: how many half-open connections on one listener count as many.
@@ -433,7 +440,8 @@ impl Cli {
 
     /// Refuses what clap's declarations cannot: `--record` only goes with a mode that
     /// polls over time (`--watch`, `--serve`, the interactive view), and `-p` not with
-    /// `--replay`, whose recordings keep no owners. The error is a usage error (exit
+    /// `--replay`, whose recordings keep no owners, and `-i` only with the one-shot
+    /// `--json` or `--grep`. The error is a usage error (exit
     /// status 2), as clap's own are.
     pub fn check(&self) -> Result<(), clap::Error> {
         let polls_over_time = matches!(self.mode(), Mode::Watch | Mode::Serve | Mode::Interactive);
@@ -441,6 +449,12 @@ impl Cli {
             return Err(Cli::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "--record goes with --watch, --serve or the interactive view: a one-shot or a replay has no polls to record",
+            ));
+        }
+        if self.info && (self.all_netns || !matches!(self.mode(), Mode::Json | Mode::Grep)) {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "-i/--info goes with --json or --grep (one namespace): other modes show no per-socket tcp_info (in the view, Enter on a connection shows it)",
             ));
         }
         if self.replay.is_some() && self.processes {

@@ -4,7 +4,9 @@
 //! rates, the SYN watch, the CLOSE_WAIT watch and the findings). At 100k sockets with
 //! churn it must cost at most 1.3× the bare dump of the same sockets, timed alternately
 //! in one run; and the findings, timed again on their own over the same poll, must add
-//! at most 10% to the rest of it.
+//! at most 10% to the rest of it. It also reports, as a figure only, what a dump that
+//! asks for every socket's tcp_info (`-i`) costs against the bare dump: what a poll
+//! would pay to show tcp_info columns in the view.
 //!
 //! ```sh
 //! cargo test --release --test bench_poll   # 100k sockets, target enforced
@@ -25,7 +27,7 @@ use tcpscope::diff::Differ;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::events::EventStatus;
 use tcpscope::kernel::procfs;
-use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
+use tcpscope::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
 use tcpscope::poll::update::{Analyst, Polled};
 use tcpscope::watch::Thresholds;
 use tcpscope::watch::findings::{self, FindingThresholds, HostLimits, Observation};
@@ -67,6 +69,12 @@ fn run() -> Result<bool> {
     let filter = Filter::default();
     differ.observe(&diag.snapshot(&filter)?, &[]);
 
+    let with_info = DumpRequest {
+        info: true,
+        ..DumpRequest::everything()
+    };
+    let mut infos = Vec::with_capacity(sockets + sockets / 8);
+    let mut info_dumps = Vec::new();
     let mut dumps = Vec::new();
     let mut polls = Vec::new();
     let mut findings_times = Vec::new();
@@ -78,6 +86,21 @@ fn run() -> Result<bool> {
         let start = Instant::now();
         diag.dump_into(&request, &mut bare)?;
         dumps.push(start.elapsed());
+
+        bare.clear();
+        infos.clear();
+        let start = Instant::now();
+        diag.stream_with_info(&with_info, &mut |delivery, info| match delivery {
+            Delivery::Sockets(batch) => {
+                bare.extend_from_slice(batch);
+                infos.extend_from_slice(info);
+            }
+            Delivery::Restart => {
+                bare.clear();
+                infos.clear();
+            }
+        })?;
+        info_dumps.push(start.elapsed());
 
         // As `poll::poller` polls.
         let start = Instant::now();
@@ -118,6 +141,7 @@ fn run() -> Result<bool> {
     }
     let (dump, poll) = (median(dumps), median(polls));
     let findings = median(findings_times);
+    let info_dump = median(info_dumps);
     let ratio = poll.as_secs_f64() / dump.as_secs_f64();
     // What the findings add to a poll that would not run them.
     let findings_share = findings.as_secs_f64() / (poll.as_secs_f64() - findings.as_secs_f64());
@@ -137,6 +161,11 @@ fn run() -> Result<bool> {
         findings_share * 100.0,
         FINDINGS_TARGET * 100.0,
         verdict(release, findings_share <= FINDINGS_TARGET),
+    );
+    println!(
+        "  dump with tcp_info (-i) {:.1} ms: {:.2}x the bare dump (figure only)",
+        info_dump.as_secs_f64() * 1000.0,
+        info_dump.as_secs_f64() / dump.as_secs_f64(),
     );
     if !release {
         println!("  debug build: figures only; run with --release to hold the targets");

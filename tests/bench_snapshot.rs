@@ -8,12 +8,12 @@
 //!
 //! Targets (from the project's issue tracker): `--json` at most 0.5× `ss -tan`;
 //! `--grep SYN_RECV` (1,000 SYN_RECV among 100k ESTABLISHED) at most 1.0×
-//! `ss -tan state syn-recv`; `--json -p` at most 0.1× `ss -tanp`; `--json`'s peak
-//! resident memory at most 100 bytes a socket above the same run with no socket
-//! matching (`--grep closing`). Grouping a dumped
-//! snapshot by each `--group-by` key (what the view and `--serve` do each poll) takes
-//! under 10 ms, and naming its cgroups walks the cgroup2 tree once, never again for
-//! ids already seen; `--json --group-by cgroup` against `--json` is reported.
+//! `ss -tan state syn-recv`; `--json -i` at most 0.5× `ss -tani`; `--json -p` at most
+//! 0.1× `ss -tanp`; `--json`'s peak resident memory at most 100 bytes a socket above
+//! the same run with no socket matching (`--grep closing`). Grouping a dumped snapshot
+//! by each `--group-by` key (what the view and `--serve` do each poll) takes under
+//! 10 ms, and naming its cgroups walks the cgroup2 tree once, never again for ids
+//! already seen; `--json --group-by cgroup` against `--json` is reported.
 // Test code: it may unwrap, and the lab calls unshare and setns.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -116,6 +116,13 @@ fn run() -> Result<bool> {
             theirs: vec!["-tan", "state", "syn-recv"],
             rounds: scale.rounds,
             target: 1.0,
+        },
+        Comparison {
+            name: "--json -i vs ss -tani",
+            ours: vec!["--json", "-i"],
+            theirs: vec!["-tani"],
+            rounds: scale.rounds,
+            target: 0.5,
         },
         Comparison {
             name: "--json -p vs ss -tanp",

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::tcp_info::{self, TcpInfo};
 use crate::snapshot::{Family, SocketRecord, Timer};
 use crate::tcp::State;
 
@@ -73,6 +74,26 @@ pub fn parse_batch(
     sequence: u32,
     mut sink: impl FnMut(SocketRecord),
 ) -> Result<Batch, ParseError> {
+    parse_messages(bytes, sequence, false, |record, _| sink(record))
+}
+
+/// [`parse_batch`] for a dump that asked for `INET_DIAG_INFO`: each socket comes with
+/// its `tcp_info`, or `None` when it carries none (request sockets, TIME_WAIT
+/// remnants) or one shorter than the oldest layout.
+pub fn parse_batch_with_info(
+    bytes: &[u8],
+    sequence: u32,
+    sink: impl FnMut(SocketRecord, Option<TcpInfo>),
+) -> Result<Batch, ParseError> {
+    parse_messages(bytes, sequence, true, sink)
+}
+
+fn parse_messages(
+    bytes: &[u8],
+    sequence: u32,
+    with_info: bool,
+    mut sink: impl FnMut(SocketRecord, Option<TcpInfo>),
+) -> Result<Batch, ParseError> {
     let mut batch = Batch::default();
     for message in messages(bytes) {
         let message = message?;
@@ -98,7 +119,12 @@ pub fn parse_batch(
             }
             _ => {
                 if let Some(record) = parse_socket(message.payload, message.at)? {
-                    sink(record);
+                    let info = if with_info {
+                        socket_info(message.payload, message.at)?
+                    } else {
+                        None
+                    };
+                    sink(record, info);
                 }
             }
         }
@@ -303,6 +329,15 @@ fn attributes(mut attributes: &[u8], offset: usize) -> Result<Attributes, ParseE
     Ok(found)
 }
 
+/// The `tcp_info` among the attributes of a socket message [`parse_socket`] accepted
+/// (so at least an `inet_diag_msg` long).
+fn socket_info(payload: &[u8], offset: usize) -> Result<Option<TcpInfo>, ParseError> {
+    let attributes = payload.get(INET_DIAG_MSG_BYTES..).unwrap_or(&[]);
+    let info = tcp_info::info_attribute(attributes)
+        .map_err(|length| ParseError::BadAttribute { offset, length })?;
+    Ok(info.and_then(tcp_info::parse_tcp_info))
+}
+
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
     let b = bytes.get(at..at + 4)?;
     Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
@@ -494,6 +529,44 @@ mod tests {
         listener.remote_addr = "0.0.0.0".parse().unwrap();
         listener.drops = drops;
         listener
+    }
+
+    /// `record`'s message with an `INET_DIAG_INFO` attribute of `info_bytes` bytes
+    /// whose RTT (at byte 68) is 1500 µs, as a dump that asked for it has.
+    fn with_info(record: &SocketRecord, info_bytes: usize) -> Vec<u8> {
+        let mut bytes = socket_message(record, 1, 0);
+        let mut info = vec![0u8; info_bytes];
+        info[68..72].copy_from_slice(&1500u32.to_ne_bytes());
+        bytes.extend_from_slice(&((ATTRIBUTE_HEADER_BYTES + info_bytes) as u16).to_ne_bytes());
+        bytes.extend_from_slice(&tcp_info::INET_DIAG_INFO.to_ne_bytes());
+        bytes.extend_from_slice(&info);
+        let length = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&length.to_ne_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_dump_with_info_hands_each_socket_its_tcp_info_and_one_without_ignores_it() {
+        let bytes = with_info(&established(40000), 232);
+        let mut seen = Vec::new();
+        parse_batch_with_info(&bytes, 1, |record, info| seen.push((record, info))).unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, established(40000));
+        assert_eq!(seen[0].1.map(|info| info.rtt_us), Some(1500));
+        let (records, _) = collect(&bytes, 1).unwrap();
+        assert_eq!(records, [established(40000)]);
+    }
+
+    #[test]
+    fn a_socket_without_the_attribute_or_with_a_short_one_has_no_tcp_info() {
+        for bytes in [
+            socket_message(&established(40000), 1, 0),
+            with_info(&established(40000), 80),
+        ] {
+            let mut seen = Vec::new();
+            parse_batch_with_info(&bytes, 1, |_, info| seen.push(info)).unwrap();
+            assert_eq!(seen, [None]);
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! message types cost 70–200 ms of allocation at 100k sockets, a walk in place a few.
 //! Parsing lives in [`super::diag_msg`] as pure functions over bytes, so that it can be
 //! tested and fuzzed without a kernel. This module must not interpret what it reads
-//! beyond turning it into [`SocketRecord`]s.
+//! beyond turning it into [`SocketRecord`]s (and, for `-i` only, their `tcp_info`
+//! beside them, never inside them: live modes keep two records of every socket).
 //!
 //! Every reply passes through one function, [`SockDiag::receive`], so that a test can
 //! stand between the real kernel and the parser ([`SockDiag::interpose`]) and corrupt,
@@ -28,6 +29,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 use super::bytecode;
 use super::diag_msg::{self, Batch, NLMSG_HEADER_BYTES, ParseError};
+use super::tcp_info::TcpInfo;
 use crate::filter::Filter;
 use crate::snapshot::{Family, Snapshot, SocketRecord};
 use crate::tcp::{State, StateSet};
@@ -99,6 +101,9 @@ pub struct DumpRequest {
     pub ipv6: bool,
     /// An `INET_DIAG_REQ_BYTECODE` program, see [`super::bytecode`].
     pub bytecode: Option<Vec<u8>>,
+    /// Ask for each full socket's `tcp_info` (`-i`). It more than triples the size of
+    /// an ESTABLISHED socket's message, so only the one-shot modes that show it ask.
+    pub info: bool,
 }
 
 impl DumpRequest {
@@ -109,6 +114,7 @@ impl DumpRequest {
             ipv4: true,
             ipv6: true,
             bytecode: None,
+            info: false,
         }
     }
 
@@ -123,6 +129,7 @@ impl DumpRequest {
             bytecode: filter
                 .kernel_condition()
                 .map(|condition| bytecode::compile(&condition)),
+            info: false,
         }
     }
 
@@ -168,6 +175,8 @@ pub struct SockDiag {
     single_walk: bool,
     /// The sockets parsed from one received buffer.
     batch: Vec<SocketRecord>,
+    /// Their `tcp_info`, index for index, when the request asked for it; else empty.
+    batch_info: Vec<Option<TcpInfo>>,
 }
 
 /// Which sockets one dump request walks.
@@ -189,6 +198,7 @@ impl SockDiag {
             last_size: 0,
             single_walk: true,
             batch: Vec::with_capacity(RECEIVE_BUFFER_BYTES / diag_msg::INET_DIAG_MSG_BYTES),
+            batch_info: Vec::new(),
         })
     }
 
@@ -273,9 +283,21 @@ impl SockDiag {
         request: &DumpRequest,
         sink: &mut dyn FnMut(Delivery<'_>),
     ) -> Result<(), DumpError> {
+        self.stream_with_info(request, &mut |delivery, _| sink(delivery))
+    }
+
+    /// [`SockDiag::stream`], handing each batch of sockets with their `tcp_info`, index
+    /// for index, when the request asks for it ([`DumpRequest::info`]; an empty slice
+    /// otherwise). Sockets that carry none (request sockets, TIME_WAIT remnants) have
+    /// `None`.
+    pub fn stream_with_info(
+        &mut self,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
+    ) -> Result<(), DumpError> {
         for attempt in 0..DUMP_ATTEMPTS {
             if attempt > 0 {
-                sink(Delivery::Restart);
+                sink(Delivery::Restart, &[]);
             }
             if self.stream_once(request, sink)? == Completion::Consistent {
                 return Ok(());
@@ -287,7 +309,7 @@ impl SockDiag {
     fn stream_once(
         &mut self,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>),
+        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
     ) -> Result<Completion, DumpError> {
         let mut completion = Completion::Consistent;
         for part in parts(request) {
@@ -302,7 +324,7 @@ impl SockDiag {
     fn stream_part(
         &mut self,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>),
+        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
     ) -> Result<Completion, DumpError> {
         if request.ipv4 && request.ipv6 && self.single_walk {
             match self.walk(Walk::BothFamilies, request, sink) {
@@ -326,7 +348,7 @@ impl SockDiag {
         &mut self,
         walk: Walk,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>),
+        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
     ) -> Result<Completion, DumpError> {
         self.send_request(walk, request)?;
         self.abandoned = true;
@@ -339,9 +361,17 @@ impl SockDiag {
                 Err(error) => return Err(DumpError::Receive(error)),
             };
             self.batch.clear();
+            self.batch_info.clear();
             let batch = &mut self.batch;
-            let parsed =
-                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r));
+            let parsed = if request.info {
+                let batch_info = &mut self.batch_info;
+                diag_msg::parse_batch_with_info(&self.receive[..length], self.sequence, |r, i| {
+                    batch.push(r);
+                    batch_info.push(i);
+                })
+            } else {
+                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r))
+            };
             delivered |= !self.batch.is_empty();
             let Batch { done, interrupted } = parsed.map_err(|error| match error {
                 // An error before any socket refuses the request; one after some is a
@@ -355,7 +385,7 @@ impl SockDiag {
                 other => DumpError::Malformed(other),
             })?;
             if !self.batch.is_empty() {
-                sink(Delivery::Sockets(&self.batch));
+                sink(Delivery::Sockets(&self.batch), &self.batch_info);
             }
             if interrupted {
                 completion = Completion::Interrupted;
@@ -512,13 +542,17 @@ fn parts(request: &DumpRequest) -> Vec<DumpRequest> {
 
 /// The attributes asked for beside each socket: `INET_DIAG_SKMEMINFO` when listeners
 /// are wanted, for their drop counter (see [`parts`]); the parser reads it for
-/// listeners only.
+/// listeners only. `INET_DIAG_INFO` with `-i` only.
 fn extensions(request: &DumpRequest) -> ExtensionFlags {
-    if request.states.contains(State::Listen) {
+    let mut extensions = if request.states.contains(State::Listen) {
         ExtensionFlags::SKMEMINFO
     } else {
         ExtensionFlags::empty()
+    };
+    if request.info {
+        extensions |= ExtensionFlags::INFO;
     }
+    extensions
 }
 
 /// Appends one `rtattr` to a netlink message and fixes up `nlmsg_len`.
@@ -612,6 +646,30 @@ mod tests {
             };
             assert_eq!(parts(&one), std::slice::from_ref(&one), "{states}");
         }
+    }
+
+    #[test]
+    fn only_a_dump_for_info_asks_the_kernel_for_tcp_info() {
+        let info_bit = 1 << (crate::kernel::tcp_info::INET_DIAG_INFO - 1);
+        let half_open = DumpRequest {
+            states: StateSet::parse_list("ESTABLISHED").unwrap(),
+            ..DumpRequest::everything()
+        };
+        let mut buffer = Vec::new();
+        for request in parts(&DumpRequest::everything()).iter().chain([&half_open]) {
+            encode_request(Family::Ipv4, request, 1, &mut buffer);
+            assert_eq!(buffer[18] & info_bit, 0, "inet_diag_req_v2.idiag_ext");
+            encode_legacy_request(request, 1, &mut buffer);
+            assert_eq!(buffer[19] & info_bit, 0, "inet_diag_req.idiag_ext");
+        }
+        let with_info = DumpRequest {
+            info: true,
+            ..half_open
+        };
+        encode_request(Family::Ipv4, &with_info, 1, &mut buffer);
+        assert_eq!(buffer[18], info_bit);
+        encode_legacy_request(&with_info, 1, &mut buffer);
+        assert_eq!(buffer[19], info_bit);
     }
 
     #[test]

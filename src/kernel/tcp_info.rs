@@ -2,8 +2,10 @@
 //! socket exactly (endpoints, interface and cookie) and asks for the `INET_DIAG_INFO`
 //! extension, and an in-place parse of the `struct tcp_info` in the reply.
 //!
-//! The detail pane asks this for the one connection it shows; a dump never does, since
-//! tcp_info for 100k sockets would multiply the dump's size. Every read of the reply
+//! The detail pane asks this for the one connection it shows. A dump asks for it only
+//! with `-i` (`DumpRequest::info`): tcp_info for 100k sockets more than triples the
+//! dump's size, so the default dumps never do. Both read the attribute with
+//! [`info_attribute`] and [`parse_tcp_info`]. Every read of the reply
 //! checks its length first: older kernels send a shorter `struct tcp_info`, and fields
 //! past its end are `None`.
 
@@ -23,7 +25,9 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_REQ_V2_BYTES: usize = 56;
 const INET_DIAG_MSG_BYTES: usize = 72;
 /// The attribute that carries `struct tcp_info` (`include/uapi/linux/inet_diag.h`).
-const INET_DIAG_INFO: u16 = 2;
+pub const INET_DIAG_INFO: u16 = 2;
+/// The top bits of `nla_type` are flags (nested, byte order), not part of the type.
+const ATTRIBUTE_TYPE_MASK: u16 = 0x3fff;
 const SEQUENCE: u32 = 1;
 
 /// What the detail pane shows of `struct tcp_info` (`include/uapi/linux/tcp.h`).
@@ -45,6 +49,8 @@ pub struct TcpInfo {
     /// `tcp_info` ends before them (before 4.1).
     pub bytes_acked: Option<u64>,
     pub bytes_received: Option<u64>,
+    /// The most recent delivery rate, in bytes a second; `None` before 4.9.
+    pub delivery_rate: Option<u64>,
 }
 
 /// Parses a `struct tcp_info` attribute's payload.
@@ -68,7 +74,29 @@ pub fn parse_tcp_info(bytes: &[u8]) -> Option<TcpInfo> {
         total_retrans: u32_at(100)?,
         bytes_acked: u64_at(120),
         bytes_received: u64_at(128),
+        delivery_rate: u64_at(160),
     })
+}
+
+/// The payload of the `INET_DIAG_INFO` attribute among the attributes that follow an
+/// `inet_diag_msg`: `Ok(None)` when there is none (not asked for, or a request socket
+/// or TIME_WAIT remnant, which carry none). `Err` holds the length of an attribute
+/// that cannot be (shorter than its header or longer than what is left).
+pub fn info_attribute(mut attributes: &[u8]) -> Result<Option<&[u8]>, u16> {
+    while attributes.len() >= 4 {
+        let length = u16::from_ne_bytes([attributes[0], attributes[1]]);
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & ATTRIBUTE_TYPE_MASK;
+        let size = usize::from(length);
+        if size < 4 || size > attributes.len() {
+            return Err(length);
+        }
+        if kind == INET_DIAG_INFO {
+            return Ok(Some(&attributes[4..size]));
+        }
+        // The last attribute's padding may be missing.
+        attributes = &attributes[size.next_multiple_of(4).min(attributes.len())..];
+    }
+    Ok(None)
 }
 
 /// The request for exactly this socket, with the `INET_DIAG_INFO` extension.
@@ -131,23 +159,18 @@ pub fn parse_reply(bytes: &[u8]) -> anyhow::Result<TcpInfo> {
     if kind != SOCK_DIAG_BY_FAMILY {
         bail!("unexpected netlink message type {kind}");
     }
-    let mut attributes = message
+    let attributes = message
         .get(INET_DIAG_MSG_BYTES..)
         .context("reply shorter than an inet_diag_msg")?;
-    while attributes.len() >= 4 {
-        let attribute_length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
-        let attribute_kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
-        if attribute_length < 4 || attribute_length > attributes.len() {
-            bail!("malformed attribute in the reply");
+    match info_attribute(attributes) {
+        Ok(Some(payload)) => {
+            parse_tcp_info(payload).context("tcp_info shorter than its oldest layout")
         }
-        if attribute_kind == INET_DIAG_INFO {
-            return parse_tcp_info(&attributes[4..attribute_length])
-                .context("tcp_info shorter than its oldest layout");
+        Ok(None) => {
+            bail!("the kernel sent no tcp_info for this socket (not a full socket in this state)")
         }
-        let padded = attribute_length.next_multiple_of(4).min(attributes.len());
-        attributes = &attributes[padded..];
+        Err(_) => bail!("malformed attribute in the reply"),
     }
-    bail!("the kernel sent no tcp_info for this socket (not a full socket in this state)")
 }
 
 /// Asks the kernel for one socket's `tcp_info`, in the calling thread's namespace.

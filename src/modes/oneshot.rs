@@ -15,6 +15,7 @@ use crate::group::{self, GroupCounts, GroupKey, Listeners};
 use crate::kernel::cgroups::CgroupNames;
 use crate::kernel::procfs::{self, ProcessMap};
 use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
+use crate::kernel::tcp_info::TcpInfo;
 use crate::poll::namespaces;
 use crate::report::groups::{self, GroupNames};
 use crate::report::json::{
@@ -62,6 +63,9 @@ pub fn run(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
 
 /// `--grep`: the table, or (like grep) nothing at all and exit status 1.
 fn run_grep(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    if cli.info {
+        return run_grep_with_info(cli, out);
+    }
     let snapshot = take_snapshot(&cli.filter())?;
     if snapshot.sockets.is_empty() {
         return Ok(Outcome::NothingMatched);
@@ -115,15 +119,49 @@ fn grouped(
     Ok((rows, cgroups))
 }
 
+/// `--grep -i`: the table with ss -i's columns, each socket's tcp_info kept beside it.
+fn run_grep_with_info(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let filter = cli.filter();
+    let request = DumpRequest {
+        info: true,
+        ..DumpRequest::for_filter(&filter)
+    };
+    let mut sockets = Vec::new();
+    let mut infos = Vec::new();
+    let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
+    diag.stream_with_info(&request, &mut |delivery, info| match delivery {
+        Delivery::Sockets(batch) => {
+            for (at, socket) in batch.iter().enumerate() {
+                if filter.matches(socket) {
+                    sockets.push(*socket);
+                    infos.push(info.get(at).copied().flatten());
+                }
+            }
+        }
+        Delivery::Restart => {
+            sockets.clear();
+            infos.clear();
+        }
+    })
+    .context("dumping TCP sockets over netlink sock_diag")?;
+    if sockets.is_empty() {
+        return Ok(Outcome::NothingMatched);
+    }
+    let processes = cli.processes.then(scan_processes).transpose()?;
+    table::write_table_with_info(out, &sockets, &infos, processes.as_ref())?;
+    Ok(Outcome::Matched)
+}
+
 fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
     let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
     diag.snapshot(filter)
         .context("dumping TCP sockets over netlink sock_diag")
 }
 
-/// What the netlink reader thread hands the renderer.
+/// What the netlink reader thread hands the renderer: sockets with their tcp_info,
+/// index for index, with `-i` (an empty list without).
 enum Received {
-    Sockets(Vec<SocketRecord>),
+    Sockets(Vec<SocketRecord>, Vec<Option<TcpInfo>>),
     Restart,
 }
 
@@ -135,16 +173,21 @@ enum Received {
 /// they come: peak memory is then the records the counts and findings need.
 fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let filter = cli.filter();
-    let request = DumpRequest::for_filter(&filter);
+    let request = DumpRequest {
+        info: cli.info,
+        ..DumpRequest::for_filter(&filter)
+    };
     let taken_at = SystemTime::now();
     let (sender, receiver) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
 
     thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
-            diag.stream(&request, &mut |delivery| {
+            diag.stream_with_info(&request, &mut |delivery, info| {
                 let received = match delivery {
-                    Delivery::Sockets(sockets) => Received::Sockets(sockets.to_vec()),
+                    Delivery::Sockets(sockets) => {
+                        Received::Sockets(sockets.to_vec(), info.to_vec())
+                    }
                     Delivery::Restart => Received::Restart,
                 };
                 // A closed channel means the renderer gave up on an error of its own.
@@ -160,10 +203,18 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         let mut streaming = false;
         for received in receiver {
             match received {
-                Received::Sockets(batch) => {
-                    for socket in batch.iter().filter(|s| filter.matches(s)) {
+                Received::Sockets(batch, info) => {
+                    for (at, socket) in batch.iter().enumerate() {
+                        if !filter.matches(socket) {
+                            continue;
+                        }
                         sockets.push(*socket);
-                        rendered.push(socket);
+                        if cli.info {
+                            rendered
+                                .push_with_info(socket, info.get(at).copied().flatten().as_ref());
+                        } else {
+                            rendered.push(socket);
+                        }
                     }
                     if !streaming && rendered.pending_bytes() >= HELD_BACK_BYTES {
                         json::write_head(out, taken_at)?;

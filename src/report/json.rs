@@ -16,6 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{COUNTERS, ListenLimits, ProcessMap, TcpExt};
+use crate::kernel::tcp_info::TcpInfo;
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
 use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
@@ -346,6 +347,25 @@ impl<'a> RenderedSockets<'a> {
     }
 
     pub fn push(&mut self, s: &SocketRecord) {
+        self.push_fields(s);
+        self.bytes.push(b'}');
+    }
+
+    /// A socket with its `info` object (`-i`): `null` when the kernel sent no
+    /// tcp_info for it (request sockets, TIME_WAIT remnants).
+    pub fn push_with_info(&mut self, s: &SocketRecord, info: Option<&TcpInfo>) {
+        self.push_fields(s);
+        let b = &mut self.bytes;
+        b.extend_from_slice(b",\"info\":");
+        match info {
+            Some(info) => push_info(b, info),
+            None => b.extend_from_slice(b"null"),
+        }
+        b.push(b'}');
+    }
+
+    /// Every field of a socket, without its closing brace.
+    fn push_fields(&mut self, s: &SocketRecord) {
         let b = &mut self.bytes;
         b.extend_from_slice(if self.count == 0 { b"{" } else { b",{" });
         self.count += 1;
@@ -393,8 +413,46 @@ impl<'a> RenderedSockets<'a> {
                 None => b.extend_from_slice(b",\"pid\":null,\"process\":null"),
             }
         }
-        b.push(b'}');
     }
+}
+
+/// The `info` object: times in milliseconds to the microsecond, as `ss -i` shows them;
+/// counts the kernel's `tcp_info` may end before are `null`.
+fn push_info(b: &mut Vec<u8>, info: &TcpInfo) {
+    b.extend_from_slice(b"{\"rtt_ms\":");
+    push_millis(b, info.rtt_us);
+    b.extend_from_slice(b",\"rttvar_ms\":");
+    push_millis(b, info.rttvar_us);
+    b.extend_from_slice(b",\"rto_ms\":");
+    push_millis(b, info.rto_us);
+    b.extend_from_slice(b",\"cwnd\":");
+    push_number(b, info.snd_cwnd);
+    b.extend_from_slice(b",\"mss\":");
+    push_number(b, info.snd_mss);
+    b.extend_from_slice(b",\"unacked\":");
+    push_number(b, info.unacked);
+    b.extend_from_slice(b",\"lost\":");
+    push_number(b, info.lost);
+    b.extend_from_slice(b",\"retransmits\":");
+    push_number(b, info.total_retrans);
+    for (name, value) in [
+        (&b",\"bytes_acked\":"[..], info.bytes_acked),
+        (b",\"bytes_received\":", info.bytes_received),
+        (b",\"delivery_rate\":", info.delivery_rate),
+    ] {
+        b.extend_from_slice(name);
+        match value {
+            Some(value) => push_number(b, value),
+            None => b.extend_from_slice(b"null"),
+        }
+    }
+    b.push(b'}');
+}
+
+/// Microseconds as milliseconds with three decimals, exactly (no float).
+fn push_millis(b: &mut Vec<u8>, micros: u32) {
+    push_number(b, micros / 1000);
+    let _ = write!(b, ".{:03}", micros % 1000);
 }
 
 fn push_number(bytes: &mut Vec<u8>, number: impl itoa::Integer) {

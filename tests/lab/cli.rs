@@ -484,3 +484,19 @@ fn help_says_all_netns_and_replay_work_in_the_interactive_view_too() -> Result<(
     }
     Ok(())
 }
+
+#[test]
+fn info_is_refused_by_the_modes_that_show_no_tcp_info() -> Result<()> {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synflood.rec");
+    for args in [
+        &["--serve", "127.0.0.1:0", "-i"][..],
+        &["--replay", demo, "--info"],
+        &["--replay", demo, "--json", "-i"],
+        &["--kill", "sport = :1", "-i"],
+        &["--watch", "-i"],
+        &["--all-netns", "--json", "-i"],
+    ] {
+        assert_usage_error(args, &["-i/--info", "--json or --grep"])?;
+    }
+    Ok(())
+}

@@ -197,6 +197,7 @@ fn the_json_document_validates_against_the_shipped_schema() -> Result<()> {
         &["--json", "--group-by", "port"],
         &["--json", "--group-by", "cgroup"],
         &["--json", "-p", "--group-by", "process"],
+        &["--json", "-i"],
     ] {
         let document = json(args)?;
         let errors = schema::errors(&validator, &document);
@@ -342,6 +343,7 @@ fn the_kernel_applies_the_port_filter_itself() -> Result<()> {
             Comparison::Equal,
             listener_port,
         ))),
+        info: false,
     };
     let mut records = Vec::new();
     SockDiag::open()?.dump_into(&request, &mut records)?;
