@@ -18,6 +18,7 @@
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
 //! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
 //! line's editing, [`connections`] and [`query`] the table's order and filter,
+//! [`ordering`] the worker that sorts and filters the table's rows off this thread,
 //! [`theme`] the colours.
 
 pub mod app;
@@ -25,6 +26,7 @@ pub(crate) mod connections;
 pub(crate) mod keys;
 pub(crate) mod line_editor;
 pub mod model;
+pub mod ordering;
 pub(crate) mod playback;
 pub(crate) mod query;
 pub mod theme;
@@ -59,6 +61,7 @@ use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::{Model, Recording};
+use ordering::RowOrderer;
 use playback::Playback;
 use theme::Theme;
 
@@ -104,7 +107,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     let control = source.control();
     forward_source(source, events.clone(), cli.all_netns)?;
     let workers = Workers::spawn(events.clone(), control.clone())?;
-    spawn_ticks_and_input(events)?;
+    spawn_ticks_and_input(events.clone())?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
     let model = Model::new(cli.interval, History::default());
@@ -114,6 +117,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         App::new(model, theme)
     };
     app.ui.recording = recording;
+    app.order_rows_elsewhere();
+    let orderer = row_orderer(&events)?;
     // Already entered (main does), so it opened before: say which one it is.
     app.ui.netns = match &cli.netns {
         Some(spec) => Some(namespaces::label(&NetnsHandle::open(spec)?.namespace).short()),
@@ -126,6 +131,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),
+        Effect::OrderRows(job) => orderer.order(job),
         _ => {}
     });
     give_back_the_terminal(terminal);
@@ -203,6 +209,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         Playback::new(polls).with_context(|| format!("{shown} holds no polls to show"))?;
 
     let waker = spawn_waker(events.clone())?;
+    let orderer = row_orderer(&events)?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
@@ -212,18 +219,28 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         playback,
     );
     app.ui.notice = note;
+    app.order_rows_elsewhere();
     let first = app.begin();
     let mut terminal = ratatui::init();
     end_on_any_panic();
-    let mut carry_out = |effect| {
-        if let Effect::WakeForPlayback { generation, after } = effect {
+    let mut carry_out = |effect| match effect {
+        Effect::WakeForPlayback { generation, after } => {
             let _ = waker.send((generation, after));
         }
+        Effect::OrderRows(job) => orderer.order(job),
+        _ => {}
     };
     first.into_iter().for_each(&mut carry_out);
     let ending = event_loop(&mut terminal, app, &inbox, carry_out);
     give_back_the_terminal(terminal);
     ending
+}
+
+/// The worker that orders the connections table's rows, answering on the event
+/// channel.
+fn row_orderer(events: &Sender<Event>) -> anyhow::Result<RowOrderer> {
+    let events = events.clone();
+    RowOrderer::spawn(move |rows| events.send(Event::Rows(rows)).is_ok())
 }
 
 /// Leaves the alternate screen and raw mode and shows the cursor. After a hang-up the

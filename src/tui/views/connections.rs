@@ -152,13 +152,18 @@ pub fn render(
     let table = &model.connections;
     let wide = area.width >= 110;
 
-    let block = Block::bordered().title(Line::from(vec![
+    let mut title = vec![
         Span::styled(" Connections ", theme.title()),
         Span::styled(
             format!("{} of {} ", table.len(), table.total()),
             theme.dim(),
         ),
-    ]));
+    ];
+    // The rows are of an older snapshot, sort or filter until the worker is done.
+    if table.is_ordering() {
+        title.push(Span::styled("sorting… ", theme.dim()));
+    }
+    let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(table_area);
     block.render(table_area, buf);
     // One line for the header.
