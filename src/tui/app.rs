@@ -1177,6 +1177,31 @@ mod tests {
         }
 
         #[test]
+        fn enter_on_a_namespace_selects_its_first_row_once_the_worker_sorted_them() {
+            let mut sorted_here = app();
+            press(&mut sorted_here, KeyCode::Char('4'));
+            press(&mut sorted_here, KeyCode::Down);
+            press(&mut sorted_here, KeyCode::Down);
+            press(&mut sorted_here, KeyCode::Enter);
+            let mut app = app();
+            app.order_rows_elsewhere();
+            press(&mut app, KeyCode::Char('4'));
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Down);
+
+            let job = rows_job(press(&mut app, KeyCode::Enter));
+            assert_eq!(app.ui.tab, Tab::Connections);
+            assert!(app.ordering_rows());
+            app.handle(Event::Rows(job.run()));
+
+            assert_ne!(
+                sorted_here.scroll.selected, 0,
+                "a namespace after the first"
+            );
+            assert_eq!(app.scroll.selected, sorted_here.scroll.selected);
+        }
+
+        #[test]
         fn in_one_namespace_four_says_what_would_show_each_and_stays() {
             let mut app = super::app();
             press(&mut app, KeyCode::Char('4'));
