@@ -49,6 +49,7 @@ use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
+use crate::kernel::sched;
 use crate::kernel::tcp_info;
 use crate::modes;
 use crate::poll::namespaces;
@@ -67,6 +68,11 @@ use theme::Theme;
 
 /// How often the view redraws when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
+
+/// The nice value of the threads that read keys and draw, when allowed: ahead of the
+/// pollers, the row worker and ordinary processes, so that a key is not answered after
+/// a poll of a million sockets is parsed. They are idle but for a key or a frame.
+const VIEW_NICE: i32 = -5;
 
 /// How the view ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +361,9 @@ fn event_loop(
     inbox: &Receiver<Event>,
     mut carry_out: impl FnMut(Effect),
 ) -> anyhow::Result<Ending> {
+    // Best effort: without CAP_SYS_NICE the thread keeps the default. Set here, after
+    // the other threads started, which would otherwise inherit it.
+    let _ = sched::set_thread_nice(VIEW_NICE);
     loop {
         {
             let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
@@ -448,6 +457,7 @@ fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Resu
 }
 
 fn read_terminal(events: &Sender<Event>) {
+    let _ = sched::set_thread_nice(VIEW_NICE);
     loop {
         let event = match terminal_event::read() {
             Ok(TerminalEvent::Key(key)) => Event::Key(key),
