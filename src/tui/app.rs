@@ -20,7 +20,7 @@ use crate::tcp::State;
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, Owner};
 
-use super::connections::SortColumn;
+use super::connections::{OrderedRows, RowsJob, SortColumn};
 use super::groups;
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
@@ -33,6 +33,8 @@ use crate::poll::rounds::{NamespaceLabel, Rounds};
 
 /// The intervals `+` and `-` step through.
 const INTERVALS_MS: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000];
+/// The lane of the paused table's [`RowsJob`]s; the live table's are lane 0.
+const PAUSED_LANE: u8 = 1;
 /// Rows PageUp and PageDown move.
 const PAGE: usize = 20;
 /// How old process names may get while the connections tab is shown. A scan reads
@@ -73,6 +75,8 @@ pub enum Event {
     /// Something the view should say once on its status line: namespaces it could not
     /// enter or had no descriptors left for (`--all-netns`).
     Notice(String),
+    /// The connections table's rows, ordered as [`Effect::OrderRows`] asked.
+    Rows(OrderedRows),
 }
 
 /// What the event loop must do for the app.
@@ -95,6 +99,9 @@ pub enum Effect {
     },
     /// Close this socket with SOCK_DESTROY, in its namespace, off the UI thread.
     Close(Option<u64>, SocketRecord),
+    /// Filter and sort the connections table's rows off the UI thread, and send them
+    /// back as [`Event::Rows`]; a newer job makes an older one not worth finishing.
+    OrderRows(RowsJob),
 }
 
 /// A recording being shown instead of the live poller.
@@ -122,6 +129,9 @@ pub struct App {
     replaying: Option<Replaying>,
     /// Across namespaces: each one's latest poll, until a round is complete.
     rounds: Option<Rounds>,
+    /// The namespace (inode, label) whose first connection to select once the rows
+    /// sorted by namespace arrive.
+    select_namespace: Option<(u64, String)>,
 }
 
 impl App {
@@ -137,6 +147,7 @@ impl App {
             last_scan: None,
             replaying: None,
             rounds: None,
+            select_namespace: None,
         }
     }
 
@@ -169,6 +180,25 @@ impl App {
         self.wake_for_playback()
     }
 
+    /// From now on the connections table's rows are ordered off the thread that
+    /// handles events: a change to them gives an [`Effect::OrderRows`], and the
+    /// table shows its previous rows until the [`Event::Rows`] come back.
+    pub fn order_rows_elsewhere(&mut self) {
+        self.each_model(|model| model.connections.order_elsewhere());
+    }
+
+    /// Orders, here and now, the rows still being ordered elsewhere: what a test does
+    /// instead of waiting for the worker.
+    pub fn order_rows_now(&mut self) {
+        self.each_model(|model| model.connections.order_now());
+        self.rows_arrived();
+    }
+
+    /// Whether the rows shown wait for an ordering.
+    pub fn ordering_rows(&self) -> bool {
+        self.shown().connections.is_ordering()
+    }
+
     /// The model the views draw.
     pub fn shown(&self) -> &Model {
         self.frozen.as_ref().unwrap_or(&self.live)
@@ -190,6 +220,18 @@ impl App {
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        let mut effects = self.take(event);
+        effects.extend(self.live.connections.take_job().map(Effect::OrderRows));
+        if let Some(frozen) = &mut self.frozen {
+            effects.extend(frozen.connections.take_job().map(|mut job| {
+                job.lane = PAUSED_LANE;
+                Effect::OrderRows(job)
+            }));
+        }
+        effects
+    }
+
+    fn take(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
             Event::Key(_) | Event::Resize | Event::Tick => Vec::new(),
@@ -247,6 +289,13 @@ impl App {
                     Ok(()) => format!("closed {named}"),
                     Err(error) => format!("could not close {named}: {error}"),
                 });
+                Vec::new()
+            }
+            Event::Rows(rows) => {
+                // For the live table, the paused one, or both (a pause copies the
+                // table with its change under way).
+                self.each_model(|model| _ = model.connections.finish(&rows));
+                self.rows_arrived();
                 Vec::new()
             }
             Event::PlaybackDue(generation) => {
@@ -564,7 +613,11 @@ impl App {
             Action::TogglePause => {
                 self.ui.paused = !self.ui.paused;
                 self.ui.behind = 0;
-                self.frozen = self.ui.paused.then(|| self.live.clone());
+                self.frozen = self.ui.paused.then(|| {
+                    let mut frozen = self.live.clone();
+                    frozen.connections.hand_out_again();
+                    frozen
+                });
             }
             Action::SlowerPolling => return self.step_interval(1),
             Action::FasterPolling => return self.step_interval(-1),
@@ -737,15 +790,33 @@ impl App {
         };
         let descending = self.shown().connections.descending;
         self.each_model(|model| model.connections.set_sort(SortColumn::Netns, descending));
+        self.select_namespace = Some((inode, label));
+        if self.shown().connections.is_ordering() {
+            self.ui.tab = Tab::Connections;
+        } else {
+            self.rows_arrived();
+        }
+        self.maybe_scan()
+    }
+
+    /// Once the rows sorted by namespace are there, selects the first connection of
+    /// the namespace Enter chose, or says there is none.
+    fn rows_arrived(&mut self) {
+        if self.shown().connections.is_ordering() {
+            return;
+        }
+        let Some((inode, label)) = self.select_namespace.take() else {
+            return;
+        };
         match self.shown().connections.first_row_in(inode) {
-            Some(first) => self.scroll.selected = first,
+            Some(first) => {
+                self.scroll.selected = first;
+                self.ui.tab = Tab::Connections;
+            }
             None => {
                 self.ui.notice = Some(format!("no connection of {label} passes the filter"));
-                return Vec::new();
             }
         }
-        self.ui.tab = Tab::Connections;
-        self.maybe_scan()
     }
 
     fn step_interval(&mut self, direction: isize) -> Vec<Effect> {
@@ -874,6 +945,82 @@ mod tests {
         press(&mut app, KeyCode::Enter);
         assert_eq!(app.ui.finding_open, None);
         assert!(app.ui.notice.is_some());
+    }
+
+    /// The job among `effects`, which must hold one.
+    fn rows_job(effects: Vec<Effect>) -> RowsJob {
+        let mut jobs = effects.into_iter().filter_map(|effect| match effect {
+            Effect::OrderRows(job) => Some(job),
+            _ => None,
+        });
+        let job = jobs.next().expect("a job to order the rows");
+        assert!(jobs.next().is_none(), "one job per table");
+        job
+    }
+
+    fn first_rows(app: &App) -> Vec<SocketRecord> {
+        app.shown().connections.rows(0, 5).copied().collect()
+    }
+
+    #[test]
+    fn a_sort_key_is_answered_at_once_with_the_old_rows_while_the_worker_sorts() {
+        let mut sorted_here = app();
+        press(&mut sorted_here, KeyCode::Char('s'));
+        let mut app = app();
+        app.order_rows_elsewhere();
+        press(&mut app, KeyCode::Char('2'));
+        let unsorted = first_rows(&app);
+        assert_ne!(
+            unsorted,
+            first_rows(&sorted_here),
+            "a sort that changes the order"
+        );
+
+        let job = rows_job(press(&mut app, KeyCode::Char('s')));
+        assert!(app.ordering_rows());
+        assert_eq!(first_rows(&app), unsorted);
+        let screen = crate::tui::views::testing::text(120, 30, |area, buf| app.render(area, buf));
+        assert!(screen.contains("sorting…"), "{screen}");
+        // Moving the cursor waits for nothing and asks for nothing.
+        assert!(press(&mut app, KeyCode::Down).is_empty());
+        assert_eq!(app.scroll.selected, 1);
+
+        app.handle(Event::Rows(job.run()));
+        assert!(!app.ordering_rows());
+        assert_eq!(first_rows(&app), first_rows(&sorted_here));
+        let screen = crate::tui::views::testing::text(120, 30, |area, buf| app.render(area, buf));
+        assert!(!screen.contains("sorting…"), "{screen}");
+    }
+
+    #[test]
+    fn rows_of_a_change_overtaken_by_another_are_dropped() {
+        let mut app = app();
+        app.order_rows_elsewhere();
+        press(&mut app, KeyCode::Char('2'));
+        let by_local = rows_job(press(&mut app, KeyCode::Char('s')));
+        let by_peer = rows_job(press(&mut app, KeyCode::Char('s')));
+
+        app.handle(Event::Rows(by_local.run()));
+        assert!(app.ordering_rows());
+        app.handle(Event::Rows(by_peer.run()));
+        assert!(!app.ordering_rows());
+        assert_eq!(app.shown().connections.sort, SortColumn::Peer);
+    }
+
+    #[test]
+    fn a_pause_while_rows_are_being_ordered_asks_for_the_paused_table_s_own() {
+        let mut app = app();
+        app.order_rows_elsewhere();
+        press(&mut app, KeyCode::Char('2'));
+        let live = rows_job(press(&mut app, KeyCode::Char('s')));
+        let paused = rows_job(press(&mut app, KeyCode::Char(' ')));
+        assert_eq!((live.lane, paused.lane), (0, PAUSED_LANE));
+
+        app.handle(Event::Rows(paused.run()));
+        assert!(!app.ordering_rows(), "the paused table has its rows");
+        app.order_rows_now();
+        press(&mut app, KeyCode::Char(' '));
+        assert!(!app.ordering_rows());
     }
 
     #[test]
@@ -1117,6 +1264,31 @@ mod tests {
                     != Some(Some(nginx)),
                 "the selection is the namespace's first row"
             );
+        }
+
+        #[test]
+        fn enter_on_a_namespace_selects_its_first_row_once_the_worker_sorted_them() {
+            let mut sorted_here = app();
+            press(&mut sorted_here, KeyCode::Char('4'));
+            press(&mut sorted_here, KeyCode::Down);
+            press(&mut sorted_here, KeyCode::Down);
+            press(&mut sorted_here, KeyCode::Enter);
+            let mut app = app();
+            app.order_rows_elsewhere();
+            press(&mut app, KeyCode::Char('4'));
+            press(&mut app, KeyCode::Down);
+            press(&mut app, KeyCode::Down);
+
+            let job = rows_job(press(&mut app, KeyCode::Enter));
+            assert_eq!(app.ui.tab, Tab::Connections);
+            assert!(app.ordering_rows());
+            app.handle(Event::Rows(job.run()));
+
+            assert_ne!(
+                sorted_here.scroll.selected, 0,
+                "a namespace after the first"
+            );
+            assert_eq!(app.scroll.selected, sorted_here.scroll.selected);
         }
 
         #[test]

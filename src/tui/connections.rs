@@ -2,6 +2,13 @@
 //! line, in which order. Built once per update or when the sort or filter changes,
 //! never per frame, so that a frame over 100k sockets only formats the rows on screen.
 //!
+//! Building them filters and sorts every socket, which at a million sockets takes
+//! longer than a key may wait. So the view orders rows elsewhere
+//! ([`ConnectionTable::order_elsewhere`]): a change gives a [`RowsJob`] that a worker
+//! runs ([`super::ordering`]), and the table keeps showing the rows it has, of the
+//! snapshot they index, until the [`OrderedRows`] of its latest change come back.
+//! Rows of older changes are dropped. Tests and one-shot uses order at once.
+//!
 //! Rows are indices into the shared snapshot, not copies of its records. Across
 //! namespaces (`--all-netns`) the snapshot holds every namespace's sockets one after
 //! the other, and [`NamespaceSpan`]s say where each namespace's start.
@@ -9,6 +16,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::SystemTime;
 
 use crate::group::Listeners;
@@ -87,32 +95,109 @@ impl SortColumn {
     }
 }
 
+/// Numbers every change to any table's order, so that rows ordered for one change are
+/// never taken for another's, even by a copy of the table (the one a pause freezes).
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// What ordering a table's rows needs: the snapshot, the namespaces in it, the filter
+/// and the sort, as of one change.
+#[derive(Debug, Clone)]
+pub struct RowsJob {
+    /// Which table asked, in the asker's numbering: a worker may drop a job when a
+    /// newer one of the same lane waits.
+    pub lane: u8,
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+    namespaces: Vec<NamespaceSpan>,
+    query: Query,
+    /// Names for the query's `cgroup:` words.
+    cgroups: Arc<CgroupNames>,
+    sort: SortColumn,
+    descending: bool,
+}
+
+/// Two jobs are the same when they are for the same change.
+impl PartialEq for RowsJob {
+    fn eq(&self, other: &RowsJob) -> bool {
+        self.generation == other.generation
+    }
+}
+
+impl Eq for RowsJob {}
+
+/// A job's rows: indices into its snapshot, in table order.
+#[derive(Debug, Clone)]
+pub struct OrderedRows {
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+    namespaces: Vec<NamespaceSpan>,
+    rows: Arc<[u32]>,
+}
+
+impl RowsJob {
+    /// Filters and sorts every socket of the snapshot: O(n log n) in its sockets.
+    pub fn run(self) -> OrderedRows {
+        let rows = order(
+            &self.snapshot.sockets,
+            &self.namespaces,
+            &self.query,
+            &self.cgroups,
+            self.sort,
+            self.descending,
+        );
+        OrderedRows {
+            generation: self.generation,
+            snapshot: self.snapshot,
+            namespaces: self.namespaces,
+            rows: rows.into(),
+        }
+    }
+}
+
 /// The sockets the table shows, filtered and sorted.
 #[derive(Debug, Clone)]
 pub struct ConnectionTable {
-    snapshot: Arc<Snapshot>,
-    rows: Vec<u32>,
+    /// The snapshot the rows index, and where each namespace's sockets start in it
+    /// (empty for one namespace): the latest one once its rows are ordered.
+    shown: Arc<Snapshot>,
+    shown_namespaces: Vec<NamespaceSpan>,
+    rows: Arc<[u32]>,
+    /// The latest snapshot and its namespaces, whose rows may still be being ordered.
+    latest: Arc<Snapshot>,
+    namespaces: Vec<NamespaceSpan>,
     pub sort: SortColumn,
     pub descending: bool,
     query: Query,
     pub query_text: String,
-    /// Where each namespace's sockets start; empty for one namespace.
-    namespaces: Vec<NamespaceSpan>,
     /// Names for the filter line's `cgroup:` words.
     cgroups: Arc<CgroupNames>,
+    /// The change the rows must follow, the one they follow, and the last one a job
+    /// was handed out for.
+    wanted: u64,
+    ordered: u64,
+    handed_out: u64,
+    /// Whether rows are ordered by a worker rather than at once.
+    elsewhere: bool,
 }
 
 impl Default for ConnectionTable {
     fn default() -> ConnectionTable {
+        let empty = Arc::new(Snapshot::new(SystemTime::UNIX_EPOCH, Vec::new()));
         ConnectionTable {
-            snapshot: Arc::new(Snapshot::new(SystemTime::UNIX_EPOCH, Vec::new())),
-            rows: Vec::new(),
+            shown: Arc::clone(&empty),
+            shown_namespaces: Vec::new(),
+            rows: Arc::from([]),
+            latest: empty,
+            namespaces: Vec::new(),
             sort: SortColumn::State,
             descending: false,
             query: Query::default(),
             query_text: String::new(),
-            namespaces: Vec::new(),
             cgroups: Arc::default(),
+            wanted: 0,
+            ordered: 0,
+            handed_out: 0,
+            elsewhere: false,
         }
     }
 }
@@ -120,8 +205,8 @@ impl Default for ConnectionTable {
 impl ConnectionTable {
     /// Shows a new snapshot under the current filter and sort.
     pub fn show(&mut self, snapshot: Arc<Snapshot>) {
-        self.snapshot = snapshot;
-        self.rebuild();
+        self.latest = snapshot;
+        self.changed();
     }
 
     /// Shows a snapshot holding several namespaces' sockets, in the order `spans`
@@ -136,16 +221,17 @@ impl ConnectionTable {
         !self.namespaces.is_empty()
     }
 
-    /// The namespace of the socket at `index` in the snapshot, across namespaces.
+    /// The namespace of the socket at `index` in the shown snapshot, across namespaces.
     fn namespace_at(&self, index: u32) -> Option<&NamespaceSpan> {
-        self.namespaces.get(place_of(&self.namespaces, index)?)
+        self.shown_namespaces
+            .get(place_of(&self.shown_namespaces, index)?)
     }
 
     pub fn set_sort(&mut self, sort: SortColumn, descending: bool) {
         if (sort, descending) != (self.sort, self.descending) {
             self.sort = sort;
             self.descending = descending;
-            self.rebuild();
+            self.changed();
         }
     }
 
@@ -162,57 +248,76 @@ impl ConnectionTable {
     pub fn set_query(&mut self, text: &str, query: Query) {
         self.query_text = text.to_owned();
         self.query = query;
-        self.rebuild();
+        self.changed();
     }
 
-    fn rebuild(&mut self) {
-        let sockets = &self.snapshot.sockets;
-        let (query, spans) = (&self.query, &self.namespaces);
-        // `netns:` words are judged once per namespace, not once per socket.
-        let namespace_kept: Vec<bool> = spans
-            .iter()
-            .map(|span| query.matches_namespace(Some(span)))
-            .collect();
-        let kept_without_namespace = query.matches_namespace(None);
-        let in_a_kept_namespace = |index: u32| match place_of(spans, index) {
-            Some(place) => namespace_kept.get(place).copied().unwrap_or(false),
-            None => kept_without_namespace,
-        };
-        // `cgroup:` words are judged once per cgroup; request sockets and TIME_WAIT
-        // remnants are in their listener's.
-        let listeners = query.has_cgroup_words().then(|| Listeners::of(sockets));
-        let mut cgroup_kept: HashMap<u64, bool> = HashMap::new();
-        let cgroups = &self.cgroups;
-        let mut in_a_kept_cgroup = |socket: &SocketRecord| {
-            let Some(listeners) = &listeners else {
-                return true;
-            };
-            let id = listeners.cgroup_of(socket);
-            *cgroup_kept
-                .entry(id)
-                .or_insert_with(|| query.matches_cgroup(id, cgroups.name(id)))
-        };
-        self.rows.clear();
-        self.rows.extend(
-            (0..sockets.len())
-                .filter(|&i| query.matches(&sockets[i]) && in_a_kept_cgroup(&sockets[i]))
-                .filter_map(|i| u32::try_from(i).ok())
-                .filter(|&i| in_a_kept_namespace(i)),
-        );
-        let (sort, descending) = (self.sort, self.descending);
-        // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
-        // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
-        // total anyway.
-        self.rows.sort_unstable_by(|&a, &b| {
-            let by_namespace = match sort {
-                SortColumn::Netns => place_of(spans, a).cmp(&place_of(spans, b)),
-                _ => Ordering::Equal,
-            };
-            let order = by_namespace
-                .then_with(|| sort.compare(&sockets[a as usize], &sockets[b as usize]))
-                .then(a.cmp(&b));
-            if descending { order.reverse() } else { order }
-        });
+    /// From now on, changes hand out a [`RowsJob`] ([`ConnectionTable::take_job`])
+    /// instead of ordering the rows at once.
+    pub fn order_elsewhere(&mut self) {
+        self.elsewhere = true;
+    }
+
+    fn changed(&mut self) {
+        self.wanted = NEXT_GENERATION.fetch_add(1, AtomicOrdering::Relaxed);
+        if !self.elsewhere {
+            self.order_now();
+        }
+    }
+
+    /// The job the latest change needs, once: `None` when rows are ordered at once,
+    /// or its job was handed out already.
+    pub fn take_job(&mut self) -> Option<RowsJob> {
+        if !self.elsewhere || self.handed_out == self.wanted || self.ordered == self.wanted {
+            return None;
+        }
+        self.handed_out = self.wanted;
+        Some(self.job())
+    }
+
+    /// Hands out the latest change's job again: for a copy of the table, whose
+    /// original's job may be dropped for a newer one of the original's.
+    pub fn hand_out_again(&mut self) {
+        self.handed_out = 0;
+    }
+
+    fn job(&self) -> RowsJob {
+        RowsJob {
+            lane: 0,
+            generation: self.wanted,
+            snapshot: Arc::clone(&self.latest),
+            namespaces: self.namespaces.clone(),
+            query: self.query.clone(),
+            cgroups: Arc::clone(&self.cgroups),
+            sort: self.sort,
+            descending: self.descending,
+        }
+    }
+
+    /// Shows `rows` if they follow the latest change; rows of an older one are
+    /// dropped. Returns whether they were shown.
+    pub fn finish(&mut self, rows: &OrderedRows) -> bool {
+        if rows.generation != self.wanted {
+            return false;
+        }
+        self.shown = Arc::clone(&rows.snapshot);
+        self.shown_namespaces.clone_from(&rows.namespaces);
+        self.rows = Arc::clone(&rows.rows);
+        self.ordered = rows.generation;
+        true
+    }
+
+    /// Orders the rows for the latest change here and now, if they do not follow it.
+    pub fn order_now(&mut self) {
+        if self.ordered != self.wanted {
+            let rows = self.job().run();
+            self.finish(&rows);
+        }
+    }
+
+    /// Whether the rows shown are older than the latest change (a sort, a filter or a
+    /// snapshot): they are being ordered.
+    pub fn is_ordering(&self) -> bool {
+        self.ordered != self.wanted
     }
 
     pub fn len(&self) -> usize {
@@ -223,15 +328,15 @@ impl ConnectionTable {
         self.rows.is_empty()
     }
 
-    /// All sockets in the snapshot, before filtering.
+    /// All sockets in the snapshot the rows are of, before filtering.
     pub fn total(&self) -> usize {
-        self.snapshot.sockets.len()
+        self.shown.sockets.len()
     }
 
     /// The `row`th socket in table order.
     pub fn get(&self, row: usize) -> Option<&SocketRecord> {
         let index = *self.rows.get(row)?;
-        self.snapshot.sockets.get(index as usize)
+        self.shown.sockets.get(index as usize)
     }
 
     /// The first row of namespace `inode`'s sockets, if any passes the filter.
@@ -248,7 +353,7 @@ impl ConnectionTable {
         let start = start.min(end);
         self.rows[start..end]
             .iter()
-            .filter_map(|&index| self.snapshot.sockets.get(index as usize))
+            .filter_map(|&index| self.shown.sockets.get(index as usize))
     }
 
     /// The rows `range` in table order with their namespace (none for one namespace).
@@ -260,7 +365,7 @@ impl ConnectionTable {
         let end = start.saturating_add(count).min(self.rows.len());
         let start = start.min(end);
         self.rows[start..end].iter().filter_map(|&index| {
-            let socket = self.snapshot.sockets.get(index as usize)?;
+            let socket = self.shown.sockets.get(index as usize)?;
             Some((self.namespace_at(index), socket))
         })
     }
@@ -269,13 +374,13 @@ impl ConnectionTable {
     /// namespace).
     pub fn get_in_namespace(&self, row: usize) -> Option<(Option<u64>, &SocketRecord)> {
         let index = *self.rows.get(row)?;
-        let socket = self.snapshot.sockets.get(index as usize)?;
+        let socket = self.shown.sockets.get(index as usize)?;
         Some((self.namespace_at(index).map(|span| span.inode), socket))
     }
 
-    /// The sockets of namespace `inode` in the snapshot (all of them for none).
+    /// The sockets of namespace `inode` in the latest snapshot (all of them for none).
     pub fn sockets_in(&self, inode: Option<u64>) -> &[SocketRecord] {
-        let sockets = &self.snapshot.sockets[..];
+        let sockets = &self.latest.sockets[..];
         let Some(inode) = inode else {
             return sockets;
         };
@@ -294,16 +399,70 @@ impl ConnectionTable {
     pub fn position(&self, socket: &SocketRecord) -> Option<usize> {
         let wanted = socket.endpoints();
         self.rows.iter().position(|&index| {
-            self.snapshot
+            self.shown
                 .sockets
                 .get(index as usize)
                 .is_some_and(|s| s.endpoints() == wanted)
         })
     }
 
+    /// The latest snapshot, whether or not its rows are ordered yet.
     pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+        &self.latest
     }
+}
+
+/// The indices of the sockets that pass `query`, in the order `sort` gives.
+fn order(
+    sockets: &[SocketRecord],
+    spans: &[NamespaceSpan],
+    query: &Query,
+    cgroups: &CgroupNames,
+    sort: SortColumn,
+    descending: bool,
+) -> Vec<u32> {
+    // `netns:` words are judged once per namespace, not once per socket.
+    let namespace_kept: Vec<bool> = spans
+        .iter()
+        .map(|span| query.matches_namespace(Some(span)))
+        .collect();
+    let kept_without_namespace = query.matches_namespace(None);
+    let in_a_kept_namespace = |index: u32| match place_of(spans, index) {
+        Some(place) => namespace_kept.get(place).copied().unwrap_or(false),
+        None => kept_without_namespace,
+    };
+    // `cgroup:` words are judged once per cgroup; request sockets and TIME_WAIT
+    // remnants are in their listener's.
+    let listeners = query.has_cgroup_words().then(|| Listeners::of(sockets));
+    let mut cgroup_kept: HashMap<u64, bool> = HashMap::new();
+    let mut in_a_kept_cgroup = |socket: &SocketRecord| {
+        let Some(listeners) = &listeners else {
+            return true;
+        };
+        let id = listeners.cgroup_of(socket);
+        *cgroup_kept
+            .entry(id)
+            .or_insert_with(|| query.matches_cgroup(id, cgroups.name(id)))
+    };
+    let mut rows: Vec<u32> = (0..sockets.len())
+        .filter(|&i| query.matches(&sockets[i]) && in_a_kept_cgroup(&sockets[i]))
+        .filter_map(|i| u32::try_from(i).ok())
+        .filter(|&i| in_a_kept_namespace(i))
+        .collect();
+    // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
+    // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
+    // total anyway.
+    rows.sort_unstable_by(|&a, &b| {
+        let by_namespace = match sort {
+            SortColumn::Netns => place_of(spans, a).cmp(&place_of(spans, b)),
+            _ => Ordering::Equal,
+        };
+        let order = by_namespace
+            .then_with(|| sort.compare(&sockets[a as usize], &sockets[b as usize]))
+            .then(a.cmp(&b));
+        if descending { order.reverse() } else { order }
+    });
+    rows
 }
 
 /// Which of `spans` the socket at `index` falls in, by its place among them. Namespaces
@@ -432,6 +591,49 @@ mod tests {
         table.set_query("estab", Query::parse("estab").unwrap());
         assert_eq!(states(&table), [State::Established]);
         assert_eq!(table.total(), 3);
+    }
+
+    #[test]
+    fn ordered_elsewhere_the_old_rows_stay_until_the_latest_change_is_ordered() {
+        let mut table = table();
+        table.order_elsewhere();
+        table.set_sort(SortColumn::RecvQ, true);
+        let by_recv_q = table.take_job().expect("a sort change needs ordering");
+        assert!(table.take_job().is_none(), "one job per change");
+        table.set_query("estab", Query::parse("estab").unwrap());
+        let filtered = table.take_job().expect("a filter change needs ordering");
+
+        assert!(table.is_ordering());
+        assert_eq!(
+            states(&table),
+            [State::Listen, State::Established, State::TimeWait]
+        );
+        assert!(!table.finish(&by_recv_q.run()), "an older change's rows");
+        assert_eq!(states(&table).len(), 3);
+        assert!(table.finish(&filtered.run()));
+        assert!(!table.is_ordering());
+        assert_eq!(states(&table), [State::Established]);
+    }
+
+    #[test]
+    fn rows_being_ordered_still_index_the_snapshot_they_were_ordered_for() {
+        let mut table = table();
+        table.order_elsewhere();
+        table.show(Arc::new(Snapshot::new(
+            SystemTime::UNIX_EPOCH,
+            vec![socket(State::CloseWait, "10.0.0.2", 9, "10.0.0.3", 9)],
+        )));
+
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.total(), 3);
+        assert_eq!(table.get(2).map(|s| s.state), Some(State::TimeWait));
+        assert_eq!(
+            table.sockets_in(None).len(),
+            1,
+            "the detail follows the latest"
+        );
+        table.order_now();
+        assert_eq!(states(&table), [State::CloseWait]);
     }
 
     #[test]

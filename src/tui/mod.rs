@@ -18,6 +18,7 @@
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
 //! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
 //! line's editing, [`connections`] and [`query`] the table's order and filter,
+//! [`ordering`] the worker that sorts and filters the table's rows off this thread,
 //! [`theme`] the colours.
 
 pub mod app;
@@ -26,6 +27,7 @@ pub(crate) mod groups;
 pub(crate) mod keys;
 pub(crate) mod line_editor;
 pub mod model;
+pub mod ordering;
 pub(crate) mod playback;
 pub(crate) mod query;
 pub mod theme;
@@ -48,6 +50,7 @@ use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
+use crate::kernel::sched;
 use crate::kernel::tcp_info;
 use crate::modes;
 use crate::poll::namespaces;
@@ -60,11 +63,17 @@ use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::{Model, Recording};
+use ordering::RowOrderer;
 use playback::Playback;
 use theme::Theme;
 
 /// How often the view redraws when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
+
+/// The nice value of the threads that read keys and draw, when allowed: ahead of the
+/// pollers, the row worker and ordinary processes, so that a key is not answered after
+/// a poll of a million sockets is parsed. They are idle but for a key or a frame.
+const VIEW_NICE: i32 = -5;
 
 /// How the view ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +114,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     let control = source.control();
     forward_source(source, events.clone(), cli.all_netns)?;
     let workers = Workers::spawn(events.clone(), control.clone())?;
-    spawn_ticks_and_input(events)?;
+    spawn_ticks_and_input(events.clone())?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
     let mut model = Model::new(cli.interval, History::default());
@@ -116,6 +125,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         App::new(model, theme)
     };
     app.ui.recording = recording;
+    app.order_rows_elsewhere();
+    let orderer = row_orderer(&events)?;
     // Already entered (main does), so it opened before: say which one it is.
     app.ui.netns = match &cli.netns {
         Some(spec) => Some(namespaces::label(&NetnsHandle::open(spec)?.namespace).short()),
@@ -128,6 +139,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),
+        Effect::OrderRows(job) => orderer.order(job),
         _ => {}
     });
     give_back_the_terminal(terminal);
@@ -205,6 +217,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         Playback::new(polls).with_context(|| format!("{shown} holds no polls to show"))?;
 
     let waker = spawn_waker(events.clone())?;
+    let orderer = row_orderer(&events)?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
@@ -214,18 +227,28 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         playback,
     );
     app.ui.notice = note;
+    app.order_rows_elsewhere();
     let first = app.begin();
     let mut terminal = ratatui::init();
     end_on_any_panic();
-    let mut carry_out = |effect| {
-        if let Effect::WakeForPlayback { generation, after } = effect {
+    let mut carry_out = |effect| match effect {
+        Effect::WakeForPlayback { generation, after } => {
             let _ = waker.send((generation, after));
         }
+        Effect::OrderRows(job) => orderer.order(job),
+        _ => {}
     };
     first.into_iter().for_each(&mut carry_out);
     let ending = event_loop(&mut terminal, app, &inbox, carry_out);
     give_back_the_terminal(terminal);
     ending
+}
+
+/// The worker that orders the connections table's rows, answering on the event
+/// channel.
+fn row_orderer(events: &Sender<Event>) -> anyhow::Result<RowOrderer> {
+    let events = events.clone();
+    RowOrderer::spawn(move |rows| events.send(Event::Rows(rows)).is_ok())
 }
 
 /// Leaves the alternate screen and raw mode and shows the cursor. After a hang-up the
@@ -340,6 +363,9 @@ fn event_loop(
     inbox: &Receiver<Event>,
     mut carry_out: impl FnMut(Effect),
 ) -> anyhow::Result<Ending> {
+    // Best effort: without CAP_SYS_NICE the thread keeps the default. Set here, after
+    // the other threads started, which would otherwise inherit it.
+    let _ = sched::set_thread_nice(VIEW_NICE);
     loop {
         {
             let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
@@ -433,6 +459,7 @@ fn spawn_named(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Resu
 }
 
 fn read_terminal(events: &Sender<Event>) {
+    let _ = sched::set_thread_nice(VIEW_NICE);
     loop {
         let event = match terminal_event::read() {
             Ok(TerminalEvent::Key(key)) => Event::Key(key),

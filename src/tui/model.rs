@@ -240,7 +240,16 @@ impl Model {
             return;
         }
         let snapshot = &update.snapshot;
-        let counts = update.pace.counts;
+        // One pass over the sockets for both tallies: this runs on the view's thread.
+        let mut counts = Counts::default();
+        let (mut ipv4, mut ipv6) = (0, 0);
+        for socket in &snapshot.sockets {
+            counts.add(socket.state);
+            match socket.family {
+                Family::Ipv4 => ipv4 += 1,
+                Family::Ipv6 => ipv6 += 1,
+            }
+        }
         let seconds = self.previous.as_ref().and_then(|(before, _)| {
             let elapsed = snapshot.taken_at.duration_since(before.taken_at).ok()?;
             (elapsed > Duration::ZERO).then_some(elapsed.as_secs_f64())
@@ -260,14 +269,8 @@ impl Model {
             self.counter_rates = update.rates;
         }
         self.counts = counts;
-        self.ipv4_total = 0;
-        self.ipv6_total = 0;
-        for socket in &snapshot.sockets {
-            match socket.family {
-                Family::Ipv4 => self.ipv4_total += 1,
-                Family::Ipv6 => self.ipv6_total += 1,
-            }
-        }
+        self.ipv4_total = ipv4;
+        self.ipv6_total = ipv6;
         self.syn_watch = update.syn_watch.clone();
         self.findings.clone_from(&update.findings);
         self.history.record(

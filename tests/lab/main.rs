@@ -36,4 +36,5 @@ mod snapshot;
 mod sockdiag_faults;
 mod tcp_info;
 mod tui;
+mod view_keys;
 mod watch;

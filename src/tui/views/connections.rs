@@ -166,6 +166,10 @@ pub fn render(
             theme.warning(),
         ));
     }
+    // The rows are of an older snapshot, sort or filter until the worker is done.
+    if table.is_ordering() {
+        title.push(Span::styled("sorting… ", theme.dim()));
+    }
     let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(table_area);
     block.render(table_area, buf);
