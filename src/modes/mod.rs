@@ -71,6 +71,7 @@ pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::R
         record: recording(cli),
         stopping,
         in_flight,
+        processes: None,
     })
 }
 

@@ -24,7 +24,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::budget::{Budget, Part, Plan};
-use super::update::{Analyst, EventStatus, LanePolled, Message, Polled, Update};
+use super::update::{Analyst, EventStatus, LanePolled, Message, Polled, SharedProcesses, Update};
 use crate::diff::{DestroyedSocket, Differ};
 use crate::filter::Filter;
 use crate::kernel::events::DestroyEvents;
@@ -65,6 +65,8 @@ pub struct PollerConfig {
     pub findings: FindingThresholds,
     /// The CPU budget in percent of one core (`--max-cpu`); 0 for none.
     pub max_cpu: f64,
+    /// The consumer's latest walk over `/proc`, for findings that name processes.
+    pub processes: Option<SharedProcesses>,
 }
 
 /// A running poller. Dropping it stops the thread.
@@ -185,7 +187,8 @@ impl PollLoop {
         } else {
             (None, EventStatus::Off)
         };
-        let analyst = Analyst::new(config.thresholds, config.findings);
+        let analyst = Analyst::new(config.thresholds, config.findings)
+            .with_processes(config.processes.clone());
         let budget = Budget::new(config.max_cpu);
         PollLoop {
             budget,

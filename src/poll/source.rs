@@ -29,7 +29,7 @@ use super::namespaces::Namespaces;
 use super::per_namespace::{Followed, Pollers, RESCAN};
 use super::poller::PollerConfig;
 use super::replay::{Replaying, Timed};
-use super::update::{Message, Update};
+use super::update::{Message, SharedProcesses, Update};
 use crate::filter::Filter;
 use crate::kernel::netns::NetnsHandle;
 use crate::kernel::process;
@@ -65,6 +65,9 @@ pub struct LiveConfig {
     /// wait (see [`super::poller::Poller::spawn_in`]), so a slow consumer cannot pile up
     /// snapshots.
     pub in_flight: usize,
+    /// Where the consumer puts its latest walk over `/proc` (`-p`), for findings that
+    /// name processes; `None` when it never walks.
+    pub processes: Option<SharedProcesses>,
 }
 
 /// The signals that end a mode, and who else hears of them.
@@ -167,6 +170,7 @@ impl Source {
             thresholds: config.thresholds,
             findings: config.findings,
             max_cpu: config.max_cpu,
+            processes: config.processes,
         };
         let following = matches!(config.namespaces, Namespaces::All { .. });
         let (handles, left_out) = match config.namespaces {

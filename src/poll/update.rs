@@ -5,12 +5,12 @@
 //! Pure: a snapshot, its transitions and a counter reading come in; an [`Update`] goes
 //! out. Nothing here reads the kernel or the clock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::diff::Transition;
 pub use crate::kernel::events::EventStatus;
-use crate::kernel::procfs::{ConnectionLimits, SockStat, TcpExt};
+use crate::kernel::procfs::{ConnectionLimits, ProcessMap, SockStat, TcpExt};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::findings::{self, Finding, FindingEvent, FindingThresholds, HostLimits};
@@ -160,6 +160,10 @@ struct LastFull {
 /// watch, which remember across polls; and the findings over all of them. Live polls
 /// and replayed ones go through the same analyst, so a replay shows what the live view
 /// showed.
+/// The latest walk over `/proc` a consumer made (`-p`), shared with its pollers so
+/// that findings can name the processes behind sockets; `None` until one finished.
+pub type SharedProcesses = Arc<Mutex<Option<Arc<ProcessMap>>>>;
+
 #[derive(Debug)]
 pub struct Analyst {
     rates: RateMeter,
@@ -173,6 +177,8 @@ pub struct Analyst {
     /// The counter rate at which SYN cookies count as being sent.
     min_counter_rate: f64,
     last_full: Option<LastFull>,
+    /// Who holds which socket, when the consumer walks `/proc`.
+    processes: Option<SharedProcesses>,
 }
 
 impl Analyst {
@@ -186,7 +192,14 @@ impl Analyst {
             default_limits: HostLimits::default(),
             min_counter_rate: thresholds.min_counter_rate,
             last_full: None,
+            processes: None,
         }
+    }
+
+    /// Names processes in findings from the latest walk `processes` holds.
+    pub fn with_processes(mut self, processes: Option<SharedProcesses>) -> Analyst {
+        self.processes = processes;
+        self
     }
 
     pub fn analyse(&mut self, polled: Polled) -> Update {
@@ -215,6 +228,11 @@ impl Analyst {
             .limits
             .as_ref()
             .map_or(&self.default_limits, |(_, limits)| limits);
+        // The map is cloned out (an Arc), so the lock is held for no longer than that.
+        let processes = self
+            .processes
+            .as_ref()
+            .and_then(|shared| shared.lock().ok().and_then(|latest| latest.clone()));
         let report = self.findings.observe(&findings::Observation {
             snapshot: &polled.snapshot,
             limits,
@@ -223,7 +241,7 @@ impl Analyst {
             syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
             leaks: Some(&leaks),
             transitions: &polled.transitions,
-            processes: None,
+            processes: processes.as_deref(),
         });
         let mut pace = Pace::full(&polled.snapshot, polled.full_every);
         pace.sockstat = polled.sockstat;

@@ -17,6 +17,7 @@ use crate::poll::update::{Message, Update};
 use crate::report::endpoint::connection_name;
 use crate::snapshot::{Endpoints, SocketRecord};
 use crate::tcp::State;
+use crate::watch::findings::Kind;
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, Owner};
 
@@ -432,7 +433,8 @@ impl App {
         let for_table =
             matches!(self.ui.tab, Tab::Connections | Tab::Groups) && due(PROCESS_SCAN_EVERY);
         let for_leaks = due(LEAK_SCAN_EVERY) && self.close_wait_owners_unknown();
-        if !self.scan_in_flight && (for_table || for_leaks) {
+        let for_findings = due(LEAK_SCAN_EVERY) && self.stalled_connects_unnamed();
+        if !self.scan_in_flight && (for_table || for_leaks || for_findings) {
             self.scan_in_flight = true;
             self.last_scan = Some(now);
             vec![Effect::ScanProcesses]
@@ -443,6 +445,14 @@ impl App {
 
     /// Whether some CLOSE_WAIT socket of the latest poll belongs to a process the last
     /// scan does not know (inode 0 belongs to none: not accepted yet).
+    /// Whether a `connect_stalled` finding is up without the processes waiting: the
+    /// pollers name them from the view's latest walk over `/proc`.
+    fn stalled_connects_unnamed(&self) -> bool {
+        self.live.findings.iter().any(|finding| {
+            finding.kind == Kind::ConnectStalled && finding.evidence.get("processes").is_none()
+        })
+    }
+
     fn close_wait_owners_unknown(&self) -> bool {
         if self.live.counts.get(State::CloseWait) == 0 {
             return false;

@@ -56,6 +56,7 @@ use crate::modes;
 use crate::poll::namespaces;
 use crate::poll::replay::Timed;
 use crate::poll::rounds::NamespaceLabel;
+use crate::poll::update::SharedProcesses;
 use crate::poll::{Control, Next, Source, Stopping};
 use crate::record::ReplayEnd;
 use crate::snapshot::SocketRecord;
@@ -109,11 +110,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     // caught first, so that a SIGTERM during start-up already finds the handler.
     // Bounded: one poll per namespace may wait; a view that cannot keep up makes the
     // pollers wait rather than queue.
-    let source = Source::live(modes::live_config(cli, stopping(&events), 1)?)?;
+    // Every walk over `/proc` the view makes is shared with the pollers, whose findings
+    // then name the processes behind sockets (a stalled connect's waiting processes).
+    let processes = SharedProcesses::default();
+    let mut config = modes::live_config(cli, stopping(&events), 1)?;
+    config.processes = Some(Arc::clone(&processes));
+    let source = Source::live(config)?;
     let recording = modes::recording(cli).map(|to| Recording::To(to.path.display().to_string()));
     let control = source.control();
     forward_source(source, events.clone(), cli.all_netns)?;
-    let workers = Workers::spawn(events.clone(), control.clone())?;
+    let workers = Workers::spawn(events.clone(), control.clone(), processes)?;
     spawn_ticks_and_input(events.clone())?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
@@ -501,7 +507,11 @@ fn in_namespace<T: Send>(
 }
 
 impl Workers {
-    fn spawn(events: Sender<Event>, control: Control) -> anyhow::Result<Workers> {
+    fn spawn(
+        events: Sender<Event>,
+        control: Control,
+        shared_processes: SharedProcesses,
+    ) -> anyhow::Result<Workers> {
         let (scans, scan_requests) = mpsc::channel::<()>();
         let scan_events = events.clone();
         let close_events = events.clone();
@@ -510,6 +520,9 @@ impl Workers {
                 let result = ProcessMap::scan()
                     .map(Arc::new)
                     .map_err(|e| format!("{e:#}"));
+                if let (Ok(map), Ok(mut latest)) = (&result, shared_processes.lock()) {
+                    *latest = Some(Arc::clone(map));
+                }
                 if scan_events.send(Event::Processes(result)).is_err() {
                     return;
                 }

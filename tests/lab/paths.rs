@@ -163,6 +163,30 @@ fn the_view_names_stalled_connects_in_its_findings_panel_and_enter_shows_the_evi
 }
 
 #[test]
+fn the_view_names_the_processes_waiting_on_a_stalled_upstream() -> Result<()> {
+    let _lab = Lab::enter()?;
+    let _waiting = connects(SocketAddr::V4(SocketAddrV4::new(SILENT, 80)), 6)?;
+    let mut command = tcpscope_command(&[]);
+    command.args(["--interval", "200ms"]);
+    let mut terminal = Terminal::spawn(command, 120, 40)?;
+    let summary = "connections to 127.64.0.7:80 are not answered";
+    terminal.wait_for(Duration::from_secs(20), "the stalled connects", |screen| {
+        screen.contains(summary)
+    })?;
+    terminal.send(b"\r")?;
+    // The view's walk over /proc reaches the pollers' findings at the next poll.
+    let waiting = format!("(pid {}, 6 sockets)", std::process::id());
+    terminal.wait_for(
+        Duration::from_secs(20),
+        "the processes waiting, in the finding's evidence",
+        |screen| screen.contains("processes: ") && screen.contains(&waiting),
+    )?;
+    terminal.send(b"q")?;
+    ensure!(terminal.wait(Duration::from_secs(10))?.success());
+    Ok(())
+}
+
+#[test]
 fn connects_to_an_upstream_that_answers_are_not_stalled() -> Result<()> {
     let _lab = Lab::enter()?;
     let (listener, addr) = listener()?;
