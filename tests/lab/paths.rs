@@ -120,18 +120,29 @@ fn with_p_a_stalled_connect_names_the_local_process_waiting() -> Result<()> {
     Ok(())
 }
 
+/// What the view's Findings panel says of six connects into the lab's sink.
+const STALLED_SUMMARY: &str = "connections to 127.64.0.7:80 are not answered";
+
+/// The view, polling every 200 ms in a lab where six connects wait on the sink, once
+/// its Findings panel names them; and the screen then. The lab and the connects live as
+/// long as the returned values.
+fn view_over_a_stalled_upstream() -> Result<(Lab, Vec<Socket>, Terminal, String)> {
+    let lab = Lab::enter()?;
+    let waiting = connects(SocketAddr::V4(SocketAddrV4::new(SILENT, 80)), 6)?;
+    let mut command = tcpscope_command(&[]);
+    command.args(["--interval", "200ms"]);
+    let terminal = Terminal::spawn(command, 120, 40)?;
+    let screen = terminal.wait_for(Duration::from_secs(20), "the stalled connects", |screen| {
+        screen.contains(STALLED_SUMMARY)
+    })?;
+    Ok((lab, waiting, terminal, screen))
+}
+
 #[test]
 fn the_view_names_stalled_connects_in_its_findings_panel_and_enter_shows_the_evidence() -> Result<()>
 {
-    let _lab = Lab::enter()?;
-    let _waiting = connects(SocketAddr::V4(SocketAddrV4::new(SILENT, 80)), 6)?;
-    let mut command = tcpscope_command(&[]);
-    command.args(["--interval", "200ms"]);
-    let mut terminal = Terminal::spawn(command, 120, 40)?;
-    let summary = "connections to 127.64.0.7:80 are not answered";
-    let screen = terminal.wait_for(Duration::from_secs(20), "the stalled connects", |screen| {
-        screen.contains(summary)
-    })?;
+    let (_lab, _waiting, mut terminal, screen) = view_over_a_stalled_upstream()?;
+    let summary = STALLED_SUMMARY;
     let line = screen
         .lines()
         .find(|line| line.contains(summary))
@@ -164,15 +175,7 @@ fn the_view_names_stalled_connects_in_its_findings_panel_and_enter_shows_the_evi
 
 #[test]
 fn the_view_names_the_processes_waiting_on_a_stalled_upstream() -> Result<()> {
-    let _lab = Lab::enter()?;
-    let _waiting = connects(SocketAddr::V4(SocketAddrV4::new(SILENT, 80)), 6)?;
-    let mut command = tcpscope_command(&[]);
-    command.args(["--interval", "200ms"]);
-    let mut terminal = Terminal::spawn(command, 120, 40)?;
-    let summary = "connections to 127.64.0.7:80 are not answered";
-    terminal.wait_for(Duration::from_secs(20), "the stalled connects", |screen| {
-        screen.contains(summary)
-    })?;
+    let (_lab, _waiting, mut terminal, _) = view_over_a_stalled_upstream()?;
     terminal.send(b"\r")?;
     // The view's walk over /proc reaches the pollers' findings at the next poll.
     let waiting = format!("(pid {}, 6 sockets)", std::process::id());
