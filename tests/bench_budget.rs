@@ -35,14 +35,7 @@ const HALF_OPEN: usize = 1000;
 const MEASURE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("bench_budget: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_exit("bench_budget", run())
 }
 
 fn run() -> Result<bool> {

@@ -36,14 +36,7 @@ use tcpscope::watch::findings::{Analyst, FindingThresholds, HostLimits, Observat
 const TARGET: f64 = 0.10;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("bench_findings: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_exit("bench_findings", run())
 }
 
 fn run() -> Result<bool> {

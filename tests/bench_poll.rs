@@ -40,14 +40,7 @@ const TARGET: f64 = 1.3;
 const FINDINGS_TARGET: f64 = 0.10;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("bench_poll: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_exit("bench_poll", run())
 }
 
 fn run() -> Result<bool> {

@@ -47,14 +47,7 @@ const BETWEEN_SCRAPES: Duration = Duration::from_millis(30);
 const TARGET: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("bench_scrape: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_exit("bench_scrape", run())
 }
 
 fn run() -> Result<bool> {

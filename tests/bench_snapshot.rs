@@ -69,14 +69,7 @@ struct Comparison {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("bench_snapshot: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::bench_exit("bench_snapshot", run())
 }
 
 fn run() -> Result<bool> {

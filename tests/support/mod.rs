@@ -19,7 +19,7 @@ pub mod scrape;
 pub mod stream;
 pub mod usage;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitCode, Output, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
@@ -55,4 +55,18 @@ pub fn json(args: &[&str]) -> Result<Value> {
     );
     serde_json::from_slice(&output.stdout)
         .with_context(|| format!("tcpscope {args:?} printed invalid JSON"))
+}
+
+/// A benchmark's exit status from its run: success when every target was met (or, in a
+/// debug build, when it only printed), failure when one was missed or the run failed,
+/// which it says on stderr under the benchmark's `name`.
+pub fn bench_exit(name: &str, run: Result<bool>) -> ExitCode {
+    match run {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
