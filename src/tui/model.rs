@@ -240,11 +240,11 @@ impl Model {
             return;
         }
         let snapshot = &update.snapshot;
-        // One pass over the sockets for both tallies: this runs on the view's thread.
-        let mut counts = Counts::default();
+        // The poller counted the states already; only the families are tallied here,
+        // on the view's thread.
+        let counts = update.pace.counts;
         let (mut ipv4, mut ipv6) = (0, 0);
         for socket in &snapshot.sockets {
-            counts.add(socket.state);
             match socket.family {
                 Family::Ipv4 => ipv4 += 1,
                 Family::Ipv6 => ipv6 += 1,
