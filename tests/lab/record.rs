@@ -550,27 +550,36 @@ fn make_the_demo_recording() -> Result<()> {
 #[test]
 fn record_refuses_a_fifo_a_device_and_another_users_file_at_once_with_status_2() -> Result<()> {
     // A FIFO nobody reads: opening it to write would wait for a reader, writing to it
-    // would block the recorder.
+    // would block the recorder. Refused as it is found (an empty FIFO looks like a new
+    // file), and even forced.
     let fifo = Scratch::new("fifo");
     let made = Command::new("mkfifo").arg(&fifo.0).status()?;
     ensure!(made.success(), "mkfifo failed");
-    let started = Instant::now();
-    let output = record_briefly(&fifo, &["--force"])?;
-    ensure!(output.status.code() == Some(2), "{output:?}");
-    ensure!(
-        started.elapsed() < Duration::from_millis(900),
-        "took {:?}",
-        started.elapsed()
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(stderr.contains("is a FIFO"), "{stderr}");
+    for more in [&[][..], &["--force"][..]] {
+        let started = Instant::now();
+        let output = record_briefly(&fifo, more)?;
+        ensure!(output.status.code() == Some(2), "{more:?}: {output:?}");
+        ensure!(
+            started.elapsed() < Duration::from_millis(900),
+            "took {:?}",
+            started.elapsed()
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(stderr.contains("is a FIFO"), "{more:?}: {stderr}");
+    }
 
-    // A device, even forced: nothing is written to it. /dev/null takes any write
-    // and tells no one, so it stands for every device here.
-    let output = record_briefly_to("/dev/null", &["--force"])?;
-    ensure!(output.status.code() == Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(stderr.contains("is a character device"), "{stderr}");
+    // A device, as found (of size 0, it looks like a new file) and even forced:
+    // nothing is written to it. /dev/null takes any write and tells no one, so it
+    // stands for every device here.
+    for more in [&[][..], &["--force"][..]] {
+        let output = record_briefly_to("/dev/null", more)?;
+        ensure!(output.status.code() == Some(2), "{more:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            stderr.contains("is a character device"),
+            "{more:?}: {stderr}"
+        );
+    }
 
     // An empty file anyone may write, owned by someone else: refused, then forced.
     let theirs = Scratch::new("theirs");
@@ -677,7 +686,7 @@ fn count_replayed(file: &Scratch) -> Result<usize> {
 
 #[test]
 fn a_record_dated_after_the_year_9999_or_claiming_512_mib_ends_the_replay_cleanly() -> Result<()> {
-    for (name, bytes) in crafted_recordings() {
+    for (name, bytes, said) in crafted_recordings() {
         let file = Scratch::new(name);
         fs::write(&file.0, &bytes)?;
         for format in [&["--json"][..], &[][..]] {
@@ -693,19 +702,30 @@ fn a_record_dated_after_the_year_9999_or_claiming_512_mib_ends_the_replay_cleanl
                 output.status.code() == Some(0),
                 "{name} {format:?}: {output:?}"
             );
+            // Ended where the reader was told to stop, not where it happened to fail.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            ensure!(stderr.contains(said), "{name} {format:?}: {stderr}");
         }
     }
     Ok(())
 }
 
-/// Recordings made to break a reader, each with valid checksums: kept as the fuzz
-/// target's corpus too (tests/fuzz/corpus/recording/).
-fn crafted_recordings() -> Vec<(&'static str, Vec<u8>)> {
+/// Recordings made to break a reader, each with valid checksums, and what the replay
+/// must say of where it stopped: kept as the fuzz target's corpus too
+/// (tests/fuzz/corpus/recording/).
+fn crafted_recordings() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/recording");
-    ["after-year-9999", "claims-512-mib", "zero-filled-tail"]
-        .into_iter()
-        .map(|name| (name, fs::read(corpus.join(name)).unwrap_or_default()))
-        .collect()
+    [
+        ("after-year-9999", "a time after the year 9999"),
+        ("claims-512-mib", "(the last record is cut short)"),
+        ("zero-filled-tail", "(a zero-filled tail)"),
+    ]
+    .into_iter()
+    .map(|(name, said)| {
+        let bytes = fs::read(corpus.join(name)).unwrap_or_default();
+        (name, bytes, said)
+    })
+    .collect()
 }
 
 #[test]
@@ -723,5 +743,30 @@ fn a_recorded_error_message_holding_terminal_escapes_is_replayed_escaped() -> Re
         stdout.contains("poll failed: dump failed \\e]2;OWN\\a\\e[2J"),
         "{stdout}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_recorded_reason_for_refused_kernel_events_holding_terminal_escapes_is_noted_escaped()
+-> Result<()> {
+    // The reason the destroy-event subscription was refused is an error message kept in
+    // the recording, and --replay repeats it on stderr, in text and JSON alike.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/recording");
+    let path = corpus.join("escapes-in-a-reason");
+    for format in [&[][..], &["--json"][..]] {
+        let mut args = vec!["--replay", path.to_str().unwrap_or_default()];
+        args.extend_from_slice(format);
+        let output = replay(&args)?;
+        ensure!(output.status.code() == Some(0), "{format:?}: {output:?}");
+        let stderr = String::from_utf8(output.stderr)?;
+        ensure!(
+            !stderr.contains('\x1b') && !stderr.contains('\x07'),
+            "{format:?}: {stderr:?}"
+        );
+        ensure!(
+            stderr.contains("events are unavailable (events refused \\e]2;OWN\\a\\e[2J)"),
+            "{format:?}: {stderr}"
+        );
+    }
     Ok(())
 }
