@@ -36,5 +36,6 @@ mod snapshot;
 mod sockdiag_faults;
 mod tcp_info;
 mod tui;
+mod view_info;
 mod view_keys;
 mod watch;
