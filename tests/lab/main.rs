@@ -28,6 +28,7 @@ mod load;
 mod million;
 mod netns;
 mod paths;
+mod readme;
 mod record;
 mod security;
 mod selftest;
