@@ -5,8 +5,8 @@
 //! churn it must cost at most 1.3× the bare dump of the same sockets, timed alternately
 //! in one run; and the findings, timed again on their own over the same poll, must add
 //! at most 10% to the rest of it. It also reports, as a figure only, what a dump that
-//! asks for every socket's tcp_info (`-i`) costs against the bare dump: what a poll
-//! would pay to show tcp_info columns in the view.
+//! asks for every socket's tcp_info and keeps it by cookie (`poll::info`) costs against
+//! the bare dump: what each full poll of the view pays for its tcp_info columns (`-i`).
 //!
 //! ```sh
 //! cargo test --release --test bench_poll   # 100k sockets, target enforced
@@ -27,7 +27,8 @@ use tcpscope::diff::Differ;
 use tcpscope::filter::Filter;
 use tcpscope::kernel::events::EventStatus;
 use tcpscope::kernel::procfs;
-use tcpscope::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
+use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
+use tcpscope::poll::info;
 use tcpscope::poll::update::{Analyst, Polled};
 use tcpscope::watch::Thresholds;
 use tcpscope::watch::findings::{self, FindingThresholds, HostLimits, Observation};
@@ -62,11 +63,6 @@ fn run() -> Result<bool> {
     let filter = Filter::default();
     differ.observe(&diag.snapshot(&filter)?, &[]);
 
-    let with_info = DumpRequest {
-        info: true,
-        ..DumpRequest::everything()
-    };
-    let mut infos = Vec::with_capacity(sockets + sockets / 8);
     let mut info_dumps = Vec::new();
     let mut dumps = Vec::new();
     let mut polls = Vec::new();
@@ -80,20 +76,11 @@ fn run() -> Result<bool> {
         diag.dump_into(&request, &mut bare)?;
         dumps.push(start.elapsed());
 
-        bare.clear();
-        infos.clear();
+        // As the view's poller dumps with `-i`: the snapshot and its tcp_info table.
         let start = Instant::now();
-        diag.stream_with_info(&with_info, &mut |delivery, info| match delivery {
-            Delivery::Sockets(batch) => {
-                bare.extend_from_slice(batch);
-                infos.extend_from_slice(info);
-            }
-            Delivery::Restart => {
-                bare.clear();
-                infos.clear();
-            }
-        })?;
+        let with_info = info::snapshot_with_info(&mut diag, &filter, sockets + sockets / 8)?;
         info_dumps.push(start.elapsed());
+        drop(with_info);
 
         // As `poll::poller` polls.
         let start = Instant::now();
@@ -156,7 +143,7 @@ fn run() -> Result<bool> {
         verdict(release, findings_share <= FINDINGS_TARGET),
     );
     println!(
-        "  dump with tcp_info (-i) {:.1} ms: {:.2}x the bare dump (figure only)",
+        "  dump with tcp_info and its table (the view's -i) {:.1} ms: {:.2}x the bare dump (figure only)",
         info_dump.as_secs_f64() * 1000.0,
         info_dump.as_secs_f64() / dump.as_secs_f64(),
     );

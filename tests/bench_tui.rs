@@ -79,6 +79,7 @@ fn update(second: u64) -> Update {
     let snapshot = Snapshot::new(taken_at, (0..SOCKETS).map(record).collect());
     let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
     Update {
+        tcp_info: None,
         pace: tcpscope::poll::Pace::full(&snapshot, None),
         snapshot: Arc::new(snapshot),
         transitions: Vec::new(),

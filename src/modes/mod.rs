@@ -72,6 +72,7 @@ pub fn live_config(cli: &Cli, stopping: Stopping, in_flight: usize) -> anyhow::R
         stopping,
         in_flight,
         processes: None,
+        info: cli.info,
     })
 }
 

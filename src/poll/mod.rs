@@ -7,6 +7,7 @@
 //! Nothing here writes an output or knows a mode: polls go out as values.
 
 pub mod budget;
+pub mod info;
 pub mod namespaces;
 pub(crate) mod per_namespace;
 pub(crate) mod poller;

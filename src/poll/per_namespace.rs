@@ -203,6 +203,15 @@ impl Pollers {
         }
     }
 
+    /// Whether every poller's full dumps, and those of pollers started later, ask for
+    /// tcp_info, from the next one on.
+    pub fn set_info(&mut self, info: bool) {
+        self.config.info = info;
+        for running in self.running.values() {
+            running.poller.set_info(info);
+        }
+    }
+
     /// The namespace polled under `key`: none for the caller's own, or a key not
     /// polled (any more).
     pub fn netns(&self, key: u64) -> Option<Arc<NetnsHandle>> {

@@ -24,6 +24,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::budget::{Budget, Part, Plan};
+use super::info;
 use super::update::{Analyst, EventStatus, LanePolled, Message, Polled, SharedProcesses, Update};
 use crate::diff::{DestroyedSocket, Differ};
 use crate::filter::Filter;
@@ -67,6 +68,8 @@ pub struct PollerConfig {
     pub max_cpu: f64,
     /// The consumer's latest walk over `/proc`, for findings that name processes.
     pub processes: Option<SharedProcesses>,
+    /// Ask full dumps for each socket's tcp_info ([`super::info`]); the view's `-i`.
+    pub info: bool,
 }
 
 /// A running poller. Dropping it stops the thread.
@@ -77,6 +80,8 @@ pub struct Poller {
 
 struct Shared {
     interval_nanos: AtomicU64,
+    /// See [`PollerConfig::info`]; changed by [`Poller::set_info`].
+    info: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -118,6 +123,7 @@ impl Poller {
     ) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
+            info: AtomicBool::new(config.info),
             stop: AtomicBool::new(false),
         });
         let thread = thread::Builder::new()
@@ -141,6 +147,11 @@ impl Poller {
         self.shared
             .interval_nanos
             .store(nanos(interval.max(MIN_INTERVAL)), Ordering::Relaxed);
+    }
+
+    /// Whether full dumps ask for tcp_info, from the next one on.
+    pub fn set_info(&self, info: bool) {
+        self.shared.info.store(info, Ordering::Relaxed);
     }
 }
 
@@ -175,6 +186,8 @@ struct PollLoop {
     destroyed: Vec<DestroyedSocket>,
     overflows: u32,
     budget: Budget,
+    /// Sockets in the last full dump, to size the next one that asks for tcp_info.
+    last_size: usize,
 }
 
 impl PollLoop {
@@ -203,6 +216,7 @@ impl PollLoop {
             destroyed_records: Vec::new(),
             destroyed: Vec::new(),
             overflows: 0,
+            last_size: 0,
         }
     }
 
@@ -376,11 +390,21 @@ impl PollLoop {
         let started = Instant::now();
         let taken_at = SystemTime::now();
         let dump_filter = self.config.filter.ignoring_states();
+        let with_info = self.shared.info.load(Ordering::Relaxed);
+        let capacity = self.last_size + self.last_size / 8;
         let diag = self.diag()?;
-        let mut snapshot = diag
-            .snapshot(&dump_filter)
-            .context("dumping TCP sockets over netlink sock_diag")?;
+        let (mut snapshot, tcp_info) = if with_info {
+            let (snapshot, table) = info::snapshot_with_info(diag, &dump_filter, capacity)
+                .context("dumping TCP sockets and their tcp_info over netlink sock_diag")?;
+            (snapshot, Some(Arc::new(table)))
+        } else {
+            let snapshot = diag
+                .snapshot(&dump_filter)
+                .context("dumping TCP sockets over netlink sock_diag")?;
+            (snapshot, None)
+        };
         snapshot.taken_at = taken_at;
+        self.last_size = snapshot.sockets.len();
 
         self.destroyed.clear();
         self.destroyed.extend(
@@ -406,6 +430,7 @@ impl PollLoop {
             full_every: None,
             sockstat,
         });
+        update.tcp_info = tcp_info;
         update.took = started.elapsed();
         Ok(update)
     }

@@ -370,6 +370,7 @@ impl Rounds {
         findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
         Round {
             update: Update {
+                tcp_info: None,
                 snapshot: Arc::new(Snapshot::new(taken_at, sockets)),
                 transitions,
                 counters: self.counters,
@@ -444,6 +445,7 @@ mod tests {
                 self.watcher
                     .poll(&snapshot, &CounterRates::default(), Duration::from_secs(1));
             Message::Update(Box::new(Update {
+                tcp_info: None,
                 pace: Pace::full(&snapshot, None),
                 snapshot: Arc::new(snapshot),
                 transitions,

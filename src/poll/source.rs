@@ -68,6 +68,8 @@ pub struct LiveConfig {
     /// Where the consumer puts its latest walk over `/proc` (`-p`), for findings that
     /// name processes; `None` when it never walks.
     pub processes: Option<SharedProcesses>,
+    /// See [`PollerConfig::info`].
+    pub info: bool,
 }
 
 /// The signals that end a mode, and who else hears of them.
@@ -126,6 +128,13 @@ impl Control {
         }
     }
 
+    /// Whether every poller's full dumps ask for tcp_info, from the next one on.
+    pub fn set_info(&self, info: bool) {
+        if let Some(pollers) = &self.0 {
+            lock(pollers).set_info(info);
+        }
+    }
+
     /// The namespace polled under `key`, if it is still polled (none for tcpscope's
     /// own).
     pub fn netns(&self, key: u64) -> Option<Arc<NetnsHandle>> {
@@ -171,6 +180,7 @@ impl Source {
             findings: config.findings,
             max_cpu: config.max_cpu,
             processes: config.processes,
+            info: config.info,
         };
         let following = matches!(config.namespaces, Namespaces::All { .. });
         let (handles, left_out) = match config.namespaces {

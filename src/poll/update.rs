@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::info::TcpInfoTable;
 use crate::diff::Transition;
 pub use crate::kernel::events::EventStatus;
 use crate::kernel::procfs::{ConnectionLimits, ProcessMap, SockStat, TcpExt};
@@ -49,6 +50,9 @@ pub struct Update {
     pub event_overflows: u32,
     /// Which parts of this update are fresh, and how often full dumps come.
     pub pace: Pace,
+    /// The full dump's tcp_info by socket cookie, when the poller was asked for it
+    /// (the view's `-i`); none otherwise, and between full dumps.
+    pub tcp_info: Option<Arc<TcpInfoTable>>,
 }
 
 /// How fresh each part of an update is.
@@ -269,6 +273,7 @@ impl Analyst {
             events: polled.events,
             event_overflows: polled.event_overflows,
             pace,
+            tcp_info: None,
         }
     }
 
@@ -323,6 +328,7 @@ impl Analyst {
                 lane: Some(Arc::new(lane)),
                 ..pace
             },
+            tcp_info: None,
         })
     }
 }

@@ -916,6 +916,7 @@ mod tests {
         let snapshot = Snapshot::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000), sockets);
         let syn_watch = SynWatch::of(&snapshot, Thresholds::default());
         Update {
+            tcp_info: None,
             pace: crate::poll::update::Pace::full(&snapshot, None),
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),

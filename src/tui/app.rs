@@ -89,6 +89,8 @@ pub enum Effect {
     /// Quit because of this signal.
     QuitOnSignal(i32),
     SetInterval(Duration),
+    /// Ask the pollers for every socket's tcp_info with each full dump, or stop asking.
+    SetTcpInfo(bool),
     /// Ask the kernel for this socket's tcp_info, in its namespace (none: tcpscope's).
     FetchTcpInfo(Option<u64>, SocketRecord),
     ScanProcesses,
@@ -612,6 +614,7 @@ impl App {
                 });
             }
             Action::CloseConnection => self.ask_to_close(),
+            Action::ToggleInfo => return self.toggle_info(),
             Action::PlaybackBack => return self.on_playback(|playback| _ = playback.step(-1)),
             Action::PlaybackForward => return self.on_playback(|playback| _ = playback.step(1)),
             Action::PlaybackFirst => return self.on_playback(|playback| _ = playback.seek(0)),
@@ -633,6 +636,29 @@ impl App {
             Action::FasterPolling => return self.step_interval(-1),
         }
         Vec::new()
+    }
+
+    /// `i`: shows or hides the connections table's tcp_info columns, on the
+    /// connections tab. Live, the pollers ask the kernel for tcp_info from their next
+    /// full dump on, and stop asking once the columns are hidden, so that a view
+    /// without them costs what it always did.
+    fn toggle_info(&mut self) -> Vec<Effect> {
+        if self.replaying.is_some() {
+            self.ui.notice = Some("a recording holds no tcp_info: -i shows it live".into());
+            return Vec::new();
+        }
+        if self.rounds.is_some() {
+            self.ui.notice =
+                Some("tcp_info columns show one namespace: not with --all-netns".into());
+            return Vec::new();
+        }
+        let on = !self.ui.info_columns;
+        self.ui.info_columns = on;
+        self.ui.tab = Tab::Connections;
+        if !on {
+            self.each_model(|model| model.tcp_info = None);
+        }
+        vec![Effect::SetTcpInfo(on)]
     }
 
     /// Shows the tab numbered `index + 1` (see [`Tab::NUMBERED`]).
@@ -892,6 +918,37 @@ mod tests {
 
     fn app() -> App {
         App::new(fixtures::flooded(), Theme::MONO)
+    }
+
+    #[test]
+    fn i_shows_the_tcp_info_columns_and_asks_the_pollers_for_it_then_stops_asking() {
+        let mut app = app();
+        assert!(!app.ui.info_columns);
+        assert_eq!(
+            press(&mut app, KeyCode::Char('i')),
+            vec![Effect::SetTcpInfo(true)]
+        );
+        assert!(app.ui.info_columns);
+        assert_eq!(app.ui.tab, Tab::Connections);
+        app.live.tcp_info = Some(Arc::default());
+        assert_eq!(
+            press(&mut app, KeyCode::Char('i')),
+            vec![Effect::SetTcpInfo(false)]
+        );
+        assert!(!app.ui.info_columns);
+        assert!(
+            app.shown().tcp_info.is_none(),
+            "hidden columns keep no table"
+        );
+    }
+
+    #[test]
+    fn across_namespaces_i_says_the_columns_are_for_one_namespace() {
+        let mut app = App::across_namespaces(fixtures::across_namespaces(), Theme::MONO);
+        assert!(press(&mut app, KeyCode::Char('i')).is_empty());
+        assert!(!app.ui.info_columns);
+        let notice = app.ui.notice.clone().unwrap_or_default();
+        assert!(notice.contains("--all-netns"), "{notice}");
     }
 
     /// Narrows the connections table with the filter line.
@@ -1383,6 +1440,7 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + second);
         let snapshot = crate::snapshot::Snapshot::new(at, sockets);
         Event::Poll(Message::Update(Box::new(Update {
+            tcp_info: None,
             pace: crate::poll::update::Pace::full(&snapshot, None),
             snapshot: Arc::new(snapshot),
             transitions: Vec::new(),
@@ -1461,6 +1519,16 @@ mod tests {
 
         fn screen(app: &mut App) -> String {
             text(80, 24, |area, buf| app.render(area, buf))
+        }
+
+        #[test]
+        fn i_in_a_replay_says_a_recording_holds_no_tcp_info() {
+            let mut app = demo();
+            let effects = press(&mut app, KeyCode::Char('i'));
+            assert!(!effects.contains(&Effect::SetTcpInfo(true)), "{effects:?}");
+            assert!(!app.ui.info_columns);
+            let notice = app.ui.notice.clone().unwrap_or_default();
+            assert!(notice.contains("no tcp_info"), "{notice}");
         }
 
         #[test]

@@ -31,6 +31,8 @@ pub enum Action {
     OpenFilter,
     NextSortColumn,
     ReverseSort,
+    /// Show or hide the connections table's tcp_info columns.
+    ToggleInfo,
     TogglePause,
     SlowerPolling,
     FasterPolling,
@@ -185,16 +187,23 @@ pub const BINDINGS: &[Binding] = &[
         help: "filter: states, ports, addresses (↑↓ earlier)",
     },
     Binding {
-        keys: "s",
+        keys: "s  r",
         matches: |k| char_key(k, &['s']),
         action: Action::NextSortColumn,
-        help: "sort by the next column",
+        help: "sort by the next column, reverse the order",
     },
+    // Listed in the sort row, to keep the help within 24 rows.
     Binding {
-        keys: "r",
+        keys: "",
         matches: |k| char_key(k, &['r']),
         action: Action::ReverseSort,
-        help: "reverse the sort order",
+        help: "",
+    },
+    Binding {
+        keys: "i",
+        matches: |k| char_key(k, &['i']),
+        action: Action::ToggleInfo,
+        help: "tcp_info columns: RTT, cwnd… (as ss -i)",
     },
     Binding {
         keys: "Space  p",

@@ -131,6 +131,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         App::new(model, theme)
     };
     app.ui.recording = recording;
+    // The pollers ask for tcp_info from their first dump (`LiveConfig::info`); `-i`
+    // asks to see it, in the connections table.
+    if cli.info {
+        app.ui.info_columns = true;
+        app.ui.tab = model::Tab::Connections;
+    }
     app.order_rows_elsewhere();
     let orderer = row_orderer(&events)?;
     // Already entered (main does), so it opened before: say which one it is.
@@ -142,6 +148,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     end_on_any_panic();
     let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
         Effect::SetInterval(interval) => control.set_interval(interval),
+        Effect::SetTcpInfo(on) => control.set_info(on),
         Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),

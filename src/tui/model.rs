@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::kernel::procfs::{ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
+use crate::poll::info::TcpInfoTable;
 use crate::poll::update::{EventStatus, Update};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
@@ -61,6 +62,9 @@ pub struct Model {
     /// When the first poll was taken, so that a quiet log can say for how long it has
     /// been quiet.
     pub first_taken_at: Option<SystemTime>,
+    /// The latest full dump's tcp_info by socket cookie, while the connections table
+    /// shows its tcp_info columns (`-i`, `i`); `None` otherwise.
+    pub tcp_info: Option<Arc<TcpInfoTable>>,
     previous: Option<(Arc<Snapshot>, TcpExt)>,
 }
 
@@ -199,6 +203,7 @@ impl Model {
             detail: None,
             namespaces: None,
             first_taken_at: None,
+            tcp_info: None,
             previous: None,
         }
     }
@@ -239,6 +244,7 @@ impl Model {
             self.take_in_lane(update);
             return;
         }
+        self.tcp_info.clone_from(&update.tcp_info);
         let snapshot = &update.snapshot;
         // The poller counted the states already; only the families are tallied here,
         // on the view's thread.
@@ -544,6 +550,8 @@ pub struct Ui {
     pub recording: Option<Recording>,
     /// The label of the namespace `--netns` named; `None` for tcpscope's own.
     pub netns: Option<String>,
+    /// Whether the connections table shows each socket's tcp_info (`-i`, `i`).
+    pub info_columns: bool,
 }
 
 /// What became of `--record FILE` in the view.
@@ -586,6 +594,7 @@ impl Default for Ui {
             confirm_close: None,
             recording: None,
             netns: None,
+            info_columns: false,
         }
     }
 }
@@ -620,6 +629,28 @@ mod tests {
         // The next full dump makes the table as fresh as the rest again.
         model.apply(&full);
         assert_eq!(model.table_age(), None);
+    }
+
+    #[test]
+    fn tcp_info_comes_with_full_dumps_and_stays_through_the_fast_lane_between_them() {
+        use crate::poll::info::TcpInfoTable;
+        let mut model = crate::tui::views::fixtures::flooded();
+        let mut full = crate::tui::views::fixtures::next_update();
+        full.tcp_info = Some(Arc::new(TcpInfoTable::default()));
+        model.apply(&full);
+        assert!(model.tcp_info.is_some());
+        let mut lane = full.clone();
+        lane.tcp_info = None;
+        lane.pace.lane = Some(Arc::new(Snapshot::new(lane.pace.at, Vec::new())));
+        model.apply(&lane);
+        assert!(
+            model.tcp_info.is_some(),
+            "a lane has no tcp_info of its own"
+        );
+        // A full dump that did not ask (the columns were hidden) takes it away.
+        full.tcp_info = None;
+        model.apply(&full);
+        assert!(model.tcp_info.is_none());
     }
 
     #[test]

@@ -495,8 +495,9 @@ fn info_is_refused_by_the_modes_that_show_no_tcp_info() -> Result<()> {
         &["--kill", "sport = :1", "-i"],
         &["--watch", "-i"],
         &["--all-netns", "--json", "-i"],
+        &["--all-netns", "-i"],
     ] {
-        assert_usage_error(args, &["-i/--info", "--json or --grep"])?;
+        assert_usage_error(args, &["-i/--info", "--grep or the interactive view"])?;
     }
     Ok(())
 }

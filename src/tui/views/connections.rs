@@ -1,6 +1,6 @@
 //! The connections table: every socket that passes the filter line, sorted, with only
 //! the rows on screen built, so that 100k sockets scroll as smoothly as ten. Process
-//! names are looked up for those rows only.
+//! names and tcp_info (`-i`, `i`) are looked up for those rows only.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState,
 use std::time::Duration;
 
 use crate::filter::FilterError;
+use crate::poll::info::InfoSummary;
 use crate::poll::rounds::NamespaceSpan;
 use crate::report::endpoint::Endpoint;
 use crate::snapshot::{SocketRecord, Timer};
@@ -26,6 +27,29 @@ use crate::tui::theme::Theme;
 const NETNS_WIDTH: u16 = 16;
 pub(super) const NETNS_WIDTH_NARROW: u16 = 12;
 
+/// The room an endpoint keeps when tcp_info columns are shown: an IPv4 address and
+/// port at their longest (`255.255.255.255:65535`).
+const ENDPOINT_ROOM: u16 = 21;
+/// The room the process column keeps then.
+const PROCESS_ROOM: u16 = 8;
+
+/// With tcp_info shown, the columns that may be left out, most wanted first: they are
+/// drawn while they fit beside the endpoints' room, as htop leaves out what does not
+/// fit. At 80 columns that is RTT and cwnd in place of the queues.
+const OPTIONAL_WITH_INFO: [Column; 11] = [
+    Column::Rtt,
+    Column::Cwnd,
+    Column::RecvQ,
+    Column::SendQ,
+    Column::Retransmits,
+    Column::Timer,
+    Column::Uid,
+    Column::RttVar,
+    Column::Rate,
+    Column::Acked,
+    Column::Received,
+];
+
 /// A column of the table. Its header, width and cell come from the one variant, so
 /// that a new column is a variant here (and a [`SortColumn`] if rows sort by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +61,16 @@ enum Column {
     Peer,
     RecvQ,
     SendQ,
+    /// tcp_info, as `ss -i` shows it: smoothed round-trip time and its variance,
+    /// congestion window, segments retransmitted, bytes acked and received, delivery
+    /// rate. Shown with `-i` or after `i`, as many as fit.
+    Rtt,
+    RttVar,
+    Cwnd,
+    Retransmits,
+    Acked,
+    Received,
+    Rate,
     /// On a wide terminal only, as `ss -o` shows it.
     Timer,
     /// On a wide terminal only.
@@ -47,28 +81,94 @@ enum Column {
 
 impl Column {
     /// Every column, left to right.
-    const ALL: [Column; 9] = [
+    const ALL: [Column; 16] = [
         Column::State,
         Column::Netns,
         Column::Local,
         Column::Peer,
         Column::RecvQ,
         Column::SendQ,
+        Column::Rtt,
+        Column::RttVar,
+        Column::Cwnd,
+        Column::Retransmits,
+        Column::Acked,
+        Column::Received,
+        Column::Rate,
         Column::Timer,
         Column::Uid,
         Column::Process,
     ];
 
-    /// Whether the column is drawn, across namespaces or not, on a wide terminal or not.
+    /// Whether the column is drawn without tcp_info, across namespaces or not, on a
+    /// wide terminal or not.
     fn shown(self, across_namespaces: bool, wide: bool) -> bool {
         match self {
             Column::Netns => across_namespaces,
             Column::Timer | Column::Uid => wide,
-            _ => true,
+            _ => !self.is_info(),
         }
     }
 
-    /// The sort key of the column; the process column sorts nothing.
+    fn is_info(self) -> bool {
+        matches!(
+            self,
+            Column::Rtt
+                | Column::RttVar
+                | Column::Cwnd
+                | Column::Retransmits
+                | Column::Acked
+                | Column::Received
+                | Column::Rate
+        )
+    }
+
+    /// The columns drawn in a table `width` wide (inside its border). Without tcp_info,
+    /// the timer and UID only on a wide terminal; with it, the state, the endpoints at
+    /// [`ENDPOINT_ROOM`] and the process always, and of [`OPTIONAL_WITH_INFO`] as many
+    /// as fit beside them.
+    fn chosen(across_namespaces: bool, width: u16, info: bool) -> Vec<Column> {
+        let wide = width >= WIDE;
+        if !info {
+            return Column::ALL
+                .into_iter()
+                .filter(|column| column.shown(across_namespaces, wide))
+                .collect();
+        }
+        let mut chosen = vec![Column::State, Column::Local, Column::Peer, Column::Process];
+        if across_namespaces {
+            chosen.push(Column::Netns);
+        }
+        // Each column after the first takes one more for the space between columns.
+        let mut used: u16 = chosen
+            .iter()
+            .map(|column| column.room(wide) + 1)
+            .sum::<u16>()
+            - 1;
+        for column in OPTIONAL_WITH_INFO {
+            let room = column.room(wide) + 1;
+            if used + room <= width {
+                used += room;
+                chosen.push(column);
+            }
+        }
+        Column::ALL
+            .into_iter()
+            .filter(|column| chosen.contains(column))
+            .collect()
+    }
+
+    /// The least room the column takes: its length, or what a filling column keeps
+    /// with tcp_info shown.
+    fn room(self, wide: bool) -> u16 {
+        match self.width(wide) {
+            Constraint::Length(length) => length,
+            _ if self == Column::Process => PROCESS_ROOM,
+            _ => ENDPOINT_ROOM,
+        }
+    }
+
+    /// The sort key of the column; the process and tcp_info columns sort nothing.
     fn sort(self) -> Option<SortColumn> {
         match self {
             Column::State => Some(SortColumn::State),
@@ -79,12 +179,29 @@ impl Column {
             Column::SendQ => Some(SortColumn::SendQ),
             Column::Timer => Some(SortColumn::Timer),
             Column::Uid => Some(SortColumn::Uid),
-            Column::Process => None,
+            Column::Process
+            | Column::Rtt
+            | Column::RttVar
+            | Column::Cwnd
+            | Column::Retransmits
+            | Column::Acked
+            | Column::Received
+            | Column::Rate => None,
         }
     }
 
     fn title(self) -> &'static str {
-        self.sort().map_or("Process", SortColumn::title)
+        match self {
+            Column::Process => "Process",
+            Column::Rtt => "RTT",
+            Column::RttVar => "RTTvar",
+            Column::Cwnd => "Cwnd",
+            Column::Retransmits => "Retr",
+            Column::Acked => "Acked",
+            Column::Received => "Rcvd",
+            Column::Rate => "Rate",
+            _ => self.sort().map_or("", SortColumn::title),
+        }
     }
 
     fn width(self, wide: bool) -> Constraint {
@@ -96,6 +213,11 @@ impl Column {
             Column::RecvQ | Column::SendQ => Constraint::Length(7),
             Column::Timer => Constraint::Length(14),
             Column::Uid => Constraint::Length(6),
+            Column::Rtt | Column::RttVar | Column::Acked | Column::Received => {
+                Constraint::Length(7)
+            }
+            Column::Cwnd | Column::Retransmits => Constraint::Length(5),
+            Column::Rate => Constraint::Length(9),
             Column::Process => Constraint::Fill(1),
         }
     }
@@ -128,7 +250,82 @@ impl Column {
                 Some((pid, name)) => Line::raw(format!("{pid}/{name}")),
                 None => Line::raw(""),
             },
+            _ => {
+                let info = model
+                    .tcp_info
+                    .as_deref()
+                    .and_then(|table| table.get(socket.cookie));
+                Line::raw(self.info_text(info)).right_aligned()
+            }
         }
+    }
+
+    /// A tcp_info column's cell: `-` for a socket without tcp_info (a request socket,
+    /// a TIME_WAIT remnant, or one the latest dump did not ask for), and for counts
+    /// its kernel does not keep.
+    fn info_text(self, info: Option<&InfoSummary>) -> String {
+        let Some(info) = info else {
+            return "-".to_owned();
+        };
+        let known = match self {
+            Column::Rtt => Some(millis(info.rtt_us)),
+            Column::RttVar => Some(millis(info.rttvar_us)),
+            Column::Cwnd => Some(info.cwnd.to_string()),
+            Column::Retransmits => Some(info.retransmits.to_string()),
+            Column::Acked => info.bytes_acked().map(bytes),
+            Column::Received => info.bytes_received().map(bytes),
+            Column::Rate => info.delivery_rate().map(bits_a_second),
+            _ => None,
+        };
+        known.unwrap_or_else(|| "-".to_owned())
+    }
+}
+
+/// The width from which the timer and UID columns are drawn without tcp_info.
+const WIDE: u16 = 108;
+
+/// Microseconds as milliseconds in at most 6 characters: `0.05ms`, `12.3ms`, `250ms`,
+/// `12s`.
+fn millis(micros: u32) -> String {
+    let ms = f64::from(micros) / 1000.0;
+    match micros {
+        0..10_000 => format!("{ms:.2}ms"),
+        10_000..100_000 => format!("{ms:.1}ms"),
+        100_000..10_000_000 => format!("{ms:.0}ms"),
+        _ => format!("{:.0}s", ms / 1000.0),
+    }
+}
+
+/// Bytes in at most 6 characters: `512B`, `9.8K`, `123M`.
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if count < 1024 {
+        return format!("{count}B");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
+}
+
+/// A rate in bytes a second, in bits a second as `ss -i` shows it, in at most 9
+/// characters: `1.2Mbps`.
+fn bits_a_second(rate: u64) -> String {
+    let bits = rate.saturating_mul(8) as f64;
+    match bits {
+        b if b >= 1e15 => ">999Tbps".to_owned(),
+        b if b >= 1e12 => format!("{:.1}Tbps", b / 1e12),
+        b if b >= 1e9 => format!("{:.1}Gbps", b / 1e9),
+        b if b >= 1e6 => format!("{:.1}Mbps", b / 1e6),
+        b if b >= 1e3 => format!("{:.1}Kbps", b / 1e3),
+        b => format!("{b}bps"),
     }
 }
 
@@ -150,7 +347,7 @@ pub fn render(
     let [table_area, filter_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(filter_height)]).areas(area);
     let table = &model.connections;
-    let wide = area.width >= 110;
+    let wide = area.width >= WIDE + 2;
 
     let mut title = vec![
         Span::styled(" Connections ", theme.title()),
@@ -170,6 +367,13 @@ pub fn render(
     if table.is_ordering() {
         title.push(Span::styled("sorting… ", theme.dim()));
     }
+    // `i` turned the columns on: the pollers ask for tcp_info from their next dump.
+    if ui.info_columns && model.tcp_info.is_none() {
+        title.push(Span::styled(
+            "tcp_info from the next full poll ",
+            theme.dim(),
+        ));
+    }
     let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(table_area);
     block.render(table_area, buf);
@@ -178,10 +382,7 @@ pub fn render(
     scroll.fit(table.len(), height);
 
     // Across namespaces, each row says whose it is.
-    let columns: Vec<Column> = Column::ALL
-        .into_iter()
-        .filter(|column| column.shown(table.across_namespaces(), wide))
-        .collect();
+    let columns = Column::chosen(table.across_namespaces(), inner.width, ui.info_columns);
     let header = Row::new(columns.iter().map(|column| {
         let title = column.title();
         if column.sort().is_some_and(|sort| sort == table.sort) {
@@ -441,6 +642,167 @@ mod tests {
         let line = editing(&long, &Theme::MONO, 80);
         assert_eq!(line.to_string().chars().count(), 80, "{line}");
         assert!(line.to_string().ends_with("x█"), "{line}");
+    }
+
+    /// The flooded host's established connections: four SSH sessions, the first
+    /// three with tcp_info and the fourth without (as a socket that came after the
+    /// dump would be).
+    fn established_with_info() -> Model {
+        let mut model = fixtures::flooded();
+        model
+            .connections
+            .set_query("estab", Query::parse("estab").unwrap());
+        let entries = (0..3u32)
+            .map(|i| {
+                let info = crate::kernel::tcp_info::TcpInfo {
+                    rtt_us: 1500 + 1000 * i,
+                    rttvar_us: 750,
+                    snd_cwnd: 10 + i,
+                    total_retrans: i,
+                    bytes_acked: Some(123_456),
+                    bytes_received: Some(4_200),
+                    delivery_rate: Some(1_250_000),
+                    ..Default::default()
+                };
+                (77 + u64::from(i), InfoSummary::of(&info))
+            })
+            .collect();
+        model.tcp_info = Some(std::sync::Arc::new(crate::poll::info::TcpInfoTable::new(
+            entries,
+        )));
+        model
+    }
+
+    fn table_at(model: &Model, info_columns: bool, width: u16) -> String {
+        let ui = Ui {
+            info_columns,
+            ..Ui::default()
+        };
+        text(width, 12, |area, buf| {
+            render(model, &ui, &mut Scroll::default(), &Theme::MONO, area, buf)
+        })
+    }
+
+    /// The header line of a rendered table, its words.
+    fn header(screen: &str) -> Vec<String> {
+        let line = screen.lines().nth(1).unwrap_or_default();
+        line.split(|c: char| c == '│' || c.is_whitespace())
+            .filter(|word| !word.is_empty())
+            .map(|word| word.trim_end_matches(['▲', '▼']).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn with_info_at_80_columns_rtt_and_cwnd_take_the_queues_place_and_endpoints_keep_their_room() {
+        let model = established_with_info();
+        let without = table_at(&model, false, 80);
+        insta::assert_snapshot!("without_info_at_80", without);
+        assert_eq!(
+            header(&without),
+            ["State", "Local", "Peer", "Recv-Q", "Send-Q", "Process"],
+            "{without}"
+        );
+        let with = table_at(&model, true, 80);
+        insta::assert_snapshot!("with_info_at_80", with);
+        assert_eq!(
+            header(&with),
+            ["State", "Local", "Peer", "RTT", "Cwnd", "Process"],
+            "{with}"
+        );
+        let session = with
+            .lines()
+            .find(|line| line.contains("192.0.2.10:50001"))
+            .unwrap_or_else(|| panic!("the second SSH session is not shown whole:\n{with}"));
+        assert!(session.contains("10.0.0.1:22"), "{session}");
+        assert!(session.contains("2.50ms"), "{session}");
+        assert!(session.contains(" 11 "), "{session}");
+        // The fourth has no entry in the table: dashes, not zeros.
+        let without_info = with
+            .lines()
+            .find(|line| line.contains("192.0.2.10:50003"))
+            .unwrap_or_else(|| panic!("the fourth SSH session is not shown:\n{with}"));
+        assert_eq!(without_info.matches(" - ").count(), 2, "{without_info}");
+    }
+
+    #[test]
+    fn with_info_at_200_columns_every_tcp_info_column_shows_beside_the_usual_ones() {
+        let model = established_with_info();
+        let without = table_at(&model, false, 200);
+        assert_eq!(
+            header(&without),
+            [
+                "State", "Local", "Peer", "Recv-Q", "Send-Q", "Timer", "UID", "Process"
+            ],
+            "{without}"
+        );
+        let with = table_at(&model, true, 200);
+        insta::assert_snapshot!("with_info_at_200", with);
+        assert_eq!(
+            header(&with),
+            [
+                "State", "Local", "Peer", "Recv-Q", "Send-Q", "RTT", "RTTvar", "Cwnd", "Retr",
+                "Acked", "Rcvd", "Rate", "Timer", "UID", "Process"
+            ],
+            "{with}"
+        );
+        let session = with
+            .lines()
+            .find(|line| line.contains("192.0.2.10:50002"))
+            .unwrap_or_else(|| panic!("the third SSH session is not shown:\n{with}"));
+        for cell in [
+            "3.50ms", "0.75ms", " 12 ", " 2 ", "121K", "4.1K", "10.0Mbps",
+        ] {
+            assert!(session.contains(cell), "{cell} missing: {session}");
+        }
+    }
+
+    #[test]
+    fn columns_switched_on_before_any_tcp_info_came_say_when_it_will() {
+        let mut model = established_with_info();
+        model.tcp_info = None;
+        let screen = table_at(&model, true, 80);
+        let title = screen.lines().next().unwrap_or_default();
+        assert!(
+            title.contains("tcp_info from the next full poll"),
+            "{screen}"
+        );
+        assert!(header(&screen).contains(&"RTT".to_owned()), "{screen}");
+    }
+
+    #[test]
+    fn tcp_info_columns_never_panic_however_small_the_table() {
+        let model = established_with_info();
+        for width in 0..=120 {
+            for height in [0, 1, 2, 3, 5] {
+                text(width, height, |area, buf| {
+                    let ui = Ui {
+                        info_columns: true,
+                        ..Ui::default()
+                    };
+                    render(&model, &ui, &mut Scroll::default(), &Theme::MONO, area, buf)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn cells_fit_their_columns_at_every_magnitude() {
+        for micros in [0, 30, 9_999, 10_000, 99_999, 100_000, 9_999_999, u32::MAX] {
+            assert!(millis(micros).chars().count() <= 7, "{}", millis(micros));
+        }
+        for count in [0, 1023, 1024, 10_239, 1 << 20, u64::MAX] {
+            assert!(bytes(count).chars().count() <= 7, "{}", bytes(count));
+        }
+        for rate in [0, 124, 125_000, 999_999_999, u64::MAX] {
+            assert!(
+                bits_a_second(rate).chars().count() <= 9,
+                "{}",
+                bits_a_second(rate)
+            );
+        }
+        assert_eq!(millis(52), "0.05ms");
+        assert_eq!(bytes(123_456), "121K");
+        assert_eq!(bits_a_second(1_250_000), "10.0Mbps");
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn update(poll: u32, leaking: bool, analyses: &mut Analyses) -> Update {
         processes: None,
     });
     Update {
+        tcp_info: None,
         pace: crate::poll::update::Pace::full(&snapshot, None),
         snapshot: Arc::new(snapshot),
         transitions,
@@ -381,6 +382,7 @@ pub fn across_namespaces() -> Model {
                 processes: None,
             });
             let update = Update {
+                tcp_info: None,
                 pace: crate::poll::update::Pace::full(&snapshot, None),
                 snapshot: Arc::new(snapshot),
                 transitions,
