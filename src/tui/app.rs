@@ -590,10 +590,10 @@ impl App {
             }
             Action::NextSortColumn => {
                 let (sort, descending) = (
-                    self.shown()
-                        .connections
-                        .sort
-                        .next(self.shown().connections.across_namespaces()),
+                    self.shown().connections.sort.next(
+                        self.shown().connections.across_namespaces(),
+                        self.ui.info_columns,
+                    ),
                     self.shown().connections.descending,
                 );
                 self.each_model(|model| model.connections.set_sort(sort, descending));
@@ -656,7 +656,7 @@ impl App {
         self.ui.info_columns = on;
         self.ui.tab = Tab::Connections;
         if !on {
-            self.each_model(|model| model.tcp_info = None);
+            self.each_model(Model::hide_tcp_info);
         }
         vec![Effect::SetTcpInfo(on)]
     }
@@ -737,8 +737,15 @@ impl App {
                 else {
                     return Vec::new();
                 };
-                // tcp_info is asked of the kernel at the moment; a recording has none.
+                // tcp_info is asked of the kernel at the moment, unless the table's
+                // columns hold it already; a recording has none.
                 let replayed = self.replaying.is_some();
+                let from_table = self
+                    .shown()
+                    .tcp_info
+                    .as_deref()
+                    .and_then(|table| table.get(record.cookie))
+                    .copied();
                 self.each_model(|model| {
                     model.detail = Some(Detail {
                         endpoints: record.endpoints(),
@@ -746,10 +753,11 @@ impl App {
                         record,
                         present: true,
                         tcp_info: replayed.then(|| Err("not in the recording".to_owned())),
+                        from_table,
                     });
                 });
                 // A listener, a handshake or a TIME_WAIT remnant has none worth asking.
-                if replayed || !SocketKind::of(&record).has_tcp_info() {
+                if replayed || from_table.is_some() || !SocketKind::of(&record).has_tcp_info() {
                     Vec::new()
                 } else {
                     vec![Effect::FetchTcpInfo(netns, record)]
@@ -911,6 +919,7 @@ mod tests {
     use super::*;
     use crate::tui::model::ProcessesSeen;
     use crate::tui::views::fixtures;
+    use crate::tui::views::testing::text;
 
     fn press(app: &mut App, code: KeyCode) -> Vec<Effect> {
         app.handle(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
@@ -940,6 +949,130 @@ mod tests {
             app.shown().tcp_info.is_none(),
             "hidden columns keep no table"
         );
+    }
+
+    /// The sort columns `s` steps through from the state back to it.
+    fn sort_cycle(app: &mut App) -> Vec<SortColumn> {
+        let mut seen = Vec::new();
+        for _ in 0..SortColumn::ALL.len() {
+            press(app, KeyCode::Char('s'));
+            let sort = app.shown().connections.sort;
+            if sort == SortColumn::State {
+                break;
+            }
+            seen.push(sort);
+        }
+        seen
+    }
+
+    #[test]
+    fn s_sorts_by_the_tcp_info_columns_only_while_they_show() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('2'));
+        let without = sort_cycle(&mut app);
+        assert!(!without.contains(&SortColumn::Rtt), "{without:?}");
+        press(&mut app, KeyCode::Char('i'));
+        let with = sort_cycle(&mut app);
+        for sort in [
+            SortColumn::Rtt,
+            SortColumn::Cwnd,
+            SortColumn::Retransmits,
+            SortColumn::Rate,
+        ] {
+            assert!(with.contains(&sort), "{sort:?} not in {with:?}");
+        }
+    }
+
+    #[test]
+    fn hiding_the_tcp_info_columns_sorted_by_one_sorts_by_state_again() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('i'));
+        while app.shown().connections.sort != SortColumn::Cwnd {
+            press(&mut app, KeyCode::Char('s'));
+        }
+        press(&mut app, KeyCode::Char('r'));
+        press(&mut app, KeyCode::Char('i'));
+        assert_eq!(
+            (
+                app.shown().connections.sort,
+                app.shown().connections.descending
+            ),
+            (SortColumn::State, false)
+        );
+    }
+
+    /// The tcp_info table of a full dump that held `record`, with this RTT.
+    fn table_holding(record: &SocketRecord, rtt_us: u32) -> Arc<crate::poll::info::TcpInfoTable> {
+        let info = TcpInfo {
+            rtt_us,
+            snd_cwnd: 10,
+            ..TcpInfo::default()
+        };
+        Arc::new(crate::poll::info::TcpInfoTable::new(vec![(
+            record.cookie,
+            crate::poll::info::InfoSummary::of(&info),
+        )]))
+    }
+
+    #[test]
+    fn enter_with_the_columns_holding_its_tcp_info_asks_the_kernel_nothing() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('i'));
+        filter(&mut app, "estab");
+        let Some(record) = app.shown().connections.get(0).copied() else {
+            panic!("no established connection")
+        };
+        app.live.tcp_info = Some(table_holding(&record, 2500));
+
+        let effects = press(&mut app, KeyCode::Enter);
+
+        assert_eq!(effects, [], "asked the kernel again");
+        let Some(detail) = &app.shown().detail else {
+            panic!("no detail pane")
+        };
+        assert_eq!(detail.from_table.map(|info| info.rtt_us), Some(2500));
+        let screen = text(120, 40, |area, buf| app.render(area, buf));
+        assert!(screen.contains("rtt 2.5ms"), "{screen}");
+        assert!(screen.contains("latest full poll"), "{screen}");
+        assert!(!screen.contains("asking the kernel"), "{screen}");
+    }
+
+    #[test]
+    fn enter_with_the_columns_lacking_its_tcp_info_still_asks_the_kernel() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('i'));
+        filter(&mut app, "estab");
+        app.live.tcp_info = Some(Arc::default());
+
+        let effects = press(&mut app, KeyCode::Enter);
+
+        let Some(detail) = &app.shown().detail else {
+            panic!("no detail pane")
+        };
+        assert_eq!(detail.from_table, None);
+        assert_eq!(effects, [Effect::FetchTcpInfo(None, detail.record)]);
+    }
+
+    #[test]
+    fn i_while_paused_says_tcp_info_comes_on_resuming_and_it_does() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('2'));
+        press(&mut app, KeyCode::Char(' '));
+        press(&mut app, KeyCode::Char('i'));
+        let screen = text(100, 30, |area, buf| app.render(area, buf));
+        assert!(screen.contains("tcp_info shows on resuming"), "{screen}");
+
+        // The live view underneath takes the next full dump's tcp_info meanwhile.
+        let mut update = fixtures::next_update();
+        let Some(record) = update.snapshot.sockets.first().copied() else {
+            panic!("an empty update")
+        };
+        update.tcp_info = Some(table_holding(&record, 1000));
+        app.handle(Event::Poll(Message::Update(Box::new(update))));
+        press(&mut app, KeyCode::Char(' '));
+        let screen = text(100, 30, |area, buf| app.render(area, buf));
+        assert!(!screen.contains("resuming"), "{screen}");
+        assert!(!screen.contains("next full poll"), "{screen}");
     }
 
     #[test]

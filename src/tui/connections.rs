@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use crate::group::Listeners;
 use crate::kernel::cgroups::CgroupNames;
+use crate::poll::info::{InfoSummary, TcpInfoTable};
 use crate::snapshot::{Snapshot, SocketRecord};
 
 use super::query::Query;
@@ -38,16 +39,33 @@ pub enum SortColumn {
     SendQ,
     Timer,
     Uid,
+    /// tcp_info, while its columns show (`-i`, `i`): a socket without it sorts last
+    /// either way, as does one whose kernel does not keep the count.
+    Rtt,
+    RttVar,
+    Cwnd,
+    Retransmits,
+    Acked,
+    Received,
+    Rate,
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 8] = [
+    /// The sort key cycle, in the order of the table's columns.
+    pub const ALL: [SortColumn; 15] = [
         SortColumn::State,
         SortColumn::Netns,
         SortColumn::Local,
         SortColumn::Peer,
         SortColumn::RecvQ,
         SortColumn::SendQ,
+        SortColumn::Rtt,
+        SortColumn::RttVar,
+        SortColumn::Cwnd,
+        SortColumn::Retransmits,
+        SortColumn::Acked,
+        SortColumn::Received,
+        SortColumn::Rate,
         SortColumn::Timer,
         SortColumn::Uid,
     ];
@@ -62,17 +80,56 @@ impl SortColumn {
             SortColumn::SendQ => "Send-Q",
             SortColumn::Timer => "Timer",
             SortColumn::Uid => "UID",
+            SortColumn::Rtt => "RTT",
+            SortColumn::RttVar => "RTTvar",
+            SortColumn::Cwnd => "Cwnd",
+            SortColumn::Retransmits => "Retr",
+            SortColumn::Acked => "Acked",
+            SortColumn::Received => "Rcvd",
+            SortColumn::Rate => "Rate",
         }
     }
 
-    /// The column after this one; the namespace only when there are several.
-    pub fn next(self, across_namespaces: bool) -> SortColumn {
+    /// Whether rows sort by the socket's tcp_info rather than by its record.
+    pub fn is_info(self) -> bool {
+        matches!(
+            self,
+            SortColumn::Rtt
+                | SortColumn::RttVar
+                | SortColumn::Cwnd
+                | SortColumn::Retransmits
+                | SortColumn::Acked
+                | SortColumn::Received
+                | SortColumn::Rate
+        )
+    }
+
+    /// The column after this one: the namespace only when there are several, the
+    /// tcp_info columns only while they show.
+    pub fn next(self, across_namespaces: bool, info: bool) -> SortColumn {
         let at = SortColumn::ALL.iter().position(|c| *c == self).unwrap_or(0);
         let next = SortColumn::ALL[(at + 1) % SortColumn::ALL.len()];
-        if next == SortColumn::Netns && !across_namespaces {
-            next.next(across_namespaces)
+        let skipped =
+            (next == SortColumn::Netns && !across_namespaces) || (next.is_info() && !info);
+        if skipped {
+            next.next(across_namespaces, info)
         } else {
             next
+        }
+    }
+
+    /// The key a tcp_info column sorts by; `None` for the other columns, and for a
+    /// count the socket's kernel does not keep.
+    fn info_key(self, info: &InfoSummary) -> Option<u64> {
+        match self {
+            SortColumn::Rtt => Some(u64::from(info.rtt_us)),
+            SortColumn::RttVar => Some(u64::from(info.rttvar_us)),
+            SortColumn::Cwnd => Some(u64::from(info.cwnd)),
+            SortColumn::Retransmits => Some(u64::from(info.retransmits)),
+            SortColumn::Acked => info.bytes_acked(),
+            SortColumn::Received => info.bytes_received(),
+            SortColumn::Rate => info.delivery_rate(),
+            _ => None,
         }
     }
 
@@ -90,6 +147,8 @@ impl SortColumn {
             SortColumn::SendQ => a.send_q.cmp(&b.send_q),
             SortColumn::Timer => a.expires_ms.cmp(&b.expires_ms),
             SortColumn::Uid => a.uid.cmp(&b.uid),
+            // [`order`] sorts by tcp_info itself, with the table at hand.
+            _ => Ordering::Equal,
         }
         .then_with(by_endpoints)
     }
@@ -112,6 +171,8 @@ pub struct RowsJob {
     query: Query,
     /// Names for the query's `cgroup:` words.
     cgroups: Arc<CgroupNames>,
+    /// The tcp_info of the snapshot's sockets, for a sort by a tcp_info column.
+    tcp_info: Option<Arc<TcpInfoTable>>,
     sort: SortColumn,
     descending: bool,
 }
@@ -142,6 +203,7 @@ impl RowsJob {
             &self.namespaces,
             &self.query,
             &self.cgroups,
+            self.tcp_info.as_deref(),
             self.sort,
             self.descending,
         );
@@ -171,6 +233,8 @@ pub struct ConnectionTable {
     pub query_text: String,
     /// Names for the filter line's `cgroup:` words.
     cgroups: Arc<CgroupNames>,
+    /// The latest snapshot's tcp_info, for a sort by a tcp_info column.
+    tcp_info: Option<Arc<TcpInfoTable>>,
     /// The change the rows must follow, the one they follow, and the last one a job
     /// was handed out for.
     wanted: u64,
@@ -194,6 +258,7 @@ impl Default for ConnectionTable {
             query: Query::default(),
             query_text: String::new(),
             cgroups: Arc::default(),
+            tcp_info: None,
             wanted: 0,
             ordered: 0,
             handed_out: 0,
@@ -238,6 +303,12 @@ impl ConnectionTable {
     /// The cgroup names `cgroup:` words are matched against from the next rebuild on.
     pub fn set_cgroups(&mut self, cgroups: Arc<CgroupNames>) {
         self.cgroups = cgroups;
+    }
+
+    /// The tcp_info of the snapshot [`ConnectionTable::show`] is given next (or of
+    /// none): a sort by a tcp_info column follows it from then on.
+    pub fn set_tcp_info(&mut self, tcp_info: Option<Arc<TcpInfoTable>>) {
+        self.tcp_info = tcp_info;
     }
 
     /// Whether the filter line names cgroups, which then need names.
@@ -288,6 +359,7 @@ impl ConnectionTable {
             namespaces: self.namespaces.clone(),
             query: self.query.clone(),
             cgroups: Arc::clone(&self.cgroups),
+            tcp_info: self.tcp_info.clone(),
             sort: self.sort,
             descending: self.descending,
         }
@@ -418,6 +490,7 @@ fn order(
     spans: &[NamespaceSpan],
     query: &Query,
     cgroups: &CgroupNames,
+    tcp_info: Option<&TcpInfoTable>,
     sort: SortColumn,
     descending: bool,
 ) -> Vec<u32> {
@@ -449,6 +522,9 @@ fn order(
         .filter_map(|i| u32::try_from(i).ok())
         .filter(|&i| in_a_kept_namespace(i))
         .collect();
+    if sort.is_info() {
+        return by_info(sockets, rows, tcp_info, sort, descending);
+    }
     // Unstable sort: ties are broken by endpoints, then (the same endpoints in two
     // namespaces, or SO_REUSEPORT listeners) by place in the snapshot, so the order is
     // total anyway.
@@ -463,6 +539,43 @@ fn order(
         if descending { order.reverse() } else { order }
     });
     rows
+}
+
+/// `rows` sorted by a tcp_info column: each socket's key is looked up once, and a
+/// socket without one (no tcp_info, or a count its kernel does not keep) comes last
+/// in either direction, as it has nothing to compare.
+fn by_info(
+    sockets: &[SocketRecord],
+    rows: Vec<u32>,
+    tcp_info: Option<&TcpInfoTable>,
+    sort: SortColumn,
+    descending: bool,
+) -> Vec<u32> {
+    let mut keyed: Vec<(Option<u64>, u32)> = rows
+        .into_iter()
+        .map(|index| {
+            let key = tcp_info
+                .zip(sockets.get(index as usize))
+                .and_then(|(table, socket)| table.get(socket.cookie))
+                .and_then(|info| sort.info_key(info));
+            (key, index)
+        })
+        .collect();
+    keyed.sort_unstable_by(|(key_a, a), (key_b, b)| {
+        let by_endpoints = || {
+            let (a, b) = (&sockets[*a as usize], &sockets[*b as usize]);
+            a.endpoints().cmp(&b.endpoints())
+        };
+        match (key_a, key_b) {
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            _ => {
+                let order = key_a.cmp(key_b).then_with(by_endpoints).then(a.cmp(b));
+                if descending { order.reverse() } else { order }
+            }
+        }
+    });
+    keyed.into_iter().map(|(_, index)| index).collect()
 }
 
 /// Which of `spans` the socket at `index` falls in, by its place among them. Namespaces
@@ -577,10 +690,104 @@ mod tests {
 
     #[test]
     fn the_sort_moves_to_the_namespace_column_only_when_there_are_several() {
-        assert_eq!(SortColumn::State.next(false), SortColumn::Local);
-        assert_eq!(SortColumn::State.next(true), SortColumn::Netns);
-        assert_eq!(SortColumn::Netns.next(true), SortColumn::Local);
-        assert_eq!(SortColumn::Uid.next(true), SortColumn::State);
+        assert_eq!(SortColumn::State.next(false, false), SortColumn::Local);
+        assert_eq!(SortColumn::State.next(true, false), SortColumn::Netns);
+        assert_eq!(SortColumn::Netns.next(true, false), SortColumn::Local);
+        assert_eq!(SortColumn::Uid.next(true, false), SortColumn::State);
+    }
+
+    /// Four connections to port 443 from ports 1 to 4: the first three with tcp_info
+    /// (RTT 30, 10 and 20 ms, acked bytes unknown on the third's kernel), the fourth
+    /// without (it came after the dump).
+    fn with_info() -> ConnectionTable {
+        let sockets: Vec<SocketRecord> = (1..=4u16)
+            .map(|port| SocketRecord {
+                cookie: u64::from(port),
+                ..socket(State::Established, "10.0.0.1", port, "10.0.0.9", 443)
+            })
+            .collect();
+        let info = |rtt_ms: u32, acked: Option<u64>| {
+            InfoSummary::of(&crate::kernel::tcp_info::TcpInfo {
+                rtt_us: rtt_ms * 1000,
+                bytes_acked: acked,
+                ..Default::default()
+            })
+        };
+        let mut table = ConnectionTable::default();
+        table.set_tcp_info(Some(Arc::new(TcpInfoTable::new(vec![
+            (1, info(30, Some(5))),
+            (2, info(10, Some(900))),
+            (3, info(20, None)),
+        ]))));
+        table.show(Arc::new(Snapshot::new(SystemTime::UNIX_EPOCH, sockets)));
+        table
+    }
+
+    fn local_ports(table: &ConnectionTable) -> Vec<u16> {
+        table.rows(0, 10).map(|s| s.local_port).collect()
+    }
+
+    #[test]
+    fn rows_sort_by_rtt_either_way_with_the_socket_without_tcp_info_last() {
+        let mut table = with_info();
+        table.set_sort(SortColumn::Rtt, false);
+        assert_eq!(local_ports(&table), [2, 3, 1, 4]);
+        table.set_sort(SortColumn::Rtt, true);
+        assert_eq!(local_ports(&table), [1, 3, 2, 4]);
+    }
+
+    #[test]
+    fn a_count_the_kernel_does_not_keep_sorts_last_like_no_tcp_info() {
+        let mut table = with_info();
+        table.set_sort(SortColumn::Acked, true);
+        assert_eq!(local_ports(&table)[..2], [2, 1]);
+        table.set_sort(SortColumn::Acked, false);
+        assert_eq!(local_ports(&table)[..2], [1, 2]);
+    }
+
+    #[test]
+    fn a_sort_by_tcp_info_follows_the_table_of_the_latest_snapshot() {
+        let mut table = with_info();
+        table.order_elsewhere();
+        table.set_sort(SortColumn::Rtt, false);
+        let job = table.take_job().expect("a sort change needs ordering");
+        assert!(table.finish(&job.run()));
+        assert_eq!(local_ports(&table), [2, 3, 1, 4]);
+
+        // The next dump: the fourth has tcp_info now, and the quickest RTT.
+        let faster = crate::kernel::tcp_info::TcpInfo {
+            rtt_us: 1000,
+            ..Default::default()
+        };
+        table.set_tcp_info(Some(Arc::new(TcpInfoTable::new(vec![(
+            4,
+            InfoSummary::of(&faster),
+        )]))));
+        let snapshot = Arc::new(table.snapshot().clone());
+        table.show(snapshot);
+        let job = table.take_job().expect("a new snapshot needs ordering");
+        assert!(table.finish(&job.run()));
+        assert_eq!(local_ports(&table), [4, 1, 2, 3]);
+    }
+
+    #[test]
+    fn the_sort_moves_to_tcp_info_columns_only_while_they_show() {
+        assert_eq!(SortColumn::SendQ.next(false, false), SortColumn::Timer);
+        assert_eq!(SortColumn::SendQ.next(false, true), SortColumn::Rtt);
+        assert_eq!(SortColumn::Rtt.next(false, true), SortColumn::RttVar);
+        assert_eq!(SortColumn::Rate.next(false, true), SortColumn::Timer);
+        let cycle: Vec<SortColumn> = std::iter::successors(Some(SortColumn::State), |sort| {
+            Some(sort.next(false, true)).filter(|next| *next != SortColumn::State)
+        })
+        .collect();
+        for sort in [
+            SortColumn::Rtt,
+            SortColumn::Cwnd,
+            SortColumn::Retransmits,
+            SortColumn::Rate,
+        ] {
+            assert!(cycle.contains(&sort), "{sort:?} not in {cycle:?}");
+        }
     }
 
     #[test]

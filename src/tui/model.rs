@@ -9,14 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::kernel::procfs::{ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
-use crate::poll::info::TcpInfoTable;
+use crate::poll::info::{InfoSummary, TcpInfoTable};
 use crate::poll::update::{EventStatus, Update};
 use crate::snapshot::{Counts, Endpoints, Family, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
-use super::connections::ConnectionTable;
+use super::connections::{ConnectionTable, SortColumn};
 use super::groups::{self, GroupTable};
 use super::line_editor::LineEditor;
 use super::playback::PlaybackStatus;
@@ -163,8 +163,13 @@ pub struct Detail {
     pub record: SocketRecord,
     /// Whether the latest snapshot still holds it.
     pub present: bool,
-    /// `None` while the request is under way.
+    /// The kernel's answer for this socket alone; `None` while the request is under
+    /// way, or when it was not asked because of `from_table`.
     pub tcp_info: Option<Result<TcpInfo, String>>,
+    /// The connections table's tcp_info for it when the pane opened (`-i`, `i`): the
+    /// kernel is not asked again, and the pane shows the latest full dump's, or this
+    /// once a dump no longer holds it.
+    pub from_table: Option<InfoSummary>,
 }
 
 impl Model {
@@ -245,6 +250,7 @@ impl Model {
             return;
         }
         self.tcp_info.clone_from(&update.tcp_info);
+        self.connections.set_tcp_info(update.tcp_info.clone());
         let snapshot = &update.snapshot;
         // The poller counted the states already; only the families are tallied here,
         // on the view's thread.
@@ -315,6 +321,16 @@ impl Model {
         self.status.polls += 1;
         self.first_taken_at.get_or_insert(snapshot.taken_at);
         self.previous = Some((Arc::clone(snapshot), update.counters));
+    }
+
+    /// Drops the tcp_info the columns showed, once `i` hid them; a sort by one of them
+    /// goes back to the state, as the column it named is gone.
+    pub fn hide_tcp_info(&mut self) {
+        self.tcp_info = None;
+        self.connections.set_tcp_info(None);
+        if self.connections.sort.is_info() {
+            self.connections.set_sort(SortColumn::State, false);
+        }
     }
 
     /// Counts the latest snapshot again, after the Groups tab's key changed.
@@ -633,7 +649,6 @@ mod tests {
 
     #[test]
     fn tcp_info_comes_with_full_dumps_and_stays_through_the_fast_lane_between_them() {
-        use crate::poll::info::TcpInfoTable;
         let mut model = crate::tui::views::fixtures::flooded();
         let mut full = crate::tui::views::fixtures::next_update();
         full.tcp_info = Some(Arc::new(TcpInfoTable::default()));

@@ -168,7 +168,7 @@ impl Column {
         }
     }
 
-    /// The sort key of the column; the process and tcp_info columns sort nothing.
+    /// The sort key of the column; the process column sorts nothing.
     fn sort(self) -> Option<SortColumn> {
         match self {
             Column::State => Some(SortColumn::State),
@@ -179,27 +179,20 @@ impl Column {
             Column::SendQ => Some(SortColumn::SendQ),
             Column::Timer => Some(SortColumn::Timer),
             Column::Uid => Some(SortColumn::Uid),
-            Column::Process
-            | Column::Rtt
-            | Column::RttVar
-            | Column::Cwnd
-            | Column::Retransmits
-            | Column::Acked
-            | Column::Received
-            | Column::Rate => None,
+            Column::Rtt => Some(SortColumn::Rtt),
+            Column::RttVar => Some(SortColumn::RttVar),
+            Column::Cwnd => Some(SortColumn::Cwnd),
+            Column::Retransmits => Some(SortColumn::Retransmits),
+            Column::Acked => Some(SortColumn::Acked),
+            Column::Received => Some(SortColumn::Received),
+            Column::Rate => Some(SortColumn::Rate),
+            Column::Process => None,
         }
     }
 
     fn title(self) -> &'static str {
         match self {
             Column::Process => "Process",
-            Column::Rtt => "RTT",
-            Column::RttVar => "RTTvar",
-            Column::Cwnd => "Cwnd",
-            Column::Retransmits => "Retr",
-            Column::Acked => "Acked",
-            Column::Received => "Rcvd",
-            Column::Rate => "Rate",
             _ => self.sort().map_or("", SortColumn::title),
         }
     }
@@ -368,11 +361,14 @@ pub fn render(
         title.push(Span::styled("sorting… ", theme.dim()));
     }
     // `i` turned the columns on: the pollers ask for tcp_info from their next dump.
+    // Paused, that dump goes to the live view underneath, not to the frozen one.
     if ui.info_columns && model.tcp_info.is_none() {
-        title.push(Span::styled(
-            "tcp_info from the next full poll ",
-            theme.dim(),
-        ));
+        let when = if ui.paused {
+            "paused: tcp_info shows on resuming (space) "
+        } else {
+            "tcp_info from the next full poll "
+        };
+        title.push(Span::styled(when, theme.dim()));
     }
     let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(table_area);
@@ -767,6 +763,50 @@ mod tests {
             "{screen}"
         );
         assert!(header(&screen).contains(&"RTT".to_owned()), "{screen}");
+    }
+
+    #[test]
+    fn columns_switched_on_while_paused_say_tcp_info_comes_on_resuming() {
+        let mut model = established_with_info();
+        model.tcp_info = None;
+        let ui = Ui {
+            info_columns: true,
+            paused: true,
+            ..Ui::default()
+        };
+        let screen = text(80, 12, |area, buf| {
+            render(&model, &ui, &mut Scroll::default(), &Theme::MONO, area, buf)
+        });
+        let title = screen.lines().next().unwrap_or_default();
+        assert!(title.contains("tcp_info shows on resuming"), "{screen}");
+        assert!(!title.contains("next full poll"), "{screen}");
+    }
+
+    #[test]
+    fn the_sorted_tcp_info_column_carries_the_arrow() {
+        let mut model = established_with_info();
+        model.connections.set_tcp_info(model.tcp_info.clone());
+        model.connections.set_sort(SortColumn::Rtt, true);
+        let screen = table_at(&model, true, 80);
+        let line = screen.lines().nth(1).unwrap_or_default();
+        assert!(line.contains("RTT▼"), "{screen}");
+        // The slowest of the three with tcp_info first; the one without, last.
+        let rtts: Vec<&str> = screen
+            .lines()
+            .skip(2)
+            .filter(|line| line.contains("ESTABLISHED"))
+            .filter_map(|line| {
+                let words: Vec<&str> = line
+                    .split(|c: char| c == '│' || c.is_whitespace())
+                    .filter(|word| !word.is_empty())
+                    .collect();
+                header(&screen)
+                    .iter()
+                    .position(|word| word == "RTT")
+                    .and_then(|at| words.get(at).copied())
+            })
+            .collect();
+        assert_eq!(rtts, ["3.50ms", "2.50ms", "1.50ms", "-"], "{screen}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
+use crate::poll::info::InfoSummary;
 use crate::report::endpoint::Endpoint;
 use crate::snapshot::{SocketRecord, Timer};
 use crate::tcp::State;
@@ -45,7 +46,9 @@ pub fn render(model: &Model, detail: &Detail, theme: &Theme, area: Rect, buf: &m
     let kind = SocketKind::of(record);
     let mut top = flow(record_fields(model, record, kind, theme), inner.width);
     match kind {
-        SocketKind::Connection => top.extend(flow(tcp_info_fields(detail, theme), inner.width)),
+        SocketKind::Connection => {
+            top.extend(flow(tcp_info_fields(model, detail, theme), inner.width));
+        }
         SocketKind::Listener | SocketKind::Request | SocketKind::TimeWait => {
             top.push(Line::styled(without_tcp_info(kind), theme.dim()));
         }
@@ -194,8 +197,17 @@ fn record_fields<'a>(
     fields
 }
 
-fn tcp_info_fields<'a>(detail: &Detail, theme: &Theme) -> Vec<Vec<Span<'a>>> {
+fn tcp_info_fields<'a>(model: &Model, detail: &Detail, theme: &Theme) -> Vec<Vec<Span<'a>>> {
     let label = |text: &'static str| Span::styled(text, theme.dim());
+    if let Some(opened_with) = &detail.from_table {
+        // The latest full dump's, as the table's columns show it: a cookie names one
+        // kernel socket, so a newer dump's entry is the same connection's.
+        let latest = model
+            .tcp_info
+            .as_deref()
+            .and_then(|table| table.get(detail.record.cookie));
+        return summary_fields(latest.unwrap_or(opened_with), latest.is_some(), theme);
+    }
     match &detail.tcp_info {
         None => vec![vec![Span::styled(
             "tcp_info: asking the kernel…",
@@ -230,6 +242,38 @@ fn tcp_info_fields<'a>(detail: &Detail, theme: &Theme) -> Vec<Vec<Span<'a>>> {
     }
 }
 
+/// The fields of the connections table's tcp_info (`-i`, `i`), and whether they are
+/// the latest full poll's or the last one that held the socket.
+fn summary_fields<'a>(info: &InfoSummary, latest: bool, theme: &Theme) -> Vec<Vec<Span<'a>>> {
+    let label = |text: &'static str| Span::styled(text, theme.dim());
+    let bytes = |value: Option<u64>| value.map_or("?".to_owned(), |v| format!("{v}B"));
+    let millis = |micros: u32| format!("{:.1}ms", f64::from(micros) / 1000.0);
+    let rate = info
+        .delivery_rate()
+        .map_or("?".to_owned(), |rate| format!("{rate}B/s"));
+    let whence = if latest {
+        "tcp_info of the latest full poll"
+    } else {
+        "tcp_info of the last full poll that held it"
+    };
+    vec![
+        vec![Span::styled(whence, theme.dim())],
+        vec![
+            label("rtt "),
+            Span::raw(format!(
+                "{}±{}",
+                millis(info.rtt_us),
+                millis(info.rttvar_us)
+            )),
+        ],
+        vec![label("cwnd "), Span::raw(info.cwnd.to_string())],
+        vec![label("retrans "), Span::raw(info.retransmits.to_string())],
+        vec![label("acked "), Span::raw(bytes(info.bytes_acked()))],
+        vec![label("received "), Span::raw(bytes(info.bytes_received()))],
+        vec![label("rate "), Span::raw(rate)],
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +305,7 @@ mod tests {
                 bytes_received: Some(8192),
                 ..TcpInfo::default()
             })),
+            from_table: None,
         }
     }
 
