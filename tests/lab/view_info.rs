@@ -16,8 +16,13 @@ const SCREEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A loopback connection whose client sent 64 KiB that the server read.
 fn moved_data(lab: &Lab) -> Result<Connection> {
+    sent(lab, 64 * 1024)
+}
+
+/// A loopback connection whose client sent `bytes` that the server read.
+fn sent(lab: &Lab, bytes: usize) -> Result<Connection> {
     let connection = lab.established("127.0.0.1".parse()?)?;
-    let payload = vec![7u8; 64 * 1024];
+    let payload = vec![7u8; bytes];
     (&connection.client).write_all(&payload)?;
     let mut received = vec![0u8; payload.len()];
     (&connection.server).read_exact(&mut received)?;
@@ -126,6 +131,55 @@ fn without_info_the_table_has_no_tcp_info_columns_until_i_asks_for_them() -> Res
         SCREEN_TIMEOUT,
         "the table without tcp_info again",
         |screen| header(screen).is_some_and(|words| words.iter().all(|word| word != "RTT")),
+    )?;
+    terminal.send(b"q")?;
+    let status = terminal.wait(Duration::from_secs(10))?;
+    ensure!(status.success(), "q exited with {status}");
+    Ok(())
+}
+
+/// The row on screen of the connection whose local endpoint is `local`.
+fn row_of(screen: &str, local: &str) -> Option<usize> {
+    screen
+        .lines()
+        .position(|line| line.contains("ESTABLISHED") && words(line).nth(1) == Some(local))
+}
+
+/// Whether the table is sorted by `Acked` in the direction `arrow` shows, with the row
+/// of `first` above that of `second`.
+fn acked_order(screen: &str, arrow: char, first: &str, second: &str) -> bool {
+    let sorted = screen
+        .lines()
+        .any(|line| line.contains("State") && line.contains(&format!("Acked{arrow}")));
+    let rows = row_of(screen, first).zip(row_of(screen, second));
+    sorted && rows.is_some_and(|(first, second)| first < second)
+}
+
+#[test]
+fn s_sorts_by_bytes_acked_and_r_reverses_it() -> Result<()> {
+    let lab = Lab::enter()?;
+    let little = sent(&lab, 1024)?;
+    let much = sent(&lab, 256 * 1024)?;
+    let little = little.client_addr.to_string();
+    let much = much.client_addr.to_string();
+
+    // Wide enough for every tcp_info column.
+    let mut terminal = Terminal::spawn(tcpscope_command(&["-i"]), 200, 30)?;
+    terminal.wait_for(SCREEN_TIMEOUT, "both clients' rows", |screen| {
+        row_of(screen, &little).is_some() && row_of(screen, &much).is_some()
+    })?;
+    // State, then Local, Peer, Recv-Q, Send-Q, RTT, RTTvar, Cwnd, Retr, Acked.
+    terminal.send(b"sssssssss")?;
+    terminal.wait_for(
+        SCREEN_TIMEOUT,
+        "Acked ascending: the client that sent 1 KiB above the one that sent 256 KiB",
+        |screen| acked_order(screen, '▲', &little, &much),
+    )?;
+    terminal.send(b"r")?;
+    terminal.wait_for(
+        SCREEN_TIMEOUT,
+        "Acked descending: the client that sent 256 KiB above the one that sent 1 KiB",
+        |screen| acked_order(screen, '▼', &much, &little),
     )?;
     terminal.send(b"q")?;
     let status = terminal.wait(Duration::from_secs(10))?;
