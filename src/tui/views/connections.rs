@@ -370,19 +370,30 @@ pub fn render(
         };
         title.push(Span::styled(when, theme.dim()));
     }
+    let inner = Block::bordered().inner(table_area);
+    // Across namespaces, each row says whose it is.
+    let columns = Column::chosen(table.across_namespaces(), inner.width, ui.info_columns);
+    let arrow = if table.descending { "▼" } else { "▲" };
+    // A column too wide for the terminal is left out, but rows may be sorted by it:
+    // the title says so, where the header cannot.
+    if !columns
+        .iter()
+        .any(|column| column.sort() == Some(table.sort))
+    {
+        title.push(Span::styled(
+            format!("by {}{arrow} ", table.sort.title()),
+            theme.dim(),
+        ));
+    }
     let block = Block::bordered().title(Line::from(title));
-    let inner = block.inner(table_area);
     block.render(table_area, buf);
     // One line for the header.
     let height = usize::from(inner.height.saturating_sub(1));
     scroll.fit(table.len(), height);
 
-    // Across namespaces, each row says whose it is.
-    let columns = Column::chosen(table.across_namespaces(), inner.width, ui.info_columns);
     let header = Row::new(columns.iter().map(|column| {
         let title = column.title();
         if column.sort().is_some_and(|sort| sort == table.sort) {
-            let arrow = if table.descending { "▼" } else { "▲" };
             Line::styled(format!("{title}{arrow}"), theme.header().patch(theme.key()))
         } else {
             Line::styled(title, theme.header())
@@ -807,6 +818,22 @@ mod tests {
             })
             .collect();
         assert_eq!(rtts, ["3.50ms", "2.50ms", "1.50ms", "-"], "{screen}");
+    }
+
+    #[test]
+    fn sorted_by_a_column_left_out_at_80_columns_the_title_says_by_which() {
+        let mut model = established_with_info();
+        model.connections.set_tcp_info(model.tcp_info.clone());
+        model.connections.set_sort(SortColumn::Rate, true);
+        let screen = table_at(&model, true, 80);
+        assert!(!header(&screen).contains(&"Rate".to_owned()), "{screen}");
+        let title = screen.lines().next().unwrap_or_default();
+        assert!(title.contains("by Rate▼"), "{screen}");
+
+        model.connections.set_sort(SortColumn::Rtt, true);
+        let screen = table_at(&model, true, 80);
+        let title = screen.lines().next().unwrap_or_default();
+        assert!(!title.contains("by RTT"), "the header shows it: {screen}");
     }
 
     #[test]
