@@ -753,13 +753,16 @@ mod tests {
             }
         });
 
-        // A scan takes a few milliseconds and so may starting a process, more on a
-        // loaded machine: scan until both have happened often enough, not a fixed
-        // number of times, so that the churn really overlaps the scans.
-        const ENOUGH: u32 = 30;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // A scan takes a few milliseconds and so may starting a process, but a scan
+        // reads every descriptor of every process, and on a machine where other
+        // processes hold 100k sockets one takes seconds. So scan until both have
+        // happened often enough, not a fixed number of times or for a fixed time, so
+        // that the churn really overlaps the scans.
+        const ENOUGH_SCANS: usize = 5;
+        const ENOUGH_PROCESSES: u32 = 30;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         let mut scans = Vec::new();
-        while (scans.len() < ENOUGH as usize || started.load(Ordering::Relaxed) < ENOUGH)
+        while (scans.len() < ENOUGH_SCANS || started.load(Ordering::Relaxed) < ENOUGH_PROCESSES)
             && std::time::Instant::now() < deadline
         {
             scans.push(
@@ -774,8 +777,11 @@ mod tests {
 
         let own = i32::try_from(std::process::id()).ok();
         assert_eq!(scans, vec![Ok(own); scans.len()]);
-        assert!(scans.len() >= ENOUGH as usize, "only {} scans", scans.len());
-        assert!(started >= ENOUGH, "only {started} processes came and went");
+        assert!(scans.len() >= ENOUGH_SCANS, "only {} scans", scans.len());
+        assert!(
+            started >= ENOUGH_PROCESSES,
+            "only {started} processes came and went"
+        );
     }
 
     /// Makes the kernel hand out `pid` to the next process it starts, if it is free.
