@@ -582,7 +582,12 @@ mod tests {
     #[test]
     fn only_a_filter_of_every_state_and_both_families_with_no_condition_skips_the_check() {
         assert!(takes_everything(&Filter::default()));
-        for narrower in ["state established", "sport = :80", "-4", "not state listening"] {
+        for narrower in [
+            "state established",
+            "sport = :80",
+            "-4",
+            "not state listening",
+        ] {
             let filter = match narrower {
                 "-4" => Filter {
                     ipv6: false,
