@@ -215,7 +215,8 @@ impl Analyst {
 
     pub fn analyse(&mut self, polled: Polled) -> Update {
         // The one pass over the whole table here: the SYN watch, the CLOSE_WAIT watch
-        // and the counts work on what it picked out (the findings make their own).
+        // and the counts work on what it picked out, and the findings take its
+        // listeners (they make one more pass of their own, over every other socket).
         self.census.take(&polled.snapshot.sockets);
         let taken_at = polled.snapshot.taken_at;
         let (rates, since_last) = self.rates.observe(taken_at, &polled.counters);
@@ -248,16 +249,19 @@ impl Analyst {
             .processes
             .as_ref()
             .and_then(|shared| shared.lock().ok().and_then(|latest| latest.clone()));
-        let report = self.findings.observe(&findings::Observation {
-            snapshot: &polled.snapshot,
-            limits,
-            time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
-            syn_watch: Some(&syn_watch),
-            syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
-            leaks: Some(&leaks),
-            transitions: &polled.transitions,
-            processes: processes.as_deref(),
-        });
+        let report = self.findings.observe_with_listeners(
+            &findings::Observation {
+                snapshot: &polled.snapshot,
+                limits,
+                time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
+                syn_watch: Some(&syn_watch),
+                syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
+                leaks: Some(&leaks),
+                transitions: &polled.transitions,
+                processes: processes.as_deref(),
+            },
+            Some(&self.census.listeners),
+        );
         let pace = Pace {
             counts: self.census.counts,
             sockstat: polled.sockstat,
