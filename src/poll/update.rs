@@ -16,7 +16,7 @@ use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::findings::{self, Finding, FindingEvent, FindingThresholds, HostLimits};
 use crate::watch::leaks::DEFAULT_WINDOW;
-use crate::watch::{CounterRates, Counters, LeakWatcher, SynWatch, SynWatcher, Thresholds};
+use crate::watch::{Census, CounterRates, Counters, LeakWatcher, SynWatch, SynWatcher, Thresholds};
 
 /// One finished poll.
 ///
@@ -80,11 +80,19 @@ impl Pace {
     /// The pace of a full dump with nothing faster beside it.
     pub fn full(snapshot: &Snapshot, full_every: Option<Duration>) -> Pace {
         Pace {
-            at: snapshot.taken_at,
+            counts: snapshot.counts(),
+            ..Pace::at(snapshot.taken_at, full_every)
+        }
+    }
+
+    /// The pace of a full dump taken `at`, with its counts still to fill in.
+    fn at(at: SystemTime, full_every: Option<Duration>) -> Pace {
+        Pace {
+            at,
             full_every,
             lane: None,
-            syn_recv_at: snapshot.taken_at,
-            counts: snapshot.counts(),
+            syn_recv_at: at,
+            counts: Counts::default(),
             sockstat: None,
         }
     }
@@ -181,6 +189,8 @@ pub struct Analyst {
     /// The counter rate at which SYN cookies count as being sent.
     min_counter_rate: f64,
     last_full: Option<LastFull>,
+    /// The buffers of the one pass over each full poll's table.
+    census: Census,
     /// Who holds which socket, when the consumer walks `/proc`.
     processes: Option<SharedProcesses>,
 }
@@ -196,6 +206,7 @@ impl Analyst {
             default_limits: HostLimits::default(),
             min_counter_rate: thresholds.min_counter_rate,
             last_full: None,
+            census: Census::default(),
             processes: None,
         }
     }
@@ -207,17 +218,22 @@ impl Analyst {
     }
 
     pub fn analyse(&mut self, polled: Polled) -> Update {
-        let (rates, since_last) = self
-            .rates
-            .observe(polled.snapshot.taken_at, &polled.counters);
+        // The one pass over the whole table here: the SYN watch, the CLOSE_WAIT watch
+        // and the counts work on what it picked out, and the findings take its
+        // listeners (they make one more pass of their own, over every other socket).
+        self.census.take(&polled.snapshot.sockets);
+        let taken_at = polled.snapshot.taken_at;
+        let (rates, since_last) = self.rates.observe(taken_at, &polled.counters);
         let rates_or_none = rates.unwrap_or_default();
-        let syn_watch = self
-            .syn_watcher
-            .poll(&polled.snapshot, &rates_or_none, since_last);
+        let syn_watch = self.syn_watcher.poll(
+            &Snapshot::new(taken_at, self.census.listen_and_syn_recv()),
+            &rates_or_none,
+            since_last,
+        );
         // Owners are the consumers' business (`-p`): leaks are told apart by port here.
         let leaks = self
             .leaks
-            .observe(polled.snapshot.taken_at, &polled.snapshot.sockets, |_| None);
+            .observe(taken_at, &self.census.close_wait, |_| None);
         let read = polled.limits.is_some();
         if let Some(sysctls) = polled.limits
             && self
@@ -237,28 +253,29 @@ impl Analyst {
             .processes
             .as_ref()
             .and_then(|shared| shared.lock().ok().and_then(|latest| latest.clone()));
-        let report = self.findings.observe(&findings::Observation {
-            snapshot: &polled.snapshot,
-            limits,
-            time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
-            syn_watch: Some(&syn_watch),
-            syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
-            leaks: Some(&leaks),
-            transitions: &polled.transitions,
-            processes: processes.as_deref(),
-        });
-        let mut pace = Pace::full(&polled.snapshot, polled.full_every);
-        pace.sockstat = polled.sockstat;
+        let report = self.findings.observe_with_listeners(
+            &findings::Observation {
+                snapshot: &polled.snapshot,
+                limits,
+                time_wait_overflows: read.then_some(polled.counters.tcp_time_wait_overflow),
+                syn_watch: Some(&syn_watch),
+                syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
+                leaks: Some(&leaks),
+                transitions: &polled.transitions,
+                processes: processes.as_deref(),
+            },
+            Some(&self.census.listeners),
+        );
+        let pace = Pace {
+            counts: self.census.counts,
+            sockstat: polled.sockstat,
+            ..Pace::at(taken_at, polled.full_every)
+        };
         let snapshot = Arc::new(polled.snapshot);
         self.last_full = Some(LastFull {
             snapshot: Arc::clone(&snapshot),
             counts: pace.counts,
-            syn_recv: snapshot
-                .sockets
-                .iter()
-                .filter(|socket| socket.state == State::SynRecv)
-                .copied()
-                .collect(),
+            syn_recv: self.census.syn_recv.clone(),
             syn_recv_at: pace.at,
         });
         Update {

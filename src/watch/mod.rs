@@ -12,9 +12,13 @@
 //! (a SYN flood, a listener dropping, ports or TIME_WAIT buckets running out, a leak)
 //! with their evidence and what to do, raised and cleared with hysteresis.
 //!
+//! [`census`] is the one pass over a poll's whole table that the SYN watch, the
+//! CLOSE_WAIT watch and the counts share.
+//!
 //! Everything here is pure: no kernel, no clock, no terminal. Snapshots, counter
 //! readings, transitions and the time between polls come in as values.
 
+pub(crate) mod census;
 pub(crate) mod counters;
 pub mod findings;
 pub(crate) mod half_open_age;
@@ -26,6 +30,7 @@ pub(crate) mod syn_watch;
 pub(crate) mod tracker;
 pub(crate) mod verdict;
 
+pub use census::Census;
 pub use counters::{CounterRates, Counters, HostNote};
 pub use history::{Event, History, Poll};
 pub use leaks::{CloseWaitLeaks, LeakWatcher, Owner, PortLeak, ProcessLeak};

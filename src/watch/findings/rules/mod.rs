@@ -160,6 +160,19 @@ pub struct Tally {
 impl Tally {
     /// Counts `sockets` afresh.
     pub fn take(&mut self, sockets: &[SocketRecord], limits: &HostLimits) {
+        self.take_with_listeners(sockets, None, limits);
+    }
+
+    /// [`Tally::take`], with the LISTEN sockets of `sockets` given apart when the
+    /// caller has them: the listeners must be known before any other socket is
+    /// counted (a listener's port is not an outgoing one), and finding them is a pass
+    /// over every socket.
+    pub fn take_with_listeners(
+        &mut self,
+        sockets: &[SocketRecord],
+        listeners: Option<&[SocketRecord]>,
+        limits: &HostLimits,
+    ) {
         self.listeners.clear();
         self.outgoing.clear();
         self.time_wait = 0;
@@ -169,7 +182,11 @@ impl Tally {
         self.retransmitting.clear();
         self.listening.clear();
         self.listening.resize(PORT_WORDS, 0);
-        for socket in sockets.iter().filter(|s| s.state == State::Listen) {
+        let given = listeners.unwrap_or_default();
+        let found = listeners
+            .is_none()
+            .then(|| sockets.iter().filter(|s| s.state == State::Listen));
+        for socket in given.iter().chain(found.into_iter().flatten()) {
             self.listeners.push(ListenSocket {
                 addr: socket.local_addr,
                 port: socket.local_port,
@@ -255,4 +272,51 @@ impl Tally {
 /// more than `u32::MAX`, but saturate rather than trust it.
 pub(crate) fn count(length: usize) -> u32 {
     u32::try_from(length).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::socket;
+
+    #[test]
+    fn a_tally_given_the_listeners_apart_counts_as_one_that_finds_them_itself() {
+        let limits = HostLimits::default();
+        // A listener on a port of the ephemeral range, last as a dump lists it: the
+        // connections accepted on its port are not outgoing ones, the other's are.
+        let mut sockets = Vec::new();
+        for port in 0..3u16 {
+            let mut accepted = socket(State::Established, "10.0.0.1", 40_000, "10.0.0.2", port);
+            accepted.send_q = 10;
+            sockets.push(accepted);
+        }
+        let mut outgoing = socket(State::Established, "10.0.0.1", 40_001, "10.0.0.3", 80);
+        outgoing.send_q = 10;
+        sockets.push(outgoing);
+        sockets.push(socket(State::TimeWait, "10.0.0.1", 40_002, "10.0.0.3", 80));
+        sockets.push(socket(
+            State::TimeWait,
+            "10.0.0.1",
+            40_000,
+            "10.0.0.4",
+            5_000,
+        ));
+        let listener = socket(State::Listen, "0.0.0.0", 40_000, "0.0.0.0", 0);
+        sockets.push(listener);
+
+        let mut found = Tally::default();
+        found.take(&sockets, &limits);
+        let mut given = Tally::default();
+        given.take_with_listeners(&sockets, Some(&[listener]), &limits);
+
+        assert_eq!(found.listeners.len(), 1);
+        assert_eq!(found.outgoing.len(), 2, "{:?}", found.outgoing);
+        assert_eq!(given.listeners, found.listeners);
+        assert_eq!(given.outgoing, found.outgoing);
+        assert_eq!(given.time_wait, found.time_wait);
+        assert_eq!(given.time_wait_peers, found.time_wait_peers);
+        assert_eq!(given.unacknowledged, found.unacknowledged);
+        assert!(!given.is_outgoing(40_000, &limits));
+        assert!(given.is_outgoing(40_001, &limits));
+    }
 }
