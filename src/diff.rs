@@ -105,6 +105,11 @@ use tracked::{Destroyed, Object, Table, Tracked};
 /// collisions.
 type Map<K, V> = HashMap<K, V, RandomState>;
 
+/// The most room the buffers of one poll keep for the next: a poll with more churn
+/// than this (the baseline, a flood) gives back what it took, so that memory follows
+/// the socket count, not the busiest poll ever seen.
+const SCRATCH_KEEP: usize = 4096;
+
 /// Bits in the filter of endpoints' ports ([`Key::port_bits`]).
 const PORT_FILTER_BITS: usize = 1 << 16;
 
@@ -208,6 +213,7 @@ impl Differ {
     /// next call; copy the ones to keep. The first call returns none.
     pub fn observe(&mut self, next: &Snapshot, destroyed: &[DestroyedSocket]) -> &[Transition] {
         self.transitions.clear();
+        self.transitions.shrink_to(SCRATCH_KEEP);
         self.unmatched.clear();
         self.strangers.clear();
         clear(&mut self.stranger_keys);
@@ -218,6 +224,12 @@ impl Differ {
         self.seen_now = 0;
         self.poll = self.poll.wrapping_add(1);
 
+        if !self.primed {
+            // The baseline: everything in it is "opened", which says nothing.
+            self.baseline(&next.sockets, destroyed);
+            self.primed = true;
+            return &self.transitions;
+        }
         self.match_known_objects(&next.sockets);
         self.survey(&next.sockets);
         self.take_destroyed(&next.sockets, destroyed);
@@ -229,13 +241,81 @@ impl Differ {
         added.clear();
         self.added = added;
         self.tracked.fit();
-
-        if !self.primed {
-            // The baseline: everything in it is "opened", which says nothing.
-            self.primed = true;
-            self.transitions.clear();
-        }
+        self.give_back_scratch();
         &self.transitions
+    }
+
+    /// The first poll: every socket is tracked, and the first listed at some endpoints
+    /// speaks for them, as if each had been placed in turn as a new object, but without
+    /// a map entry for each: the table is built, and its duplicates and endpoints found,
+    /// by sorting.
+    fn baseline(&mut self, sockets: &[SocketRecord], destroyed: &[DestroyedSocket]) {
+        let poll = self.poll;
+        let mut entries = Vec::with_capacity(sockets.len() + sockets.len() / 16);
+        entries.extend(
+            sockets
+                .iter()
+                .map(|record| Tracked::new(Key::of(record), record, poll)),
+        );
+        // A cookie listed twice counts once, as first listed.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by_key(|&at| (entries.get(at).map(|t| t.cookie), at));
+        let mut last = None;
+        for &at in &order {
+            let Some(tracked) = entries.get_mut(at) else {
+                continue;
+            };
+            if last == Some(tracked.cookie) {
+                tracked.forget();
+            }
+            last = Some(tracked.cookie);
+        }
+        // The first socket listed at some endpoints speaks for them.
+        order.retain(|&at| entries.get(at).is_some_and(|t| !t.dead()));
+        order.sort_unstable_by_key(|&at| (entries.get(at).map(Tracked::key), at));
+        let mut last = None;
+        for &at in &order {
+            let Some(tracked) = entries.get_mut(at) else {
+                continue;
+            };
+            let key = tracked.key();
+            if last != Some(key) {
+                tracked.make_primary();
+            }
+            last = Some(key);
+        }
+        drop(order);
+        entries.retain(|tracked| !tracked.dead());
+        entries.sort_unstable_by_key(|tracked| tracked.cookie);
+        self.tracked = Table::of_sorted(entries);
+
+        // A destroy message for a socket this dump listed waits for the next poll,
+        // unless the socket is the remnant that lives on with its cookie.
+        self.holding.clear();
+        for socket in destroyed {
+            let key = Key::of_endpoints(&socket.endpoints);
+            let listed = self
+                .tracked
+                .find(socket.cookie)
+                .and_then(|at| self.tracked.get(at))
+                .filter(|tracked| tracked.key() == key);
+            if listed.is_some_and(|tracked| tracked.object != Object::Remnant) {
+                self.holding.push(*socket);
+            }
+        }
+        std::mem::swap(&mut self.held, &mut self.holding);
+    }
+
+    /// Gives back the memory a poll with much churn took (see [`SCRATCH_KEEP`]).
+    fn give_back_scratch(&mut self) {
+        self.unmatched.shrink_to(SCRATCH_KEEP);
+        self.added.shrink_to(SCRATCH_KEEP);
+        self.strangers.shrink_to(SCRATCH_KEEP);
+        self.fresh.shrink_to(SCRATCH_KEEP);
+        self.added_at.shrink_to(SCRATCH_KEEP);
+        self.vacant.shrink_to(SCRATCH_KEEP);
+        self.spoken.shrink_to(SCRATCH_KEEP);
+        self.stranger_keys.shrink_to(SCRATCH_KEEP);
     }
 
     /// How many sockets the differ remembers, including those missed once.

@@ -11,7 +11,7 @@ use crate::snapshot::{Endpoints, Family, SocketRecord};
 
 /// Family and both endpoints. An IPv4 address fills the low 32 bits; the family keeps it
 /// apart from the IPv6 address with the same bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key {
     pub(super) local: [u64; 2],
     pub(super) remote: [u64; 2],

@@ -190,6 +190,11 @@ impl Table {
         }
     }
 
+    /// A table of `entries`, which must be sorted by cookie, each cookie once.
+    pub(super) fn of_sorted(entries: Vec<Tracked>) -> Table {
+        Table { entries }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
