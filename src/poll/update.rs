@@ -272,6 +272,19 @@ impl Analyst {
         }
     }
 
+    /// The socket table of the last full poll, emptied, for the next full dump to
+    /// fill, when nothing else holds it any more (a consumer that keeps up has dropped
+    /// its update): so a live mode holds one table at a time, not two. Lane polls have
+    /// no table to show until the next full poll, as before the first.
+    pub fn release_table(&mut self) -> Option<Vec<SocketRecord>> {
+        let last = self.last_full.as_mut()?;
+        let snapshot = Arc::get_mut(&mut last.snapshot)?;
+        let mut sockets = std::mem::take(&mut snapshot.sockets);
+        sockets.clear();
+        self.last_full = None;
+        Some(sockets)
+    }
+
     /// Analyses a poll of the fast lane, against the last full poll; none before the
     /// first full poll, which a lane never comes before.
     pub fn analyse_lanes(&mut self, polled: LanePolled) -> Option<Update> {
