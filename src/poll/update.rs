@@ -400,6 +400,31 @@ mod tests {
     }
 
     #[test]
+    fn the_last_table_goes_to_the_next_dump_only_once_no_consumer_holds_it() {
+        use crate::snapshot::fixtures::socket;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let table = vec![socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0)];
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        let update = analyst.analyse(Polled {
+            snapshot: Snapshot::new(start, table),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: None,
+            sockstat: None,
+        });
+        assert_eq!(analyst.release_table(), None, "the consumer still shows it");
+        assert_eq!(update.snapshot.sockets.len(), 1);
+        drop(update);
+        let released = analyst.release_table().expect("no one holds it");
+        assert!(released.is_empty() && released.capacity() >= 1);
+        assert_eq!(analyst.release_table(), None, "given once");
+    }
+
+    #[test]
     fn a_fast_lane_poll_refreshes_listeners_and_syn_recv_and_reports_nothing_closed() {
         use crate::snapshot::fixtures::socket;
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
