@@ -41,12 +41,14 @@
 //!
 //! The differ keeps one 48-byte entry a socket, in a vector sorted by cookie
 //! ([`tracked`]): no hash map entry a socket. Each poll walks the dump once against it,
-//! by cookie; only the few sockets that are new objects are looked up by endpoints,
-//! against the tracked sockets this poll did not list (O(churn), in small maps built
-//! for the poll) and, for endpoints that several sockets share, in one pass over the
-//! table that looks at two bytes of ports before any key. The table is swept only when
-//! some sockets are missing. `cargo test --release --test bench_diff` (100k sockets,
-//! 1% churn) times a poll.
+//! by cookie. Only the few sockets that are new objects are looked up by endpoints: in
+//! a small map of the tracked sockets this poll did not list, and, to tell whether a
+//! listed socket speaks for their endpoints already, in one pass over the table that
+//! reads two bytes of ports of each entry before it hashes any endpoints. The maps of
+//! a poll are O(churn); a poll with much churn gives their memory back after it. The
+//! first poll builds the table by sorting the dump. The table is swept only when some
+//! sockets are missing. `cargo test --release --test bench_diff` (100k sockets, 1%
+//! churn) times a poll.
 //!
 //! # Missing sockets and destroy messages
 //!
