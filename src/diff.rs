@@ -39,10 +39,16 @@
 //!
 //! # Cost
 //!
-//! Each poll looks every socket up once by cookie, looks up by endpoints only the few
-//! sockets that are new objects, and sweeps the tracked sockets only when some are
-//! missing. `cargo test --release --test bench_diff` (100k sockets, 1% churn) measured
-//! a median of 2.2 ms per poll on the 2-core development machine.
+//! The differ keeps one 48-byte entry a socket, in a vector sorted by cookie
+//! ([`tracked`]): no hash map entry a socket. Each poll walks the dump once against it,
+//! by cookie. Only the few sockets that are new objects are looked up by endpoints: in
+//! a small map of the tracked sockets this poll did not list, and, to tell whether a
+//! listed socket speaks for their endpoints already, in one pass over the table that
+//! reads two bytes of ports of each entry before it hashes any endpoints. The maps of
+//! a poll are O(churn); a poll with much churn gives their memory back after it. The
+//! first poll builds the table by sorting the dump. The table is swept only when some
+//! sockets are missing. `cargo test --release --test bench_diff` (100k sockets, 1%
+//! churn) times a poll.
 //!
 //! # Missing sockets and destroy messages
 //!
@@ -79,6 +85,7 @@ mod ending;
 mod key;
 #[cfg(test)]
 mod tests;
+mod tracked;
 mod transition;
 
 use std::collections::HashMap;
@@ -92,12 +99,21 @@ use crate::snapshot::{Endpoints, Snapshot, SocketRecord};
 use crate::tcp::{Path, State, shortest_path};
 use ending::route_after_handshake;
 use key::Key;
+use tracked::{Destroyed, Object, Table, Tracked};
 
-/// The differ's maps. Every socket of every poll is looked up, so the hasher is foldhash,
-/// not std's SipHash: tests/bench_diff.rs takes 2.2 ms with it and 3.4 ms with SipHash.
-/// Its seed is random per process, because the remote end of a SYN is the sender's
-/// choice and a fixed seed would let a flood aim for collisions.
+/// The differ's small maps, of this poll's new objects and missing sockets. The hasher
+/// is foldhash, not std's SipHash, seeded at random per process, because the remote end
+/// of a SYN is the sender's choice and a fixed seed would let a flood aim for
+/// collisions.
 type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// The most room the buffers of one poll keep for the next: a poll with more churn
+/// than this (the baseline, a flood) gives back what it took, so that memory follows
+/// the socket count, not the busiest poll ever seen.
+const SCRATCH_KEEP: usize = 4096;
+
+/// Bits in the filter of endpoints' ports ([`Key::port_bits`]).
+const PORT_FILTER_BITS: usize = 1 << 16;
 
 /// The kernel's word that a full socket was freed: the final `inet_diag_msg` of the
 /// sock_diag destroy multicast (`SKNLGRP_INET_TCP_DESTROY`, `SKNLGRP_INET6_TCP_DESTROY`).
@@ -124,21 +140,15 @@ impl DestroyedSocket {
 
 /// Turns each poll's snapshot into the transitions since the poll before.
 ///
-/// It remembers one small entry per socket across calls, and reuses its maps and
-/// buffers, so that a steady stream of polls allocates nothing once the maps have grown
-/// to the largest snapshot seen. See the module documentation for the rules.
+/// It remembers one small entry per socket across calls, and reuses its buffers, so
+/// that a steady stream of polls allocates nothing once they have grown to the largest
+/// snapshot seen. See the module documentation for the rules.
 #[derive(Debug, Clone, Default)]
 pub struct Differ {
     /// Every tracked socket, by cookie. Cookies are unique while the kernel runs
-    /// (`sock_gen_cookie()`, net/core/sock_diag.c), and a lookup by a `u64` costs a
-    /// third of one by endpoints, which matters because every socket of every poll is
-    /// looked up here first.
-    objects: Map<u64, Tracked>,
-    /// The connections: for each endpoints, the cookie of the socket that speaks for
-    /// them, the first one seen there. Only sockets that no tracked object explains are
-    /// looked up here.
-    connections: Map<Key, u64>,
-    /// Counts calls to `observe`; `Tracked::seen` holds the last one that saw a socket.
+    /// (`sock_gen_cookie()`, net/core/sock_diag.c).
+    tracked: Table,
+    /// Counts calls to `observe`; a tracked socket knows whether the latest saw it.
     poll: u32,
     primed: bool,
     /// How many tracked sockets this poll has seen, to skip the sweep for the missing.
@@ -147,6 +157,19 @@ pub struct Differ {
     unmatched: Vec<usize>,
     /// The same, by cookie, while destroy messages are matched.
     fresh: Map<u64, usize>,
+    /// Tracked sockets this poll did not list that speak for their endpoints, by
+    /// endpoints: the connections a new object may carry on or replace.
+    vacant: Map<Key, usize>,
+    /// Endpoints of new objects for which a socket this poll listed speaks already:
+    /// new objects there share them.
+    spoken: Map<Key, ()>,
+    /// A filter of the ports of new objects' endpoints, to skip most tracked sockets
+    /// without hashing their endpoints while `spoken` is filled.
+    port_filter: Vec<u64>,
+    /// The new objects of this poll, added to `tracked` at its end, and where each is
+    /// by cookie.
+    added: Vec<Tracked>,
+    added_at: Map<u64, usize>,
     /// Destroy messages held over from the last poll, which still listed their socket.
     held: Vec<DestroyedSocket>,
     /// The messages this poll holds over; swapped with `held` at the end of the pass.
@@ -157,62 +180,6 @@ pub struct Differ {
     transitions: Vec<Transition>,
 }
 
-/// What the differ remembers of one socket between polls.
-#[derive(Debug, Clone, Copy)]
-struct Tracked {
-    key: Key,
-    seen: u32,
-    state: State,
-    object: Object,
-    /// Missing from the last poll that should have listed it.
-    missed: bool,
-    destroyed: Destroyed,
-}
-
-impl Tracked {
-    fn new(key: Key, record: &SocketRecord, poll: u32) -> Tracked {
-        Tracked {
-            key,
-            seen: poll,
-            state: record.state,
-            object: Object::of(record),
-            missed: false,
-            destroyed: Destroyed::No,
-        }
-    }
-}
-
-/// Which kind of kernel object a record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Object {
-    /// A SYN_RECV request socket (`TCP_NEW_SYN_RECV`): inode 0, owned by its listener.
-    Request,
-    /// A TIME_WAIT remnant, or a FIN_WAIT2 one (inode 0) left by an orphaned close.
-    Remnant,
-    Full,
-}
-
-impl Object {
-    fn of(record: &SocketRecord) -> Object {
-        match record.state {
-            State::SynRecv if record.inode == 0 => Object::Request,
-            State::TimeWait => Object::Remnant,
-            State::FinWait2 if record.inode == 0 => Object::Remnant,
-            _ => Object::Full,
-        }
-    }
-}
-
-/// What this poll's destroy messages said about a tracked socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Destroyed {
-    No,
-    Yes,
-    /// The socket was a request socket, and a full socket at its endpoints was
-    /// destroyed: the handshake completed before the end.
-    AfterHandshake,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Stranger {
     socket: DestroyedSocket,
@@ -220,16 +187,22 @@ struct Stranger {
     accounted: bool,
 }
 
+/// Where a tracked socket is while a poll is taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Tracked(usize),
+    Added(usize),
+}
+
 impl Differ {
     pub fn new() -> Differ {
         Differ::default()
     }
 
-    /// A differ with room for `sockets` sockets before its maps grow.
+    /// A differ with room for `sockets` sockets before its table grows.
     pub fn with_capacity(sockets: usize) -> Differ {
         Differ {
-            objects: Map::with_capacity_and_hasher(sockets, RandomState::default()),
-            connections: Map::with_capacity_and_hasher(sockets, RandomState::default()),
+            tracked: Table::with_capacity(sockets),
             ..Differ::default()
         }
     }
@@ -242,48 +215,159 @@ impl Differ {
     /// next call; copy the ones to keep. The first call returns none.
     pub fn observe(&mut self, next: &Snapshot, destroyed: &[DestroyedSocket]) -> &[Transition] {
         self.transitions.clear();
+        self.transitions.shrink_to(SCRATCH_KEEP);
         self.unmatched.clear();
         self.strangers.clear();
-        if !self.stranger_keys.is_empty() {
-            self.stranger_keys.clear();
-        }
+        clear(&mut self.stranger_keys);
+        clear(&mut self.vacant);
+        clear(&mut self.spoken);
+        clear(&mut self.added_at);
+        self.added.clear();
         self.seen_now = 0;
         self.poll = self.poll.wrapping_add(1);
 
+        if !self.primed {
+            // The baseline: everything in it is "opened", which says nothing.
+            self.baseline(&next.sockets, destroyed);
+            self.primed = true;
+            return &self.transitions;
+        }
         self.match_known_objects(&next.sockets);
+        self.survey(&next.sockets);
         self.take_destroyed(&next.sockets, destroyed);
         self.place_new_objects(&next.sockets);
         self.close_missing();
         self.close_strangers();
-
-        if !self.primed {
-            // The baseline: everything in it is "opened", which says nothing.
-            self.primed = true;
-            self.transitions.clear();
-        }
+        let mut added = std::mem::take(&mut self.added);
+        self.tracked.merge(&mut added);
+        added.clear();
+        self.added = added;
+        self.tracked.fit();
+        self.give_back_scratch();
         &self.transitions
+    }
+
+    /// The first poll: every socket is tracked, and the first listed at some endpoints
+    /// speaks for them, as if each had been placed in turn as a new object, but without
+    /// a map entry for each: the table is built, and its duplicates and endpoints found,
+    /// by sorting.
+    fn baseline(&mut self, sockets: &[SocketRecord], destroyed: &[DestroyedSocket]) {
+        let poll = self.poll;
+        let mut entries = Vec::with_capacity(sockets.len() + sockets.len() / 16);
+        entries.extend(
+            sockets
+                .iter()
+                .map(|record| Tracked::new(Key::of(record), record, poll)),
+        );
+        // A cookie listed twice counts once, as first listed.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by_key(|&at| (entries.get(at).map(|t| t.cookie), at));
+        let mut last = None;
+        for &at in &order {
+            let Some(tracked) = entries.get_mut(at) else {
+                continue;
+            };
+            if last == Some(tracked.cookie) {
+                tracked.forget();
+            }
+            last = Some(tracked.cookie);
+        }
+        // The first socket listed at some endpoints speaks for them.
+        order.retain(|&at| entries.get(at).is_some_and(|t| !t.dead()));
+        order.sort_unstable_by_key(|&at| (entries.get(at).map(Tracked::key), at));
+        let mut last = None;
+        for &at in &order {
+            let Some(tracked) = entries.get_mut(at) else {
+                continue;
+            };
+            let key = tracked.key();
+            if last != Some(key) {
+                tracked.make_primary();
+            }
+            last = Some(key);
+        }
+        drop(order);
+        entries.retain(|tracked| !tracked.dead());
+        entries.sort_unstable_by_key(|tracked| tracked.cookie);
+        self.tracked = Table::of_sorted(entries);
+
+        // A destroy message for a socket this dump listed waits for the next poll,
+        // unless the socket is the remnant that lives on with its cookie.
+        self.holding.clear();
+        for socket in destroyed {
+            let key = Key::of_endpoints(&socket.endpoints);
+            let listed = self
+                .tracked
+                .find(socket.cookie)
+                .and_then(|at| self.tracked.get(at))
+                .filter(|tracked| tracked.key() == key);
+            if listed.is_some_and(|tracked| tracked.object != Object::Remnant) {
+                self.holding.push(*socket);
+            }
+        }
+        std::mem::swap(&mut self.held, &mut self.holding);
+    }
+
+    /// Gives back the memory a poll with much churn took (see [`SCRATCH_KEEP`]).
+    fn give_back_scratch(&mut self) {
+        self.unmatched.shrink_to(SCRATCH_KEEP);
+        self.added.shrink_to(SCRATCH_KEEP);
+        self.strangers.shrink_to(SCRATCH_KEEP);
+        self.fresh.shrink_to(SCRATCH_KEEP);
+        self.added_at.shrink_to(SCRATCH_KEEP);
+        self.vacant.shrink_to(SCRATCH_KEEP);
+        self.spoken.shrink_to(SCRATCH_KEEP);
+        self.stranger_keys.shrink_to(SCRATCH_KEEP);
     }
 
     /// How many sockets the differ remembers, including those missed once.
     pub fn tracked(&self) -> usize {
-        self.objects.len()
+        self.tracked.len() + self.added.len()
+    }
+
+    /// The tracked socket `cookie` is, if any: in the table (unless forgotten during
+    /// this poll) or among this poll's new objects.
+    fn slot(&self, cookie: u64) -> Option<Slot> {
+        if let Some(&at) = self.added_at.get(&cookie) {
+            return Some(Slot::Added(at));
+        }
+        let at = self.tracked.find(cookie)?;
+        let alive = self.tracked.get(at).is_some_and(|tracked| !tracked.dead());
+        alive.then_some(Slot::Tracked(at))
+    }
+
+    fn entry(&self, slot: Slot) -> Option<&Tracked> {
+        match slot {
+            Slot::Tracked(at) => self.tracked.get(at),
+            Slot::Added(at) => self.added.get(at),
+        }
+    }
+
+    fn entry_mut(&mut self, slot: Slot) -> Option<&mut Tracked> {
+        match slot {
+            Slot::Tracked(at) => self.tracked.get_mut(at),
+            Slot::Added(at) => self.added.get_mut(at),
+        }
     }
 
     /// First pass: sockets whose kernel object is already tracked (same cookie, same
     /// endpoints). Most sockets of a poll end here.
     fn match_known_objects(&mut self, sockets: &[SocketRecord]) {
         let poll = self.poll;
+        let mut cursor = 0;
         for (index, record) in sockets.iter().enumerate() {
             let key = Key::of(record);
-            let Some(tracked) = self
-                .objects
-                .get_mut(&record.cookie)
-                .filter(|tracked| tracked.key == key)
+            let found = self.tracked.find_near(record.cookie, cursor);
+            let Some((at, tracked)) = found
+                .and_then(|at| Some((at, self.tracked.get_mut(at)?)))
+                .filter(|(_, tracked)| tracked.key() == key)
             else {
                 self.unmatched.push(index);
                 continue;
             };
-            if tracked.seen == poll {
+            // The next socket of the dump is most likely the next one tracked.
+            cursor = at + 1;
+            if tracked.seen(poll) {
                 continue; // listed twice by one dump
             }
             if tracked.state != record.state {
@@ -294,9 +378,72 @@ impl Differ {
                     record.cookie,
                 ));
             }
-            *tracked = Tracked::new(key, record, poll);
+            tracked.listed(record, poll);
             self.seen_now += 1;
         }
+    }
+
+    /// One pass over the table after the first: the sockets this poll did not list
+    /// that speak for their endpoints (`vacant`), and the endpoints of this poll's new
+    /// objects for which a listed socket speaks already (`spoken`). It reads two bytes
+    /// of ports of each listed socket, and hashes the endpoints of few.
+    fn survey(&mut self, sockets: &[SocketRecord]) {
+        let missing = self.seen_now < self.tracked.len();
+        let new_objects = !self.unmatched.is_empty();
+        if !missing && !new_objects {
+            return;
+        }
+        if new_objects {
+            self.port_filter.clear();
+            self.port_filter.resize(PORT_FILTER_BITS / 64, 0);
+            for record in self
+                .unmatched
+                .iter()
+                .filter_map(|&index| sockets.get(index))
+            {
+                let key = Key::of(record);
+                let bit = key.port_bits();
+                if let Some(word) = self.port_filter.get_mut(bit / 64) {
+                    *word |= 1 << (bit % 64);
+                }
+                self.spoken.insert(key, ());
+            }
+        }
+        let poll = self.poll;
+        let mut found = Vec::new();
+        for (at, tracked) in self.tracked.iter() {
+            if !tracked.primary() {
+                continue;
+            }
+            if !tracked.seen(poll) {
+                self.vacant.insert(tracked.key(), at);
+                continue;
+            }
+            if !new_objects {
+                continue;
+            }
+            let bit = tracked.port_bits();
+            let maybe = self
+                .port_filter
+                .get(bit / 64)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0);
+            if maybe && self.spoken.contains_key(&tracked.key()) {
+                found.push(tracked.key());
+            }
+        }
+        // `spoken` held every new object's endpoints as a set to look in; keep those
+        // a listed socket speaks for.
+        clear(&mut self.spoken);
+        for key in found {
+            self.spoken.insert(key, ());
+        }
+    }
+
+    /// The vacant socket speaking for `key`, if any (not seen, not forgotten).
+    fn vacant(&self, key: &Key) -> Option<(usize, Tracked)> {
+        let at = *self.vacant.get(key)?;
+        let tracked = *self.tracked.get(at)?;
+        (!tracked.dead()).then_some((at, tracked))
     }
 
     /// Second pass: match the held-over and new destroy messages to tracked sockets.
@@ -322,11 +469,10 @@ impl Differ {
         for (socket, may_hold) in messages {
             let key = Key::of_endpoints(&socket.endpoints);
             let tracked = self
-                .objects
-                .get_mut(&socket.cookie)
-                .filter(|tracked| tracked.key == key);
-            let listed = match &tracked {
-                Some(tracked) if tracked.seen == poll => Some(tracked.object),
+                .slot(socket.cookie)
+                .filter(|&slot| self.entry(slot).is_some_and(|t| t.key() == key));
+            let listed = match tracked.and_then(|slot| self.entry(slot)) {
+                Some(tracked) if tracked.seen(poll) => Some(tracked.object),
                 Some(_) => None,
                 None => self
                     .fresh
@@ -344,7 +490,11 @@ impl Differ {
                         self.holding.push(*socket);
                     }
                 }
-                (None, Some(tracked)) => tracked.destroyed = Destroyed::Yes,
+                (None, Some(slot)) => {
+                    if let Some(tracked) = self.entry_mut(slot) {
+                        tracked.set_destroyed(Destroyed::Yes);
+                    }
+                }
                 (None, None) => self.unseen_destroyed(key, socket),
             }
         }
@@ -356,16 +506,13 @@ impl Differ {
     /// A destroyed socket that no poll listed: either the full socket a tracked request
     /// socket became, or a connection that opened and closed between polls.
     fn unseen_destroyed(&mut self, key: Key, socket: &DestroyedSocket) {
-        let poll = self.poll;
         let request = self
-            .connections
-            .get(&key)
-            .and_then(|cookie| self.objects.get_mut(cookie))
-            .filter(|tracked| tracked.seen != poll && tracked.object == Object::Request);
-        if let Some(tracked) = request {
+            .vacant(&key)
+            .filter(|(_, tracked)| tracked.object == Object::Request);
+        if let Some(tracked) = request.and_then(|(at, _)| self.tracked.get_mut(at)) {
             // Only full sockets are announced, so this request socket's handshake
             // completed, and the full socket made of it is what died.
-            tracked.destroyed = Destroyed::AfterHandshake;
+            tracked.set_destroyed(Destroyed::AfterHandshake);
         } else {
             self.stranger_keys
                 .entry(key)
@@ -385,20 +532,26 @@ impl Differ {
         let unmatched = std::mem::take(&mut self.unmatched);
         for record in unmatched.iter().filter_map(|&index| sockets.get(index)) {
             let key = Key::of(record);
-            if let Some(other) = self.objects.get(&record.cookie).copied() {
-                if other.seen == poll {
+            // Where the new entry goes: over a tracked socket of the same cookie, or
+            // among the added ones.
+            let mut reuse = None;
+            if let Some(slot) = self.slot(record.cookie)
+                && let Some(other) = self.entry(slot).copied()
+            {
+                if other.seen(poll) {
                     continue; // a second object with one cookie: not from a kernel
                 }
                 // The object moved to other endpoints (a bound socket that connected).
-                self.transitions.push(closing(record.cookie, &other));
-                self.forget(record.cookie);
+                self.transitions.push(closing(&other));
+                self.forget(slot);
+                reuse = Some(slot);
+            } else if let Some(at) = self.tracked.find(record.cookie) {
+                // Forgotten earlier in this poll: its place is free.
+                reuse = Some(Slot::Tracked(at));
             }
-            let primary = self
-                .connections
-                .get(&key)
-                .and_then(|cookie| Some((*cookie, *self.objects.get(cookie)?)));
-            match primary {
-                Some((old_cookie, old)) if old.seen != poll => {
+            let mut entry = Tracked::new(key, record, poll);
+            match self.vacant(&key) {
+                Some((old_at, old)) => {
                     if same_connection(&old, record) {
                         if old.state != record.state {
                             self.transitions.push(Transition::changed(
@@ -409,16 +562,20 @@ impl Differ {
                             ));
                         }
                     } else {
-                        self.transitions.push(closing(old_cookie, &old));
+                        self.transitions.push(closing(&old));
                         self.transitions.push(opening(record));
                     }
-                    self.forget(old_cookie);
-                    self.connections.insert(key, record.cookie);
+                    self.forget(Slot::Tracked(old_at));
+                    entry.make_primary();
+                    self.spoken.insert(key, ());
                 }
                 // These endpoints already have a socket in this poll: they are shared.
-                Some(_) => self.transitions.push(opening(record)),
+                None if self.spoken.contains_key(&key) => {
+                    self.transitions.push(opening(record));
+                }
                 None => {
-                    self.connections.insert(key, record.cookie);
+                    entry.make_primary();
+                    self.spoken.insert(key, ());
                     if Object::of(record) == Object::Remnant
                         && let Some(&stranger) = self.stranger_keys.get(&key)
                         && let Some(stranger) = self.strangers.get_mut(stranger)
@@ -430,51 +587,70 @@ impl Differ {
                     self.transitions.push(opening(record));
                 }
             }
-            self.objects
-                .insert(record.cookie, Tracked::new(key, record, poll));
-            self.seen_now += 1;
+            match reuse {
+                Some(Slot::Tracked(at)) => {
+                    if let Some(tracked) = self.tracked.get_mut(at) {
+                        *tracked = entry;
+                        self.seen_now += 1;
+                    }
+                }
+                Some(Slot::Added(_)) | None => {
+                    self.added_at.insert(record.cookie, self.added.len());
+                    self.added.push(entry);
+                }
+            }
         }
         self.unmatched = unmatched;
     }
 
-    /// Drops a tracked socket, and its connection if it spoke for one.
-    fn forget(&mut self, cookie: u64) {
-        if let Some(tracked) = self.objects.remove(&cookie)
-            && self.connections.get(&tracked.key) == Some(&cookie)
+    /// Drops a tracked socket (at the end of the poll), and with it its endpoints'
+    /// connection if it spoke for one.
+    fn forget(&mut self, slot: Slot) {
+        let Some(tracked) = self.entry_mut(slot) else {
+            return;
+        };
+        if tracked.dead() {
+            return;
+        }
+        tracked.forget();
+        let key = tracked.key();
+        let primary = tracked.primary();
+        if let Slot::Tracked(at) = slot
+            && primary
+            && self.vacant.get(&key) == Some(&at)
         {
-            self.connections.remove(&tracked.key);
+            self.vacant.remove(&key);
         }
     }
 
     /// Fourth pass: tracked sockets this poll did not list. Gone for good if a destroy
     /// message said so or the last poll missed them too; otherwise missed once.
     fn close_missing(&mut self) {
-        if self.seen_now == self.objects.len() {
+        if self.seen_now == self.tracked.len() {
             return;
         }
         let poll = self.poll;
         let transitions = &mut self.transitions;
-        let connections = &mut self.connections;
-        self.objects.retain(|&cookie, tracked| {
-            if tracked.seen == poll {
+        self.tracked.retain(|tracked| {
+            if tracked.seen(poll) {
                 return true;
             }
-            match tracked.destroyed {
-                Destroyed::No if !tracked.missed => {
-                    tracked.missed = true;
+            if tracked.dead() {
+                return false;
+            }
+            match tracked.destroyed() {
+                Destroyed::No if !tracked.missed() => {
+                    tracked.carry_over(poll);
                     return true;
                 }
                 Destroyed::AfterHandshake => transitions.push(Transition::ended(
-                    tracked.key.endpoints(),
+                    tracked.key().endpoints(),
                     State::SynRecv,
                     route_after_handshake(),
                     Ending::PeerClosedOrReset,
-                    cookie,
+                    tracked.cookie,
                 )),
-                Destroyed::No | Destroyed::Yes => transitions.push(closing(cookie, tracked)),
-            }
-            if connections.get(&tracked.key) == Some(&cookie) {
-                connections.remove(&tracked.key);
+                Destroyed::No | Destroyed::Yes => transitions.push(closing(tracked)),
             }
             false
         });
@@ -499,6 +675,14 @@ impl Differ {
     }
 }
 
+/// Empties a map without touching its memory when it is empty already: clearing a
+/// grown map walks all its buckets.
+fn clear<K, V>(map: &mut Map<K, V>) {
+    if !map.is_empty() {
+        map.clear();
+    }
+}
+
 /// Whether a new kernel object at tracked endpoints carries on the same connection: it
 /// does when Linux hands a connection over (request socket to full socket, full socket
 /// to remnant) and the step does not need a new connection.
@@ -508,8 +692,8 @@ fn same_connection(old: &Tracked, new: &SocketRecord) -> bool {
         && shortest_path(old.state, new.state).is_some_and(|via| !via.contains(State::Closed))
 }
 
-fn closing(cookie: u64, tracked: &Tracked) -> Transition {
-    Transition::closed(tracked.key.endpoints(), tracked.state, cookie)
+fn closing(tracked: &Tracked) -> Transition {
+    Transition::closed(tracked.key().endpoints(), tracked.state, tracked.cookie)
 }
 
 fn opening(record: &SocketRecord) -> Transition {

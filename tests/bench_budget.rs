@@ -6,6 +6,14 @@
 //! `/proc/PID/stat`) must stay within the budget; the LISTEN-only and SYN_RECV-only
 //! dumps are timed against a full dump of the same sockets.
 //!
+//! Memory: `--watch --json`, `--serve` and the interactive view (through a
+//! pseudo-terminal) run at their default settings for a few seconds over the same
+//! sockets, and again over the lab before its sockets were made (a nearly empty
+//! namespace), so that the binary, its libraries and its buffers are not charged per
+//! socket. The resident bytes a socket above that baseline, at the peak (`VmHWM`) and
+//! steady (the median `VmRSS` sampled each second), must stay within 160 for `--watch`
+//! and `--serve` and 250 for the view.
+//!
 //! ```sh
 //! cargo test --release --test bench_budget   # 100k sockets, budget enforced
 //! cargo test --test bench_budget             # debug build: 10k sockets, figures only
@@ -25,14 +33,19 @@ use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::tcp::{State, StateSet};
 
 use support::lab::{Lab, TcpState};
+use support::pty::Terminal;
+use support::scrape::Server;
 use support::stream::Stream;
-use support::usage::{cpu_time, sample};
+use support::tcpscope_command;
+use support::usage::{self, cpu_time, sample};
 
 /// The default budget, as a share of one core.
 const BUDGET: f64 = 0.20;
 const HALF_OPEN: usize = 1000;
 /// How long each run of `--watch` is measured, after its first poll.
 const MEASURE: Duration = Duration::from_secs(10);
+/// How long each mode's memory is sampled, once a second, after its first poll.
+const MEMORY_WINDOW: Duration = Duration::from_secs(8);
 
 fn main() -> ExitCode {
     support::bench_exit("bench_budget", run())
@@ -42,6 +55,11 @@ fn run() -> Result<bool> {
     let release = !cfg!(debug_assertions);
     let (sockets, rounds) = if release { (100_000, 9) } else { (10_000, 3) };
     let lab = Lab::enter()?;
+    // Before any socket: what each mode holds whatever the socket count.
+    let mut baselines = Vec::new();
+    for mode in Mode::ALL {
+        baselines.push(resident(mode)?);
+    }
     let crowd = lab.crowd(sockets)?;
     ensure!(crowd.sockets() == sockets, "the crowd is short");
     let listener = lab.listener_v4()?;
@@ -79,6 +97,27 @@ fn run() -> Result<bool> {
             run.full_every_ms,
             run.rss_kib / 1024,
             run.rss_kib * 1024 / total as u64,
+        );
+    }
+    for (mode, baseline) in Mode::ALL.into_iter().zip(baselines) {
+        let loaded = resident(mode)?;
+        let per_socket =
+            |loaded: u64, baseline: u64| loaded.saturating_sub(baseline) * 1024 / total as u64;
+        let peak = per_socket(loaded.peak_kib, baseline.peak_kib);
+        let steady = per_socket(loaded.steady_kib, baseline.steady_kib);
+        let within = peak <= mode.target();
+        met &= within;
+        println!(
+            "  {:<22} peak {} bytes a socket, steady {} (target <= {}) {}; {} / {} MiB peak / steady, {} / {} MiB with no sockets",
+            mode.name(),
+            peak,
+            steady,
+            mode.target(),
+            verdict(release, within),
+            loaded.peak_kib / 1024,
+            loaded.steady_kib / 1024,
+            baseline.peak_kib / 1024,
+            baseline.steady_kib / 1024,
         );
     }
     drop(crowd);
@@ -171,6 +210,104 @@ fn watch(interval: &str) -> Result<Run> {
     let status = watch.stop(libc::SIGTERM)?;
     ensure!(status.success(), "tcpscope --watch ended with {status}");
     Ok(run)
+}
+
+/// A live mode whose memory is measured.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Watch,
+    Serve,
+    View,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Watch, Mode::Serve, Mode::View];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Watch => "--watch --json memory",
+            Mode::Serve => "--serve memory",
+            Mode::View => "view memory",
+        }
+    }
+
+    /// Resident bytes a socket above the baseline, at the peak (issue #13).
+    fn target(self) -> u64 {
+        match self {
+            Mode::Watch | Mode::Serve => 160,
+            Mode::View => 250,
+        }
+    }
+}
+
+/// A mode's resident memory over one run.
+struct Resident {
+    /// `VmHWM` at the end of the run: the most it ever held.
+    peak_kib: u64,
+    /// The median of `VmRSS` sampled once a second.
+    steady_kib: u64,
+}
+
+/// Runs `mode` at its default settings until its first poll, then samples its memory
+/// for [`MEMORY_WINDOW`]. `--serve` is scraped at each sample, as Prometheus would.
+fn resident(mode: Mode) -> Result<Resident> {
+    let second = Duration::from_secs(1);
+    match mode {
+        Mode::Watch => {
+            let mut watch = Stream::watch(&[])?;
+            watch.wait_for("the first poll", Duration::from_secs(60), |line| {
+                line["type"] == "counts"
+            })?;
+            let pid = u32::try_from(watch.pid())?;
+            let measured = samples(pid, || {
+                watch.collect(second)?;
+                Ok(())
+            })?;
+            let status = watch.stop(libc::SIGTERM)?;
+            ensure!(status.success(), "tcpscope --watch ended with {status}");
+            Ok(measured)
+        }
+        Mode::Serve => {
+            let server = Server::start("127.0.0.1:0", &[])?;
+            let measured = samples(server.pid(), || {
+                std::thread::sleep(second);
+                server.scrape().map(drop)
+            })?;
+            let (status, _) = server.terminate()?;
+            ensure!(status.success(), "tcpscope --serve ended with {status}");
+            Ok(measured)
+        }
+        Mode::View => {
+            let mut terminal = Terminal::spawn(tcpscope_command(&[]), 120, 40)?;
+            terminal.wait_for(Duration::from_secs(60), "the first poll", |screen| {
+                screen.contains("ESTABLISHED") && screen.contains("q quit")
+            })?;
+            let pid = u32::try_from(terminal.pid())?;
+            let measured = samples(pid, || {
+                std::thread::sleep(second);
+                Ok(())
+            })?;
+            terminal.send(b"q")?;
+            let status = terminal.wait(Duration::from_secs(10))?;
+            ensure!(status.success(), "the view ended with {status}");
+            Ok(measured)
+        }
+    }
+}
+
+/// Calls `each` (which waits about a second) until [`MEMORY_WINDOW`] has passed,
+/// sampling process `pid`'s resident memory after each call.
+fn samples(pid: u32, mut each: impl FnMut() -> Result<()>) -> Result<Resident> {
+    let mut rss = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < MEMORY_WINDOW {
+        each()?;
+        rss.push(sample(pid)?.rss_kib);
+    }
+    Ok(Resident {
+        peak_kib: sample(pid)?.peak_kib,
+        steady_kib: usage::median(&rss),
+    })
 }
 
 fn verdict(release: bool, met: bool) -> &'static str {

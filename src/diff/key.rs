@@ -11,13 +11,13 @@ use crate::snapshot::{Endpoints, Family, SocketRecord};
 
 /// Family and both endpoints. An IPv4 address fills the low 32 bits; the family keeps it
 /// apart from the IPv6 address with the same bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key {
-    local: [u64; 2],
-    remote: [u64; 2],
-    local_port: u16,
-    remote_port: u16,
-    family: Family,
+    pub(super) local: [u64; 2],
+    pub(super) remote: [u64; 2],
+    pub(super) local_port: u16,
+    pub(super) remote_port: u16,
+    pub(super) family: Family,
 }
 
 impl Key {
@@ -39,6 +39,11 @@ impl Key {
             remote_port: endpoints.remote.1,
             family: endpoints.family,
         }
+    }
+
+    /// A few bits of the ports, to rule most keys out before a lookup by the whole key.
+    pub(super) fn port_bits(&self) -> usize {
+        usize::from(self.local_port ^ self.remote_port.rotate_left(8))
     }
 
     pub(crate) fn endpoints(&self) -> Endpoints {

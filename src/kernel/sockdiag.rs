@@ -223,8 +223,20 @@ impl SockDiag {
     /// A snapshot of the sockets `filter` matches. The kernel does the filtering it
     /// can; the rest (and a check of the kernel's part) happens here.
     pub fn snapshot(&mut self, filter: &Filter) -> Result<Snapshot, DumpError> {
+        self.snapshot_into(filter, Vec::new())
+    }
+
+    /// As [`SockDiag::snapshot`], into the memory of `sockets` (emptied first): a live
+    /// poller hands back the last table once nothing reads it, so that one table is
+    /// alive at a time, not two.
+    pub fn snapshot_into(
+        &mut self,
+        filter: &Filter,
+        mut sockets: Vec<SocketRecord>,
+    ) -> Result<Snapshot, DumpError> {
         let taken_at = SystemTime::now();
-        let mut sockets = Vec::with_capacity(self.last_size + self.last_size / 8);
+        sockets.clear();
+        sockets.reserve_exact(self.last_size + self.last_size / 8);
         self.dump_into(&DumpRequest::for_filter(filter), &mut sockets)?;
         // A filter that takes every socket has nothing to check: the pass would read
         // every record again (about 1 ms at 100k sockets) to keep them all.

@@ -186,7 +186,7 @@ struct PollLoop {
     destroyed: Vec<DestroyedSocket>,
     overflows: u32,
     budget: Budget,
-    /// Sockets in the last full dump, to size the next one that asks for tcp_info.
+    /// How many sockets the last full dump had, to make room for the next at once.
     last_size: usize,
 }
 
@@ -392,6 +392,9 @@ impl PollLoop {
         let dump_filter = self.config.filter.ignoring_states();
         let with_info = self.shared.info.load(Ordering::Relaxed);
         let capacity = self.last_size + self.last_size / 8;
+        // The last table's memory when no one reads it any more (the differ keeps its
+        // own record of it): the peak is then one table, not two.
+        let table = self.analyst.release_table().unwrap_or_default();
         let diag = self.diag()?;
         let (mut snapshot, tcp_info) = if with_info {
             let (snapshot, table) = info::snapshot_with_info(diag, &dump_filter, capacity)
@@ -399,7 +402,7 @@ impl PollLoop {
             (snapshot, Some(Arc::new(table)))
         } else {
             let snapshot = diag
-                .snapshot(&dump_filter)
+                .snapshot_into(&dump_filter, table)
                 .context("dumping TCP sockets over netlink sock_diag")?;
             (snapshot, None)
         };

@@ -294,6 +294,19 @@ impl Analyst {
         }
     }
 
+    /// The socket table of the last full poll, emptied, for the next full dump to
+    /// fill, when nothing else holds it any more (a consumer that keeps up has dropped
+    /// its update): so a live mode holds one table at a time, not two. Lane polls have
+    /// no table to show until the next full poll, as before the first.
+    pub fn release_table(&mut self) -> Option<Vec<SocketRecord>> {
+        let last = self.last_full.as_mut()?;
+        let snapshot = Arc::get_mut(&mut last.snapshot)?;
+        let mut sockets = std::mem::take(&mut snapshot.sockets);
+        sockets.clear();
+        self.last_full = None;
+        Some(sockets)
+    }
+
     /// Analyses a poll of the fast lane, against the last full poll; none before the
     /// first full poll, which a lane never comes before.
     pub fn analyse_lanes(&mut self, polled: LanePolled) -> Option<Update> {
@@ -407,6 +420,31 @@ mod tests {
         let (rates, since) = meter.observe(start + Duration::from_secs(2), &reading(110));
         assert_eq!(since, Duration::from_secs(2));
         assert_eq!(rates.map(|r| r.syncookies_sent), Some(50.0));
+    }
+
+    #[test]
+    fn the_last_table_goes_to_the_next_dump_only_once_no_consumer_holds_it() {
+        use crate::snapshot::fixtures::socket;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let table = vec![socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0)];
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        let update = analyst.analyse(Polled {
+            snapshot: Snapshot::new(start, table),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: None,
+            sockstat: None,
+        });
+        assert_eq!(analyst.release_table(), None, "the consumer still shows it");
+        assert_eq!(update.snapshot.sockets.len(), 1);
+        drop(update);
+        let released = analyst.release_table().expect("no one holds it");
+        assert!(released.is_empty() && released.capacity() >= 1);
+        assert_eq!(analyst.release_table(), None, "given once");
     }
 
     #[test]
