@@ -12,6 +12,17 @@
 //! the rest of the lane, else every few ticks, as often as a quarter of the budget
 //! allows; the full dumps get what is left, and never less than a quarter.
 //!
+//! What is counted is the whole process's work on the polls, not the poller's alone:
+//! the poller's own CPU time for each dump, diff and analysis (thread CPU time), and
+//! what its consumer spent taking each update in ([`Part::FullTakenIn`],
+//! [`Part::LaneTakenIn`]), measured the same way on the consumer's threads: for
+//! `--watch` and `--serve`, their thread's time from being handed a poll to asking
+//! for the next; for the view, its thread taking in a poll and drawing the frame after
+//! it, and its worker sorting and filtering the connections table and freeing the
+//! table it replaced. A full dump's cost is its own plus its taking in; a lane's,
+//! likewise. What no poll causes (a frame drawn for a key, a scrape) is not counted:
+//! spacing full dumps would not make it cheaper.
+//!
 //! Pure: costs come in as measured CPU time, the clock as [`Instant`]s. Nothing here
 //! reads a clock or the kernel.
 
@@ -47,6 +58,10 @@ pub enum Part {
     /// The LISTEN-only dump with the counters and sockstat.
     Listeners,
     SynRecv,
+    /// What the consumer spent taking in one full poll, on its own threads.
+    FullTakenIn,
+    /// What the consumer spent taking in one poll of the fast lane.
+    LaneTakenIn,
 }
 
 /// How often each part is read at an interval.
@@ -65,6 +80,8 @@ pub struct Budget {
     full: Smoothed,
     listeners: Smoothed,
     syn_recv: Smoothed,
+    full_taken_in: Smoothed,
+    lane_taken_in: Smoothed,
     last_full: Option<Instant>,
     last_syn_recv: Option<Instant>,
 }
@@ -77,6 +94,8 @@ impl Budget {
             full: Smoothed::default(),
             listeners: Smoothed::default(),
             syn_recv: Smoothed::default(),
+            full_taken_in: Smoothed::default(),
+            lane_taken_in: Smoothed::default(),
             last_full: None,
             last_syn_recv: None,
         }
@@ -88,6 +107,8 @@ impl Budget {
             Part::Full => self.full.add(cpu),
             Part::Listeners => self.listeners.add(cpu),
             Part::SynRecv => self.syn_recv.add(cpu),
+            Part::FullTakenIn => self.full_taken_in.add(cpu),
+            Part::LaneTakenIn => self.lane_taken_in.add(cpu),
         }
     }
 
@@ -117,13 +138,15 @@ impl Budget {
         let (Some(share), Some(full)) = (self.share, self.full.value) else {
             return every_tick;
         };
+        let full = full + self.full_taken_in.value.unwrap_or(0.0);
         let seconds = interval.as_secs_f64();
         if seconds <= 0.0 || full / share <= seconds {
             return every_tick;
         }
         // Whole ticks that give `cost` at most `allowed` of a core.
         let ticks = |cost: f64, allowed: f64| (cost / allowed / seconds).ceil().max(1.0);
-        let listeners = (self.listeners.value.unwrap_or(0.0) / seconds).min(share);
+        let lane = self.listeners.value.unwrap_or(0.0) + self.lane_taken_in.value.unwrap_or(0.0);
+        let listeners = (lane / seconds).min(share);
         let syn_recv = self.syn_recv.value.unwrap_or(0.0);
         let syn_allowed = (share * LANE_SHARE - listeners).max(share * SYN_RECV_SHARE_FLOOR);
         let syn_ticks = ticks(syn_recv, syn_allowed);
@@ -300,6 +323,57 @@ mod tests {
         budget.spent(Part::Full, ms(1100));
         // 100 + 0.3 × 1000 = 400 ms: two ticks, not six.
         assert_eq!(budget.full_every(INTERVAL), ms(2000));
+    }
+
+    #[test]
+    fn a_full_dump_that_fits_alone_is_spaced_once_taking_it_in_is_counted() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(150));
+        assert_eq!(budget.full_every(INTERVAL), INTERVAL, "15% of a core fits");
+        // The view spends 60 ms more on each: 21%, over the budget by a little.
+        budget.spent(Part::FullTakenIn, ms(60));
+        assert_eq!(budget.full_every(INTERVAL), ms(2000));
+        let start = Instant::now();
+        budget.full_taken(start);
+        assert_eq!(
+            budget.plan(start + INTERVAL, INTERVAL),
+            Plan::Lanes { syn_recv: true }
+        );
+        assert_eq!(budget.plan(start + INTERVAL * 2, INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn taking_a_full_dump_in_that_still_fits_keeps_it_every_interval() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(150));
+        budget.spent(Part::FullTakenIn, ms(40));
+        // 190 ms a second: within the budget.
+        assert_eq!(budget.full_every(INTERVAL), INTERVAL);
+    }
+
+    #[test]
+    fn taking_the_fast_lane_in_is_left_out_of_the_full_dumps_share() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        budget.spent(Part::Listeners, ms(30));
+        budget.spent(Part::LaneTakenIn, ms(30));
+        budget.spent(Part::SynRecv, ms(40));
+        // 6% for the lane, 4% for SYN_RECV: the full dumps get 10%, every 8 s.
+        assert_eq!(
+            budget.cadence(INTERVAL),
+            Cadence {
+                full_every: ms(8000),
+                syn_recv_every: INTERVAL
+            }
+        );
+    }
+
+    #[test]
+    fn taking_in_counts_for_nothing_without_a_budget() {
+        let mut budget = Budget::new(0.0);
+        budget.spent(Part::Full, ms(150));
+        budget.spent(Part::FullTakenIn, ms(900));
+        assert_eq!(budget.full_every(INTERVAL), INTERVAL);
     }
 
     #[test]

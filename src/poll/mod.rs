@@ -16,5 +16,6 @@ pub(crate) mod rounds;
 pub(crate) mod source;
 pub mod update;
 
+pub use poller::TakenIn;
 pub use source::{Control, LiveConfig, Next, OWN, Source, Stopping};
 pub use update::{EventStatus, Message, Pace, Update};

@@ -17,7 +17,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use super::namespaces::{TOO_FEW_DESCRIPTORS, left_out, open_within, room_for_namespaces};
-use super::poller::{Poller, PollerConfig};
+use super::poller::{Poller, PollerConfig, TakenIn};
 use super::update::Message;
 use crate::kernel::netns::{self, Discovery, NetNamespace, NetnsHandle};
 
@@ -200,6 +200,24 @@ impl Pollers {
     pub fn set_interval(&self, interval: Duration) {
         for running in self.running.values() {
             running.poller.set_interval(interval);
+        }
+    }
+
+    /// Counts `cpu`, spent by the consumer on a poll of the namespace `key` (none:
+    /// work for no one poll), in the pollers' budgets: each is charged its share, and
+    /// only `key`'s counts a poll taken in. Across namespaces the view shows a round
+    /// when the last namespace's poll arrives; so each poller is charged a share of
+    /// every round's cost, once a round.
+    pub fn charge(&self, key: Option<u64>, cpu: Duration, what: TakenIn) {
+        let Ok(pollers) = u32::try_from(self.running.len()) else {
+            return;
+        };
+        if pollers == 0 {
+            return;
+        }
+        for (running_key, running) in &self.running {
+            let counted = key.is_none_or(|key| key == *running_key);
+            running.poller.charge(cpu / pollers, what, counted);
         }
     }
 

@@ -3,7 +3,8 @@
 //! counters, runs the SYN watch, and sends the result as one [`Update`].
 //!
 //! Within a CPU budget (`--max-cpu`, see [`super::budget`]): each poll's CPU time is
-//! measured, and when full dumps every interval would cost more than the budget, they
+//! measured, with what the consumer says it spent taking it in ([`Poller::charge`]),
+//! and when full dumps every interval would cost more than the budget, they
 //! are spaced out; the ticks between them take the fast lane (a LISTEN-only dump, the
 //! counters, `/proc/net/sockstat` and, when it fits, a SYN_RECV-only dump), which keeps
 //! the SYN watch current. Destroy events are read as they come in either case and go
@@ -80,6 +81,12 @@ pub struct Poller {
 
 struct Shared {
     interval_nanos: AtomicU64,
+    /// What the consumer spent on updates since the poller last looked: CPU time in
+    /// nanoseconds, and how many updates it took in, of full polls and of lanes.
+    full_taken_in_nanos: AtomicU64,
+    fulls_taken_in: AtomicU64,
+    lane_taken_in_nanos: AtomicU64,
+    lanes_taken_in: AtomicU64,
     /// See [`PollerConfig::info`]; changed by [`Poller::set_info`].
     info: AtomicBool,
     stop: AtomicBool,
@@ -123,6 +130,10 @@ impl Poller {
     ) -> io::Result<Poller> {
         let shared = Arc::new(Shared {
             interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
+            full_taken_in_nanos: AtomicU64::new(0),
+            fulls_taken_in: AtomicU64::new(0),
+            lane_taken_in_nanos: AtomicU64::new(0),
+            lanes_taken_in: AtomicU64::new(0),
             info: AtomicBool::new(config.info),
             stop: AtomicBool::new(false),
         });
@@ -153,6 +164,35 @@ impl Poller {
     pub fn set_info(&self, info: bool) {
         self.shared.info.store(info, Ordering::Relaxed);
     }
+
+    /// Counts `cpu`, spent by the consumer on this poller's updates, in the budget;
+    /// as one more poll taken in when `counted` (one of several namespaces' pollers
+    /// shares the cost of another's poll, without counting it).
+    pub fn charge(&self, cpu: Duration, what: TakenIn, counted: bool) {
+        let shared = &self.shared;
+        let (spent, count) = match what {
+            TakenIn::Full => (&shared.full_taken_in_nanos, Some(&shared.fulls_taken_in)),
+            TakenIn::AfterFull => (&shared.full_taken_in_nanos, None),
+            TakenIn::Lane => (&shared.lane_taken_in_nanos, Some(&shared.lanes_taken_in)),
+        };
+        spent.fetch_add(nanos(cpu), Ordering::Relaxed);
+        if let Some(count) = count.filter(|_| counted) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What a consumer's CPU time went to, for [`Poller::charge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenIn {
+    /// Taking in one full poll.
+    Full,
+    /// Work a full poll causes that comes apart from taking it in (ordering the
+    /// connections table's rows, freeing the table it replaced): added to the full
+    /// polls' cost, but not counted as a poll taken in.
+    AfterFull,
+    /// Taking in one poll of the fast lane.
+    Lane,
 }
 
 impl Drop for Poller {
@@ -228,6 +268,7 @@ impl PollLoop {
                 return;
             }
             let interval = Duration::from_nanos(self.shared.interval_nanos.load(Ordering::Relaxed));
+            self.count_taken_in();
             let plan = self.budget.plan(Instant::now(), interval);
             let polled = match plan {
                 Plan::Full => self.poll(interval).map(Some),
@@ -271,6 +312,33 @@ impl PollLoop {
 
     fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Takes what the consumer spent since the last tick into the budget: the mean per
+    /// poll taken in. Work after a full poll that was reported before any poll was
+    /// taken in waits to be counted with the next.
+    fn count_taken_in(&mut self) {
+        let shared = &self.shared;
+        for (spent, count, part) in [
+            (
+                &shared.full_taken_in_nanos,
+                &shared.fulls_taken_in,
+                Part::FullTakenIn,
+            ),
+            (
+                &shared.lane_taken_in_nanos,
+                &shared.lanes_taken_in,
+                Part::LaneTakenIn,
+            ),
+        ] {
+            let polls = count.swap(0, Ordering::Relaxed);
+            if polls == 0 {
+                continue;
+            }
+            if let Some(each) = spent.swap(0, Ordering::Relaxed).checked_div(polls) {
+                self.budget.spent(part, Duration::from_nanos(each));
+            }
+        }
     }
 
     /// Sleeps until `deadline`, reading destroy events as they come so that the

@@ -23,9 +23,9 @@ use super::update::{EventStatus, Message, Pace, RateMeter, Update};
 use crate::diff::Transition;
 use crate::kernel::netns::Container;
 use crate::kernel::procfs::{COUNTERS, TcpExt};
-use crate::snapshot::{Counts, Snapshot};
+use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::watch::findings::{Finding, FindingEvent};
-use crate::watch::{ListenerWatch, SynWatch};
+use crate::watch::{Families, ListenerWatch, SynWatch};
 
 /// How many hex digits of a container id the view shows, as `docker ps` does.
 const SHORT_ID: usize = 12;
@@ -134,6 +134,8 @@ struct Latest {
     short: Arc<str>,
     snapshot: Option<Arc<Snapshot>>,
     counts: Counts,
+    families: Families,
+    close_wait: Arc<[SocketRecord]>,
     syn_watch: SynWatch,
     findings: Vec<Finding>,
     /// Findings raised or cleared since the last round.
@@ -158,6 +160,8 @@ impl Latest {
             label,
             snapshot: None,
             counts: Counts::default(),
+            families: Families::default(),
+            close_wait: Arc::from([]),
             syn_watch: SynWatch {
                 listeners: Vec::new(),
                 host_notes: Vec::new(),
@@ -232,6 +236,8 @@ impl Rounds {
                 }
                 latest.counters = Some(update.counters);
                 latest.counts = update.pace.counts;
+                latest.families = update.pace.families;
+                latest.close_wait = update.pace.close_wait;
                 latest.at = Some(update.pace.at);
                 latest.full_every = update.pace.full_every;
                 latest.snapshot = Some(update.snapshot);
@@ -356,10 +362,15 @@ impl Rounds {
             .max()
             .unwrap_or(taken_at);
         let mut counts = Counts::default();
+        let mut families = Families::default();
+        let mut close_wait = Vec::new();
         for latest in &self.namespaces {
             for (state, count) in latest.counts.iter() {
                 counts.set(state, counts.get(state).saturating_add(count));
             }
+            families.ipv4 = families.ipv4.saturating_add(latest.families.ipv4);
+            families.ipv6 = families.ipv6.saturating_add(latest.families.ipv6);
+            close_wait.extend_from_slice(&latest.close_wait);
         }
         let full_every = self
             .namespaces
@@ -387,6 +398,8 @@ impl Rounds {
                     lane: None,
                     syn_recv_at: at,
                     counts,
+                    families,
+                    close_wait: close_wait.into(),
                     sockstat: None,
                 },
             },

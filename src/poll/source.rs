@@ -12,7 +12,11 @@
 //! they are analysed as the live ones were.
 //!
 //! The consumer calls [`Source::wait`] in a loop; it never waits longer than
-//! [`WAKE_UP`], so a consumer can also notice a stop or a closed output in time.
+//! [`WAKE_UP`], so a consumer can also notice a stop or a closed output in time. What
+//! the consumer's thread spends between being handed a poll and asking for the next is
+//! counted in the pollers' CPU budget, unless the consumer reports its costs itself
+//! ([`Source::consumer_charges_itself`]: the view, whose polls are taken in on another
+//! thread).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -27,12 +31,13 @@ use signal_hook::iterator::Signals;
 
 use super::namespaces::Namespaces;
 use super::per_namespace::{Followed, Pollers, RESCAN};
-use super::poller::PollerConfig;
+use super::poller::{PollerConfig, TakenIn};
 use super::replay::{Replaying, Timed};
 use super::update::{Message, SharedProcesses, Update};
 use crate::filter::Filter;
 use crate::kernel::netns::NetnsHandle;
 use crate::kernel::process;
+use crate::kernel::sched::thread_cpu_time;
 use crate::kernel::sockdiag::SockDiag;
 use crate::record::{PollToRecord, RecordTo, Recorder, ReplayEnd};
 use crate::watch::Thresholds;
@@ -135,6 +140,15 @@ impl Control {
         }
     }
 
+    /// Counts `cpu`, spent by the consumer on a poll of the namespace `key` ([`OWN`]
+    /// without `--all-netns`; none for work that follows no one poll), in the pollers'
+    /// CPU budget (see [`super::budget`]); a replay has none.
+    pub fn charge(&self, key: Option<u64>, cpu: Duration, what: TakenIn) {
+        if let Some(pollers) = &self.0 {
+            lock(pollers).charge(key, cpu, what);
+        }
+    }
+
     /// The namespace polled under `key`, if it is still polled (none for tcpscope's
     /// own).
     pub fn netns(&self, key: u64) -> Option<Arc<NetnsHandle>> {
@@ -149,6 +163,11 @@ pub struct Source {
     signal: Arc<AtomicI32>,
     stop: Arc<AtomicBool>,
     pending: VecDeque<Next>,
+    /// The poll last handed to the consumer (its namespace and kind) and the
+    /// consumer's thread CPU time then; none once charged, or when the consumer
+    /// charges itself.
+    handed_out: Option<(u64, TakenIn, Duration)>,
+    charges_itself: bool,
 }
 
 enum Origin {
@@ -218,6 +237,8 @@ impl Source {
             signal,
             stop,
             pending,
+            handed_out: None,
+            charges_itself: false,
         })
     }
 
@@ -237,11 +258,42 @@ impl Source {
             signal,
             stop,
             pending: VecDeque::new(),
+            handed_out: None,
+            charges_itself: false,
         })
+    }
+
+    /// The consumer takes the polls in on other threads and reports what that costs
+    /// through [`Control::charge`]: the thread calling [`Source::wait`] is not charged.
+    pub fn consumer_charges_itself(&mut self) {
+        self.charges_itself = true;
     }
 
     /// The next thing that happened; waits at most [`WAKE_UP`].
     pub fn wait(&mut self) -> anyhow::Result<Next> {
+        if let Some((netns, what, then)) = self.handed_out.take() {
+            let spent = thread_cpu_time().saturating_sub(then);
+            self.control().charge(Some(netns), spent, what);
+        }
+        let next = self.next()?;
+        if let Next::Poll {
+            netns,
+            message: Message::Update(update),
+            ..
+        } = &next
+            && !self.charges_itself
+        {
+            let what = if update.pace.is_full() {
+                TakenIn::Full
+            } else {
+                TakenIn::Lane
+            };
+            self.handed_out = Some((*netns, what, thread_cpu_time()));
+        }
+        Ok(next)
+    }
+
+    fn next(&mut self) -> anyhow::Result<Next> {
         let signal = self.signal.load(Ordering::Relaxed);
         if signal != 0 {
             return Ok(Next::Signal(signal));

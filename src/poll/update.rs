@@ -16,7 +16,9 @@ use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::findings::{self, Finding, FindingEvent, FindingThresholds, HostLimits};
 use crate::watch::leaks::DEFAULT_WINDOW;
-use crate::watch::{Census, CounterRates, Counters, LeakWatcher, SynWatch, SynWatcher, Thresholds};
+use crate::watch::{
+    Census, CounterRates, Counters, Families, LeakWatcher, SynWatch, SynWatcher, Thresholds,
+};
 
 /// One finished poll.
 ///
@@ -72,15 +74,25 @@ pub struct Pace {
     /// Per-state counts: the full dump's, with LISTEN and SYN_RECV as last read, and
     /// TIME_WAIT from `/proc/net/sockstat` between full dumps when no filter narrows it.
     pub counts: Counts,
+    /// The full dump's sockets per address family.
+    pub families: Families,
+    /// The full dump's CLOSE_WAIT sockets, in its order: what a consumer's own
+    /// CLOSE_WAIT watch reads, without a pass over every socket of its own.
+    pub close_wait: Arc<[SocketRecord]>,
     /// The kernel's TCP totals, read with the fast lane (none when unreadable).
     pub sockstat: Option<SockStat>,
 }
 
 impl Pace {
-    /// The pace of a full dump with nothing faster beside it.
+    /// The pace of a full dump with nothing faster beside it, counted here: one pass
+    /// over its sockets.
     pub fn full(snapshot: &Snapshot, full_every: Option<Duration>) -> Pace {
+        let mut census = Census::default();
+        census.take(&snapshot.sockets);
         Pace {
-            counts: snapshot.counts(),
+            counts: census.counts,
+            families: census.families,
+            close_wait: census.close_wait.into(),
             ..Pace::at(snapshot.taken_at, full_every)
         }
     }
@@ -93,6 +105,8 @@ impl Pace {
             lane: None,
             syn_recv_at: at,
             counts: Counts::default(),
+            families: Families::default(),
+            close_wait: Arc::from([]),
             sockstat: None,
         }
     }
@@ -162,6 +176,8 @@ pub struct LanePolled {
 struct LastFull {
     snapshot: Arc<Snapshot>,
     counts: Counts,
+    families: Families,
+    close_wait: Arc<[SocketRecord]>,
     /// The SYN_RECV sockets last read, by the full dump or a lane since.
     syn_recv: Vec<SocketRecord>,
     syn_recv_at: SystemTime,
@@ -268,6 +284,8 @@ impl Analyst {
         );
         let pace = Pace {
             counts: self.census.counts,
+            families: self.census.families,
+            close_wait: Arc::from(self.census.close_wait.as_slice()),
             sockstat: polled.sockstat,
             ..Pace::at(taken_at, polled.full_every)
         };
@@ -275,6 +293,8 @@ impl Analyst {
         self.last_full = Some(LastFull {
             snapshot: Arc::clone(&snapshot),
             counts: pace.counts,
+            families: pace.families,
+            close_wait: Arc::clone(&pace.close_wait),
             syn_recv: self.census.syn_recv.clone(),
             syn_recv_at: pace.at,
         });
@@ -331,6 +351,8 @@ impl Analyst {
             lane: None,
             syn_recv_at: last.syn_recv_at,
             counts,
+            families: last.families,
+            close_wait: Arc::clone(&last.close_wait),
             sockstat: polled.sockstat,
         };
         let snapshot = Arc::clone(&last.snapshot);

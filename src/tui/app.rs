@@ -15,7 +15,7 @@ use crate::kernel::tcp_info::TcpInfo;
 use crate::poll::poller::MIN_INTERVAL;
 use crate::poll::update::{Message, Update};
 use crate::report::endpoint::connection_name;
-use crate::snapshot::{Endpoints, SocketRecord};
+use crate::snapshot::{Endpoints, Snapshot, SocketRecord};
 use crate::tcp::State;
 use crate::watch::findings::Kind;
 use crate::watch::leaks::{self, DEFAULT_WINDOW};
@@ -105,6 +105,9 @@ pub enum Effect {
     /// Filter and sort the connections table's rows off the UI thread, and send them
     /// back as [`Event::Rows`]; a newer job makes an older one not worth finishing.
     OrderRows(RowsJob),
+    /// Free this snapshot, which nothing else holds any more, off the UI thread: at a
+    /// million sockets that is megabytes given back to the system.
+    Release(Arc<Snapshot>),
 }
 
 /// A recording being shown instead of the live poller.
@@ -224,6 +227,9 @@ impl App {
 
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
         let mut effects = self.take(event);
+        // Groups are counted only while their tab shows (a pass over every socket).
+        let on_groups = self.ui.tab == Tab::Groups;
+        self.each_model(|model| model.show_groups(on_groups));
         effects.extend(self.live.connections.take_job().map(Effect::OrderRows));
         if let Some(frozen) = &mut self.frozen {
             effects.extend(frozen.connections.take_job().map(|mut job| {
@@ -239,11 +245,14 @@ impl App {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
             Event::Key(_) | Event::Resize | Event::Tick => Vec::new(),
             Event::Poll(Message::Update(update)) => {
-                take_in(&mut self.live, &mut self.leaks, &update);
+                let replaced = take_in(&mut self.live, &mut self.leaks, &update);
+                drop(update);
                 if self.ui.paused {
                     self.ui.behind += 1;
                 }
-                self.maybe_scan()
+                let mut effects = self.maybe_scan();
+                effects.extend(released(replaced));
+                effects
             }
             Event::Poll(Message::PollFailed(error)) => {
                 self.each_model(|model| model.poll_failed(error.clone()));
@@ -297,9 +306,13 @@ impl App {
             Event::Rows(rows) => {
                 // For the live table, the paused one, or both (a pause copies the
                 // table with its change under way).
-                self.each_model(|model| _ = model.connections.finish(&rows));
+                let mut replaced = vec![self.live.connections.finish_replacing(&rows)];
+                if let Some(frozen) = &mut self.frozen {
+                    replaced.push(frozen.connections.finish_replacing(&rows));
+                }
+                drop(rows);
                 self.rows_arrived();
-                Vec::new()
+                replaced.into_iter().flat_map(released).collect()
             }
             Event::PlaybackDue(generation) => {
                 let Some(replaying) = &mut self.replaying else {
@@ -332,12 +345,15 @@ impl App {
         let Some(round) = round else {
             return Vec::new();
         };
-        self.live.apply_round(&round);
+        let replaced = self.live.apply_round(&round);
         follow_close_wait(&mut self.live, &mut self.leaks, &round.update);
+        drop(round);
         if self.ui.paused {
             self.ui.behind += 1;
         }
-        self.maybe_scan()
+        let mut effects = self.maybe_scan();
+        effects.extend(released(replaced));
+        effects
     }
 
     /// Follows the namespaces that came and went. A namespace that went is not
@@ -386,7 +402,7 @@ impl App {
         replaying.shown = Some(index);
         for replayed in &replaying.playback.polls()[from..=index] {
             match &replayed.message {
-                Message::Update(update) => take_in(&mut self.live, &mut self.leaks, update),
+                Message::Update(update) => _ = take_in(&mut self.live, &mut self.leaks, update),
                 Message::PollFailed(error) => self.live.poll_failed(error.clone()),
             }
         }
@@ -460,7 +476,7 @@ impl App {
             return false;
         }
         let processes = self.live.processes.as_deref();
-        leaks::owners_unknown(&self.live.connections.snapshot().sockets, |inode| {
+        leaks::owners_unknown(&self.live.close_wait_sockets, |inode| {
             processes.is_some_and(|map| map.lookup(inode).is_some())
         })
     }
@@ -894,17 +910,28 @@ impl App {
 }
 
 /// Takes in one poll: the model, and the CLOSE_WAIT sockets followed across polls.
-fn take_in(model: &mut Model, leaks: &mut LeakWatcher, update: &Update) {
-    model.apply(update);
+/// Returns the snapshot the model held before, as [`Model::apply`] does.
+fn take_in(model: &mut Model, leaks: &mut LeakWatcher, update: &Update) -> Option<Arc<Snapshot>> {
+    let replaced = model.apply(update);
     follow_close_wait(model, leaks, update);
+    replaced
+}
+
+/// A snapshot no longer shown: freed off this thread when nothing else holds it,
+/// else only let go of here.
+fn released(snapshot: Option<Arc<Snapshot>>) -> Option<Effect> {
+    snapshot
+        .filter(|snapshot| Arc::strong_count(snapshot) == 1)
+        .map(Effect::Release)
 }
 
 /// Follows the CLOSE_WAIT sockets of a poll (or of a round across namespaces, whose
 /// cookies and inodes are unique host-wide), their owners looked up in the latest
-/// process scan.
+/// process scan. The poller picked them out of the table: nothing here goes over every
+/// socket.
 fn follow_close_wait(model: &mut Model, leaks: &mut LeakWatcher, update: &Update) {
     let snapshot = &update.snapshot;
-    let reading = leaks.observe(snapshot.taken_at, &snapshot.sockets, |inode| {
+    let reading = leaks.observe(snapshot.taken_at, &update.pace.close_wait, |inode| {
         let process = model.processes.as_deref()?.lookup(inode)?;
         Some(Owner {
             pid: process.pid,
@@ -1597,12 +1624,103 @@ mod tests {
             Model::new(Duration::from_secs(1), crate::watch::History::default()),
             Theme::MONO,
         );
-        assert_eq!(app.handle(close_wait_poll(0, 1)), [Effect::ScanProcesses]);
-        assert_eq!(app.handle(close_wait_poll(1, 2)), [], "a scan is under way");
+        // Each poll but the first also hands out the snapshot it replaced, to be freed.
+        let asked = |effects: Vec<Effect>| -> Vec<Effect> {
+            effects
+                .into_iter()
+                .filter(|effect| !matches!(effect, Effect::Release(_)))
+                .collect()
+        };
+        assert_eq!(
+            asked(app.handle(close_wait_poll(0, 1))),
+            [Effect::ScanProcesses]
+        );
+        assert_eq!(
+            asked(app.handle(close_wait_poll(1, 2))),
+            [],
+            "a scan is under way"
+        );
         app.handle(Event::Processes(Ok(Arc::new(ProcessMap::default()))));
-        assert_eq!(app.handle(close_wait_poll(5, 3)), [], "scanned 5 s ago");
-        assert_eq!(app.handle(close_wait_poll(10, 4)), [Effect::ScanProcesses]);
+        assert_eq!(
+            asked(app.handle(close_wait_poll(5, 3))),
+            [],
+            "scanned 5 s ago"
+        );
+        assert_eq!(
+            asked(app.handle(close_wait_poll(10, 4))),
+            [Effect::ScanProcesses]
+        );
         assert_eq!(app.ui.tab, Tab::Overview);
+    }
+
+    #[test]
+    fn groups_are_counted_only_while_their_tab_shows_and_again_when_it_comes_back() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        // The sockets counted in every group.
+        let totals = |app: &App| -> Vec<u32> {
+            let rows = &app.shown().groups.rows;
+            if rows.is_empty() {
+                return Vec::new();
+            }
+            vec![rows.iter().map(|row| row.counts.counts.total()).sum()]
+        };
+        app.handle(close_wait_poll(0, 3));
+        assert!(totals(&app).is_empty(), "not counted on the overview");
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(app.ui.tab, Tab::Groups);
+        assert_eq!(totals(&app), [3], "counted when the tab shows");
+        app.handle(close_wait_poll(1, 4));
+        assert_eq!(totals(&app), [4], "and at each poll while it shows");
+        press(&mut app, KeyCode::Char('1'));
+        app.handle(close_wait_poll(2, 6));
+        assert_eq!(totals(&app), [4], "not while another tab shows");
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(totals(&app), [6], "the latest poll, once back");
+    }
+
+    #[test]
+    fn a_snapshot_no_longer_shown_is_handed_out_to_be_freed_off_the_views_thread() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        let released = |effects: &[Effect]| -> Vec<usize> {
+            effects
+                .iter()
+                .filter_map(|effect| match effect {
+                    Effect::Release(snapshot) => {
+                        assert_eq!(Arc::strong_count(snapshot), 1, "nothing else holds it");
+                        Some(snapshot.sockets.len())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let job = |effects: Vec<Effect>| {
+            effects
+                .into_iter()
+                .find_map(|effect| match effect {
+                    Effect::OrderRows(job) => Some(job),
+                    _ => None,
+                })
+                .expect("rows to order")
+        };
+        let first = app.handle(close_wait_poll(0, 1));
+        assert!(released(&first).is_empty());
+        app.handle(Event::Rows(job(first).run()));
+        let second = app.handle(close_wait_poll(1, 2));
+        // The table still shows the first poll's rows until the second's are ordered.
+        assert!(released(&second).is_empty());
+        let shown = app.handle(Event::Rows(job(second).run()));
+        assert_eq!(
+            released(&shown),
+            [1],
+            "the first poll's snapshot, of one socket"
+        );
     }
 
     #[test]

@@ -368,14 +368,20 @@ impl ConnectionTable {
     /// Shows `rows` if they follow the latest change; rows of an older one are
     /// dropped. Returns whether they were shown.
     pub fn finish(&mut self, rows: &OrderedRows) -> bool {
+        self.finish_replacing(rows).is_some()
+    }
+
+    /// As [`ConnectionTable::finish`], returning the snapshot the rows shown before were
+    /// of when the new ones are shown, for the caller to let go of where it chooses.
+    pub fn finish_replacing(&mut self, rows: &OrderedRows) -> Option<Arc<Snapshot>> {
         if rows.generation != self.wanted {
-            return false;
+            return None;
         }
-        self.shown = Arc::clone(&rows.snapshot);
+        let replaced = std::mem::replace(&mut self.shown, Arc::clone(&rows.snapshot));
         self.shown_namespaces.clone_from(&rows.namespaces);
         self.rows = Arc::clone(&rows.rows);
         self.ordered = rows.generation;
-        true
+        Some(replaced)
     }
 
     /// Orders the rows for the latest change here and now, if they do not follow it.

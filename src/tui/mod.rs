@@ -50,14 +50,15 @@ use crate::kernel::destroy::Destroyer;
 use crate::kernel::netns::{self, NetnsHandle};
 use crate::kernel::process;
 use crate::kernel::procfs::ProcessMap;
-use crate::kernel::sched;
+use crate::kernel::sched::{self, thread_cpu_time};
 use crate::kernel::tcp_info;
 use crate::modes;
 use crate::poll::namespaces;
 use crate::poll::replay::Timed;
 use crate::poll::rounds::NamespaceLabel;
+use crate::poll::update::Message;
 use crate::poll::update::SharedProcesses;
-use crate::poll::{Control, Next, Source, Stopping};
+use crate::poll::{Control, Next, Source, Stopping, TakenIn};
 use crate::record::ReplayEnd;
 use crate::snapshot::SocketRecord;
 use crate::watch::History;
@@ -115,7 +116,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     let processes = SharedProcesses::default();
     let mut config = modes::live_config(cli, stopping(&events), 1)?;
     config.processes = Some(Arc::clone(&processes));
-    let source = Source::live(config)?;
+    let mut source = Source::live(config)?;
+    // The polls are taken in on the view's thread and its workers, which report what
+    // that costs themselves: not on the thread that forwards them.
+    source.consumer_charges_itself();
     let recording = modes::recording(cli).map(|to| Recording::To(to.path.display().to_string()));
     let control = source.control();
     forward_source(source, events.clone(), cli.all_netns)?;
@@ -138,7 +142,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         app.ui.tab = model::Tab::Connections;
     }
     app.order_rows_elsewhere();
-    let orderer = row_orderer(&events)?;
+    // What the view spends on the polls counts in the pollers' CPU budget.
+    let orderer = {
+        let control = control.clone();
+        row_orderer(&events, move |cpu| {
+            control.charge(None, cpu, TakenIn::AfterFull);
+        })?
+    };
     // Already entered (main does), so it opened before: say which one it is.
     app.ui.netns = match &cli.netns {
         Some(spec) => Some(namespaces::label(&NetnsHandle::open(spec)?.namespace).short()),
@@ -146,13 +156,15 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     };
     let mut terminal = ratatui::init();
     end_on_any_panic();
-    let ending = event_loop(&mut terminal, app, &inbox, |effect| match effect {
+    let charge = |netns, cpu, what| control.charge(netns, cpu, what);
+    let ending = event_loop(&mut terminal, app, &inbox, charge, |effect| match effect {
         Effect::SetInterval(interval) => control.set_interval(interval),
         Effect::SetTcpInfo(on) => control.set_info(on),
         Effect::FetchTcpInfo(netns, record) => workers.fetch_tcp_info(netns, record),
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),
         Effect::OrderRows(job) => orderer.order(job),
+        Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     });
     give_back_the_terminal(terminal);
@@ -230,7 +242,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         Playback::new(polls).with_context(|| format!("{shown} holds no polls to show"))?;
 
     let waker = spawn_waker(events.clone())?;
-    let orderer = row_orderer(&events)?;
+    let orderer = row_orderer(&events, |_| {})?;
     spawn_ticks_and_input(events)?;
 
     let theme = Theme::from_no_color(std::env::var_os("NO_COLOR").as_deref());
@@ -249,19 +261,23 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
             let _ = waker.send((generation, after));
         }
         Effect::OrderRows(job) => orderer.order(job),
+        Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     };
     first.into_iter().for_each(&mut carry_out);
-    let ending = event_loop(&mut terminal, app, &inbox, carry_out);
+    let ending = event_loop(&mut terminal, app, &inbox, |_, _, _| {}, carry_out);
     give_back_the_terminal(terminal);
     ending
 }
 
 /// The worker that orders the connections table's rows, answering on the event
-/// channel.
-fn row_orderer(events: &Sender<Event>) -> anyhow::Result<RowOrderer> {
+/// channel, and telling `charge` what it spent.
+fn row_orderer(
+    events: &Sender<Event>,
+    charge: impl Fn(Duration) + Send + 'static,
+) -> anyhow::Result<RowOrderer> {
     let events = events.clone();
-    RowOrderer::spawn(move |rows| events.send(Event::Rows(rows)).is_ok())
+    RowOrderer::spawn_charging(move |rows| events.send(Event::Rows(rows)).is_ok(), charge)
 }
 
 /// Leaves the alternate screen and raw mode and shows the cursor. After a hang-up the
@@ -370,16 +386,39 @@ fn end_on_any_panic() {
     }));
 }
 
+/// What a poll event is for the CPU budget: whose it is (none: the only namespace's)
+/// and whether it is a full poll or a fast lane's; none for an event that is no poll.
+fn poll_of(event: &Event) -> Option<(Option<u64>, TakenIn)> {
+    let (netns, update) = match event {
+        Event::Poll(Message::Update(update)) => (None, update),
+        Event::NamespacePoll(netns, Message::Update(update)) => (Some(*netns), update),
+        _ => return None,
+    };
+    let what = if update.pace.is_full() {
+        TakenIn::Full
+    } else {
+        TakenIn::Lane
+    };
+    Some((netns, what))
+}
+
+/// The view's loop: draw, then handle every event waiting. The CPU time this thread
+/// spends taking in each poll, and drawing the frame after it, goes to `charge`.
 fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
     inbox: &Receiver<Event>,
+    mut charge: impl FnMut(Option<u64>, Duration, TakenIn),
     mut carry_out: impl FnMut(Effect),
 ) -> anyhow::Result<Ending> {
     // Best effort: without CAP_SYS_NICE the thread keeps the default. Set here, after
     // the other threads started, which would otherwise inherit it.
     let _ = sched::set_thread_nice(VIEW_NICE);
+    // The polls of the last batch of events, with what taking each in cost; the frame
+    // drawn after them is added to the last.
+    let mut taken_in: Vec<(Option<u64>, Duration, TakenIn)> = Vec::new();
     loop {
+        let frame_started = thread_cpu_time();
         {
             let _drawing = DRAWING.lock().unwrap_or_else(PoisonError::into_inner);
             let drawn = terminal.draw(|frame| {
@@ -396,12 +435,20 @@ fn event_loop(
                 Err(error) => return Err(error).context("drawing the view"),
             }
         }
+        if let Some(last) = taken_in.last_mut() {
+            last.1 += thread_cpu_time().saturating_sub(frame_started);
+        }
+        for (netns, cpu, what) in taken_in.drain(..) {
+            charge(netns, cpu, what);
+        }
         let first = inbox.recv().context("every event source stopped")?;
         // Take everything already waiting before drawing again, so that a burst of
         // keys or a slow frame never leaves the view behind.
         for event in std::iter::once(first).chain(inbox.try_iter()) {
             #[cfg(debug_assertions)]
             test_panic(&event);
+            let poll = poll_of(&event);
+            let started = thread_cpu_time();
             for effect in app.handle(event) {
                 match effect {
                     Effect::Quit => return Ok(Ending::Quit),
@@ -409,6 +456,9 @@ fn event_loop(
                     Effect::Suspend => suspend(terminal).context("suspending the view")?,
                     other => carry_out(other),
                 }
+            }
+            if let Some((netns, what)) = poll {
+                taken_in.push((netns, thread_cpu_time().saturating_sub(started), what));
             }
         }
     }

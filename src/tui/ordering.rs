@@ -1,31 +1,60 @@
 //! The worker that orders the connections table's rows, so that the thread that reads
 //! keys and draws never filters or sorts every socket: at a million sockets that takes
 //! longer than a key may wait. It takes [`RowsJob`]s and hands back [`OrderedRows`];
-//! of the jobs waiting, only the newest of each lane is worth running.
+//! of the jobs waiting, only the newest of each lane is worth running. It also frees
+//! the snapshots the view let go of (about 4 ms at a million sockets), which would
+//! otherwise be freed on the thread that draws.
+//!
+//! What it spends, in its own thread's CPU time, goes to `charge`: the live view counts
+//! it in the poller's CPU budget.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use super::connections::{OrderedRows, RowsJob};
+use crate::kernel::sched::thread_cpu_time;
+use crate::snapshot::Snapshot;
+
+/// What the worker is asked to do.
+enum Work {
+    Order(Box<RowsJob>),
+    Release(Arc<Snapshot>),
+}
 
 /// Where the view sends the jobs; the worker ends when this is dropped or `deliver`
 /// says nobody listens any more.
 pub struct RowOrderer {
-    jobs: Sender<RowsJob>,
+    jobs: Sender<Work>,
 }
 
 impl RowOrderer {
     pub fn spawn(deliver: impl Fn(OrderedRows) -> bool + Send + 'static) -> anyhow::Result<Self> {
-        let (jobs, inbox) = mpsc::channel::<RowsJob>();
+        Self::spawn_charging(deliver, |_| {})
+    }
+
+    /// As [`RowOrderer::spawn`], telling `charge` the CPU time each batch of work took.
+    pub fn spawn_charging(
+        deliver: impl Fn(OrderedRows) -> bool + Send + 'static,
+        charge: impl Fn(Duration) + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let (jobs, inbox) = mpsc::channel::<Work>();
         thread::Builder::new()
             .name("tcpscope-rows".into())
             .spawn(move || {
                 while let Ok(first) = inbox.recv() {
-                    let waiting: Vec<RowsJob> =
-                        std::iter::once(first).chain(inbox.try_iter()).collect();
+                    let started = thread_cpu_time();
+                    let mut waiting = Vec::new();
+                    for work in std::iter::once(first).chain(inbox.try_iter()) {
+                        match work {
+                            Work::Order(job) => waiting.push(*job),
+                            Work::Release(snapshot) => drop(snapshot),
+                        }
+                    }
                     let mut lanes = HashSet::new();
                     let newest = waiting
                         .into_iter()
@@ -36,6 +65,7 @@ impl RowOrderer {
                             return;
                         }
                     }
+                    charge(thread_cpu_time().saturating_sub(started));
                 }
             })
             .context("starting the tcpscope-rows thread")?;
@@ -43,6 +73,11 @@ impl RowOrderer {
     }
 
     pub fn order(&self, job: RowsJob) {
-        let _ = self.jobs.send(job);
+        let _ = self.jobs.send(Work::Order(Box::new(job)));
+    }
+
+    /// Frees `snapshot` on the worker (if nothing else holds it by then).
+    pub fn release(&self, snapshot: Arc<Snapshot>) {
+        let _ = self.jobs.send(Work::Release(snapshot));
     }
 }

@@ -30,7 +30,7 @@ pub(crate) mod syn_watch;
 pub(crate) mod tracker;
 pub(crate) mod verdict;
 
-pub use census::Census;
+pub use census::{Census, Families};
 pub use counters::{CounterRates, Counters, HostNote};
 pub use history::{Event, History, Poll};
 pub use leaks::{CloseWaitLeaks, LeakWatcher, Owner, PortLeak, ProcessLeak};
