@@ -22,7 +22,7 @@ use crate::watch::leaks::{self, DEFAULT_WINDOW};
 use crate::watch::{LeakWatcher, Owner};
 
 use super::connections::{OrderedRows, RowsJob, SortColumn};
-use super::groups;
+use super::groups::{self, CountedGroups, GroupsJob};
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
 use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
@@ -78,6 +78,8 @@ pub enum Event {
     Notice(String),
     /// The connections table's rows, ordered as [`Effect::OrderRows`] asked.
     Rows(OrderedRows),
+    /// The Groups tab's rows, counted as [`Effect::CountGroups`] asked.
+    Groups(Box<CountedGroups>),
 }
 
 /// What the event loop must do for the app.
@@ -105,6 +107,9 @@ pub enum Effect {
     /// Filter and sort the connections table's rows off the UI thread, and send them
     /// back as [`Event::Rows`]; a newer job makes an older one not worth finishing.
     OrderRows(RowsJob),
+    /// Count a poll's groups off the UI thread, and send them back as
+    /// [`Event::Groups`].
+    CountGroups(Box<GroupsJob>),
     /// Free this snapshot, which nothing else holds any more, off the UI thread: at a
     /// million sockets that is megabytes given back to the system.
     Release(Arc<Snapshot>),
@@ -190,13 +195,19 @@ impl App {
     /// handles events: a change to them gives an [`Effect::OrderRows`], and the
     /// table shows its previous rows until the [`Event::Rows`] come back.
     pub fn order_rows_elsewhere(&mut self) {
-        self.each_model(|model| model.connections.order_elsewhere());
+        self.each_model(|model| {
+            model.connections.order_elsewhere();
+            model.count_groups_elsewhere();
+        });
     }
 
     /// Orders, here and now, the rows still being ordered elsewhere: what a test does
     /// instead of waiting for the worker.
     pub fn order_rows_now(&mut self) {
-        self.each_model(|model| model.connections.order_now());
+        self.each_model(|model| {
+            model.connections.order_now();
+            model.count_groups_now();
+        });
         self.rows_arrived();
     }
 
@@ -230,6 +241,11 @@ impl App {
         // Groups are counted only while their tab shows (a pass over every socket).
         let on_groups = self.ui.tab == Tab::Groups;
         self.each_model(|model| model.show_groups(on_groups));
+        effects.extend(
+            self.live
+                .take_groups_job()
+                .map(|job| Effect::CountGroups(Box::new(job))),
+        );
         effects.extend(self.live.connections.take_job().map(Effect::OrderRows));
         if let Some(frozen) = &mut self.frozen {
             effects.extend(frozen.connections.take_job().map(|mut job| {
@@ -313,6 +329,10 @@ impl App {
                 drop(rows);
                 self.rows_arrived();
                 replaced.into_iter().flat_map(released).collect()
+            }
+            Event::Groups(counted) => {
+                self.each_model(|model| model.finish_groups(&counted));
+                Vec::new()
             }
             Event::PlaybackDue(generation) => {
                 let Some(replaying) = &mut self.replaying else {
@@ -1679,6 +1699,45 @@ mod tests {
         assert_eq!(totals(&app), [4], "not while another tab shows");
         press(&mut app, KeyCode::Char('5'));
         assert_eq!(totals(&app), [6], "the latest poll, once back");
+    }
+
+    #[test]
+    fn while_the_groups_tab_shows_each_poll_is_counted_off_the_views_thread() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        let counting = |effects: Vec<Effect>| {
+            effects.into_iter().find_map(|effect| match effect {
+                Effect::CountGroups(job) => Some(job),
+                _ => None,
+            })
+        };
+        let total = |app: &App| -> u32 {
+            let rows = &app.shown().groups.rows;
+            rows.iter().map(|row| row.counts.counts.total()).sum()
+        };
+        assert!(counting(app.handle(close_wait_poll(0, 3))).is_none());
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(total(&app), 3, "counted at once when the tab comes");
+        let job = counting(app.handle(close_wait_poll(1, 4))).expect("a poll to count");
+        assert_eq!(
+            total(&app),
+            3,
+            "the previous poll's groups until the count comes"
+        );
+        app.handle(Event::Groups(Box::new(job.run())));
+        assert_eq!(total(&app), 4);
+
+        // A count that comes back after the key changed is not shown.
+        let job = counting(app.handle(close_wait_poll(2, 5))).expect("a poll to count");
+        press(&mut app, KeyCode::Char('g'));
+        assert_eq!(app.shown().groups.key, crate::group::GroupKey::Cgroup);
+        app.handle(Event::Groups(Box::new(job.run())));
+        // By cgroup, the five sockets are one group (of none); by port they were five.
+        assert_eq!(app.shown().groups.rows.len(), 1, "rows of the new key only");
+        assert_eq!(total(&app), 5);
     }
 
     #[test]

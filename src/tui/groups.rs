@@ -1,11 +1,13 @@
 //! The Groups tab's rows: the latest snapshot counted per group (port, cgroup, peer,
-//! peer network or process, `g` cycles), named, sorted. Built once per update or when
-//! the key or sort changes, never per frame.
+//! peer network or process, `g` cycles), named, sorted. Built once per update while
+//! the tab shows (on the view's worker, as a [`GroupsJob`]), or when the key or sort
+//! changes, never per frame.
 //!
 //! Enter on a row opens the connections tab filtered to the group: [`drill_filter`]
 //! gives the filter line for it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::group::{self, Group, GroupCounts, GroupKey};
 use crate::kernel::cgroups::CgroupNames;
@@ -124,6 +126,56 @@ impl GroupTable {
             // Ties in the groups' own order, whichever way the sort goes.
             order.then_with(|| a.counts.group.cmp(&b.counts.group))
         });
+    }
+}
+
+/// Numbers every counting of the groups, so that rows counted for an older poll, or
+/// under a key since changed, are never shown.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A new number for [`GroupsJob`]s and the tables waiting for them.
+pub fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What counting a poll's sockets per group needs, to be done off the view's thread:
+/// a pass over every socket and a label for every group.
+#[derive(Debug, Clone)]
+pub struct GroupsJob {
+    pub generation: u64,
+    /// The key and sort to count under; its rows are filled by [`GroupsJob::run`].
+    pub table: GroupTable,
+    pub snapshot: Arc<Snapshot>,
+    pub cgroups: Arc<CgroupNames>,
+    pub processes: Option<Arc<ProcessMap>>,
+}
+
+/// Two jobs are the same when they are for the same counting.
+impl PartialEq for GroupsJob {
+    fn eq(&self, other: &GroupsJob) -> bool {
+        self.generation == other.generation
+    }
+}
+
+impl Eq for GroupsJob {}
+
+/// A [`GroupsJob`]'s answer: the table with its rows, and the cgroup names it learnt.
+#[derive(Debug, Clone)]
+pub struct CountedGroups {
+    pub generation: u64,
+    pub table: GroupTable,
+    pub cgroups: Arc<CgroupNames>,
+}
+
+impl GroupsJob {
+    pub fn run(mut self) -> CountedGroups {
+        self.table
+            .show(&self.snapshot, &mut self.cgroups, self.processes.as_deref());
+        CountedGroups {
+            generation: self.generation,
+            table: self.table,
+            cgroups: self.cgroups,
+        }
     }
 }
 

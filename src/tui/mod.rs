@@ -18,7 +18,8 @@
 //! [`app`] holds the state and the key handling, [`model`] what the views read,
 //! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
 //! line's editing, [`connections`] and [`query`] the table's order and filter,
-//! [`ordering`] the worker that sorts and filters the table's rows off this thread,
+//! [`ordering`] the worker that sorts and filters the table's rows, counts the Groups
+//! tab's groups and frees the snapshots let go of, off this thread,
 //! [`theme`] the colours.
 
 pub mod app;
@@ -65,7 +66,7 @@ use crate::watch::History;
 
 use app::{App, Effect, Event};
 use model::{Model, Recording};
-use ordering::RowOrderer;
+use ordering::{Finished, RowOrderer};
 use playback::Playback;
 use theme::Theme;
 
@@ -164,6 +165,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::ScanProcesses => workers.scan_processes(),
         Effect::Close(netns, record) => workers.close(netns, record),
         Effect::OrderRows(job) => orderer.order(job),
+        Effect::CountGroups(job) => orderer.count(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     });
@@ -261,6 +263,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
             let _ = waker.send((generation, after));
         }
         Effect::OrderRows(job) => orderer.order(job),
+        Effect::CountGroups(job) => orderer.count(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     };
@@ -270,14 +273,21 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
     ending
 }
 
-/// The worker that orders the connections table's rows, answering on the event
-/// channel, and telling `charge` what it spent.
+/// The worker that orders the connections table's rows and counts the Groups tab's
+/// groups, answering on the event channel, and telling `charge` what it spent.
 fn row_orderer(
     events: &Sender<Event>,
     charge: impl Fn(Duration) + Send + 'static,
 ) -> anyhow::Result<RowOrderer> {
     let events = events.clone();
-    RowOrderer::spawn_charging(move |rows| events.send(Event::Rows(rows)).is_ok(), charge)
+    let deliver = move |finished| {
+        let event = match finished {
+            Finished::Rows(rows) => Event::Rows(rows),
+            Finished::Groups(groups) => Event::Groups(groups),
+        };
+        events.send(event).is_ok()
+    };
+    RowOrderer::spawn_charging(deliver, charge)
 }
 
 /// Leaves the alternate screen and raw mode and shows the cursor. After a hang-up the

@@ -17,7 +17,7 @@ use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::{ConnectionTable, SortColumn};
-use super::groups::{self, GroupTable};
+use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
@@ -55,6 +55,11 @@ pub struct Model {
     /// counted again when the tab shows.
     groups_shown: bool,
     groups_stale: bool,
+    /// Whether each poll's groups are counted on a worker ([`Model::take_groups_job`]),
+    /// the counting the rows must follow, and the job not handed out yet.
+    groups_elsewhere: bool,
+    groups_wanted: u64,
+    groups_job: Option<GroupsJob>,
     /// The latest full dump's CLOSE_WAIT sockets, which the poller picked out.
     pub close_wait_sockets: Arc<[SocketRecord]>,
     /// Cgroup names, learnt as new cgroup ids appear (for the Groups tab and the
@@ -199,6 +204,9 @@ impl Model {
             groups: GroupTable::default(),
             groups_shown: false,
             groups_stale: false,
+            groups_elsewhere: false,
+            groups_wanted: 0,
+            groups_job: None,
             close_wait_sockets: Arc::from([]),
             cgroups: Arc::new(CgroupNames::open()),
             processes: None,
@@ -298,7 +306,21 @@ impl Model {
             &update.transitions,
             transition_netns,
         );
-        if self.groups_shown {
+        if self.groups_shown && self.groups_elsewhere {
+            self.groups_wanted = groups::next_generation();
+            self.groups_job = Some(GroupsJob {
+                generation: self.groups_wanted,
+                table: GroupTable {
+                    key: self.groups.key,
+                    sort: self.groups.sort,
+                    descending: self.groups.descending,
+                    rows: Vec::new(),
+                },
+                snapshot: Arc::clone(snapshot),
+                cgroups: Arc::clone(&self.cgroups),
+                processes: self.processes.clone(),
+            });
+        } else if self.groups_shown {
             self.groups
                 .show(snapshot, &mut self.cgroups, self.processes.as_deref());
         }
@@ -345,14 +367,52 @@ impl Model {
         }
     }
 
-    /// Counts the latest snapshot again, after the Groups tab's key changed.
+    /// Counts the latest snapshot again, after the Groups tab's key changed: here and
+    /// now, once (a poll's counting under way elsewhere is dropped).
     pub fn regroup(&mut self) {
+        self.groups_wanted = groups::next_generation();
+        self.groups_job = None;
         if let Some((snapshot, _)) = &self.previous {
             let snapshot = Arc::clone(snapshot);
             self.groups
                 .show(&snapshot, &mut self.cgroups, self.processes.as_deref());
         }
         self.groups_stale = false;
+    }
+
+    /// From now on, each poll's groups are counted by a worker: a poll hands out a
+    /// [`GroupsJob`] ([`Model::take_groups_job`]) while the tab shows, and the rows
+    /// shown are the previous poll's until its [`CountedGroups`] come back.
+    pub fn count_groups_elsewhere(&mut self) {
+        self.groups_elsewhere = true;
+    }
+
+    /// Counts, here and now, the groups still waiting to be counted elsewhere: what a
+    /// test does instead of waiting for the worker.
+    pub fn count_groups_now(&mut self) {
+        if let Some(job) = self.take_groups_job() {
+            self.finish_groups(&job.run());
+        }
+    }
+
+    /// The counting the latest poll needs, once.
+    pub fn take_groups_job(&mut self) -> Option<GroupsJob> {
+        self.groups_job.take()
+    }
+
+    /// Shows the counted groups if they follow the latest poll and key; the sort chosen
+    /// since is applied to them.
+    pub fn finish_groups(&mut self, counted: &CountedGroups) {
+        if counted.generation != self.groups_wanted || counted.table.key != self.groups.key {
+            return;
+        }
+        self.groups.rows.clone_from(&counted.table.rows);
+        let (sort, descending) = (self.groups.sort, self.groups.descending);
+        self.groups.set_sort(sort, descending);
+        if counted.table.key == GroupKey::Cgroup {
+            self.cgroups = Arc::clone(&counted.cgroups);
+            self.connections.set_cgroups(Arc::clone(&self.cgroups));
+        }
     }
 
     /// Says whether the Groups tab shows: while it does, each full poll is counted per

@@ -1,9 +1,11 @@
-//! The worker that orders the connections table's rows, so that the thread that reads
-//! keys and draws never filters or sorts every socket: at a million sockets that takes
-//! longer than a key may wait. It takes [`RowsJob`]s and hands back [`OrderedRows`];
-//! of the jobs waiting, only the newest of each lane is worth running. It also frees
-//! the snapshots the view let go of (about 4 ms at a million sockets), which would
-//! otherwise be freed on the thread that draws.
+//! The view's worker: it orders the connections table's rows and counts the Groups
+//! tab's groups, so that the thread that reads keys and draws never filters, sorts or
+//! groups every socket: at a million sockets that takes longer than a key may wait. It
+//! takes [`RowsJob`]s and [`GroupsJob`]s and hands back [`OrderedRows`] and
+//! [`CountedGroups`]; of the jobs waiting, only the newest of each lane (and the
+//! newest counting) is worth running. It also frees the snapshots the view let go of
+//! (about 4 ms at a million sockets), which would otherwise be freed on the thread
+//! that draws.
 //!
 //! What it spends, in its own thread's CPU time, goes to `charge`: the live view counts
 //! it in the poller's CPU budget.
@@ -17,13 +19,22 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::connections::{OrderedRows, RowsJob};
+use super::groups::{CountedGroups, GroupsJob};
 use crate::kernel::sched::thread_cpu_time;
 use crate::snapshot::Snapshot;
 
 /// What the worker is asked to do.
 enum Work {
     Order(Box<RowsJob>),
+    Count(Box<GroupsJob>),
     Release(Arc<Snapshot>),
+}
+
+/// What the worker hands back.
+#[derive(Debug)]
+pub enum Finished {
+    Rows(OrderedRows),
+    Groups(Box<CountedGroups>),
 }
 
 /// Where the view sends the jobs; the worker ends when this is dropped or `deliver`
@@ -33,13 +44,21 @@ pub struct RowOrderer {
 }
 
 impl RowOrderer {
+    /// A worker that orders rows only (it is never asked to count groups).
     pub fn spawn(deliver: impl Fn(OrderedRows) -> bool + Send + 'static) -> anyhow::Result<Self> {
-        Self::spawn_charging(deliver, |_| {})
+        Self::spawn_charging(
+            move |finished| match finished {
+                Finished::Rows(rows) => deliver(rows),
+                Finished::Groups(_) => true,
+            },
+            |_| {},
+        )
     }
 
-    /// As [`RowOrderer::spawn`], telling `charge` the CPU time each batch of work took.
+    /// A worker that hands back what it finished to `deliver`, and tells `charge` the
+    /// CPU time each batch of work took.
     pub fn spawn_charging(
-        deliver: impl Fn(OrderedRows) -> bool + Send + 'static,
+        deliver: impl Fn(Finished) -> bool + Send + 'static,
         charge: impl Fn(Duration) + Send + 'static,
     ) -> anyhow::Result<Self> {
         let (jobs, inbox) = mpsc::channel::<Work>();
@@ -49,9 +68,11 @@ impl RowOrderer {
                 while let Ok(first) = inbox.recv() {
                     let started = thread_cpu_time();
                     let mut waiting = Vec::new();
+                    let mut counting = None;
                     for work in std::iter::once(first).chain(inbox.try_iter()) {
                         match work {
                             Work::Order(job) => waiting.push(*job),
+                            Work::Count(job) => counting = Some(job),
                             Work::Release(snapshot) => drop(snapshot),
                         }
                     }
@@ -61,9 +82,14 @@ impl RowOrderer {
                         .rev()
                         .filter(|job| lanes.insert(job.lane));
                     for job in newest {
-                        if !deliver(job.run()) {
+                        if !deliver(Finished::Rows(job.run())) {
                             return;
                         }
+                    }
+                    if let Some(job) = counting
+                        && !deliver(Finished::Groups(Box::new(job.run())))
+                    {
+                        return;
                     }
                     charge(thread_cpu_time().saturating_sub(started));
                 }
@@ -74,6 +100,11 @@ impl RowOrderer {
 
     pub fn order(&self, job: RowsJob) {
         let _ = self.jobs.send(Work::Order(Box::new(job)));
+    }
+
+    /// Counts a poll's groups on the worker.
+    pub fn count(&self, job: Box<GroupsJob>) {
+        let _ = self.jobs.send(Work::Count(job));
     }
 
     /// Frees `snapshot` on the worker (if nothing else holds it by then).
