@@ -516,3 +516,68 @@ fn only(state: State) -> StateSet {
 fn whole_table(filter: &Filter) -> bool {
     filter.ipv4 && filter.ipv6 && filter.kernel_condition().is_none()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Receiver;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// A poller of this test's own namespace at a 1 s interval, within 20% of a core.
+    fn poller() -> (Poller, Receiver<Message>) {
+        let (sender, polls) = mpsc::sync_channel(1);
+        let config = PollerConfig {
+            interval: INTERVAL,
+            filter: Filter::default(),
+            destroy_events: false,
+            thresholds: Thresholds::default(),
+            findings: FindingThresholds::default(),
+            max_cpu: 20.0,
+            processes: None,
+            info: false,
+        };
+        let poller = Poller::spawn_in(None, config, move |message| sender.try_send(message))
+            .expect("a poller of this namespace");
+        (poller, polls)
+    }
+
+    fn next_update(polls: &Receiver<Message>) -> Box<Update> {
+        match polls.recv_timeout(Duration::from_secs(10)) {
+            Ok(Message::Update(update)) => update,
+            Ok(Message::PollFailed(error)) => panic!("poll failed: {error}"),
+            Err(error) => panic!("no poll came: {error}"),
+        }
+    }
+
+    #[test]
+    fn what_the_consumer_says_it_spent_on_a_poll_spaces_out_the_full_dumps() {
+        let (poller, polls) = poller();
+        let first = next_update(&polls);
+        // The few sockets of a test's namespace dump in far less than 200 ms.
+        assert!(first.pace.is_full());
+        assert_eq!(first.pace.full_every, Some(INTERVAL));
+
+        // The consumer spent half a second of CPU taking it in: with the dump, more
+        // than 20% of a core at one a second, so they come every 3 s.
+        poller.charge(Duration::from_millis(500), TakenIn::Full, true);
+        let second = next_update(&polls);
+        assert!(!second.pace.is_full(), "the fast lane between full dumps");
+        assert_eq!(second.pace.full_every, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn work_after_a_poll_waits_for_a_poll_taken_in_to_be_counted() {
+        let (poller, polls) = poller();
+        next_update(&polls);
+        // Reported without a poll taken in: nothing to divide it by yet.
+        poller.charge(Duration::from_millis(500), TakenIn::AfterFull, true);
+        let second = next_update(&polls);
+        assert!(second.pace.is_full());
+        assert_eq!(second.pace.full_every, Some(INTERVAL));
+        // Counted with the next poll taken in, as its cost.
+        poller.charge(Duration::ZERO, TakenIn::Full, true);
+        let third = next_update(&polls);
+        assert_eq!(third.pace.full_every, Some(Duration::from_secs(3)));
+    }
+}
