@@ -18,9 +18,11 @@
 //! [`Part::LaneTakenIn`]), measured the same way on the consumer's threads: for
 //! `--watch` and `--serve`, their thread's time from being handed a poll to asking
 //! for the next; for the view, its thread taking in a poll and drawing the frame after
-//! it, and its worker sorting and filtering the connections table and freeing the
-//! table it replaced. A full dump's cost is its own plus its taking in; a lane's,
-//! likewise. What no poll causes (a frame drawn for a key, a scrape) is not counted:
+//! it, and its worker sorting and filtering the connections table, counting the
+//! Groups tab and freeing the table it replaced (the worker cannot tell a sort a key
+//! asked for from one a poll did: both count). A full dump's cost is its own plus its
+//! taking in, a lane's likewise, each the mean over the polls taken in since the last
+//! tick. What no poll causes (a frame drawn for a key, a scrape) is not counted:
 //! spacing full dumps would not make it cheaper.
 //!
 //! Pure: costs come in as measured CPU time, the clock as [`Instant`]s. Nothing here
