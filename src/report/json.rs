@@ -8,7 +8,6 @@
 //! little more memory than the records it counts.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -17,6 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{COUNTERS, ListenLimits, ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
+use crate::report::json_socket::{Pieces, SocketLine};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
 use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
@@ -283,13 +283,15 @@ impl Document<'_> {
 
 /// Sockets as the comma-separated JSON objects of the `sockets` array.
 ///
-/// Written by hand rather than through serde: at 100k sockets this is the largest part
-/// of `--json`'s own work, and every byte here is a number, a fixed name or an address,
-/// none of which needs escaping. Process names, which may hold any byte, go through
-/// serde_json's string escaping.
+/// Written by hand rather than through serde (see [`super::json_socket`]): at a million
+/// sockets this is the largest part of `--json`'s own work. Process names, which may
+/// hold any byte, go through serde_json's string escaping.
 pub struct RenderedSockets<'a> {
     bytes: Vec<u8>,
     count: usize,
+    pieces: Pieces,
+    /// The socket being written.
+    line: Box<SocketLine>,
     /// Present with `-p`: adds `pid` and `process` to every socket.
     processes: Option<&'a ProcessMap>,
     /// With `--all-netns`: the `netns` of the sockets pushed from now on.
@@ -301,6 +303,8 @@ impl<'a> RenderedSockets<'a> {
         RenderedSockets {
             bytes: Vec::new(),
             count: 0,
+            pieces: Pieces::new(),
+            line: Box::new(SocketLine::new()),
             processes,
             netns: None,
         }
@@ -366,42 +370,16 @@ impl<'a> RenderedSockets<'a> {
 
     /// Every field of a socket, without its closing brace.
     fn push_fields(&mut self, s: &SocketRecord) {
-        let b = &mut self.bytes;
-        b.extend_from_slice(if self.count == 0 { b"{" } else { b",{" });
+        let line = &mut self.line;
+        line.clear();
+        line.write_fields(&self.pieces, s, self.count == 0);
         self.count += 1;
-        b.extend_from_slice(b"\"family\":\"");
-        b.extend_from_slice(s.family.name().as_bytes());
-        b.extend_from_slice(b"\",\"state\":\"");
-        b.extend_from_slice(s.state.name().as_bytes());
-        b.extend_from_slice(b"\",\"local_addr\":\"");
-        push_address(b, s.local_addr);
-        b.extend_from_slice(b"\",\"local_port\":");
-        push_number(b, s.local_port);
-        b.extend_from_slice(b",\"remote_addr\":\"");
-        push_address(b, s.remote_addr);
-        b.extend_from_slice(b"\",\"remote_port\":");
-        push_number(b, s.remote_port);
-        b.extend_from_slice(b",\"recv_q\":");
-        push_number(b, s.recv_q);
-        b.extend_from_slice(b",\"send_q\":");
-        push_number(b, s.send_q);
-        b.extend_from_slice(b",\"timer\":\"");
-        b.extend_from_slice(s.timer.name().as_bytes());
-        b.extend_from_slice(b"\",\"expires_ms\":");
-        push_number(b, s.expires_ms);
-        b.extend_from_slice(b",\"retransmits\":");
-        push_number(b, s.retransmits);
-        b.extend_from_slice(b",\"uid\":");
-        push_number(b, s.uid);
-        b.extend_from_slice(b",\"inode\":");
-        push_number(b, s.inode);
-        b.extend_from_slice(b",\"cookie\":");
-        push_number(b, s.cookie);
         if let Some(netns) = self.netns {
-            b.extend_from_slice(b",\"netns\":");
-            push_number(b, netns);
+            line.write_netns(netns);
         }
+        self.bytes.extend_from_slice(line.as_bytes());
         if let Some(processes) = self.processes {
+            let b = &mut self.bytes;
             match processes.lookup(s.inode).filter(|_| s.inode != 0) {
                 Some(owner) => {
                     b.extend_from_slice(b",\"pid\":");
@@ -457,25 +435,6 @@ fn push_millis(b: &mut Vec<u8>, micros: u32) {
 
 fn push_number(bytes: &mut Vec<u8>, number: impl itoa::Integer) {
     bytes.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
-}
-
-/// Dotted quads by hand (the common case, and `Display` is slow for it); IPv6 through
-/// its `Display`, which gives the RFC 5952 form.
-fn push_address(bytes: &mut Vec<u8>, address: IpAddr) {
-    match address {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    bytes.push(b'.');
-                }
-                push_number(bytes, octet);
-            }
-        }
-        IpAddr::V6(v6) => {
-            // Writing into a Vec cannot fail.
-            let _ = write!(bytes, "{v6}");
-        }
-    }
 }
 
 /// The `close_wait_leaks` object: CLOSE_WAIT sockets per process and per local port.
