@@ -4,6 +4,7 @@
 //! its usage errors included.
 
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -84,13 +85,24 @@ fn main() -> ExitCode {
         ),
         Mode::Check => run_check(&cli),
         _ => {
-            let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout_without_line_buffer());
             let outcome = oneshot::run(&cli, &mut out);
             if outcome.is_err() {
                 let _ = out.flush();
             }
             exit_status(outcome)
         }
+    }
+}
+
+/// Standard output written straight to its descriptor (a duplicate of it), past std's
+/// line buffer: a `--json` document is megabytes on one line, which the line buffer
+/// searches for a newline, chunk by chunk, before each write. The one-shot modes
+/// buffer their output themselves and flush it before they end.
+fn stdout_without_line_buffer() -> Box<dyn Write> {
+    match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(descriptor) => Box::new(std::fs::File::from(descriptor)),
+        Err(_) => Box::new(io::stdout().lock()),
     }
 }
 

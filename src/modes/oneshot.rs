@@ -23,12 +23,21 @@ use crate::report::json::{
 };
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
-use crate::tcp::State;
+use crate::tcp::{State, StateSet};
 use crate::watch::findings;
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
-const BATCHES_IN_FLIGHT: usize = 64;
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Sockets the reader gathers from the kernel's replies (a few hundred each) before
+/// it hands them over: fewer, larger hand-overs wake the renderer less often. With
+/// [`BATCHES_IN_FLIGHT`], at most about 1.3 MB of records wait.
+const BATCH_SOCKETS: usize = 2048;
+
+/// Rendered bytes written out at once while the document streams: past the 64 KiB of
+/// the output's buffer, so that each goes straight through.
+const WRITE_BYTES: usize = 128 << 10;
 
 /// Rendered sockets a `--json` document holds back before it starts writing them out
 /// (about 900 sockets). A document held back in full can start over when the kernel
@@ -161,8 +170,17 @@ fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
 /// What the netlink reader thread hands the renderer: sockets with their tcp_info,
 /// index for index, with `-i` (an empty list without).
 enum Received {
-    Sockets(Vec<SocketRecord>, Vec<Option<TcpInfo>>),
+    Sockets(Batch),
     Restart,
+}
+
+/// Sockets received together, with their tcp_info when asked for. The renderer hands
+/// each batch's memory back to the reader, so that a dump of any size cycles through
+/// the same few buffers.
+#[derive(Default)]
+struct Batch {
+    sockets: Vec<SocketRecord>,
+    info: Vec<Option<TcpInfo>>,
 }
 
 /// `--json`: the document, always exit status 0 (an empty `sockets` is an answer too).
@@ -179,48 +197,81 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     };
     let taken_at = SystemTime::now();
     let (sender, receiver) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
+    let (give_back, take_back) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
 
     thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
-            diag.stream_with_info(&request, &mut |delivery, info| {
-                let received = match delivery {
-                    Delivery::Sockets(sockets) => {
-                        Received::Sockets(sockets.to_vec(), info.to_vec())
-                    }
-                    Delivery::Restart => Received::Restart,
-                };
+            let mut batch = Batch::default();
+            let send = |batch: &mut Batch| {
+                let full = std::mem::replace(batch, take_back.try_recv().unwrap_or_default());
                 // A closed channel means the renderer gave up on an error of its own.
-                let _ = sender.send(received);
+                let _ = sender.send(Received::Sockets(full));
+            };
+            diag.stream_with_info(&request, &mut |delivery, info| match delivery {
+                Delivery::Sockets(sockets) => {
+                    batch.sockets.extend_from_slice(sockets);
+                    batch.info.extend_from_slice(info);
+                    if batch.sockets.len() >= BATCH_SOCKETS {
+                        send(&mut batch);
+                    }
+                }
+                Delivery::Restart => {
+                    batch.sockets.clear();
+                    batch.info.clear();
+                    let _ = sender.send(Received::Restart);
+                }
             })
-            .context("dumping TCP sockets over netlink sock_diag")
+            .context("dumping TCP sockets over netlink sock_diag")?;
+            if !batch.sockets.is_empty() {
+                send(&mut batch);
+            }
+            anyhow::Ok(())
         });
 
         let processes = cli.processes.then(scan_processes).transpose()?;
         let kernel = read_kernel_counters()?;
+        let limits = host_limits(procfs::read_connection_limits().ok());
         let mut sockets = Vec::new();
+        // What the SYN watch and the CLOSE_WAIT leaks read, set apart as the sockets
+        // come, so that neither reads every socket again once the dump ends.
+        let mut listen_and_syn_recv = Vec::new();
+        let mut close_wait = Vec::new();
         let mut rendered = RenderedSockets::new(processes.as_ref());
         let mut streaming = false;
+        // The kernel filtered by all a filter that takes everything asks.
+        let everything = filter.states == StateSet::all()
+            && filter.ipv4
+            && filter.ipv6
+            && filter.condition.is_none();
         for received in receiver {
             match received {
-                Received::Sockets(batch, info) => {
-                    for (at, socket) in batch.iter().enumerate() {
-                        if !filter.matches(socket) {
-                            continue;
+                Received::Sockets(mut batch) => {
+                    if !everything {
+                        keep_matching(&mut batch, &filter);
+                    }
+                    sockets.extend_from_slice(&batch.sockets);
+                    for (at, socket) in batch.sockets.iter().enumerate() {
+                        match socket.state {
+                            State::Listen | State::SynRecv => listen_and_syn_recv.push(*socket),
+                            State::CloseWait => close_wait.push(*socket),
+                            _ => {}
                         }
-                        sockets.push(*socket);
                         if cli.info {
-                            rendered
-                                .push_with_info(socket, info.get(at).copied().flatten().as_ref());
+                            let info = batch.info.get(at).copied().flatten();
+                            rendered.push_with_info(socket, info.as_ref());
                         } else {
                             rendered.push(socket);
                         }
                     }
+                    batch.sockets.clear();
+                    batch.info.clear();
+                    let _ = give_back.try_send(batch);
                     if !streaming && rendered.pending_bytes() >= HELD_BACK_BYTES {
                         json::write_head(out, taken_at)?;
                         streaming = true;
                     }
-                    if streaming {
+                    if streaming && rendered.pending_bytes() >= WRITE_BYTES {
                         rendered.write_out(out)?;
                     }
                 }
@@ -230,6 +281,8 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                 ),
                 Received::Restart => {
                     sockets.clear();
+                    listen_and_syn_recv.clear();
+                    close_wait.clear();
                     rendered.clear();
                 }
             }
@@ -238,11 +291,14 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             .join()
             .map_err(|_| anyhow!("the netlink reader thread panicked"))??;
 
+        let syn_watch = SynWatch::of(
+            &Snapshot::new(taken_at, listen_and_syn_recv),
+            cli.thresholds(),
+        );
         let snapshot = Snapshot::new(taken_at, sockets);
-        let syn_watch = SynWatch::of(&snapshot, cli.thresholds());
         let mut findings = findings::single_reading(
             &snapshot,
-            &host_limits(procfs::read_connection_limits().ok()),
+            &limits,
             Some(&syn_watch),
             processes.as_ref(),
             &cli.finding_thresholds(),
@@ -257,7 +313,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             .iter()
             .map(|finding| FindingEntry::new(None, finding))
             .collect();
-        let leaks = CloseWaitLeaks::single_reading(&snapshot.sockets, |inode| {
+        let leaks = CloseWaitLeaks::single_reading(&close_wait, |inode| {
             let process = processes.as_ref()?.lookup(inode)?;
             Some(Owner {
                 pid: process.pid,
@@ -294,6 +350,23 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         }
         Ok(Outcome::Matched)
     })
+}
+
+/// Keeps the sockets of `batch` that `filter` matches (and their tcp_info beside them):
+/// the kernel filters by state, family and ports, not by everything a filter can say.
+fn keep_matching(batch: &mut Batch, filter: &Filter) {
+    let mut kept = 0;
+    for at in 0..batch.sockets.len() {
+        if filter.matches(&batch.sockets[at]) {
+            batch.sockets[kept] = batch.sockets[at];
+            if let Some(&info) = batch.info.get(at) {
+                batch.info[kept] = info;
+            }
+            kept += 1;
+        }
+    }
+    batch.sockets.truncate(kept);
+    batch.info.truncate(kept);
 }
 
 fn read_kernel_counters() -> anyhow::Result<KernelCounters> {

@@ -8,7 +8,6 @@
 //! little more memory than the records it counts.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -17,6 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use crate::kernel::netns::NetNamespace;
 use crate::kernel::procfs::{COUNTERS, ListenLimits, ProcessMap, TcpExt};
 use crate::kernel::tcp_info::TcpInfo;
+use crate::report::json_socket::{Pieces, SocketLine};
 use crate::snapshot::{Counts, Snapshot, SocketRecord};
 use crate::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
 use crate::watch::{CloseWaitLeaks, HostNote, ListenerWatch, SynWatch};
@@ -283,13 +283,15 @@ impl Document<'_> {
 
 /// Sockets as the comma-separated JSON objects of the `sockets` array.
 ///
-/// Written by hand rather than through serde: at 100k sockets this is the largest part
-/// of `--json`'s own work, and every byte here is a number, a fixed name or an address,
-/// none of which needs escaping. Process names, which may hold any byte, go through
-/// serde_json's string escaping.
+/// Written by hand rather than through serde (see [`super::json_socket`]): at a million
+/// sockets this is the largest part of `--json`'s own work. Process names, which may
+/// hold any byte, go through serde_json's string escaping.
 pub struct RenderedSockets<'a> {
     bytes: Vec<u8>,
     count: usize,
+    pieces: Pieces,
+    /// The socket being written.
+    line: Box<SocketLine>,
     /// Present with `-p`: adds `pid` and `process` to every socket.
     processes: Option<&'a ProcessMap>,
     /// With `--all-netns`: the `netns` of the sockets pushed from now on.
@@ -301,6 +303,8 @@ impl<'a> RenderedSockets<'a> {
         RenderedSockets {
             bytes: Vec::new(),
             count: 0,
+            pieces: Pieces::new(),
+            line: Box::new(SocketLine::new()),
             processes,
             netns: None,
         }
@@ -366,42 +370,16 @@ impl<'a> RenderedSockets<'a> {
 
     /// Every field of a socket, without its closing brace.
     fn push_fields(&mut self, s: &SocketRecord) {
-        let b = &mut self.bytes;
-        b.extend_from_slice(if self.count == 0 { b"{" } else { b",{" });
+        let line = &mut self.line;
+        line.clear();
+        line.write_fields(&self.pieces, s, self.count == 0);
         self.count += 1;
-        b.extend_from_slice(b"\"family\":\"");
-        b.extend_from_slice(s.family.name().as_bytes());
-        b.extend_from_slice(b"\",\"state\":\"");
-        b.extend_from_slice(s.state.name().as_bytes());
-        b.extend_from_slice(b"\",\"local_addr\":\"");
-        push_address(b, s.local_addr);
-        b.extend_from_slice(b"\",\"local_port\":");
-        push_number(b, s.local_port);
-        b.extend_from_slice(b",\"remote_addr\":\"");
-        push_address(b, s.remote_addr);
-        b.extend_from_slice(b"\",\"remote_port\":");
-        push_number(b, s.remote_port);
-        b.extend_from_slice(b",\"recv_q\":");
-        push_number(b, s.recv_q);
-        b.extend_from_slice(b",\"send_q\":");
-        push_number(b, s.send_q);
-        b.extend_from_slice(b",\"timer\":\"");
-        b.extend_from_slice(s.timer.name().as_bytes());
-        b.extend_from_slice(b"\",\"expires_ms\":");
-        push_number(b, s.expires_ms);
-        b.extend_from_slice(b",\"retransmits\":");
-        push_number(b, s.retransmits);
-        b.extend_from_slice(b",\"uid\":");
-        push_number(b, s.uid);
-        b.extend_from_slice(b",\"inode\":");
-        push_number(b, s.inode);
-        b.extend_from_slice(b",\"cookie\":");
-        push_number(b, s.cookie);
         if let Some(netns) = self.netns {
-            b.extend_from_slice(b",\"netns\":");
-            push_number(b, netns);
+            line.write_netns(netns);
         }
+        self.bytes.extend_from_slice(line.as_bytes());
         if let Some(processes) = self.processes {
+            let b = &mut self.bytes;
             match processes.lookup(s.inode).filter(|_| s.inode != 0) {
                 Some(owner) => {
                     b.extend_from_slice(b",\"pid\":");
@@ -457,25 +435,6 @@ fn push_millis(b: &mut Vec<u8>, micros: u32) {
 
 fn push_number(bytes: &mut Vec<u8>, number: impl itoa::Integer) {
     bytes.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
-}
-
-/// Dotted quads by hand (the common case, and `Display` is slow for it); IPv6 through
-/// its `Display`, which gives the RFC 5952 form.
-fn push_address(bytes: &mut Vec<u8>, address: IpAddr) {
-    match address {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    bytes.push(b'.');
-                }
-                push_number(bytes, octet);
-            }
-        }
-        IpAddr::V6(v6) => {
-            // Writing into a Vec cannot fail.
-            let _ = write!(bytes, "{v6}");
-        }
-    }
 }
 
 /// The `close_wait_leaks` object: CLOSE_WAIT sockets per process and per local port.
@@ -725,6 +684,212 @@ mod tests {
         let json = write(false);
         assert_eq!(json["close_wait_leaks"]["processes"], serde_json::json!([]));
         assert_eq!(json["close_wait_leaks"]["ports"][0]["close_wait"], 1);
+    }
+
+    /// One socket as serde's generic path writes it, field for field in the order the
+    /// hand-written writer uses: the reference the writer must match byte for byte.
+    #[derive(Serialize)]
+    struct SerdeSocket {
+        family: &'static str,
+        state: &'static str,
+        local_addr: String,
+        local_port: u16,
+        remote_addr: String,
+        remote_port: u16,
+        recv_q: u32,
+        send_q: u32,
+        timer: &'static str,
+        expires_ms: u32,
+        retransmits: u8,
+        uid: u32,
+        inode: u32,
+        cookie: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        netns: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<Option<i32>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        process: Option<Option<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        info: Option<Option<SerdeInfo>>,
+    }
+
+    /// `info` through serde: times as floats, which serde writes in their shortest
+    /// form (`1.5`) where the writer keeps three decimals (`1.500`), so documents with
+    /// `info` are compared as parsed JSON.
+    #[derive(Serialize)]
+    struct SerdeInfo {
+        rtt_ms: f64,
+        rttvar_ms: f64,
+        rto_ms: f64,
+        cwnd: u32,
+        mss: u32,
+        unacked: u32,
+        lost: u32,
+        retransmits: u32,
+        bytes_acked: Option<u64>,
+        bytes_received: Option<u64>,
+        delivery_rate: Option<u64>,
+    }
+
+    fn serde_socket(
+        s: &SocketRecord,
+        netns: Option<u64>,
+        processes: Option<&ProcessMap>,
+        info: Option<Option<&TcpInfo>>,
+    ) -> SerdeSocket {
+        let owner = processes.map(|map| map.lookup(s.inode).filter(|_| s.inode != 0));
+        let millis = |micros: u32| f64::from(micros) / 1000.0;
+        SerdeSocket {
+            family: s.family.name(),
+            state: s.state.name(),
+            local_addr: s.local_addr.to_string(),
+            local_port: s.local_port,
+            remote_addr: s.remote_addr.to_string(),
+            remote_port: s.remote_port,
+            recv_q: s.recv_q,
+            send_q: s.send_q,
+            timer: s.timer.name(),
+            expires_ms: s.expires_ms,
+            retransmits: s.retransmits,
+            uid: s.uid,
+            inode: s.inode,
+            cookie: s.cookie,
+            netns,
+            pid: owner.map(|owner| owner.map(|o| o.pid)),
+            process: owner.map(|owner| owner.map(|o| o.name.clone())),
+            info: info.map(|info| {
+                info.map(|i| SerdeInfo {
+                    rtt_ms: millis(i.rtt_us),
+                    rttvar_ms: millis(i.rttvar_us),
+                    rto_ms: millis(i.rto_us),
+                    cwnd: i.snd_cwnd,
+                    mss: i.snd_mss,
+                    unacked: i.unacked,
+                    lost: i.lost,
+                    retransmits: i.total_retrans,
+                    bytes_acked: i.bytes_acked,
+                    bytes_received: i.bytes_received,
+                    delivery_rate: i.delivery_rate,
+                })
+            }),
+        }
+    }
+
+    /// Records covering every state, every timer, both families, IPv6 forms RFC 5952
+    /// shortens or not, IPv4-mapped addresses, extreme numbers and cgroup ids.
+    fn every_kind_of_socket() -> Vec<SocketRecord> {
+        use crate::snapshot::Timer;
+        let timers = [
+            Timer::Off,
+            Timer::On,
+            Timer::Keepalive,
+            Timer::TimeWait,
+            Timer::Persist,
+            Timer::Unknown(9),
+        ];
+        let addresses = [
+            ("127.0.0.1", "10.255.0.9"),
+            ("0.0.0.0", "255.255.255.255"),
+            ("::1", "::"),
+            ("2001:db8::1:0:0:1", "fe80::1:2"),
+            ("::ffff:192.0.2.128", "2001:db8:85a3:0:0:8a2e:370:7334"),
+        ];
+        let mut sockets = Vec::new();
+        for (n, state) in State::ALL.into_iter().enumerate() {
+            for (m, (local, remote)) in addresses.into_iter().enumerate() {
+                let mut record = socket(state, local, 80 + m as u16, remote, 65535);
+                record.timer = timers[(n + m) % timers.len()];
+                record.recv_q = u32::MAX - n as u32;
+                record.send_q = n as u32 * 1000;
+                record.expires_ms = m as u32 * 12345;
+                record.retransmits = u8::MAX - m as u8;
+                record.uid = 1000 + m as u32;
+                record.inode = (n * addresses.len() + m) as u32 % 4;
+                record.cookie = u64::MAX - n as u64;
+                record.cgroup_id = 1 << 40 | n as u64;
+                record.drops = 7;
+                sockets.push(record);
+            }
+        }
+        sockets
+    }
+
+    fn in_array(rendered: &RenderedSockets<'_>) -> String {
+        format!("[{}]", String::from_utf8(rendered.bytes.clone()).unwrap())
+    }
+
+    #[test]
+    fn the_socket_writer_writes_byte_for_byte_what_serde_writes() {
+        let sockets = every_kind_of_socket();
+        // Inodes 1..3 have owners, one of them with a name full of what must be
+        // escaped; inode 0 has none, as request sockets and TIME_WAIT remnants.
+        let processes = ProcessMap::of(&[
+            (7, "nginx", &[1]),
+            (8, "x\x1b]0;owned\x07\"\\\n\u{7f}é", &[2]),
+            (9, "", &[3]),
+        ]);
+        for (netns, processes) in [
+            (None, None),
+            (None, Some(&processes)),
+            (Some(4026531840), None),
+            (Some(u64::MAX), Some(&processes)),
+        ] {
+            let mut rendered = RenderedSockets::new(processes);
+            rendered.set_netns(netns);
+            for record in &sockets {
+                rendered.push(record);
+            }
+            let reference: Vec<SerdeSocket> = sockets
+                .iter()
+                .map(|s| serde_socket(s, netns, processes, None))
+                .collect();
+            assert_eq!(
+                in_array(&rendered),
+                serde_json::to_string(&reference).unwrap(),
+                "netns {netns:?}, processes {}",
+                processes.is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn the_socket_writer_writes_info_as_serde_does_but_with_three_decimals() {
+        let sockets = every_kind_of_socket();
+        let full = TcpInfo {
+            rtt_us: 1_500,
+            rttvar_us: 7,
+            rto_us: 204_000,
+            snd_cwnd: 10,
+            snd_mss: 65_483,
+            unacked: 1,
+            lost: 2,
+            total_retrans: u32::MAX,
+            bytes_acked: Some(u64::MAX),
+            bytes_received: Some(0),
+            delivery_rate: Some(123_456_789),
+        };
+        let old_kernel = TcpInfo {
+            rtt_us: 999_999,
+            bytes_acked: None,
+            bytes_received: None,
+            delivery_rate: None,
+            ..full
+        };
+        let infos = [Some(full), Some(old_kernel), None];
+        let processes = ProcessMap::of(&[(7, "sshd", &[1, 2])]);
+        let mut rendered = RenderedSockets::new(Some(&processes));
+        let mut reference = Vec::new();
+        for (at, record) in sockets.iter().enumerate() {
+            let info = infos[at % infos.len()].as_ref();
+            rendered.push_with_info(record, info);
+            reference.push(serde_socket(record, None, Some(&processes), Some(info)));
+        }
+        let written = in_array(&rendered);
+        assert!(written.contains("\"rtt_ms\":1.500,\"rttvar_ms\":0.007,\"rto_ms\":204.000"));
+        assert!(written.contains("\"rtt_ms\":999.999"));
+        let parsed: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(parsed, serde_json::to_value(&reference).unwrap());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub(crate) mod endpoint;
 pub(crate) mod groups;
 pub(crate) mod json;
+pub(crate) mod json_socket;
 pub(crate) mod metrics;
 pub mod plugin;
 pub(crate) mod repeats;

@@ -4,7 +4,7 @@
 //!
 //! - the reference, a bare kernel dump: the sock_diag request sent on a netlink socket
 //!   of its own, and the reply received and only counted, message header by message
-//!   header, never parsed (see [`bare_dump`]);
+//!   header, never parsed (`support::dump::bare_dump`, which `bench_snapshot` shares);
 //! - a dump into records with no analysis, and the LISTEN-only and SYN_RECV-only dumps
 //!   that the fast lane takes between full dumps;
 //! - `--json`: its time as a multiple of the bare dump (target ≤ 1.15×; each of three
@@ -41,12 +41,12 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+use anyhow::{Context, Result, ensure};
 use tcpscope::filter::Filter;
 use tcpscope::kernel::sockdiag::{DumpRequest, SockDiag};
 use tcpscope::tcp::{State, StateSet};
 
+use crate::support::dump::bare_dump;
 use crate::support::lab::{Lab, TcpState};
 use crate::support::pty::Terminal;
 use crate::support::scrape::Server;
@@ -429,56 +429,6 @@ fn seconds_of(text: &str) -> Option<f64> {
         return Some(minutes.parse::<f64>().ok()? * 60.0 + seconds);
     }
     text.strip_suffix('s')?.parse().ok()
-}
-
-/// The reference dump: one `TCPDIAG_GETSOCK` request for every TCP socket of both
-/// families (the one walk tcpscope asks for too), sent on a netlink socket of its own.
-/// The reply is received into one 64 KiB buffer and its messages are only counted by
-/// walking their headers: nothing is parsed, nothing kept. Returns how many sockets
-/// the kernel sent.
-fn bare_dump() -> Result<usize> {
-    const TCPDIAG_GETSOCK: u16 = 18;
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
-    // nlmsghdr, then struct inet_diag_req: family, src_len, dst_len, ext (4 bytes),
-    // the 48-byte inet_diag_sockid, states, dbs.
-    const HEADER: usize = 16;
-    const REQUEST: usize = 4 + 48 + 4 + 4;
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).context("opening a sock_diag socket")?;
-    socket.bind(&SocketAddr::new(0, 0))?;
-    let mut request = vec![0u8; HEADER + REQUEST];
-    request[0..4].copy_from_slice(&((HEADER + REQUEST) as u32).to_ne_bytes());
-    request[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    request[6..8].copy_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // Every TCP state, as tcpscope asks for them.
-    let states_at = HEADER + 4 + 48;
-    request[states_at..states_at + 4].copy_from_slice(&StateSet::all().kernel_mask().to_ne_bytes());
-    let sent = socket.send_to(&request, &SocketAddr::new(0, 0), 0)?;
-    ensure!(sent == request.len(), "a short write of the dump request");
-
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut sockets = 0;
-    loop {
-        let length = socket.recv(&mut &mut buffer[..], 0)?.min(buffer.len());
-        let mut at = 0;
-        while at + HEADER <= length {
-            let field = |offset: usize, width: usize| &buffer[at + offset..at + offset + width];
-            let message_length = u32::from_ne_bytes(field(0, 4).try_into()?) as usize;
-            let kind = u16::from_ne_bytes(field(4, 2).try_into()?);
-            match kind {
-                NLMSG_DONE => return Ok(sockets),
-                NLMSG_ERROR => bail!("the kernel refused the bare dump"),
-                _ => sockets += 1,
-            }
-            ensure!(
-                message_length >= HEADER,
-                "a message shorter than its header"
-            );
-            at += (message_length + 3) & !3;
-        }
-    }
 }
 
 /// The one-shot figures, each the median of three rounds.

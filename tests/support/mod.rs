@@ -10,6 +10,7 @@
 // pseudo-terminal); without this each would warn about the parts it happens not to use.
 #![allow(dead_code)]
 
+pub mod dump;
 pub mod entries;
 pub mod fault;
 pub mod lab;
