@@ -22,16 +22,17 @@ use crate::watch::{Census, CounterRates, Counters, LeakWatcher, SynWatch, SynWat
 ///
 /// A poll is a full dump, or, between full dumps spaced out to keep within the CPU
 /// budget, the fast lane only ([`Pace::lane`]): then `snapshot` is still the last full
-/// dump's, `transitions` is empty (sockets are only ever compared between full dumps,
-/// so none is taken to have closed because a lane did not dump its state), and what
+/// dump's, `transitions` holds only what the destroy messages resolved at the lane said
+/// (sockets are only ever compared between full dumps, so none is taken to have closed
+/// because a lane did not dump its state), and what
 /// the lane read fresh is the SYN watch, the counters, the LISTEN and SYN_RECV counts
 /// in [`Pace::counts`] and the findings the SYN watch decides.
 #[derive(Debug, Clone)]
 pub struct Update {
     /// The last full dump: every socket, as of its `taken_at`.
     pub snapshot: Arc<Snapshot>,
-    /// What changed since the previous full dump (empty on the first, and between
-    /// full dumps).
+    /// What changed since the previous poll (empty on the first); between full dumps,
+    /// only the closes and remnants the destroy messages told of.
     pub transitions: Vec<Transition>,
     pub counters: TcpExt,
     /// How fast the SYN and accept-queue counters grew since the previous poll; none
@@ -142,6 +143,9 @@ pub struct Polled {
 #[derive(Debug, Clone)]
 pub struct LanePolled {
     pub at: SystemTime,
+    /// What the destroy messages resolved at this tick said (see the poller's module
+    /// documentation); empty without destroy events.
+    pub transitions: Vec<Transition>,
     /// The LISTEN sockets.
     pub listeners: Vec<SocketRecord>,
     /// The SYN_RECV sockets, when they were dumped this time.
@@ -345,7 +349,7 @@ impl Analyst {
         );
         Some(Update {
             snapshot,
-            transitions: Vec::new(),
+            transitions: polled.transitions,
             counters: polled.counters,
             rates,
             syn_watch,
@@ -478,6 +482,7 @@ mod tests {
             .collect();
         let lane = analyst
             .analyse_lanes(LanePolled {
+                transitions: Vec::new(),
                 at: start + Duration::from_secs(1),
                 listeners: vec![listener],
                 syn_recv: Some(half_open),
@@ -505,6 +510,7 @@ mod tests {
         // The next lane leaves SYN_RECV out (the budget is short): its last reading stands.
         let later = analyst
             .analyse_lanes(LanePolled {
+                transitions: Vec::new(),
                 at: start + Duration::from_secs(2),
                 listeners: vec![listener],
                 syn_recv: None,
@@ -525,6 +531,7 @@ mod tests {
     fn a_fast_lane_poll_before_any_full_one_gives_nothing() {
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
         let lane = analyst.analyse_lanes(LanePolled {
+            transitions: Vec::new(),
             at: SystemTime::UNIX_EPOCH,
             listeners: Vec::new(),
             syn_recv: None,
