@@ -813,6 +813,35 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_names_the_endpoints_with_no_cookie_and_asks_for_no_dump() {
+        let mut socket = crate::snapshot::fixtures::socket(
+            State::Established,
+            "127.0.0.1",
+            8080,
+            "10.1.2.3",
+            40000,
+        );
+        socket.cookie = 77;
+        socket.interface = 3;
+        let mut buffer = Vec::new();
+        encode_lookup(&socket, 9, &mut buffer);
+        let u16_at = |i: usize| u16::from_ne_bytes([buffer[i], buffer[i + 1]]);
+        let u32_at = |i: usize| u32::from_ne_bytes(buffer[i..i + 4].try_into().unwrap());
+        assert_eq!(buffer.len(), NLMSG_HEADER_BYTES + REQUEST_V2_BYTES);
+        assert_eq!(u32_at(0) as usize, buffer.len());
+        assert_eq!(u16_at(4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(u16_at(6), NLM_F_REQUEST, "no NLM_F_DUMP: one socket");
+        assert_eq!(u32_at(8), 9);
+        assert_eq!((buffer[16], buffer[17]), (AF_INET, IPPROTO_TCP));
+        assert_eq!(&buffer[24..26], &8080u16.to_be_bytes());
+        assert_eq!(&buffer[26..28], &40000u16.to_be_bytes());
+        assert_eq!(&buffer[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&buffer[44..48], &[10, 1, 2, 3]);
+        assert_eq!(u32_at(60), 3);
+        assert_eq!((u32_at(64), u32_at(68)), (NO_COOKIE, NO_COOKIE));
+    }
+
+    #[test]
     fn a_request_without_a_filter_is_the_bare_v2_request() {
         let mut buffer = Vec::new();
         encode_request(Family::Ipv6, &DumpRequest::everything(), 1, &mut buffer);
