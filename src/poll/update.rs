@@ -103,6 +103,9 @@ impl Pace {
     }
 }
 
+/// The most room the lanes' transitions keep between full polls once taken.
+const LANE_TRANSITIONS_KEEP: usize = 1024;
+
 /// What a poller (or a replay) sends.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -197,6 +200,10 @@ pub struct Analyst {
     census: Census,
     /// Who holds which socket, when the consumer walks `/proc`.
     processes: Option<SharedProcesses>,
+    /// The transitions fast-lane polls reported since the last full poll: the findings
+    /// take them with the next one, as they took them when only full polls had any
+    /// (the churn finding counts connections that opened and closed between polls).
+    lane_transitions: Vec<Transition>,
 }
 
 impl Analyst {
@@ -212,6 +219,7 @@ impl Analyst {
             last_full: None,
             census: Census::default(),
             processes: None,
+            lane_transitions: Vec::new(),
         }
     }
 
@@ -257,6 +265,13 @@ impl Analyst {
             .processes
             .as_ref()
             .and_then(|shared| shared.lock().ok().and_then(|latest| latest.clone()));
+        // Copied only when lanes reported some: a full poll every tick copies nothing.
+        let transitions = if self.lane_transitions.is_empty() {
+            &polled.transitions
+        } else {
+            self.lane_transitions.extend_from_slice(&polled.transitions);
+            &self.lane_transitions
+        };
         let report = self.findings.observe_with_listeners(
             &findings::Observation {
                 snapshot: &polled.snapshot,
@@ -265,11 +280,13 @@ impl Analyst {
                 syn_watch: Some(&syn_watch),
                 syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
                 leaks: Some(&leaks),
-                transitions: &polled.transitions,
+                transitions,
                 processes: processes.as_deref(),
             },
             Some(&self.census.listeners),
         );
+        self.lane_transitions.clear();
+        self.lane_transitions.shrink_to(LANE_TRANSITIONS_KEEP);
         let pace = Pace {
             counts: self.census.counts,
             sockstat: polled.sockstat,
@@ -342,6 +359,7 @@ impl Analyst {
         let (rates, since_last) = self.rates.observe(polled.at, &polled.counters);
         let rates_or_none = rates.unwrap_or_default();
         let syn_watch = self.syn_watcher.poll(&lane, &rates_or_none, since_last);
+        self.lane_transitions.extend_from_slice(&polled.transitions);
         let report = self.findings.observe_lanes(
             polled.at,
             &syn_watch,
@@ -525,6 +543,82 @@ mod tests {
             .expect("after a full poll");
         assert_eq!(later.pace.counts.get(State::SynRecv), 5);
         assert_eq!(later.pace.syn_recv_at, start + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn connections_the_fast_lane_saw_open_and_close_count_as_churn_at_the_next_full_poll() {
+        use crate::diff::Ending;
+        use crate::snapshot::fixtures::socket;
+        use crate::watch::findings::Kind;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let full = |at: SystemTime| Polled {
+            snapshot: Snapshot::new(at, Vec::new()),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: Some(Duration::from_secs(2)),
+            sockstat: None,
+        };
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        analyst.analyse(full(start));
+        // 300 connections a round from ephemeral ports to one endpoint, each opened
+        // and closed between polls, reported by a lane from their destroy events; a
+        // finding is raised once it holds for a few full polls in a row.
+        let rounds = FindingThresholds::default().raise_after_polls;
+        let mut next = None;
+        for round in 1..=u64::from(rounds) {
+            let closes = (0..300u16)
+                .map(|i| {
+                    let port = 40_000 + i;
+                    let record = socket(State::Established, "10.0.0.1", port, "192.0.2.5", 80);
+                    Transition::ended(
+                        record.endpoints(),
+                        State::Closed,
+                        crate::tcp::Path::EMPTY,
+                        Ending::BetweenPolls,
+                        round * 1000 + u64::from(i),
+                    )
+                })
+                .collect();
+            let lane = analyst.analyse_lanes(LanePolled {
+                transitions: closes,
+                at: start + Duration::from_secs(2 * round - 1),
+                listeners: Vec::new(),
+                syn_recv: None,
+                counters: TcpExt::default(),
+                took: Duration::ZERO,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                full_every: Some(Duration::from_secs(2)),
+                sockstat: None,
+                time_wait: None,
+            });
+            assert_eq!(lane.map(|update| update.transitions.len()), Some(300));
+            let update = analyst.analyse(full(start + Duration::from_secs(2 * round)));
+            assert!(update.transitions.is_empty(), "reported once, by the lane");
+            next = Some(update);
+        }
+        let next = next.expect("at least one round");
+        assert!(
+            next.findings
+                .iter()
+                .any(|finding| finding.kind == Kind::ConnectionChurn),
+            "{:?}",
+            next.findings
+        );
+        // Taken once: the full poll after has no churn of its own.
+        let after = analyst.analyse(full(start + Duration::from_secs(2 * u64::from(rounds) + 2)));
+        assert!(
+            after
+                .finding_events
+                .iter()
+                .all(|event| !matches!(event, FindingEvent::Raised(_))),
+            "{:?}",
+            after.finding_events
+        );
     }
 
     #[test]
