@@ -73,13 +73,27 @@
 //!   connection left a TIME_WAIT remnant, the poll shows that instead and it is reported
 //!   `Opened` in TIME_WAIT; its close comes when the remnant goes.
 //!
+//! # Between full polls
+//!
+//! A poller that spaces full dumps out need not wait for the next one to show what is
+//! left behind a destroyed socket: it can ask the kernel (an exact lookup of the
+//! endpoints) and hand the answers to [`Differ::observe_destroyed`], which applies the
+//! rules above to them at once: no remnant, `Closed`; a remnant, `Changed` to its
+//! state, or `Opened` in it for a socket no poll saw. The table is updated so that the
+//! next full poll agrees: what a lane closed is forgotten (dropped from the table at
+//! the start of that poll, the only cost the full poll pays, and only after a lane
+//! closed something), and the remnants it found are tracked as if a poll had listed
+//! them. A lane never holds a message over: the lookup is what the kernel holds now.
+//!
 //! # What the caller must do
 //!
 //! Call [`Differ::observe`] once per successful poll, in order, with the destroy
 //! messages received since the previous call (drain the multicast socket just before
 //! starting the dump; messages that arrive during the dump can go with this poll or the
 //! next). Never pass a failed or partial dump: every connection it lacks would count as
-//! missed once. The first call sets the baseline and reports nothing.
+//! missed once. The first call sets the baseline and reports nothing. Between two
+//! calls, [`Differ::observe_destroyed`] may take any of those messages instead, each
+//! with the kernel's answer for its endpoints; the rest go with the next `observe`.
 
 mod ending;
 mod key;
@@ -178,6 +192,15 @@ pub struct Differ {
     strangers: Vec<Stranger>,
     stranger_keys: Map<Key, usize>,
     transitions: Vec<Transition>,
+    /// Tracked sockets a lane closed or replaced since the last full poll: forgotten in
+    /// place (so that indexes hold between full polls) and dropped at the next one.
+    lane_forgotten: usize,
+    /// Remnants a lane found, tracked from the next full poll on, and their cookies.
+    lane_added: Vec<Tracked>,
+    lane_added_at: Map<u64, usize>,
+    /// The tracked request sockets that speak for their endpoints, by endpoints: made
+    /// at the first lane that needs them after a full poll, and kept until the next.
+    requests: Option<Map<Key, usize>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +248,7 @@ impl Differ {
         self.added.clear();
         self.seen_now = 0;
         self.poll = self.poll.wrapping_add(1);
+        self.take_in_lanes();
 
         if !self.primed {
             // The baseline: everything in it is "opened", which says nothing.
@@ -306,6 +330,169 @@ impl Differ {
             }
         }
         std::mem::swap(&mut self.held, &mut self.holding);
+    }
+
+    /// Takes the destroy messages a lane of the poller resolved between full polls,
+    /// each with what the kernel holds at its endpoints now (`remnants`: the answers to
+    /// exact lookups; only TIME_WAIT and FIN_WAIT2 remnants among them count), and
+    /// returns the transitions they make: so that a close is reported at the tick after
+    /// it, not at the next full poll. The table is updated so that the next full poll
+    /// agrees: nothing it sees is reported twice.
+    ///
+    /// - a tracked socket with no remnant left: `Closed` now;
+    /// - a tracked socket whose connection is in a remnant now: `Changed` to its state,
+    ///   and the remnant is tracked in its place;
+    /// - a tracked request socket whose full socket died: the handshake completed, and
+    ///   it closed (or changed to the remnant's state);
+    /// - no poll saw it: `Closed` as between polls, or, with a remnant, `Opened` in the
+    ///   remnant's state, which is tracked from then on.
+    ///
+    /// A message whose remnant the table holds already is the full socket's late word
+    /// and says nothing. Messages not passed here go with the next full poll, as ever.
+    /// Before the first full poll this does nothing: a lane never comes before it. The
+    /// transitions stay valid until the next call of either kind.
+    pub fn observe_destroyed(
+        &mut self,
+        destroyed: &[DestroyedSocket],
+        remnants: &[SocketRecord],
+    ) -> &[Transition] {
+        self.transitions.clear();
+        if !self.primed {
+            return &self.transitions;
+        }
+        for socket in destroyed {
+            let key = Key::of_endpoints(&socket.endpoints);
+            let remnant = remnants
+                .iter()
+                .find(|record| Object::of(record) == Object::Remnant && Key::of(record) == key);
+            if let Some(remnant) = remnant
+                && (self.lane_added_at.contains_key(&remnant.cookie)
+                    || self
+                        .alive_at(remnant.cookie, key)
+                        .and_then(|at| self.tracked.get(at))
+                        .is_some_and(|tracked| tracked.object == Object::Remnant))
+            {
+                // The remnant is tracked already: what this message says is known.
+                continue;
+            }
+            if let Some(at) = self.alive_at(socket.cookie, key) {
+                self.lane_destroyed(at, remnant, None);
+            } else if let Some(at) = self.tracked_request(key) {
+                let route = route_after_handshake();
+                self.lane_destroyed(at, remnant, Some(route));
+            } else {
+                match remnant {
+                    Some(remnant) => {
+                        self.transitions.push(opening(remnant));
+                        self.lane_track(remnant, true);
+                    }
+                    None => self.transitions.push(between_polls(socket)),
+                }
+            }
+        }
+        &self.transitions
+    }
+
+    /// Where the live tracked socket `cookie` at `key` is in the table.
+    fn alive_at(&self, cookie: u64, key: Key) -> Option<usize> {
+        let at = self.tracked.find(cookie)?;
+        let tracked = self.tracked.get(at)?;
+        (!tracked.dead() && tracked.key() == key).then_some(at)
+    }
+
+    /// The tracked request socket that speaks for `key`, if any. The map of them is
+    /// made by one pass over the table, at most once between two full polls.
+    fn tracked_request(&mut self, key: Key) -> Option<usize> {
+        let tracked = &self.tracked;
+        let requests = self.requests.get_or_insert_with(|| {
+            tracked
+                .iter()
+                .filter(|(_, t)| t.object == Object::Request && t.primary() && !t.dead())
+                .map(|(at, t)| (t.key(), at))
+                .collect()
+        });
+        let at = *requests.get(&key)?;
+        self.tracked.get(at).filter(|t| !t.dead()).map(|_| at)
+    }
+
+    /// A lane's word on the tracked socket at `at`: its kernel object died, leaving
+    /// `remnant` or nothing. `handshake` is the route of a request socket whose full
+    /// socket it was.
+    fn lane_destroyed(
+        &mut self,
+        at: usize,
+        remnant: Option<&SocketRecord>,
+        handshake: Option<Path>,
+    ) {
+        let Some(tracked) = self.tracked.get(at).copied() else {
+            return;
+        };
+        if tracked.object == Object::Remnant {
+            return; // the remnant lives on with the full socket's cookie
+        }
+        match remnant {
+            Some(remnant) => {
+                if tracked.state != remnant.state {
+                    self.transitions.push(Transition::changed(
+                        remnant.endpoints(),
+                        tracked.state,
+                        remnant.state,
+                        remnant.cookie,
+                    ));
+                }
+                if remnant.cookie == tracked.cookie {
+                    if let Some(entry) = self.tracked.get_mut(at) {
+                        entry.became(remnant);
+                    }
+                    return;
+                }
+                self.lane_track(remnant, tracked.primary());
+            }
+            None => self.transitions.push(match handshake {
+                Some(route) => Transition::ended(
+                    tracked.key().endpoints(),
+                    State::SynRecv,
+                    route,
+                    Ending::PeerClosedOrReset,
+                    tracked.cookie,
+                ),
+                None => closing(&tracked),
+            }),
+        }
+        if let Some(entry) = self.tracked.get_mut(at) {
+            entry.forget();
+            self.lane_forgotten += 1;
+        }
+    }
+
+    /// Tracks a remnant a lane found, from the next full poll on.
+    fn lane_track(&mut self, remnant: &SocketRecord, primary: bool) {
+        let mut entry = Tracked::new(Key::of(remnant), remnant, self.poll);
+        if primary {
+            entry.make_primary();
+        }
+        self.lane_added_at
+            .insert(remnant.cookie, self.lane_added.len());
+        self.lane_added.push(entry);
+    }
+
+    /// Before a full poll: drops what lanes forgot and adds the remnants they found,
+    /// which that poll then finds (or misses) like any tracked socket.
+    fn take_in_lanes(&mut self) {
+        self.requests = None;
+        if self.lane_forgotten > 0 {
+            self.tracked.retain(|tracked| !tracked.dead());
+            self.lane_forgotten = 0;
+        }
+        if !self.lane_added.is_empty() {
+            let mut added = std::mem::take(&mut self.lane_added);
+            self.tracked.merge(&mut added);
+            added.clear();
+            added.shrink_to(SCRATCH_KEEP);
+            self.lane_added = added;
+            clear(&mut self.lane_added_at);
+            self.lane_added_at.shrink_to(SCRATCH_KEEP);
+        }
     }
 
     /// Gives back the memory a poll with much churn took (see [`SCRATCH_KEEP`]).
@@ -659,20 +846,24 @@ impl Differ {
     /// Last: destroyed sockets that no poll saw.
     fn close_strangers(&mut self) {
         for stranger in self.strangers.iter().filter(|s| !s.accounted) {
-            let socket = stranger.socket;
-            let ending = match socket.last_state {
-                State::Closed => Ending::BetweenPolls,
-                other => Ending::after(other),
-            };
-            self.transitions.push(Transition::ended(
-                socket.endpoints,
-                socket.last_state,
-                Path::EMPTY,
-                ending,
-                socket.cookie,
-            ));
+            self.transitions.push(between_polls(&stranger.socket));
         }
     }
+}
+
+/// The close of a destroyed socket no poll saw.
+fn between_polls(socket: &DestroyedSocket) -> Transition {
+    let ending = match socket.last_state {
+        State::Closed => Ending::BetweenPolls,
+        other => Ending::after(other),
+    };
+    Transition::ended(
+        socket.endpoints,
+        socket.last_state,
+        Path::EMPTY,
+        ending,
+        socket.cookie,
+    )
 }
 
 /// Empties a map without touching its memory when it is empty already: clearing a

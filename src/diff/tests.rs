@@ -395,3 +395,126 @@ fn a_destroy_message_for_a_socket_new_in_the_same_dump_is_opened_then_settled_ne
     assert_eq!((closed.kind, closed.cookie), (Kind::Closed, 3));
     assert_eq!(poll(&mut differ, &[]), []);
 }
+
+// Lanes: destroy messages resolved between full polls by an exact lookup of what the
+// kernel holds at their endpoints ([`Differ::observe_destroyed`]).
+
+fn lane(differ: &mut Differ, gone: &[DestroyedSocket], found: &[SocketRecord]) -> Vec<Transition> {
+    differ.observe_destroyed(gone, found).to_vec()
+}
+
+#[test]
+fn a_destroyed_socket_with_no_remnant_closes_at_the_lane_and_only_there() {
+    let mut differ = watching(&[full(CloseWait, 1), listener(2)]);
+    let closed = only(lane(&mut differ, &[destroyed(&full(CloseWait, 1))], &[]));
+    assert_eq!((closed.kind, closed.cookie), (Kind::Closed, 1));
+    assert_eq!(closed.from, Some(CloseWait));
+    assert_eq!(closed.ending, Some(Ending::PeerClosedOrReset));
+    // The next full poll lacks it and says nothing more, nor the one after.
+    assert_eq!(poll(&mut differ, &[listener(2)]), []);
+    assert_eq!(poll(&mut differ, &[listener(2)]), []);
+    assert_eq!(differ.tracked(), 1);
+}
+
+#[test]
+fn a_lookup_that_finds_only_the_listener_is_no_remnant() {
+    let mut differ = watching(&[full(Established, 1), listener(2)]);
+    let closed = only(lane(
+        &mut differ,
+        &[destroyed(&full(Established, 1))],
+        &[listener(2)],
+    ));
+    assert_eq!(closed.kind, Kind::Closed);
+}
+
+#[test]
+fn a_destroyed_socket_that_left_a_remnant_changes_at_the_lane_and_the_next_poll_agrees() {
+    let mut differ = watching(&[full(FinWait1, 1)]);
+    let gone = [destroyed(&full(FinWait1, 1))];
+    let change = only(lane(&mut differ, &gone, &[remnant(TimeWait, 1)]));
+    assert_eq!(change.kind, Kind::Changed);
+    assert_eq!((change.from, change.to), (Some(FinWait1), Some(TimeWait)));
+    assert_eq!(poll(&mut differ, &[remnant(TimeWait, 1)]), []);
+    // The remnant runs out: closed as a TIME_WAIT, once missed twice.
+    assert_eq!(poll(&mut differ, &[]), []);
+    let closed = only(poll(&mut differ, &[]));
+    assert_eq!(closed.ending, Some(Ending::TimeWaitExpired));
+}
+
+#[test]
+fn a_remnant_with_a_cookie_of_its_own_takes_the_sockets_place_at_the_lane() {
+    let mut differ = watching(&[full(FinWait2, 1)]);
+    let gone = [destroyed(&full(FinWait2, 1))];
+    let change = only(lane(&mut differ, &gone, &[remnant(TimeWait, 2)]));
+    assert_eq!(
+        (change.from, change.to, change.cookie),
+        (Some(FinWait2), Some(TimeWait), 2)
+    );
+    assert_eq!(poll(&mut differ, &[remnant(TimeWait, 2)]), []);
+    assert_eq!(differ.tracked(), 1);
+}
+
+#[test]
+fn a_stranger_with_no_remnant_closes_between_polls_at_the_lane() {
+    let mut differ = watching(&[listener(1)]);
+    let ghost = full(Established, 9);
+    let closed = only(lane(&mut differ, &[destroyed(&ghost)], &[]));
+    assert_eq!((closed.kind, closed.from), (Kind::Closed, Some(Closed)));
+    assert_eq!(closed.ending, Some(Ending::BetweenPolls));
+    assert_eq!(poll(&mut differ, &[listener(1)]), []);
+    assert_eq!(differ.tracked(), 1);
+}
+
+#[test]
+fn a_stranger_that_left_a_remnant_opens_in_time_wait_at_the_lane_once() {
+    let mut differ = watching(&[]);
+    let gone = [destroyed(&full(FinWait2, 5))];
+    let opened = only(lane(&mut differ, &gone, &[remnant(TimeWait, 6)]));
+    assert_eq!((opened.kind, opened.to), (Kind::Opened, Some(TimeWait)));
+    // The full poll lists the remnant it tracks already.
+    assert_eq!(poll(&mut differ, &[remnant(TimeWait, 6)]), []);
+}
+
+#[test]
+fn a_stranger_whose_remnant_the_last_full_poll_listed_says_nothing_more() {
+    // The dump listed the remnant (opened in TIME_WAIT); the full socket's message
+    // came after the dump.
+    let mut differ = watching(&[]);
+    assert_eq!(poll(&mut differ, &[remnant(TimeWait, 6)]).len(), 1);
+    let gone = [destroyed(&full(FinWait2, 5))];
+    assert_eq!(lane(&mut differ, &gone, &[remnant(TimeWait, 6)]), []);
+    assert_eq!(poll(&mut differ, &[remnant(TimeWait, 6)]), []);
+}
+
+#[test]
+fn a_request_socket_whose_full_socket_died_closes_at_the_lane() {
+    let mut differ = watching(&[request(1)]);
+    let gone = [destroyed(&full(Established, 2))];
+    let closed = only(lane(&mut differ, &gone, &[]));
+    assert_eq!(closed.from, Some(SynRecv));
+    assert_eq!(closed.via, path(&[Established, CloseWait, LastAck]));
+    assert_eq!(poll(&mut differ, &[]), []);
+    assert_eq!(differ.tracked(), 0);
+}
+
+#[test]
+fn a_destroy_message_left_to_the_full_poll_that_still_lists_the_socket_is_held_over() {
+    let mut differ = watching(&[full(Established, 1), full(Established, 3)]);
+    // A lane resolves another socket's message; this one is left to the full poll
+    // (over the lane's cap), whose dump still listed the socket.
+    let other = [destroyed(&full(Established, 3))];
+    assert_eq!(lane(&mut differ, &other, &[]).len(), 1);
+    let gone = [destroyed(&full(Established, 1))];
+    assert_eq!(poll_with(&mut differ, &[full(Established, 1)], &gone), []);
+    let closed = only(poll(&mut differ, &[]));
+    assert_eq!((closed.kind, closed.cookie), (Kind::Closed, 1));
+}
+
+#[test]
+fn a_lane_before_the_first_full_poll_reports_nothing() {
+    let mut differ = Differ::new();
+    assert_eq!(
+        lane(&mut differ, &[destroyed(&full(Established, 1))], &[]),
+        []
+    );
+}

@@ -127,6 +127,13 @@ impl Tracked {
         self.mark_seen(poll);
     }
 
+    /// The kernel object handed the connection to a remnant that kept its cookie (a
+    /// lane's lookup found it): the entry is the remnant now, seen or not as before.
+    pub(super) fn became(&mut self, remnant: &SocketRecord) {
+        self.state = remnant.state;
+        self.object = Object::of(remnant);
+    }
+
     /// Kept after a poll that did not list it: missed once, and unseen by the next poll
     /// until that lists it.
     pub(super) fn carry_over(&mut self, poll: u32) {

@@ -413,6 +413,62 @@ impl SockDiag {
         }
     }
 
+    /// The socket the kernel holds now at `socket`'s endpoints (and interface), if
+    /// any: one exact `SOCK_DIAG_BY_FAMILY` request, not a dump. The kernel looks the
+    /// endpoints up as an arriving segment would (`inet_diag_find_one_icsk()`,
+    /// net/ipv4/inet_diag.c): the established hash first, where full sockets, request
+    /// sockets and TIME_WAIT or FIN_WAIT2 remnants live, then the listeners. The
+    /// request carries no cookie, so any object there answers; `None` when none does
+    /// (ENOENT). What the answer means is the caller's business.
+    pub fn lookup(&mut self, socket: &SocketRecord) -> Result<Option<SocketRecord>, DumpError> {
+        if self.abandoned {
+            self.socket = open_socket()?;
+            self.abandoned = false;
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        encode_lookup(socket, self.sequence, &mut self.request);
+        let kernel = SocketAddr::new(0, 0);
+        let sent = self
+            .socket
+            .send_to(&self.request, &kernel, 0)
+            .map_err(DumpError::Send)?;
+        if sent != self.request.len() {
+            return Err(DumpError::Send(io::Error::other("short write")));
+        }
+        // Until the answer is read, a failure leaves it queued for the next request.
+        self.abandoned = true;
+        loop {
+            let length = match self.receive() {
+                Ok(length) => length,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(DumpError::Receive(error)),
+            };
+            let mut found = None;
+            let parsed = diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| {
+                found.get_or_insert(r);
+            });
+            match parsed {
+                Ok(_) if found.is_some() => {
+                    self.abandoned = false;
+                    return Ok(found);
+                }
+                // Another request's late answer, or nothing for this one yet.
+                Ok(_) => continue,
+                Err(ParseError::Kernel(libc::ENOENT)) => {
+                    self.abandoned = false;
+                    return Ok(None);
+                }
+                Err(ParseError::Kernel(errno)) => {
+                    self.abandoned = false;
+                    return Err(DumpError::Refused {
+                        error: io::Error::from_raw_os_error(errno),
+                    });
+                }
+                Err(other) => return Err(DumpError::Malformed(other)),
+            }
+        }
+    }
+
     /// Receives one reply into `self.receive`: the only place bytes come in.
     fn receive(&mut self) -> io::Result<usize> {
         let SockDiag {
@@ -508,6 +564,49 @@ fn encode_request(family: Family, request: &DumpRequest, sequence: u32, buffer: 
     if let Some(program) = &request.bytecode {
         append_attribute(buffer, INET_DIAG_REQ_BYTECODE, program);
     }
+}
+
+/// `SOCK_DIAG_BY_FAMILY` in `include/uapi/linux/sock_diag.h`.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte
+/// `inet_diag_sockid`.
+const REQUEST_V2_BYTES: usize = 56;
+/// `INET_DIAG_NOCOOKIE`: a cookie half that matches any socket.
+const NO_COOKIE: u32 = u32::MAX;
+
+/// Writes the exact request for `socket`'s endpoints into `buffer`: `NLM_F_REQUEST`
+/// without `NLM_F_DUMP`, and the socket id laid out as a dump reply's (ports in network
+/// order, addresses as network-order words), with no cookie.
+fn encode_lookup(socket: &SocketRecord, sequence: u32, buffer: &mut Vec<u8>) {
+    let length = NLMSG_HEADER_BYTES + REQUEST_V2_BYTES;
+    buffer.clear();
+    buffer.extend_from_slice(&(length as u32).to_ne_bytes());
+    buffer.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    buffer.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    buffer.extend_from_slice(&sequence.to_ne_bytes());
+    buffer.extend_from_slice(&0u32.to_ne_bytes());
+    buffer.push(match socket.family {
+        Family::Ipv4 => AF_INET,
+        Family::Ipv6 => AF_INET6,
+    });
+    buffer.push(IPPROTO_TCP);
+    buffer.push(0); // no extensions
+    buffer.push(0); // pad
+    // An exact lookup does not consult the states.
+    buffer.extend_from_slice(&u32::MAX.to_ne_bytes());
+    buffer.extend_from_slice(&socket.local_port.to_be_bytes());
+    buffer.extend_from_slice(&socket.remote_port.to_be_bytes());
+    for address in [socket.local_addr, socket.remote_addr] {
+        let mut octets = [0u8; 16];
+        match address {
+            std::net::IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
+            std::net::IpAddr::V6(v6) => octets = v6.octets(),
+        }
+        buffer.extend_from_slice(&octets);
+    }
+    buffer.extend_from_slice(&socket.interface.to_ne_bytes());
+    buffer.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    buffer.extend_from_slice(&NO_COOKIE.to_ne_bytes());
 }
 
 /// Writes one `TCPDIAG_GETSOCK` dump request for both families. The crate has no type
@@ -711,6 +810,35 @@ mod tests {
         assert_eq!(buffer[18], info_bit);
         encode_legacy_request(&with_info, 1, &mut buffer);
         assert_eq!(buffer[19], info_bit);
+    }
+
+    #[test]
+    fn a_lookup_names_the_endpoints_with_no_cookie_and_asks_for_no_dump() {
+        let mut socket = crate::snapshot::fixtures::socket(
+            State::Established,
+            "127.0.0.1",
+            8080,
+            "10.1.2.3",
+            40000,
+        );
+        socket.cookie = 77;
+        socket.interface = 3;
+        let mut buffer = Vec::new();
+        encode_lookup(&socket, 9, &mut buffer);
+        let u16_at = |i: usize| u16::from_ne_bytes([buffer[i], buffer[i + 1]]);
+        let u32_at = |i: usize| u32::from_ne_bytes(buffer[i..i + 4].try_into().unwrap());
+        assert_eq!(buffer.len(), NLMSG_HEADER_BYTES + REQUEST_V2_BYTES);
+        assert_eq!(u32_at(0) as usize, buffer.len());
+        assert_eq!(u16_at(4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(u16_at(6), NLM_F_REQUEST, "no NLM_F_DUMP: one socket");
+        assert_eq!(u32_at(8), 9);
+        assert_eq!((buffer[16], buffer[17]), (AF_INET, IPPROTO_TCP));
+        assert_eq!(&buffer[24..26], &8080u16.to_be_bytes());
+        assert_eq!(&buffer[26..28], &40000u16.to_be_bytes());
+        assert_eq!(&buffer[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&buffer[44..48], &[10, 1, 2, 3]);
+        assert_eq!(u32_at(60), 3);
+        assert_eq!((u32_at(64), u32_at(68)), (NO_COOKIE, NO_COOKIE));
     }
 
     #[test]

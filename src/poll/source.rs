@@ -34,6 +34,7 @@ use super::per_namespace::{Followed, Pollers, RESCAN};
 use super::poller::{PollerConfig, TakenIn};
 use super::replay::{Replaying, Timed};
 use super::update::{Message, SharedProcesses, Update};
+use crate::diff::Transition;
 use crate::filter::Filter;
 use crate::kernel::netns::NetnsHandle;
 use crate::kernel::process;
@@ -160,6 +161,9 @@ impl Control {
 pub struct Source {
     origin: Origin,
     recorder: Option<Recorder>,
+    /// Transitions fast-lane polls reported since the last recorded full dump, which
+    /// the recording stores with the next one.
+    lane_transitions: Vec<Transition>,
     signal: Arc<AtomicI32>,
     stop: Arc<AtomicBool>,
     pending: VecDeque<Next>,
@@ -234,6 +238,7 @@ impl Source {
                 rescan: following.then(|| Instant::now() + RESCAN),
             },
             recorder,
+            lane_transitions: Vec::new(),
             signal,
             stop,
             pending,
@@ -255,6 +260,7 @@ impl Source {
         Ok(Source {
             origin: Origin::Replay(Box::new(replaying)),
             recorder: None,
+            lane_transitions: Vec::new(),
             signal,
             stop,
             pending: VecDeque::new(),
@@ -345,9 +351,24 @@ impl Source {
         let recorder = self.recorder.as_mut()?;
         let written = match message {
             // A recording holds full dumps: a fast-lane poll has no table of its own,
-            // and its SYN watch is read again from the full dumps on replay.
-            Message::Update(update) if !update.pace.is_full() => return None,
-            Message::Update(update) => recorder.record_poll(&as_record(update)),
+            // and its SYN watch is read again from the full dumps on replay. The closes
+            // it reported are stored with the next full dump, so a replay shows them,
+            // at that dump's time.
+            Message::Update(update) if !update.pace.is_full() => {
+                self.lane_transitions.extend_from_slice(&update.transitions);
+                return None;
+            }
+            Message::Update(update) if self.lane_transitions.is_empty() => {
+                recorder.record_poll(&as_record(update))
+            }
+            Message::Update(update) => {
+                let mut transitions = std::mem::take(&mut self.lane_transitions);
+                transitions.extend_from_slice(&update.transitions);
+                recorder.record_poll(&PollToRecord {
+                    transitions: &transitions,
+                    ..as_record(update)
+                })
+            }
             Message::PollFailed(error) => recorder.record_failure(at, error),
         };
         let error = written.err()?;

@@ -24,16 +24,17 @@ use crate::watch::{
 ///
 /// A poll is a full dump, or, between full dumps spaced out to keep within the CPU
 /// budget, the fast lane only ([`Pace::lane`]): then `snapshot` is still the last full
-/// dump's, `transitions` is empty (sockets are only ever compared between full dumps,
-/// so none is taken to have closed because a lane did not dump its state), and what
+/// dump's, `transitions` holds only what the destroy messages resolved at the lane said
+/// (sockets are only ever compared between full dumps, so none is taken to have closed
+/// because a lane did not dump its state), and what
 /// the lane read fresh is the SYN watch, the counters, the LISTEN and SYN_RECV counts
 /// in [`Pace::counts`] and the findings the SYN watch decides.
 #[derive(Debug, Clone)]
 pub struct Update {
     /// The last full dump: every socket, as of its `taken_at`.
     pub snapshot: Arc<Snapshot>,
-    /// What changed since the previous full dump (empty on the first, and between
-    /// full dumps).
+    /// What changed since the previous poll (empty on the first); between full dumps,
+    /// only the closes and remnants the destroy messages told of.
     pub transitions: Vec<Transition>,
     pub counters: TcpExt,
     /// How fast the SYN and accept-queue counters grew since the previous poll; none
@@ -116,6 +117,9 @@ impl Pace {
     }
 }
 
+/// The most room the lanes' transitions keep between full polls once taken.
+const LANE_TRANSITIONS_KEEP: usize = 1024;
+
 /// What a poller (or a replay) sends.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -156,6 +160,9 @@ pub struct Polled {
 #[derive(Debug, Clone)]
 pub struct LanePolled {
     pub at: SystemTime,
+    /// What the destroy messages resolved at this tick said (see the poller's module
+    /// documentation); empty without destroy events.
+    pub transitions: Vec<Transition>,
     /// The LISTEN sockets.
     pub listeners: Vec<SocketRecord>,
     /// The SYN_RECV sockets, when they were dumped this time.
@@ -209,6 +216,10 @@ pub struct Analyst {
     census: Census,
     /// Who holds which socket, when the consumer walks `/proc`.
     processes: Option<SharedProcesses>,
+    /// The transitions fast-lane polls reported since the last full poll: the findings
+    /// take them with the next one, as they took them when only full polls had any
+    /// (the churn finding counts connections that opened and closed between polls).
+    lane_transitions: Vec<Transition>,
 }
 
 impl Analyst {
@@ -224,6 +235,7 @@ impl Analyst {
             last_full: None,
             census: Census::default(),
             processes: None,
+            lane_transitions: Vec::new(),
         }
     }
 
@@ -269,6 +281,13 @@ impl Analyst {
             .processes
             .as_ref()
             .and_then(|shared| shared.lock().ok().and_then(|latest| latest.clone()));
+        // Copied only when lanes reported some: a full poll every tick copies nothing.
+        let transitions = if self.lane_transitions.is_empty() {
+            &polled.transitions
+        } else {
+            self.lane_transitions.extend_from_slice(&polled.transitions);
+            &self.lane_transitions
+        };
         let report = self.findings.observe_with_listeners(
             &findings::Observation {
                 snapshot: &polled.snapshot,
@@ -277,11 +296,13 @@ impl Analyst {
                 syn_watch: Some(&syn_watch),
                 syn_cookies_rising: rates_or_none.cookies_rising(self.min_counter_rate),
                 leaks: Some(&leaks),
-                transitions: &polled.transitions,
+                transitions,
                 processes: processes.as_deref(),
             },
             Some(&self.census.listeners),
         );
+        self.lane_transitions.clear();
+        self.lane_transitions.shrink_to(LANE_TRANSITIONS_KEEP);
         let pace = Pace {
             counts: self.census.counts,
             families: self.census.families,
@@ -360,6 +381,7 @@ impl Analyst {
         let (rates, since_last) = self.rates.observe(polled.at, &polled.counters);
         let rates_or_none = rates.unwrap_or_default();
         let syn_watch = self.syn_watcher.poll(&lane, &rates_or_none, since_last);
+        self.lane_transitions.extend_from_slice(&polled.transitions);
         let report = self.findings.observe_lanes(
             polled.at,
             &syn_watch,
@@ -367,7 +389,7 @@ impl Analyst {
         );
         Some(Update {
             snapshot,
-            transitions: Vec::new(),
+            transitions: polled.transitions,
             counters: polled.counters,
             rates,
             syn_watch,
@@ -500,6 +522,7 @@ mod tests {
             .collect();
         let lane = analyst
             .analyse_lanes(LanePolled {
+                transitions: Vec::new(),
                 at: start + Duration::from_secs(1),
                 listeners: vec![listener],
                 syn_recv: Some(half_open),
@@ -527,6 +550,7 @@ mod tests {
         // The next lane leaves SYN_RECV out (the budget is short): its last reading stands.
         let later = analyst
             .analyse_lanes(LanePolled {
+                transitions: Vec::new(),
                 at: start + Duration::from_secs(2),
                 listeners: vec![listener],
                 syn_recv: None,
@@ -544,9 +568,86 @@ mod tests {
     }
 
     #[test]
+    fn connections_the_fast_lane_saw_open_and_close_count_as_churn_at_the_next_full_poll() {
+        use crate::diff::Ending;
+        use crate::snapshot::fixtures::socket;
+        use crate::watch::findings::Kind;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let full = |at: SystemTime| Polled {
+            snapshot: Snapshot::new(at, Vec::new()),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: Some(Duration::from_secs(2)),
+            sockstat: None,
+        };
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        analyst.analyse(full(start));
+        // 300 connections a round from ephemeral ports to one endpoint, each opened
+        // and closed between polls, reported by a lane from their destroy events; a
+        // finding is raised once it holds for a few full polls in a row.
+        let rounds = FindingThresholds::default().raise_after_polls;
+        let mut next = None;
+        for round in 1..=u64::from(rounds) {
+            let closes = (0..300u16)
+                .map(|i| {
+                    let port = 40_000 + i;
+                    let record = socket(State::Established, "10.0.0.1", port, "192.0.2.5", 80);
+                    Transition::ended(
+                        record.endpoints(),
+                        State::Closed,
+                        crate::tcp::Path::EMPTY,
+                        Ending::BetweenPolls,
+                        round * 1000 + u64::from(i),
+                    )
+                })
+                .collect();
+            let lane = analyst.analyse_lanes(LanePolled {
+                transitions: closes,
+                at: start + Duration::from_secs(2 * round - 1),
+                listeners: Vec::new(),
+                syn_recv: None,
+                counters: TcpExt::default(),
+                took: Duration::ZERO,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                full_every: Some(Duration::from_secs(2)),
+                sockstat: None,
+                time_wait: None,
+            });
+            assert_eq!(lane.map(|update| update.transitions.len()), Some(300));
+            let update = analyst.analyse(full(start + Duration::from_secs(2 * round)));
+            assert!(update.transitions.is_empty(), "reported once, by the lane");
+            next = Some(update);
+        }
+        let next = next.expect("at least one round");
+        assert!(
+            next.findings
+                .iter()
+                .any(|finding| finding.kind == Kind::ConnectionChurn),
+            "{:?}",
+            next.findings
+        );
+        // Taken once: the full poll after has no churn of its own.
+        let after = analyst.analyse(full(start + Duration::from_secs(2 * u64::from(rounds) + 2)));
+        assert!(
+            after
+                .finding_events
+                .iter()
+                .all(|event| !matches!(event, FindingEvent::Raised(_))),
+            "{:?}",
+            after.finding_events
+        );
+    }
+
+    #[test]
     fn a_fast_lane_poll_before_any_full_one_gives_nothing() {
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
         let lane = analyst.analyse_lanes(LanePolled {
+            transitions: Vec::new(),
             at: SystemTime::UNIX_EPOCH,
             listeners: Vec::new(),
             syn_recv: None,

@@ -1171,10 +1171,17 @@ mod tests {
         fast.pace.lane = Some(Arc::new(lane));
         fast.pace.at = UNIX_EPOCH + Duration::from_secs(1_700_000_001);
         fast.pace.full_every = Some(Duration::from_secs(4));
+        // A close the lane resolved from a destroy event counts at once.
+        fast.transitions = vec![Transition::closed(
+            established.endpoints(),
+            State::Established,
+            2,
+        )];
         metrics.observe(SINGLE, &fast, &mut table);
         let text = metrics.render();
         let samples = lines(&text);
         for expected in [
+            "tcpscope_transitions_total{from=\"ESTABLISHED\",to=\"GONE\"} 1",
             "tcpscope_connections{state=\"SYN_RECV\",family=\"ipv4\"} 2.0",
             "tcpscope_connections{state=\"ESTABLISHED\",family=\"ipv4\"} 1.0",
             "tcpscope_listener_half_open{local_addr=\"127.0.0.1\",local_port=\"80\"} 2.0",

@@ -268,6 +268,8 @@ impl Model {
         self.status.syn_recv_at = Some(update.pace.syn_recv_at);
         if !update.pace.is_full() {
             self.take_in_lane(update);
+            self.history
+                .note(update.pace.at, &update.transitions, transition_netns);
             return None;
         }
         self.tcp_info.clone_from(&update.tcp_info);
@@ -727,6 +729,32 @@ mod tests {
         // The next full dump makes the table as fresh as the rest again.
         model.apply(&full);
         assert_eq!(model.table_age(), None);
+    }
+
+    #[test]
+    fn a_close_a_fast_lane_resolved_joins_the_timelines_events_at_once() {
+        let mut model = crate::tui::views::fixtures::flooded();
+        let full = crate::tui::views::fixtures::next_update();
+        model.apply(&full);
+        let polls = model.history.polls().len();
+        let mut lane = full.clone();
+        let socket = full.snapshot.sockets[0];
+        lane.transitions = vec![crate::diff::Transition::closed(
+            socket.endpoints(),
+            socket.state,
+            socket.cookie,
+        )];
+        lane.pace.at = full.pace.at + Duration::from_millis(1000);
+        lane.pace.lane = Some(Arc::new(Snapshot::new(lane.pace.at, Vec::new())));
+        model.apply(&lane);
+        let last = model.history.events().next_back().expect("an event");
+        assert_eq!(last.seen_at, lane.pace.at);
+        assert_eq!(last.transition, lane.transitions[0]);
+        assert_eq!(
+            model.history.polls().len(),
+            polls,
+            "no poll of counts added"
+        );
     }
 
     #[test]

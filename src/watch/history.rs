@@ -63,9 +63,15 @@ impl History {
         netns: &[u64],
     ) {
         self.polls.push(Poll { taken_at, counts });
+        self.note(taken_at, transitions, netns);
+    }
+
+    /// Adds transitions seen at `seen_at` without a poll's counts: those a fast-lane
+    /// poll resolved from destroy messages between full dumps.
+    pub fn note(&mut self, seen_at: SystemTime, transitions: &[Transition], netns: &[u64]) {
         for (index, transition) in transitions.iter().enumerate() {
             self.events.push(Event {
-                seen_at: taken_at,
+                seen_at,
                 transition: *transition,
                 netns: netns.get(index).copied(),
             });

@@ -2,10 +2,12 @@
 //! budget too small for a full dump every interval. The `counts` lines must say that
 //! full dumps are spaced out (`interval_ms` above the interval), while a new listener
 //! and a SYN flood on it still show in the first poll taken after them, from the fast
-//! lane; and with no budget (`--max-cpu 0`) every poll must be a full one at the
-//! chosen interval.
+//! lane; a connection closed right after a full dump must be reported at the next
+//! tick, not at the next full dump; and with no budget (`--max-cpu 0`) every poll must
+//! be a full one at the chosen interval.
 
-use std::time::{Duration, SystemTime};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
@@ -121,6 +123,97 @@ fn without_a_budget_every_poll_is_a_full_dump_at_the_chosen_interval() -> Result
             "with --max-cpu 0 a poll was not a full one every 100 ms: {line}"
         );
     }
+    let status = watch.stop(libc::SIGINT)?;
+    ensure!(status.success(), "tcpscope --watch ended with {status}");
+    drop((crowd, lab));
+    Ok(())
+}
+
+/// A budget so small that full dumps of the crowd come many ticks apart.
+const TINY_BUDGET: &str = "1";
+/// How far apart full dumps must be for the test to tell a lane from a full dump.
+const SPACED_MS: u64 = 5 * INTERVAL_MS;
+/// The two ticks a close may take to be reported, and room for a slow machine.
+const PROMPT: Duration = Duration::from_millis(2 * INTERVAL_MS + 300);
+
+#[test]
+fn a_connection_closed_between_spaced_out_full_dumps_is_reported_at_the_next_tick() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(CROWD)?;
+    let listener = TcpListener::bind("127.0.0.1:7310")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    let client_port = u64::from(client.local_addr()?.port());
+    let mut watch = Stream::watch(&["--max-cpu", TINY_BUDGET, "--interval", "100ms"])?;
+    let spaced = watch.wait_for("full dumps spaced out", PATIENCE, |line| {
+        line["type"] == "counts" && line["interval_ms"].as_u64() >= Some(SPACED_MS)
+    })?;
+    // Right after a full dump, so that the next one is many ticks away.
+    watch.wait_for("a full dump", PATIENCE, |line| {
+        line["type"] == "counts" && line.get("lane").is_none()
+    })?;
+    // An active close on the client (its socket leaves a TIME_WAIT remnant) and a
+    // passive one on the server (nothing left).
+    drop(client);
+    drop(server);
+    let closed_at = Instant::now();
+
+    let is_server = |line: &Value| {
+        line["type"] == "transition"
+            && line["local_port"] == 7310
+            && line["remote_port"] == client_port
+    };
+    let is_client = |line: &Value| {
+        line["type"] == "transition"
+            && line["local_port"] == client_port
+            && line["remote_port"] == 7310
+    };
+    let server_line = watch.find("the server's close", PATIENCE, is_server)?;
+    let client_line = watch.find("the client's change to TIME_WAIT", PATIENCE, is_client)?;
+    ensure!(
+        server_line["kind"] == "closed",
+        "the server's end closed with nothing left: {server_line}"
+    );
+    ensure!(
+        client_line["kind"] == "changed" && client_line["to"] == "TIME_WAIT",
+        "the client's end lives on as a TIME_WAIT remnant: {client_line}"
+    );
+    // Both came at the next tick or the one after, before the next full dump.
+    let seen = watch.seen();
+    let after_close = |line: &&Line| line.arrived >= closed_at;
+    for wanted in [&is_server as &dyn Fn(&Value) -> bool, &is_client] {
+        let (at, line) = seen
+            .iter()
+            .enumerate()
+            .find(|(_, line)| wanted(&line.value))
+            .context("a line found above")?;
+        let late = line.arrived.saturating_duration_since(closed_at);
+        ensure!(
+            late <= PROMPT,
+            "reported {late:?} after the close, with full dumps {} ms apart: {}",
+            spaced["interval_ms"],
+            line.value
+        );
+        let full_before = seen[..at]
+            .iter()
+            .filter(after_close)
+            .find(|line| line.value["type"] == "counts" && line.value.get("lane").is_none());
+        ensure!(
+            full_before.is_none(),
+            "a full dump came before the close was reported: {:?}",
+            full_before.map(|line| &line.value)
+        );
+    }
+    // The next full dump reports nothing more of the connection.
+    watch.wait_for("the next full dump", PATIENCE, |line| {
+        line["type"] == "counts" && line.get("lane").is_none()
+    })?;
+    let twice = watch
+        .seen()
+        .iter()
+        .filter(|line| is_server(&line.value) || is_client(&line.value))
+        .count();
+    ensure!(twice == 2, "the connection was reported {twice} times");
     let status = watch.stop(libc::SIGINT)?;
     ensure!(status.success(), "tcpscope --watch ended with {status}");
     drop((crowd, lab));

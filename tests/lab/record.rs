@@ -2,7 +2,8 @@
 //! wrote: the replay prints the very stream the live run printed, a recording cut
 //! mid-record replays up to the cut, and the demo recording shipped in `assets/`
 //! replays without privileges. `--serve --record` and the interactive view with
-//! `--record` (in a pseudo-terminal) record what they served and showed.
+//! `--record` (in a pseudo-terminal) record what they served and showed. A close the
+//! fast lane reported between spaced-out full dumps is replayed with the next one.
 //!
 //! The lab tests enter their own lab and fail, never skip, without root.
 
@@ -768,5 +769,62 @@ fn a_recorded_reason_for_refused_kernel_events_holding_terminal_escapes_is_noted
             "{format:?}: {stderr}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn a_close_the_fast_lane_reported_is_replayed_with_the_next_full_dump() -> Result<()> {
+    let lab = Lab::enter()?;
+    let crowd = lab.crowd(4000)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:7320")?;
+    let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    let client_port = client.local_addr()?.port();
+    let file = Scratch::new("lane-close");
+    let mut watch = Stream::watch(&[
+        "--interval",
+        "100ms",
+        "--max-cpu",
+        "1",
+        "--record",
+        file.arg(),
+    ])?;
+    let full = |line: &serde_json::Value| line["type"] == "counts" && line.get("lane").is_none();
+    watch.wait_for("full dumps spaced out", SETTLE * 4, |line| {
+        line["type"] == "counts" && line["interval_ms"].as_u64() > Some(100)
+    })?;
+    watch.wait_for("a full dump", SETTLE * 4, full)?;
+    drop(client);
+    drop(server);
+    let server_end = |line: &serde_json::Value| {
+        line["type"] == "transition"
+            && line["kind"] == "closed"
+            && line["local_port"] == 7320
+            && line["remote_port"] == client_port
+    };
+    let read = watch.read_until("the close, or a full dump", SETTLE * 4, |line| {
+        server_end(line) || full(line)
+    })?;
+    let reported = read.last().map(|line| &line.value);
+    ensure!(
+        reported.is_some_and(server_end),
+        "the close came with a full dump, not the fast lane: {reported:?}"
+    );
+    watch.wait_for("the next full dump", SETTLE * 8, full)?;
+    let status = watch.stop(libc::SIGINT)?;
+    ensure!(
+        status.success(),
+        "tcpscope --watch --record ended with {status}"
+    );
+
+    let output = replay(&["--replay", file.arg(), "--json"])?;
+    ensure!(output.status.success(), "the replay failed: {output:?}");
+    let closes = lines(&output)?
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| server_end(line))
+        .count();
+    ensure!(closes == 1, "the replay shows the close {closes} times");
+    drop((crowd, lab));
     Ok(())
 }
