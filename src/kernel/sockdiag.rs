@@ -427,14 +427,7 @@ impl SockDiag {
         }
         self.sequence = self.sequence.wrapping_add(1);
         encode_lookup(socket, self.sequence, &mut self.request);
-        let kernel = SocketAddr::new(0, 0);
-        let sent = self
-            .socket
-            .send_to(&self.request, &kernel, 0)
-            .map_err(DumpError::Send)?;
-        if sent != self.request.len() {
-            return Err(DumpError::Send(io::Error::other("short write")));
-        }
+        self.send_encoded()?;
         // Until the answer is read, a failure leaves it queued for the next request.
         self.abandoned = true;
         loop {
@@ -487,6 +480,19 @@ impl SockDiag {
         Ok(length.min(receive.len()))
     }
 
+    /// Sends the request encoded in `self.request` to the kernel, whole.
+    fn send_encoded(&mut self) -> Result<(), DumpError> {
+        let kernel = SocketAddr::new(0, 0);
+        let sent = self
+            .socket
+            .send_to(&self.request, &kernel, 0)
+            .map_err(DumpError::Send)?;
+        if sent != self.request.len() {
+            return Err(DumpError::Send(io::Error::other("short write")));
+        }
+        Ok(())
+    }
+
     fn send_request(&mut self, walk: Walk, request: &DumpRequest) -> Result<(), DumpError> {
         if self.abandoned {
             self.socket = open_socket()?;
@@ -499,14 +505,7 @@ impl SockDiag {
             }
             Walk::BothFamilies => encode_legacy_request(request, self.sequence, &mut self.request),
         }
-        let kernel = SocketAddr::new(0, 0);
-        let sent = self
-            .socket
-            .send_to(&self.request, &kernel, 0)
-            .map_err(DumpError::Send)?;
-        if sent != self.request.len() {
-            return Err(DumpError::Send(io::Error::other("short write")));
-        }
+        self.send_encoded()?;
         Ok(())
     }
 }
