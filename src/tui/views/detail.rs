@@ -218,8 +218,6 @@ fn tcp_info_fields<'a>(model: &Model, detail: &Detail, theme: &Theme) -> Vec<Vec
             theme.warning(),
         )]],
         Some(Ok(info)) => {
-            let bytes = |value: Option<u64>| value.map_or("?".to_owned(), |v| format!("{v}B"));
-            let millis = |micros: u32| format!("{:.1}ms", f64::from(micros) / 1000.0);
             vec![
                 vec![
                     label("rtt "),
@@ -246,8 +244,6 @@ fn tcp_info_fields<'a>(model: &Model, detail: &Detail, theme: &Theme) -> Vec<Vec
 /// the latest full poll's or the last one that held the socket.
 fn summary_fields<'a>(info: &InfoSummary, latest: bool, theme: &Theme) -> Vec<Vec<Span<'a>>> {
     let label = |text: &'static str| Span::styled(text, theme.dim());
-    let bytes = |value: Option<u64>| value.map_or("?".to_owned(), |v| format!("{v}B"));
-    let millis = |micros: u32| format!("{:.1}ms", f64::from(micros) / 1000.0);
     let rate = info
         .delivery_rate()
         .map_or("?".to_owned(), |rate| format!("{rate}B/s"));
@@ -272,6 +268,16 @@ fn summary_fields<'a>(info: &InfoSummary, latest: bool, theme: &Theme) -> Vec<Ve
         vec![label("received "), Span::raw(bytes(info.bytes_received()))],
         vec![label("rate "), Span::raw(rate)],
     ]
+}
+
+/// A byte count as the detail pane writes it; `?` where the kernel keeps none.
+fn bytes(value: Option<u64>) -> String {
+    value.map_or("?".to_owned(), |v| format!("{v}B"))
+}
+
+/// Microseconds as milliseconds with one decimal.
+fn millis(micros: u32) -> String {
+    format!("{:.1}ms", f64::from(micros) / 1000.0)
 }
 
 #[cfg(test)]
