@@ -449,6 +449,22 @@ pub fn watch_counters(tcpext: &TcpExt) -> Counters {
 mod tests {
     use super::*;
 
+    /// A full poll of `table` taken at `at`, with nothing else to tell: no transitions,
+    /// counters, events or limits.
+    fn quiet_poll(at: SystemTime, table: Vec<SocketRecord>) -> Polled {
+        Polled {
+            snapshot: Snapshot::new(at, table),
+            transitions: Vec::new(),
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            limits: None,
+            full_every: None,
+            sockstat: None,
+        }
+    }
+
     fn reading(syncookies_sent: u64) -> TcpExt {
         TcpExt {
             syncookies_sent,
@@ -472,17 +488,7 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let table = vec![socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0)];
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
-        let update = analyst.analyse(Polled {
-            snapshot: Snapshot::new(start, table),
-            transitions: Vec::new(),
-            counters: TcpExt::default(),
-            took: Duration::ZERO,
-            events: EventStatus::Off,
-            event_overflows: 0,
-            limits: None,
-            full_every: None,
-            sockstat: None,
-        });
+        let update = analyst.analyse(quiet_poll(start, table));
         assert_eq!(analyst.release_table(), None, "the consumer still shows it");
         assert_eq!(update.snapshot.sockets.len(), 1);
         drop(update);
@@ -505,15 +511,8 @@ mod tests {
         }
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
         let full = analyst.analyse(Polled {
-            snapshot: Snapshot::new(start, table),
-            transitions: Vec::new(),
-            counters: TcpExt::default(),
-            took: Duration::ZERO,
-            events: EventStatus::Off,
-            event_overflows: 0,
-            limits: None,
             full_every: Some(Duration::from_secs(4)),
-            sockstat: None,
+            ..quiet_poll(start, table)
         });
         assert!(full.pace.is_full());
 
@@ -574,15 +573,8 @@ mod tests {
         use crate::watch::findings::Kind;
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let full = |at: SystemTime| Polled {
-            snapshot: Snapshot::new(at, Vec::new()),
-            transitions: Vec::new(),
-            counters: TcpExt::default(),
-            took: Duration::ZERO,
-            events: EventStatus::Off,
-            event_overflows: 0,
-            limits: None,
             full_every: Some(Duration::from_secs(2)),
-            sockstat: None,
+            ..quiet_poll(at, Vec::new())
         };
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
         analyst.analyse(full(start));
