@@ -304,10 +304,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             &cli.finding_thresholds(),
         );
         if !findings.is_empty() {
-            let rows = group::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-            let mut names = CgroupNames::open();
-            names.learn(groups::cgroup_ids(&rows));
-            groups::place_findings(&mut findings, &snapshot.sockets, &names);
+            groups::place_findings(&mut findings, &snapshot.sockets, &mut CgroupNames::open());
         }
         let findings: Vec<FindingEntry> = findings
             .iter()

@@ -180,24 +180,44 @@ pub fn cgroup_ids(rows: &[GroupCounts]) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// Names, in each finding's summary and evidence, the cgroup that holds most of its
-/// sockets (`… (in nginx.service)`, evidence `cgroup`), where one holds more than half
-/// and `names` knows it. The root cgroup says nothing and is not named; nor are
-/// findings about a process, which is named already.
-pub fn place_findings(findings: &mut [Finding], sockets: &[SocketRecord], names: &CgroupNames) {
+/// sockets (`… (in nginx.service)`, evidence `cgroup`), where one holds more than half.
+/// Only those cgroups are looked up in `names` (a walk of the cgroup2 tree when one is
+/// new), so that naming findings never needs every socket grouped by cgroup first.
+pub fn place_findings(findings: &mut [Finding], sockets: &[SocketRecord], names: &mut CgroupNames) {
+    let places = dominant_cgroups(findings, sockets);
+    names.learn(places.iter().flatten().copied());
+    name_places(findings, &places, names);
+}
+
+/// The cgroup holding more than half of each finding's sockets, finding for finding:
+/// `None` where none does, and for findings about a process, which is named already.
+pub fn dominant_cgroups(findings: &[Finding], sockets: &[SocketRecord]) -> Vec<Option<u64>> {
     if findings.is_empty() {
-        return;
+        return Vec::new();
     }
     let listeners = Listeners::of(sockets);
-    for finding in findings.iter_mut() {
-        if matches!(finding.subject, Subject::Process { .. }) {
-            continue;
-        }
-        let Some((id, _, _)) = group::dominant_cgroup(sockets, &listeners, |socket| {
-            in_state_of(finding.kind, socket) && about(&finding.subject, socket)
-        }) else {
-            continue;
-        };
-        let Some(name) = names.name(id).filter(|name| name.path != "/") else {
+    findings
+        .iter()
+        .map(|finding| {
+            if matches!(finding.subject, Subject::Process { .. }) {
+                return None;
+            }
+            group::dominant_cgroup(sockets, &listeners, |socket| {
+                in_state_of(finding.kind, socket) && about(&finding.subject, socket)
+            })
+            .map(|(id, _, _)| id)
+        })
+        .collect()
+}
+
+/// Names each finding's cgroup from [`dominant_cgroups`] where `names` knows it. The
+/// root cgroup says nothing and is not named.
+pub fn name_places(findings: &mut [Finding], places: &[Option<u64>], names: &CgroupNames) {
+    for (finding, id) in findings.iter_mut().zip(places) {
+        let Some(name) = id
+            .and_then(|id| names.name(id))
+            .filter(|name| name.path != "/")
+        else {
             continue;
         };
         finding.summary.push_str(&format!(" (in {})", name.label));
@@ -295,7 +315,6 @@ to 443       0            1          0      1
         std::fs::create_dir_all(&service).unwrap();
         let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&service).unwrap());
         let mut names = CgroupNames::at(Some(root.clone()));
-        names.learn([id]);
 
         let mut sockets: Vec<SocketRecord> = (0..7)
             .map(|n| {
@@ -322,7 +341,7 @@ to 443       0            1          0      1
                 name: "nginx".into(),
             }),
         ];
-        place_findings(&mut findings, &sockets, &names);
+        place_findings(&mut findings, &sockets, &mut names);
         assert_eq!(
             findings[0].summary,
             "local port 9000: 8 sockets in CLOSE_WAIT (in nginx.service)"
@@ -334,6 +353,11 @@ to 443       0            1          0      1
         assert!(
             !findings[2].summary.contains("(in "),
             "a process is named already"
+        );
+        assert_eq!(
+            names.walks(),
+            1,
+            "the finding's cgroup, named with one walk"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -272,7 +272,7 @@ impl Metrics {
         &mut self,
         key: u64,
         sockets: &[crate::snapshot::SocketRecord],
-        names: &crate::kernel::cgroups::CgroupNames,
+        names: &mut crate::kernel::cgroups::CgroupNames,
     ) {
         if let Some(namespace) = self.namespaces.get_mut(&key) {
             super::groups::place_findings(&mut namespace.findings, sockets, names);

@@ -24,6 +24,7 @@ use super::query::QueryError;
 use crate::group::{self as grouping, GroupKey};
 use crate::kernel::cgroups::CgroupNames;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
+use crate::report::groups::{dominant_cgroups, name_places};
 
 /// The numbers from the latest polls.
 #[derive(Debug, Clone)]
@@ -328,17 +329,21 @@ impl Model {
         }
         self.groups_stale = !self.groups_shown;
         // The Groups tab has named the cgroups already when it groups by them.
-        let wants_names = self.connections.wants_cgroups() || !self.findings.is_empty();
+        let wants_names = self.connections.wants_cgroups();
         if wants_names && !(self.groups_shown && self.groups.key == GroupKey::Cgroup) {
             let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
             groups::learn(&mut self.cgroups, &rows);
         }
         if !self.findings.is_empty() {
-            crate::report::groups::place_findings(
-                &mut self.findings,
-                &snapshot.sockets,
-                &self.cgroups,
-            );
+            let places = dominant_cgroups(&self.findings, &snapshot.sockets);
+            if places
+                .iter()
+                .flatten()
+                .any(|id| !self.cgroups.has_looked_for(*id))
+            {
+                Arc::make_mut(&mut self.cgroups).learn(places.iter().flatten().copied());
+            }
+            name_places(&mut self.findings, &places, &self.cgroups);
         }
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
