@@ -635,6 +635,9 @@ fn encode_legacy_request(request: &DumpRequest, sequence: u32, buffer: &mut Vec<
 /// nothing. Apart, it costs one more request: the kernel walks its listening hash for
 /// the one and its established hash for the other, never both (`inet_diag_dump_icsk()`
 /// in `net/ipv4/inet_diag.c`), so the two together walk what one would.
+///
+/// Listeners come first, as in the kernel's own one-request dump (and `ss`): a consumer
+/// that counts sockets as they come knows every listener before the first connection.
 fn parts(request: &DumpRequest) -> Vec<DumpRequest> {
     let listen: StateSet = [State::Listen].into_iter().collect();
     if !request.states.contains(State::Listen) || request.states == listen {
@@ -644,11 +647,11 @@ fn parts(request: &DumpRequest) -> Vec<DumpRequest> {
     others.remove(State::Listen);
     vec![
         DumpRequest {
-            states: others,
+            states: listen,
             ..request.clone()
         },
         DumpRequest {
-            states: listen,
+            states: others,
             ..request.clone()
         },
     ]
@@ -772,10 +775,14 @@ mod tests {
         filtered.bytecode = Some(vec![1, 2, 3, 4]);
         let split = parts(&filtered);
         assert_eq!(split.len(), 2);
-        assert!(!split[0].states.contains(State::Listen));
+        assert_eq!(
+            split[0].states,
+            [State::Listen].into_iter().collect(),
+            "listeners first"
+        );
         assert_eq!(split[0].states.union(split[1].states), StateSet::all());
-        assert_eq!(extensions(&split[0]), ExtensionFlags::empty());
-        assert_eq!(extensions(&split[1]), ExtensionFlags::SKMEMINFO);
+        assert_eq!(extensions(&split[0]), ExtensionFlags::SKMEMINFO);
+        assert_eq!(extensions(&split[1]), ExtensionFlags::empty());
         assert!(split.iter().all(|part| part.bytecode == filtered.bytecode));
 
         for states in ["LISTEN", "SYN_RECV,ESTABLISHED"] {

@@ -24,7 +24,7 @@ use crate::report::json::{
 use crate::report::table;
 use crate::snapshot::{Snapshot, SocketRecord};
 use crate::tcp::{State, StateSet};
-use crate::watch::findings;
+use crate::watch::findings::{self, rules::Tally};
 use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 
 /// Received batches that may wait between the netlink reader and the JSON renderer.
@@ -238,6 +238,11 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         let mut listen_and_syn_recv = Vec::new();
         let mut close_wait = Vec::new();
         let mut rendered = RenderedSockets::new(processes.as_ref());
+        // The findings' tally, counted as the sockets come, so that the findings need
+        // no pass over every socket once the dump ends.
+        let mut tally = Tally::default();
+        tally.clear();
+        let mut tallied_in_order = true;
         let mut streaming = false;
         // The kernel filtered by all a filter that takes everything asks.
         let everything = filter.states == StateSet::all()
@@ -251,6 +256,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                         keep_matching(&mut batch, &filter);
                     }
                     sockets.extend_from_slice(&batch.sockets);
+                    tallied_in_order &= tally.take_next(&batch.sockets, &limits);
                     for (at, socket) in batch.sockets.iter().enumerate() {
                         match socket.state {
                             State::Listen | State::SynRecv => listen_and_syn_recv.push(*socket),
@@ -280,6 +286,8 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                      written; run again"
                 ),
                 Received::Restart => {
+                    tally.clear();
+                    tallied_in_order = true;
                     sockets.clear();
                     listen_and_syn_recv.clear();
                     close_wait.clear();
@@ -291,21 +299,25 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             .join()
             .map_err(|_| anyhow!("the netlink reader thread panicked"))??;
 
-        let syn_watch = SynWatch::of(
-            &Snapshot::new(taken_at, listen_and_syn_recv),
-            cli.thresholds(),
-        );
+        let listen_and_syn_recv = Snapshot::new(taken_at, listen_and_syn_recv);
+        let syn_watch = SynWatch::of(&listen_and_syn_recv, cli.thresholds());
         let snapshot = Snapshot::new(taken_at, sockets);
-        let mut findings = findings::single_reading(
+        if !tallied_in_order {
+            tally.take(&snapshot.sockets, &limits);
+        }
+        let mut findings = findings::single_reading_tallied(
+            &mut tally,
             &snapshot,
             &limits,
             Some(&syn_watch),
             processes.as_ref(),
             &cli.finding_thresholds(),
         );
-        if !findings.is_empty() {
-            groups::place_findings(&mut findings, &snapshot.sockets, &mut CgroupNames::open());
-        }
+        place_findings(
+            &mut findings,
+            &snapshot.sockets,
+            &listen_and_syn_recv.sockets,
+        );
         let findings: Vec<FindingEntry> = findings
             .iter()
             .map(|finding| FindingEntry::new(None, finding))
@@ -347,6 +359,32 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         }
         Ok(Outcome::Matched)
     })
+}
+
+/// Names the cgroup behind each finding ([`groups::place_findings`]). A SYN flood's
+/// sockets are its listener and its request sockets, set apart as the dump came: only
+/// those are read for it, not every socket again.
+fn place_findings(
+    findings: &mut [findings::Finding],
+    sockets: &[SocketRecord],
+    listen_and_syn_recv: &[SocketRecord],
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let places: Vec<Option<u64>> = findings
+        .iter()
+        .flat_map(|finding| {
+            let read = match finding.kind {
+                findings::Kind::SynFlood => listen_and_syn_recv,
+                _ => sockets,
+            };
+            groups::dominant_cgroups(std::slice::from_ref(finding), read)
+        })
+        .collect();
+    let mut names = CgroupNames::open();
+    names.learn(places.iter().flatten().copied());
+    groups::name_places(findings, &places, &names);
 }
 
 /// Keeps the sockets of `batch` that `filter` matches (and their tcp_info beside them):

@@ -329,12 +329,18 @@ fn a_kernel_error_part_way_through_a_dump_keeps_nothing_and_the_next_dump_is_who
     let fault_on = Arc::new(AtomicBool::new(true));
     let seen = Arc::new(Seen::default());
     let mut diag = SockDiag::open()?;
-    // The third reply of the first walk becomes the error a kernel sends when a dump
-    // fails part-way (an allocation failure, say); two replies of sockets came before.
+    // The third reply of the connections' walk (the listeners' comes first) becomes
+    // the error a kernel sends when a dump fails part-way (an allocation failure, say);
+    // two replies of sockets came before it in that walk.
     diag.interpose(interposer(&seen, {
         let fault_on = Arc::clone(&fault_on);
-        move |reply_number, _, reply, length| {
-            if reply_number == 2 && fault_on.load(Ordering::SeqCst) {
+        let mut first_of_walk = None;
+        move |reply_number, walks, reply, length| {
+            if walks != 1 {
+                return length;
+            }
+            let first = *first_of_walk.get_or_insert(reply_number);
+            if reply_number == first + 2 && fault_on.load(Ordering::SeqCst) {
                 replace_with_error(reply, sequence_of(&reply[..length]), libc::ENOMEM)
             } else {
                 length

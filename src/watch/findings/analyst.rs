@@ -361,6 +361,21 @@ pub fn single_reading(
 ) -> Vec<Finding> {
     let mut tally = Tally::default();
     tally.take(&snapshot.sockets, limits);
+    single_reading_tallied(
+        &mut tally, snapshot, limits, syn_watch, processes, thresholds,
+    )
+}
+
+/// [`single_reading`] from `tally`, taken of the snapshot's sockets already (as they
+/// came, with [`Tally::take_next`]).
+pub fn single_reading_tallied(
+    tally: &mut Tally,
+    snapshot: &Snapshot,
+    limits: &HostLimits,
+    syn_watch: Option<&SynWatch>,
+    processes: Option<&ProcessMap>,
+    thresholds: &FindingThresholds,
+) -> Vec<Finding> {
     let observation = Observation {
         snapshot,
         limits,
@@ -372,7 +387,7 @@ pub fn single_reading(
         processes,
     };
     let mut candidates = Vec::new();
-    run_rules(&mut tally, &observation, 0.0, thresholds, &mut candidates);
+    run_rules(tally, &observation, 0.0, thresholds, &mut candidates);
     let mut findings: Vec<Finding> = candidates.into_iter().map(|c| c.finding).collect();
     findings.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
     findings

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 pub(crate) use crate::text::{Endpoint, Escaped};
-pub use analyst::{Analyst, Observation, Report, single_reading};
+pub use analyst::{Analyst, Observation, Report, single_reading, single_reading_tallied};
 pub use hysteresis::{FindingEvent, Hysteresis};
 pub use limits::HostLimits;
 

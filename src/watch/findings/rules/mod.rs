@@ -155,6 +155,8 @@ pub struct Tally {
     pub arrivals: Vec<connection_churn::Arrival>,
     /// The local ports listeners hold, one bit each.
     listening: Vec<u64>,
+    /// Whether [`Tally::take_next`] has counted a socket other than a listener.
+    others_taken: bool,
 }
 
 impl Tally {
@@ -173,6 +175,21 @@ impl Tally {
         listeners: Option<&[SocketRecord]>,
         limits: &HostLimits,
     ) {
+        self.clear();
+        let given = listeners.unwrap_or_default();
+        let found = listeners
+            .is_none()
+            .then(|| sockets.iter().filter(|s| s.state == State::Listen));
+        for socket in given.iter().chain(found.into_iter().flatten()) {
+            self.take_listener(socket);
+        }
+        for socket in sockets.iter().filter(|s| s.state != State::Listen) {
+            self.take_other(socket, limits);
+        }
+    }
+
+    /// Empties the tally, for [`Tally::take_next`] to count a dump as it comes.
+    pub fn clear(&mut self) {
         self.listeners.clear();
         self.outgoing.clear();
         self.time_wait = 0;
@@ -182,54 +199,72 @@ impl Tally {
         self.retransmitting.clear();
         self.listening.clear();
         self.listening.resize(PORT_WORDS, 0);
-        let given = listeners.unwrap_or_default();
-        let found = listeners
-            .is_none()
-            .then(|| sockets.iter().filter(|s| s.state == State::Listen));
-        for socket in given.iter().chain(found.into_iter().flatten()) {
-            self.listeners.push(ListenSocket {
-                addr: socket.local_addr,
-                port: socket.local_port,
-                cookie: socket.cookie,
-                drops: socket.drops,
-                accept_queue: socket.recv_q,
-                backlog: socket.send_q,
-            });
-            self.listening[usize::from(socket.local_port) / 64] |= 1 << (socket.local_port % 64);
+        self.others_taken = false;
+    }
+
+    /// Counts the next `sockets` of a dump, after [`Tally::clear`], while the rest is
+    /// still coming: a one-shot then has no pass of its own to make once the dump
+    /// ends. Every listener must come before any other socket, as sock_diag dumps
+    /// them; `false` when one came after, and then only [`Tally::take`] over the whole
+    /// table counts right.
+    pub fn take_next(&mut self, sockets: &[SocketRecord], limits: &HostLimits) -> bool {
+        let mut in_order = true;
+        for socket in sockets {
+            if socket.state == State::Listen {
+                in_order &= !self.others_taken;
+                self.take_listener(socket);
+            } else {
+                self.others_taken = true;
+                self.take_other(socket, limits);
+            }
         }
-        for socket in sockets.iter().filter(|s| s.state != State::Listen) {
-            let time_wait = socket.state == State::TimeWait;
-            // `connect()` never picks a port a listener holds (`__inet_hash_connect()`
-            // skips ports bound with bind()): a connection on a listener's port was
-            // accepted, even when that port lies in the ephemeral range.
-            let outgoing = self.is_outgoing(socket.local_port, limits);
-            match socket.state {
-                State::SynSent => self.connecting.push(Connecting {
-                    remote_addr: socket.remote_addr,
-                    remote_port: socket.remote_port,
-                    cookie: socket.cookie,
-                    inode: socket.inode,
-                    retransmits: socket.retransmits,
-                    waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
-                }),
-                State::Established => self.take_established(socket, outgoing),
-                _ => {}
-            }
-            if outgoing {
-                self.outgoing.push(Outgoing {
-                    local_addr: socket.local_addr,
-                    remote_addr: socket.remote_addr,
-                    remote_port: socket.remote_port,
-                    time_wait,
-                });
-            }
-            if time_wait {
-                self.time_wait += 1;
-                self.time_wait_peers.push(Peer {
-                    addr: socket.remote_addr,
-                    port: outgoing.then_some(socket.remote_port),
-                });
-            }
+        in_order
+    }
+
+    fn take_listener(&mut self, socket: &SocketRecord) {
+        self.listeners.push(ListenSocket {
+            addr: socket.local_addr,
+            port: socket.local_port,
+            cookie: socket.cookie,
+            drops: socket.drops,
+            accept_queue: socket.recv_q,
+            backlog: socket.send_q,
+        });
+        self.listening[usize::from(socket.local_port) / 64] |= 1 << (socket.local_port % 64);
+    }
+
+    fn take_other(&mut self, socket: &SocketRecord, limits: &HostLimits) {
+        let time_wait = socket.state == State::TimeWait;
+        // `connect()` never picks a port a listener holds (`__inet_hash_connect()`
+        // skips ports bound with bind()): a connection on a listener's port was
+        // accepted, even when that port lies in the ephemeral range.
+        let outgoing = self.is_outgoing(socket.local_port, limits);
+        match socket.state {
+            State::SynSent => self.connecting.push(Connecting {
+                remote_addr: socket.remote_addr,
+                remote_port: socket.remote_port,
+                cookie: socket.cookie,
+                inode: socket.inode,
+                retransmits: socket.retransmits,
+                waited: Connecting::waited_by_its_timer(socket.retransmits, socket.expires_ms),
+            }),
+            State::Established => self.take_established(socket, outgoing),
+            _ => {}
+        }
+        if outgoing {
+            self.outgoing.push(Outgoing {
+                local_addr: socket.local_addr,
+                remote_addr: socket.remote_addr,
+                remote_port: socket.remote_port,
+                time_wait,
+            });
+        }
+        if time_wait {
+            self.time_wait += 1;
+            self.time_wait_peers.push(Peer {
+                addr: socket.remote_addr,
+                port: outgoing.then_some(socket.remote_port),
+            });
         }
     }
 
@@ -318,5 +353,50 @@ mod tests {
         assert_eq!(given.unacknowledged, found.unacknowledged);
         assert!(!given.is_outgoing(40_000, &limits));
         assert!(given.is_outgoing(40_001, &limits));
+    }
+
+    #[test]
+    fn a_tally_taken_as_a_dump_comes_counts_as_one_taken_whole_when_listeners_come_first() {
+        let limits = HostLimits::default();
+        let mut sockets = vec![socket(State::Listen, "0.0.0.0", 40_000, "0.0.0.0", 0)];
+        for port in 0..4u16 {
+            let mut accepted = socket(State::Established, "10.0.0.1", 40_000, "10.0.0.2", port);
+            accepted.send_q = 10;
+            sockets.push(accepted);
+            sockets.push(socket(
+                State::TimeWait,
+                "10.0.0.1",
+                40_010 + port,
+                "10.0.0.3",
+                80,
+            ));
+        }
+        let mut whole = Tally::default();
+        whole.take(&sockets, &limits);
+
+        let mut streamed = Tally::default();
+        streamed.clear();
+        for batch in sockets.chunks(3) {
+            assert!(streamed.take_next(batch, &limits));
+        }
+        assert_eq!(streamed.listeners, whole.listeners);
+        assert_eq!(streamed.outgoing, whole.outgoing);
+        assert_eq!(
+            streamed.outgoing.len(),
+            4,
+            "the TIME_WAIT remnants, not the accepted"
+        );
+        assert_eq!(streamed.time_wait, whole.time_wait);
+        assert_eq!(streamed.time_wait_peers, whole.time_wait_peers);
+        assert_eq!(streamed.unacknowledged, whole.unacknowledged);
+
+        // The listener last: its port's connections were counted as outgoing already.
+        sockets.rotate_left(1);
+        let mut late = Tally::default();
+        late.clear();
+        let in_order = sockets
+            .chunks(3)
+            .fold(true, |all, batch| all & late.take_next(batch, &limits));
+        assert!(!in_order, "a listener after other sockets is said");
     }
 }
