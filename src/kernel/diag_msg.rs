@@ -94,6 +94,37 @@ fn parse_messages(
     with_info: bool,
     mut sink: impl FnMut(SocketRecord, Option<TcpInfo>),
 ) -> Result<Batch, ParseError> {
+    walk_messages(bytes, sequence, |payload, at| {
+        if let Some(record) = parse_socket(payload, at)? {
+            let info = if with_info {
+                socket_info(payload, at)?
+            } else {
+                None
+            };
+            sink(record, info);
+        }
+        Ok(())
+    })
+}
+
+/// What [`parse_batch`] says of the dump, from the messages' headers alone: the
+/// sockets' messages are counted into `sockets`, not read. For a receive loop that
+/// hands its replies to another thread to parse.
+pub fn scan_batch(bytes: &[u8], sequence: u32, sockets: &mut usize) -> Result<Batch, ParseError> {
+    walk_messages(bytes, sequence, |_, _| {
+        *sockets += 1;
+        Ok(())
+    })
+}
+
+/// Walks the messages of the dump numbered `sequence` in `bytes`: the end of the dump
+/// and the kernel's errors here, each socket's message to `socket` (its payload and
+/// where it lies).
+fn walk_messages(
+    bytes: &[u8],
+    sequence: u32,
+    mut socket: impl FnMut(&[u8], usize) -> Result<(), ParseError>,
+) -> Result<Batch, ParseError> {
     let mut batch = Batch::default();
     for message in messages(bytes) {
         let message = message?;
@@ -117,16 +148,7 @@ fn parse_messages(
                     return Err(ParseError::Kernel(errno));
                 }
             }
-            _ => {
-                if let Some(record) = parse_socket(message.payload, message.at)? {
-                    let info = if with_info {
-                        socket_info(message.payload, message.at)?
-                    } else {
-                        None
-                    };
-                    sink(record, info);
-                }
-            }
+            _ => socket(message.payload, message.at)?,
         }
     }
     Ok(batch)
@@ -468,6 +490,33 @@ mod tests {
         let mut records = Vec::new();
         let batch = parse_batch(bytes, sequence, |r| records.push(r))?;
         Ok((records, batch))
+    }
+
+    #[test]
+    fn a_scan_says_of_the_dump_what_a_parse_says_and_counts_its_sockets() {
+        let mut bytes = socket_message(&established(1), 5, 2);
+        bytes.extend(socket_message(&established(2), 9, 2));
+        bytes.extend(socket_message(&established(3), 5, 0x10 | 2));
+        bytes.extend(done(5, 2));
+        let mut sockets = 0;
+        let scanned = scan_batch(&bytes, 5, &mut sockets).unwrap();
+        let (records, parsed) = collect(&bytes, 5).unwrap();
+        assert_eq!(scanned, parsed);
+        assert!(scanned.done && scanned.interrupted);
+        assert_eq!(
+            sockets,
+            records.len(),
+            "another dump's message is not counted"
+        );
+
+        let mut failed = socket_message(&established(1), 5, 2);
+        failed.extend(error(5, libc::ENOMEM));
+        let mut sockets = 0;
+        assert_eq!(
+            scan_batch(&failed, 5, &mut sockets),
+            Err(ParseError::Kernel(libc::ENOMEM))
+        );
+        assert_eq!(sockets, 1, "the socket before the error was counted");
     }
 
     #[test]

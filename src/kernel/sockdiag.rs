@@ -311,11 +311,42 @@ impl SockDiag {
         request: &DumpRequest,
         sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
     ) -> Result<(), DumpError> {
+        let mut parser = Parser {
+            with_info: request.info,
+            batch: std::mem::take(&mut self.batch),
+            info: std::mem::take(&mut self.batch_info),
+            sink,
+        };
+        let result = self.dump(request, &mut parser);
+        self.batch = parser.batch;
+        self.batch_info = parser.info;
+        result
+    }
+
+    /// Dumps every socket the request matches, handing on the kernel's replies as they
+    /// came, unparsed, to be parsed with [`parse_replies`]: the thread that receives
+    /// then does no more than the kernel's own work, and another parses meanwhile.
+    /// Each reply has been checked for the end of the dump, the kernel's errors and
+    /// its restarts, as [`SockDiag::stream`] checks them; [`RawDelivery::Restart`]
+    /// means what [`Delivery::Restart`] does.
+    pub fn stream_replies(
+        &mut self,
+        request: &DumpRequest,
+        sink: &mut dyn FnMut(RawDelivery<'_>),
+    ) -> Result<(), DumpError> {
+        self.dump(request, &mut Forwarder { sink })
+    }
+
+    fn dump(
+        &mut self,
+        request: &DumpRequest,
+        reader: &mut dyn ReplyReader,
+    ) -> Result<(), DumpError> {
         for attempt in 0..DUMP_ATTEMPTS {
             if attempt > 0 {
-                sink(Delivery::Restart, &[]);
+                reader.restart();
             }
-            if self.stream_once(request, sink)? == Completion::Consistent {
+            if self.stream_once(request, reader)? == Completion::Consistent {
                 return Ok(());
             }
         }
@@ -325,11 +356,11 @@ impl SockDiag {
     fn stream_once(
         &mut self,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
+        reader: &mut dyn ReplyReader,
     ) -> Result<Completion, DumpError> {
         let mut completion = Completion::Consistent;
         for part in parts(request) {
-            if self.stream_part(&part, sink)? == Completion::Interrupted {
+            if self.stream_part(&part, reader)? == Completion::Interrupted {
                 completion = Completion::Interrupted;
             }
         }
@@ -340,10 +371,10 @@ impl SockDiag {
     fn stream_part(
         &mut self,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
+        reader: &mut dyn ReplyReader,
     ) -> Result<Completion, DumpError> {
         if request.ipv4 && request.ipv6 && self.single_walk {
-            match self.walk(Walk::BothFamilies, request, sink) {
+            match self.walk(Walk::BothFamilies, request, reader) {
                 // A kernel without the compatibility request refuses it before sending
                 // any socket (a refusal is only ever that): use two walks from now on.
                 Err(DumpError::Refused { .. }) => self.single_walk = false,
@@ -352,7 +383,7 @@ impl SockDiag {
         }
         let mut completion = Completion::Consistent;
         for family in request.families() {
-            if self.walk(Walk::Family(family), request, sink)? == Completion::Interrupted {
+            if self.walk(Walk::Family(family), request, reader)? == Completion::Interrupted {
                 completion = Completion::Interrupted;
             }
         }
@@ -364,7 +395,7 @@ impl SockDiag {
         &mut self,
         walk: Walk,
         request: &DumpRequest,
-        sink: &mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
+        reader: &mut dyn ReplyReader,
     ) -> Result<Completion, DumpError> {
         self.send_request(walk, request)?;
         self.abandoned = true;
@@ -376,20 +407,9 @@ impl SockDiag {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(DumpError::Receive(error)),
             };
-            self.batch.clear();
-            self.batch_info.clear();
-            let batch = &mut self.batch;
-            let parsed = if request.info {
-                let batch_info = &mut self.batch_info;
-                diag_msg::parse_batch_with_info(&self.receive[..length], self.sequence, |r, i| {
-                    batch.push(r);
-                    batch_info.push(i);
-                })
-            } else {
-                diag_msg::parse_batch(&self.receive[..length], self.sequence, |r| batch.push(r))
-            };
-            delivered |= !self.batch.is_empty();
-            let Batch { done, interrupted } = parsed.map_err(|error| match error {
+            let read = reader.read(&self.receive[..length], self.sequence);
+            delivered |= read.sockets;
+            let Batch { done, interrupted } = read.batch.map_err(|error| match error {
                 // An error before any socket refuses the request; one after some is a
                 // dump that failed part-way, whose sockets must not be used.
                 ParseError::Kernel(errno) if delivered => DumpError::Failed {
@@ -400,9 +420,6 @@ impl SockDiag {
                 },
                 other => DumpError::Malformed(other),
             })?;
-            if !self.batch.is_empty() {
-                sink(Delivery::Sockets(&self.batch), &self.batch_info);
-            }
             if interrupted {
                 completion = Completion::Interrupted;
             }
@@ -525,6 +542,116 @@ pub enum Delivery<'a> {
     Sockets(&'a [SocketRecord]),
     /// The dump starts over: forget every socket delivered so far.
     Restart,
+}
+
+/// What [`SockDiag::stream_replies`] hands its consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawDelivery<'a> {
+    /// The next reply of the dump numbered `sequence`, as the kernel sent it, with
+    /// sockets in it: for [`parse_replies`].
+    Reply { bytes: &'a [u8], sequence: u32 },
+    /// The dump starts over: forget every reply delivered so far.
+    Restart,
+}
+
+/// Parses replies [`SockDiag::stream_replies`] handed on (one, or several laid end to
+/// end, each starting at a multiple of four bytes), handing each socket to `sink` with
+/// its `tcp_info` when `with_info` (the request asked for it) and there is one.
+pub fn parse_replies(
+    bytes: &[u8],
+    sequence: u32,
+    with_info: bool,
+    mut sink: impl FnMut(SocketRecord, Option<TcpInfo>),
+) -> Result<(), DumpError> {
+    let parsed = if with_info {
+        diag_msg::parse_batch_with_info(bytes, sequence, sink)
+    } else {
+        diag_msg::parse_batch(bytes, sequence, |record| sink(record, None))
+    };
+    match parsed {
+        Ok(_) => Ok(()),
+        // The receive loop saw no error in these replies, so none can be here.
+        Err(ParseError::Kernel(errno)) => Err(DumpError::Failed {
+            error: io::Error::from_raw_os_error(errno),
+        }),
+        Err(other) => Err(DumpError::Malformed(other)),
+    }
+}
+
+/// How the receive loop has each reply read: parsed here ([`Parser`]), or handed on
+/// whole for another thread to parse ([`Forwarder`]).
+trait ReplyReader {
+    /// Reads one reply of the dump numbered `sequence`.
+    fn read(&mut self, bytes: &[u8], sequence: u32) -> Read;
+    /// The dump starts over.
+    fn restart(&mut self);
+}
+
+/// What reading one reply found.
+struct Read {
+    /// Sockets came in it (before an error in it, if any).
+    sockets: bool,
+    batch: Result<Batch, ParseError>,
+}
+
+/// Parses each reply into records and hands them to the consumer.
+struct Parser<'s> {
+    with_info: bool,
+    batch: Vec<SocketRecord>,
+    info: Vec<Option<TcpInfo>>,
+    sink: &'s mut dyn FnMut(Delivery<'_>, &[Option<TcpInfo>]),
+}
+
+impl ReplyReader for Parser<'_> {
+    fn read(&mut self, bytes: &[u8], sequence: u32) -> Read {
+        self.batch.clear();
+        self.info.clear();
+        let (batch, info) = (&mut self.batch, &mut self.info);
+        let parsed = if self.with_info {
+            diag_msg::parse_batch_with_info(bytes, sequence, |record, tcp_info| {
+                batch.push(record);
+                info.push(tcp_info);
+            })
+        } else {
+            diag_msg::parse_batch(bytes, sequence, |record| batch.push(record))
+        };
+        let sockets = !self.batch.is_empty();
+        // A reply with an error in it delivers none of its sockets.
+        if parsed.is_ok() && sockets {
+            (self.sink)(Delivery::Sockets(&self.batch), &self.info);
+        }
+        Read {
+            sockets,
+            batch: parsed,
+        }
+    }
+
+    fn restart(&mut self) {
+        (self.sink)(Delivery::Restart, &[]);
+    }
+}
+
+/// Checks each reply's headers and hands it on unparsed.
+struct Forwarder<'s> {
+    sink: &'s mut dyn FnMut(RawDelivery<'_>),
+}
+
+impl ReplyReader for Forwarder<'_> {
+    fn read(&mut self, bytes: &[u8], sequence: u32) -> Read {
+        let mut sockets = 0;
+        let scanned = diag_msg::scan_batch(bytes, sequence, &mut sockets);
+        if scanned.is_ok() && sockets > 0 {
+            (self.sink)(RawDelivery::Reply { bytes, sequence });
+        }
+        Read {
+            sockets: sockets > 0,
+            batch: scanned,
+        }
+    }
+
+    fn restart(&mut self) {
+        (self.sink)(RawDelivery::Restart);
+    }
 }
 
 /// Whether a dump finished without the kernel flagging it as interrupted.
@@ -691,6 +818,37 @@ fn append_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_laid_end_to_end_parse_as_the_sockets_of_each_in_turn() {
+        use crate::kernel::diag_msg::encode::{done, socket_message};
+        let record = |port| SocketRecord {
+            local_addr: "127.0.0.1".parse().unwrap(),
+            remote_addr: "127.0.0.2".parse().unwrap(),
+            local_port: 80,
+            remote_port: port,
+            state: State::Established,
+            ..SocketRecord::default()
+        };
+        let mut replies = socket_message(&record(1), 3, 2);
+        replies.extend(socket_message(&record(2), 3, 2));
+        assert_eq!(replies.len() % 4, 0);
+        replies.extend(socket_message(&record(3), 3, 2));
+        replies.extend(done(3, 2));
+        let mut ports = Vec::new();
+        parse_replies(&replies, 3, false, |socket, info| {
+            assert!(info.is_none());
+            ports.push(socket.remote_port);
+        })
+        .unwrap();
+        assert_eq!(ports, [1, 2, 3]);
+
+        let cut = &replies[..replies.len() - 30];
+        assert!(matches!(
+            parse_replies(cut, 3, false, |_, _| {}),
+            Err(DumpError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn only_a_filter_of_every_state_and_both_families_with_no_condition_skips_the_check() {

@@ -14,7 +14,7 @@ use crate::filter::Filter;
 use crate::group::{self, GroupCounts, GroupKey, Listeners};
 use crate::kernel::cgroups::CgroupNames;
 use crate::kernel::procfs::{self, ProcessMap};
-use crate::kernel::sockdiag::{Delivery, DumpRequest, SockDiag};
+use crate::kernel::sockdiag::{Delivery, DumpRequest, RawDelivery, SockDiag, parse_replies};
 use crate::kernel::tcp_info::TcpInfo;
 use crate::poll::namespaces;
 use crate::report::groups::{self, GroupNames};
@@ -30,10 +30,10 @@ use crate::watch::{CloseWaitLeaks, Owner, SynWatch};
 /// Received batches that may wait between the netlink reader and the JSON renderer.
 const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Sockets the reader gathers from the kernel's replies (a few hundred each) before
-/// it hands them over: fewer, larger hand-overs wake the renderer less often. With
-/// [`BATCHES_IN_FLIGHT`], at most about 1.3 MB of records wait.
-const BATCH_SOCKETS: usize = 2048;
+/// Reply bytes the reader gathers (a few of the kernel's replies of about 32 KiB)
+/// before it hands them over: fewer, larger hand-overs wake the renderer less often.
+/// With [`BATCHES_IN_FLIGHT`], at most about 1.5 MB of replies wait.
+const HANDED_OVER_BYTES: usize = 128 << 10;
 
 /// Rendered bytes written out at once while the document streams: past the 64 KiB of
 /// the output's buffer, so that each goes straight through.
@@ -167,16 +167,23 @@ fn take_snapshot(filter: &Filter) -> anyhow::Result<Snapshot> {
         .context("dumping TCP sockets over netlink sock_diag")
 }
 
-/// What the netlink reader thread hands the renderer: sockets with their tcp_info,
-/// index for index, with `-i` (an empty list without).
+/// What the netlink reader thread hands the renderer.
 enum Received {
-    Sockets(Batch),
+    Replies(Replies),
     Restart,
 }
 
-/// Sockets received together, with their tcp_info when asked for. The renderer hands
-/// each batch's memory back to the reader, so that a dump of any size cycles through
-/// the same few buffers.
+/// Replies of one dump request as the kernel sent them, laid end to end, for the
+/// renderer to parse: the reader only receives, so that it asks for the next reply as
+/// soon as the kernel has built one. The renderer hands each one's memory back, so
+/// that a dump of any size cycles through the same few buffers.
+#[derive(Default)]
+struct Replies {
+    bytes: Vec<u8>,
+    sequence: u32,
+}
+
+/// The sockets of one [`Replies`], with their tcp_info when asked for.
 #[derive(Default)]
 struct Batch {
     sockets: Vec<SocketRecord>,
@@ -197,34 +204,40 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
     };
     let taken_at = SystemTime::now();
     let (sender, receiver) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
-    let (give_back, take_back) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
+    let (give_back, take_back) = mpsc::sync_channel::<Replies>(BATCHES_IN_FLIGHT + 2);
 
     thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut diag = SockDiag::open().context("opening the netlink sock_diag socket")?;
-            let mut batch = Batch::default();
-            let send = |batch: &mut Batch| {
-                let full = std::mem::replace(batch, take_back.try_recv().unwrap_or_default());
+            let mut replies = Replies::default();
+            let send = |replies: &mut Replies| {
+                let full = std::mem::replace(replies, take_back.try_recv().unwrap_or_default());
                 // A closed channel means the renderer gave up on an error of its own.
-                let _ = sender.send(Received::Sockets(full));
+                let _ = sender.send(Received::Replies(full));
             };
-            diag.stream_with_info(&request, &mut |delivery, info| match delivery {
-                Delivery::Sockets(sockets) => {
-                    batch.sockets.extend_from_slice(sockets);
-                    batch.info.extend_from_slice(info);
-                    if batch.sockets.len() >= BATCH_SOCKETS {
-                        send(&mut batch);
+            diag.stream_replies(&request, &mut |delivery| match delivery {
+                RawDelivery::Reply { bytes, sequence } => {
+                    if sequence != replies.sequence && !replies.bytes.is_empty() {
+                        send(&mut replies);
+                    }
+                    replies.sequence = sequence;
+                    // Each reply's messages start on a four-byte boundary, as they
+                    // do within one.
+                    let aligned = replies.bytes.len().next_multiple_of(4);
+                    replies.bytes.resize(aligned, 0);
+                    replies.bytes.extend_from_slice(bytes);
+                    if replies.bytes.len() >= HANDED_OVER_BYTES {
+                        send(&mut replies);
                     }
                 }
-                Delivery::Restart => {
-                    batch.sockets.clear();
-                    batch.info.clear();
+                RawDelivery::Restart => {
+                    replies.bytes.clear();
                     let _ = sender.send(Received::Restart);
                 }
             })
             .context("dumping TCP sockets over netlink sock_diag")?;
-            if !batch.sockets.is_empty() {
-                send(&mut batch);
+            if !replies.bytes.is_empty() {
+                send(&mut replies);
             }
             anyhow::Ok(())
         });
@@ -233,6 +246,7 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
         let kernel = read_kernel_counters()?;
         let limits = host_limits(procfs::read_connection_limits().ok());
         let mut sockets = Vec::new();
+        let mut batch = Batch::default();
         // What the SYN watch and the CLOSE_WAIT leaks read, set apart as the sockets
         // come, so that neither reads every socket again once the dump ends.
         let mut listen_and_syn_recv = Vec::new();
@@ -251,7 +265,23 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
             && filter.condition.is_none();
         for received in receiver {
             match received {
-                Received::Sockets(mut batch) => {
+                Received::Replies(mut replies) => {
+                    batch.sockets.clear();
+                    batch.info.clear();
+                    parse_replies(
+                        &replies.bytes,
+                        replies.sequence,
+                        cli.info,
+                        |socket, info| {
+                            batch.sockets.push(socket);
+                            if cli.info {
+                                batch.info.push(info);
+                            }
+                        },
+                    )
+                    .context("dumping TCP sockets over netlink sock_diag")?;
+                    replies.bytes.clear();
+                    let _ = give_back.try_send(replies);
                     if !everything {
                         keep_matching(&mut batch, &filter);
                     }
@@ -270,9 +300,6 @@ fn run_json(cli: &Cli, out: &mut impl Write) -> anyhow::Result<Outcome> {
                             rendered.push(socket);
                         }
                     }
-                    batch.sockets.clear();
-                    batch.info.clear();
-                    let _ = give_back.try_send(batch);
                     if !streaming && rendered.pending_bytes() >= HELD_BACK_BYTES {
                         json::write_head(out, taken_at)?;
                         streaming = true;
