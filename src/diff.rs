@@ -432,14 +432,7 @@ impl Differ {
         }
         match remnant {
             Some(remnant) => {
-                if tracked.state != remnant.state {
-                    self.transitions.push(Transition::changed(
-                        remnant.endpoints(),
-                        tracked.state,
-                        remnant.state,
-                        remnant.cookie,
-                    ));
-                }
+                self.transitions.extend(change(tracked.state, remnant));
                 if remnant.cookie == tracked.cookie {
                     if let Some(entry) = self.tracked.get_mut(at) {
                         entry.became(remnant);
@@ -557,14 +550,7 @@ impl Differ {
             if tracked.seen(poll) {
                 continue; // listed twice by one dump
             }
-            if tracked.state != record.state {
-                self.transitions.push(Transition::changed(
-                    record.endpoints(),
-                    tracked.state,
-                    record.state,
-                    record.cookie,
-                ));
-            }
+            self.transitions.extend(change(tracked.state, record));
             tracked.listed(record, poll);
             self.seen_now += 1;
         }
@@ -740,14 +726,7 @@ impl Differ {
             match self.vacant(&key) {
                 Some((old_at, old)) => {
                     if same_connection(&old, record) {
-                        if old.state != record.state {
-                            self.transitions.push(Transition::changed(
-                                record.endpoints(),
-                                old.state,
-                                record.state,
-                                record.cookie,
-                            ));
-                        }
+                        self.transitions.extend(change(old.state, record));
                     } else {
                         self.transitions.push(closing(&old));
                         self.transitions.push(opening(record));
@@ -885,6 +864,13 @@ fn same_connection(old: &Tracked, new: &SocketRecord) -> bool {
 
 fn closing(tracked: &Tracked) -> Transition {
     Transition::closed(tracked.key().endpoints(), tracked.state, tracked.cookie)
+}
+
+/// The transition of a connection listed again, in `record`'s state after `from`; none
+/// when its state stayed.
+fn change(from: State, record: &SocketRecord) -> Option<Transition> {
+    (from != record.state)
+        .then(|| Transition::changed(record.endpoints(), from, record.state, record.cookie))
 }
 
 fn opening(record: &SocketRecord) -> Transition {
