@@ -258,7 +258,7 @@ impl Document<'_> {
     ) -> io::Result<()> {
         out.write_all(&self.sockets.bytes)?;
         out.write_all(b"],\"counts\":")?;
-        serde_json::to_writer(&mut *out, &CountsByName(self.snapshot.counts()))?;
+        serde_json::to_writer(&mut *out, &CountsByName(self.sockets.counts()))?;
         out.write_all(b",\"kernel\":")?;
         serde_json::to_writer(&mut *out, &self.kernel)?;
         out.write_all(b",\"syn_watch\":")?;
@@ -289,6 +289,7 @@ impl Document<'_> {
 pub struct RenderedSockets<'a> {
     bytes: Vec<u8>,
     count: usize,
+    counts: Counts,
     pieces: Pieces,
     /// The socket being written.
     line: Box<SocketLine>,
@@ -303,6 +304,7 @@ impl<'a> RenderedSockets<'a> {
         RenderedSockets {
             bytes: Vec::new(),
             count: 0,
+            counts: Counts::default(),
             pieces: Pieces::new(),
             line: Box::new(SocketLine::new()),
             processes,
@@ -343,6 +345,13 @@ impl<'a> RenderedSockets<'a> {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.count = 0;
+        self.counts = Counts::default();
+    }
+
+    /// The sockets rendered, counted per state as they were: the document's `counts`
+    /// need no pass over the sockets once a dump ends.
+    pub fn counts(&self) -> Counts {
+        self.counts
     }
 
     #[cfg(test)]
@@ -374,6 +383,7 @@ impl<'a> RenderedSockets<'a> {
         line.clear();
         line.write_fields(&self.pieces, s, self.count == 0);
         self.count += 1;
+        self.counts.add(s.state);
         if let Some(netns) = self.netns {
             line.write_netns(netns);
         }
