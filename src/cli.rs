@@ -685,9 +685,17 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 
 /// A CPU budget in percent of one core: 0 (none) up to every core of the machine.
 fn parse_max_cpu(text: &str) -> Result<f64, String> {
+    let percent = text.trim().trim_end_matches('%').parse::<f64>();
+    // Within one core, the cores need not be counted (a read of the cgroup's quota):
+    // every run parses the default, one-shots too.
+    if let Ok(percent) = percent
+        && (0.0..=100.0).contains(&percent)
+    {
+        return Ok(percent);
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let most = 100.0 * cores as f64;
-    match text.trim().trim_end_matches('%').parse::<f64>() {
+    match percent {
         Ok(percent) if percent.is_finite() && (0.0..=most).contains(&percent) => Ok(percent),
         Ok(_) => Err(format!(
             "'{text}' is not a CPU budget between 0 and {most} (percent of one core, {cores} cores here; 0 for none)"
