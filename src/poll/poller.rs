@@ -36,7 +36,10 @@
 //! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
 //! finished updates from a channel. A poll that takes longer than the interval is not
 //! queued behind: the next one starts when it finishes, and the update says how long
-//! it took. A failed poll is reported and retried at the next tick.
+//! it took. A failed poll is reported and retried at the next tick. A full dump that
+//! fails has taken the last table's memory already (one table alive at a time), but
+//! not what the fast lane needs of the last full dump: lanes between it and the next
+//! full dump that succeeds go on reporting closes, listeners and counters.
 
 use std::io;
 
@@ -546,6 +549,9 @@ impl PollLoop {
         };
         snapshot.taken_at = taken_at;
         self.last_size = snapshot.sockets.len();
+        // Read before the differ takes the dump in: a failure here leaves the destroy
+        // messages and the differ as they were, for the lanes and the next full dump.
+        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
 
         self.destroyed.clear();
         self.destroyed.extend(
@@ -556,7 +562,6 @@ impl PollLoop {
         );
         let transitions = self.differ.observe(&snapshot, &self.destroyed).to_vec();
 
-        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
         // A kernel without one of these sysctls is judged by Linux's defaults.
         let limits = procfs::read_connection_limits().ok();
         let sockstat = procfs::read_sockstat().ok();
@@ -618,6 +623,154 @@ mod tests {
             Ok(Message::PollFailed(error)) => panic!("poll failed: {error}"),
             Err(error) => panic!("no poll came: {error}"),
         }
+    }
+
+    /// A private network namespace with its loopback up, held by a process of its own
+    /// (`unshare -n`), which is ended when this is dropped.
+    struct PrivateNetns {
+        holder: std::process::Child,
+        handle: NetnsHandle,
+    }
+
+    impl PrivateNetns {
+        fn new() -> PrivateNetns {
+            use std::io::{BufRead, BufReader};
+            use std::process::{Command, Stdio};
+            let mut holder = Command::new("unshare")
+                .args([
+                    "-n",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && echo up && exec sleep 600",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("unshare -n: the tests run as root");
+            let mut line = String::new();
+            let said = holder
+                .stdout
+                .take()
+                .map(|out| BufReader::new(out).read_line(&mut line));
+            assert!(
+                matches!(said, Some(Ok(_))) && line.trim() == "up",
+                "the namespace's loopback did not come up: {line:?}"
+            );
+            let handle = NetnsHandle::open(&crate::kernel::netns::NetnsSpec::Pid(holder.id()))
+                .expect("the holder's namespace");
+            PrivateNetns { holder, handle }
+        }
+    }
+
+    impl Drop for PrivateNetns {
+        fn drop(&mut self) {
+            let _ = self.holder.kill();
+            let _ = self.holder.wait();
+        }
+    }
+
+    #[test]
+    fn a_close_after_a_full_dump_that_failed_is_reported_at_the_next_lane_tick() {
+        use crate::diff::Kind;
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+
+        let netns = PrivateNetns::new();
+        crate::kernel::netns::run_in(&netns.handle, || {
+            let listener = TcpListener::bind("127.0.0.1:7311").expect("a listener");
+            let client = TcpStream::connect("127.0.0.1:7311").expect("a connection");
+            let (server, _) = listener.accept().expect("the server's end");
+            let client_port = client.local_addr().expect("the client's port").port();
+            let shared = Arc::new(Shared {
+                interval_nanos: AtomicU64::new(nanos(INTERVAL)),
+                full_taken_in_nanos: AtomicU64::new(0),
+                fulls_taken_in: AtomicU64::new(0),
+                lane_taken_in_nanos: AtomicU64::new(0),
+                lanes_taken_in: AtomicU64::new(0),
+                info: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+            });
+            let config = PollerConfig {
+                interval: INTERVAL,
+                filter: Filter::default(),
+                destroy_events: true,
+                thresholds: Thresholds::default(),
+                findings: FindingThresholds::default(),
+                max_cpu: 20.0,
+                processes: None,
+                info: false,
+            };
+            let mut polls = PollLoop::new(config, shared, Box::new(|_| Ok(())));
+            assert_eq!(polls.event_status, EventStatus::Subscribed);
+            // Real replies, made to fail while `failing` is set.
+            let failing = Arc::new(AtomicBool::new(false));
+            let mut diag = SockDiag::open().expect("a sock_diag socket");
+            diag.interpose(Box::new({
+                let failing = Arc::clone(&failing);
+                move |receive, buffer| {
+                    let length = receive(buffer)?;
+                    if failing.load(Ordering::SeqCst) {
+                        return Err(io::Error::other("a reply the test broke"));
+                    }
+                    Ok(length)
+                }
+            }));
+            polls.diag = Some(diag);
+
+            let first = polls.poll(INTERVAL).expect("a full poll");
+            assert_eq!(first.pace.counts.get(State::Established), 2);
+            // A consumer that keeps up lets go of it: the next dump takes its memory.
+            drop(first);
+
+            // An active close on the client (a TIME_WAIT remnant stays) and a passive
+            // one on the server (nothing stays), then a full dump that fails.
+            drop(client);
+            drop(server);
+            thread::sleep(Duration::from_millis(100));
+            failing.store(true, Ordering::SeqCst);
+            assert!(polls.poll(INTERVAL).is_err(), "the full dump failed");
+            failing.store(false, Ordering::SeqCst);
+
+            let lane = polls
+                .poll_lanes(INTERVAL, true)
+                .expect("a lane poll")
+                .expect("an update from the lane after the failed full dump");
+            assert!(!lane.pace.is_full());
+            let of_the_connection = |transition: &&Transition| {
+                [transition.endpoints.local.1, transition.endpoints.remote.1] == [7311, client_port]
+                    || [transition.endpoints.local.1, transition.endpoints.remote.1]
+                        == [client_port, 7311]
+            };
+            let mut reported: Vec<_> = lane
+                .transitions
+                .iter()
+                .filter(of_the_connection)
+                .map(|transition| (transition.endpoints.local.1, transition.kind, transition.to))
+                .collect();
+            reported.sort_by_key(|(port, _, _)| *port);
+            assert_eq!(
+                reported,
+                vec![
+                    (7311, Kind::Closed, None),
+                    (client_port, Kind::Changed, Some(State::TimeWait)),
+                ],
+                "{:?}",
+                lane.transitions
+            );
+            assert_eq!(
+                lane.pace.counts.get(State::Listen),
+                1,
+                "the listener, read fresh"
+            );
+            drop(lane);
+
+            // The next full dump succeeds, and reports nothing of it again.
+            let next = polls.poll(INTERVAL).expect("a full poll");
+            let again: Vec<_> = next.transitions.iter().filter(of_the_connection).collect();
+            assert!(again.is_empty(), "reported twice: {again:?}");
+            assert_eq!(next.pace.counts.get(State::TimeWait), 1);
+            assert_eq!(next.pace.counts.get(State::Established), 0);
+        })
+        .expect("entering the test's namespace");
     }
 
     #[test]
