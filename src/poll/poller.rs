@@ -12,9 +12,9 @@
 //! # Destroy events between full dumps
 //!
 //! A full dump diffs the destroy messages received since the last one. Between full
-//! dumps each fast-lane tick resolves the messages received so far (up to
-//! [`LANE_LOOKUPS_PER_SECOND`] of interval) on its own, so that a close is reported at the tick after it,
-//! however far apart full dumps are. A message says the full socket died, not the
+//! dumps each fast-lane tick resolves the messages received so far (as many as the
+//! budget leaves room for: [`Budget::lane_lookups`]) on its own, so that a close is
+//! reported at the tick after it, however far apart full dumps are. A message says the full socket died, not the
 //! connection, which may live on as a TIME_WAIT or FIN_WAIT2 remnant: for each one the
 //! lane asks the kernel what it holds at the socket's endpoints now, with one exact
 //! sock_diag request (not a dump), and the differ reports a close, a change to the
@@ -29,9 +29,9 @@
 //! dump took 12.1 ms and the SYN_RECV|TIME_WAIT|FIN_WAIT2 one 12.5; with 28.7k
 //! TIME_WAIT added, 15.5 ms against 39.5 (+24 ms, 2.5× the SYN_RECV dump, for
 //! remnants that mostly did not change). A lookup took 2.5 µs when it found a
-//! remnant, 2.0 µs when it found nothing. The lookups' CPU time is counted with the
-//! lane's. Messages over the cap wait for the next tick; those received while a full
-//! dump runs go with the next tick or dump, as before.
+//! remnant, 2.0 µs when it found nothing. The lookups' CPU time is measured apart and
+//! counted with the lane's. Messages over the tick's cap wait for the next tick; those
+//! received while a full dump runs go with the next tick or dump, as before.
 //!
 //! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
 //! finished updates from a channel. A poll that takes longer than the interval is not
@@ -74,14 +74,6 @@ const WAKE_UP: Duration = Duration::from_millis(100);
 /// under heavy churn) further events are dropped and reported as lost, like a kernel
 /// queue overflow, so that falling behind costs bounded memory: about 1 MiB here.
 const MAX_PENDING_EVENTS: usize = 16 * 1024;
-
-/// Destroy messages the fast lane resolves at most per second of interval, one exact
-/// lookup each: at 2–2.5 µs of CPU a lookup (see the module documentation) that is
-/// about 1% of a core whatever the interval. The rest wait for the next tick, or go
-/// with the next full dump as they did before lanes resolved any.
-const LANE_LOOKUPS_PER_SECOND: f64 = 4096.0;
-/// The fewest a tick resolves, however short the interval.
-const LANE_LOOKUPS_MIN: usize = 64;
 
 /// How often a poller whose consumer is behind tries again to hand over an update.
 const CONSUMER_RETRY: Duration = Duration::from_millis(5);
@@ -446,13 +438,18 @@ impl PollLoop {
             .context("dumping listening TCP sockets over netlink sock_diag")?;
         let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
         let sockstat = procfs::read_sockstat().ok();
-        // The lane's cost with its lookups: what a tick costs whatever the budget.
-        let lookups = (LANE_LOOKUPS_PER_SECOND * interval.as_secs_f64()) as usize;
-        let transitions = self.resolve_destroyed(&dump_filter, lookups.max(LANE_LOOKUPS_MIN));
         let cpu_after_listeners = thread_cpu_time();
         self.budget.spent(
             Part::Listeners,
             cpu_after_listeners.saturating_sub(cpu_before),
+        );
+        // Measured apart: what the budget leaves the lookups depends on the rest.
+        let most = self.budget.lane_lookups(interval);
+        let (transitions, resolved) = self.resolve_destroyed(&dump_filter, most);
+        let cpu_after_lookups = thread_cpu_time();
+        self.budget.lookups_spent(
+            resolved,
+            cpu_after_lookups.saturating_sub(cpu_after_listeners),
         );
         let syn_recv = if syn_recv {
             let mut sockets = Vec::new();
@@ -461,7 +458,7 @@ impl PollLoop {
                 .context("dumping SYN_RECV TCP sockets over netlink sock_diag")?;
             self.budget.spent(
                 Part::SynRecv,
-                thread_cpu_time().saturating_sub(cpu_after_listeners),
+                thread_cpu_time().saturating_sub(cpu_after_lookups),
             );
             self.budget.syn_recv_taken(started);
             Some(sockets)
@@ -490,16 +487,17 @@ impl PollLoop {
         }))
     }
 
-    /// Between full dumps: the destroy messages received so far, up to `most`, each with an exact lookup of what the kernel holds at its
-    /// endpoints now, handed to the differ, so that closes are reported at this tick.
-    /// A lookup that fails leaves its message and those after it to the next full
+    /// Between full dumps: the destroy messages received so far, up to `most`, each
+    /// with an exact lookup of what the kernel holds at its endpoints now, handed to
+    /// the differ, so that closes are reported at this tick; with how many were looked
+    /// up. A lookup that fails leaves its message and those after it to the next full
     /// dump, as before lanes resolved any.
-    fn resolve_destroyed(&mut self, dump_filter: &Filter, most: usize) -> Vec<Transition> {
+    fn resolve_destroyed(&mut self, dump_filter: &Filter, most: usize) -> (Vec<Transition>, usize) {
         self.drain_events();
         self.destroyed_records
             .retain(|record| dump_filter.matches_ignoring_state(record));
         if self.destroyed_records.is_empty() {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let mut records = std::mem::take(&mut self.destroyed_records);
         let mut remnants = Vec::new();
@@ -520,9 +518,11 @@ impl PollLoop {
                 .map(|record| DestroyedSocket::from_record(&record)),
         );
         self.destroyed_records = records;
-        self.differ
+        let transitions = self
+            .differ
             .observe_destroyed(&self.destroyed, &remnants)
-            .to_vec()
+            .to_vec();
+        (transitions, resolved)
     }
 
     fn poll_full(&mut self) -> anyhow::Result<Update> {
