@@ -128,6 +128,9 @@ struct Emitter<W: Write> {
     warned_about_events: bool,
     /// Each namespace's failures, so that one failing every poll is not a line a poll.
     repeats: Repeats,
+    /// Each namespace's counts of the last full dump under a filter condition: a lane
+    /// poll after it reads them here, not again from a table it may not carry.
+    full_counts: HashMap<u64, Counts>,
 }
 
 impl<W: Write> Emitter<W> {
@@ -139,6 +142,7 @@ impl<W: Write> Emitter<W> {
             interval,
             warned_about_events: false,
             repeats: Repeats::new(REPEAT_EVERY),
+            full_counts: HashMap::new(),
         }
     }
 
@@ -178,8 +182,8 @@ impl<W: Write> Emitter<W> {
                     .pace
                     .full_every
                     .map(|full_every| (full_every, update.pace.is_full()));
-                self.writer
-                    .counts(at, &counts(&self.filter, update), pace)?;
+                let counts = self.counts(netns, update);
+                self.writer.counts(at, &counts, pace)?;
             }
             Message::PollFailed(message) => {
                 if let Some(times) = self.repeats.failed(netns, message, at) {
@@ -201,21 +205,29 @@ fn wanted(filter: &Filter, transition: &Transition) -> bool {
         .any(|state| filter.matches_endpoints(&transition.endpoints, state))
 }
 
-/// The per-state counts of the sockets the filter matches: the last full dump's, with
-/// LISTEN and SYN_RECV from the fast lane between full dumps.
-fn counts(filter: &Filter, update: &Update) -> Counts {
-    if filter.condition.is_none() {
-        // The dump applied everything but the states, which the writer applies.
-        return update.pace.counts;
-    }
-    let mut counts = matching(filter, &update.snapshot);
-    if let Some(lane) = &update.pace.lane {
-        let fresh = matching(filter, lane);
+impl<W: Write> Emitter<W> {
+    /// The per-state counts of the sockets the filter matches: the last full dump's,
+    /// with LISTEN and SYN_RECV from the fast lane between full dumps.
+    fn counts(&mut self, netns: u64, update: &Update) -> Counts {
+        if self.filter.condition.is_none() {
+            // The dump applied everything but the states, which the writer applies.
+            return update.pace.counts;
+        }
+        let Some(lane) = &update.pace.lane else {
+            let counts = matching(&self.filter, &update.snapshot);
+            self.full_counts.insert(netns, counts);
+            return counts;
+        };
+        let mut counts = match self.full_counts.get(&netns) {
+            Some(full) => *full,
+            None => matching(&self.filter, &update.snapshot),
+        };
+        let fresh = matching(&self.filter, lane);
         for state in [State::Listen, State::SynRecv] {
             counts.set(state, fresh.get(state));
         }
+        counts
     }
-    counts
 }
 
 fn matching(filter: &Filter, snapshot: &Snapshot) -> Counts {

@@ -12,6 +12,13 @@
 //! the rest of the lane, else every few ticks, as often as a quarter of the budget
 //! allows; the full dumps get what is left, and never less than a quarter.
 //!
+//! The lane's exact lookups, one per kernel destroy event ([`Budget::lane_lookups`]),
+//! get what that half of the budget leaves over after the rest of the lane and a
+//! SYN_RECV dump at every tick, at their own measured cost each: never fewer than
+//! [`LANE_LOOKUPS_MIN`] a tick, never more than [`LANE_LOOKUPS_MAX`], which is also
+//! what a tick takes without a budget. What they cost counts with the lane's cost
+//! when the full dumps are spaced out.
+//!
 //! What is counted is the whole process's work on the polls, not the poller's alone:
 //! the poller's own CPU time for each dump, diff and analysis (thread CPU time), and
 //! what its consumer spent taking each update in ([`Part::FullTakenIn`],
@@ -42,6 +49,20 @@ const FULL_SHARE_FLOOR: f64 = 0.25;
 const SYN_RECV_SHARE_FLOOR: f64 = 0.25;
 /// The share of the budget the fast lane may take with the SYN_RECV dump at every tick.
 const LANE_SHARE: f64 = 0.5;
+
+/// The fewest destroy events a fast-lane tick resolves, however short the interval or
+/// the budget.
+pub const LANE_LOOKUPS_MIN: usize = 64;
+/// The most destroy events a fast-lane tick resolves: as many as the poller holds
+/// (16k, about 40 ms of CPU at 2.5 µs a lookup), so that without a budget every event
+/// received is resolved at the next tick.
+pub const LANE_LOOKUPS_MAX: usize = 16 * 1024;
+/// What one exact lookup costs until the lane has measured it: the dearer of the two
+/// costs measured in a lab namespace (2.5 µs when it finds a remnant, 2.0 when not).
+const LOOKUP_COST_GUESS: f64 = 2.5e-6;
+/// The least a lookup is taken to cost, so that a tick whose few lookups measured next
+/// to nothing does not allow a burst of them.
+const LOOKUP_COST_FLOOR: f64 = 1.0e-6;
 
 /// What one tick of the poller does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +105,9 @@ pub struct Budget {
     syn_recv: Smoothed,
     full_taken_in: Smoothed,
     lane_taken_in: Smoothed,
+    /// The fast lane's lookups: their CPU time a tick, and one lookup's.
+    lookups: Smoothed,
+    lookup_each: Smoothed,
     last_full: Option<Instant>,
     last_syn_recv: Option<Instant>,
 }
@@ -98,6 +122,8 @@ impl Budget {
             syn_recv: Smoothed::default(),
             full_taken_in: Smoothed::default(),
             lane_taken_in: Smoothed::default(),
+            lookups: Smoothed::default(),
+            lookup_each: Smoothed::default(),
             last_full: None,
             last_syn_recv: None,
         }
@@ -112,6 +138,38 @@ impl Budget {
             Part::FullTakenIn => self.full_taken_in.add(cpu),
             Part::LaneTakenIn => self.lane_taken_in.add(cpu),
         }
+    }
+
+    /// Takes in what a fast-lane tick's `count` lookups cost, in CPU time (a tick
+    /// without any counts too: the lane's cost falls with the churn).
+    pub fn lookups_spent(&mut self, count: usize, cpu: Duration) {
+        self.lookups.add(cpu);
+        if count > 0 {
+            self.lookup_each.add(cpu.div_f64(count as f64));
+        }
+    }
+
+    /// How many destroy events the fast lane may resolve at a tick at this interval,
+    /// one lookup each: what half the budget leaves over after the rest of the lane
+    /// (the listener dump, counters and sockstat, taking the lane in) and a SYN_RECV
+    /// dump, at a lookup's measured cost; within [`LANE_LOOKUPS_MIN`] and
+    /// [`LANE_LOOKUPS_MAX`], the most without a budget.
+    pub fn lane_lookups(&self, interval: Duration) -> usize {
+        let Some(share) = self.share else {
+            return LANE_LOOKUPS_MAX;
+        };
+        let lane = self.listeners.value.unwrap_or(0.0)
+            + self.lane_taken_in.value.unwrap_or(0.0)
+            + self.syn_recv.value.unwrap_or(0.0);
+        let left = share * LANE_SHARE * interval.as_secs_f64() - lane;
+        let each = self
+            .lookup_each
+            .value
+            .unwrap_or(LOOKUP_COST_GUESS)
+            .max(LOOKUP_COST_FLOOR);
+        // A negative or NaN count is none; a huge one saturates.
+        let fit = (left / each).floor().max(0.0) as usize;
+        fit.clamp(LANE_LOOKUPS_MIN, LANE_LOOKUPS_MAX)
     }
 
     /// A full dump was taken at `at` (SYN_RECV with it).
@@ -147,7 +205,9 @@ impl Budget {
         }
         // Whole ticks that give `cost` at most `allowed` of a core.
         let ticks = |cost: f64, allowed: f64| (cost / allowed / seconds).ceil().max(1.0);
-        let lane = self.listeners.value.unwrap_or(0.0) + self.lane_taken_in.value.unwrap_or(0.0);
+        let lane = self.listeners.value.unwrap_or(0.0)
+            + self.lookups.value.unwrap_or(0.0)
+            + self.lane_taken_in.value.unwrap_or(0.0);
         let listeners = (lane / seconds).min(share);
         let syn_recv = self.syn_recv.value.unwrap_or(0.0);
         let syn_allowed = (share * LANE_SHARE - listeners).max(share * SYN_RECV_SHARE_FLOOR);
@@ -376,6 +436,78 @@ mod tests {
         budget.spent(Part::Full, ms(150));
         budget.spent(Part::FullTakenIn, ms(900));
         assert_eq!(budget.full_every(INTERVAL), INTERVAL);
+    }
+
+    /// A lane that costs 90 ms of CPU a tick with its SYN_RECV dump and the taking in.
+    fn a_lane_of_90ms(percent: f64) -> Budget {
+        let mut budget = Budget::new(percent);
+        budget.spent(Part::Full, ms(800));
+        budget.spent(Part::Listeners, ms(50));
+        budget.spent(Part::LaneTakenIn, ms(10));
+        budget.spent(Part::SynRecv, ms(30));
+        budget
+    }
+
+    fn near(count: usize, wanted: usize) -> bool {
+        count.abs_diff(wanted) <= 1
+    }
+
+    #[test]
+    fn the_lookups_get_what_half_the_budget_leaves_after_the_rest_of_the_lane() {
+        let mut budget = a_lane_of_90ms(20.0);
+        // 1000 lookups took 2.5 ms: 2.5 µs each. Half of 20% is 100 ms a second, the
+        // lane takes 90: 10 ms is left, 4000 lookups.
+        budget.lookups_spent(1000, Duration::from_micros(2500));
+        let lookups = budget.lane_lookups(INTERVAL);
+        assert!(near(lookups, 4000), "{lookups}");
+        // A budget twice as large leaves 110 ms: 44,000, more than a tick takes.
+        let mut larger = a_lane_of_90ms(40.0);
+        larger.lookups_spent(1000, Duration::from_micros(2500));
+        assert_eq!(larger.lane_lookups(INTERVAL), LANE_LOOKUPS_MAX);
+        // At a tenth of the interval the lane's cost stays: nothing is left.
+        assert_eq!(budget.lane_lookups(ms(100)), LANE_LOOKUPS_MIN);
+    }
+
+    #[test]
+    fn dearer_lookups_make_fewer_fit() {
+        let mut budget = a_lane_of_90ms(20.0);
+        budget.lookups_spent(1000, Duration::from_micros(5000));
+        let lookups = budget.lane_lookups(INTERVAL);
+        assert!(near(lookups, 2000), "{lookups}");
+        // Until the lane has measured one, a lookup is taken to cost 2.5 µs.
+        let unmeasured = a_lane_of_90ms(20.0).lane_lookups(INTERVAL);
+        assert!(near(unmeasured, 4000), "{unmeasured}");
+        // A tick without lookups measures none: the cost each stays.
+        budget.lookups_spent(0, Duration::ZERO);
+        let after = budget.lane_lookups(INTERVAL);
+        assert!(near(after, 2000), "{after}");
+    }
+
+    #[test]
+    fn a_lane_over_its_half_of_the_budget_still_resolves_the_fewest_lookups() {
+        let budget = a_lane_of_90ms(10.0);
+        assert_eq!(budget.lane_lookups(INTERVAL), LANE_LOOKUPS_MIN);
+    }
+
+    #[test]
+    fn without_a_budget_a_tick_resolves_as_many_lookups_as_the_poller_holds() {
+        let mut budget = a_lane_of_90ms(0.0);
+        budget.lookups_spent(1000, Duration::from_micros(2500));
+        assert_eq!(budget.lane_lookups(INTERVAL), LANE_LOOKUPS_MAX);
+        assert_eq!(budget.lane_lookups(ms(50)), LANE_LOOKUPS_MAX);
+    }
+
+    #[test]
+    fn what_the_lookups_cost_is_left_out_of_the_full_dumps_share() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        budget.spent(Part::Listeners, ms(20));
+        budget.spent(Part::SynRecv, ms(40));
+        // Without lookups the full dumps get 14%: every 6 s.
+        assert_eq!(budget.full_every(INTERVAL), ms(6000));
+        // 30 ms of lookups a tick leave them 11%: every 8 s.
+        budget.lookups_spent(12_000, ms(30));
+        assert_eq!(budget.full_every(INTERVAL), ms(8000));
     }
 
     #[test]

@@ -12,14 +12,14 @@
 //! # Destroy events between full dumps
 //!
 //! A full dump diffs the destroy messages received since the last one. Between full
-//! dumps each fast-lane tick resolves the messages received so far (up to
-//! [`LANE_LOOKUPS_PER_SECOND`] of interval) on its own, so that a close is reported at the tick after it,
-//! however far apart full dumps are. A message says the full socket died, not the
-//! connection, which may live on as a TIME_WAIT or FIN_WAIT2 remnant: for each one the
-//! lane asks the kernel what it holds at the socket's endpoints now, with one exact
-//! sock_diag request (not a dump), and the differ reports a close, a change to the
-//! remnant's state, or for a connection no poll saw, an open in that state
-//! ([`Differ::observe_destroyed`]).
+//! dumps each fast-lane tick resolves the messages received so far (as many as the
+//! budget leaves room for: [`Budget::lane_lookups`]) on its own, so that a close is
+//! reported at the tick after it, however far apart full dumps are. A message says the
+//! full socket died, not the connection, which may live on as a TIME_WAIT or FIN_WAIT2
+//! remnant: for each one the lane asks the kernel what it holds at the socket's
+//! endpoints now, with one exact sock_diag request (not a dump), and the differ
+//! reports a close, a change to the remnant's state, or for a connection no poll saw,
+//! an open in that state ([`Differ::observe_destroyed`]).
 //!
 //! Why lookups and not a TIME_WAIT|FIN_WAIT2 dump with the SYN_RECV lane's: a lookup
 //! costs what the closes cost, and comes at every tick; the dump costs what every
@@ -29,14 +29,21 @@
 //! dump took 12.1 ms and the SYN_RECV|TIME_WAIT|FIN_WAIT2 one 12.5; with 28.7k
 //! TIME_WAIT added, 15.5 ms against 39.5 (+24 ms, 2.5× the SYN_RECV dump, for
 //! remnants that mostly did not change). A lookup took 2.5 µs when it found a
-//! remnant, 2.0 µs when it found nothing. The lookups' CPU time is counted with the
-//! lane's. Messages over the cap wait for the next tick; those received while a full
-//! dump runs go with the next tick or dump, as before.
+//! remnant, 2.0 µs when it found nothing. The lookups' CPU time is measured apart and
+//! counted with the lane's; with the draining and the diff, a message cost 5.4–6.2 µs
+//! in a release build and 37–49 µs in a debug one (the budget's own measure, 4,000
+//! messages at a tick in a lab namespace), which at 20% of a core leaves room for
+//! about 3,300 a tick at a 200 ms interval, and the ceiling, 16,384, at 1 s. Messages
+//! over the tick's cap wait for the next tick; those received while a full dump runs
+//! go with the next tick or dump, as before.
 //!
 //! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
 //! finished updates from a channel. A poll that takes longer than the interval is not
 //! queued behind: the next one starts when it finishes, and the update says how long
-//! it took. A failed poll is reported and retried at the next tick.
+//! it took. A failed poll is reported and retried at the next tick. A full dump that
+//! fails has taken the last table's memory already (one table alive at a time), but
+//! not what the fast lane needs of the last full dump: lanes between it and the next
+//! full dump that succeeds go on reporting closes, listeners and counters.
 
 use std::io;
 
@@ -71,14 +78,6 @@ const WAKE_UP: Duration = Duration::from_millis(100);
 /// under heavy churn) further events are dropped and reported as lost, like a kernel
 /// queue overflow, so that falling behind costs bounded memory: about 1 MiB here.
 const MAX_PENDING_EVENTS: usize = 16 * 1024;
-
-/// Destroy messages the fast lane resolves at most per second of interval, one exact
-/// lookup each: at 2–2.5 µs of CPU a lookup (see the module documentation) that is
-/// about 1% of a core whatever the interval. The rest wait for the next tick, or go
-/// with the next full dump as they did before lanes resolved any.
-const LANE_LOOKUPS_PER_SECOND: f64 = 4096.0;
-/// The fewest a tick resolves, however short the interval.
-const LANE_LOOKUPS_MIN: usize = 64;
 
 /// How often a poller whose consumer is behind tries again to hand over an update.
 const CONSUMER_RETRY: Duration = Duration::from_millis(5);
@@ -443,13 +442,18 @@ impl PollLoop {
             .context("dumping listening TCP sockets over netlink sock_diag")?;
         let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
         let sockstat = procfs::read_sockstat().ok();
-        // The lane's cost with its lookups: what a tick costs whatever the budget.
-        let lookups = (LANE_LOOKUPS_PER_SECOND * interval.as_secs_f64()) as usize;
-        let transitions = self.resolve_destroyed(&dump_filter, lookups.max(LANE_LOOKUPS_MIN));
         let cpu_after_listeners = thread_cpu_time();
         self.budget.spent(
             Part::Listeners,
             cpu_after_listeners.saturating_sub(cpu_before),
+        );
+        // Measured apart: what the budget leaves the lookups depends on the rest.
+        let most = self.budget.lane_lookups(interval);
+        let (transitions, resolved) = self.resolve_destroyed(&dump_filter, most);
+        let cpu_after_lookups = thread_cpu_time();
+        self.budget.lookups_spent(
+            resolved,
+            cpu_after_lookups.saturating_sub(cpu_after_listeners),
         );
         let syn_recv = if syn_recv {
             let mut sockets = Vec::new();
@@ -458,7 +462,7 @@ impl PollLoop {
                 .context("dumping SYN_RECV TCP sockets over netlink sock_diag")?;
             self.budget.spent(
                 Part::SynRecv,
-                thread_cpu_time().saturating_sub(cpu_after_listeners),
+                thread_cpu_time().saturating_sub(cpu_after_lookups),
             );
             self.budget.syn_recv_taken(started);
             Some(sockets)
@@ -487,16 +491,17 @@ impl PollLoop {
         }))
     }
 
-    /// Between full dumps: the destroy messages received so far, up to `most`, each with an exact lookup of what the kernel holds at its
-    /// endpoints now, handed to the differ, so that closes are reported at this tick.
-    /// A lookup that fails leaves its message and those after it to the next full
+    /// Between full dumps: the destroy messages received so far, up to `most`, each
+    /// with an exact lookup of what the kernel holds at its endpoints now, handed to
+    /// the differ, so that closes are reported at this tick; with how many were looked
+    /// up. A lookup that fails leaves its message and those after it to the next full
     /// dump, as before lanes resolved any.
-    fn resolve_destroyed(&mut self, dump_filter: &Filter, most: usize) -> Vec<Transition> {
+    fn resolve_destroyed(&mut self, dump_filter: &Filter, most: usize) -> (Vec<Transition>, usize) {
         self.drain_events();
         self.destroyed_records
             .retain(|record| dump_filter.matches_ignoring_state(record));
         if self.destroyed_records.is_empty() {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let mut records = std::mem::take(&mut self.destroyed_records);
         let mut remnants = Vec::new();
@@ -517,9 +522,11 @@ impl PollLoop {
                 .map(|record| DestroyedSocket::from_record(&record)),
         );
         self.destroyed_records = records;
-        self.differ
+        let transitions = self
+            .differ
             .observe_destroyed(&self.destroyed, &remnants)
-            .to_vec()
+            .to_vec();
+        (transitions, resolved)
     }
 
     fn poll_full(&mut self) -> anyhow::Result<Update> {
@@ -546,6 +553,9 @@ impl PollLoop {
         };
         snapshot.taken_at = taken_at;
         self.last_size = snapshot.sockets.len();
+        // Read before the differ takes the dump in: a failure here leaves the destroy
+        // messages and the differ as they were, for the lanes and the next full dump.
+        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
 
         self.destroyed.clear();
         self.destroyed.extend(
@@ -556,7 +566,6 @@ impl PollLoop {
         );
         let transitions = self.differ.observe(&snapshot, &self.destroyed).to_vec();
 
-        let counters = procfs::read_tcpext().context("reading the kernel's TcpExt counters")?;
         // A kernel without one of these sysctls is judged by Linux's defaults.
         let limits = procfs::read_connection_limits().ok();
         let sockstat = procfs::read_sockstat().ok();
@@ -618,6 +627,154 @@ mod tests {
             Ok(Message::PollFailed(error)) => panic!("poll failed: {error}"),
             Err(error) => panic!("no poll came: {error}"),
         }
+    }
+
+    /// A private network namespace with its loopback up, held by a process of its own
+    /// (`unshare -n`), which is ended when this is dropped.
+    struct PrivateNetns {
+        holder: std::process::Child,
+        handle: NetnsHandle,
+    }
+
+    impl PrivateNetns {
+        fn new() -> PrivateNetns {
+            use std::io::{BufRead, BufReader};
+            use std::process::{Command, Stdio};
+            let mut holder = Command::new("unshare")
+                .args([
+                    "-n",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && echo up && exec sleep 600",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("unshare -n: the tests run as root");
+            let mut line = String::new();
+            let said = holder
+                .stdout
+                .take()
+                .map(|out| BufReader::new(out).read_line(&mut line));
+            assert!(
+                matches!(said, Some(Ok(_))) && line.trim() == "up",
+                "the namespace's loopback did not come up: {line:?}"
+            );
+            let handle = NetnsHandle::open(&crate::kernel::netns::NetnsSpec::Pid(holder.id()))
+                .expect("the holder's namespace");
+            PrivateNetns { holder, handle }
+        }
+    }
+
+    impl Drop for PrivateNetns {
+        fn drop(&mut self) {
+            let _ = self.holder.kill();
+            let _ = self.holder.wait();
+        }
+    }
+
+    #[test]
+    fn a_close_after_a_full_dump_that_failed_is_reported_at_the_next_lane_tick() {
+        use crate::diff::Kind;
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+
+        let netns = PrivateNetns::new();
+        crate::kernel::netns::run_in(&netns.handle, || {
+            let listener = TcpListener::bind("127.0.0.1:7311").expect("a listener");
+            let client = TcpStream::connect("127.0.0.1:7311").expect("a connection");
+            let (server, _) = listener.accept().expect("the server's end");
+            let client_port = client.local_addr().expect("the client's port").port();
+            let shared = Arc::new(Shared {
+                interval_nanos: AtomicU64::new(nanos(INTERVAL)),
+                full_taken_in_nanos: AtomicU64::new(0),
+                fulls_taken_in: AtomicU64::new(0),
+                lane_taken_in_nanos: AtomicU64::new(0),
+                lanes_taken_in: AtomicU64::new(0),
+                info: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+            });
+            let config = PollerConfig {
+                interval: INTERVAL,
+                filter: Filter::default(),
+                destroy_events: true,
+                thresholds: Thresholds::default(),
+                findings: FindingThresholds::default(),
+                max_cpu: 20.0,
+                processes: None,
+                info: false,
+            };
+            let mut polls = PollLoop::new(config, shared, Box::new(|_| Ok(())));
+            assert_eq!(polls.event_status, EventStatus::Subscribed);
+            // Real replies, made to fail while `failing` is set.
+            let failing = Arc::new(AtomicBool::new(false));
+            let mut diag = SockDiag::open().expect("a sock_diag socket");
+            diag.interpose(Box::new({
+                let failing = Arc::clone(&failing);
+                move |receive, buffer| {
+                    let length = receive(buffer)?;
+                    if failing.load(Ordering::SeqCst) {
+                        return Err(io::Error::other("a reply the test broke"));
+                    }
+                    Ok(length)
+                }
+            }));
+            polls.diag = Some(diag);
+
+            let first = polls.poll(INTERVAL).expect("a full poll");
+            assert_eq!(first.pace.counts.get(State::Established), 2);
+            // A consumer that keeps up lets go of it: the next dump takes its memory.
+            drop(first);
+
+            // An active close on the client (a TIME_WAIT remnant stays) and a passive
+            // one on the server (nothing stays), then a full dump that fails.
+            drop(client);
+            drop(server);
+            thread::sleep(Duration::from_millis(100));
+            failing.store(true, Ordering::SeqCst);
+            assert!(polls.poll(INTERVAL).is_err(), "the full dump failed");
+            failing.store(false, Ordering::SeqCst);
+
+            let lane = polls
+                .poll_lanes(INTERVAL, true)
+                .expect("a lane poll")
+                .expect("an update from the lane after the failed full dump");
+            assert!(!lane.pace.is_full());
+            let of_the_connection = |transition: &&Transition| {
+                [transition.endpoints.local.1, transition.endpoints.remote.1] == [7311, client_port]
+                    || [transition.endpoints.local.1, transition.endpoints.remote.1]
+                        == [client_port, 7311]
+            };
+            let mut reported: Vec<_> = lane
+                .transitions
+                .iter()
+                .filter(of_the_connection)
+                .map(|transition| (transition.endpoints.local.1, transition.kind, transition.to))
+                .collect();
+            reported.sort_by_key(|(port, _, _)| *port);
+            assert_eq!(
+                reported,
+                vec![
+                    (7311, Kind::Closed, None),
+                    (client_port, Kind::Changed, Some(State::TimeWait)),
+                ],
+                "{:?}",
+                lane.transitions
+            );
+            assert_eq!(
+                lane.pace.counts.get(State::Listen),
+                1,
+                "the listener, read fresh"
+            );
+            drop(lane);
+
+            // The next full dump succeeds, and reports nothing of it again.
+            let next = polls.poll(INTERVAL).expect("a full poll");
+            let again: Vec<_> = next.transitions.iter().filter(of_the_connection).collect();
+            assert!(again.is_empty(), "reported twice: {again:?}");
+            assert_eq!(next.pace.counts.get(State::TimeWait), 1);
+            assert_eq!(next.pace.counts.get(State::Established), 0);
+        })
+        .expect("entering the test's namespace");
     }
 
     #[test]

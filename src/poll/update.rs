@@ -31,7 +31,9 @@ use crate::watch::{
 /// in [`Pace::counts`] and the findings the SYN watch decides.
 #[derive(Debug, Clone)]
 pub struct Update {
-    /// The last full dump: every socket, as of its `taken_at`.
+    /// The last full dump: every socket, as of its `taken_at`. Between full dumps,
+    /// empty when the table's memory went to a full dump that failed (see
+    /// [`Analyst::release_table`]): the lane's counts are in [`Update::pace`].
     pub snapshot: Arc<Snapshot>,
     /// What changed since the previous poll (empty on the first); between full dumps,
     /// only the closes and remnants the destroy messages told of.
@@ -337,14 +339,22 @@ impl Analyst {
 
     /// The socket table of the last full poll, emptied, for the next full dump to
     /// fill, when nothing else holds it any more (a consumer that keeps up has dropped
-    /// its update): so a live mode holds one table at a time, not two. Lane polls have
-    /// no table to show until the next full poll, as before the first.
+    /// its update): so a live mode holds one table at a time, not two; given once.
+    ///
+    /// What the lanes need of the last full poll stays (its counts, families,
+    /// CLOSE_WAIT sockets and SYN_RECV reading, none of them the table): a full dump
+    /// that then fails leaves the lane polls after it working, with their closes, until
+    /// one succeeds. Their [`Update::snapshot`] is then an empty table of the last full
+    /// poll's time; consumers read a lane poll's counts from its [`Pace`], never its
+    /// table.
     pub fn release_table(&mut self) -> Option<Vec<SocketRecord>> {
         let last = self.last_full.as_mut()?;
         let snapshot = Arc::get_mut(&mut last.snapshot)?;
+        if snapshot.sockets.capacity() == 0 {
+            return None;
+        }
         let mut sockets = std::mem::take(&mut snapshot.sockets);
         sockets.clear();
-        self.last_full = None;
         Some(sockets)
     }
 
@@ -495,6 +505,61 @@ mod tests {
         let released = analyst.release_table().expect("no one holds it");
         assert!(released.is_empty() && released.capacity() >= 1);
         assert_eq!(analyst.release_table(), None, "given once");
+    }
+
+    #[test]
+    fn a_lane_after_a_full_dump_that_failed_reports_its_closes_and_fresh_listeners() {
+        use crate::diff::Ending;
+        use crate::snapshot::fixtures::socket;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let listener = socket(State::Listen, "127.0.0.1", 80, "0.0.0.0", 0);
+        let mut established = socket(State::Established, "127.0.0.1", 80, "10.0.0.1", 4000);
+        established.cookie = 10;
+        let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
+        drop(analyst.analyse(Polled {
+            full_every: Some(Duration::from_secs(4)),
+            ..quiet_poll(start, vec![listener, established])
+        }));
+        // The next full dump takes the table's memory, and fails: the memory is gone.
+        drop(analyst.release_table().expect("no consumer holds it"));
+
+        let close = Transition::ended(
+            established.endpoints(),
+            State::Established,
+            crate::tcp::Path::EMPTY,
+            Ending::BetweenPolls,
+            established.cookie,
+        );
+        let new_listener = socket(State::Listen, "127.0.0.1", 81, "0.0.0.0", 0);
+        let lane = analyst
+            .analyse_lanes(LanePolled {
+                transitions: vec![close],
+                at: start + Duration::from_secs(1),
+                listeners: vec![listener, new_listener],
+                syn_recv: Some(Vec::new()),
+                counters: TcpExt::default(),
+                took: Duration::ZERO,
+                events: EventStatus::Off,
+                event_overflows: 0,
+                full_every: Some(Duration::from_secs(4)),
+                sockstat: None,
+                time_wait: None,
+            })
+            .expect("a lane poll after the failed full dump");
+        assert!(!lane.pace.is_full());
+        assert_eq!(
+            lane.transitions,
+            vec![close],
+            "the close, at the lane's tick"
+        );
+        assert_eq!(lane.pace.counts.get(State::Listen), 2, "the new listener");
+        assert_eq!(
+            lane.pace.counts.get(State::Established),
+            1,
+            "the last full dump's count, not the emptied table's"
+        );
+        assert!(lane.snapshot.sockets.is_empty(), "one table alive, not two");
+        assert_eq!(analyst.release_table(), None, "nothing more to give");
     }
 
     #[test]
