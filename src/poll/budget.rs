@@ -178,6 +178,17 @@ impl Budget {
         self.last_syn_recv = Some(at);
     }
 
+    /// A full dump started at `at` failed. It cost what a dump costs, so the next one
+    /// waits its turn as after a dump taken, with the fast lane between: a dump that
+    /// keeps failing is not retried at full cost every tick, over the budget. Before
+    /// any full dump has been taken the lanes have nothing to build on, so the next
+    /// tick tries again.
+    pub fn full_failed(&mut self, at: Instant) {
+        if self.last_full.is_some() {
+            self.last_full = Some(at);
+        }
+    }
+
     /// A SYN_RECV-only dump was taken at `at`.
     pub fn syn_recv_taken(&mut self, at: Instant) {
         self.last_syn_recv = Some(at);
@@ -301,6 +312,32 @@ mod tests {
             );
         }
         assert_eq!(budget.plan(start + INTERVAL * 4, INTERVAL), Plan::Full);
+    }
+
+    #[test]
+    fn a_full_dump_that_failed_is_tried_again_in_its_turn_with_lanes_between() {
+        let mut budget = Budget::new(20.0);
+        budget.spent(Part::Full, ms(800));
+        let start = Instant::now();
+        budget.full_failed(start);
+        assert_eq!(
+            budget.plan(start + INTERVAL, INTERVAL),
+            Plan::Full,
+            "with no dump taken yet, the next tick tries again"
+        );
+        budget.full_taken(start);
+        let failed = start + INTERVAL * 4;
+        assert_eq!(budget.plan(failed, INTERVAL), Plan::Full);
+        budget.spent(Part::Full, ms(800));
+        budget.full_failed(failed);
+        for tick in 1..4 {
+            assert_eq!(
+                budget.plan(failed + INTERVAL * tick, INTERVAL),
+                Plan::Lanes { syn_recv: true },
+                "tick {tick} after the failed dump"
+            );
+        }
+        assert_eq!(budget.plan(failed + INTERVAL * 4, INTERVAL), Plan::Full);
     }
 
     #[test]

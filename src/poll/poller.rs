@@ -40,10 +40,12 @@
 //! Consumers (`--watch`, the interactive view) never wait on the kernel: they receive
 //! finished updates from a channel. A poll that takes longer than the interval is not
 //! queued behind: the next one starts when it finishes, and the update says how long
-//! it took. A failed poll is reported and retried at the next tick. A full dump that
-//! fails has taken the last table's memory already (one table alive at a time), but
-//! not what the fast lane needs of the last full dump: lanes between it and the next
-//! full dump that succeeds go on reporting closes, listeners and counters.
+//! it took. A failed poll is reported and retried at the next tick; a full dump that
+//! fails while full dumps are spaced out is tried again in its turn, as after one
+//! taken, since it cost as much. It has taken the last table's memory already (one
+//! table alive at a time), but not what the fast lane needs of the last full dump:
+//! lanes between it and the next full dump that succeeds go on reporting closes,
+//! listeners and counters.
 
 use std::io;
 
@@ -421,10 +423,16 @@ impl PollLoop {
         let cpu_before = thread_cpu_time();
         let started = Instant::now();
         let result = self.poll_full();
-        // A failed dump costs too, and is retried at the next tick as a full one.
+        // A failed dump costs too: the next waits its turn, with the lanes between.
         self.budget
             .spent(Part::Full, thread_cpu_time().saturating_sub(cpu_before));
-        let mut update = result?;
+        let mut update = match result {
+            Ok(update) => update,
+            Err(error) => {
+                self.budget.full_failed(started);
+                return Err(error);
+            }
+        };
         self.budget.full_taken(started);
         update.pace.full_every = Some(self.budget.full_every(interval));
         Ok(update)
