@@ -26,6 +26,7 @@ use super::groups::{self, CountedGroups, GroupsJob};
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
 use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
+use super::placing::{Placed, PlacingJob};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
@@ -80,6 +81,8 @@ pub enum Event {
     Rows(OrderedRows),
     /// The Groups tab's rows, counted as [`Effect::CountGroups`] asked.
     Groups(Box<CountedGroups>),
+    /// The findings' cgroups, placed as [`Effect::PlaceFindings`] asked.
+    Placed(Box<Placed>),
 }
 
 /// What the event loop must do for the app.
@@ -110,6 +113,9 @@ pub enum Effect {
     /// Count a poll's groups off the UI thread, and send them back as
     /// [`Event::Groups`].
     CountGroups(Box<GroupsJob>),
+    /// Place a poll's findings in their cgroups off the UI thread, and send them back
+    /// as [`Event::Placed`].
+    PlaceFindings(Box<PlacingJob>),
     /// Free this snapshot, which nothing else holds any more, off the UI thread: at a
     /// million sockets that is megabytes given back to the system.
     Release(Arc<Snapshot>),
@@ -198,6 +204,7 @@ impl App {
         self.each_model(|model| {
             model.connections.order_elsewhere();
             model.count_groups_elsewhere();
+            model.place_elsewhere();
         });
     }
 
@@ -207,6 +214,7 @@ impl App {
         self.each_model(|model| {
             model.connections.order_now();
             model.count_groups_now();
+            model.place_now();
         });
         self.rows_arrived();
     }
@@ -245,6 +253,11 @@ impl App {
             self.live
                 .take_groups_job()
                 .map(|job| Effect::CountGroups(Box::new(job))),
+        );
+        effects.extend(
+            self.live
+                .take_placing_job()
+                .map(|job| Effect::PlaceFindings(Box::new(job))),
         );
         effects.extend(self.live.connections.take_job().map(Effect::OrderRows));
         if let Some(frozen) = &mut self.frozen {
@@ -332,6 +345,10 @@ impl App {
             }
             Event::Groups(counted) => {
                 self.each_model(|model| model.finish_groups(&counted));
+                Vec::new()
+            }
+            Event::Placed(placed) => {
+                self.each_model(|model| model.finish_placing((*placed).clone()));
                 Vec::new()
             }
             Event::PlaybackDue(generation) => {

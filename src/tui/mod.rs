@@ -19,7 +19,8 @@
 //! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
 //! line's editing, [`connections`] and [`query`] the table's order and filter,
 //! [`ordering`] the worker that sorts and filters the table's rows, counts the Groups
-//! tab's groups and frees the snapshots let go of, off this thread,
+//! tab's groups, places the findings in their cgroups ([`placing`]) and frees the
+//! snapshots let go of, off this thread,
 //! [`theme`] the colours.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub(crate) mod keys;
 pub(crate) mod line_editor;
 pub mod model;
 pub mod ordering;
+pub(crate) mod placing;
 pub(crate) mod playback;
 pub(crate) mod query;
 pub mod theme;
@@ -166,6 +168,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::Close(netns, record) => workers.close(netns, record),
         Effect::OrderRows(job) => orderer.order(job),
         Effect::CountGroups(job) => orderer.count(job),
+        Effect::PlaceFindings(job) => orderer.place(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     });
@@ -264,6 +267,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         }
         Effect::OrderRows(job) => orderer.order(job),
         Effect::CountGroups(job) => orderer.count(job),
+        Effect::PlaceFindings(job) => orderer.place(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     };
@@ -284,6 +288,7 @@ fn row_orderer(
         let event = match finished {
             Finished::Rows(rows) => Event::Rows(rows),
             Finished::Groups(groups) => Event::Groups(groups),
+            Finished::Placed(placed) => Event::Placed(placed),
         };
         events.send(event).is_ok()
     };

@@ -19,12 +19,12 @@ use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 use super::connections::{ConnectionTable, SortColumn};
 use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
+use super::placing::{self, Placed, Places, PlacingJob};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
 use crate::group::{self as grouping, GroupKey};
 use crate::kernel::cgroups::CgroupNames;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
-use crate::report::groups::{dominant_cgroups, name_places};
 
 /// The numbers from the latest polls.
 #[derive(Debug, Clone)]
@@ -39,8 +39,18 @@ pub struct Model {
     pub ipv6_total: u32,
     pub syn_watch: SynWatch,
     /// The findings raised at the latest poll, most urgent first (across namespaces,
-    /// each names its own).
+    /// each names its own), each named with the cgroup that holds most of its sockets
+    /// once placed.
     pub findings: Vec<Finding>,
+    /// The same, as the poll raised them (unplaced).
+    raised: Vec<Finding>,
+    /// Where the latest placing put findings, by incident.
+    places: Places,
+    /// Whether findings are placed by a worker ([`Model::take_placing_job`]), the
+    /// placing the findings must follow, and the job not handed out yet.
+    placing_elsewhere: bool,
+    placing_wanted: u64,
+    placing_job: Option<PlacingJob>,
     /// CLOSE_WAIT sockets per process and local port, followed across polls by the
     /// app's leak watcher (owners from the latest process scan).
     pub close_wait: CloseWaitLeaks,
@@ -198,6 +208,11 @@ impl Model {
                 host_notes: Vec::new(),
             },
             findings: Vec::new(),
+            raised: Vec::new(),
+            places: Places::default(),
+            placing_elsewhere: false,
+            placing_wanted: 0,
+            placing_job: None,
             close_wait: CloseWaitLeaks::default(),
             counter_rates: None,
             history,
@@ -302,7 +317,7 @@ impl Model {
         self.ipv6_total = update.pace.families.ipv6;
         self.close_wait_sockets = Arc::clone(&update.pace.close_wait);
         self.syn_watch = update.syn_watch.clone();
-        self.findings.clone_from(&update.findings);
+        self.take_in_findings(&update.findings);
         self.history.record(
             snapshot.taken_at,
             counts,
@@ -334,17 +349,7 @@ impl Model {
             let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
             groups::learn(&mut self.cgroups, &rows);
         }
-        if !self.findings.is_empty() {
-            let places = dominant_cgroups(&self.findings, &snapshot.sockets);
-            if places
-                .iter()
-                .flatten()
-                .any(|id| !self.cgroups.has_looked_for(*id))
-            {
-                Arc::make_mut(&mut self.cgroups).learn(places.iter().flatten().copied());
-            }
-            name_places(&mut self.findings, &places, &self.cgroups);
-        }
+        self.place_findings(snapshot);
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
             Some(spans) => self
@@ -417,8 +422,7 @@ impl Model {
         let (sort, descending) = (self.groups.sort, self.groups.descending);
         self.groups.set_sort(sort, descending);
         if counted.table.key == GroupKey::Cgroup {
-            self.cgroups = Arc::clone(&counted.cgroups);
-            self.connections.set_cgroups(Arc::clone(&self.cgroups));
+            self.adopt_cgroups(&counted.cgroups);
         }
     }
 
@@ -456,11 +460,81 @@ impl Model {
             self.counts.set(state, update.pace.counts.get(state));
         }
         self.syn_watch = update.syn_watch.clone();
-        self.findings.clone_from(&update.findings);
+        self.take_in_findings(&update.findings);
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
         self.status.error = None;
         self.status.polls += 1;
+    }
+
+    /// Shows a poll's findings with the cgroups the latest placing put the same
+    /// incidents in (work in the number of findings only).
+    fn take_in_findings(&mut self, raised: &[Finding]) {
+        self.raised = raised.to_vec();
+        self.findings = self.places.reapply(&self.raised, &self.cgroups);
+    }
+
+    /// Places the latest findings in `snapshot`'s cgroups: hands out a [`PlacingJob`]
+    /// when a worker places them, else places them here and now.
+    fn place_findings(&mut self, snapshot: &Arc<Snapshot>) {
+        self.placing_wanted = placing::next_generation();
+        self.placing_job = None;
+        if self.raised.is_empty() {
+            self.places = Places::default();
+            return;
+        }
+        let job = PlacingJob {
+            generation: self.placing_wanted,
+            snapshot: Arc::clone(snapshot),
+            findings: self.raised.clone(),
+            cgroups: Arc::clone(&self.cgroups),
+        };
+        if self.placing_elsewhere {
+            self.placing_job = Some(job);
+        } else {
+            self.finish_placing(job.run());
+        }
+    }
+
+    /// From now on, findings are placed by a worker: a full poll with findings hands
+    /// out a [`PlacingJob`] ([`Model::take_placing_job`]), and until its [`Placed`]
+    /// comes back they show the cgroups placed for the previous poll.
+    pub fn place_elsewhere(&mut self) {
+        self.placing_elsewhere = true;
+    }
+
+    /// The placing the latest full poll needs, once.
+    pub fn take_placing_job(&mut self) -> Option<PlacingJob> {
+        self.placing_job.take()
+    }
+
+    /// Places, here and now, the findings still waiting to be placed elsewhere: what a
+    /// test does instead of waiting for the worker.
+    pub fn place_now(&mut self) {
+        if let Some(job) = self.take_placing_job() {
+            self.finish_placing(job.run());
+        }
+    }
+
+    /// Shows where the latest full poll's findings are, if `placed` answers for it;
+    /// the findings of the fast-lane polls since are placed likewise, by incident.
+    pub fn finish_placing(&mut self, placed: Placed) {
+        if placed.generation != self.placing_wanted {
+            return;
+        }
+        self.adopt_cgroups(&placed.cgroups);
+        self.places = Places::of(&placed.findings, &placed.places);
+        self.findings = self.places.reapply(&self.raised, &self.cgroups);
+    }
+
+    /// Takes the cgroup names a worker learnt, unless the model's own are newer (a
+    /// walk since): names are only ever added by walks.
+    fn adopt_cgroups(&mut self, cgroups: &Arc<CgroupNames>) {
+        if Arc::ptr_eq(cgroups, &self.cgroups) || cgroups.walks() < self.cgroups.walks() {
+            return;
+        }
+        self.cgroups = Arc::clone(cgroups);
+        self.connections.set_cgroups(Arc::clone(&self.cgroups));
     }
 
     fn follow_detail(&mut self) {
@@ -781,6 +855,113 @@ mod tests {
         full.tcp_info = None;
         model.apply(&full);
         assert!(model.tcp_info.is_none());
+    }
+
+    /// A cgroup2 tree under a temporary directory with one unit, and its id.
+    fn cgroup_tree(name: &str) -> (std::path::PathBuf, u64) {
+        let root = std::env::temp_dir().join(format!("tcpscope-{name}-{}", std::process::id()));
+        let unit = root.join("system.slice/nginx.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&unit).unwrap());
+        (root, id)
+    }
+
+    /// A full poll of CLOSE_WAIT sockets on local port 9000 in cgroup `id`, with a
+    /// finding about each of `ports`.
+    fn leaking_poll(second: u64, id: u64, ports: &[u16]) -> Update {
+        use crate::snapshot::fixtures::socket;
+        use crate::watch::findings::{Evidence, Kind, Severity, Subject};
+        let mut update = crate::tui::views::fixtures::next_update();
+        let taken_at = update.snapshot.taken_at + Duration::from_secs(second);
+        let sockets = (0..5)
+            .map(|n| {
+                let mut s = socket(State::CloseWait, "10.0.0.1", 9000, "10.0.0.2", 5000 + n);
+                s.cgroup_id = id;
+                s
+            })
+            .collect();
+        let snapshot = Snapshot::new(taken_at, sockets);
+        update.pace = crate::poll::Pace::full(&snapshot, None);
+        update.snapshot = Arc::new(snapshot);
+        update.findings = ports
+            .iter()
+            .map(|port| {
+                Finding::new(
+                    Kind::CloseWaitLeak,
+                    Severity::Warning,
+                    Subject::LocalPort(*port),
+                    format!("local port {port}: 5 sockets in CLOSE_WAIT"),
+                    Evidence::default(),
+                )
+            })
+            .collect();
+        update
+    }
+
+    #[test]
+    fn findings_are_placed_in_their_cgroup_by_the_workers_answer_not_while_taking_in_a_poll() {
+        let (root, id) = cgroup_tree("placing");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.place_elsewhere();
+        model.apply(&leaking_poll(0, id, &[9000]));
+        assert_eq!(
+            model.findings[0].summary,
+            "local port 9000: 5 sockets in CLOSE_WAIT"
+        );
+        assert_eq!(
+            model.cgroups.walks(),
+            0,
+            "no walk of the tree on the drawing thread"
+        );
+        let job = model.take_placing_job().expect("a placing for the worker");
+        assert!(model.take_placing_job().is_none(), "handed out once");
+        model.finish_placing(job.run());
+        assert_eq!(
+            model.findings[0].summary,
+            "local port 9000: 5 sockets in CLOSE_WAIT (in nginx.service)"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn until_the_worker_answers_a_finding_keeps_the_cgroup_of_the_same_incident_and_a_new_one_has_none()
+     {
+        let (root, id) = cgroup_tree("keeping");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.place_elsewhere();
+        model.apply(&leaking_poll(0, id, &[9000]));
+        model.place_now();
+        model.apply(&leaking_poll(1, id, &[9000, 9001]));
+        let older = model.take_placing_job().expect("a placing for the worker");
+        let summaries = |model: &Model| -> Vec<String> {
+            model.findings.iter().map(|f| f.summary.clone()).collect()
+        };
+        assert_eq!(
+            summaries(&model),
+            [
+                "local port 9000: 5 sockets in CLOSE_WAIT (in nginx.service)",
+                "local port 9001: 5 sockets in CLOSE_WAIT",
+            ]
+        );
+        // An answer for a poll that is no longer the latest is not shown.
+        let mut moved = leaking_poll(2, 0, &[9000]);
+        moved.findings[0].summary = "local port 9000: 6 sockets in CLOSE_WAIT".into();
+        model.apply(&moved);
+        model.finish_placing(older.run());
+        assert_eq!(
+            summaries(&model),
+            ["local port 9000: 6 sockets in CLOSE_WAIT (in nginx.service)"],
+            "the previous placing still holds: the answer for poll 1 was dropped"
+        );
+        // The latest poll's answer: its sockets left the cgroup.
+        model.place_now();
+        assert_eq!(
+            summaries(&model),
+            ["local port 9000: 6 sockets in CLOSE_WAIT"]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
