@@ -335,9 +335,9 @@ impl App {
             Event::Rows(rows) => {
                 // For the live table, the paused one, or both (a pause copies the
                 // table with its change under way).
-                let mut replaced = vec![self.live.connections.finish_replacing(&rows)];
+                let mut replaced = vec![self.live.finish_rows(&rows)];
                 if let Some(frozen) = &mut self.frozen {
-                    replaced.push(frozen.connections.finish_replacing(&rows));
+                    replaced.push(frozen.finish_rows(&rows));
                 }
                 drop(rows);
                 self.rows_arrived();

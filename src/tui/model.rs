@@ -16,13 +16,13 @@ use crate::tcp::State;
 use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
-use super::connections::{ConnectionTable, SortColumn};
+use super::connections::{ConnectionTable, OrderedRows, SortColumn};
 use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
 use super::placing::{self, Placed, Places, PlacingJob};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
-use crate::group::{self as grouping, GroupKey};
+use crate::group::GroupKey;
 use crate::kernel::cgroups::CgroupNames;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
 
@@ -343,12 +343,6 @@ impl Model {
                 .show(snapshot, &mut self.cgroups, self.processes.as_deref());
         }
         self.groups_stale = !self.groups_shown;
-        // The Groups tab has named the cgroups already when it groups by them.
-        let wants_names = self.connections.wants_cgroups();
-        if wants_names && !(self.groups_shown && self.groups.key == GroupKey::Cgroup) {
-            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-            groups::learn(&mut self.cgroups, &rows);
-        }
         self.place_findings(snapshot);
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
@@ -357,6 +351,9 @@ impl Model {
                 .show_namespaces(Arc::clone(snapshot), spans),
             None => self.connections.show(Arc::clone(snapshot)),
         }
+        // Rows ordered at once (no worker) may have named cgroups already.
+        let named = Arc::clone(self.connections.cgroups());
+        self.adopt_cgroups(&named);
         self.follow_detail();
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
@@ -435,17 +432,21 @@ impl Model {
         }
     }
 
-    /// Sets the filter line of the connections table, naming cgroups first if it has
-    /// `cgroup:` words.
+    /// Sets the filter line of the connections table. The cgroups its `cgroup:` words
+    /// meet are named where the rows are ordered ([`RowsJob`](super::connections::RowsJob)).
     pub fn set_connections_query(&mut self, text: &str, query: super::query::Query) {
-        if query.has_cgroup_words()
-            && let Some((snapshot, _)) = &self.previous
-        {
-            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-            groups::learn(&mut self.cgroups, &rows);
-            self.connections.set_cgroups(Arc::clone(&self.cgroups));
-        }
         self.connections.set_query(text, query);
+    }
+
+    /// Shows the rows ordered for the connections table if they follow its latest
+    /// change, taking the cgroup names their ordering learnt; returns the snapshot the
+    /// rows shown before were of, as [`ConnectionTable::finish_replacing`] does.
+    pub fn finish_rows(&mut self, rows: &OrderedRows) -> Option<Arc<Snapshot>> {
+        let replaced = self.connections.finish_replacing(rows);
+        if replaced.is_some() {
+            self.adopt_cgroups(rows.cgroups());
+        }
+        replaced
     }
 
     /// Takes in a poll of the fast lane: the SYN watch, the findings, the counter
@@ -961,6 +962,37 @@ mod tests {
             summaries(&model),
             ["local port 9000: 6 sockets in CLOSE_WAIT"]
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_cgroup_filter_names_its_cgroups_where_the_rows_are_ordered_not_while_taking_in_a_poll() {
+        let (root, id) = cgroup_tree("filtering");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.connections.order_elsewhere();
+        model.apply(&leaking_poll(0, id, &[]));
+        let text = "cgroup:nginx.service";
+        model.set_connections_query(text, super::super::query::Query::parse(text).unwrap());
+        model.apply(&leaking_poll(1, id, &[]));
+        assert_eq!(
+            model.cgroups.walks(),
+            0,
+            "no walk of the tree on the drawing thread"
+        );
+        let job = model.connections.take_job().expect("rows to order");
+        assert!(model.finish_rows(&job.run()).is_some());
+        assert_eq!(
+            model.connections.len(),
+            5,
+            "the unit's sockets, named by the worker"
+        );
+        assert_eq!(model.cgroups.walks(), 1);
+        model.apply(&leaking_poll(2, id, &[]));
+        let job = model.connections.take_job().expect("rows to order");
+        model.finish_rows(&job.run());
+        assert_eq!(model.connections.len(), 5);
+        assert_eq!(model.cgroups.walks(), 1, "a cgroup is named once");
         std::fs::remove_dir_all(&root).unwrap();
     }
 
