@@ -17,6 +17,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::SystemTime;
@@ -481,19 +482,30 @@ impl ConnectionTable {
 
     /// The sockets of namespace `inode` in the latest snapshot (all of them for none).
     pub fn sockets_in(&self, inode: Option<u64>) -> &[SocketRecord] {
-        let sockets = &self.latest.sockets[..];
+        self.latest.sockets.get(self.span_of(inode)).unwrap_or(&[])
+    }
+
+    /// Where the sockets of namespace `inode` are in the latest snapshot (all of them
+    /// for none); work in the number of namespaces only.
+    pub fn span_of(&self, inode: Option<u64>) -> Range<usize> {
+        let len = self.latest.sockets.len();
         let Some(inode) = inode else {
-            return sockets;
+            return 0..len;
         };
         let Some(at) = self.namespaces.iter().position(|span| span.inode == inode) else {
-            return &[];
+            return 0..0;
         };
         let start = self.namespaces[at].start as usize;
         let end = self
             .namespaces
             .get(at + 1)
-            .map_or(sockets.len(), |next| next.start as usize);
-        sockets.get(start..end).unwrap_or(&[])
+            .map_or(len, |next| next.start as usize);
+        start.min(end)..end
+    }
+
+    /// The latest snapshot, shared, whether or not its rows are ordered yet.
+    pub fn latest(&self) -> &Arc<Snapshot> {
+        &self.latest
     }
 
     /// Where a connection is in table order now, to keep the selection on it.

@@ -19,7 +19,7 @@ use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 use super::connections::{ConnectionTable, OrderedRows, SortColumn};
 use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
-use super::placing::{self, Placed, Places, PlacingJob};
+use super::placing::{self, Follow, Placed, Places, PlacingJob};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
 use crate::group::GroupKey;
@@ -343,7 +343,6 @@ impl Model {
                 .show(snapshot, &mut self.cgroups, self.processes.as_deref());
         }
         self.groups_stale = !self.groups_shown;
-        self.place_findings(snapshot);
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
             Some(spans) => self
@@ -354,7 +353,7 @@ impl Model {
         // Rows ordered at once (no worker) may have named cgroups already.
         let named = Arc::clone(self.connections.cgroups());
         self.adopt_cgroups(&named);
-        self.follow_detail();
+        self.hand_out_placing();
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
         self.status.event_overflows = update.event_overflows;
@@ -475,20 +474,29 @@ impl Model {
         self.findings = self.places.reapply(&self.raised, &self.cgroups);
     }
 
-    /// Places the latest findings in `snapshot`'s cgroups: hands out a [`PlacingJob`]
-    /// when a worker places them, else places them here and now.
-    fn place_findings(&mut self, snapshot: &Arc<Snapshot>) {
+    /// Places the latest findings in the latest snapshot's cgroups and finds the
+    /// connection the detail pane follows in it: hands out a [`PlacingJob`] when a
+    /// worker does that, else does it here and now.
+    fn hand_out_placing(&mut self) {
         self.placing_wanted = placing::next_generation();
         self.placing_job = None;
         if self.raised.is_empty() {
             self.places = Places::default();
+        }
+        let follow = self.detail.as_ref().map(|detail| Follow {
+            endpoints: detail.endpoints,
+            netns: detail.netns,
+            span: self.connections.span_of(detail.netns),
+        });
+        if self.raised.is_empty() && follow.is_none() {
             return;
         }
         let job = PlacingJob {
             generation: self.placing_wanted,
-            snapshot: Arc::clone(snapshot),
+            snapshot: Arc::clone(self.connections.latest()),
             findings: self.raised.clone(),
             cgroups: Arc::clone(&self.cgroups),
+            follow,
         };
         if self.placing_elsewhere {
             self.placing_job = Some(job);
@@ -497,9 +505,10 @@ impl Model {
         }
     }
 
-    /// From now on, findings are placed by a worker: a full poll with findings hands
-    /// out a [`PlacingJob`] ([`Model::take_placing_job`]), and until its [`Placed`]
-    /// comes back they show the cgroups placed for the previous poll.
+    /// From now on, findings are placed, and the detail pane's connection found, by a
+    /// worker: a full poll with findings or the pane open hands out a [`PlacingJob`]
+    /// ([`Model::take_placing_job`]), and until its [`Placed`] comes back the findings
+    /// show the cgroups placed for the previous poll and the pane its previous record.
     pub fn place_elsewhere(&mut self) {
         self.placing_elsewhere = true;
     }
@@ -526,6 +535,18 @@ impl Model {
         self.adopt_cgroups(&placed.cgroups);
         self.places = Places::of(&placed.findings, &placed.places);
         self.findings = self.places.reapply(&self.raised, &self.cgroups);
+        // The pane may have been closed, or opened on another connection, since.
+        if let (Some(detail), Some((follow, found))) = (&mut self.detail, placed.followed)
+            && (detail.endpoints, detail.netns) == (follow.endpoints, follow.netns)
+        {
+            match found {
+                Some(socket) => {
+                    detail.record = socket;
+                    detail.present = true;
+                }
+                None => detail.present = false,
+            }
+        }
     }
 
     /// Takes the cgroup names a worker learnt, unless the model's own are newer (a
@@ -536,24 +557,6 @@ impl Model {
         }
         self.cgroups = Arc::clone(cgroups);
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
-    }
-
-    fn follow_detail(&mut self) {
-        let Some(detail) = &mut self.detail else {
-            return;
-        };
-        match self
-            .connections
-            .sockets_in(detail.netns)
-            .iter()
-            .find(|socket| socket.endpoints() == detail.endpoints)
-        {
-            Some(socket) => {
-                detail.record = *socket;
-                detail.present = true;
-            }
-            None => detail.present = false,
-        }
     }
 
     /// Whether a process is not closing its sockets: its CLOSE_WAIT count keeps
@@ -994,6 +997,47 @@ mod tests {
         assert_eq!(model.connections.len(), 5);
         assert_eq!(model.cgroups.walks(), 1, "a cgroup is named once");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_detail_pane_follows_its_connection_by_the_workers_answer_not_by_a_search_while_taking_in()
+     {
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.place_elsewhere();
+        let first = leaking_poll(0, 0, &[]);
+        model.apply(&first);
+        let record = first.snapshot.sockets[1];
+        model.detail = Some(Detail {
+            endpoints: record.endpoints(),
+            netns: None,
+            record,
+            present: true,
+            tcp_info: None,
+            from_table: None,
+        });
+        let mut grown = leaking_poll(1, 0, &[]);
+        let mut sockets = grown.snapshot.sockets.clone();
+        sockets[1].recv_q = 4096;
+        grown.snapshot = Arc::new(Snapshot::new(grown.snapshot.taken_at, sockets.clone()));
+        model.apply(&grown);
+        let shown = |model: &Model| model.detail.as_ref().map(|d| (d.record.recv_q, d.present));
+        assert_eq!(
+            shown(&model),
+            Some((0, true)),
+            "as it was until the worker answers"
+        );
+        model.place_now();
+        assert_eq!(shown(&model), Some((4096, true)));
+        sockets.remove(1);
+        let mut closed = leaking_poll(2, 0, &[]);
+        closed.snapshot = Arc::new(Snapshot::new(closed.snapshot.taken_at, sockets));
+        model.apply(&closed);
+        model.place_now();
+        assert_eq!(
+            shown(&model),
+            Some((4096, false)),
+            "gone, with its last record"
+        );
     }
 
     #[test]

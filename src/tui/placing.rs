@@ -1,7 +1,8 @@
 //! A full poll's work over every socket that is not the connections table's order:
 //! placing each finding in the cgroup that holds most of its sockets (and naming that
-//! cgroup, a walk of the cgroup2 tree when it is new). At a million sockets that is a
-//! pass per finding and longer than a key may wait, so the view hands it to its worker
+//! cgroup, a walk of the cgroup2 tree when it is new), and finding the connection the
+//! detail pane follows in the new snapshot. At a million sockets that is a pass per
+//! finding and a search, longer than a key may wait, so the view hands it to its worker
 //! ([`super::ordering`]) as a [`PlacingJob`] and takes the [`Placed`] answer in when it
 //! comes back; answers for an older poll are dropped.
 //!
@@ -9,12 +10,13 @@
 //! poll where the incident is the same ([`Places::reapply`]), so that a finding's
 //! `(in nginx.service)` does not come and go with each poll.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::kernel::cgroups::CgroupNames;
 use crate::report::groups::{dominant_cgroups, name_places};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Endpoints, Snapshot, SocketRecord};
 use crate::watch::findings::{Finding, Kind, Subject};
 
 /// Numbers every placing, so that the answer for an older poll is never shown.
@@ -33,6 +35,17 @@ pub struct PlacingJob {
     /// The findings as the poll raised them, unplaced.
     pub findings: Vec<Finding>,
     pub cgroups: Arc<CgroupNames>,
+    /// The connection the detail pane follows, if open.
+    pub follow: Option<Follow>,
+}
+
+/// The connection the detail pane follows: its endpoints, in the namespace whose
+/// sockets are at `span` in the snapshot (`netns` across namespaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follow {
+    pub endpoints: Endpoints,
+    pub netns: Option<u64>,
+    pub span: Range<usize>,
 }
 
 /// Two jobs are the same when they are for the same poll.
@@ -53,12 +66,26 @@ pub struct Placed {
     pub places: Vec<Option<u64>>,
     /// The names the job knew, and those it learnt.
     pub cgroups: Arc<CgroupNames>,
+    /// The followed connection, and its record in the snapshot if it still holds it.
+    pub followed: Option<(Follow, Option<SocketRecord>)>,
 }
 
 impl PlacingJob {
     /// A pass over every socket for the listeners, then one per finding; a walk of
-    /// the cgroup2 tree if a cgroup is new.
+    /// the cgroup2 tree if a cgroup is new; a search of the followed connection's
+    /// namespace.
     pub fn run(mut self) -> Placed {
+        let followed = self.follow.map(|follow| {
+            let found = self
+                .snapshot
+                .sockets
+                .get(follow.span.clone())
+                .unwrap_or(&[])
+                .iter()
+                .find(|socket| socket.endpoints() == follow.endpoints)
+                .copied();
+            (follow, found)
+        });
         let places = dominant_cgroups(&self.findings, &self.snapshot.sockets);
         let ids = || places.iter().flatten().copied();
         if ids().any(|id| id != 0 && !self.cgroups.has_looked_for(id)) {
@@ -69,6 +96,7 @@ impl PlacingJob {
             findings: self.findings,
             places,
             cgroups: self.cgroups,
+            followed,
         }
     }
 }
