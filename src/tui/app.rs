@@ -254,6 +254,12 @@ impl App {
                 .take_groups_job()
                 .map(|job| Effect::CountGroups(Box::new(job))),
         );
+        if let Some(frozen) = &mut self.frozen {
+            effects.extend(frozen.take_groups_job().map(|mut job| {
+                job.lane = PAUSED_LANE;
+                Effect::CountGroups(Box::new(job))
+            }));
+        }
         effects.extend(
             self.live
                 .take_placing_job()
@@ -840,6 +846,8 @@ impl App {
         let key = model.groups.key.next(model.processes.is_some());
         self.each_model(|model| {
             model.groups.key = key;
+            // Rows of the old key would be mislabelled until the new ones are counted.
+            model.groups.rows.clear();
             model.regroup();
         });
         self.ui.group_row = 0;
@@ -1736,8 +1744,14 @@ mod tests {
             rows.iter().map(|row| row.counts.counts.total()).sum()
         };
         assert!(counting(app.handle(close_wait_poll(0, 3))).is_none());
-        press(&mut app, KeyCode::Char('5'));
-        assert_eq!(total(&app), 3, "counted at once when the tab comes");
+        // Even the tab coming is no count on this thread: the worker counts, and the
+        // tab says so until it answers.
+        let job = counting(press(&mut app, KeyCode::Char('5'))).expect("the tab to count");
+        assert_eq!(total(&app), 0);
+        assert!(app.shown().counting_groups());
+        app.handle(Event::Groups(Box::new(job.run())));
+        assert_eq!(total(&app), 3, "counted once the worker answers");
+        assert!(!app.shown().counting_groups());
         let job = counting(app.handle(close_wait_poll(1, 4))).expect("a poll to count");
         assert_eq!(
             total(&app),
@@ -1749,12 +1763,54 @@ mod tests {
 
         // A count that comes back after the key changed is not shown.
         let job = counting(app.handle(close_wait_poll(2, 5))).expect("a poll to count");
-        press(&mut app, KeyCode::Char('g'));
+        let by_cgroup = counting(press(&mut app, KeyCode::Char('g'))).expect("a new key");
         assert_eq!(app.shown().groups.key, crate::group::GroupKey::Cgroup);
+        assert!(app.shown().groups.rows.is_empty(), "no rows of the old key");
         app.handle(Event::Groups(Box::new(job.run())));
+        assert!(
+            app.shown().groups.rows.is_empty(),
+            "rows of the new key only"
+        );
+        app.handle(Event::Groups(Box::new(by_cgroup.run())));
         // By cgroup, the five sockets are one group (of none); by port they were five.
-        assert_eq!(app.shown().groups.rows.len(), 1, "rows of the new key only");
+        assert_eq!(app.shown().groups.rows.len(), 1);
         assert_eq!(total(&app), 5);
+    }
+
+    #[test]
+    fn paused_the_groups_tab_is_counted_by_the_worker_in_a_lane_of_its_own() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        app.handle(close_wait_poll(0, 3));
+        press(&mut app, KeyCode::Char(' '));
+        app.handle(close_wait_poll(1, 4));
+        let jobs: Vec<Box<GroupsJob>> = press(&mut app, KeyCode::Char('5'))
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::CountGroups(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        let lanes: Vec<u8> = jobs.iter().map(|job| job.lane).collect();
+        assert_eq!(
+            lanes,
+            [0, PAUSED_LANE],
+            "the live model's and the paused one's"
+        );
+        for job in jobs {
+            app.handle(Event::Groups(Box::new(job.run())));
+        }
+        let total: u32 = app
+            .shown()
+            .groups
+            .rows
+            .iter()
+            .map(|row| row.counts.counts.total())
+            .sum();
+        assert_eq!(total, 3, "the paused poll's sockets");
     }
 
     #[test]

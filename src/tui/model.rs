@@ -71,6 +71,8 @@ pub struct Model {
     groups_elsewhere: bool,
     groups_wanted: u64,
     groups_job: Option<GroupsJob>,
+    /// The counting the rows shown follow.
+    groups_counted: u64,
     /// The latest full dump's CLOSE_WAIT sockets, which the poller picked out.
     pub close_wait_sockets: Arc<[SocketRecord]>,
     /// Cgroup names, learnt as new cgroup ids appear (for the Groups tab and the
@@ -223,6 +225,7 @@ impl Model {
             groups_elsewhere: false,
             groups_wanted: 0,
             groups_job: None,
+            groups_counted: 0,
             close_wait_sockets: Arc::from([]),
             cgroups: Arc::new(CgroupNames::open()),
             processes: None,
@@ -325,19 +328,7 @@ impl Model {
             transition_netns,
         );
         if self.groups_shown && self.groups_elsewhere {
-            self.groups_wanted = groups::next_generation();
-            self.groups_job = Some(GroupsJob {
-                generation: self.groups_wanted,
-                table: GroupTable {
-                    key: self.groups.key,
-                    sort: self.groups.sort,
-                    descending: self.groups.descending,
-                    rows: Vec::new(),
-                },
-                snapshot: Arc::clone(snapshot),
-                cgroups: Arc::clone(&self.cgroups),
-                processes: self.processes.clone(),
-            });
+            self.hand_out_groups(Arc::clone(snapshot));
         } else if self.groups_shown {
             self.groups
                 .show(snapshot, &mut self.cgroups, self.processes.as_deref());
@@ -375,9 +366,42 @@ impl Model {
         }
     }
 
-    /// Counts the latest snapshot again, after the Groups tab's key changed: here and
-    /// now, once (a poll's counting under way elsewhere is dropped).
+    /// Hands out the counting of `snapshot` under the current key, for a worker.
+    fn hand_out_groups(&mut self, snapshot: Arc<Snapshot>) {
+        self.groups_wanted = groups::next_generation();
+        self.groups_job = Some(GroupsJob {
+            lane: 0,
+            generation: self.groups_wanted,
+            table: GroupTable {
+                key: self.groups.key,
+                sort: self.groups.sort,
+                descending: self.groups.descending,
+                rows: Vec::new(),
+            },
+            snapshot,
+            cgroups: Arc::clone(&self.cgroups),
+            processes: self.processes.clone(),
+        });
+    }
+
+    /// Whether the Groups tab's rows wait for a worker's counting (of a new poll, or
+    /// under a new key).
+    pub fn counting_groups(&self) -> bool {
+        self.groups_elsewhere && self.groups_wanted != self.groups_counted
+    }
+
+    /// Counts the latest snapshot again, after the Groups tab's key changed or when it
+    /// shows again: on the worker when there is one, else here and now. A counting
+    /// under way is dropped.
     pub fn regroup(&mut self) {
+        self.groups_stale = false;
+        if self.groups_elsewhere {
+            match &self.previous {
+                Some((snapshot, _)) => self.hand_out_groups(Arc::clone(snapshot)),
+                None => self.groups_job = None,
+            }
+            return;
+        }
         self.groups_wanted = groups::next_generation();
         self.groups_job = None;
         if let Some((snapshot, _)) = &self.previous {
@@ -385,7 +409,6 @@ impl Model {
             self.groups
                 .show(&snapshot, &mut self.cgroups, self.processes.as_deref());
         }
-        self.groups_stale = false;
     }
 
     /// From now on, each poll's groups are counted by a worker: a poll hands out a
@@ -414,6 +437,7 @@ impl Model {
         if counted.generation != self.groups_wanted || counted.table.key != self.groups.key {
             return;
         }
+        self.groups_counted = counted.generation;
         self.groups.rows.clone_from(&counted.table.rows);
         let (sort, descending) = (self.groups.sort, self.groups.descending);
         self.groups.set_sort(sort, descending);
