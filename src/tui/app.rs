@@ -31,7 +31,7 @@ use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
 use super::views::screen;
-use crate::poll::rounds::{NamespaceLabel, Rounds};
+use crate::poll::rounds::{NamespaceLabel, Round, Rounds};
 
 /// The intervals `+` and `-` step through.
 const INTERVALS_MS: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000];
@@ -83,6 +83,9 @@ pub enum Event {
     Groups(Box<CountedGroups>),
     /// The findings' cgroups, placed as [`Effect::PlaceFindings`] asked.
     Placed(Box<Placed>),
+    /// A round of polls across namespaces, put together off this thread (the thread
+    /// that forwards the polls keeps the [`Rounds`]).
+    Round(Box<Round>),
 }
 
 /// What the event loop must do for the app.
@@ -353,6 +356,7 @@ impl App {
                 self.each_model(|model| model.finish_groups(&counted));
                 Vec::new()
             }
+            Event::Round(round) => self.take_round(*round),
             Event::Placed(placed) => {
                 self.each_model(|model| model.finish_placing((*placed).clone()));
                 Vec::new()
@@ -377,17 +381,15 @@ impl App {
         let Some(rounds) = &mut self.rounds else {
             return Vec::new();
         };
-        let failed = match (&message, rounds.label_of(netns)) {
-            (Message::PollFailed(error), Some(label)) => Some(format!("netns {label}: {error}")),
-            _ => None,
-        };
-        let round = rounds.observe(netns, message);
-        if let Some(error) = failed {
-            self.each_model(|model| model.poll_failed(error.clone()));
-        }
-        let Some(round) = round else {
-            return Vec::new();
-        };
+        let events = observe_round(rounds, netns, message);
+        events
+            .into_iter()
+            .flat_map(|event| self.take(event))
+            .collect()
+    }
+
+    /// Shows a complete round across namespaces.
+    fn take_round(&mut self, round: Round) -> Vec<Effect> {
         let replaced = self.live.apply_round(&round);
         follow_close_wait(&mut self.live, &mut self.leaks, &round.update);
         drop(round);
@@ -406,18 +408,9 @@ impl App {
         let Some(rounds) = &mut self.rounds else {
             return;
         };
-        let gone = rounds.set_namespaces(labels);
-        if gone.is_empty() {
-            return;
+        if let Some(notice) = gone_notice(&rounds.set_namespaces(labels)) {
+            self.ui.notice = Some(notice);
         }
-        let named: Vec<String> = gone
-            .iter()
-            .map(|(label, sockets)| format!("{} ({sockets} sockets)", label.short()))
-            .collect();
-        self.ui.notice = Some(format!(
-            "namespace gone, no longer shown: {}",
-            named.join(", ")
-        ));
     }
 
     /// Shows recorded poll `index`: the next one is applied as the live poller's would
@@ -952,6 +945,40 @@ impl App {
             None => Vec::new(),
         }
     }
+}
+
+/// What the status line says of namespaces no longer shown, with how many sockets each
+/// had; none when none went.
+pub(crate) fn gone_notice(gone: &[(NamespaceLabel, usize)]) -> Option<String> {
+    if gone.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = gone
+        .iter()
+        .map(|(label, sockets)| format!("{} ({sockets} sockets)", label.short()))
+        .collect();
+    Some(format!(
+        "namespace gone, no longer shown: {}",
+        named.join(", ")
+    ))
+}
+
+/// Takes in one namespace's poll into `rounds`: the events the view is sent for it
+/// (its failure, named by the namespace, and the round it completes). This is where
+/// every namespace's sockets are copied into one snapshot, so it runs off the thread
+/// that draws.
+pub(crate) fn observe_round(rounds: &mut Rounds, netns: u64, message: Message) -> Vec<Event> {
+    let failed = match (&message, rounds.label_of(netns)) {
+        (Message::PollFailed(error), Some(label)) => Some(format!("netns {label}: {error}")),
+        _ => None,
+    };
+    let round = rounds.observe(netns, message);
+    let mut events: Vec<Event> = failed
+        .map(|error| Event::Poll(Message::PollFailed(error)))
+        .into_iter()
+        .collect();
+    events.extend(round.map(|round| Event::Round(Box::new(round))));
+    events
 }
 
 /// Takes in one poll: the model, and the CLOSE_WAIT sockets followed across polls.
@@ -1603,6 +1630,48 @@ mod tests {
             assert_eq!(
                 effects,
                 [Effect::FetchTcpInfo(Some(4_026_531_840), detail.record)]
+            );
+        }
+
+        #[test]
+        fn a_round_put_together_off_the_views_thread_shows_as_one_put_together_on_it() {
+            let update = fixtures::next_update();
+            let polls = || {
+                namespace_labels()
+                    .into_iter()
+                    .map(|label| (label.inode, Message::Update(Box::new(update.clone()))))
+            };
+            let mut here = app();
+            for (netns, message) in polls() {
+                here.handle(Event::NamespacePoll(netns, message));
+            }
+            // Where the polls are forwarded: only the last namespace's completes a round.
+            let mut rounds = Rounds::default();
+            rounds.set_namespaces(namespace_labels());
+            let events: Vec<Event> = polls()
+                .flat_map(|(netns, message)| observe_round(&mut rounds, netns, message))
+                .collect();
+            assert!(matches!(events.as_slice(), [Event::Round(_)]), "{events:?}");
+            let mut forwarded = App::new(fixtures::across_namespaces(), Theme::MONO);
+            for event in events {
+                forwarded.handle(event);
+            }
+            assert_eq!(forwarded.shown().namespaces, here.shown().namespaces);
+            assert_eq!(
+                forwarded.shown().connections.total(),
+                here.shown().connections.total()
+            );
+            assert_eq!(
+                forwarded.shown().connections.total(),
+                3 * update.snapshot.sockets.len(),
+                "every namespace's sockets, in one snapshot"
+            );
+            // A failed poll is named by its namespace.
+            let nginx = namespace_labels()[2].inode;
+            let failed = observe_round(&mut rounds, nginx, Message::PollFailed("boom".into()));
+            assert!(
+                matches!(failed.as_slice(), [Event::Poll(Message::PollFailed(error))] if error == "netns 5120/nginx: boom"),
+                "{failed:?}"
             );
         }
 
