@@ -204,11 +204,16 @@ impl App {
     /// handles events: a change to them gives an [`Effect::OrderRows`], and the
     /// table shows its previous rows until the [`Event::Rows`] come back.
     pub fn order_rows_elsewhere(&mut self) {
-        self.each_model(|model| {
+        let elsewhere = |model: &mut Model| {
             model.connections.order_elsewhere();
             model.count_groups_elsewhere();
             model.place_elsewhere();
-        });
+        };
+        self.each_model(elsewhere);
+        // A seek backwards in a replay starts again from this model.
+        if let Some(replaying) = &mut self.replaying {
+            elsewhere(&mut replaying.start);
+        }
     }
 
     /// Orders, here and now, the rows still being ordered elsewhere: what a test does
@@ -2083,6 +2088,21 @@ mod tests {
             );
             press(&mut app, KeyCode::Char('{'));
             assert_eq!(app.shown().status.polls, 1);
+        }
+
+        #[test]
+        fn after_a_seek_back_a_replay_still_counts_groups_off_the_views_thread() {
+            let mut app = demo();
+            app.order_rows_elsewhere();
+            press(&mut app, KeyCode::Char('}'));
+            press(&mut app, KeyCode::Char('{'));
+            let effects = press(&mut app, KeyCode::Char('5'));
+            assert!(
+                effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::CountGroups(_))),
+                "{effects:?}"
+            );
         }
 
         #[test]
