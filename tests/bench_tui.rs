@@ -1,5 +1,6 @@
 //! What the interactive view costs at 100k sockets: the time to take in a poll (sort
-//! and filter once), the time to draw a frame of each tab, how long a key waits for
+//! and filter once; and, with the rows ordered elsewhere, with a finding, the detail
+//! pane and a `cgroup:` filter to follow), the time to draw a frame of each tab, how long a key waits for
 //! the frame that answers it while polls keep arriving, and the CPU the real binary
 //! uses at a 1 s interval over a real crowd of 100k ESTABLISHED sockets in a lab.
 //!
