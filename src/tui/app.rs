@@ -358,7 +358,14 @@ impl App {
                 replaced.into_iter().flat_map(released).collect()
             }
             Event::Groups(counted) => {
-                self.each_model(|model| model.finish_groups(&counted));
+                // A pause copies the model with its counting under way: both may want
+                // it, and only then are the rows copied.
+                if let Some(frozen) = &mut self.frozen
+                    && frozen.wants_groups(&counted)
+                {
+                    frozen.finish_groups((*counted).clone());
+                }
+                self.live.finish_groups(*counted);
                 Vec::new()
             }
             Event::Round(round) => self.take_round(*round),

@@ -422,7 +422,7 @@ impl Model {
     /// test does instead of waiting for the worker.
     pub fn count_groups_now(&mut self) {
         if let Some(job) = self.take_groups_job() {
-            self.finish_groups(&job.run());
+            self.finish_groups(job.run());
         }
     }
 
@@ -432,18 +432,27 @@ impl Model {
     }
 
     /// Shows the counted groups if they follow the latest poll and key; the sort chosen
-    /// since is applied to them.
-    pub fn finish_groups(&mut self, counted: &CountedGroups) {
-        if counted.generation != self.groups_wanted || counted.table.key != self.groups.key {
+    /// since is applied to them. The rows are taken, not copied, and sorted again only
+    /// if the sort changed since the counting began: there may be as many groups as
+    /// sockets (by peer).
+    pub fn finish_groups(&mut self, counted: CountedGroups) {
+        if !self.wants_groups(&counted) {
             return;
         }
         self.groups_counted = counted.generation;
-        self.groups.rows.clone_from(&counted.table.rows);
+        self.groups.rows = counted.table.rows;
         let (sort, descending) = (self.groups.sort, self.groups.descending);
-        self.groups.set_sort(sort, descending);
+        if (counted.table.sort, counted.table.descending) != (sort, descending) {
+            self.groups.set_sort(sort, descending);
+        }
         if counted.table.key == GroupKey::Cgroup {
             self.adopt_cgroups(&counted.cgroups);
         }
+    }
+
+    /// Whether `counted` follows the latest poll and key.
+    pub fn wants_groups(&self, counted: &CountedGroups) -> bool {
+        counted.generation == self.groups_wanted && counted.table.key == self.groups.key
     }
 
     /// Says whether the Groups tab shows: while it does, each full poll is counted per
