@@ -1,5 +1,6 @@
 //! What the interactive view costs at 100k sockets: the time to take in a poll (sort
-//! and filter once), the time to draw a frame of each tab, how long a key waits for
+//! and filter once; and, with the rows ordered elsewhere, with a finding, the detail
+//! pane and a `cgroup:` filter to follow), the time to draw a frame of each tab, how long a key waits for
 //! the frame that answers it while polls keep arriving, and the CPU the real binary
 //! uses at a 1 s interval over a real crowd of 100k ESTABLISHED sockets in a lab.
 //!
@@ -33,6 +34,7 @@ use tcpscope::tui::app::{App, Effect, Event};
 use tcpscope::tui::model::Model;
 use tcpscope::tui::ordering::RowOrderer;
 use tcpscope::tui::theme::Theme;
+use tcpscope::watch::findings::{Evidence, Finding, Kind, Severity, Subject};
 use tcpscope::watch::{History, SynWatch, Thresholds};
 
 use support::tcpscope_command;
@@ -139,6 +141,53 @@ fn frames() -> Vec<(&'static str, Duration)> {
         results.push((name, median(times)));
     }
     results
+}
+
+/// The time the drawing thread takes to take in a poll while the view has the most to
+/// follow: a finding up (whose cgroup is placed), the detail pane open on a connection
+/// and a `cgroup:` word in the filter line. The rows are ordered elsewhere, as live,
+/// and the jobs handed out are left undone: only the drawing thread's part is timed.
+fn busy_take_ins() -> Duration {
+    let mut app = App::new(
+        Model::new(Duration::from_secs(1), History::default()),
+        Theme::COLOUR,
+    );
+    app.order_rows_elsewhere();
+    let flooded = |second| {
+        let mut update = update(second);
+        update.findings = vec![Finding::new(
+            Kind::SynFlood,
+            Severity::Critical,
+            Subject::Listener {
+                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port: 443,
+            },
+            "listener *:443: SYN flood".to_owned(),
+            Evidence::default(),
+        )];
+        Box::new(update)
+    };
+    app.handle(Event::Poll(Message::Update(flooded(0))));
+    app.order_rows_now();
+    press(&mut app, KeyCode::Char('2'));
+    for _ in 0..100 {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('/'));
+    for c in "cgroup:-".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    press(&mut app, KeyCode::Enter);
+    let times = (1..=FRAMES as u64)
+        .map(|second| {
+            let update = flooded(second);
+            let start = Instant::now();
+            app.handle(Event::Poll(Message::Update(update)));
+            start.elapsed()
+        })
+        .collect();
+    median(times)
 }
 
 /// The keys the latency run sends, in a loop: cursor moves and tab switches (which
@@ -311,6 +360,10 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
+    println!(
+        "taking in a poll of {SOCKETS} sockets with a finding up, the detail pane open and a cgroup: filter (rows ordered elsewhere): median {:?}",
+        busy_take_ins()
+    );
     let run = key_latencies(if release { KEY_RUN_POLLS } else { 4 });
     let mut latencies = run.latencies;
     latencies.sort();

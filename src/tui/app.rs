@@ -26,11 +26,12 @@ use super::groups::{self, CountedGroups, GroupsJob};
 use super::keys::{Action, action_for};
 use super::line_editor::{self, LineEditor};
 use super::model::{Detail, Model, Recording, Scroll, SocketKind, Tab, Ui};
+use super::placing::{Placed, PlacingJob};
 use super::playback::Playback;
 use super::query::Query;
 use super::theme::Theme;
 use super::views::screen;
-use crate::poll::rounds::{NamespaceLabel, Rounds};
+use crate::poll::rounds::{NamespaceLabel, Round, Rounds};
 
 /// The intervals `+` and `-` step through.
 const INTERVALS_MS: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000];
@@ -80,6 +81,11 @@ pub enum Event {
     Rows(OrderedRows),
     /// The Groups tab's rows, counted as [`Effect::CountGroups`] asked.
     Groups(Box<CountedGroups>),
+    /// The findings' cgroups, placed as [`Effect::PlaceFindings`] asked.
+    Placed(Box<Placed>),
+    /// A round of polls across namespaces, put together off this thread (the thread
+    /// that forwards the polls keeps the [`Rounds`]).
+    Round(Box<Round>),
 }
 
 /// What the event loop must do for the app.
@@ -110,6 +116,9 @@ pub enum Effect {
     /// Count a poll's groups off the UI thread, and send them back as
     /// [`Event::Groups`].
     CountGroups(Box<GroupsJob>),
+    /// Place a poll's findings in their cgroups off the UI thread, and send them back
+    /// as [`Event::Placed`].
+    PlaceFindings(Box<PlacingJob>),
     /// Free this snapshot, which nothing else holds any more, off the UI thread: at a
     /// million sockets that is megabytes given back to the system.
     Release(Arc<Snapshot>),
@@ -195,10 +204,16 @@ impl App {
     /// handles events: a change to them gives an [`Effect::OrderRows`], and the
     /// table shows its previous rows until the [`Event::Rows`] come back.
     pub fn order_rows_elsewhere(&mut self) {
-        self.each_model(|model| {
+        let elsewhere = |model: &mut Model| {
             model.connections.order_elsewhere();
             model.count_groups_elsewhere();
-        });
+            model.place_elsewhere();
+        };
+        self.each_model(elsewhere);
+        // A seek backwards in a replay starts again from this model.
+        if let Some(replaying) = &mut self.replaying {
+            elsewhere(&mut replaying.start);
+        }
     }
 
     /// Orders, here and now, the rows still being ordered elsewhere: what a test does
@@ -207,6 +222,7 @@ impl App {
         self.each_model(|model| {
             model.connections.order_now();
             model.count_groups_now();
+            model.place_now();
         });
         self.rows_arrived();
     }
@@ -245,6 +261,17 @@ impl App {
             self.live
                 .take_groups_job()
                 .map(|job| Effect::CountGroups(Box::new(job))),
+        );
+        if let Some(frozen) = &mut self.frozen {
+            effects.extend(frozen.take_groups_job().map(|mut job| {
+                job.lane = PAUSED_LANE;
+                Effect::CountGroups(Box::new(job))
+            }));
+        }
+        effects.extend(
+            self.live
+                .take_placing_job()
+                .map(|job| Effect::PlaceFindings(Box::new(job))),
         );
         effects.extend(self.live.connections.take_job().map(Effect::OrderRows));
         if let Some(frozen) = &mut self.frozen {
@@ -322,16 +349,28 @@ impl App {
             Event::Rows(rows) => {
                 // For the live table, the paused one, or both (a pause copies the
                 // table with its change under way).
-                let mut replaced = vec![self.live.connections.finish_replacing(&rows)];
+                let mut replaced = vec![self.live.finish_rows(&rows)];
                 if let Some(frozen) = &mut self.frozen {
-                    replaced.push(frozen.connections.finish_replacing(&rows));
+                    replaced.push(frozen.finish_rows(&rows));
                 }
                 drop(rows);
                 self.rows_arrived();
                 replaced.into_iter().flat_map(released).collect()
             }
             Event::Groups(counted) => {
-                self.each_model(|model| model.finish_groups(&counted));
+                // A pause copies the model with its counting under way: both may want
+                // it, and only then are the rows copied.
+                if let Some(frozen) = &mut self.frozen
+                    && frozen.wants_groups(&counted)
+                {
+                    frozen.finish_groups((*counted).clone());
+                }
+                self.live.finish_groups(*counted);
+                Vec::new()
+            }
+            Event::Round(round) => self.take_round(*round),
+            Event::Placed(placed) => {
+                self.each_model(|model| model.finish_placing((*placed).clone()));
                 Vec::new()
             }
             Event::PlaybackDue(generation) => {
@@ -354,17 +393,15 @@ impl App {
         let Some(rounds) = &mut self.rounds else {
             return Vec::new();
         };
-        let failed = match (&message, rounds.label_of(netns)) {
-            (Message::PollFailed(error), Some(label)) => Some(format!("netns {label}: {error}")),
-            _ => None,
-        };
-        let round = rounds.observe(netns, message);
-        if let Some(error) = failed {
-            self.each_model(|model| model.poll_failed(error.clone()));
-        }
-        let Some(round) = round else {
-            return Vec::new();
-        };
+        let events = observe_round(rounds, netns, message);
+        events
+            .into_iter()
+            .flat_map(|event| self.take(event))
+            .collect()
+    }
+
+    /// Shows a complete round across namespaces.
+    fn take_round(&mut self, round: Round) -> Vec<Effect> {
         let replaced = self.live.apply_round(&round);
         follow_close_wait(&mut self.live, &mut self.leaks, &round.update);
         drop(round);
@@ -383,18 +420,9 @@ impl App {
         let Some(rounds) = &mut self.rounds else {
             return;
         };
-        let gone = rounds.set_namespaces(labels);
-        if gone.is_empty() {
-            return;
+        if let Some(notice) = gone_notice(&rounds.set_namespaces(labels)) {
+            self.ui.notice = Some(notice);
         }
-        let named: Vec<String> = gone
-            .iter()
-            .map(|(label, sockets)| format!("{} ({sockets} sockets)", label.short()))
-            .collect();
-        self.ui.notice = Some(format!(
-            "namespace gone, no longer shown: {}",
-            named.join(", ")
-        ));
     }
 
     /// Shows recorded poll `index`: the next one is applied as the live poller's would
@@ -823,6 +851,8 @@ impl App {
         let key = model.groups.key.next(model.processes.is_some());
         self.each_model(|model| {
             model.groups.key = key;
+            // Rows of the old key would be mislabelled until the new ones are counted.
+            model.groups.rows.clear();
             model.regroup();
         });
         self.ui.group_row = 0;
@@ -927,6 +957,40 @@ impl App {
             None => Vec::new(),
         }
     }
+}
+
+/// What the status line says of namespaces no longer shown, with how many sockets each
+/// had; none when none went.
+pub(crate) fn gone_notice(gone: &[(NamespaceLabel, usize)]) -> Option<String> {
+    if gone.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = gone
+        .iter()
+        .map(|(label, sockets)| format!("{} ({sockets} sockets)", label.short()))
+        .collect();
+    Some(format!(
+        "namespace gone, no longer shown: {}",
+        named.join(", ")
+    ))
+}
+
+/// Takes in one namespace's poll into `rounds`: the events the view is sent for it
+/// (its failure, named by the namespace, and the round it completes). This is where
+/// every namespace's sockets are copied into one snapshot, so it runs off the thread
+/// that draws.
+pub(crate) fn observe_round(rounds: &mut Rounds, netns: u64, message: Message) -> Vec<Event> {
+    let failed = match (&message, rounds.label_of(netns)) {
+        (Message::PollFailed(error), Some(label)) => Some(format!("netns {label}: {error}")),
+        _ => None,
+    };
+    let round = rounds.observe(netns, message);
+    let mut events: Vec<Event> = failed
+        .map(|error| Event::Poll(Message::PollFailed(error)))
+        .into_iter()
+        .collect();
+    events.extend(round.map(|round| Event::Round(Box::new(round))));
+    events
 }
 
 /// Takes in one poll: the model, and the CLOSE_WAIT sockets followed across polls.
@@ -1582,6 +1646,48 @@ mod tests {
         }
 
         #[test]
+        fn a_round_put_together_off_the_views_thread_shows_as_one_put_together_on_it() {
+            let update = fixtures::next_update();
+            let polls = || {
+                namespace_labels()
+                    .into_iter()
+                    .map(|label| (label.inode, Message::Update(Box::new(update.clone()))))
+            };
+            let mut here = app();
+            for (netns, message) in polls() {
+                here.handle(Event::NamespacePoll(netns, message));
+            }
+            // Where the polls are forwarded: only the last namespace's completes a round.
+            let mut rounds = Rounds::default();
+            rounds.set_namespaces(namespace_labels());
+            let events: Vec<Event> = polls()
+                .flat_map(|(netns, message)| observe_round(&mut rounds, netns, message))
+                .collect();
+            assert!(matches!(events.as_slice(), [Event::Round(_)]), "{events:?}");
+            let mut forwarded = App::new(fixtures::across_namespaces(), Theme::MONO);
+            for event in events {
+                forwarded.handle(event);
+            }
+            assert_eq!(forwarded.shown().namespaces, here.shown().namespaces);
+            assert_eq!(
+                forwarded.shown().connections.total(),
+                here.shown().connections.total()
+            );
+            assert_eq!(
+                forwarded.shown().connections.total(),
+                3 * update.snapshot.sockets.len(),
+                "every namespace's sockets, in one snapshot"
+            );
+            // A failed poll is named by its namespace.
+            let nginx = namespace_labels()[2].inode;
+            let failed = observe_round(&mut rounds, nginx, Message::PollFailed("boom".into()));
+            assert!(
+                matches!(failed.as_slice(), [Event::Poll(Message::PollFailed(error))] if error == "netns 5120/nginx: boom"),
+                "{failed:?}"
+            );
+        }
+
+        #[test]
         fn a_namespace_that_went_is_named_on_the_status_line() {
             let mut app = app();
             let update = fixtures::next_update();
@@ -1719,8 +1825,14 @@ mod tests {
             rows.iter().map(|row| row.counts.counts.total()).sum()
         };
         assert!(counting(app.handle(close_wait_poll(0, 3))).is_none());
-        press(&mut app, KeyCode::Char('5'));
-        assert_eq!(total(&app), 3, "counted at once when the tab comes");
+        // Even the tab coming is no count on this thread: the worker counts, and the
+        // tab says so until it answers.
+        let job = counting(press(&mut app, KeyCode::Char('5'))).expect("the tab to count");
+        assert_eq!(total(&app), 0);
+        assert!(app.shown().counting_groups());
+        app.handle(Event::Groups(Box::new(job.run())));
+        assert_eq!(total(&app), 3, "counted once the worker answers");
+        assert!(!app.shown().counting_groups());
         let job = counting(app.handle(close_wait_poll(1, 4))).expect("a poll to count");
         assert_eq!(
             total(&app),
@@ -1732,12 +1844,54 @@ mod tests {
 
         // A count that comes back after the key changed is not shown.
         let job = counting(app.handle(close_wait_poll(2, 5))).expect("a poll to count");
-        press(&mut app, KeyCode::Char('g'));
+        let by_cgroup = counting(press(&mut app, KeyCode::Char('g'))).expect("a new key");
         assert_eq!(app.shown().groups.key, crate::group::GroupKey::Cgroup);
+        assert!(app.shown().groups.rows.is_empty(), "no rows of the old key");
         app.handle(Event::Groups(Box::new(job.run())));
+        assert!(
+            app.shown().groups.rows.is_empty(),
+            "rows of the new key only"
+        );
+        app.handle(Event::Groups(Box::new(by_cgroup.run())));
         // By cgroup, the five sockets are one group (of none); by port they were five.
-        assert_eq!(app.shown().groups.rows.len(), 1, "rows of the new key only");
+        assert_eq!(app.shown().groups.rows.len(), 1);
         assert_eq!(total(&app), 5);
+    }
+
+    #[test]
+    fn paused_the_groups_tab_is_counted_by_the_worker_in_a_lane_of_its_own() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        app.handle(close_wait_poll(0, 3));
+        press(&mut app, KeyCode::Char(' '));
+        app.handle(close_wait_poll(1, 4));
+        let jobs: Vec<Box<GroupsJob>> = press(&mut app, KeyCode::Char('5'))
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::CountGroups(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        let lanes: Vec<u8> = jobs.iter().map(|job| job.lane).collect();
+        assert_eq!(
+            lanes,
+            [0, PAUSED_LANE],
+            "the live model's and the paused one's"
+        );
+        for job in jobs {
+            app.handle(Event::Groups(Box::new(job.run())));
+        }
+        let total: u32 = app
+            .shown()
+            .groups
+            .rows
+            .iter()
+            .map(|row| row.counts.counts.total())
+            .sum();
+        assert_eq!(total, 3, "the paused poll's sockets");
     }
 
     #[test]
@@ -1941,6 +2095,21 @@ mod tests {
             );
             press(&mut app, KeyCode::Char('{'));
             assert_eq!(app.shown().status.polls, 1);
+        }
+
+        #[test]
+        fn after_a_seek_back_a_replay_still_counts_groups_off_the_views_thread() {
+            let mut app = demo();
+            app.order_rows_elsewhere();
+            press(&mut app, KeyCode::Char('}'));
+            press(&mut app, KeyCode::Char('{'));
+            let effects = press(&mut app, KeyCode::Char('5'));
+            assert!(
+                effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::CountGroups(_))),
+                "{effects:?}"
+            );
         }
 
         #[test]

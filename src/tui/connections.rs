@@ -7,7 +7,9 @@
 //! ([`ConnectionTable::order_elsewhere`]): a change gives a [`RowsJob`] that a worker
 //! runs ([`super::ordering`]), and the table keeps showing the rows it has, of the
 //! snapshot they index, until the [`OrderedRows`] of its latest change come back.
-//! Rows of older changes are dropped. Tests and one-shot uses order at once.
+//! Rows of older changes are dropped. Tests and one-shot uses order at once. A filter
+//! line with `cgroup:` words needs the cgroups' names: the job learns those it meets
+//! (a walk of the cgroup2 tree when one is new) and hands them back with the rows.
 //!
 //! Rows are indices into the shared snapshot, not copies of its records. Across
 //! namespaces (`--all-netns`) the snapshot holds every namespace's sockets one after
@@ -15,6 +17,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::SystemTime;
@@ -193,16 +196,25 @@ pub struct OrderedRows {
     snapshot: Arc<Snapshot>,
     namespaces: Vec<NamespaceSpan>,
     rows: Arc<[u32]>,
+    /// The names the job knew, and those its `cgroup:` words made it learn.
+    cgroups: Arc<CgroupNames>,
+}
+
+impl OrderedRows {
+    /// The cgroup names the rows were filtered with.
+    pub fn cgroups(&self) -> &Arc<CgroupNames> {
+        &self.cgroups
+    }
 }
 
 impl RowsJob {
     /// Filters and sorts every socket of the snapshot: O(n log n) in its sockets.
-    pub fn run(self) -> OrderedRows {
+    pub fn run(mut self) -> OrderedRows {
         let rows = order(
             &self.snapshot.sockets,
             &self.namespaces,
             &self.query,
-            &self.cgroups,
+            &mut self.cgroups,
             self.tcp_info.as_deref(),
             self.sort,
             self.descending,
@@ -212,6 +224,7 @@ impl RowsJob {
             snapshot: self.snapshot,
             namespaces: self.namespaces,
             rows: rows.into(),
+            cgroups: self.cgroups,
         }
     }
 }
@@ -300,9 +313,17 @@ impl ConnectionTable {
         }
     }
 
-    /// The cgroup names `cgroup:` words are matched against from the next rebuild on.
+    /// The cgroup names `cgroup:` words are matched against from the next rebuild on,
+    /// unless the table's own are newer (a walk since: names only come from walks).
     pub fn set_cgroups(&mut self, cgroups: Arc<CgroupNames>) {
-        self.cgroups = cgroups;
+        if cgroups.walks() >= self.cgroups.walks() {
+            self.cgroups = cgroups;
+        }
+    }
+
+    /// The cgroup names the table knows.
+    pub fn cgroups(&self) -> &Arc<CgroupNames> {
+        &self.cgroups
     }
 
     /// The tcp_info of the snapshot [`ConnectionTable::show`] is given next (or of
@@ -381,6 +402,9 @@ impl ConnectionTable {
         self.shown_namespaces.clone_from(&rows.namespaces);
         self.rows = Arc::clone(&rows.rows);
         self.ordered = rows.generation;
+        if rows.cgroups.walks() > self.cgroups.walks() {
+            self.cgroups = Arc::clone(&rows.cgroups);
+        }
         Some(replaced)
     }
 
@@ -458,19 +482,30 @@ impl ConnectionTable {
 
     /// The sockets of namespace `inode` in the latest snapshot (all of them for none).
     pub fn sockets_in(&self, inode: Option<u64>) -> &[SocketRecord] {
-        let sockets = &self.latest.sockets[..];
+        self.latest.sockets.get(self.span_of(inode)).unwrap_or(&[])
+    }
+
+    /// Where the sockets of namespace `inode` are in the latest snapshot (all of them
+    /// for none); work in the number of namespaces only.
+    pub fn span_of(&self, inode: Option<u64>) -> Range<usize> {
+        let len = self.latest.sockets.len();
         let Some(inode) = inode else {
-            return sockets;
+            return 0..len;
         };
         let Some(at) = self.namespaces.iter().position(|span| span.inode == inode) else {
-            return &[];
+            return 0..0;
         };
         let start = self.namespaces[at].start as usize;
         let end = self
             .namespaces
             .get(at + 1)
-            .map_or(sockets.len(), |next| next.start as usize);
-        sockets.get(start..end).unwrap_or(&[])
+            .map_or(len, |next| next.start as usize);
+        start.min(end)..end
+    }
+
+    /// The latest snapshot, shared, whether or not its rows are ordered yet.
+    pub fn latest(&self) -> &Arc<Snapshot> {
+        &self.latest
     }
 
     /// Where a connection is in table order now, to keep the selection on it.
@@ -495,7 +530,7 @@ fn order(
     sockets: &[SocketRecord],
     spans: &[NamespaceSpan],
     query: &Query,
-    cgroups: &CgroupNames,
+    cgroups: &mut Arc<CgroupNames>,
     tcp_info: Option<&TcpInfoTable>,
     sort: SortColumn,
     descending: bool,
@@ -511,7 +546,8 @@ fn order(
         None => kept_without_namespace,
     };
     // `cgroup:` words are judged once per cgroup; request sockets and TIME_WAIT
-    // remnants are in their listener's.
+    // remnants are in their listener's. A cgroup not looked for yet is named first: a
+    // walk names every cgroup there is, so a walk is rare after the first.
     let listeners = query.has_cgroup_words().then(|| Listeners::of(sockets));
     let mut cgroup_kept: HashMap<u64, bool> = HashMap::new();
     let mut in_a_kept_cgroup = |socket: &SocketRecord| {
@@ -519,9 +555,12 @@ fn order(
             return true;
         };
         let id = listeners.cgroup_of(socket);
-        *cgroup_kept
-            .entry(id)
-            .or_insert_with(|| query.matches_cgroup(id, cgroups.name(id)))
+        *cgroup_kept.entry(id).or_insert_with(|| {
+            if id != 0 && !cgroups.has_looked_for(id) {
+                Arc::make_mut(cgroups).learn([id]);
+            }
+            query.matches_cgroup(id, cgroups.name(id))
+        })
     };
     let mut rows: Vec<u32> = (0..sockets.len())
         .filter(|&i| query.matches(&sockets[i]) && in_a_kept_cgroup(&sockets[i]))

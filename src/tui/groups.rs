@@ -142,6 +142,9 @@ pub fn next_generation() -> u64 {
 /// a pass over every socket and a label for every group.
 #[derive(Debug, Clone)]
 pub struct GroupsJob {
+    /// Which model asked (the live one, or the one a pause froze), in the asker's
+    /// numbering: a worker may drop a job when a newer one of the same lane waits.
+    pub lane: u8,
     pub generation: u64,
     /// The key and sort to count under; its rows are filled by [`GroupsJob::run`].
     pub table: GroupTable,

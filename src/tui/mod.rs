@@ -19,7 +19,8 @@
 //! [`views`] one widget per file, [`keys`] the key table, [`line_editor`] the filter
 //! line's editing, [`connections`] and [`query`] the table's order and filter,
 //! [`ordering`] the worker that sorts and filters the table's rows, counts the Groups
-//! tab's groups and frees the snapshots let go of, off this thread,
+//! tab's groups, places the findings in their cgroups ([`placing`]) and frees the
+//! snapshots let go of, off this thread,
 //! [`theme`] the colours.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub(crate) mod keys;
 pub(crate) mod line_editor;
 pub mod model;
 pub mod ordering;
+pub(crate) mod placing;
 pub(crate) mod playback;
 pub(crate) mod query;
 pub mod theme;
@@ -56,7 +58,7 @@ use crate::kernel::tcp_info;
 use crate::modes;
 use crate::poll::namespaces;
 use crate::poll::replay::Timed;
-use crate::poll::rounds::NamespaceLabel;
+use crate::poll::rounds::{NamespaceLabel, Rounds};
 use crate::poll::update::Message;
 use crate::poll::update::SharedProcesses;
 use crate::poll::{Control, Next, Source, Stopping, TakenIn};
@@ -123,7 +125,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
     source.consumer_charges_itself();
     let recording = modes::recording(cli).map(|to| Recording::To(to.path.display().to_string()));
     let control = source.control();
-    forward_source(source, events.clone(), cli.all_netns)?;
+    forward_source(source, events.clone(), cli.all_netns, control.clone())?;
     let workers = Workers::spawn(events.clone(), control.clone(), processes)?;
     spawn_ticks_and_input(events.clone())?;
 
@@ -166,6 +168,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
         Effect::Close(netns, record) => workers.close(netns, record),
         Effect::OrderRows(job) => orderer.order(job),
         Effect::CountGroups(job) => orderer.count(job),
+        Effect::PlaceFindings(job) => orderer.place(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     });
@@ -175,15 +178,37 @@ pub fn run(cli: &Cli) -> anyhow::Result<Ending> {
 
 /// Hands what the source delivers to the view, on a thread of its own so that the
 /// view's thread never waits on the disk (`--record` appends there) or on a rescan of
-/// namespaces. The view hears of namespaces before their first poll, and of one that
-/// went before its last polls, which it then ignores.
-fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow::Result<()> {
+/// namespaces. Across namespaces (`--all-netns`) the rounds are put together here too
+/// ([`app::observe_round`]): copying every namespace's sockets into one snapshot is
+/// work in the number of sockets, which the thread that draws must not do; what it
+/// costs is charged to the pollers as the view's own work is. The rounds hear of
+/// namespaces before their first poll, and of one that went before its last polls,
+/// which they then ignore.
+fn forward_source(
+    mut source: Source,
+    to: Sender<Event>,
+    across: bool,
+    control: Control,
+) -> anyhow::Result<()> {
     spawn_named("tcpscope-forward", move || {
         let mut labels: Vec<NamespaceLabel> = Vec::new();
+        let mut rounds = Rounds::default();
         loop {
             let event = match source.wait() {
                 Ok(Next::Poll { message, .. }) if !across => Event::Poll(message),
-                Ok(Next::Poll { netns, message, .. }) => Event::NamespacePoll(netns, message),
+                Ok(Next::Poll { netns, message, .. }) => {
+                    let started = thread_cpu_time();
+                    let what = match &message {
+                        Message::Update(update) if !update.pace.is_full() => TakenIn::Lane,
+                        _ => TakenIn::Full,
+                    };
+                    let events = app::observe_round(&mut rounds, netns, message);
+                    control.charge(Some(netns), thread_cpu_time().saturating_sub(started), what);
+                    if events.into_iter().any(|event| to.send(event).is_err()) {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(Next::Namespaces(followed)) => {
                     let notes = followed.notes("shown");
                     if !notes.is_empty() && to.send(Event::Notice(notes.join("; "))).is_err() {
@@ -193,7 +218,10 @@ fn forward_source(mut source: Source, to: Sender<Event>, across: bool) -> anyhow
                     labels.extend(followed.started.iter().map(namespaces::label));
                     // As discovered: by lowest pid, then the names no process is in.
                     labels.sort_by_key(|label| (label.pid == 0, label.pid, label.inode));
-                    Event::Namespaces(labels.clone())
+                    match app::gone_notice(&rounds.set_namespaces(labels.clone())) {
+                        Some(notice) => Event::Notice(notice),
+                        None => continue,
+                    }
                 }
                 Ok(Next::RecordingStopped(error)) => Event::RecordingStopped(error),
                 Ok(Next::Idle) => continue,
@@ -264,6 +292,7 @@ pub fn run_replay(cli: &Cli) -> anyhow::Result<Ending> {
         }
         Effect::OrderRows(job) => orderer.order(job),
         Effect::CountGroups(job) => orderer.count(job),
+        Effect::PlaceFindings(job) => orderer.place(job),
         Effect::Release(snapshot) => orderer.release(snapshot),
         _ => {}
     };
@@ -284,6 +313,7 @@ fn row_orderer(
         let event = match finished {
             Finished::Rows(rows) => Event::Rows(rows),
             Finished::Groups(groups) => Event::Groups(groups),
+            Finished::Placed(placed) => Event::Placed(placed),
         };
         events.send(event).is_ok()
     };
@@ -402,6 +432,9 @@ fn poll_of(event: &Event) -> Option<(Option<u64>, TakenIn)> {
     let (netns, update) = match event {
         Event::Poll(Message::Update(update)) => (None, update),
         Event::NamespacePoll(netns, Message::Update(update)) => (Some(*netns), update),
+        // Each namespace's poll was charged where the round was put together: the
+        // round's taking in is work for them all.
+        Event::Round(_) => return Some((None, TakenIn::AfterFull)),
         _ => return None,
     };
     let what = if update.pace.is_full() {

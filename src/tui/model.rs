@@ -16,15 +16,15 @@ use crate::tcp::State;
 use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
-use super::connections::{ConnectionTable, SortColumn};
+use super::connections::{ConnectionTable, OrderedRows, SortColumn};
 use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
+use super::placing::{self, Follow, Placed, Places, PlacingJob};
 use super::playback::PlaybackStatus;
 use super::query::QueryError;
-use crate::group::{self as grouping, GroupKey};
+use crate::group::GroupKey;
 use crate::kernel::cgroups::CgroupNames;
 use crate::poll::rounds::{NamespaceSpan, NamespaceSummary, Round};
-use crate::report::groups::{dominant_cgroups, name_places};
 
 /// The numbers from the latest polls.
 #[derive(Debug, Clone)]
@@ -39,8 +39,18 @@ pub struct Model {
     pub ipv6_total: u32,
     pub syn_watch: SynWatch,
     /// The findings raised at the latest poll, most urgent first (across namespaces,
-    /// each names its own).
+    /// each names its own), each named with the cgroup that holds most of its sockets
+    /// once placed.
     pub findings: Vec<Finding>,
+    /// The same, as the poll raised them (unplaced).
+    raised: Vec<Finding>,
+    /// Where the latest placing put findings, by incident.
+    places: Places,
+    /// Whether findings are placed by a worker ([`Model::take_placing_job`]), the
+    /// placing the findings must follow, and the job not handed out yet.
+    placing_elsewhere: bool,
+    placing_wanted: u64,
+    placing_job: Option<PlacingJob>,
     /// CLOSE_WAIT sockets per process and local port, followed across polls by the
     /// app's leak watcher (owners from the latest process scan).
     pub close_wait: CloseWaitLeaks,
@@ -61,6 +71,8 @@ pub struct Model {
     groups_elsewhere: bool,
     groups_wanted: u64,
     groups_job: Option<GroupsJob>,
+    /// The counting the rows shown follow.
+    groups_counted: u64,
     /// The latest full dump's CLOSE_WAIT sockets, which the poller picked out.
     pub close_wait_sockets: Arc<[SocketRecord]>,
     /// Cgroup names, learnt as new cgroup ids appear (for the Groups tab and the
@@ -198,6 +210,11 @@ impl Model {
                 host_notes: Vec::new(),
             },
             findings: Vec::new(),
+            raised: Vec::new(),
+            places: Places::default(),
+            placing_elsewhere: false,
+            placing_wanted: 0,
+            placing_job: None,
             close_wait: CloseWaitLeaks::default(),
             counter_rates: None,
             history,
@@ -208,6 +225,7 @@ impl Model {
             groups_elsewhere: false,
             groups_wanted: 0,
             groups_job: None,
+            groups_counted: 0,
             close_wait_sockets: Arc::from([]),
             cgroups: Arc::new(CgroupNames::open()),
             processes: None,
@@ -302,7 +320,7 @@ impl Model {
         self.ipv6_total = update.pace.families.ipv6;
         self.close_wait_sockets = Arc::clone(&update.pace.close_wait);
         self.syn_watch = update.syn_watch.clone();
-        self.findings.clone_from(&update.findings);
+        self.take_in_findings(&update.findings);
         self.history.record(
             snapshot.taken_at,
             counts,
@@ -310,41 +328,12 @@ impl Model {
             transition_netns,
         );
         if self.groups_shown && self.groups_elsewhere {
-            self.groups_wanted = groups::next_generation();
-            self.groups_job = Some(GroupsJob {
-                generation: self.groups_wanted,
-                table: GroupTable {
-                    key: self.groups.key,
-                    sort: self.groups.sort,
-                    descending: self.groups.descending,
-                    rows: Vec::new(),
-                },
-                snapshot: Arc::clone(snapshot),
-                cgroups: Arc::clone(&self.cgroups),
-                processes: self.processes.clone(),
-            });
+            self.hand_out_groups(Arc::clone(snapshot));
         } else if self.groups_shown {
             self.groups
                 .show(snapshot, &mut self.cgroups, self.processes.as_deref());
         }
         self.groups_stale = !self.groups_shown;
-        // The Groups tab has named the cgroups already when it groups by them.
-        let wants_names = self.connections.wants_cgroups();
-        if wants_names && !(self.groups_shown && self.groups.key == GroupKey::Cgroup) {
-            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-            groups::learn(&mut self.cgroups, &rows);
-        }
-        if !self.findings.is_empty() {
-            let places = dominant_cgroups(&self.findings, &snapshot.sockets);
-            if places
-                .iter()
-                .flatten()
-                .any(|id| !self.cgroups.has_looked_for(*id))
-            {
-                Arc::make_mut(&mut self.cgroups).learn(places.iter().flatten().copied());
-            }
-            name_places(&mut self.findings, &places, &self.cgroups);
-        }
         self.connections.set_cgroups(Arc::clone(&self.cgroups));
         match spans {
             Some(spans) => self
@@ -352,7 +341,10 @@ impl Model {
                 .show_namespaces(Arc::clone(snapshot), spans),
             None => self.connections.show(Arc::clone(snapshot)),
         }
-        self.follow_detail();
+        // Rows ordered at once (no worker) may have named cgroups already.
+        let named = Arc::clone(self.connections.cgroups());
+        self.adopt_cgroups(&named);
+        self.hand_out_placing();
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
         self.status.event_overflows = update.event_overflows;
@@ -374,9 +366,42 @@ impl Model {
         }
     }
 
-    /// Counts the latest snapshot again, after the Groups tab's key changed: here and
-    /// now, once (a poll's counting under way elsewhere is dropped).
+    /// Hands out the counting of `snapshot` under the current key, for a worker.
+    fn hand_out_groups(&mut self, snapshot: Arc<Snapshot>) {
+        self.groups_wanted = groups::next_generation();
+        self.groups_job = Some(GroupsJob {
+            lane: 0,
+            generation: self.groups_wanted,
+            table: GroupTable {
+                key: self.groups.key,
+                sort: self.groups.sort,
+                descending: self.groups.descending,
+                rows: Vec::new(),
+            },
+            snapshot,
+            cgroups: Arc::clone(&self.cgroups),
+            processes: self.processes.clone(),
+        });
+    }
+
+    /// Whether the Groups tab's rows wait for a worker's counting (of a new poll, or
+    /// under a new key).
+    pub fn counting_groups(&self) -> bool {
+        self.groups_elsewhere && self.groups_wanted != self.groups_counted
+    }
+
+    /// Counts the latest snapshot again, after the Groups tab's key changed or when it
+    /// shows again: on the worker when there is one, else here and now. A counting
+    /// under way is dropped.
     pub fn regroup(&mut self) {
+        self.groups_stale = false;
+        if self.groups_elsewhere {
+            match &self.previous {
+                Some((snapshot, _)) => self.hand_out_groups(Arc::clone(snapshot)),
+                None => self.groups_job = None,
+            }
+            return;
+        }
         self.groups_wanted = groups::next_generation();
         self.groups_job = None;
         if let Some((snapshot, _)) = &self.previous {
@@ -384,7 +409,6 @@ impl Model {
             self.groups
                 .show(&snapshot, &mut self.cgroups, self.processes.as_deref());
         }
-        self.groups_stale = false;
     }
 
     /// From now on, each poll's groups are counted by a worker: a poll hands out a
@@ -398,7 +422,7 @@ impl Model {
     /// test does instead of waiting for the worker.
     pub fn count_groups_now(&mut self) {
         if let Some(job) = self.take_groups_job() {
-            self.finish_groups(&job.run());
+            self.finish_groups(job.run());
         }
     }
 
@@ -408,18 +432,27 @@ impl Model {
     }
 
     /// Shows the counted groups if they follow the latest poll and key; the sort chosen
-    /// since is applied to them.
-    pub fn finish_groups(&mut self, counted: &CountedGroups) {
-        if counted.generation != self.groups_wanted || counted.table.key != self.groups.key {
+    /// since is applied to them. The rows are taken, not copied, and sorted again only
+    /// if the sort changed since the counting began: there may be as many groups as
+    /// sockets (by peer).
+    pub fn finish_groups(&mut self, counted: CountedGroups) {
+        if !self.wants_groups(&counted) {
             return;
         }
-        self.groups.rows.clone_from(&counted.table.rows);
+        self.groups_counted = counted.generation;
+        self.groups.rows = counted.table.rows;
         let (sort, descending) = (self.groups.sort, self.groups.descending);
-        self.groups.set_sort(sort, descending);
-        if counted.table.key == GroupKey::Cgroup {
-            self.cgroups = Arc::clone(&counted.cgroups);
-            self.connections.set_cgroups(Arc::clone(&self.cgroups));
+        if (counted.table.sort, counted.table.descending) != (sort, descending) {
+            self.groups.set_sort(sort, descending);
         }
+        if counted.table.key == GroupKey::Cgroup {
+            self.adopt_cgroups(&counted.cgroups);
+        }
+    }
+
+    /// Whether `counted` follows the latest poll and key.
+    pub fn wants_groups(&self, counted: &CountedGroups) -> bool {
+        counted.generation == self.groups_wanted && counted.table.key == self.groups.key
     }
 
     /// Says whether the Groups tab shows: while it does, each full poll is counted per
@@ -431,17 +464,21 @@ impl Model {
         }
     }
 
-    /// Sets the filter line of the connections table, naming cgroups first if it has
-    /// `cgroup:` words.
+    /// Sets the filter line of the connections table. The cgroups its `cgroup:` words
+    /// meet are named where the rows are ordered ([`RowsJob`](super::connections::RowsJob)).
     pub fn set_connections_query(&mut self, text: &str, query: super::query::Query) {
-        if query.has_cgroup_words()
-            && let Some((snapshot, _)) = &self.previous
-        {
-            let rows = grouping::group(GroupKey::Cgroup, &snapshot.sockets, |_| None);
-            groups::learn(&mut self.cgroups, &rows);
-            self.connections.set_cgroups(Arc::clone(&self.cgroups));
-        }
         self.connections.set_query(text, query);
+    }
+
+    /// Shows the rows ordered for the connections table if they follow its latest
+    /// change, taking the cgroup names their ordering learnt; returns the snapshot the
+    /// rows shown before were of, as [`ConnectionTable::finish_replacing`] does.
+    pub fn finish_rows(&mut self, rows: &OrderedRows) -> Option<Arc<Snapshot>> {
+        let replaced = self.connections.finish_replacing(rows);
+        if replaced.is_some() {
+            self.adopt_cgroups(rows.cgroups());
+        }
+        replaced
     }
 
     /// Takes in a poll of the fast lane: the SYN watch, the findings, the counter
@@ -456,29 +493,103 @@ impl Model {
             self.counts.set(state, update.pace.counts.get(state));
         }
         self.syn_watch = update.syn_watch.clone();
-        self.findings.clone_from(&update.findings);
+        self.take_in_findings(&update.findings);
         self.status.took = Some(update.took);
         self.status.events = update.events.clone();
         self.status.error = None;
         self.status.polls += 1;
     }
 
-    fn follow_detail(&mut self) {
-        let Some(detail) = &mut self.detail else {
-            return;
-        };
-        match self
-            .connections
-            .sockets_in(detail.netns)
-            .iter()
-            .find(|socket| socket.endpoints() == detail.endpoints)
-        {
-            Some(socket) => {
-                detail.record = *socket;
-                detail.present = true;
-            }
-            None => detail.present = false,
+    /// Shows a poll's findings with the cgroups the latest placing put the same
+    /// incidents in (work in the number of findings only).
+    fn take_in_findings(&mut self, raised: &[Finding]) {
+        self.raised = raised.to_vec();
+        self.findings = self.places.reapply(&self.raised, &self.cgroups);
+    }
+
+    /// Places the latest findings in the latest snapshot's cgroups and finds the
+    /// connection the detail pane follows in it: hands out a [`PlacingJob`] when a
+    /// worker does that, else does it here and now.
+    fn hand_out_placing(&mut self) {
+        self.placing_wanted = placing::next_generation();
+        self.placing_job = None;
+        if self.raised.is_empty() {
+            self.places = Places::default();
         }
+        let follow = self.detail.as_ref().map(|detail| Follow {
+            endpoints: detail.endpoints,
+            netns: detail.netns,
+            span: self.connections.span_of(detail.netns),
+        });
+        if self.raised.is_empty() && follow.is_none() {
+            return;
+        }
+        let job = PlacingJob {
+            generation: self.placing_wanted,
+            snapshot: Arc::clone(self.connections.latest()),
+            findings: self.raised.clone(),
+            cgroups: Arc::clone(&self.cgroups),
+            follow,
+        };
+        if self.placing_elsewhere {
+            self.placing_job = Some(job);
+        } else {
+            self.finish_placing(job.run());
+        }
+    }
+
+    /// From now on, findings are placed, and the detail pane's connection found, by a
+    /// worker: a full poll with findings or the pane open hands out a [`PlacingJob`]
+    /// ([`Model::take_placing_job`]), and until its [`Placed`] comes back the findings
+    /// show the cgroups placed for the previous poll and the pane its previous record.
+    pub fn place_elsewhere(&mut self) {
+        self.placing_elsewhere = true;
+    }
+
+    /// The placing the latest full poll needs, once.
+    pub fn take_placing_job(&mut self) -> Option<PlacingJob> {
+        self.placing_job.take()
+    }
+
+    /// Places, here and now, the findings still waiting to be placed elsewhere: what a
+    /// test does instead of waiting for the worker.
+    pub fn place_now(&mut self) {
+        if let Some(job) = self.take_placing_job() {
+            self.finish_placing(job.run());
+        }
+    }
+
+    /// Shows where the latest full poll's findings are, if `placed` answers for it;
+    /// the findings of the fast-lane polls since are placed likewise, by incident.
+    pub fn finish_placing(&mut self, placed: Placed) {
+        if placed.generation != self.placing_wanted {
+            return;
+        }
+        self.adopt_cgroups(&placed.cgroups);
+        self.places = Places::of(&placed.findings, &placed.places);
+        self.findings = self.places.reapply(&self.raised, &self.cgroups);
+        // The pane may have been closed, or opened on another connection, since.
+        if let (Some(detail), Some((follow, found))) = (&mut self.detail, placed.followed)
+            && (detail.endpoints, detail.netns) == (follow.endpoints, follow.netns)
+        {
+            match found {
+                Some(socket) => {
+                    detail.record = socket;
+                    detail.present = true;
+                }
+                None => detail.present = false,
+            }
+        }
+    }
+
+    /// Takes the cgroup names a worker learnt, unless the model's own are newer (a
+    /// walk since): names are only ever added by walks.
+    fn adopt_cgroups(&mut self, cgroups: &Arc<CgroupNames>) {
+        if Arc::ptr_eq(cgroups, &self.cgroups) || cgroups.walks() < self.cgroups.walks() {
+            return;
+        }
+        self.cgroups = Arc::clone(cgroups);
+        self.connections.set_cgroups(Arc::clone(&self.cgroups));
     }
 
     /// Whether a process is not closing its sockets: its CLOSE_WAIT count keeps
@@ -781,6 +892,185 @@ mod tests {
         full.tcp_info = None;
         model.apply(&full);
         assert!(model.tcp_info.is_none());
+    }
+
+    /// A cgroup2 tree under a temporary directory with one unit, and its id.
+    fn cgroup_tree(name: &str) -> (std::path::PathBuf, u64) {
+        let root = std::env::temp_dir().join(format!("tcpscope-{name}-{}", std::process::id()));
+        let unit = root.join("system.slice/nginx.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&unit).unwrap());
+        (root, id)
+    }
+
+    /// A full poll of CLOSE_WAIT sockets on local port 9000 in cgroup `id`, with a
+    /// finding about each of `ports`.
+    fn leaking_poll(second: u64, id: u64, ports: &[u16]) -> Update {
+        use crate::snapshot::fixtures::socket;
+        use crate::watch::findings::{Evidence, Kind, Severity, Subject};
+        let mut update = crate::tui::views::fixtures::next_update();
+        let taken_at = update.snapshot.taken_at + Duration::from_secs(second);
+        let sockets = (0..5)
+            .map(|n| {
+                let mut s = socket(State::CloseWait, "10.0.0.1", 9000, "10.0.0.2", 5000 + n);
+                s.cgroup_id = id;
+                s
+            })
+            .collect();
+        let snapshot = Snapshot::new(taken_at, sockets);
+        update.pace = crate::poll::Pace::full(&snapshot, None);
+        update.snapshot = Arc::new(snapshot);
+        update.findings = ports
+            .iter()
+            .map(|port| {
+                Finding::new(
+                    Kind::CloseWaitLeak,
+                    Severity::Warning,
+                    Subject::LocalPort(*port),
+                    format!("local port {port}: 5 sockets in CLOSE_WAIT"),
+                    Evidence::default(),
+                )
+            })
+            .collect();
+        update
+    }
+
+    #[test]
+    fn findings_are_placed_in_their_cgroup_by_the_workers_answer_not_while_taking_in_a_poll() {
+        let (root, id) = cgroup_tree("placing");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.place_elsewhere();
+        model.apply(&leaking_poll(0, id, &[9000]));
+        assert_eq!(
+            model.findings[0].summary,
+            "local port 9000: 5 sockets in CLOSE_WAIT"
+        );
+        assert_eq!(
+            model.cgroups.walks(),
+            0,
+            "no walk of the tree on the drawing thread"
+        );
+        let job = model.take_placing_job().expect("a placing for the worker");
+        assert!(model.take_placing_job().is_none(), "handed out once");
+        model.finish_placing(job.run());
+        assert_eq!(
+            model.findings[0].summary,
+            "local port 9000: 5 sockets in CLOSE_WAIT (in nginx.service)"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn until_the_worker_answers_a_finding_keeps_the_cgroup_of_the_same_incident_and_a_new_one_has_none()
+     {
+        let (root, id) = cgroup_tree("keeping");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.place_elsewhere();
+        model.apply(&leaking_poll(0, id, &[9000]));
+        model.place_now();
+        model.apply(&leaking_poll(1, id, &[9000, 9001]));
+        let older = model.take_placing_job().expect("a placing for the worker");
+        let summaries = |model: &Model| -> Vec<String> {
+            model.findings.iter().map(|f| f.summary.clone()).collect()
+        };
+        assert_eq!(
+            summaries(&model),
+            [
+                "local port 9000: 5 sockets in CLOSE_WAIT (in nginx.service)",
+                "local port 9001: 5 sockets in CLOSE_WAIT",
+            ]
+        );
+        // An answer for a poll that is no longer the latest is not shown.
+        let mut moved = leaking_poll(2, 0, &[9000]);
+        moved.findings[0].summary = "local port 9000: 6 sockets in CLOSE_WAIT".into();
+        model.apply(&moved);
+        model.finish_placing(older.run());
+        assert_eq!(
+            summaries(&model),
+            ["local port 9000: 6 sockets in CLOSE_WAIT (in nginx.service)"],
+            "the previous placing still holds: the answer for poll 1 was dropped"
+        );
+        // The latest poll's answer: its sockets left the cgroup.
+        model.place_now();
+        assert_eq!(
+            summaries(&model),
+            ["local port 9000: 6 sockets in CLOSE_WAIT"]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_cgroup_filter_names_its_cgroups_where_the_rows_are_ordered_not_while_taking_in_a_poll() {
+        let (root, id) = cgroup_tree("filtering");
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.cgroups = Arc::new(CgroupNames::at(Some(root.clone())));
+        model.connections.order_elsewhere();
+        model.apply(&leaking_poll(0, id, &[]));
+        let text = "cgroup:nginx.service";
+        model.set_connections_query(text, super::super::query::Query::parse(text).unwrap());
+        model.apply(&leaking_poll(1, id, &[]));
+        assert_eq!(
+            model.cgroups.walks(),
+            0,
+            "no walk of the tree on the drawing thread"
+        );
+        let job = model.connections.take_job().expect("rows to order");
+        assert!(model.finish_rows(&job.run()).is_some());
+        assert_eq!(
+            model.connections.len(),
+            5,
+            "the unit's sockets, named by the worker"
+        );
+        assert_eq!(model.cgroups.walks(), 1);
+        model.apply(&leaking_poll(2, id, &[]));
+        let job = model.connections.take_job().expect("rows to order");
+        model.finish_rows(&job.run());
+        assert_eq!(model.connections.len(), 5);
+        assert_eq!(model.cgroups.walks(), 1, "a cgroup is named once");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_detail_pane_follows_its_connection_by_the_workers_answer_not_by_a_search_while_taking_in()
+     {
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.place_elsewhere();
+        let first = leaking_poll(0, 0, &[]);
+        model.apply(&first);
+        let record = first.snapshot.sockets[1];
+        model.detail = Some(Detail {
+            endpoints: record.endpoints(),
+            netns: None,
+            record,
+            present: true,
+            tcp_info: None,
+            from_table: None,
+        });
+        let mut grown = leaking_poll(1, 0, &[]);
+        let mut sockets = grown.snapshot.sockets.clone();
+        sockets[1].recv_q = 4096;
+        grown.snapshot = Arc::new(Snapshot::new(grown.snapshot.taken_at, sockets.clone()));
+        model.apply(&grown);
+        let shown = |model: &Model| model.detail.as_ref().map(|d| (d.record.recv_q, d.present));
+        assert_eq!(
+            shown(&model),
+            Some((0, true)),
+            "as it was until the worker answers"
+        );
+        model.place_now();
+        assert_eq!(shown(&model), Some((4096, true)));
+        sockets.remove(1);
+        let mut closed = leaking_poll(2, 0, &[]);
+        closed.snapshot = Arc::new(Snapshot::new(closed.snapshot.taken_at, sockets));
+        model.apply(&closed);
+        model.place_now();
+        assert_eq!(
+            shown(&model),
+            Some((4096, false)),
+            "gone, with its last record"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The view's worker: it orders the connections table's rows and counts the Groups
-//! tab's groups, so that the thread that reads keys and draws never filters, sorts or
-//! groups every socket: at a million sockets that takes longer than a key may wait. It
-//! takes [`RowsJob`]s and [`GroupsJob`]s and hands back [`OrderedRows`] and
-//! [`CountedGroups`]; of the jobs waiting, only the newest of each lane (and the
-//! newest counting) is worth running. It also frees the snapshots the view let go of
+//! The view's worker: it orders the connections table's rows, counts the Groups tab's
+//! groups and places the findings in their cgroups, so that the thread that reads keys
+//! and draws never filters, sorts or groups every socket: at a million sockets that
+//! takes longer than a key may wait. It takes [`RowsJob`]s, [`GroupsJob`]s and
+//! [`PlacingJob`]s and hands back [`OrderedRows`], [`CountedGroups`] and [`Placed`];
+//! of the jobs waiting, only the newest of each lane (and the newest placing) is
+//! worth running. It also frees the snapshots the view let go of
 //! (about 4 ms at a million sockets), which would otherwise be freed on the thread
 //! that draws.
 //!
@@ -20,6 +21,7 @@ use anyhow::Context;
 
 use super::connections::{OrderedRows, RowsJob};
 use super::groups::{CountedGroups, GroupsJob};
+use super::placing::{Placed, PlacingJob};
 use crate::kernel::sched::thread_cpu_time;
 use crate::snapshot::Snapshot;
 
@@ -27,6 +29,7 @@ use crate::snapshot::Snapshot;
 enum Work {
     Order(Box<RowsJob>),
     Count(Box<GroupsJob>),
+    Place(Box<PlacingJob>),
     Release(Arc<Snapshot>),
 }
 
@@ -35,6 +38,7 @@ enum Work {
 pub enum Finished {
     Rows(OrderedRows),
     Groups(Box<CountedGroups>),
+    Placed(Box<Placed>),
 }
 
 /// Where the view sends the jobs; the worker ends when this is dropped or `deliver`
@@ -49,7 +53,7 @@ impl RowOrderer {
         Self::spawn_charging(
             move |finished| match finished {
                 Finished::Rows(rows) => deliver(rows),
-                Finished::Groups(_) => true,
+                Finished::Groups(_) | Finished::Placed(_) => true,
             },
             |_| {},
         )
@@ -68,11 +72,13 @@ impl RowOrderer {
                 while let Ok(first) = inbox.recv() {
                     let started = thread_cpu_time();
                     let mut waiting = Vec::new();
-                    let mut counting = None;
+                    let mut counting = Vec::new();
+                    let mut placing = None;
                     for work in std::iter::once(first).chain(inbox.try_iter()) {
                         match work {
                             Work::Order(job) => waiting.push(*job),
-                            Work::Count(job) => counting = Some(job),
+                            Work::Count(job) => counting.push(job),
+                            Work::Place(job) => placing = Some(job),
                             Work::Release(snapshot) => drop(snapshot),
                         }
                     }
@@ -86,10 +92,21 @@ impl RowOrderer {
                             return;
                         }
                     }
-                    if let Some(job) = counting
-                        && !deliver(Finished::Groups(Box::new(job.run())))
+                    // The findings first: they are on the overview, which shows first.
+                    if let Some(job) = placing
+                        && !deliver(Finished::Placed(Box::new(job.run())))
                     {
                         return;
+                    }
+                    let mut lanes = HashSet::new();
+                    let newest = counting
+                        .into_iter()
+                        .rev()
+                        .filter(|job| lanes.insert(job.lane));
+                    for job in newest {
+                        if !deliver(Finished::Groups(Box::new(job.run()))) {
+                            return;
+                        }
                     }
                     charge(thread_cpu_time().saturating_sub(started));
                 }
@@ -105,6 +122,11 @@ impl RowOrderer {
     /// Counts a poll's groups on the worker.
     pub fn count(&self, job: Box<GroupsJob>) {
         let _ = self.jobs.send(Work::Count(job));
+    }
+
+    /// Places a poll's findings on the worker.
+    pub fn place(&self, job: Box<PlacingJob>) {
+        let _ = self.jobs.send(Work::Place(job));
     }
 
     /// Frees `snapshot` on the worker (if nothing else holds it by then).

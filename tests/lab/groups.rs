@@ -460,3 +460,65 @@ fn a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()
     assert_eq!(flood["evidence"]["cgroup"], path);
     Ok(())
 }
+
+#[test]
+fn in_the_view_a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()> {
+    let lab = Lab::enter()?;
+    let mut cgroups = Cgroups::create(&["flooded"])?;
+    let mut server = cgroups.worker(&lab, 0)?;
+    let listener = SocketAddrV4::new([127, 0, 0, 1].into(), PORT);
+    server.listen(listener)?;
+    lab.syn_flood(listener, 300, 5)?;
+    lab.wait_for_count(TcpState::SynRecv, 300, SETTLE)?;
+
+    let path = cgroups.path(0).to_owned();
+    let mut terminal = Terminal::spawn(tcpscope_command(&[]), 160, 40)?;
+    // The view places the finding on its worker: the overview names the cgroup once
+    // the worker has answered, and keeps naming it poll after poll.
+    let placed = format!("(in {path})");
+    terminal.wait_for(VIEW_TIMEOUT, "the flood placed in its cgroup", |screen| {
+        screen.contains("SYN flood") && screen.contains(&placed)
+    })?;
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let screen = terminal.wait_for(VIEW_TIMEOUT, "the flood still placed", |screen| {
+        screen.contains("SYN flood")
+    })?;
+    ensure!(
+        screen.contains(&placed),
+        "a later poll keeps the cgroup:\n{screen}"
+    );
+    terminal.send(b"q")?;
+    terminal.wait(VIEW_TIMEOUT)?;
+    Ok(())
+}
+
+#[test]
+fn in_the_view_a_cgroup_word_typed_on_the_filter_line_keeps_that_cgroups_connections() -> Result<()>
+{
+    let lab = Lab::enter()?;
+    let cgroups = server_and_client(&lab)?;
+    let server = cgroups.path(0).to_owned();
+    let mut terminal = Terminal::spawn(tcpscope_command(&[]), 120, 30)?;
+    terminal.wait_for(VIEW_TIMEOUT, "the view", |screen| {
+        screen.contains("Overview") && screen.contains("ESTABLISHED")
+    })?;
+    // Straight to the filter line: no Groups tab has named the cgroups first.
+    terminal.send(format!("2/cgroup:{server}\r").as_bytes())?;
+    let screen = terminal.wait_for(VIEW_TIMEOUT, "the cgroup's connections", |screen| {
+        screen.contains(&format!("cgroup:{server}")) && screen.contains("SYN_RECV")
+    })?;
+    let locals: Vec<&str> = screen
+        .lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find(|cell| cell.starts_with("127."))
+        })
+        .collect();
+    ensure!(
+        locals.len() == 10 && locals.iter().all(|local| *local == "127.0.0.1:18080"),
+        "the server cgroup's 10 sockets, all local to :18080: {locals:#?}\n{screen}"
+    );
+    terminal.send(b"q")?;
+    terminal.wait(VIEW_TIMEOUT)?;
+    Ok(())
+}

@@ -23,16 +23,21 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
     let table = &model.groups;
     let rows = &table.rows;
     let order = if table.descending { "↓" } else { "↑" };
+    let mut title = vec![
+        Span::styled(" Groups by ", theme.title()),
+        Span::styled(format!("{} ", table.key.name()), theme.title()),
+        Span::styled(format!("{} ", rows.len()), theme.dim()),
+        Span::styled(
+            format!("sorted by {}{order} ", table.sort.title()),
+            theme.dim(),
+        ),
+    ];
+    // The rows are of an older poll (or none, under a new key) until the worker is done.
+    if model.counting_groups() {
+        title.push(Span::styled("counting… ", theme.dim()));
+    }
     let block = Block::bordered()
-        .title(Line::from(vec![
-            Span::styled(" Groups by ", theme.title()),
-            Span::styled(format!("{} ", table.key.name()), theme.title()),
-            Span::styled(format!("{} ", rows.len()), theme.dim()),
-            Span::styled(
-                format!("sorted by {}{order} ", table.sort.title()),
-                theme.dim(),
-            ),
-        ]))
+        .title(Line::from(title))
         .title_bottom(Line::styled(
             " g: port, cgroup, peer, peer/24, process   s r: sort   Enter: its connections ",
             theme.dim(),
