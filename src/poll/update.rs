@@ -475,6 +475,24 @@ mod tests {
         }
     }
 
+    /// A fast-lane poll at `at` with nothing else to tell: no transitions, listeners,
+    /// SYN_RECV reading, counters, events or sockstat; full dumps every 4 s.
+    fn quiet_lane(at: SystemTime) -> LanePolled {
+        LanePolled {
+            transitions: Vec::new(),
+            at,
+            listeners: Vec::new(),
+            syn_recv: None,
+            counters: TcpExt::default(),
+            took: Duration::ZERO,
+            events: EventStatus::Off,
+            event_overflows: 0,
+            full_every: Some(Duration::from_secs(4)),
+            sockstat: None,
+            time_wait: None,
+        }
+    }
+
     fn reading(syncookies_sent: u64) -> TcpExt {
         TcpExt {
             syncookies_sent,
@@ -534,16 +552,9 @@ mod tests {
         let lane = analyst
             .analyse_lanes(LanePolled {
                 transitions: vec![close],
-                at: start + Duration::from_secs(1),
                 listeners: vec![listener, new_listener],
                 syn_recv: Some(Vec::new()),
-                counters: TcpExt::default(),
-                took: Duration::ZERO,
-                events: EventStatus::Off,
-                event_overflows: 0,
-                full_every: Some(Duration::from_secs(4)),
-                sockstat: None,
-                time_wait: None,
+                ..quiet_lane(start + Duration::from_secs(1))
             })
             .expect("a lane poll after the failed full dump");
         assert!(!lane.pace.is_full());
@@ -586,17 +597,10 @@ mod tests {
             .collect();
         let lane = analyst
             .analyse_lanes(LanePolled {
-                transitions: Vec::new(),
-                at: start + Duration::from_secs(1),
                 listeners: vec![listener],
                 syn_recv: Some(half_open),
-                counters: TcpExt::default(),
-                took: Duration::ZERO,
-                events: EventStatus::Off,
-                event_overflows: 0,
-                full_every: Some(Duration::from_secs(4)),
-                sockstat: None,
                 time_wait: Some(9),
+                ..quiet_lane(start + Duration::from_secs(1))
             })
             .expect("after a full poll");
         assert!(!lane.pace.is_full());
@@ -614,17 +618,8 @@ mod tests {
         // The next lane leaves SYN_RECV out (the budget is short): its last reading stands.
         let later = analyst
             .analyse_lanes(LanePolled {
-                transitions: Vec::new(),
-                at: start + Duration::from_secs(2),
                 listeners: vec![listener],
-                syn_recv: None,
-                counters: TcpExt::default(),
-                took: Duration::ZERO,
-                events: EventStatus::Off,
-                event_overflows: 0,
-                full_every: Some(Duration::from_secs(4)),
-                sockstat: None,
-                time_wait: None,
+                ..quiet_lane(start + Duration::from_secs(2))
             })
             .expect("after a full poll");
         assert_eq!(later.pace.counts.get(State::SynRecv), 5);
@@ -664,16 +659,8 @@ mod tests {
                 .collect();
             let lane = analyst.analyse_lanes(LanePolled {
                 transitions: closes,
-                at: start + Duration::from_secs(2 * round - 1),
-                listeners: Vec::new(),
-                syn_recv: None,
-                counters: TcpExt::default(),
-                took: Duration::ZERO,
-                events: EventStatus::Off,
-                event_overflows: 0,
                 full_every: Some(Duration::from_secs(2)),
-                sockstat: None,
-                time_wait: None,
+                ..quiet_lane(start + Duration::from_secs(2 * round - 1))
             });
             assert_eq!(lane.map(|update| update.transitions.len()), Some(300));
             let update = analyst.analyse(full(start + Duration::from_secs(2 * round)));
@@ -704,17 +691,8 @@ mod tests {
     fn a_fast_lane_poll_before_any_full_one_gives_nothing() {
         let mut analyst = Analyst::new(Thresholds::default(), FindingThresholds::default());
         let lane = analyst.analyse_lanes(LanePolled {
-            transitions: Vec::new(),
-            at: SystemTime::UNIX_EPOCH,
-            listeners: Vec::new(),
-            syn_recv: None,
-            counters: TcpExt::default(),
-            took: Duration::ZERO,
-            events: EventStatus::Off,
-            event_overflows: 0,
             full_every: None,
-            sockstat: None,
-            time_wait: None,
+            ..quiet_lane(SystemTime::UNIX_EPOCH)
         });
         assert!(lane.is_none());
     }

@@ -415,14 +415,7 @@ fn in_the_view_g_groups_by_cgroup_and_enter_shows_only_that_cgroups_connections(
     let screen = terminal.wait_for(VIEW_TIMEOUT, "the cgroup's connections", |screen| {
         screen.contains(&format!("cgroup:{server}")) && screen.contains("SYN_RECV")
     })?;
-    // A row's first address is its local one: the server's side of every connection.
-    let locals: Vec<&str> = screen
-        .lines()
-        .filter_map(|line| {
-            line.split_whitespace()
-                .find(|cell| cell.starts_with("127."))
-        })
-        .collect();
+    let locals = local_addresses(&screen);
     ensure!(
         locals.len() == 10 && locals.iter().all(|local| *local == "127.0.0.1:18080"),
         "the server cgroup's 10 sockets, all local to :18080: {locals:#?}\n{screen}"
@@ -507,13 +500,7 @@ fn in_the_view_a_cgroup_word_typed_on_the_filter_line_keeps_that_cgroups_connect
     let screen = terminal.wait_for(VIEW_TIMEOUT, "the cgroup's connections", |screen| {
         screen.contains(&format!("cgroup:{server}")) && screen.contains("SYN_RECV")
     })?;
-    let locals: Vec<&str> = screen
-        .lines()
-        .filter_map(|line| {
-            line.split_whitespace()
-                .find(|cell| cell.starts_with("127."))
-        })
-        .collect();
+    let locals = local_addresses(&screen);
     ensure!(
         locals.len() == 10 && locals.iter().all(|local| *local == "127.0.0.1:18080"),
         "the server cgroup's 10 sockets, all local to :18080: {locals:#?}\n{screen}"
@@ -521,4 +508,16 @@ fn in_the_view_a_cgroup_word_typed_on_the_filter_line_keeps_that_cgroups_connect
     terminal.send(b"q")?;
     terminal.wait(VIEW_TIMEOUT)?;
     Ok(())
+}
+
+/// The local address of each connection row on the view's screen: a row's first
+/// address is its local one.
+fn local_addresses(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find(|cell| cell.starts_with("127."))
+        })
+        .collect()
 }
