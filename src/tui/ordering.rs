@@ -1,7 +1,7 @@
 //! The view's worker: it orders the connections table's rows, counts the Groups tab's
-//! groups and places the findings in their cgroups, so that the thread that reads keys
-//! and draws never filters, sorts or groups every socket: at a million sockets that
-//! takes longer than a key may wait. It takes [`RowsJob`]s, [`GroupsJob`]s and
+//! groups (and sorts them anew when there are many) and places the findings in their
+//! cgroups, so that the thread that reads keys and draws never filters, sorts or
+//! groups every socket: at a million sockets that takes longer than a key may wait. It takes [`RowsJob`]s, [`GroupsJob`]s and
 //! [`PlacingJob`]s and hands back [`OrderedRows`], [`CountedGroups`] and [`Placed`];
 //! of the jobs waiting, only the newest of each lane (and the newest placing) is
 //! worth running. It also frees the snapshots the view let go of
@@ -119,7 +119,7 @@ impl RowOrderer {
         let _ = self.jobs.send(Work::Order(Box::new(job)));
     }
 
-    /// Counts a poll's groups on the worker.
+    /// Counts a poll's groups, or sorts the groups shown, on the worker.
     pub fn count(&self, job: Box<GroupsJob>) {
         let _ = self.jobs.send(Work::Count(job));
     }

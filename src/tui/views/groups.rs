@@ -35,6 +35,9 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
     // The rows are of an older poll (or none, under a new key) until the worker is done.
     if model.counting_groups() {
         title.push(Span::styled("counting… ", theme.dim()));
+    } else if model.sorting_groups() {
+        // Many rows: the worker sorts them, and until then they keep their order.
+        title.push(Span::styled("sorting… ", theme.dim()));
     }
     let block = Block::bordered()
         .title(Line::from(title))
