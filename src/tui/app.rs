@@ -852,7 +852,7 @@ impl App {
         self.each_model(|model| {
             model.groups.key = key;
             // Rows of the old key would be mislabelled until the new ones are counted.
-            model.groups.rows = Arc::default();
+            model.groups.clear_rows();
             model.regroup();
         });
         self.ui.group_row = 0;

@@ -73,6 +73,9 @@ pub struct GroupTable {
     /// The sort and direction the rows are in, which differ from those asked for
     /// while a worker sorts them.
     pub rows_sorted: (GroupSort, bool),
+    /// Whether some group has sockets in each state, by [`State::index`]: found when
+    /// counting, so that a frame does not look through every row for it.
+    pub states: [bool; 11],
 }
 
 impl Default for GroupTable {
@@ -83,6 +86,7 @@ impl Default for GroupTable {
             descending: true,
             rows: Arc::default(),
             rows_sorted: (GroupSort::Total, true),
+            states: [false; 11],
         }
     }
 }
@@ -115,7 +119,27 @@ impl GroupTable {
                 })
                 .collect(),
         );
+        self.states = [false; 11];
+        for row in self.rows.iter() {
+            for state in State::ALL {
+                self.states[state.index()] |= row.counts.counts.get(state) > 0;
+            }
+        }
         self.order_rows();
+    }
+
+    /// Takes the rows of `other` (counted or sorted elsewhere), with what is known of
+    /// them.
+    pub fn take_rows(&mut self, other: GroupTable) {
+        self.rows = other.rows;
+        self.rows_sorted = other.rows_sorted;
+        self.states = other.states;
+    }
+
+    /// No rows, as under a key not counted yet.
+    pub fn clear_rows(&mut self) {
+        self.rows = Arc::default();
+        self.states = [false; 11];
     }
 
     pub fn set_sort(&mut self, sort: GroupSort, descending: bool) {
@@ -132,6 +156,7 @@ impl GroupTable {
             descending: self.descending,
             rows: Arc::clone(&self.rows),
             rows_sorted: self.rows_sorted,
+            states: self.states,
         }
     }
 
@@ -291,6 +316,22 @@ mod tests {
         assert_eq!(labels(&table), ["8080", "to 443"]);
         table.set_sort(GroupSort::State(State::TimeWait), true);
         assert_eq!(labels(&table), ["8080", "to 443"]);
+    }
+
+    #[test]
+    fn counting_notes_which_states_some_group_has_sockets_in() {
+        let mut table = GroupTable::default();
+        let mut cgroups = Arc::new(CgroupNames::default());
+        table.show(&snapshot(), &mut cgroups, None);
+        let present: Vec<State> = State::ALL
+            .into_iter()
+            .filter(|state| table.states[state.index()])
+            .collect();
+        let mut expected = vec![State::Established, State::Listen, State::TimeWait];
+        expected.sort_by_key(|state| state.index());
+        assert_eq!(present, expected);
+        table.clear_rows();
+        assert!(table.states.iter().all(|present| !present));
     }
 
     #[test]

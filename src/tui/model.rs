@@ -451,11 +451,10 @@ impl Model {
             self.groups_counted = counted.generation;
         }
         self.groups_sort_wanted = 0;
-        self.groups.rows = counted.table.rows;
-        self.groups.rows_sorted = counted.table.rows_sorted;
         if counted.table.key == GroupKey::Cgroup {
             self.adopt_cgroups(&counted.cgroups);
         }
+        self.groups.take_rows(counted.table);
         self.resort_groups();
     }
 
