@@ -650,7 +650,7 @@ impl App {
                 } else {
                     (table.sort.next(), table.descending)
                 };
-                self.each_model(|model| model.groups.set_sort(sort, descending));
+                self.each_model(|model| model.sort_groups(sort, descending));
             }
             Action::NextSortColumn => {
                 let (sort, descending) = (
@@ -852,7 +852,7 @@ impl App {
         self.each_model(|model| {
             model.groups.key = key;
             // Rows of the old key would be mislabelled until the new ones are counted.
-            model.groups.rows.clear();
+            model.groups.clear_rows();
             model.regroup();
         });
         self.ui.group_row = 0;
@@ -1856,6 +1856,84 @@ mod tests {
         // By cgroup, the five sockets are one group (of none); by port they were five.
         assert_eq!(app.shown().groups.rows.len(), 1);
         assert_eq!(total(&app), 5);
+    }
+
+    #[test]
+    fn a_sort_of_many_groups_is_handed_to_the_worker_and_an_older_sorts_answer_is_dropped() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        let many = u16::try_from(super::super::groups::SORT_AT_ONCE).unwrap() + 1;
+        app.handle(close_wait_poll(0, many));
+        let handed_out = |effects: Vec<Effect>| -> Vec<Box<GroupsJob>> {
+            effects
+                .into_iter()
+                .filter_map(|effect| match effect {
+                    Effect::CountGroups(job) => Some(job),
+                    _ => None,
+                })
+                .collect()
+        };
+        for job in handed_out(press(&mut app, KeyCode::Char('5'))) {
+            app.handle(Event::Groups(Box::new(job.run())));
+        }
+        let first = |app: &App| app.shown().groups.rows.first().map(|r| r.label.clone());
+        assert_eq!(app.shown().groups.rows.len(), usize::from(many));
+        assert_eq!(first(&app).as_deref(), Some("to 40000"));
+
+        // `s`: by group name, largest first; the rows keep their order meanwhile.
+        let jobs = handed_out(press(&mut app, KeyCode::Char('s')));
+        assert_eq!(jobs.len(), 1, "one sort for the worker");
+        assert!(jobs[0].snapshot.is_none(), "a sort, not a count");
+        assert_eq!(first(&app).as_deref(), Some("to 40000"), "not sorted here");
+        assert!(app.shown().sorting_groups());
+        for job in jobs {
+            app.handle(Event::Groups(Box::new(job.run())));
+        }
+        assert_eq!(first(&app).as_deref(), Some("to 50000"), "the answer shown");
+        assert!(!app.shown().sorting_groups());
+
+        // `r` then `r` again: the first answer comes after the second key and is dropped.
+        let older = handed_out(press(&mut app, KeyCode::Char('r')));
+        assert_eq!(older.len(), 1);
+        assert!(handed_out(press(&mut app, KeyCode::Char('r'))).is_empty());
+        assert!(!app.shown().sorting_groups(), "back to the order shown");
+        for job in older {
+            app.handle(Event::Groups(Box::new(job.run())));
+        }
+        assert_eq!(first(&app).as_deref(), Some("to 50000"));
+        assert!(app.shown().groups.descending);
+    }
+
+    #[test]
+    fn a_sort_of_few_groups_is_done_at_once_even_with_a_worker() {
+        let mut app = App::new(
+            Model::new(Duration::from_secs(1), crate::watch::History::default()),
+            Theme::MONO,
+        );
+        app.order_rows_elsewhere();
+        app.handle(close_wait_poll(0, 3));
+        for effect in press(&mut app, KeyCode::Char('5')) {
+            if let Effect::CountGroups(job) = effect {
+                app.handle(Event::Groups(Box::new(job.run())));
+            }
+        }
+        let effects = press(&mut app, KeyCode::Char('s'));
+        assert!(
+            !effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::CountGroups(_)))
+        );
+        let labels: Vec<&str> = app
+            .shown()
+            .groups
+            .rows
+            .iter()
+            .map(|row| row.label.as_str())
+            .collect();
+        assert_eq!(labels, ["to 40002", "to 40001", "to 40000"]);
     }
 
     #[test]

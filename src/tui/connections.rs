@@ -13,7 +13,9 @@
 //!
 //! Rows are indices into the shared snapshot, not copies of its records. Across
 //! namespaces (`--all-netns`) the snapshot holds every namespace's sockets one after
-//! the other, and [`NamespaceSpan`]s say where each namespace's start.
+//! the other, and [`NamespaceSpan`]s say where each namespace's start; the ordering
+//! also finds the first row of each namespace, so that Enter on a namespace selects
+//! its first connection without a pass over the rows on the thread that reads keys.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -196,6 +198,9 @@ pub struct OrderedRows {
     snapshot: Arc<Snapshot>,
     namespaces: Vec<NamespaceSpan>,
     rows: Arc<[u32]>,
+    /// The first row of each of `namespaces`' sockets, in their order (none where no
+    /// socket of it passes the filter).
+    first_rows: Vec<Option<usize>>,
     /// The names the job knew, and those its `cgroup:` words made it learn.
     cgroups: Arc<CgroupNames>,
 }
@@ -221,6 +226,7 @@ impl RowsJob {
         );
         OrderedRows {
             generation: self.generation,
+            first_rows: first_rows(&self.namespaces, &rows),
             snapshot: self.snapshot,
             namespaces: self.namespaces,
             rows: rows.into(),
@@ -237,6 +243,8 @@ pub struct ConnectionTable {
     shown: Arc<Snapshot>,
     shown_namespaces: Vec<NamespaceSpan>,
     rows: Arc<[u32]>,
+    /// The first row of each of `shown_namespaces`, as the ordering found them.
+    first_rows: Vec<Option<usize>>,
     /// The latest snapshot and its namespaces, whose rows may still be being ordered.
     latest: Arc<Snapshot>,
     namespaces: Vec<NamespaceSpan>,
@@ -264,6 +272,7 @@ impl Default for ConnectionTable {
             shown: Arc::clone(&empty),
             shown_namespaces: Vec::new(),
             rows: Arc::from([]),
+            first_rows: Vec::new(),
             latest: empty,
             namespaces: Vec::new(),
             sort: SortColumn::State,
@@ -401,6 +410,7 @@ impl ConnectionTable {
         let replaced = std::mem::replace(&mut self.shown, Arc::clone(&rows.snapshot));
         self.shown_namespaces.clone_from(&rows.namespaces);
         self.rows = Arc::clone(&rows.rows);
+        self.first_rows.clone_from(&rows.first_rows);
         self.ordered = rows.generation;
         if rows.cgroups.walks() > self.cgroups.walks() {
             self.cgroups = Arc::clone(&rows.cgroups);
@@ -441,12 +451,14 @@ impl ConnectionTable {
         self.shown.sockets.get(index as usize)
     }
 
-    /// The first row of namespace `inode`'s sockets, if any passes the filter.
+    /// The first row of namespace `inode`'s sockets, if any passes the filter: found
+    /// where the rows were ordered, so work in the number of namespaces only.
     pub fn first_row_in(&self, inode: u64) -> Option<usize> {
-        self.rows.iter().position(|&index| {
-            self.namespace_at(index)
-                .is_some_and(|span| span.inode == inode)
-        })
+        let place = self
+            .shown_namespaces
+            .iter()
+            .position(|span| span.inode == inode)?;
+        self.first_rows.get(place).copied().flatten()
     }
 
     /// The rows `range` in table order: what a frame draws.
@@ -623,6 +635,23 @@ fn by_info(
     keyed.into_iter().map(|(_, index)| index).collect()
 }
 
+/// The first of `rows` (indices into a snapshot of `spans`) in each of `spans`, in
+/// their order: one pass over the rows, which ends once every namespace is found.
+fn first_rows(spans: &[NamespaceSpan], rows: &[u32]) -> Vec<Option<usize>> {
+    let mut firsts = vec![None; spans.len()];
+    let mut missing = spans.len();
+    for (row, &index) in rows.iter().enumerate() {
+        if missing == 0 {
+            break;
+        }
+        if let Some(first @ None) = place_of(spans, index).and_then(|place| firsts.get_mut(place)) {
+            *first = Some(row);
+            missing -= 1;
+        }
+    }
+    firsts
+}
+
 /// Which of `spans` the socket at `index` falls in, by its place among them. Namespaces
 /// lie one after the other in the snapshot, in the namespaces tab's order, so the
 /// place is also the namespace's place in that order.
@@ -718,6 +747,41 @@ mod tests {
         assert_eq!(
             namespaces(&table).first(),
             Some(&(Some(3), State::Established))
+        );
+    }
+
+    #[test]
+    fn the_first_row_of_each_namespace_comes_with_the_rows_the_worker_ordered() {
+        let mut table = two_namespaces();
+        table.order_elsewhere();
+        let firsts = |table: &ConnectionTable| (table.first_row_in(7), table.first_row_in(3));
+        // By state: the listeners of 3 then 7, then 3's connection, then 7's.
+        assert_eq!(firsts(&table), (Some(1), Some(0)));
+        table.set_sort(SortColumn::Netns, true);
+        let job = table.take_job().expect("a sort change needs ordering");
+        assert_eq!(
+            firsts(&table),
+            (Some(1), Some(0)),
+            "until the worker answers"
+        );
+        assert!(table.finish(&job.run()));
+        assert_eq!(firsts(&table), (Some(2), Some(0)), "3 first, then 7");
+
+        table.set_sort(SortColumn::State, false);
+        let older = table.take_job().expect("a sort change needs ordering");
+        table.set_sort(SortColumn::Netns, false);
+        let newer = table.take_job().expect("a sort change needs ordering");
+        assert!(!table.finish(&older.run()), "an older change's rows");
+        assert_eq!(firsts(&table), (Some(2), Some(0)));
+        assert!(table.finish(&newer.run()));
+        assert_eq!(firsts(&table), (Some(0), Some(2)), "7 first, then 3");
+
+        table.set_query("netns:db", Query::parse("netns:db").unwrap());
+        table.order_now();
+        assert_eq!(
+            (firsts(&table), table.first_row_in(9)),
+            ((None, Some(0)), None),
+            "none for a namespace filtered out, or not shown"
         );
     }
 

@@ -1,7 +1,9 @@
 //! The Groups tab's rows: the latest snapshot counted per group (port, cgroup, peer,
 //! peer network or process, `g` cycles), named, sorted. Built once per update while
 //! the tab shows (on the view's worker, as a [`GroupsJob`]), or when the key or sort
-//! changes, never per frame.
+//! changes, never per frame. Grouped by peer there may be as many groups as sockets:
+//! a new sort of [`SORT_AT_ONCE`] rows or more is a [`GroupsJob`] too, which sorts the
+//! rows shown (shared, not copied) on the worker.
 //!
 //! Enter on a row opens the connections tab filtered to the group: [`drill_filter`]
 //! gives the filter line for it.
@@ -46,6 +48,10 @@ impl GroupSort {
     }
 }
 
+/// Below this many rows a new sort is done at once, on the thread that asked: it
+/// takes well under a millisecond. From it on, a view with a worker hands it out.
+pub const SORT_AT_ONCE: usize = 10_000;
+
 /// One row: the group, its counts and its name.
 #[derive(Debug, Clone)]
 pub struct GroupRow {
@@ -62,7 +68,14 @@ pub struct GroupTable {
     pub sort: GroupSort,
     /// Largest first by default: the point is who holds the most.
     pub descending: bool,
-    pub rows: Vec<GroupRow>,
+    /// Shared with the worker sorting them, if any: handing them out copies nothing.
+    pub rows: Arc<Vec<GroupRow>>,
+    /// The sort and direction the rows are in, which differ from those asked for
+    /// while a worker sorts them.
+    pub rows_sorted: (GroupSort, bool),
+    /// Whether some group has sockets in each state, by [`State::index`]: found when
+    /// counting, so that a frame does not look through every row for it.
+    pub states: [bool; 11],
 }
 
 impl Default for GroupTable {
@@ -71,7 +84,9 @@ impl Default for GroupTable {
             key: GroupKey::Port,
             sort: GroupSort::Total,
             descending: true,
-            rows: Vec::new(),
+            rows: Arc::default(),
+            rows_sorted: (GroupSort::Total, true),
+            states: [false; 11],
         }
     }
 }
@@ -95,15 +110,36 @@ impl GroupTable {
             cgroups: Some(cgroups),
             processes,
         };
-        self.rows = rows
-            .into_iter()
-            .map(|counts| GroupRow {
-                label: names.label(counts.group),
-                path: names.cgroup_path(counts.group).map(str::to_owned),
-                counts,
-            })
-            .collect();
-        self.sort_rows();
+        self.rows = Arc::new(
+            rows.into_iter()
+                .map(|counts| GroupRow {
+                    label: names.label(counts.group),
+                    path: names.cgroup_path(counts.group).map(str::to_owned),
+                    counts,
+                })
+                .collect(),
+        );
+        self.states = [false; 11];
+        for row in self.rows.iter() {
+            for state in State::ALL {
+                self.states[state.index()] |= row.counts.counts.get(state) > 0;
+            }
+        }
+        self.order_rows();
+    }
+
+    /// Takes the rows of `other` (counted or sorted elsewhere), with what is known of
+    /// them.
+    pub fn take_rows(&mut self, other: GroupTable) {
+        self.rows = other.rows;
+        self.rows_sorted = other.rows_sorted;
+        self.states = other.states;
+    }
+
+    /// No rows, as under a key not counted yet.
+    pub fn clear_rows(&mut self) {
+        self.rows = Arc::default();
+        self.states = [false; 11];
     }
 
     pub fn set_sort(&mut self, sort: GroupSort, descending: bool) {
@@ -112,9 +148,36 @@ impl GroupTable {
         self.sort_rows();
     }
 
-    fn sort_rows(&mut self) {
+    /// A table of `self`'s key and asked sort, sharing its rows: what a worker sorts.
+    pub fn share(&self) -> GroupTable {
+        GroupTable {
+            key: self.key,
+            sort: self.sort,
+            descending: self.descending,
+            rows: Arc::clone(&self.rows),
+            rows_sorted: self.rows_sorted,
+            states: self.states,
+        }
+    }
+
+    /// Whether the rows are in another order than the one asked for: a worker is
+    /// sorting them. No rows are in every order.
+    pub fn is_sorting(&self) -> bool {
+        !self.rows.is_empty() && self.rows_sorted != (self.sort, self.descending)
+    }
+
+    /// Sorts the rows as asked, unless they are so already. Rows shared with another
+    /// table (the one shown, when a worker sorts) are copied first.
+    pub fn sort_rows(&mut self) {
+        if self.is_sorting() {
+            self.order_rows();
+        }
+    }
+
+    fn order_rows(&mut self) {
         let (sort, descending) = (self.sort, self.descending);
-        self.rows.sort_by(|a, b| {
+        self.rows_sorted = (sort, descending);
+        Arc::make_mut(&mut self.rows).sort_by(|a, b| {
             let order = match sort {
                 GroupSort::Total => a.counts.counts.total().cmp(&b.counts.counts.total()),
                 GroupSort::Label => a.label.cmp(&b.label),
@@ -139,7 +202,8 @@ pub fn next_generation() -> u64 {
 }
 
 /// What counting a poll's sockets per group needs, to be done off the view's thread:
-/// a pass over every socket and a label for every group.
+/// a pass over every socket and a label for every group. Or, with no snapshot, what
+/// sorting the rows shown in a new order needs.
 #[derive(Debug, Clone)]
 pub struct GroupsJob {
     /// Which model asked (the live one, or the one a pause froze), in the asker's
@@ -147,8 +211,10 @@ pub struct GroupsJob {
     pub lane: u8,
     pub generation: u64,
     /// The key and sort to count under; its rows are filled by [`GroupsJob::run`].
+    /// With no snapshot: the rows to sort, in the order they are shown.
     pub table: GroupTable,
-    pub snapshot: Arc<Snapshot>,
+    /// The poll to count; none to sort `table`'s rows only.
+    pub snapshot: Option<Arc<Snapshot>>,
     pub cgroups: Arc<CgroupNames>,
     pub processes: Option<Arc<ProcessMap>>,
 }
@@ -162,7 +228,8 @@ impl PartialEq for GroupsJob {
 
 impl Eq for GroupsJob {}
 
-/// A [`GroupsJob`]'s answer: the table with its rows, and the cgroup names it learnt.
+/// A [`GroupsJob`]'s answer: the table with its rows (counted, or sorted only), and
+/// the cgroup names it learnt.
 #[derive(Debug, Clone)]
 pub struct CountedGroups {
     pub generation: u64,
@@ -172,8 +239,13 @@ pub struct CountedGroups {
 
 impl GroupsJob {
     pub fn run(mut self) -> CountedGroups {
-        self.table
-            .show(&self.snapshot, &mut self.cgroups, self.processes.as_deref());
+        match &self.snapshot {
+            Some(snapshot) => {
+                self.table
+                    .show(snapshot, &mut self.cgroups, self.processes.as_deref());
+            }
+            None => self.table.sort_rows(),
+        }
         CountedGroups {
             generation: self.generation,
             table: self.table,
@@ -244,6 +316,22 @@ mod tests {
         assert_eq!(labels(&table), ["8080", "to 443"]);
         table.set_sort(GroupSort::State(State::TimeWait), true);
         assert_eq!(labels(&table), ["8080", "to 443"]);
+    }
+
+    #[test]
+    fn counting_notes_which_states_some_group_has_sockets_in() {
+        let mut table = GroupTable::default();
+        let mut cgroups = Arc::new(CgroupNames::default());
+        table.show(&snapshot(), &mut cgroups, None);
+        let present: Vec<State> = State::ALL
+            .into_iter()
+            .filter(|state| table.states[state.index()])
+            .collect();
+        let mut expected = vec![State::Established, State::Listen, State::TimeWait];
+        expected.sort_by_key(|state| state.index());
+        assert_eq!(present, expected);
+        table.clear_rows();
+        assert!(table.states.iter().all(|present| !present));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::watch::findings::Finding;
 use crate::watch::{CloseWaitLeaks, CounterRates, History, SynWatch};
 
 use super::connections::{ConnectionTable, OrderedRows, SortColumn};
-use super::groups::{self, CountedGroups, GroupTable, GroupsJob};
+use super::groups::{self, CountedGroups, GroupSort, GroupTable, GroupsJob};
 use super::line_editor::LineEditor;
 use super::placing::{self, Follow, Placed, Places, PlacingJob};
 use super::playback::PlaybackStatus;
@@ -73,6 +73,9 @@ pub struct Model {
     groups_job: Option<GroupsJob>,
     /// The counting the rows shown follow.
     groups_counted: u64,
+    /// The sort of the rows shown handed out to a worker, if any (0: none): there may
+    /// be as many groups as sockets.
+    groups_sort_wanted: u64,
     /// The latest full dump's CLOSE_WAIT sockets, which the poller picked out.
     pub close_wait_sockets: Arc<[SocketRecord]>,
     /// Cgroup names, learnt as new cgroup ids appear (for the Groups tab and the
@@ -226,6 +229,7 @@ impl Model {
             groups_wanted: 0,
             groups_job: None,
             groups_counted: 0,
+            groups_sort_wanted: 0,
             close_wait_sockets: Arc::from([]),
             cgroups: Arc::new(CgroupNames::open()),
             processes: None,
@@ -369,6 +373,7 @@ impl Model {
     /// Hands out the counting of `snapshot` under the current key, for a worker.
     fn hand_out_groups(&mut self, snapshot: Arc<Snapshot>) {
         self.groups_wanted = groups::next_generation();
+        self.groups_sort_wanted = 0;
         self.groups_job = Some(GroupsJob {
             lane: 0,
             generation: self.groups_wanted,
@@ -376,9 +381,9 @@ impl Model {
                 key: self.groups.key,
                 sort: self.groups.sort,
                 descending: self.groups.descending,
-                rows: Vec::new(),
+                ..GroupTable::default()
             },
-            snapshot,
+            snapshot: Some(snapshot),
             cgroups: Arc::clone(&self.cgroups),
             processes: self.processes.clone(),
         });
@@ -395,6 +400,7 @@ impl Model {
     /// under way is dropped.
     pub fn regroup(&mut self) {
         self.groups_stale = false;
+        self.groups_sort_wanted = 0;
         if self.groups_elsewhere {
             match &self.previous {
                 Some((snapshot, _)) => self.hand_out_groups(Arc::clone(snapshot)),
@@ -421,7 +427,8 @@ impl Model {
     /// Counts, here and now, the groups still waiting to be counted elsewhere: what a
     /// test does instead of waiting for the worker.
     pub fn count_groups_now(&mut self) {
-        if let Some(job) = self.take_groups_job() {
+        // A counting's answer may need sorting again.
+        while let Some(job) = self.take_groups_job() {
             self.finish_groups(job.run());
         }
     }
@@ -431,28 +438,72 @@ impl Model {
         self.groups_job.take()
     }
 
-    /// Shows the counted groups if they follow the latest poll and key; the sort chosen
-    /// since is applied to them. The rows are taken, not copied, and sorted again only
-    /// if the sort changed since the counting began: there may be as many groups as
-    /// sockets (by peer).
+    /// Shows the counted groups if they follow the latest poll and key, or the rows
+    /// shown sorted anew if they answer the latest sort handed out; the sort chosen
+    /// since is applied to them ([`Model::sort_groups`]). The rows are taken, not
+    /// copied, and sorted again only if the sort changed since the job began: there
+    /// may be as many groups as sockets (by peer).
     pub fn finish_groups(&mut self, counted: CountedGroups) {
         if !self.wants_groups(&counted) {
             return;
         }
-        self.groups_counted = counted.generation;
-        self.groups.rows = counted.table.rows;
-        let (sort, descending) = (self.groups.sort, self.groups.descending);
-        if (counted.table.sort, counted.table.descending) != (sort, descending) {
-            self.groups.set_sort(sort, descending);
+        if counted.generation == self.groups_wanted {
+            self.groups_counted = counted.generation;
         }
+        self.groups_sort_wanted = 0;
         if counted.table.key == GroupKey::Cgroup {
             self.adopt_cgroups(&counted.cgroups);
         }
+        self.groups.take_rows(counted.table);
+        self.resort_groups();
     }
 
-    /// Whether `counted` follows the latest poll and key.
+    /// Whether `counted` follows the latest poll and key, or is the latest sort of the
+    /// rows shown; an answer to an older request is not.
     pub fn wants_groups(&self, counted: &CountedGroups) -> bool {
-        counted.generation == self.groups_wanted && counted.table.key == self.groups.key
+        let latest = counted.generation == self.groups_wanted
+            || (self.groups_sort_wanted != 0 && counted.generation == self.groups_sort_wanted);
+        latest && counted.table.key == self.groups.key
+    }
+
+    /// Sorts the Groups tab by `sort`, either way: at once when its rows are few or
+    /// there is no worker, else on the worker ([`Model::take_groups_job`]), the rows
+    /// shown keeping their order until it answers ([`Model::sorting_groups`]). While a
+    /// counting is under way, its answer is sorted so.
+    pub fn sort_groups(&mut self, sort: GroupSort, descending: bool) {
+        self.groups.sort = sort;
+        self.groups.descending = descending;
+        if !self.counting_groups() {
+            self.resort_groups();
+        }
+    }
+
+    /// Puts the rows shown in the order asked for, if they are not: here and now when
+    /// they are few, else by handing the sort out. A sort handed out before is dropped.
+    fn resort_groups(&mut self) {
+        if !self.groups.is_sorting() {
+            self.groups_sort_wanted = 0;
+            return;
+        }
+        if !self.groups_elsewhere || self.groups.rows.len() < groups::SORT_AT_ONCE {
+            self.groups_sort_wanted = 0;
+            self.groups.sort_rows();
+            return;
+        }
+        self.groups_sort_wanted = groups::next_generation();
+        self.groups_job = Some(GroupsJob {
+            lane: 0,
+            generation: self.groups_sort_wanted,
+            table: self.groups.share(),
+            snapshot: None,
+            cgroups: Arc::clone(&self.cgroups),
+            processes: None,
+        });
+    }
+
+    /// Whether the Groups tab's rows wait for a worker to put them in the order asked.
+    pub fn sorting_groups(&self) -> bool {
+        self.groups.is_sorting()
     }
 
     /// Says whether the Groups tab shows: while it does, each full poll is counted per
@@ -1071,6 +1122,62 @@ mod tests {
             Some((4096, false)),
             "gone, with its last record"
         );
+    }
+
+    /// A full poll of one connection to each of `ports` peer ports (10000 on), and a
+    /// second one to port 15000: grouped by port, one group per peer port.
+    fn many_peers(second: u64, ports: u16) -> Update {
+        use crate::snapshot::fixtures::socket;
+        let mut update = crate::tui::views::fixtures::next_update();
+        let taken_at = update.snapshot.taken_at + Duration::from_secs(second);
+        let mut sockets: Vec<SocketRecord> = (0..ports)
+            .map(|n| socket(State::Established, "10.0.0.1", 30000, "10.0.0.2", 10000 + n))
+            .collect();
+        sockets.push(socket(
+            State::Established,
+            "10.0.0.1",
+            30001,
+            "10.0.0.3",
+            15000,
+        ));
+        let snapshot = Snapshot::new(taken_at, sockets);
+        update.pace = crate::poll::Pace::full(&snapshot, None);
+        update.snapshot = Arc::new(snapshot);
+        update.findings.clear();
+        update
+    }
+
+    #[test]
+    fn a_sort_asked_while_many_groups_are_counted_is_done_by_the_worker_after_the_count() {
+        let mut model = Model::new(Duration::from_secs(1), History::default());
+        model.count_groups_elsewhere();
+        model.show_groups(true);
+        let ports = u16::try_from(groups::SORT_AT_ONCE).unwrap();
+        model.apply(&many_peers(0, ports));
+        let count = model.take_groups_job().expect("a count for the worker");
+        let first = |model: &Model| model.groups.rows.first().map(|r| r.label.clone());
+        model.sort_groups(GroupSort::Label, true);
+        assert!(
+            model.take_groups_job().is_none(),
+            "the count will be sorted"
+        );
+        model.finish_groups(count.run());
+        assert_eq!(
+            first(&model).as_deref(),
+            Some("to 15000"),
+            "the counted rows, largest first as they were counted"
+        );
+        assert!(model.sorting_groups());
+        let sort = model.take_groups_job().expect("a sort for the worker");
+        assert!(sort.snapshot.is_none());
+        // A poll meanwhile: its count is sorted as asked, and the sort is dropped.
+        model.apply(&many_peers(1, ports));
+        let count = model.take_groups_job().expect("a count for the worker");
+        model.finish_groups(sort.run());
+        assert_eq!(first(&model).as_deref(), Some("to 15000"), "dropped");
+        model.finish_groups(count.run());
+        assert_eq!(first(&model).as_deref(), Some("to 19999"));
+        assert!(!model.sorting_groups());
     }
 
     #[test]

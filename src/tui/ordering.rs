@@ -1,12 +1,12 @@
-//! The view's worker: it orders the connections table's rows, counts the Groups tab's
-//! groups and places the findings in their cgroups, so that the thread that reads keys
-//! and draws never filters, sorts or groups every socket: at a million sockets that
-//! takes longer than a key may wait. It takes [`RowsJob`]s, [`GroupsJob`]s and
-//! [`PlacingJob`]s and hands back [`OrderedRows`], [`CountedGroups`] and [`Placed`];
-//! of the jobs waiting, only the newest of each lane (and the newest placing) is
-//! worth running. It also frees the snapshots the view let go of
-//! (about 4 ms at a million sockets), which would otherwise be freed on the thread
-//! that draws.
+//! The view's worker: it orders the connections table's rows (finding the first row
+//! of each namespace with them), counts the Groups tab's groups (and sorts them anew
+//! when there are many) and places the findings in their cgroups, so that the thread
+//! that reads keys and draws never filters, sorts or groups every socket: at a million
+//! sockets that takes longer than a key may wait. It takes [`RowsJob`]s, [`GroupsJob`]s
+//! and [`PlacingJob`]s and hands back [`OrderedRows`], [`CountedGroups`] and
+//! [`Placed`]; of the jobs waiting, only the newest of each lane (and the newest
+//! placing) is worth running. It also frees the snapshots the view let go of (about
+//! 4 ms at a million sockets), which would otherwise be freed on the thread that draws.
 //!
 //! What it spends, in its own thread's CPU time, goes to `charge`: the live view counts
 //! it in the poller's CPU budget.
@@ -119,7 +119,7 @@ impl RowOrderer {
         let _ = self.jobs.send(Work::Order(Box::new(job)));
     }
 
-    /// Counts a poll's groups on the worker.
+    /// Counts a poll's groups, or sorts the groups shown, on the worker.
     pub fn count(&self, job: Box<GroupsJob>) {
         let _ = self.jobs.send(Work::Count(job));
     }

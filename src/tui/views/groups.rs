@@ -35,6 +35,9 @@ pub fn render(model: &Model, ui: &Ui, theme: &Theme, area: Rect, buf: &mut Buffe
     // The rows are of an older poll (or none, under a new key) until the worker is done.
     if model.counting_groups() {
         title.push(Span::styled("counting… ", theme.dim()));
+    } else if model.sorting_groups() {
+        // Many rows: the worker sorts them, and until then they keep their order.
+        title.push(Span::styled("sorting… ", theme.dim()));
     }
     let block = Block::bordered()
         .title(Line::from(title))
@@ -105,13 +108,11 @@ fn columns(model: &Model, width: u16) -> Vec<State> {
     let table = &model.groups;
     let mut room = width.saturating_sub(LABEL_WIDTH + 1 + TOTAL_WIDTH);
     let mut chosen = Vec::new();
-    let wanted = State::ALL.into_iter().filter(|state| {
-        table.sort == GroupSort::State(*state)
-            || table
-                .rows
-                .iter()
-                .any(|row| row.counts.counts.get(*state) > 0)
-    });
+    // Which states some group has was found when counting: by peer there may be as
+    // many rows as sockets, too many to look through at each frame.
+    let wanted = State::ALL
+        .into_iter()
+        .filter(|state| table.sort == GroupSort::State(*state) || table.states[state.index()]);
     for state in wanted {
         let needed = width_of(state) + 1;
         if needed > room {
@@ -153,6 +154,26 @@ mod tests {
             line.trim_end_matches(['│', ' '])
                 .ends_with(&first.counts.counts.total().to_string()),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn rows_still_in_their_old_order_say_sorting_in_the_title() {
+        let mut model = fixtures::flooded();
+        model.regroup();
+        let title = |model: &Model| {
+            let screen = text(100, 16, |area, buf| {
+                render(model, &Ui::default(), &Theme::MONO, area, buf)
+            });
+            screen.lines().next().unwrap_or_default().to_owned()
+        };
+        assert!(!title(&model).contains("sorting…"), "{}", title(&model));
+        // As while a worker sorts them: asked for by name, still largest first.
+        model.groups.sort = GroupSort::Label;
+        assert!(
+            title(&model).contains("sorted by Group↓ sorting…"),
+            "{}",
+            title(&model)
         );
     }
 }
