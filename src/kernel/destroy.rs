@@ -17,14 +17,11 @@ use std::io;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use super::diag_msg::{self, NLMSG_HEADER_BYTES, ParseError};
-use crate::snapshot::{Family, SocketRecord};
+use super::diag_msg::{self, NLMSG_HEADER_BYTES, ParseError, REQUEST_V2_BYTES};
+use crate::snapshot::SocketRecord;
 
 /// `SOCK_DESTROY` in `include/uapi/linux/sock_diag.h`.
 const SOCK_DESTROY: u16 = 21;
-/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte
-/// `inet_diag_sockid`.
-const REQUEST_BYTES: usize = 56;
 const ANSWER_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Why a socket was not closed.
@@ -67,7 +64,7 @@ impl Destroyer {
             .map_err(DestroyError::Open)?;
         Ok(Destroyer {
             socket,
-            request: Vec::with_capacity(NLMSG_HEADER_BYTES + REQUEST_BYTES),
+            request: Vec::with_capacity(NLMSG_HEADER_BYTES + REQUEST_V2_BYTES),
             answer: vec![0; ANSWER_BUFFER_BYTES],
             sequence: 0,
         })
@@ -117,36 +114,8 @@ fn outcome(errno: i32) -> Result<(), DestroyError> {
 /// the dump reported (ports in network order, addresses as network-order words, the
 /// cookie as two host-order halves).
 fn encode_request(record: &SocketRecord, sequence: u32, buffer: &mut Vec<u8>) {
-    let length = NLMSG_HEADER_BYTES + REQUEST_BYTES;
-    buffer.clear();
-    buffer.extend_from_slice(&(length as u32).to_ne_bytes());
-    buffer.extend_from_slice(&SOCK_DESTROY.to_ne_bytes());
-    buffer.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    buffer.extend_from_slice(&sequence.to_ne_bytes());
-    buffer.extend_from_slice(&0u32.to_ne_bytes());
-
-    buffer.push(match record.family {
-        Family::Ipv4 => libc::AF_INET as u8,
-        Family::Ipv6 => libc::AF_INET6 as u8,
-    });
-    buffer.push(libc::IPPROTO_TCP as u8);
-    buffer.push(0); // no extensions
-    buffer.push(0); // pad
-    // States are not consulted for an exact lookup; ask for all, as ss -K does.
-    buffer.extend_from_slice(&u32::MAX.to_ne_bytes());
-    buffer.extend_from_slice(&record.local_port.to_be_bytes());
-    buffer.extend_from_slice(&record.remote_port.to_be_bytes());
-    for address in [record.local_addr, record.remote_addr] {
-        let mut octets = [0u8; 16];
-        match address {
-            std::net::IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
-            std::net::IpAddr::V6(v6) => octets = v6.octets(),
-        }
-        buffer.extend_from_slice(&octets);
-    }
-    buffer.extend_from_slice(&record.interface.to_ne_bytes());
-    buffer.extend_from_slice(&(record.cookie as u32).to_ne_bytes());
-    buffer.extend_from_slice(&((record.cookie >> 32) as u32).to_ne_bytes());
+    let flags = NLM_F_REQUEST | NLM_F_ACK;
+    diag_msg::encode_exact_request(SOCK_DESTROY, flags, record, record.cookie, sequence, buffer);
 }
 
 #[cfg(test)]

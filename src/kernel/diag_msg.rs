@@ -1,5 +1,7 @@
 //! Parsing sock_diag replies in place: `nlmsghdr` framing and `inet_diag_msg` records,
-//! straight from the receive buffer, with no allocation per socket.
+//! straight from the receive buffer, with no allocation per socket; and the one request
+//! both a lookup and `SOCK_DESTROY` send about a single socket
+//! ([`encode_exact_request`]).
 //!
 //! Every byte here came from the kernel, or (in tests and fuzzing) from anywhere: each
 //! length is checked before it is read, and a bad one is an error, never a panic.
@@ -64,6 +66,56 @@ pub struct Batch {
     pub done: bool,
     /// The kernel flagged the dump as inconsistent: repeat it.
     pub interrupted: bool,
+}
+
+/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte
+/// `inet_diag_sockid`.
+pub const REQUEST_V2_BYTES: usize = 56;
+/// `INET_DIAG_NOCOOKIE` in both halves: a cookie that matches any socket.
+pub const NO_COOKIE: u64 = u64::MAX;
+
+/// Writes a request about the one socket at `socket`'s endpoints and interface into
+/// `buffer`: a netlink header of message type `kind` with `flags`, and an
+/// `inet_diag_req_v2` whose socket id is laid out as a dump reply's (ports in network
+/// order, addresses as network-order words, `cookie` as two host-order halves;
+/// [`NO_COOKIE`] for any socket there). An exact request does not consult the states:
+/// all are asked for, as `ss -K` does.
+pub fn encode_exact_request(
+    kind: u16,
+    flags: u16,
+    socket: &SocketRecord,
+    cookie: u64,
+    sequence: u32,
+    buffer: &mut Vec<u8>,
+) {
+    let length = NLMSG_HEADER_BYTES + REQUEST_V2_BYTES;
+    buffer.clear();
+    buffer.extend_from_slice(&(length as u32).to_ne_bytes());
+    buffer.extend_from_slice(&kind.to_ne_bytes());
+    buffer.extend_from_slice(&flags.to_ne_bytes());
+    buffer.extend_from_slice(&sequence.to_ne_bytes());
+    buffer.extend_from_slice(&0u32.to_ne_bytes());
+    buffer.push(match socket.family {
+        Family::Ipv4 => AF_INET,
+        Family::Ipv6 => AF_INET6,
+    });
+    buffer.push(libc::IPPROTO_TCP as u8);
+    buffer.push(0); // no extensions
+    buffer.push(0); // pad
+    buffer.extend_from_slice(&u32::MAX.to_ne_bytes());
+    buffer.extend_from_slice(&socket.local_port.to_be_bytes());
+    buffer.extend_from_slice(&socket.remote_port.to_be_bytes());
+    for address in [socket.local_addr, socket.remote_addr] {
+        let mut octets = [0u8; 16];
+        match address {
+            IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => octets = v6.octets(),
+        }
+        buffer.extend_from_slice(&octets);
+    }
+    buffer.extend_from_slice(&socket.interface.to_ne_bytes());
+    buffer.extend_from_slice(&(cookie as u32).to_ne_bytes());
+    buffer.extend_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
 }
 
 /// Walks the netlink messages in `bytes`, handing every socket record of the dump with

@@ -694,45 +694,19 @@ fn encode_request(family: Family, request: &DumpRequest, sequence: u32, buffer: 
 
 /// `SOCK_DIAG_BY_FAMILY` in `include/uapi/linux/sock_diag.h`.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte
-/// `inet_diag_sockid`.
-const REQUEST_V2_BYTES: usize = 56;
-/// `INET_DIAG_NOCOOKIE`: a cookie half that matches any socket.
-const NO_COOKIE: u32 = u32::MAX;
 
 /// Writes the exact request for `socket`'s endpoints into `buffer`: `NLM_F_REQUEST`
 /// without `NLM_F_DUMP`, and the socket id laid out as a dump reply's (ports in network
 /// order, addresses as network-order words), with no cookie.
 fn encode_lookup(socket: &SocketRecord, sequence: u32, buffer: &mut Vec<u8>) {
-    let length = NLMSG_HEADER_BYTES + REQUEST_V2_BYTES;
-    buffer.clear();
-    buffer.extend_from_slice(&(length as u32).to_ne_bytes());
-    buffer.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    buffer.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    buffer.extend_from_slice(&sequence.to_ne_bytes());
-    buffer.extend_from_slice(&0u32.to_ne_bytes());
-    buffer.push(match socket.family {
-        Family::Ipv4 => AF_INET,
-        Family::Ipv6 => AF_INET6,
-    });
-    buffer.push(IPPROTO_TCP);
-    buffer.push(0); // no extensions
-    buffer.push(0); // pad
-    // An exact lookup does not consult the states.
-    buffer.extend_from_slice(&u32::MAX.to_ne_bytes());
-    buffer.extend_from_slice(&socket.local_port.to_be_bytes());
-    buffer.extend_from_slice(&socket.remote_port.to_be_bytes());
-    for address in [socket.local_addr, socket.remote_addr] {
-        let mut octets = [0u8; 16];
-        match address {
-            std::net::IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
-            std::net::IpAddr::V6(v6) => octets = v6.octets(),
-        }
-        buffer.extend_from_slice(&octets);
-    }
-    buffer.extend_from_slice(&socket.interface.to_ne_bytes());
-    buffer.extend_from_slice(&NO_COOKIE.to_ne_bytes());
-    buffer.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    diag_msg::encode_exact_request(
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST,
+        socket,
+        diag_msg::NO_COOKIE,
+        sequence,
+        buffer,
+    );
 }
 
 /// Writes one `TCPDIAG_GETSOCK` dump request for both families. The crate has no type
@@ -991,7 +965,10 @@ mod tests {
         encode_lookup(&socket, 9, &mut buffer);
         let u16_at = |i: usize| u16::from_ne_bytes([buffer[i], buffer[i + 1]]);
         let u32_at = |i: usize| u32::from_ne_bytes(buffer[i..i + 4].try_into().unwrap());
-        assert_eq!(buffer.len(), NLMSG_HEADER_BYTES + REQUEST_V2_BYTES);
+        assert_eq!(
+            buffer.len(),
+            NLMSG_HEADER_BYTES + diag_msg::REQUEST_V2_BYTES
+        );
         assert_eq!(u32_at(0) as usize, buffer.len());
         assert_eq!(u16_at(4), SOCK_DIAG_BY_FAMILY);
         assert_eq!(u16_at(6), NLM_F_REQUEST, "no NLM_F_DUMP: one socket");
@@ -1002,7 +979,8 @@ mod tests {
         assert_eq!(&buffer[28..32], &[127, 0, 0, 1]);
         assert_eq!(&buffer[44..48], &[10, 1, 2, 3]);
         assert_eq!(u32_at(60), 3);
-        assert_eq!((u32_at(64), u32_at(68)), (NO_COOKIE, NO_COOKIE));
+        // INET_DIAG_NOCOOKIE in both halves: any socket at those endpoints.
+        assert_eq!((u32_at(64), u32_at(68)), (u32::MAX, u32::MAX));
     }
 
     #[test]
