@@ -124,6 +124,22 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl Shared {
+    /// What a new poller of `config` shares: its interval and tcp_info setting, nothing
+    /// taken in yet.
+    fn for_config(config: &PollerConfig) -> Shared {
+        Shared {
+            interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
+            full_taken_in_nanos: AtomicU64::new(0),
+            fulls_taken_in: AtomicU64::new(0),
+            lane_taken_in_nanos: AtomicU64::new(0),
+            lanes_taken_in: AtomicU64::new(0),
+            info: AtomicBool::new(config.info),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Poller {
     /// Starts polling on a new thread that first enters the network namespace
     /// `netns` (none: the caller's), and offers each message to `deliver`, which
@@ -160,15 +176,7 @@ impl Poller {
         deliver: Deliver,
         prepare: impl FnOnce() -> bool + Send + 'static,
     ) -> io::Result<Poller> {
-        let shared = Arc::new(Shared {
-            interval_nanos: AtomicU64::new(nanos(config.interval.max(MIN_INTERVAL))),
-            full_taken_in_nanos: AtomicU64::new(0),
-            fulls_taken_in: AtomicU64::new(0),
-            lane_taken_in_nanos: AtomicU64::new(0),
-            lanes_taken_in: AtomicU64::new(0),
-            info: AtomicBool::new(config.info),
-            stop: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::for_config(&config));
         let thread = thread::Builder::new()
             .name("tcpscope-poller".into())
             .spawn({
@@ -614,19 +622,23 @@ mod tests {
     /// A poller of this test's own namespace at a 1 s interval, within 20% of a core.
     fn poller() -> (Poller, Receiver<Message>) {
         let (sender, polls) = mpsc::sync_channel(1);
-        let config = PollerConfig {
+        let poller = Poller::spawn_in(None, config(false), move |message| sender.try_send(message))
+            .expect("a poller of this namespace");
+        (poller, polls)
+    }
+
+    /// The defaults at a 1 s interval, with or without the kernel's destroy events.
+    fn config(destroy_events: bool) -> PollerConfig {
+        PollerConfig {
             interval: INTERVAL,
             filter: Filter::default(),
-            destroy_events: false,
+            destroy_events,
             thresholds: Thresholds::default(),
             findings: FindingThresholds::default(),
             max_cpu: 20.0,
             processes: None,
             info: false,
-        };
-        let poller = Poller::spawn_in(None, config, move |message| sender.try_send(message))
-            .expect("a poller of this namespace");
-        (poller, polls)
+        }
     }
 
     fn next_update(polls: &Receiver<Message>) -> Box<Update> {
@@ -692,25 +704,8 @@ mod tests {
             let client = TcpStream::connect("127.0.0.1:7311").expect("a connection");
             let (server, _) = listener.accept().expect("the server's end");
             let client_port = client.local_addr().expect("the client's port").port();
-            let shared = Arc::new(Shared {
-                interval_nanos: AtomicU64::new(nanos(INTERVAL)),
-                full_taken_in_nanos: AtomicU64::new(0),
-                fulls_taken_in: AtomicU64::new(0),
-                lane_taken_in_nanos: AtomicU64::new(0),
-                lanes_taken_in: AtomicU64::new(0),
-                info: AtomicBool::new(false),
-                stop: AtomicBool::new(false),
-            });
-            let config = PollerConfig {
-                interval: INTERVAL,
-                filter: Filter::default(),
-                destroy_events: true,
-                thresholds: Thresholds::default(),
-                findings: FindingThresholds::default(),
-                max_cpu: 20.0,
-                processes: None,
-                info: false,
-            };
+            let config = config(true);
+            let shared = Arc::new(Shared::for_config(&config));
             let mut polls = PollLoop::new(config, shared, Box::new(|_| Ok(())));
             assert_eq!(polls.event_status, EventStatus::Subscribed);
             // Real replies, made to fail while `failing` is set.
