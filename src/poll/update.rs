@@ -92,11 +92,16 @@ impl Pace {
     pub fn full(snapshot: &Snapshot, full_every: Option<Duration>) -> Pace {
         let mut census = Census::default();
         census.take(&snapshot.sockets);
+        Pace::counted(&census, snapshot.taken_at, full_every)
+    }
+
+    /// The pace of a full dump taken `at`, from the census of its sockets.
+    fn counted(census: &Census, at: SystemTime, full_every: Option<Duration>) -> Pace {
         Pace {
             counts: census.counts,
             families: census.families,
-            close_wait: census.close_wait.into(),
-            ..Pace::at(snapshot.taken_at, full_every)
+            close_wait: Arc::from(census.close_wait.as_slice()),
+            ..Pace::at(at, full_every)
         }
     }
 
@@ -306,11 +311,8 @@ impl Analyst {
         self.lane_transitions.clear();
         self.lane_transitions.shrink_to(LANE_TRANSITIONS_KEEP);
         let pace = Pace {
-            counts: self.census.counts,
-            families: self.census.families,
-            close_wait: Arc::from(self.census.close_wait.as_slice()),
             sockstat: polled.sockstat,
-            ..Pace::at(taken_at, polled.full_every)
+            ..Pace::counted(&self.census, taken_at, polled.full_every)
         };
         let snapshot = Arc::new(polled.snapshot);
         self.last_full = Some(LastFull {
