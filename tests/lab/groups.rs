@@ -429,15 +429,22 @@ fn in_the_view_g_groups_by_cgroup_and_enter_shows_only_that_cgroups_connections(
     Ok(())
 }
 
-#[test]
-fn a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()> {
-    let lab = Lab::enter()?;
+/// A listener on [`PORT`] in a cgroup of its own, flooded with 300 half-open
+/// connections from scattered sources.
+fn flooded_listener(lab: &Lab) -> Result<Cgroups> {
     let mut cgroups = Cgroups::create(&["flooded"])?;
-    let mut server = cgroups.worker(&lab, 0)?;
+    let mut server = cgroups.worker(lab, 0)?;
     let listener = SocketAddrV4::new([127, 0, 0, 1].into(), PORT);
     server.listen(listener)?;
     lab.syn_flood(listener, 300, 5)?;
     lab.wait_for_count(TcpState::SynRecv, 300, SETTLE)?;
+    Ok(cgroups)
+}
+
+#[test]
+fn a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()> {
+    let lab = Lab::enter()?;
+    let cgroups = flooded_listener(&lab)?;
 
     let document = json(&["--json"])?;
     let flood = document["findings"]
@@ -457,12 +464,7 @@ fn a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()
 #[test]
 fn in_the_view_a_syn_flood_finding_names_the_cgroup_of_the_listener_it_floods() -> Result<()> {
     let lab = Lab::enter()?;
-    let mut cgroups = Cgroups::create(&["flooded"])?;
-    let mut server = cgroups.worker(&lab, 0)?;
-    let listener = SocketAddrV4::new([127, 0, 0, 1].into(), PORT);
-    server.listen(listener)?;
-    lab.syn_flood(listener, 300, 5)?;
-    lab.wait_for_count(TcpState::SynRecv, 300, SETTLE)?;
+    let cgroups = flooded_listener(&lab)?;
 
     let path = cgroups.path(0).to_owned();
     let mut terminal = Terminal::spawn(tcpscope_command(&[]), 160, 40)?;
